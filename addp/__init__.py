@@ -1,0 +1,107 @@
+"""ADDP: framed messages and the Advanced Disconnect Detection Protocol keep-alive.
+
+The sans-IO core (:class:`Connection`, :class:`Keepalive`, :class:`FrameDecoder`)
+knows no sockets or clocks; :func:`open_link`, :func:`connect` and :func:`serve`
+are the thin trio adapter. This package imports nothing from ``confserv`` or
+``scs``. The wire format is specified in ``docs/protocol.md``.
+"""
+
+from ._connection import PROTOCOL_VERSIONS, Connection, ConnectionState, combine_timeouts
+from ._errors import (
+    AddpError,
+    AddpTimeout,
+    BadFlagsError,
+    BadMagicError,
+    FrameTooLargeError,
+    HandshakeError,
+    LinkBroken,
+    LinkClosedByPeer,
+    LinkClosedLocally,
+    LinkEnded,
+    LinkProtocolError,
+    LocalProtocolError,
+    MalformedPayloadError,
+    MessageTooLargeError,
+    OptionError,
+    RemoteProtocolError,
+    UnexpectedFrameError,
+    UnknownFrameKindError,
+)
+from ._events import ConnectionClosed, Event, HandshakeComplete, Message, PeerLostEvent, Trace
+from ._frames import (
+    DEFAULT_MAX_FRAME_SIZE,
+    HEADER_SIZE,
+    MAGIC,
+    FrameDecoder,
+    FrameKind,
+    decode_payload,
+    encode_frame,
+    encode_payload,
+)
+from ._keepalive import Keepalive, KeepaliveState, KeepaliveStatistics, PeerLost, SendPoll
+from ._options import (
+    MAX_TIMEOUT,
+    OPTION_NAMES,
+    AddpOptions,
+    TraceMode,
+    parse_protocol,
+    parse_timeout,
+    parse_trace,
+)
+from ._transport import HandshakeTimeout, Link, connect, open_link, serve
+
+__all__ = [
+    "DEFAULT_MAX_FRAME_SIZE",
+    "HEADER_SIZE",
+    "MAGIC",
+    "MAX_TIMEOUT",
+    "OPTION_NAMES",
+    "PROTOCOL_VERSIONS",
+    "AddpError",
+    "AddpOptions",
+    "AddpTimeout",
+    "BadFlagsError",
+    "BadMagicError",
+    "Connection",
+    "ConnectionClosed",
+    "ConnectionState",
+    "Event",
+    "FrameDecoder",
+    "FrameKind",
+    "FrameTooLargeError",
+    "HandshakeComplete",
+    "HandshakeError",
+    "HandshakeTimeout",
+    "Keepalive",
+    "KeepaliveState",
+    "KeepaliveStatistics",
+    "Link",
+    "LinkBroken",
+    "LinkClosedByPeer",
+    "LinkClosedLocally",
+    "LinkEnded",
+    "LinkProtocolError",
+    "LocalProtocolError",
+    "MalformedPayloadError",
+    "Message",
+    "MessageTooLargeError",
+    "OptionError",
+    "PeerLost",
+    "PeerLostEvent",
+    "RemoteProtocolError",
+    "SendPoll",
+    "Trace",
+    "TraceMode",
+    "UnexpectedFrameError",
+    "UnknownFrameKindError",
+    "combine_timeouts",
+    "connect",
+    "decode_payload",
+    "encode_frame",
+    "encode_payload",
+    "open_link",
+    "parse_protocol",
+    "parse_timeout",
+    "parse_trace",
+    "serve",
+]

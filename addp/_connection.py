@@ -1,0 +1,290 @@
+"""One side of an ADDP link as a sans-IO object: frames, handshake and keep-alive.
+
+The caller feeds it bytes and the time, takes the events it returns, and
+writes out whatever :meth:`Connection.data_to_send` hands back. It never
+touches a socket or a clock, in the h11 manner.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from ._errors import (
+    HandshakeError,
+    LocalProtocolError,
+    MalformedPayloadError,
+    MessageTooLargeError,
+    RemoteProtocolError,
+    UnexpectedFrameError,
+)
+from ._events import ConnectionClosed, Event, HandshakeComplete, Message, PeerLostEvent, Trace
+from ._frames import (
+    DEFAULT_MAX_FRAME_SIZE,
+    MAX_MAX_FRAME_SIZE,
+    MIN_MAX_FRAME_SIZE,
+    FrameDecoder,
+    FrameKind,
+    decode_payload,
+    encode_frame,
+    encode_payload,
+)
+from ._keepalive import Keepalive, PeerLost, SendPoll
+from ._options import MAX_TIMEOUT, AddpOptions
+
+#: Protocol versions this implementation speaks (inclusive range).
+PROTOCOL_VERSIONS = (1, 1)
+
+
+class ConnectionState(enum.Enum):
+    """Lifecycle of a :class:`Connection`."""
+
+    #: Created; :meth:`Connection.start` not called yet.
+    IDLE = "idle"
+    #: Our HELLO is queued; waiting for the peer's.
+    HANDSHAKE = "handshake"
+    #: Application messages flow both ways.
+    OPEN = "open"
+    #: Closed by either side, or the peer was lost.
+    CLOSED = "closed"
+    #: The peer broke the protocol; nothing more is accepted.
+    ERROR = "error"
+
+
+def combine_timeouts(own: float, pushed: float) -> float:
+    """The timeout a side runs: the smaller of its own and the peer's wish, ignoring zeros."""
+    wishes = [t for t in (own, pushed) if t > 0]
+    return min(wishes) if wishes else 0.0
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+class Connection:
+    """One side of a link (see module docstring).
+
+    Args:
+        options: this side's ADDP options.
+        hello: the application's own hello, carried in our HELLO frame.
+        max_frame_size: the largest payload accepted from the peer.
+        now: the current time, for the keep-alive timer.
+    """
+
+    def __init__(
+        self,
+        options: AddpOptions,
+        *,
+        hello: Any = None,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        now: float = 0.0,
+    ) -> None:
+        self.options = options
+        self.hello = hello
+        self.state = ConnectionState.IDLE
+        self.version: int | None = None
+        self.peer_hello: Any = None
+        self.trace_enabled = options.trace.local
+        self._decoder = FrameDecoder(max_frame_size)
+        self._keepalive = Keepalive(0.0, now)
+        self._out: list[bytes] = []
+        self.peer_max_frame_size = MAX_MAX_FRAME_SIZE
+
+    # -- outgoing -------------------------------------------------------------
+
+    def start(self, now: float) -> None:
+        """Queue our HELLO. Call once, before anything else is sent."""
+        if self.state is not ConnectionState.IDLE:
+            raise LocalProtocolError(f"start() called in state {self.state.name}")
+        payload = {
+            "versions": list(PROTOCOL_VERSIONS),
+            "remote-timeout": _ms(self.options.requested_remote_timeout),
+            "remote-trace": self.options.trace.remote,
+            "max-frame-size": self._decoder.max_frame_size,
+            "app": self.hello,
+        }
+        self._queue(FrameKind.HELLO, encode_payload(payload), now)
+        self.state = ConnectionState.HANDSHAKE
+
+    def send(self, payload: Any, now: float) -> None:
+        """Queue one application message."""
+        if self.state is not ConnectionState.OPEN:
+            raise LocalProtocolError(f"cannot send a message in state {self.state.name}")
+        data = encode_payload(payload)
+        if len(data) > self.peer_max_frame_size:
+            raise MessageTooLargeError(
+                f"message of {len(data)} bytes exceeds the peer's limit of "
+                f"{self.peer_max_frame_size} bytes"
+            )
+        self._queue(FrameKind.MESSAGE, data, now)
+
+    def close(self, reason: str, now: float) -> None:
+        """Queue a CLOSE frame with ``reason``; the connection accepts nothing more.
+
+        Also allowed after a protocol error, so the peer is told what it did wrong.
+        """
+        if self.state in (ConnectionState.HANDSHAKE, ConnectionState.OPEN, ConnectionState.ERROR):
+            self._queue(FrameKind.CLOSE, encode_payload({"reason": reason}), now)
+        self.state = ConnectionState.CLOSED
+
+    def data_to_send(self) -> bytes:
+        """Bytes queued for the peer since the last call (possibly empty)."""
+        if not self._out:
+            return b""
+        data = b"".join(self._out)
+        self._out.clear()
+        return data
+
+    def _queue(self, kind: FrameKind, payload: bytes, now: float) -> None:
+        self._out.append(encode_frame(kind, payload))
+        self._keepalive.frame_sent(now)
+
+    # -- incoming -------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection is over (closed, lost or failed)."""
+        return self.state in (ConnectionState.CLOSED, ConnectionState.ERROR)
+
+    def receive_data(self, data: bytes | bytearray, now: float) -> list[Event]:
+        """Feed bytes from the peer (``b""`` means end of stream); returns the events.
+
+        Raises:
+            RemoteProtocolError: the peer broke the protocol. The connection
+                is in state ERROR afterwards; drop it.
+        """
+        if self.state in (ConnectionState.CLOSED, ConnectionState.ERROR):
+            return []
+        if not data:
+            self.state = ConnectionState.CLOSED
+            return [ConnectionClosed("end of stream")]
+        self._keepalive.bytes_received(now)
+        events: list[Event] = []
+        try:
+            for kind, payload in self._decoder.feed(data):
+                self._handle_frame(kind, payload, now, events)
+                if self.closed:
+                    break
+        except RemoteProtocolError:
+            self.state = ConnectionState.ERROR
+            raise
+        return events
+
+    def _handle_frame(self, kind: FrameKind, payload: bytes, now: float, out: list[Event]) -> None:
+        value = decode_payload(payload)
+        if kind is FrameKind.MESSAGE:
+            if self.state is not ConnectionState.OPEN:
+                raise UnexpectedFrameError("MESSAGE frame before the handshake completed")
+            out.append(Message(value))
+        elif kind is FrameKind.POLL:
+            seq = _seq_of(value, "POLL")
+            self._queue(FrameKind.REPLY, payload, now)
+            if self.trace_enabled:
+                out.append(Trace(f"<-AP[{seq}] poll received, -AR[{seq}]-> reply sent"))
+        elif kind is FrameKind.REPLY:
+            seq = _seq_of(value, "REPLY")
+            rtt = self._keepalive.reply_received(seq, now)
+            if self.trace_enabled:
+                took = f" after {rtt * 1000:.1f} ms" if rtt is not None else " (stale)"
+                out.append(Trace(f"<-AR[{seq}] reply received{took}"))
+        elif kind is FrameKind.HELLO:
+            out.append(self._handle_hello(value, now))
+        else:  # FrameKind.CLOSE
+            reason = value.get("reason") if isinstance(value, dict) else None
+            if not isinstance(reason, str):
+                raise MalformedPayloadError("CLOSE payload must be a map with a string 'reason'")
+            self.state = ConnectionState.CLOSED
+            out.append(ConnectionClosed(reason))
+
+    def _handle_hello(self, value: Any, now: float) -> HandshakeComplete:
+        if self.state is not ConnectionState.HANDSHAKE:
+            raise HandshakeError(f"HELLO received in state {self.state.name}")
+        if not isinstance(value, dict):
+            raise HandshakeError("HELLO payload must be a map")
+        versions = value.get("versions")
+        if (
+            not isinstance(versions, list)
+            or len(versions) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in versions)
+            or versions[0] > versions[1]
+        ):
+            raise HandshakeError(f"HELLO 'versions' must be [min, max] integers, got {versions!r}")
+        low, high = max(versions[0], PROTOCOL_VERSIONS[0]), min(versions[1], PROTOCOL_VERSIONS[1])
+        if low > high:
+            raise HandshakeError(
+                f"no protocol version in common: we speak {PROTOCOL_VERSIONS[0]}-"
+                f"{PROTOCOL_VERSIONS[1]}, the peer {versions[0]}-{versions[1]}"
+            )
+        pushed_ms = value.get("remote-timeout", 0)
+        if (
+            not isinstance(pushed_ms, int)
+            or isinstance(pushed_ms, bool)
+            or not 0 <= pushed_ms <= MAX_TIMEOUT * 1000
+        ):
+            raise HandshakeError(
+                f"HELLO 'remote-timeout' must be 0 to 3600000 ms, got {pushed_ms!r}"
+            )
+        peer_max = value.get("max-frame-size", MAX_MAX_FRAME_SIZE)
+        if (
+            not isinstance(peer_max, int)
+            or isinstance(peer_max, bool)
+            or not MIN_MAX_FRAME_SIZE <= peer_max <= MAX_MAX_FRAME_SIZE
+        ):
+            raise HandshakeError(f"HELLO 'max-frame-size' out of range: {peer_max!r}")
+        remote_trace = value.get("remote-trace", False)
+        if not isinstance(remote_trace, bool):
+            raise HandshakeError(f"HELLO 'remote-trace' must be a boolean, got {remote_trace!r}")
+        self.version = high
+        self.peer_max_frame_size = peer_max
+        self.peer_hello = value.get("app")
+        self.trace_enabled = self.options.trace.local or remote_trace
+        timeout = combine_timeouts(self.options.local_timeout, pushed_ms / 1000)
+        self._keepalive.reconfigure(timeout, now)
+        self.state = ConnectionState.OPEN
+        return HandshakeComplete(
+            version=high,
+            peer_hello=self.peer_hello,
+            local_timeout=timeout,
+            peer_timeout=self.options.requested_remote_timeout,
+            trace=self.trace_enabled,
+        )
+
+    # -- time -----------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`handle_timeout` must next be called; ``None`` if never."""
+        if self.state is not ConnectionState.OPEN:
+            return None
+        return self._keepalive.next_deadline()
+
+    def handle_timeout(self, now: float) -> list[Event]:
+        """Time is ``now``: may queue a POLL, or report the peer lost."""
+        if self.state is not ConnectionState.OPEN:
+            return []
+        action = self._keepalive.handle_timeout(now)
+        if isinstance(action, SendPoll):
+            self._queue(FrameKind.POLL, encode_payload(action.seq), now)
+            if self.trace_enabled:
+                line = f"-AP[{action.seq}]-> poll sent after {action.silence:.3f} s silence"
+                return [Trace(line)]
+        elif isinstance(action, PeerLost):
+            self.state = ConnectionState.CLOSED
+            lost = PeerLostEvent(silence=action.silence, timeout=action.timeout, seq=action.seq)
+            if self.trace_enabled:
+                line = (
+                    f"poll #{action.seq} unanswered: peer lost after {action.silence:.3f} s silence"
+                )
+                return [Trace(line), lost]
+            return [lost]
+        return []
+
+    @property
+    def keepalive(self) -> Keepalive:
+        """The keep-alive timer, for statistics."""
+        return self._keepalive
+
+
+def _seq_of(value: Any, kind: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise MalformedPayloadError(f"{kind} payload must be a non-negative integer, got {value!r}")
+    return value

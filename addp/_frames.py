@@ -1,0 +1,166 @@
+"""Frame layout, payload encoding and the incremental, bounded frame decoder.
+
+A frame is an 8-byte header followed by a msgpack payload::
+
+    0      2      3      4              8
+    +------+------+------+--------------+---------------------+
+    | AD D9| kind | flags| length (u32) | payload (length B)  |
+    +------+------+------+--------------+---------------------+
+
+All integers are big-endian. ``docs/protocol.md`` is the full specification.
+This module knows nothing of ADDP timing or of sockets.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from typing import Any
+
+import msgpack
+
+from ._errors import (
+    BadFlagsError,
+    BadMagicError,
+    FrameTooLargeError,
+    MalformedPayloadError,
+    UnknownFrameKindError,
+)
+
+#: The two bytes every frame starts with.
+MAGIC = b"\xad\xd9"
+#: Size of the fixed frame header in bytes.
+HEADER_SIZE = 8
+#: Default largest payload accepted, in bytes (4 MiB).
+DEFAULT_MAX_FRAME_SIZE = 4 * 1024 * 1024
+#: The smallest limit that still carries a handshake.
+MIN_MAX_FRAME_SIZE = 1024
+#: The largest limit the 32-bit length field can express.
+MAX_MAX_FRAME_SIZE = 0xFFFFFFFF
+
+_HEADER = struct.Struct(">2sBBI")
+
+
+class FrameKind(enum.IntEnum):
+    """What a frame carries; the third header byte."""
+
+    #: Handshake: protocol versions, ADDP parameters, application hello.
+    HELLO = 1
+    #: One application message.
+    MESSAGE = 2
+    #: ADDP poll: "are you there?", carrying a sequence number.
+    POLL = 3
+    #: ADDP reply to a poll, echoing its sequence number.
+    REPLY = 4
+    #: Orderly close, carrying a reason.
+    CLOSE = 5
+
+
+_KINDS = frozenset(int(k) for k in FrameKind)
+
+
+def _no_ext(code: int, data: bytes) -> object:
+    raise MalformedPayloadError(f"msgpack extension type {code} is not allowed")
+
+
+def encode_payload(value: Any) -> bytes:
+    """Encode one payload value as msgpack (maps, lists, str, bytes, ints, floats, bool, nil)."""
+    try:
+        return msgpack.packb(value, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise TypeError(f"cannot encode {type(value).__name__} as an ADDP payload: {exc}") from exc
+
+
+def decode_payload(payload: bytes) -> Any:
+    """Decode one msgpack payload; any defect raises :class:`MalformedPayloadError`."""
+    try:
+        return msgpack.unpackb(payload, raw=False, use_list=True, ext_hook=_no_ext)
+    except MalformedPayloadError:
+        raise
+    except Exception as exc:  # msgpack raises many types for bad input; all mean one thing
+        raise MalformedPayloadError(f"payload is not valid msgpack: {exc}") from None
+
+
+def encode_frame(kind: FrameKind, payload: bytes) -> bytes:
+    """Return the bytes of one frame: header then ``payload``."""
+    return _HEADER.pack(MAGIC, kind, 0, len(payload)) + payload
+
+
+def check_max_frame_size(value: int) -> int:
+    """Validate a frame size limit, returning it."""
+    if not MIN_MAX_FRAME_SIZE <= value <= MAX_MAX_FRAME_SIZE:
+        raise ValueError(
+            f"max frame size {value} is outside {MIN_MAX_FRAME_SIZE} to {MAX_MAX_FRAME_SIZE}"
+        )
+    return value
+
+
+class FrameDecoder:
+    """Turns a byte stream, in any chunking, into ``(kind, payload)`` frames.
+
+    The decoder checks each header as soon as its 8 bytes are in, so an
+    oversized or garbled frame is refused before its payload is buffered:
+    memory held is at most one incomplete frame (``HEADER_SIZE +
+    max_frame_size``) plus the chunk being fed. After an error the decoder
+    stays failed; the connection must be dropped.
+    """
+
+    __slots__ = ("_buffer", "_error", "max_frame_size")
+
+    def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+        self.max_frame_size = check_max_frame_size(max_frame_size)
+        self._buffer = bytearray()
+        self._error: Exception | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held that do not yet make a whole frame."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes | bytearray) -> list[tuple[FrameKind, bytes]]:
+        """Add ``data`` and return every frame it completes, in order.
+
+        Raises:
+            RemoteProtocolError: a subclass naming the defect (bad magic,
+                reserved flags set, unknown kind, oversized length).
+        """
+        if self._error is not None:
+            raise self._error
+        buf = self._buffer
+        buf += data
+        frames: list[tuple[FrameKind, bytes]] = []
+        pos = 0
+        end = len(buf)
+        try:
+            while end - pos >= HEADER_SIZE:
+                magic, kind, flags, length = _HEADER.unpack_from(buf, pos)
+                self._check_header(magic, kind, flags, length)
+                stop = pos + HEADER_SIZE + length
+                if stop > end:
+                    break
+                frames.append((FrameKind(kind), bytes(buf[pos + HEADER_SIZE : stop])))
+                pos = stop
+            if end - pos < HEADER_SIZE and end - pos > 0:
+                # A partial header can already be wrong: check the magic we have.
+                partial = bytes(buf[pos : pos + 2])
+                if not MAGIC.startswith(partial):
+                    raise BadMagicError(f"frame starts with {partial.hex()}, expected add9")
+        except Exception as exc:
+            self._error = exc
+            del buf[:]
+            raise
+        del buf[:pos]
+        return frames
+
+    def _check_header(self, magic: bytes, kind: int, flags: int, length: int) -> None:
+        if magic != MAGIC:
+            raise BadMagicError(f"frame starts with {magic.hex()}, expected add9")
+        if kind not in _KINDS:
+            raise UnknownFrameKindError(f"unknown frame kind {kind}")
+        if flags:
+            raise BadFlagsError(f"reserved flags {flags:#04x} are set in a {FrameKind(kind).name}")
+        if length > self.max_frame_size:
+            raise FrameTooLargeError(
+                f"{FrameKind(kind).name} frame of {length} bytes exceeds the "
+                f"limit of {self.max_frame_size} bytes"
+            )

@@ -1,0 +1,353 @@
+"""The thin trio adapter around :class:`~addp.Connection`.
+
+One reader task per link feeds received bytes and the trio clock into the
+sans-IO connection, serves its deadlines with ``move_on_at``, flushes what it
+queues (polls, replies) and hands application messages to the caller through
+a bounded channel. Writes go out under a FIFO lock. When the link ends the
+reader records why, and every later ``receive``/``send`` raises that reason
+as a :class:`~addp.LinkEnded` subclass. This is the only module of the
+package that imports trio.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from ._connection import Connection
+from ._errors import (
+    AddpTimeout,
+    LinkBroken,
+    LinkClosedByPeer,
+    LinkClosedLocally,
+    LinkEnded,
+    LinkProtocolError,
+    RemoteProtocolError,
+)
+from ._events import ConnectionClosed, Event, HandshakeComplete, Message, PeerLostEvent, Trace
+from ._frames import DEFAULT_MAX_FRAME_SIZE
+from ._options import AddpOptions
+
+#: Bytes asked of the stream per read.
+RECEIVE_SIZE = 65536
+#: Messages buffered between the reader task and the consumer.
+INBOX_SIZE = 1024
+#: Default time allowed for the peer's HELLO.
+DEFAULT_HANDSHAKE_TIMEOUT = 10.0
+#: How long a closing side waits to flush its CLOSE frame.
+CLOSE_FLUSH_TIMEOUT = 1.0
+
+_log = logging.getLogger("addp")
+_trace_log = logging.getLogger("addp.trace")
+
+_TRANSPORT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+
+
+class HandshakeTimeout(LinkEnded):
+    """The peer did not complete the handshake within the allowed time."""
+
+
+class Link:
+    """An open, handshaken link: ``send`` messages, ``receive`` or iterate them.
+
+    Created by :func:`open_link`, :func:`connect` or :func:`serve`; not by hand.
+    Iteration stops quietly after this side closed the link and raises the
+    :class:`~addp.LinkEnded` subclass that says why in every other case.
+    """
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        conn: Connection,
+        *,
+        name: str,
+        on_trace: Callable[[str], None] | None,
+    ) -> None:
+        self.name = name
+        self._stream = stream
+        self._conn = conn
+        self._on_trace = on_trace
+        self._send_lock = trio.StrictFIFOLock()
+        self._inbox_send, self._inbox = trio.open_memory_channel[Any](INBOX_SIZE)
+        self._pending: list[Event] = []
+        self._end: LinkEnded | None = None
+        self._ended = trio.Event()
+        self.handshake: HandshakeComplete | None = None
+
+    # -- public ---------------------------------------------------------------
+
+    @property
+    def peer_hello(self) -> Any:
+        """The application hello the peer sent in its HELLO frame."""
+        return self._conn.peer_hello
+
+    @property
+    def local_timeout(self) -> float:
+        """The ADDP timeout this side runs on this link (0 = off)."""
+        return self._conn.keepalive.timeout
+
+    @property
+    def ended(self) -> LinkEnded | None:
+        """Why the link ended, or ``None`` while it is up."""
+        return self._end
+
+    @property
+    def connection(self) -> Connection:
+        """The sans-IO connection, for statistics."""
+        return self._conn
+
+    async def wait_ended(self) -> LinkEnded:
+        """Wait until the link ends; returns the reason."""
+        await self._ended.wait()
+        assert self._end is not None
+        return self._end
+
+    async def send(self, message: Any) -> None:
+        """Send one application message.
+
+        Raises:
+            LinkEnded: the link is over (the subclass says why).
+            MessageTooLargeError: the message exceeds the peer's frame limit.
+        """
+        if self._end is not None:
+            raise self._end
+        self._conn.send(message, trio.current_time())
+        await self._flush()
+
+    async def receive(self) -> Any:
+        """The next application message from the peer.
+
+        Raises:
+            LinkEnded: the link is over (the subclass says why).
+        """
+        try:
+            return await self._inbox.receive()
+        except trio.EndOfChannel:
+            assert self._end is not None
+            raise self._end from None
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return await self.receive()
+        except LinkClosedLocally:
+            raise StopAsyncIteration from None
+
+    async def aclose(self, reason: str = "closed") -> None:
+        """Send CLOSE with ``reason`` (best effort) and close the stream."""
+        if self._end is None:
+            self._conn.close(reason, trio.current_time())
+            with trio.move_on_after(CLOSE_FLUSH_TIMEOUT) as scope:
+                scope.shield = True
+                with _suppress_transport():
+                    await self._flush()
+            self._finish(LinkClosedLocally(f"closed by this side: {reason}"))
+        await trio.aclose_forcefully(self._stream)
+
+    # -- internals ------------------------------------------------------------
+
+    async def _flush(self) -> None:
+        async with self._send_lock:
+            data = self._conn.data_to_send()
+            if data:
+                try:
+                    await self._stream.send_all(data)
+                except _TRANSPORT_ERRORS as exc:
+                    self._finish(LinkBroken(f"send failed: {exc!r}"))
+                    raise self._end from exc  # type: ignore[misc]
+
+    def _finish(self, reason: LinkEnded) -> None:
+        if self._end is None:
+            self._end = reason
+            self._inbox_send.close()
+            self._ended.set()
+
+    def _trace(self, line: str) -> None:
+        if self._on_trace is not None:
+            self._on_trace(line)
+        else:
+            _trace_log.info("%s %s", self.name, line)
+
+    async def _handshake(self, timeout: float) -> None:
+        self._conn.start(trio.current_time())
+        await self._flush()
+        with trio.move_on_after(timeout):
+            while self.handshake is None:
+                data = await self._stream.receive_some(RECEIVE_SIZE)
+                events = self._conn.receive_data(data, trio.current_time())
+                for i, event in enumerate(events):
+                    if isinstance(event, HandshakeComplete):
+                        self.handshake = event
+                        self._pending = events[i + 1 :]
+                        break
+                    if isinstance(event, ConnectionClosed):
+                        raise LinkClosedByPeer(f"closed during handshake: {event.reason}")
+                    if isinstance(event, Trace) and self._conn.trace_enabled:
+                        self._trace(event.line)
+                await self._flush()
+            return
+        raise HandshakeTimeout(f"no HELLO from the peer within {timeout:g} s")
+
+    async def _dispatch(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, Message):
+                await self._inbox_send.send(event.payload)
+            elif isinstance(event, Trace):
+                self._trace(event.line)
+            elif isinstance(event, PeerLostEvent):
+                self._finish(
+                    AddpTimeout(
+                        f"ADDP timeout: no answer to poll #{event.seq} within "
+                        f"{event.timeout:g} s ({event.silence:.3f} s of silence)"
+                    )
+                )
+            elif isinstance(event, ConnectionClosed):
+                self._finish(LinkClosedByPeer(f"closed by peer: {event.reason}"))
+
+    async def _run_reader(self) -> None:
+        conn = self._conn
+        try:
+            await self._dispatch(self._pending)
+            self._pending = []
+            while self._end is None:
+                deadline = conn.next_deadline()
+                data: bytes | bytearray | None = None
+                with trio.move_on_at(math.inf if deadline is None else deadline):
+                    data = await self._stream.receive_some(RECEIVE_SIZE)
+                now = trio.current_time()
+                events = conn.handle_timeout(now) if data is None else conn.receive_data(data, now)
+                await self._dispatch(events)
+                await self._flush()
+        except RemoteProtocolError as exc:
+            conn.close(f"protocol error: {exc}", trio.current_time())
+            with trio.move_on_after(CLOSE_FLUSH_TIMEOUT), _suppress_transport():
+                await self._flush()
+            end = LinkProtocolError(f"protocol error from peer: {exc}")
+            end.__cause__ = exc
+            self._finish(end)
+        except LinkEnded:
+            pass  # _flush already recorded the reason
+        except _TRANSPORT_ERRORS as exc:
+            self._finish(LinkBroken(f"transport failed: {exc!r}"))
+        finally:
+            if self._end is not None and not isinstance(self._end, LinkClosedLocally):
+                await trio.aclose_forcefully(self._stream)
+
+
+class _suppress_transport:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: object, tb: object) -> bool:
+        return isinstance(exc, (*_TRANSPORT_ERRORS, LinkEnded))
+
+
+@asynccontextmanager
+async def open_link(
+    stream: trio.abc.Stream,
+    options: AddpOptions,
+    *,
+    hello: Any = None,
+    name: str = "link",
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    on_trace: Callable[[str], None] | None = None,
+) -> AsyncIterator[Link]:
+    """Handshake over ``stream`` and yield the open :class:`Link`.
+
+    The stream is closed when the block exits. Raises :class:`LinkEnded`
+    (:class:`HandshakeTimeout`, :class:`~addp.LinkProtocolError`, ...) when
+    the handshake fails.
+    """
+    conn = Connection(options, hello=hello, max_frame_size=max_frame_size, now=trio.current_time())
+    link = Link(stream, conn, name=name, on_trace=on_trace)
+    try:
+        await link._handshake(handshake_timeout)
+    except RemoteProtocolError as exc:
+        conn.close(f"protocol error: {exc}", trio.current_time())
+        with trio.move_on_after(CLOSE_FLUSH_TIMEOUT), _suppress_transport():
+            await link._flush()
+        await trio.aclose_forcefully(stream)
+        raise LinkProtocolError(f"handshake failed: {exc}") from exc
+    except _TRANSPORT_ERRORS as exc:
+        await trio.aclose_forcefully(stream)
+        raise LinkBroken(f"transport failed during handshake: {exc!r}") from exc
+    except BaseException:
+        await trio.aclose_forcefully(stream)
+        raise
+    # The body's exception is carried out of the nursery by hand, so callers
+    # catch LinkEnded itself rather than an ExceptionGroup wrapping it.
+    body_error: BaseException | None = None
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(link._run_reader)
+        try:
+            yield link
+        except BaseException as exc:
+            body_error = exc
+        finally:
+            await link.aclose()
+            nursery.cancel_scope.cancel()
+    if body_error is not None:
+        raise body_error
+
+
+@asynccontextmanager
+async def connect(
+    host: str,
+    port: int,
+    options: AddpOptions,
+    **kwargs: Any,
+) -> AsyncIterator[Link]:
+    """Open a TCP connection to ``host:port`` and handshake (see :func:`open_link`).
+
+    Raises:
+        OSError: the TCP connection could not be made.
+        LinkEnded: the handshake failed.
+    """
+    stream = await trio.open_tcp_stream(host, port)
+    kwargs.setdefault("name", f"{host}:{port}")
+    async with open_link(stream, options, **kwargs) as link:
+        yield link
+
+
+async def serve(
+    handler: Callable[[Link], Awaitable[None]],
+    port: int,
+    options: AddpOptions,
+    *,
+    host: str = "127.0.0.1",
+    task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+    **kwargs: Any,
+) -> None:
+    """Accept links on ``host:port`` and run ``handler(link)`` for each one.
+
+    A link that fails its handshake or ends is logged and closed; it never
+    stops the server. ``task_status.started`` receives the listeners, so
+    ``port=0`` works for tests.
+    """
+
+    async def _one(stream: trio.SocketStream) -> None:
+        try:
+            peer = stream.socket.getpeername()
+            where = f"{peer[0]}:{peer[1]}"
+        except OSError:
+            where = "?"
+        try:
+            async with open_link(stream, options, name=where, **kwargs) as link:
+                await handler(link)
+        except LinkEnded as exc:
+            _log.info("link %s ended: %s", where, exc)
+        except Exception:
+            # One connection's failure must not stop the server: log it in full.
+            _log.exception("link %s: handler failed; link closed", where)
+
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    task_status.started(listeners)
+    await trio.serve_listeners(_one, listeners)

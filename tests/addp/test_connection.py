@@ -1,0 +1,198 @@
+"""Two sans-IO connections wired back to back, on plain numbers for time."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from addp import (
+    AddpOptions,
+    Connection,
+    ConnectionClosed,
+    ConnectionState,
+    FrameKind,
+    HandshakeComplete,
+    HandshakeError,
+    LocalProtocolError,
+    Message,
+    MessageTooLargeError,
+    PeerLostEvent,
+    RemoteProtocolError,
+    Trace,
+    TraceMode,
+    UnexpectedFrameError,
+    combine_timeouts,
+    encode_frame,
+    encode_payload,
+)
+from addp._events import Event
+
+
+def pump(src: Connection, dst: Connection, now: float) -> list[Event]:
+    return dst.receive_data(src.data_to_send(), now)
+
+
+def open_pair(
+    a_opts: AddpOptions, b_opts: AddpOptions, now: float = 0.0
+) -> tuple[Connection, Connection, HandshakeComplete, HandshakeComplete]:
+    a = Connection(a_opts, hello={"app": "a"}, now=now)
+    b = Connection(b_opts, hello={"app": "b"}, now=now)
+    a.start(now)
+    b.start(now)
+    (hb,) = pump(a, b, now)
+    (ha,) = pump(b, a, now)
+    assert isinstance(ha, HandshakeComplete)
+    assert isinstance(hb, HandshakeComplete)
+    return a, b, ha, hb
+
+
+def test_handshake_exchanges_hellos_and_pushes_the_remote_timeout() -> None:
+    client = AddpOptions.addp(timeout=20, remote_timeout=40)
+    server = AddpOptions()  # protocol = default, as a Genesys server side usually is
+    a, b, ha, hb = open_pair(client, server)
+    assert ha.peer_hello == {"app": "b"}
+    assert hb.peer_hello == {"app": "a"}
+    assert ha.version == hb.version == 1
+    assert ha.local_timeout == 20.0
+    assert hb.local_timeout == 40.0  # the server runs what the client pushed
+    assert a.state is b.state is ConnectionState.OPEN
+
+
+@given(own=st.floats(0, 3600), pushed=st.floats(0, 3600))
+def test_the_stricter_nonzero_timeout_wins(own: float, pushed: float) -> None:
+    got = combine_timeouts(own, pushed)
+    if own and pushed:
+        assert got == min(own, pushed)
+    else:
+        assert got == max(own, pushed)
+
+
+def test_messages_flow_both_ways() -> None:
+    a, b, _, _ = open_pair(AddpOptions(), AddpOptions())
+    a.send({"n": 1}, 0.1)
+    a.send([1, 2, 3], 0.1)
+    assert pump(a, b, 0.2) == [Message({"n": 1}), Message([1, 2, 3])]
+    b.send("hi", 0.3)
+    assert pump(b, a, 0.3) == [Message("hi")]
+
+
+def test_silent_peer_is_polled_then_lost() -> None:
+    a, _b, _, _ = open_pair(AddpOptions.addp(timeout=1.0), AddpOptions())
+    assert a.next_deadline() == 1.0
+    assert a.handle_timeout(1.0) == []
+    assert a.data_to_send()[:3] == encode_frame(FrameKind.POLL, b"")[:3]
+    assert a.next_deadline() == 2.0
+    (lost,) = a.handle_timeout(2.0)
+    assert lost == PeerLostEvent(silence=2.0, timeout=1.0, seq=1)
+    assert a.state is ConnectionState.CLOSED
+    assert a.next_deadline() is None
+
+
+def test_polls_are_answered_and_the_answer_keeps_the_link_up() -> None:
+    a, b, _, _ = open_pair(AddpOptions.addp(timeout=1.0), AddpOptions())
+    a.handle_timeout(1.0)
+    assert pump(a, b, 1.1) == []  # b answers silently (no trace)
+    assert pump(b, a, 1.2) == []
+    assert a.next_deadline() == pytest.approx(2.2)
+    assert a.keepalive.statistics().replies_received == 1
+
+
+@pytest.mark.parametrize(
+    ("a_trace", "b_trace", "a_traces", "b_traces"),
+    [
+        (TraceMode.OFF, TraceMode.OFF, False, False),
+        (TraceMode.LOCAL, TraceMode.OFF, True, False),
+        (TraceMode.REMOTE, TraceMode.OFF, False, True),
+        (TraceMode.BOTH, TraceMode.OFF, True, True),
+        (TraceMode.OFF, TraceMode.REMOTE, True, False),
+    ],
+)
+def test_trace_lines_go_to_the_side_the_mode_names(
+    a_trace: TraceMode, b_trace: TraceMode, a_traces: bool, b_traces: bool
+) -> None:
+    a, b, _, _ = open_pair(
+        AddpOptions.addp(timeout=1.0, trace=a_trace), AddpOptions(trace=b_trace, enabled=True)
+    )
+    a_events = a.handle_timeout(1.0)
+    b_events = pump(a, b, 1.1)
+    a_events += pump(b, a, 1.2)
+    assert any(isinstance(e, Trace) for e in a_events) is a_traces
+    assert any(isinstance(e, Trace) for e in b_events) is b_traces
+
+
+def test_close_reaches_the_peer_with_its_reason() -> None:
+    a, b, _, _ = open_pair(AddpOptions(), AddpOptions())
+    a.close("shutting down", 1.0)
+    assert pump(a, b, 1.0) == [ConnectionClosed("shutting down")]
+    assert b.state is ConnectionState.CLOSED
+    with pytest.raises(LocalProtocolError, match="CLOSED"):
+        b.send("late", 1.0)
+
+
+def test_end_of_stream_is_a_close() -> None:
+    _a, b, _, _ = open_pair(AddpOptions(), AddpOptions())
+    assert b.receive_data(b"", 1.0) == [ConnectionClosed("end of stream")]
+
+
+def test_send_before_handshake_is_a_local_error() -> None:
+    a = Connection(AddpOptions())
+    with pytest.raises(LocalProtocolError, match="IDLE"):
+        a.send("x", 0)
+
+
+def test_message_before_hello_is_refused() -> None:
+    b = Connection(AddpOptions())
+    b.start(0)
+    with pytest.raises(UnexpectedFrameError, match="before the handshake"):
+        b.receive_data(encode_frame(FrameKind.MESSAGE, encode_payload(1)), 0)
+    assert b.state is ConnectionState.ERROR
+    b.close("protocol error", 0)
+    assert b.data_to_send().endswith(encode_payload({"reason": "protocol error"}))
+
+
+@pytest.mark.parametrize(
+    ("hello", "text"),
+    [
+        ([1, 2], "must be a map"),
+        ({"versions": [2, 3]}, "no protocol version in common"),
+        ({"versions": [1]}, "'versions' must be"),
+        ({"versions": [1, 1], "remote-timeout": -5}, "'remote-timeout'"),
+        ({"versions": [1, 1], "remote-trace": "yes"}, "'remote-trace'"),
+        ({"versions": [1, 1], "max-frame-size": 3}, "'max-frame-size'"),
+    ],
+)
+def test_bad_hellos_are_refused_with_the_reason(hello: object, text: str) -> None:
+    b = Connection(AddpOptions())
+    b.start(0)
+    with pytest.raises(HandshakeError, match=text):
+        b.receive_data(encode_frame(FrameKind.HELLO, encode_payload(hello)), 0)
+
+
+def test_a_second_hello_is_refused() -> None:
+    _a, b, _, _ = open_pair(AddpOptions(), AddpOptions())
+    with pytest.raises(HandshakeError, match="OPEN"):
+        b.receive_data(encode_frame(FrameKind.HELLO, encode_payload({"versions": [1, 1]})), 0)
+
+
+def test_a_message_over_the_peers_limit_is_refused_before_sending() -> None:
+    a = Connection(AddpOptions(), max_frame_size=4096)
+    b = Connection(AddpOptions(), max_frame_size=2048)
+    a.start(0)
+    b.start(0)
+    pump(a, b, 0)
+    pump(b, a, 0)
+    with pytest.raises(MessageTooLargeError, match="limit of 2048"):
+        a.send("x" * 3000, 0)
+    assert a.data_to_send() == b""
+
+
+@given(data=st.binary(max_size=500))
+def test_random_bytes_after_the_handshake_give_events_or_a_protocol_error(data: bytes) -> None:
+    _a, b, _, _ = open_pair(AddpOptions.addp(1.0), AddpOptions.addp(1.0))
+    try:
+        events = b.receive_data(data, 0.5)
+    except RemoteProtocolError:
+        assert b.state is ConnectionState.ERROR
+    else:
+        assert all(isinstance(e, (Message, ConnectionClosed, Trace)) for e in events)

@@ -1,0 +1,162 @@
+"""The ADDP keep-alive timer, on plain numbers for time."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from addp import Keepalive, KeepaliveState, PeerLost, SendPoll
+
+timeouts = st.floats(min_value=0.001, max_value=3600, allow_nan=False, allow_infinity=False)
+gaps = st.lists(st.floats(min_value=0.0, max_value=10.0, allow_nan=False), max_size=40)
+
+
+def eps(t: float) -> float:
+    """Float rounding allowance when times are sums of many floats."""
+    return 1e-9 * max(1.0, abs(t))
+
+
+def run_until_lost(ka: Keepalive, traffic: list[float], horizon: float) -> tuple[float, float]:
+    """Serve each deadline on time, feed ``traffic`` (absolute times); give (lost_at, last_rx)."""
+    pending = sorted(traffic)
+    now = 0.0
+    while now <= horizon:
+        deadline = ka.next_deadline()
+        nxt = pending[0] if pending else None
+        if nxt is not None and (deadline is None or nxt < deadline):
+            now = pending.pop(0)
+            ka.bytes_received(now)
+            continue
+        assert deadline is not None
+        now = deadline
+        action = ka.handle_timeout(now)
+        if isinstance(action, PeerLost):
+            return now, ka.last_received
+    raise AssertionError("peer never declared lost")
+
+
+@given(timeout=timeouts, gaps=gaps)
+def test_a_silent_peer_is_lost_between_t_and_2t_after_its_last_byte(
+    timeout: float, gaps: list[float]
+) -> None:
+    ka = Keepalive(timeout, now=0.0)
+    times, t = [], 0.0
+    for gap in gaps:
+        t += gap
+        times.append(t)
+    lost_at, last_rx = run_until_lost(ka, times, horizon=t + 3 * timeout + 1)
+    silence = lost_at - last_rx
+    assert timeout - eps(lost_at) <= silence <= 2 * timeout + eps(lost_at)
+    assert ka.state is KeepaliveState.LOST
+    assert ka.next_deadline() is None
+
+
+@given(
+    timeout=timeouts,
+    reply_fractions=st.lists(st.floats(min_value=0.0, max_value=0.999), min_size=1, max_size=50),
+    chatter=st.lists(st.floats(min_value=0.0, max_value=50.0), max_size=30),
+)
+def test_a_peer_that_answers_every_poll_in_time_is_never_lost(
+    timeout: float, reply_fractions: list[float], chatter: list[float]
+) -> None:
+    ka = Keepalive(timeout, now=0.0)
+    traffic = sorted(c * timeout for c in chatter)
+    replies: list[float] = []
+    fractions = iter(reply_fractions * 4)
+    now, polls = 0.0, 0
+    while polls < len(reply_fractions) * 4:
+        candidates = [t for t in (traffic[:1] + replies[:1]) if t is not None]
+        deadline = ka.next_deadline()
+        assert deadline is not None
+        nxt = min(candidates) if candidates else None
+        if nxt is not None and nxt < deadline:
+            now = nxt
+            (traffic if traffic and traffic[0] == nxt else replies).pop(0)
+            ka.bytes_received(now)
+            continue
+        now = deadline
+        action = ka.handle_timeout(now)
+        assert not isinstance(action, PeerLost), f"lost at {now} with replies {replies}"
+        if isinstance(action, SendPoll):
+            polls += 1
+            replies.append(now + next(fractions) * timeout)
+    assert ka.statistics().polls_sent == polls
+
+
+def test_timeout_zero_never_polls() -> None:
+    ka = Keepalive(0.0, now=5.0)
+    assert ka.state is KeepaliveState.OFF
+    assert ka.next_deadline() is None
+    assert ka.handle_timeout(1e9) is None
+
+
+def test_poll_then_reply_measures_round_trip() -> None:
+    ka = Keepalive(2.0, now=0.0)
+    assert ka.handle_timeout(1.9) is None
+    action = ka.handle_timeout(2.0)
+    assert action == SendPoll(seq=1, silence=2.0)
+    assert ka.reply_received(1, now=2.25) == pytest.approx(0.25)
+    assert ka.state is KeepaliveState.WATCHING
+    assert ka.next_deadline() == pytest.approx(4.25)
+
+
+def test_negative_timeout_is_refused() -> None:
+    with pytest.raises(ValueError, match="negative"):
+        Keepalive(-1.0, now=0.0)
+
+
+class KeepaliveMachine(RuleBasedStateMachine):
+    """Random traffic and time served on time: the detection bounds always hold."""
+
+    @initialize(timeout=timeouts)
+    def start(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.now = 0.0
+        self.ka = Keepalive(timeout, now=0.0)
+        self.last_rx = 0.0
+        self.lost_at: float | None = None
+
+    @precondition(lambda self: self.lost_at is None)
+    @rule(fraction=st.floats(min_value=0.0, max_value=1.0))
+    def advance(self, fraction: float) -> None:
+        deadline = self.ka.next_deadline()
+        assert deadline is not None
+        self.now += fraction * (deadline - self.now)
+        action = self.ka.handle_timeout(self.now)
+        if isinstance(action, PeerLost):
+            self.lost_at = self.now
+
+    @precondition(lambda self: self.lost_at is None)
+    @rule()
+    def peer_sends(self) -> None:
+        self.ka.bytes_received(self.now)
+        self.last_rx = self.now
+
+    @invariant()
+    def bounds_hold(self) -> None:
+        if not hasattr(self, "ka"):
+            return
+        silence = self.now - self.last_rx
+        state = self.ka.state
+        if state is KeepaliveState.WATCHING:
+            assert silence < self.timeout or self.now == self.ka.next_deadline()
+        elif state is KeepaliveState.POLLING:
+            assert self.timeout - eps(self.now) <= silence <= 2 * self.timeout + eps(self.now)
+        elif state is KeepaliveState.LOST:
+            assert self.lost_at is not None
+            silence = self.lost_at - self.last_rx
+            assert self.timeout - eps(self.now) <= silence <= 2 * self.timeout + eps(self.now)
+            assert self.ka.next_deadline() is None
+
+    @precondition(lambda self: self.lost_at is not None)
+    @rule(later=st.floats(min_value=0.0, max_value=1e6))
+    def time_passes_after_loss(self, later: float) -> None:
+        self.now += later
+        assert self.ka.handle_timeout(self.now) is None
+        self.ka.bytes_received(self.now)
+        assert self.ka.state is KeepaliveState.LOST
+
+
+TestKeepaliveMachine = KeepaliveMachine.TestCase
