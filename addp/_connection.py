@@ -58,7 +58,14 @@ def combine_timeouts(own: float, pushed: float) -> float:
 
 
 def _ms(seconds: float) -> int:
-    return round(seconds * 1000)
+    """Seconds to whole milliseconds; a nonzero value never rounds down to 0 (off)."""
+    return max(1, round(seconds * 1000)) if seconds > 0 else 0
+
+
+#: Longest CLOSE reason sent; longer ones are cut (they may quote peer input).
+MAX_REASON = 300
+#: Largest HELLO payload, so it fits the smallest frame limit a peer may announce.
+MAX_HELLO_SIZE = MIN_MAX_FRAME_SIZE
 
 
 class Connection:
@@ -84,7 +91,7 @@ class Connection:
         self.state = ConnectionState.IDLE
         self.version: int | None = None
         self.peer_hello: Any = None
-        self.trace_enabled = options.trace.local
+        self.trace_enabled = options.enabled and options.trace.local
         self._decoder = FrameDecoder(max_frame_size)
         self._keepalive = Keepalive(0.0, now)
         self._out: list[bytes] = []
@@ -99,11 +106,17 @@ class Connection:
         payload = {
             "versions": list(PROTOCOL_VERSIONS),
             "remote-timeout": _ms(self.options.requested_remote_timeout),
-            "remote-trace": self.options.trace.remote,
+            "remote-trace": self.options.enabled and self.options.trace.remote,
             "max-frame-size": self._decoder.max_frame_size,
             "app": self.hello,
         }
-        self._queue(FrameKind.HELLO, encode_payload(payload), now)
+        data = encode_payload(payload)
+        if len(data) > MAX_HELLO_SIZE:
+            raise LocalProtocolError(
+                f"HELLO of {len(data)} bytes exceeds {MAX_HELLO_SIZE} bytes: keep the "
+                "application hello small"
+            )
+        self._queue(FrameKind.HELLO, data, now)
         self.state = ConnectionState.HANDSHAKE
 
     def send(self, payload: Any, now: float) -> None:
@@ -124,6 +137,8 @@ class Connection:
         Also allowed after a protocol error, so the peer is told what it did wrong.
         """
         if self.state in (ConnectionState.HANDSHAKE, ConnectionState.OPEN, ConnectionState.ERROR):
+            if len(reason) > MAX_REASON:
+                reason = reason[: MAX_REASON - 3] + "..."
             self._queue(FrameKind.CLOSE, encode_payload({"reason": reason}), now)
         self.state = ConnectionState.CLOSED
 
@@ -172,6 +187,8 @@ class Connection:
 
     def _handle_frame(self, kind: FrameKind, payload: bytes, now: float, out: list[Event]) -> None:
         value = decode_payload(payload)
+        if self.state is ConnectionState.HANDSHAKE and kind is not FrameKind.HELLO:
+            raise UnexpectedFrameError(f"{kind.name} frame before the peer's HELLO")
         if kind is FrameKind.MESSAGE:
             if self.state is not ConnectionState.OPEN:
                 raise UnexpectedFrameError("MESSAGE frame before the handshake completed")
@@ -237,7 +254,7 @@ class Connection:
         self.version = high
         self.peer_max_frame_size = peer_max
         self.peer_hello = value.get("app")
-        self.trace_enabled = self.options.trace.local or remote_trace
+        self.trace_enabled = (self.options.enabled and self.options.trace.local) or remote_trace
         timeout = combine_timeouts(self.options.local_timeout, pushed_ms / 1000)
         self._keepalive.reconfigure(timeout, now)
         self.state = ConnectionState.OPEN

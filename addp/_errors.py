@@ -55,11 +55,11 @@ class MalformedPayloadError(RemoteProtocolError):
 
 
 class HandshakeError(RemoteProtocolError):
-    """The peer's HELLO was missing, repeated, or had no protocol version in common."""
+    """The peer's HELLO was malformed, repeated, or had no protocol version in common."""
 
 
 class UnexpectedFrameError(RemoteProtocolError):
-    """A frame arrived in a state where it is not allowed (e.g. MESSAGE before HELLO)."""
+    """A frame arrived in a state where it is not allowed (anything before the peer's HELLO)."""
 
 
 class OptionError(AddpError, ValueError):

@@ -71,14 +71,38 @@ def encode_payload(value: Any) -> bytes:
         raise TypeError(f"cannot encode {type(value).__name__} as an ADDP payload: {exc}") from exc
 
 
+# msgpack decodes extension type -1 (timestamp) itself, without calling ext_hook;
+# these are the three encodings that can carry it.
+_TIMESTAMP_MARKERS = (b"\xd6\xff", b"\xd7\xff", b"\xc7\x0c\xff")
+
+
+def _refuse_timestamps(value: Any) -> None:
+    if isinstance(value, msgpack.Timestamp):
+        raise MalformedPayloadError("msgpack extension type -1 (timestamp) is not allowed")
+    if isinstance(value, list):
+        for item in value:
+            _refuse_timestamps(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _refuse_timestamps(item)
+
+
 def decode_payload(payload: bytes) -> Any:
-    """Decode one msgpack payload; any defect raises :class:`MalformedPayloadError`."""
+    """Decode one msgpack payload; any defect raises :class:`MalformedPayloadError`.
+
+    Map keys may be strings or integers; extension types (timestamps too) are refused.
+    """
     try:
-        return msgpack.unpackb(payload, raw=False, use_list=True, ext_hook=_no_ext)
+        value = msgpack.unpackb(
+            payload, raw=False, use_list=True, ext_hook=_no_ext, strict_map_key=False
+        )
     except MalformedPayloadError:
         raise
     except Exception as exc:  # msgpack raises many types for bad input; all mean one thing
         raise MalformedPayloadError(f"payload is not valid msgpack: {exc}") from None
+    if any(marker in payload for marker in _TIMESTAMP_MARKERS):
+        _refuse_timestamps(value)
+    return value
 
 
 def encode_frame(kind: FrameKind, payload: bytes) -> bytes:
@@ -130,6 +154,9 @@ class FrameDecoder:
         buf += data
         frames: list[tuple[FrameKind, bytes]] = []
         pos = 0
+        # An error after good frames is held back: the good frames are returned
+        # now (a CLOSE followed by garbage is still a close) and the error is
+        # raised by the next call.
         end = len(buf)
         try:
             while end - pos >= HEADER_SIZE:
@@ -148,6 +175,8 @@ class FrameDecoder:
         except Exception as exc:
             self._error = exc
             del buf[:]
+            if frames:
+                return frames
             raise
         del buf[:pos]
         return frames

@@ -9,8 +9,9 @@ Semantics (as Genesys documents them): with timeout ``T`` this side polls
 only after ``T`` of silence from the peer, and declares the peer lost when no
 byte arrives within ``T`` after the poll. Any byte from the peer resets the
 timer. ``T = 0`` turns this side off. A silent peer is therefore declared lost
-between ``T`` and ``2T`` after the last byte it sent (exactly ``2T`` when the
-deadlines are served on time).
+``2T`` after the last byte it sent when deadlines are served on time (later
+only by the lateness of the caller); measured from the moment the peer fell
+silent for good, detection takes between ``T`` and ``2T``.
 """
 
 from __future__ import annotations

@@ -76,6 +76,7 @@ class Link:
         self._inbox_send, self._inbox = trio.open_memory_channel[Any](INBOX_SIZE)
         self._pending: list[Event] = []
         self._end: LinkEnded | None = None
+        self._closing: LinkEnded | None = None
         self._ended = trio.Event()
         self.handshake: HandshakeComplete | None = None
 
@@ -116,6 +117,10 @@ class Link:
         """
         if self._end is not None:
             raise self._end
+        if self._conn.closed:
+            # The reader saw the end but has not recorded it yet (it may still be
+            # handing earlier messages to a full inbox).
+            raise self._closing or LinkClosedLocally("link is closing")
         self._conn.send(message, trio.current_time())
         await self._flush()
 
@@ -177,8 +182,8 @@ class Link:
 
     async def _handshake(self, timeout: float) -> None:
         self._conn.start(trio.current_time())
-        await self._flush()
         with trio.move_on_after(timeout):
+            await self._flush()
             while self.handshake is None:
                 data = await self._stream.receive_some(RECEIVE_SIZE)
                 events = self._conn.receive_data(data, trio.current_time())
@@ -197,19 +202,15 @@ class Link:
 
     async def _dispatch(self, events: list[Event]) -> None:
         for event in events:
+            if isinstance(event, (PeerLostEvent, ConnectionClosed)):
+                self._closing = _end_reason(event)
+        for event in events:
             if isinstance(event, Message):
                 await self._inbox_send.send(event.payload)
             elif isinstance(event, Trace):
                 self._trace(event.line)
-            elif isinstance(event, PeerLostEvent):
-                self._finish(
-                    AddpTimeout(
-                        f"ADDP timeout: no answer to poll #{event.seq} within "
-                        f"{event.timeout:g} s ({event.silence:.3f} s of silence)"
-                    )
-                )
-            elif isinstance(event, ConnectionClosed):
-                self._finish(LinkClosedByPeer(f"closed by peer: {event.reason}"))
+            elif isinstance(event, (PeerLostEvent, ConnectionClosed)):
+                self._finish(_end_reason(event))
 
     async def _run_reader(self) -> None:
         conn = self._conn
@@ -239,6 +240,15 @@ class Link:
         finally:
             if self._end is not None and not isinstance(self._end, LinkClosedLocally):
                 await trio.aclose_forcefully(self._stream)
+
+
+def _end_reason(event: PeerLostEvent | ConnectionClosed) -> LinkEnded:
+    if isinstance(event, PeerLostEvent):
+        return AddpTimeout(
+            f"ADDP timeout: no answer to poll #{event.seq} within "
+            f"{event.timeout:g} s ({event.silence:.3f} s of silence)"
+        )
+    return LinkClosedByPeer(f"closed by peer: {event.reason}")
 
 
 class _suppress_transport:

@@ -144,7 +144,7 @@ def test_send_before_handshake_is_a_local_error() -> None:
 def test_message_before_hello_is_refused() -> None:
     b = Connection(AddpOptions())
     b.start(0)
-    with pytest.raises(UnexpectedFrameError, match="before the handshake"):
+    with pytest.raises(UnexpectedFrameError, match="MESSAGE frame before the peer's HELLO"):
         b.receive_data(encode_frame(FrameKind.MESSAGE, encode_payload(1)), 0)
     assert b.state is ConnectionState.ERROR
     b.close("protocol error", 0)
@@ -196,3 +196,30 @@ def test_random_bytes_after_the_handshake_give_events_or_a_protocol_error(data: 
         assert b.state is ConnectionState.ERROR
     else:
         assert all(isinstance(e, (Message, ConnectionClosed, Trace)) for e in events)
+
+
+def test_a_poll_before_hello_is_refused() -> None:
+    b = Connection(AddpOptions())
+    b.start(0)
+    with pytest.raises(UnexpectedFrameError, match="POLL frame before"):
+        b.receive_data(encode_frame(FrameKind.POLL, encode_payload(1)), 0)
+
+
+def test_close_reasons_are_bounded() -> None:
+    a, b, _, _ = open_pair(AddpOptions(), AddpOptions())
+    a.close("x" * 5000, 0)
+    (closed,) = pump(a, b, 0)
+    assert isinstance(closed, ConnectionClosed)
+    assert len(closed.reason) <= 300
+    assert closed.reason.endswith("...")
+
+
+def test_a_large_application_hello_is_refused_locally() -> None:
+    a = Connection(AddpOptions(), hello="x" * 2000)
+    with pytest.raises(LocalProtocolError, match="keep the application hello small"):
+        a.start(0)
+
+
+def test_a_tiny_remote_timeout_is_not_sent_as_off() -> None:
+    _a, _b, _ha, hb = open_pair(AddpOptions.addp(1.0, remote_timeout=0.0001), AddpOptions())
+    assert hb.local_timeout == 0.001

@@ -160,3 +160,23 @@ def test_frame_limits_are_checked() -> None:
 def test_encoding_an_unencodable_value_names_its_type() -> None:
     with pytest.raises(TypeError, match="object"):
         encode_payload(object())
+
+
+def test_timestamps_are_refused_like_other_extensions() -> None:
+    import msgpack
+
+    payload = msgpack.packb({"t": msgpack.Timestamp(1, 0)})
+    with pytest.raises(MalformedPayloadError, match="timestamp"):
+        decode_payload(payload)
+
+
+def test_integer_map_keys_round_trip() -> None:
+    assert decode_payload(encode_payload({1: "a", "b": 2})) == {1: "a", "b": 2}
+
+
+def test_good_frames_before_garbage_are_delivered_then_the_error() -> None:
+    decoder = FrameDecoder(max_frame_size=LIMIT)
+    close = encode_frame(FrameKind.CLOSE, encode_payload({"reason": "bye"}))
+    assert decoder.feed(close + b"garbage!") == [(FrameKind.CLOSE, close[HEADER_SIZE:])]
+    with pytest.raises(BadMagicError):
+        decoder.feed(b"")
