@@ -313,15 +313,22 @@ async def connect(
     host: str,
     port: int,
     options: AddpOptions,
+    *,
+    connect_timeout: float = 10.0,
     **kwargs: Any,
 ) -> AsyncIterator[Link]:
     """Open a TCP connection to ``host:port`` and handshake (see :func:`open_link`).
 
     Raises:
-        OSError: the TCP connection could not be made.
+        OSError: the TCP connection could not be made (``TimeoutError`` after
+            ``connect_timeout`` seconds).
         LinkEnded: the handshake failed.
     """
-    stream = await trio.open_tcp_stream(host, port)
+    stream: trio.SocketStream | None = None
+    with trio.move_on_after(connect_timeout):
+        stream = await trio.open_tcp_stream(host, port)
+    if stream is None:
+        raise TimeoutError(f"connect to {host}:{port} took over {connect_timeout:g} s")
     kwargs.setdefault("name", f"{host}:{port}")
     async with open_link(stream, options, **kwargs) as link:
         yield link

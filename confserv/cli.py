@@ -6,7 +6,10 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import trio
 import typer
+
+from .config import ConfigError, load_server_settings
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -21,8 +24,14 @@ def serve(
     ),
 ) -> None:
     """Run a Configuration Server from SECTION of the configuration file."""
-    typer.echo(f"confserv: the server is not implemented yet (section {section}, file {config})")
-    sys.exit(1)
+    try:
+        settings = load_server_settings(config, section)
+    except ConfigError as exc:
+        print(f"confserv: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    from .app import main as run
+
+    trio.run(run, settings)
 
 
 def main() -> None:

@@ -1,0 +1,143 @@
+"""Shared helpers of the benchmarks: one figure as a :class:`Result`, printing, markdown.
+
+A benchmark module ``bench/bench_*.py`` exposes ``run() -> list[Result]``;
+``bench/run_all.py`` collects the results, prints a summary table and rewrites
+``docs/benchmarks.md`` with :func:`write_markdown`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import os
+import platform
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One measured figure beside its target.
+
+    Attributes:
+        name: what was measured, short (one table cell).
+        value: the figure; ``nan`` when the benchmark could not produce it.
+        unit: unit of ``value`` (``msg/s``, ``s``, ``%``, ...).
+        target: the target as text, e.g. ``>= 50,000 msg/s``; empty when the
+            figure is informational.
+        met: whether the target was met; ``None`` for an informational figure.
+        notes: how it was measured and anything that qualifies the figure.
+        precision: decimals shown for ``value``.
+    """
+
+    name: str
+    value: float
+    unit: str
+    target: str
+    met: bool | None
+    notes: str = ""
+    precision: int = 0
+
+    @property
+    def status(self) -> str:
+        """``met``, ``MISSED``, or ``info`` for a figure without a target."""
+        if self.met is None:
+            return "info"
+        return "met" if self.met else "MISSED"
+
+    @property
+    def shown(self) -> str:
+        """The value with its unit, as printed (``n/a`` when not a number)."""
+        if math.isnan(self.value):
+            return "n/a"
+        return f"{self.value:,.{self.precision}f} {self.unit}".rstrip()
+
+
+def report(result: Result) -> Result:
+    """Print one figure as soon as it is known (target and status beside it); return it."""
+    target = f"target {result.target}" if result.target else "no target"
+    print(f"  {result.name}: {result.shown}  ({target}: {result.status})", flush=True)
+    if result.notes:
+        print(f"      {result.notes}", flush=True)
+    return result
+
+
+def cpu_model() -> str:
+    """The CPU model name from ``/proc/cpuinfo`` (or what ``platform`` knows)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def machine_info() -> dict[str, str]:
+    """A short description of the machine the figures come from."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count() or 0
+    return {
+        "CPU": cpu_model(),
+        "Cores": f"{os.cpu_count()} (usable by this process: {usable})",
+        "Python": f"{platform.python_implementation()} {platform.python_version()}",
+        "OS": f"{platform.system()} {platform.release()}",
+        "Date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown(sections: Sequence[tuple[str, str, Sequence[Result]]]) -> str:
+    """The text of ``docs/benchmarks.md``.
+
+    ``sections`` holds ``(module name, what it measures, results)`` in the
+    order the modules ran. Every figure appears, missed ones marked MISSED.
+    """
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (`bench/run_all.py`); do not edit by hand. Every",
+        "figure is shown beside its target; a target not reached is marked **MISSED**.",
+        "",
+        "## Machine",
+        "",
+    ]
+    lines += [f"- {key}: {value}" for key, value in machine_info().items()]
+    results = [r for _, _, rs in sections for r in rs]
+    missed = [r.name for r in results if r.met is False]
+    lines += [
+        "",
+        "## Summary",
+        "",
+        f"{sum(r.met is True for r in results)} targets met, {len(missed)} missed"
+        + (f" ({', '.join(missed)})." if missed else "."),
+    ]
+    for module, about, rs in sections:
+        lines += ["", f"## {module}", ""]
+        if about:
+            lines += [about, ""]
+        lines += [
+            "| Figure | Measured | Target | Status | Notes |",
+            "|---|---:|---|---|---|",
+        ]
+        for r in rs:
+            status = "**MISSED**" if r.met is False else r.status
+            lines.append(
+                f"| {_cell(r.name)} | {_cell(r.shown)} | {_cell(r.target or '–')} "
+                f"| {status} | {_cell(r.notes)} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(path: Path, sections: Sequence[tuple[str, str, Sequence[Result]]]) -> None:
+    """(Re)write ``path`` with :func:`markdown` of ``sections``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(markdown(sections), encoding="utf-8")

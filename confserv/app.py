@@ -1,0 +1,179 @@
+"""Run one Configuration Server: open the database, take the role, serve both ports.
+
+The trio structure: one nursery holding the client listener, the management
+listener, the lease keeper and the history trimmer. Everything below it is in
+:mod:`confserv.server`, :mod:`confserv.management` and :mod:`confserv.service`.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from typing import Any
+
+import trio
+
+import addp
+
+from . import events
+from .config import ServerSettings
+from .errors import FencedError, RequestError, UnavailableError
+from .eventlog import EventLog
+from .management import ManagementSession
+from .runtime import Runtime
+from .server import ClientSession
+from .service import ConfigService
+from .store import ConfigStore
+from .stores import open_store
+
+#: Seconds between History Log clean-ups (Genesys: every 30 minutes).
+HISTORY_TRIM_INTERVAL = 1800.0
+
+
+def make_log(settings: ServerSettings) -> EventLog:
+    """The server's event log, with ADDP trace lines routed into it."""
+    log = EventLog.from_settings(settings.section, settings.log.verbose, settings.log.all)
+    trace = logging.getLogger("addp.trace")
+    trace.handlers[:] = [log.handler(events.ADDP_TRACE)]
+    trace.setLevel(logging.INFO)
+    trace.propagate = False
+    return log
+
+
+async def keep_lease(rt: Runtime, store: ConfigStore, settings: ServerSettings) -> None:
+    """Renew the lease every ``lease-renew`` seconds; on loss, stop writing at once."""
+    svc = rt.service
+    while True:
+        await trio.sleep(settings.lease_renew)
+        if rt.role != "primary":
+            continue
+        try:
+            await store.renew_lease(settings.pair, settings.section, svc.epoch, settings.lease_ttl)
+        except FencedError as exc:
+            svc.writable = False
+            rt.log.emit(events.LEASE_LOST, pair=settings.pair, epoch=svc.epoch, reason=exc)
+            rt.log.emit(
+                events.ROLE_CHANGED, old="primary", new="backup", epoch=svc.epoch, reason=exc
+            )
+            rt.set_role("backup")
+        except UnavailableError as exc:
+            rt.log.emit(events.DB_ERROR, reason=f"lease renewal failed: {exc}")
+
+
+async def trim_history(rt: Runtime, store: ConfigStore, settings: ServerSettings) -> None:
+    """Remove history older than ``[history-log] expiration`` days, now and every 30 min."""
+    days = settings.history.expiration_days
+    while True:
+        try:
+            count = await store.trim_history(days * 86400.0)
+            rt.log.emit(events.HISTORY_TRIMMED, count=count, days=days)
+        except RequestError as exc:
+            rt.log.emit(events.DB_ERROR, reason=f"history clean-up failed: {exc}")
+        await trio.sleep(HISTORY_TRIM_INTERVAL)
+
+
+async def serve_ports(
+    rt: Runtime,
+    settings: ServerSettings,
+    nursery: trio.Nursery,
+    commands: dict[str, Any] | None = None,
+) -> dict[str, int]:
+    """Start the client and management listeners; returns the ports they got."""
+
+    async def client(link: addp.Link) -> None:
+        await ClientSession(link, rt).run()
+
+    async def management(link: addp.Link) -> None:
+        await ManagementSession(link, rt, settings.management_secret, commands).run()
+
+    host = settings.listen_address
+    options = {"max_frame_size": settings.max_frame_size}
+    listeners = await nursery.start(
+        lambda task_status: addp.serve(
+            client, settings.port, settings.addp, host=host, task_status=task_status, **options
+        )
+    )
+    ports = {"port": listeners[0].socket.getsockname()[1]}
+    rt.log.emit(events.LISTENING, what="clients", host=host, port=ports["port"])
+    if settings.management_port is not None:
+        listeners = await nursery.start(
+            lambda task_status: addp.serve(
+                management,
+                settings.management_port,
+                settings.addp,
+                host=host,
+                task_status=task_status,
+            )
+        )
+        ports["management_port"] = listeners[0].socket.getsockname()[1]
+        rt.log.emit(events.LISTENING, what="management", host=host, port=ports["management_port"])
+    return ports
+
+
+async def run_server(
+    settings: ServerSettings,
+    *,
+    log: EventLog | None = None,
+    task_status: trio.TaskStatus[dict[str, Any]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run a master-mode server until cancelled.
+
+    ``task_status.started`` receives ``{"port": ..., "management_port": ...,
+    "runtime": Runtime}`` once both ports listen (ports may be 0 in tests).
+    """
+    assert settings.db is not None, "master mode needs a database section"
+    log = log or make_log(settings)
+    async with open_store(settings.db) as store:
+        await store.create_schema()
+        await store.init_lease(settings.pair)
+        service = ConfigService(
+            store, pair=settings.pair, history_limit=settings.history.max_records
+        )
+        started = time.perf_counter()
+        await service.reload()
+        log.emit(
+            events.LOADED,
+            count=len(service),
+            serial=service.last_serial,
+            seconds=time.perf_counter() - started,
+        )
+        if next(service.read("Person"), None) is None:
+            log.emit(events.NO_ADMIN)
+        lease = await store.acquire_lease(
+            settings.pair, settings.section, settings.lease_ttl, force=False
+        )
+        log.emit(
+            events.LEASE_TAKEN,
+            pair=settings.pair,
+            epoch=lease.epoch,
+            ttl=settings.lease_ttl,
+            how="",
+        )
+        service.epoch = lease.epoch
+        service.writable = True
+        rt = Runtime(name=settings.section, pair=settings.pair, service=service, log=log)
+        log.emit(
+            events.STARTED,
+            name=settings.section,
+            pid=rt.pid,
+            engine=settings.db.engine,
+            db=settings.db.dbname,
+        )
+        async with trio.open_nursery() as nursery:
+            ports = await serve_ports(rt, settings, nursery)
+            nursery.start_soon(keep_lease, rt, store, settings)
+            nursery.start_soon(trim_history, rt, store, settings)
+            task_status.started({**ports, "runtime": rt})
+
+
+async def main(settings: ServerSettings) -> None:
+    """Entry point of the ``confserv`` process: run until SIGTERM or SIGINT."""
+    log = make_log(settings)
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(lambda: run_server(settings, log=log))
+            async for signum in signals:
+                log.emit(events.STOPPING, name=settings.section, reason=signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                break

@@ -1,0 +1,602 @@
+"""The Configuration Server's configuration file, read and checked into frozen settings.
+
+The format is the Genesys one (``confserv.conf`` on UNIX, ``confserv.cfg`` on
+Windows): a ``[section]`` line, then ``option = value`` lines. Spaces around
+``=`` are optional; ``#`` and ``;`` start a comment line (a comment takes the
+whole line: ``port = 2120 # clients`` is a bad port, not a port with a
+comment). Section names are case-sensitive and may contain spaces
+(``[Backup CS]``); option names are not case-sensitive. An option written with
+an empty value (``server =``, as in Genesys' own sample) counts as not set.
+
+A server reads its own section (named by ``-s``), the Configuration Database
+section its ``server`` option names, ``[log]`` and ``[history-log]``. In those
+sections every option must be known: a typo is an error, never ignored. Other
+sections (``[hca]``, ``[soap]``, the other server's section) are not read at all,
+so the primary and the backup can share one file.
+
+Every problem is a :class:`ConfigError` whose text is one line naming the file,
+the section and the option, e.g.
+``confserv.conf: [confserv] port: 'abc' is not a port number (1 to 65535)``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import configparser
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from addp import DEFAULT_MAX_FRAME_SIZE, OPTION_NAMES, AddpOptions, OptionError
+from addp._frames import MAX_MAX_FRAME_SIZE, MIN_MAX_FRAME_SIZE
+
+__all__ = [
+    "DATABASE_OPTIONS",
+    "HISTORY_OPTIONS",
+    "LOG_OPTIONS",
+    "SERVER_OPTIONS",
+    "ConfigError",
+    "DatabaseSettings",
+    "HistorySettings",
+    "LogSettings",
+    "ServerSettings",
+    "load_server_settings",
+    "read_sections",
+]
+
+_Engine = Literal["sqlite", "postgre"]
+_Verbose = Literal["all", "debug", "trace", "interaction", "standard", "none"]
+_Mode = Literal["master", "proxy"]
+_T = TypeVar("_T")
+
+#: Options of the server's own section (``[confserv]``, ``[Backup CS]``, ...).
+SERVER_OPTIONS: frozenset[str] = frozenset(
+    {
+        "port",
+        "management-port",
+        "management-secret",
+        "server",
+        "encryption",
+        "encoding",
+        "mode",
+        "master",
+        "pair",
+        "lease-ttl",
+        "lease-renew",
+        "max-frame-size",
+        "listen-address",
+        *OPTION_NAMES,  # protocol, addp-timeout, addp-remote-timeout, addp-trace
+    }
+)
+
+#: Options of the Configuration Database section (the one ``server`` names).
+DATABASE_OPTIONS: frozenset[str] = frozenset(
+    {
+        "dbengine",
+        "dbserver",
+        "host",
+        "port",
+        "dbname",
+        "username",
+        "password",
+        "server",  # in Genesys' sample; accepted and not used
+        "reconnect-timeout",
+        "response-timeout",
+    }
+)
+
+#: Options of ``[log]``.
+LOG_OPTIONS: frozenset[str] = frozenset(
+    {
+        "verbose",
+        "all",
+    }
+)
+
+#: Options of ``[history-log]``.
+HISTORY_OPTIONS: frozenset[str] = frozenset(
+    {
+        "expiration",
+        "max-records",
+        "audit-expiration",
+        "audit-max-records",
+    }
+)
+
+#: Name given to configparser's DEFAULT section: no file can write it, so a
+#: ``[DEFAULT]`` section in a file is an ordinary section and nothing is inherited.
+_NO_DEFAULT_SECTION = "\0default"
+
+_ENGINES: dict[str, _Engine] = {"sqlite": "sqlite", "postgre": "postgre"}
+#: Engines Genesys supports and this project does not.
+_UNSUPPORTED_ENGINES = frozenset({"mssql", "oracle", "db2"})
+_VERBOSE: dict[str, _Verbose] = {
+    "all": "all",
+    "debug": "debug",
+    "trace": "trace",
+    "interaction": "interaction",
+    "standard": "standard",
+    "none": "none",
+}
+_MODES: dict[str, _Mode] = {"master": "master", "proxy": "proxy"}
+_BOOLEANS: dict[str, bool] = {
+    "true": True,
+    "false": False,
+    "yes": True,
+    "no": False,
+    "on": True,
+    "off": False,
+    "1": True,
+    "0": False,
+}
+_STREAMS = frozenset({"stdout", "stderr"})
+_SQLITE_IN_MEMORY = ":memory:"
+
+
+class ConfigError(Exception):
+    """A configuration file cannot be read, or holds something the server refuses.
+
+    ``str(err)`` is one line: the file, then ``[section] option:`` when the
+    problem belongs to one option, then what is wrong, e.g.
+    ``confserv.conf: [confserv] port: 'abc' is not a port number (1 to 65535)``
+    or ``confserv.conf: no section [confserv]``.
+
+    Attributes:
+        file: The configuration file, as the caller named it.
+        section: The section the problem is in or about, else None.
+        option: The option the problem is in (lower case), else None.
+        detail: What is wrong, without the location.
+    """
+
+    def __init__(
+        self,
+        file: Path | str,
+        detail: str,
+        section: str | None = None,
+        option: str | None = None,
+    ) -> None:
+        self.file = Path(file)
+        self.detail = detail
+        self.section = section
+        self.option = option
+        where = f"[{section}] {option}: " if option is not None else ""
+        super().__init__(f"{self.file}: {where}{detail}")
+
+    def __reduce__(self) -> tuple[type[ConfigError], tuple[Path, str, str | None, str | None]]:
+        return (type(self), (self.file, self.detail, self.section, self.option))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DatabaseSettings:
+    """The Configuration Database section (the one the server's ``server`` option names).
+
+    Attributes:
+        section: The section's name, e.g. ``dbserver``.
+        engine: ``dbengine``: ``sqlite`` or ``postgre``.
+        host: The DBMS host: ``dbserver``, else ``host``, else ``127.0.0.1``.
+        port: ``port`` of the DBMS, or None for the engine's default.
+        dbname: ``dbname``. For sqlite the database file, made absolute against
+            the configuration file's directory (``:memory:`` is kept as is).
+        username: ``username`` (required for postgre).
+        password: ``password``.
+        reconnect_timeout: ``reconnect-timeout``, seconds between attempts to
+            reach a database that went away.
+        response_timeout: ``response-timeout``, seconds a database request may take.
+    """
+
+    section: str
+    engine: _Engine
+    host: str = "127.0.0.1"
+    port: int | None = None
+    dbname: str
+    username: str = ""
+    password: str = ""
+    reconnect_timeout: float = 10.0
+    response_timeout: float = 600.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogSettings:
+    """The ``[log]`` section.
+
+    Attributes:
+        verbose: ``verbose``: which messages are written.
+        all: ``all``: ``stdout``, ``stderr``, or a log file (an absolute path,
+            made so against the configuration file's directory).
+    """
+
+    verbose: _Verbose = "standard"
+    all: str = "stderr"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HistorySettings:
+    """The ``[history-log]`` section: how long and how much change history is kept.
+
+    Attributes:
+        expiration_days: ``expiration``, days a change stays in the history (1 to 30).
+        max_records: ``max-records``, most records returned for one history
+            request (1 to 1000).
+        audit_expiration_days: ``audit-expiration``, days audit records are kept (1 to 30).
+        audit_max_records: ``audit-max-records``, most audit records returned
+            for one request (1 to 1000).
+    """
+
+    expiration_days: int = 30
+    max_records: int = 1000
+    audit_expiration_days: int = 30
+    audit_max_records: int = 1000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerSettings:
+    """Everything one Configuration Server reads from its configuration file.
+
+    Attributes:
+        file: The configuration file, as the caller named it.
+        section: The server's section (``-s``), the name of its Application object.
+        port: ``port``, where clients connect.
+        management_port: ``management-port``, where the Solution Control Server
+            watches and commands this server; None when not set.
+        management_secret: ``management-secret``, what the SCS must present on
+            the management port; None when not set.
+        db: The Configuration Database settings; None only in proxy mode.
+        encryption: ``encryption``.
+        encoding: ``encoding``, the name Python gives the codec (``utf-8``).
+        addp: The ADDP options of this section (``protocol``, ``addp-timeout``,
+            ``addp-remote-timeout``, ``addp-trace``).
+        log: The ``[log]`` section, defaults when absent.
+        history: The ``[history-log]`` section, defaults when absent.
+        mode: ``mode``: ``master`` works against the database, ``proxy``
+            follows a master.
+        masters: ``master``, the ``(host, port)`` of the masters a proxy
+            follows, in order; empty in master mode.
+        pair: ``pair``, the warm-standby pair this server belongs to; the
+            section name when not set. Both servers of a pair name the same.
+        lease_ttl: ``lease-ttl``, seconds a primary's lease lasts.
+        lease_renew: ``lease-renew``, seconds between renewals; less than ``lease_ttl``.
+        max_frame_size: ``max-frame-size``, largest message accepted, in bytes.
+        listen_address: ``listen-address``, the address both ports listen on
+            (``127.0.0.1`` when not set; ``0.0.0.0`` for every interface).
+    """
+
+    file: Path
+    section: str
+    port: int
+    management_port: int | None = None
+    management_secret: str | None = None
+    db: DatabaseSettings | None
+    encryption: bool = False
+    encoding: str = "utf-8"
+    addp: AddpOptions = field(default_factory=AddpOptions)
+    log: LogSettings = field(default_factory=LogSettings)
+    history: HistorySettings = field(default_factory=HistorySettings)
+    mode: _Mode = "master"
+    masters: tuple[tuple[str, int], ...] = ()
+    pair: str
+    lease_ttl: float = 10.0
+    lease_renew: float
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+    listen_address: str = "127.0.0.1"
+
+
+def read_sections(file: Path | str) -> dict[str, dict[str, str]]:
+    """Read a configuration file into ``{section: {option: value}}``, unchecked.
+
+    Sections keep the file's order and spelling; option names are in lower
+    case; values are stripped. Only the format is checked: a line that is not
+    a ``[section]``, an ``option = value`` or a comment, an option before the
+    first section, a section or an option given twice, and a value continued
+    on an indented line are errors.
+
+    Raises:
+        ConfigError: the file cannot be read or is not in the format.
+    """
+    path = Path(file)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            path, f"cannot read the file: not UTF-8 text (byte {err.start} is not valid)"
+        ) from None
+    except OSError as err:
+        raise ConfigError(path, f"cannot read the file: {err.strerror or err}") from None
+
+    parser = configparser.ConfigParser(
+        delimiters=("=",),
+        comment_prefixes=("#", ";"),
+        inline_comment_prefixes=None,
+        strict=True,
+        empty_lines_in_values=False,
+        default_section=_NO_DEFAULT_SECTION,
+        interpolation=None,
+    )
+    lines = text.split("\n")
+    try:
+        parser.read_string(text, source=str(path))
+    except configparser.DuplicateOptionError as err:
+        raise ConfigError(
+            path, f"given twice (again on line {err.lineno})", err.section, err.option
+        ) from None
+    except configparser.DuplicateSectionError as err:
+        raise ConfigError(
+            path, f"section [{err.section}] given twice (again on line {err.lineno})", err.section
+        ) from None
+    except configparser.MissingSectionHeaderError as err:
+        line = lines[err.lineno - 1].strip()
+        raise ConfigError(
+            path, f"line {err.lineno}: {line!r} comes before the first [section]"
+        ) from None
+    except configparser.ParsingError as err:
+        lineno = err.errors[0][0]
+        line = lines[lineno - 1].strip()
+        raise ConfigError(
+            path, f"line {lineno}: {line!r} is not a [section], an option = value or a comment"
+        ) from None
+    except configparser.Error as err:  # pragma: no cover - no other error is raised by reading
+        raise ConfigError(path, f"cannot parse the file: {err.message}") from None
+
+    sections: dict[str, dict[str, str]] = {}
+    for name in parser.sections():
+        options = dict(parser.items(name, raw=True))
+        for option, value in options.items():
+            if "\n" in value:
+                raise ConfigError(
+                    path,
+                    "the value goes on over an indented line (options start at the line's start)",
+                    name,
+                    option,
+                )
+        sections[name] = options
+    return sections
+
+
+def load_server_settings(file: Path | str, section: str) -> ServerSettings:
+    """Read the settings of the server whose section is ``section``.
+
+    Reads that section, the database section its ``server`` option names
+    (required in master mode, refused in proxy mode), and ``[log]`` and
+    ``[history-log]`` when present. Relative file paths (a sqlite ``dbname``,
+    a log file) are taken against the configuration file's directory.
+
+    Raises:
+        ConfigError: the first problem found, naming file, section and option.
+    """
+    path = Path(file)
+    sections = read_sections(path)
+    if section not in sections:
+        raise ConfigError(path, f"no section [{section}]", section)
+    base = path.resolve().parent
+    own = _Section(path, section, sections[section])
+    own.check_known(SERVER_OPTIONS)
+
+    mode = own.choice("mode", _MODES, "master")
+    port = own.port("port")
+    if port is None:
+        raise own.error("port", "missing (the port clients connect to)")
+    management_port = own.port("management-port")
+    if management_port == port:
+        raise own.error("management-port", f"{own.text('management-port')!r} is the same as port")
+    try:
+        addp = AddpOptions.from_mapping(
+            {name: value for name in OPTION_NAMES if (value := own.text(name)) is not None}
+        )
+    except OptionError as err:
+        detail = str(err).removeprefix(f"{err.option}: ")
+        raise own.error(err.option, detail) from None
+    lease_ttl = own.seconds("lease-ttl", 10.0, low=0.2, high=3600.0)
+    lease_renew = own.seconds("lease-renew", lease_ttl / 3, low=0.0, high=3600.0, above_low=True)
+    if lease_renew >= lease_ttl:
+        raise own.error(
+            "lease-renew",
+            f"{own.text('lease-renew')!r} is not less than lease-ttl ({lease_ttl:g} seconds)",
+        )
+
+    db_section = own.text("server")
+    db: DatabaseSettings | None = None
+    masters: tuple[tuple[str, int], ...] = ()
+    if mode == "master":
+        if own.text("master") is not None:
+            raise own.error("master", "not used when mode is master (only a proxy has a master)")
+        if db_section is None:
+            raise own.error("server", "missing (names the Configuration Database section)")
+        if db_section == section:
+            raise own.error("server", f"{db_section!r} is this server's own section")
+        if db_section not in sections:
+            raise own.error("server", f"no section [{db_section}]")
+        db = _database(_Section(path, db_section, sections[db_section]), base)
+    else:
+        if db_section is not None:
+            raise own.error("server", "not used when mode is proxy (a proxy reads its master)")
+        masters = own.masters("master")
+
+    return ServerSettings(
+        file=path,
+        section=section,
+        port=port,
+        management_port=management_port,
+        management_secret=own.text("management-secret"),
+        db=db,
+        encryption=own.choice("encryption", _BOOLEANS, False),
+        encoding=own.encoding("encoding", "utf-8"),
+        addp=addp,
+        log=_log(path, sections, base),
+        history=_history(path, sections),
+        mode=mode,
+        masters=masters,
+        pair=own.text("pair") or section,
+        lease_ttl=lease_ttl,
+        lease_renew=lease_renew,
+        max_frame_size=own.integer(
+            "max-frame-size",
+            DEFAULT_MAX_FRAME_SIZE,
+            low=MIN_MAX_FRAME_SIZE,
+            high=MAX_MAX_FRAME_SIZE,
+            what="a size in bytes",
+        ),
+        listen_address=own.text("listen-address") or "127.0.0.1",
+    )
+
+
+def _database(db: _Section, base: Path) -> DatabaseSettings:
+    """Check the Configuration Database section."""
+    db.check_known(DATABASE_OPTIONS)
+    text = db.text("dbengine")
+    if text is None:
+        raise db.error("dbengine", "missing (use sqlite or postgre)")
+    word = text.lower()
+    if word in _UNSUPPORTED_ENGINES:
+        raise db.error("dbengine", f"{text!r} is not supported (use sqlite or postgre)")
+    if word not in _ENGINES:
+        raise db.error("dbengine", f"{text!r} is not a database engine (use sqlite or postgre)")
+    engine = _ENGINES[word]
+    dbname = db.text("dbname")
+    if dbname is None:
+        what = "the database file" if engine == "sqlite" else "the database name"
+        raise db.error("dbname", f"missing ({what})")
+    if engine == "sqlite" and dbname != _SQLITE_IN_MEMORY:
+        dbname = str((base / dbname).resolve())
+    username = db.text("username")
+    if username is None and engine == "postgre":
+        raise db.error("username", "missing (postgre needs a user name)")
+    return DatabaseSettings(
+        section=db.name,
+        engine=engine,
+        host=db.text("dbserver") or db.text("host") or "127.0.0.1",
+        port=db.port("port"),
+        dbname=dbname,
+        username=username or "",
+        password=db.text("password") or "",
+        reconnect_timeout=db.seconds("reconnect-timeout", 10.0, low=0.1, high=3600.0),
+        response_timeout=db.seconds("response-timeout", 600.0, low=1.0, high=86400.0),
+    )
+
+
+def _log(path: Path, sections: Mapping[str, Mapping[str, str]], base: Path) -> LogSettings:
+    """Check ``[log]``; the defaults when the file has none."""
+    if "log" not in sections:
+        return LogSettings()
+    log = _Section(path, "log", sections["log"])
+    log.check_known(LOG_OPTIONS)
+    output = log.text("all") or "stderr"
+    output = output.lower() if output.lower() in _STREAMS else str((base / output).resolve())
+    return LogSettings(verbose=log.choice("verbose", _VERBOSE, "standard"), all=output)
+
+
+def _history(path: Path, sections: Mapping[str, Mapping[str, str]]) -> HistorySettings:
+    """Check ``[history-log]``; the defaults when the file has none."""
+    if "history-log" not in sections:
+        return HistorySettings()
+    history = _Section(path, "history-log", sections["history-log"])
+    history.check_known(HISTORY_OPTIONS)
+    days = "a number of days"
+    records = "a number of records"
+    return HistorySettings(
+        expiration_days=history.integer("expiration", 30, low=1, high=30, what=days),
+        max_records=history.integer("max-records", 1000, low=1, high=1000, what=records),
+        audit_expiration_days=history.integer("audit-expiration", 30, low=1, high=30, what=days),
+        audit_max_records=history.integer(
+            "audit-max-records", 1000, low=1, high=1000, what=records
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Section:
+    """One section being checked: turns its texts into values or located errors."""
+
+    file: Path
+    name: str
+    options: Mapping[str, str]
+
+    def error(self, option: str, detail: str) -> ConfigError:
+        """An error about ``option`` of this section."""
+        return ConfigError(self.file, detail, self.name, option)
+
+    def check_known(self, known: frozenset[str]) -> None:
+        """Refuse the first option (in file order) that is not in ``known``."""
+        for option in self.options:
+            if option not in known:
+                raise self.error(option, "unknown option")
+
+    def text(self, option: str) -> str | None:
+        """The option's text; None when absent or empty."""
+        return self.options.get(option) or None
+
+    def choice(self, option: str, words: Mapping[str, _T], default: _T) -> _T:
+        """One of ``words`` (not case-sensitive)."""
+        text = self.text(option)
+        if text is None:
+            return default
+        try:
+            return words[text.lower()]
+        except KeyError:
+            raise self.error(option, f"{text!r} is not one of {', '.join(words)}") from None
+
+    def integer(self, option: str, default: int, *, low: int, high: int, what: str) -> int:
+        """A whole number from ``low`` to ``high``; ``what`` names it in the error."""
+        value = self._integer(option, low=low, high=high, what=what)
+        return default if value is None else value
+
+    def port(self, option: str) -> int | None:
+        """A TCP port (1 to 65535); None when not set."""
+        return self._integer(option, low=1, high=65535, what="a port number")
+
+    def _integer(self, option: str, *, low: int, high: int, what: str) -> int | None:
+        text = self.text(option)
+        if text is None:
+            return None
+        if not (text.isascii() and text.isdigit() and low <= int(text) <= high):
+            raise self.error(option, f"{text!r} is not {what} ({low} to {high})")
+        return int(text)
+
+    def seconds(
+        self, option: str, default: float, *, low: float, high: float, above_low: bool = False
+    ) -> float:
+        """A number of seconds from ``low`` (excluded when ``above_low``) to ``high``."""
+        text = self.text(option)
+        if text is None:
+            return default
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        in_range = value > low if above_low else value >= low
+        if not (math.isfinite(value) and in_range and value <= high):
+            bounds = f"more than {low:g}, at most {high:g}" if above_low else f"{low:g} to {high:g}"
+            raise self.error(option, f"{text!r} is not a number of seconds ({bounds})")
+        return value
+
+    def encoding(self, option: str, default: str) -> str:
+        """A text encoding Python knows, by the name Python gives it."""
+        text = self.text(option)
+        if text is None:
+            return default
+        try:
+            name = codecs.lookup(text).name
+            "".encode(name)  # refuses codecs that are not text encodings (base64, rot13)
+        except LookupError:
+            raise self.error(option, f"{text!r} is not a text encoding Python knows") from None
+        return name
+
+    def masters(self, option: str) -> tuple[tuple[str, int], ...]:
+        """A comma-separated list of ``host:port`` (``[::1]:port`` for IPv6); required."""
+        text = self.text(option)
+        if text is None:
+            raise self.error(option, "missing (a proxy needs its master as host:port)")
+        masters: list[tuple[str, int]] = []
+        for item in (part.strip() for part in text.split(",")):
+            host, _, port_text = item.rpartition(":")
+            if host.startswith("[") and host.endswith("]"):
+                host = host[1:-1]
+            elif ":" in host:
+                host = ""  # an IPv6 address must be written in brackets
+            port_ok = port_text.isascii() and port_text.isdigit() and 1 <= int(port_text) <= 65535
+            if not host or not port_ok:
+                raise self.error(option, f"{item!r} is not host:port (port 1 to 65535)")
+            if (host, int(port_text)) in masters:
+                raise self.error(option, f"{item!r} is listed twice")
+            masters.append((host, int(port_text)))
+        return tuple(masters)

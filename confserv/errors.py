@@ -1,0 +1,156 @@
+"""Exceptions of the Configuration Server, each with the wire code clients see.
+
+:class:`RequestError` and its subclasses are answers to one request: the
+server sends ``{"code": err.code, "message": str(err)}`` to that client and
+goes on. The others are failures of the server's own parts.
+"""
+
+from __future__ import annotations
+
+
+class ConfServError(Exception):
+    """Root of every exception this package raises on purpose."""
+
+
+class RequestError(ConfServError):
+    """A request that cannot be carried out; ``code`` is sent to the client."""
+
+    code = "error"
+
+
+class BadRequestError(RequestError):
+    """The request is not a map, lacks ``op``/``id``, or has an argument of the wrong shape."""
+
+    code = "bad-request"
+
+
+class UnknownTypeError(RequestError):
+    """The request names an object type the server does not know."""
+
+    code = "unknown-type"
+
+
+class UnknownFieldError(RequestError):
+    """An object or filter names a field its type does not have."""
+
+    code = "unknown-field"
+
+
+class FieldValueError(RequestError):
+    """A field has a value of the wrong type or outside what it accepts."""
+
+    code = "bad-value"
+
+
+class NotFoundError(RequestError):
+    """The object named by type and dbid does not exist."""
+
+    code = "not-found"
+
+
+class ConstraintError(RequestError):
+    """The write would break a constraint: a duplicate name, a dangling or held reference."""
+
+    code = "constraint"
+
+
+class AuthError(RequestError):
+    """Wrong user name or password, or a management response that does not match."""
+
+    code = "auth-failed"
+
+
+class NotRegisteredError(RequestError):
+    """A request other than ``register`` came before registration."""
+
+    code = "not-registered"
+
+
+class DuplicateApplicationError(RequestError):
+    """A daemon application of that name is already connected."""
+
+    code = "duplicate-app"
+
+
+class BackupModeError(RequestError):
+    """This server is a backup: it serves no clients until it is switched to primary."""
+
+    code = "backup-mode"
+
+    def __init__(self, message: str, primary: str | None = None) -> None:
+        super().__init__(message)
+        self.primary = primary
+
+
+class HistoryExpiredError(RequestError):
+    """The history no longer reaches back to the requested serial: reload everything."""
+
+    code = "history-expired"
+
+
+class FencedError(RequestError):
+    """The write's epoch is not the lease's: this server is no longer primary."""
+
+    code = "fenced"
+
+
+class ReadOnlyError(RequestError):
+    """The server cannot accept writes right now (role change, lease not renewed)."""
+
+    code = "read-only"
+
+
+class UnavailableError(RequestError):
+    """The Configuration Database did not answer; nothing was committed."""
+
+    code = "db-unavailable"
+
+
+class StoreError(ConfServError):
+    """The database failed in a way that is not the request's fault."""
+
+
+class LeaseHeldError(ConfServError):
+    """The lease is held, unexpired, by another server."""
+
+    def __init__(self, message: str, holder: str, epoch: int) -> None:
+        super().__init__(message)
+        self.holder = holder
+        self.epoch = epoch
+
+
+#: Every request error class by its wire code, for the client side.
+ERRORS_BY_CODE: dict[str, type[RequestError]] = {
+    cls.code: cls
+    for cls in (
+        RequestError,
+        BadRequestError,
+        UnknownTypeError,
+        UnknownFieldError,
+        FieldValueError,
+        NotFoundError,
+        ConstraintError,
+        AuthError,
+        NotRegisteredError,
+        DuplicateApplicationError,
+        BackupModeError,
+        HistoryExpiredError,
+        FencedError,
+        ReadOnlyError,
+        UnavailableError,
+    )
+}
+
+
+class ConnectionLostError(ConfServError):
+    """The connection ended while a request was in flight.
+
+    For a write the outcome is unknown: it may or may not have been
+    committed. The client library never reports such a write as done; the
+    caller re-reads after reconnecting (the write carries its serial once
+    committed, visible in the History Log).
+    """
+
+
+class NoServerError(ConfServError):
+    """None of the given servers could be reached or would serve (all down or backup)."""

@@ -1,0 +1,69 @@
+"""Every event the Configuration Server logs, with its stable id (listed in docs/log-events.md).
+
+Ids 20000-20999 belong to ``confserv``; the supervisor uses 40000-40999. The
+ids are this project's own: Genesys publishes no ids for these events (the
+04503/04504 connection events follow the Genesys meaning).
+"""
+
+from __future__ import annotations
+
+from .eventlog import Level, LogEvent
+
+CONNECTED = LogEvent(4503, Level.STD, "Connection to {what} at {where} established")
+CONNECTION_LOST = LogEvent(4504, Level.STD, "Connection to {what} at {where} lost: {reason}")
+
+STARTED = LogEvent(
+    20001, Level.STD, "Configuration Server '{name}' started: pid {pid}, {engine} database {db}"
+)
+LISTENING = LogEvent(20002, Level.STD, "Listening for {what} on {host}:{port}")
+LOADED = LogEvent(
+    20003, Level.STD, "Loaded {count} objects up to serial {serial} in {seconds:.3f} s"
+)
+STOPPING = LogEvent(20004, Level.STD, "Configuration Server '{name}' stopping: {reason}")
+NO_ADMIN = LogEvent(
+    20005, Level.ALR, "No Person can log in: run 'cfgctl init' to create the administrator"
+)
+CONFIG_ERROR = LogEvent(20006, Level.ALR, "Configuration error: {text}")
+
+CLIENT_REGISTERED = LogEvent(
+    20110, Level.STD, "Client '{app}' ({app_type}) user '{user}' registered from {peer}"
+)
+CLIENT_GONE = LogEvent(20111, Level.STD, "Client '{app}' from {peer} disconnected: {reason}")
+REGISTRATION_REFUSED = LogEvent(20112, Level.STD, "Registration from {peer} refused: {reason}")
+REQUEST_REFUSED = LogEvent(20113, Level.INT, "Request {op} from {peer} refused: {code}: {reason}")
+SUBSCRIBER_TOO_SLOW = LogEvent(
+    20114, Level.STD, "Client '{app}' from {peer} cut off: {count} notifications unread"
+)
+BAD_PEER = LogEvent(20115, Level.STD, "Connection from {peer} closed: {reason}")
+
+OBJECT_CHANGED = LogEvent(
+    20130, Level.INT, "Serial {serial} epoch {epoch}: {op} {type} {dbid} ('{name}') by {by}"
+)
+HISTORY_TRIMMED = LogEvent(
+    20140, Level.TRC, "History Log: {count} records older than {days} days removed"
+)
+HISTORY_EXPIRED = LogEvent(
+    20141, Level.STD, "Session restore from serial {serial} for {peer} failed: history expired"
+)
+
+DB_ERROR = LogEvent(20150, Level.ALR, "Configuration Database error: {reason}")
+
+MGMT_AUTH_OK = LogEvent(20120, Level.STD, "Management client {peer} authenticated")
+MGMT_AUTH_FAILED = LogEvent(
+    20121, Level.ALR, "Management client {peer} failed to authenticate: {reason}"
+)
+MGMT_COMMAND = LogEvent(20122, Level.STD, "Management command '{command}' from {peer}")
+
+LEASE_TAKEN = LogEvent(
+    20160, Level.STD, "Lease of pair '{pair}' taken at epoch {epoch} (ttl {ttl:g} s{how})"
+)
+LEASE_LOST = LogEvent(20161, Level.ALR, "Lease of pair '{pair}' lost at epoch {epoch}: {reason}")
+ROLE_CHANGED = LogEvent(
+    20162, Level.STD, "Role changed from {old} to {new} at epoch {epoch}: {reason}"
+)
+
+ADDP_TRACE = LogEvent(20900, Level.TRC, "ADDP {text}")
+
+ALL_EVENTS: tuple[LogEvent, ...] = tuple(
+    value for value in list(globals().values()) if isinstance(value, LogEvent)
+)

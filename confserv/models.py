@@ -1,0 +1,82 @@
+"""The Configuration Database schema, in SQLModel: one schema for SQLite and PostgreSQL.
+
+Tables:
+    cfg_object   every configuration object; its fields and options as JSON text
+    cfg_counter  the last serial, and per type the last dbid (ids are never reused)
+    cfg_history  the History Log: one row per committed change, with serial and epoch
+    cfg_lease    one row per warm-standby pair: epoch, holder, expiry by the database clock
+
+The stores create these tables from this metadata (``create_all`` for SQLite,
+compiled DDL for PostgreSQL); their queries are plain SQL over these columns.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Float, Integer, Text, UniqueConstraint
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.schema import CreateIndex, CreateTable
+from sqlmodel import Field, SQLModel
+
+#: Version of this schema, kept in cfg_counter under ``schema``.
+SCHEMA_VERSION = 1
+
+
+class CfgObject(SQLModel, table=True):
+    """One configuration object."""
+
+    __tablename__ = "cfg_object"
+    __table_args__ = (UniqueConstraint("type", "name", name="cfg_object_type_name"),)
+
+    type: str = Field(sa_column=Column(Text, primary_key=True))
+    dbid: int = Field(sa_column=Column(Integer, primary_key=True))
+    name: str = Field(sa_column=Column(Text, nullable=False))
+    data: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class CfgCounter(SQLModel, table=True):
+    """A named counter: ``serial``, ``schema``, ``dbid:<Type>``."""
+
+    __tablename__ = "cfg_counter"
+
+    name: str = Field(sa_column=Column(Text, primary_key=True))
+    value: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class CfgHistory(SQLModel, table=True):
+    """One committed change (Genesys' History Log record)."""
+
+    __tablename__ = "cfg_history"
+
+    serial: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    epoch: int = Field(sa_column=Column(BigInteger, nullable=False))
+    op: str = Field(sa_column=Column(Text, nullable=False))
+    type: str = Field(sa_column=Column(Text, nullable=False))
+    dbid: int = Field(sa_column=Column(Integer, nullable=False))
+    change: str = Field(sa_column=Column(Text, nullable=False))
+    time: float = Field(sa_column=Column(Float, nullable=False, index=True))
+
+
+class CfgLease(SQLModel, table=True):
+    """The lease that names a pair's primary; the epoch is the fencing token."""
+
+    __tablename__ = "cfg_lease"
+
+    pair: str = Field(sa_column=Column(Text, primary_key=True))
+    epoch: int = Field(sa_column=Column(BigInteger, nullable=False))
+    holder: str = Field(sa_column=Column(Text, nullable=False))
+    expires_at: float = Field(sa_column=Column(Float, nullable=False))
+
+
+TABLES = (CfgObject, CfgCounter, CfgHistory, CfgLease)
+
+
+def ddl(engine: str) -> list[str]:
+    """``CREATE TABLE/INDEX IF NOT EXISTS`` statements for ``sqlite`` or ``postgre``."""
+    dialect = postgresql.dialect() if engine == "postgre" else sqlite.dialect()
+    out: list[str] = []
+    for model in TABLES:
+        table = SQLModel.metadata.tables[model.__tablename__]  # type: ignore[index]
+        out.append(str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)).strip())
+        for index in sorted(table.indexes, key=lambda i: str(i.name)):
+            out.append(str(CreateIndex(index, if_not_exists=True).compile(dialect=dialect)))
+    return out

@@ -1,0 +1,57 @@
+"""What every connection handler of one running server shares."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import trio
+
+from .eventlog import EventLog
+from .service import ConfigService
+
+
+@dataclass
+class Runtime:
+    """The running server: its name, role, service, log and connected clients.
+
+    ``role`` is ``primary``, ``backup`` or ``proxy``. ``role_changed`` is
+    replaced (and the old event set) at every role change, so management
+    watchers wake up.
+    """
+
+    name: str
+    pair: str
+    service: ConfigService
+    log: EventLog
+    role: str = "primary"
+    primary_hint: str | None = None
+    pid: int = field(default_factory=os.getpid)
+    started: float = field(default_factory=time.time)
+    daemons: set[str] = field(default_factory=set)
+    clients: int = 0
+    role_changed: trio.Event = field(default_factory=trio.Event)
+
+    def set_role(self, role: str) -> None:
+        """Change the role and wake everyone waiting on ``role_changed``."""
+        self.role = role
+        old, self.role_changed = self.role_changed, trio.Event()
+        old.set()
+
+    def status(self) -> dict[str, object]:
+        """The ``status`` answer: role, epoch, last serial, pid, uptime, clients."""
+        return {
+            "name": self.name,
+            "pair": self.pair,
+            "role": self.role,
+            "epoch": self.service.epoch,
+            "serial": self.service.last_serial,
+            "writable": self.service.writable,
+            "pid": self.pid,
+            "uptime": round(time.time() - self.started, 3),
+            "clients": self.clients,
+            "subscribers": self.service.subscriber_count,
+            "objects": len(self.service),
+            "primary": self.primary_hint,
+        }

@@ -1,0 +1,234 @@
+"""The client port: one :class:`ClientSession` per connected client.
+
+A session answers requests one at a time in arrival order, and forwards the
+changes its subscription asks for from a bounded queue. A bad request gets
+one error answer and the session goes on; only a broken link or a
+subscriber too slow to keep up ends it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+from addp import Link, LinkEnded
+
+from . import events
+from .errors import (
+    AuthError,
+    BackupModeError,
+    BadRequestError,
+    DuplicateApplicationError,
+    NotRegisteredError,
+    RequestError,
+)
+from .objects import check_type
+from .protocol import CLIENT_OPS, READ_CHUNK, arg, error, ok, parse_request
+from .runtime import Runtime
+from .service import SUBSCRIBER_BUFFER, Subscription, public_change
+
+
+class ClientSession:
+    """One client connection on the client port."""
+
+    def __init__(self, link: Link, runtime: Runtime) -> None:
+        self.link = link
+        self.rt = runtime
+        self.peer = link.name
+        self.app: str | None = None
+        self.daemon = False
+        self.sub: Subscription | None = None
+        self._forwarder_started = False
+
+    async def run(self) -> None:
+        """Serve the connection until it ends."""
+        self.rt.clients += 1
+        reason = "closed"
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                try:
+                    async for msg in self.link:
+                        await self._handle(msg)
+                except LinkEnded as exc:
+                    reason = str(exc)
+                nursery.cancel_scope.cancel()
+        finally:
+            self.rt.clients -= 1
+            if self.sub is not None:
+                self.rt.service.unsubscribe(self.sub)
+            if self.app is not None:
+                if self.daemon:
+                    self.rt.daemons.discard(self.app)
+                self.rt.log.emit(events.CLIENT_GONE, app=self.app, peer=self.peer, reason=reason)
+
+    async def _handle(self, msg: Any) -> None:
+        request_id = msg.get("id") if isinstance(msg, dict) else None
+        try:
+            op, request_id = parse_request(msg, CLIENT_OPS)
+            if op != "register" and self.app is None:
+                raise NotRegisteredError(f"register before '{op}'")
+            if op not in ("register", "status") and self.rt.role == "backup":
+                raise BackupModeError(
+                    "this server is the backup; it serves no clients", self.rt.primary_hint
+                )
+            answer = await getattr(self, "_op_" + op.replace("-", "_"))(msg, request_id)
+        except RequestError as exc:
+            self.rt.log.emit(
+                events.REQUEST_REFUSED,
+                op=msg.get("op") if isinstance(msg, dict) else "?",
+                peer=self.peer,
+                code=exc.code,
+                reason=exc,
+            )
+            answer = error(request_id, exc)
+        await self.link.send(answer)
+
+    # -- operations -----------------------------------------------------------
+
+    async def _op_register(self, msg: dict[str, Any], rid: int) -> dict[str, Any]:
+        if self.app is not None:
+            raise BadRequestError(f"already registered as {self.app!r}")
+        app = arg(msg, "app", str)
+        app_type = arg(msg, "app_type", str, "client")
+        user = arg(msg, "user", str)
+        password = arg(msg, "password", str)
+        daemon = arg(msg, "daemon", bool, False)
+        if self.rt.role == "backup":
+            self.rt.log.emit(events.REGISTRATION_REFUSED, peer=self.peer, reason="backup mode")
+            raise BackupModeError(
+                "this server is the backup; connect to the primary", self.rt.primary_hint
+            )
+        if not await self.rt.service.authenticate(user, password):
+            self.rt.log.emit(
+                events.REGISTRATION_REFUSED, peer=self.peer, reason=f"bad password for {user!r}"
+            )
+            raise AuthError(f"user {user!r}: wrong user name or password")
+        if daemon:
+            if app in self.rt.daemons:
+                self.rt.log.emit(
+                    events.REGISTRATION_REFUSED, peer=self.peer, reason=f"{app!r} already connected"
+                )
+                raise DuplicateApplicationError(f"application {app!r} is already connected")
+            self.rt.daemons.add(app)
+        self.app, self.daemon = app, daemon
+        self.rt.log.emit(
+            events.CLIENT_REGISTERED, app=app, app_type=app_type, user=user, peer=self.peer
+        )
+        return ok(rid, **self._server_info())
+
+    def _server_info(self) -> dict[str, Any]:
+        svc = self.rt.service
+        return {
+            "server": self.rt.name,
+            "role": self.rt.role,
+            "epoch": svc.epoch,
+            "serial": svc.last_serial,
+        }
+
+    async def _op_status(self, msg: dict[str, Any], rid: int) -> dict[str, Any]:
+        return ok(rid, **self.rt.status())
+
+    async def _op_read(self, msg: dict[str, Any], rid: int) -> dict[str, Any]:
+        type_name = check_type(arg(msg, "type", str))
+        flt = arg(msg, "filter", dict, None)
+        count = 0
+        chunk: list[dict[str, Any]] = []
+        serial = self.rt.service.last_serial
+        for obj in self.rt.service.read(type_name, flt):
+            chunk.append(obj)
+            if len(chunk) >= READ_CHUNK:
+                await self.link.send({"re": rid, "objects": chunk})
+                count += len(chunk)
+                chunk = []
+        count += len(chunk)
+        return ok(rid, objects=chunk, count=count, serial=serial)
+
+    async def _op_create(self, msg: dict[str, Any], rid: int) -> dict[str, Any]:
+        change = await self.rt.service.create(arg(msg, "type", str), arg(msg, "object", dict))
+        self._log_change(change)
+        return ok(rid, dbid=change.dbid, serial=change.serial, epoch=change.epoch)
+
+    async def _op_update(self, msg: dict[str, Any], rid: int) -> dict[str, Any]:
+        change = await self.rt.service.update(
+            arg(msg, "type", str),
+            arg(msg, "dbid", int),
+            arg(msg, "delta", dict, None),
+            arg(msg, "options", dict, None),
+        )
+        self._log_change(change)
+        return ok(rid, dbid=change.dbid, serial=change.serial, epoch=change.epoch)
+
+    async def _op_delete(self, msg: dict[str, Any], rid: int) -> dict[str, Any]:
+        change = await self.rt.service.delete(arg(msg, "type", str), arg(msg, "dbid", int))
+        self._log_change(change)
+        return ok(rid, dbid=change.dbid, serial=change.serial, epoch=change.epoch)
+
+    def _log_change(self, change: Any) -> None:
+        name = change.data.get("name") or (self.rt.service.get(change.type, change.dbid) or {}).get(
+            "name", "?"
+        )
+        self.rt.log.emit(
+            events.OBJECT_CHANGED,
+            serial=change.serial,
+            epoch=change.epoch,
+            op=change.op,
+            type=change.type,
+            dbid=change.dbid,
+            name=name,
+            by=self.app,
+        )
+
+    async def _op_subscribe(self, msg: dict[str, Any], rid: int) -> dict[str, Any]:
+        type_name = arg(msg, "type", (str, type(None)), None)
+        dbid = arg(msg, "dbid", int, None)
+        if self.sub is None:
+            self.sub = self.rt.service.subscribe()
+        if type_name is None:
+            if dbid is not None:
+                raise BadRequestError("'dbid' needs 'type'")
+            self.sub.everything = True
+        else:
+            check_type(type_name)
+            if dbid is None:
+                self.sub.types.add(type_name)
+            else:
+                self.sub.objects.add((type_name, dbid))
+        if not self._forwarder_started:
+            self._forwarder_started = True
+            self._nursery.start_soon(self._forward, self.sub)
+        return ok(rid, serial=self.rt.service.last_serial, epoch=self.rt.service.epoch)
+
+    async def _op_unsubscribe(self, msg: dict[str, Any], rid: int) -> dict[str, Any]:
+        if self.sub is not None:
+            self.sub.types.clear()
+            self.sub.objects.clear()
+            self.sub.everything = False
+        return ok(rid)
+
+    async def _op_restore(self, msg: dict[str, Any], rid: int) -> dict[str, Any]:
+        serial = arg(msg, "serial", int)
+        try:
+            changes = await self.rt.service.history_since(serial)
+        except RequestError:
+            self.rt.log.emit(events.HISTORY_EXPIRED, serial=serial, peer=self.peer)
+            raise
+        return ok(
+            rid,
+            changes=[public_change(c) for c in changes],
+            serial=self.rt.service.last_serial,
+            epoch=self.rt.service.epoch,
+        )
+
+    async def _forward(self, sub: Subscription) -> None:
+        try:
+            async for change in sub.receive:
+                await self.link.send({"notify": public_change(change)})
+        except LinkEnded:
+            return  # the request loop sees the same end and reports it
+        if sub.overflowed:
+            self.rt.log.emit(
+                events.SUBSCRIBER_TOO_SLOW, app=self.app, peer=self.peer, count=SUBSCRIBER_BUFFER
+            )
+            await self.link.aclose("too slow: notifications overflowed; restore from your serial")

@@ -1,0 +1,371 @@
+"""The configuration held in memory, the one write path, and change fan-out.
+
+:class:`ConfigService` owns the in-memory copy every read is served from. All
+writes go through :meth:`ConfigService.write`: validate against memory, commit
+in the database under the epoch check, apply to memory, publish to
+subscribers, in that order and one at a time. Backups and proxies feed
+changes they receive into :meth:`ConfigService.apply`, the same code that
+applies local commits. No sockets here.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from .errors import (
+    ConstraintError,
+    FencedError,
+    HistoryExpiredError,
+    NotFoundError,
+    ReadOnlyError,
+)
+from .objects import (
+    STORED_SECRET,
+    apply_delta,
+    check_delta,
+    check_filter,
+    check_type,
+    matches,
+    new_object,
+    public_view,
+    references,
+)
+from .passwords import verify_password
+from .store import Change, ConfigStore, Snapshot, Write
+
+#: Changes buffered per subscriber before it is cut off as too slow.
+SUBSCRIBER_BUFFER = 10_000
+
+Key = tuple[str, int]
+
+
+class ChangeGapError(Exception):
+    """A change arrived whose serial is not the next one: the gap must be filled first."""
+
+    def __init__(self, expected: int, got: int) -> None:
+        super().__init__(f"change serial {got} arrived, expected {expected}")
+        self.expected = expected
+        self.got = got
+
+
+class StaleEpochError(Exception):
+    """A change from an older epoch than one already applied: refused (design invariant 3)."""
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One subscriber's filter and its bounded queue of changes."""
+
+    types: set[str] = field(default_factory=set)
+    objects: set[Key] = field(default_factory=set)
+    everything: bool = False
+    overflowed: bool = False
+
+    def __post_init__(self) -> None:
+        self.send, self.receive = trio.open_memory_channel[Change](SUBSCRIBER_BUFFER)
+
+    def wants(self, change: Change) -> bool:
+        """Whether this subscriber asked for ``change``."""
+        return (
+            self.everything
+            or change.type in self.types
+            or (change.type, change.dbid) in self.objects
+        )
+
+
+class ConfigService:
+    """Objects in memory, serial and epoch, writes and subscriptions (see module docstring).
+
+    Args:
+        store: the Configuration Database.
+        pair: the warm-standby pair whose lease fences writes.
+        history_limit: the most changes one restore may return (``max-records``).
+    """
+
+    def __init__(self, store: ConfigStore, *, pair: str, history_limit: int = 1000) -> None:
+        self.store = store
+        self.pair = pair
+        self.history_limit = history_limit
+        self.epoch = 0
+        self.last_serial = 0
+        self.writable = False
+        self._objects: dict[str, dict[int, dict[str, Any]]] = {}
+        self._names: dict[str, dict[str, int]] = {}
+        self._referrers: dict[Key, set[Key]] = {}
+        self._subscriptions: set[Subscription] = set()
+        self._write_lock = trio.Lock()
+        self._auth_key = os.urandom(32)
+        self._auth_cache: set[tuple[str, bytes]] = set()
+
+    # -- loading --------------------------------------------------------------
+
+    def load(self, snapshot: Snapshot) -> None:
+        """Replace memory with ``snapshot`` (start-up or full reload)."""
+        self._objects = {}
+        self._names = {}
+        self._referrers = {}
+        for obj in snapshot.objects:
+            self._insert(obj)
+        self.last_serial = snapshot.last_serial
+
+    async def reload(self) -> None:
+        """Load everything from the database."""
+        self.load(await self.store.load())
+
+    def __len__(self) -> int:
+        return sum(len(objs) for objs in self._objects.values())
+
+    # -- reads ----------------------------------------------------------------
+
+    def read(
+        self, type_name: str, flt: Mapping[str, Any] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Objects of ``type_name`` matching the equality filter, as clients see them."""
+        check_type(type_name)
+        flt = check_filter(type_name, flt)
+        objs = self._objects.get(type_name, {})
+        if "dbid" in flt:
+            found = objs.get(flt["dbid"])
+            candidates: Any = [found] if found is not None else []
+        elif "name" in flt:
+            dbid = self._names.get(type_name, {}).get(flt["name"])
+            candidates = [objs[dbid]] if dbid is not None else []
+        else:
+            candidates = objs.values()
+        for obj in candidates:
+            if matches(obj, flt):
+                yield public_view(obj)
+
+    def get(self, type_name: str, dbid: int) -> dict[str, Any] | None:
+        """The stored form of one object (with secrets), or None."""
+        return self._objects.get(type_name, {}).get(dbid)
+
+    def find(self, type_name: str, name: str) -> dict[str, Any] | None:
+        """The stored form of the object of that type and name, or None."""
+        dbid = self._names.get(type_name, {}).get(name)
+        return None if dbid is None else self.get(type_name, dbid)
+
+    def all_objects(self) -> Iterator[dict[str, Any]]:
+        """Every object in stored form (for snapshots to backups and proxies)."""
+        for objs in self._objects.values():
+            yield from objs.values()
+
+    async def authenticate(self, user: str, password: str) -> bool:
+        """Whether ``user`` (a Person's name or user_name) has ``password``."""
+        person = self.find("Person", user)
+        if person is None:
+            person = next(
+                (p for p in self._objects.get("Person", {}).values() if p.get("user_name") == user),
+                None,
+            )
+        if person is None or person.get("state") != "enabled":
+            return False
+        stored = person.get(STORED_SECRET) or ""
+        if not stored:
+            return False
+        token = (stored, hmac.new(self._auth_key, password.encode(), hashlib.sha256).digest())
+        if token in self._auth_cache:
+            return True
+        ok = await trio.to_thread.run_sync(verify_password, password, stored)
+        if ok:
+            self._auth_cache.add(token)
+        return ok
+
+    # -- writes ---------------------------------------------------------------
+
+    async def create(self, type_name: str, data: Any) -> Change:
+        """Create an object; returns the committed change (with its dbid and serial)."""
+        check_type(type_name)
+        obj = new_object(type_name, data)
+        async with self._write_lock:
+            self._check_name_free(type_name, obj["name"], None)
+            self._check_refs(obj)
+            return await self._commit(Write("add", type_name, None, obj))
+
+    async def update(self, type_name: str, dbid: Any, delta: Any, options: Any = None) -> Change:
+        """Change some fields and/or options of an object."""
+        check_type(type_name)
+        fields, opts = check_delta(type_name, delta, options)
+        async with self._write_lock:
+            current = self._existing(type_name, dbid)
+            obj = copy.deepcopy(current)
+            apply_delta(obj, fields, opts)
+            if obj["name"] != current["name"]:
+                self._check_name_free(type_name, obj["name"], dbid)
+            self._check_refs(obj)
+            data = {"delta": fields, "options": opts}
+            return await self._commit(Write("change", type_name, dbid, obj, data))
+
+    async def delete(self, type_name: str, dbid: Any) -> Change:
+        """Delete an object that nothing references."""
+        check_type(type_name)
+        async with self._write_lock:
+            current = self._existing(type_name, dbid)
+            holders = self._referrers.get((type_name, dbid))
+            if holders:
+                held_by = ", ".join(f"{t} {d}" for t, d in sorted(holders)[:5])
+                raise ConstraintError(
+                    f"{type_name} {dbid} ({current['name']!r}) is referenced by {held_by}"
+                )
+            data = {"name": current["name"]}
+            return await self._commit(Write("delete", type_name, dbid, None, data))
+
+    async def _commit(self, write: Write) -> Change:
+        if not self.writable:
+            raise ReadOnlyError("this server does not accept writes now")
+        try:
+            change = await self.store.commit(self.pair, self.epoch, write)
+        except FencedError:
+            self.writable = False
+            raise
+        self.apply(change)
+        return change
+
+    def _existing(self, type_name: str, dbid: Any) -> dict[str, Any]:
+        if not isinstance(dbid, int) or isinstance(dbid, bool):
+            raise NotFoundError(f"{type_name} dbid must be an integer, got {dbid!r}")
+        obj = self.get(type_name, dbid)
+        if obj is None:
+            raise NotFoundError(f"no {type_name} with dbid {dbid}")
+        return obj
+
+    def _check_name_free(self, type_name: str, name: str, dbid: int | None) -> None:
+        other = self._names.get(type_name, {}).get(name)
+        if other is not None and other != dbid:
+            raise ConstraintError(f"a {type_name} named {name!r} exists already (dbid {other})")
+
+    def _check_refs(self, obj: Mapping[str, Any]) -> None:
+        for field_name, target, dbid in references(obj):
+            if self.get(target, dbid) is None:
+                raise ConstraintError(
+                    f"{obj['type']}.{field_name} = {dbid}: no {target} with that dbid"
+                )
+
+    # -- applying changes -----------------------------------------------------
+
+    def apply(self, change: Change) -> bool:
+        """Apply a committed change to memory and publish it; False if already applied.
+
+        Raises:
+            ChangeGapError: the change is not the next serial.
+            StaleEpochError: the change is from an older epoch than one applied.
+        """
+        if change.serial <= self.last_serial:
+            return False
+        if change.serial != self.last_serial + 1:
+            raise ChangeGapError(self.last_serial + 1, change.serial)
+        if change.epoch < self.epoch:
+            raise StaleEpochError(
+                f"change {change.serial} is from epoch {change.epoch}, "
+                f"older than epoch {self.epoch}"
+            )
+        if change.op == "add":
+            self._insert(copy.deepcopy(change.data))
+        elif change.op == "change":
+            obj = self._objects[change.type][change.dbid]
+            self._remove_indexes(obj)
+            apply_delta(obj, change.data.get("delta", {}), change.data.get("options", {}))
+            self._add_indexes(obj)
+        else:
+            obj = self._objects[change.type].pop(change.dbid)
+            self._remove_indexes(obj)
+        self.last_serial = change.serial
+        self.epoch = max(self.epoch, change.epoch)
+        self._publish(change)
+        return True
+
+    def _insert(self, obj: dict[str, Any]) -> None:
+        self._objects.setdefault(obj["type"], {})[obj["dbid"]] = obj
+        self._add_indexes(obj)
+
+    def _add_indexes(self, obj: dict[str, Any]) -> None:
+        key = (obj["type"], obj["dbid"])
+        self._names.setdefault(obj["type"], {})[obj["name"]] = obj["dbid"]
+        for _field, target, dbid in references(obj):
+            self._referrers.setdefault((target, dbid), set()).add(key)
+
+    def _remove_indexes(self, obj: dict[str, Any]) -> None:
+        key = (obj["type"], obj["dbid"])
+        names = self._names.get(obj["type"], {})
+        if names.get(obj["name"]) == obj["dbid"]:
+            del names[obj["name"]]
+        for _field, target, dbid in references(obj):
+            holders = self._referrers.get((target, dbid))
+            if holders is not None:
+                holders.discard(key)
+                if not holders:
+                    del self._referrers[(target, dbid)]
+
+    # -- subscriptions and history --------------------------------------------
+
+    def subscribe(self) -> Subscription:
+        """A new subscription (empty filter: add types or objects to it)."""
+        sub = Subscription()
+        self._subscriptions.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        """Stop delivering to ``sub`` and close its queue."""
+        self._subscriptions.discard(sub)
+        sub.send.close()
+
+    @property
+    def subscriber_count(self) -> int:
+        """How many subscriptions are live."""
+        return len(self._subscriptions)
+
+    def _publish(self, change: Change) -> None:
+        for sub in list(self._subscriptions):
+            if not sub.wants(change):
+                continue
+            try:
+                sub.send.send_nowait(change)
+            except trio.WouldBlock:
+                sub.overflowed = True
+                self.unsubscribe(sub)
+            except trio.BrokenResourceError:
+                self.unsubscribe(sub)
+
+    async def history_since(self, serial: int) -> list[Change]:
+        """Changes after ``serial`` for a restoring client.
+
+        Raises:
+            HistoryExpiredError: the history does not reach back that far, or
+                more than ``max-records`` changes were missed: reload.
+        """
+        if serial == self.last_serial:
+            return []
+        if serial > self.last_serial:
+            raise HistoryExpiredError(
+                f"serial {serial} is ahead of this server's {self.last_serial}: reload"
+            )
+        changes = await self.store.history_since(serial, self.history_limit)
+        if changes is None:
+            raise HistoryExpiredError(
+                f"History Log has expired: changes after serial {serial} are no longer all "
+                f"kept (max-records {self.history_limit}); reload the configuration"
+            )
+        return [c for c in changes if c.serial <= self.last_serial]
+
+
+def public_change(change: Change) -> dict[str, Any]:
+    """A change as a notification to clients: secrets removed."""
+    wire = change.to_wire()
+    data = dict(change.data)
+    if change.op == "add":
+        data = public_view(data)
+    elif change.op == "change":
+        data = {
+            **data,
+            "delta": {k: v for k, v in data.get("delta", {}).items() if k != STORED_SECRET},
+        }
+    wire["data"] = data
+    return wire

@@ -1,0 +1,152 @@
+"""The SQLite store: the embedded default, as correct as the PostgreSQL one.
+
+One ``sqlite3`` connection in WAL mode, used from one worker thread at a time
+(``trio.to_thread.run_sync`` with a limiter of one). Each plan runs in its own
+``BEGIN IMMEDIATE`` transaction, which takes the database's write lock, so
+writers of two processes sharing the file are serialised and the epoch check
+and the write are atomic. ``synchronous=FULL``: a commit that was acknowledged
+survives a crash of the process or the machine.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from .errors import ConstraintError, StoreError, UnavailableError
+from .models import ddl
+from .store import (
+    Change,
+    Lease,
+    Plan,
+    Snapshot,
+    Write,
+    acquire_lease_plan,
+    commit_plan,
+    history_plan,
+    init_lease_plan,
+    load_plan,
+    read_lease_plan,
+    release_lease_plan,
+    renew_lease_plan,
+    schema_plan,
+    trim_plan,
+)
+
+_NOW = "((julianday('now') - 2440587.5) * 86400.0)"
+
+#: How long a writer waits for another process's write lock, in milliseconds.
+BUSY_TIMEOUT_MS = 10_000
+
+
+class SqliteStore:
+    """:class:`~confserv.store.ConfigStore` on a SQLite file."""
+
+    engine = "sqlite"
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        self._conn: sqlite3.Connection | None = None
+        self._limiter = trio.CapacityLimiter(1)
+
+    @classmethod
+    async def open(cls, path: Path | str) -> SqliteStore:
+        """Open (creating the file if needed) and configure the connection."""
+        store = cls(path)
+        await trio.to_thread.run_sync(store._connect, limiter=store._limiter)
+        return store
+
+    def _connect(self) -> None:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30
+            )
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+        except sqlite3.Error as exc:
+            raise UnavailableError(f"cannot open SQLite database {self.path}: {exc}") from exc
+        self._conn = conn
+
+    def _run_sync(self, plan: Plan) -> Any:
+        conn = self._conn
+        if conn is None:
+            raise StoreError("the SQLite store is closed")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                query = next(plan)
+                while True:
+                    sql = query.sql.replace("{now}", _NOW)
+                    rows = conn.execute(sql, query.params).fetchall()
+                    query = plan.send(rows)
+            except StopIteration as done:
+                conn.execute("COMMIT")
+                return done.value
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.IntegrityError as exc:
+            raise ConstraintError(f"constraint violated: {exc}") from exc
+        except sqlite3.OperationalError as exc:
+            raise UnavailableError(f"SQLite database {self.path}: {exc}") from exc
+
+    async def _run(self, plan: Plan) -> Any:
+        return await trio.to_thread.run_sync(self._run_sync, plan, limiter=self._limiter)
+
+    async def create_schema(self) -> None:
+        """Create the tables and counters if missing."""
+        await self._run(schema_plan(ddl("sqlite")))
+
+    async def load(self) -> Snapshot:
+        """Read every object and the last serial."""
+        snapshot: Snapshot = await self._run(load_plan())
+        return snapshot
+
+    async def commit(self, pair: str, epoch: int, write: Write) -> Change:
+        """Commit ``write`` under the epoch check."""
+        change: Change = await self._run(commit_plan(pair, epoch, write))
+        return change
+
+    async def history_since(self, serial: int, limit: int) -> list[Change] | None:
+        """Changes after ``serial``, or None when they cannot all be given."""
+        result: list[Change] | None = await self._run(history_plan(serial, limit))
+        return result
+
+    async def trim_history(self, max_age: float) -> int:
+        """Delete history older than ``max_age`` seconds."""
+        count: int = await self._run(trim_plan(max_age))
+        return count
+
+    async def read_lease(self, pair: str) -> Lease | None:
+        """The pair's lease."""
+        lease: Lease | None = await self._run(read_lease_plan(pair))
+        return lease
+
+    async def init_lease(self, pair: str) -> None:
+        """Create the pair's lease row at epoch 0 if missing."""
+        await self._run(init_lease_plan(pair))
+
+    async def acquire_lease(self, pair: str, holder: str, ttl: float, *, force: bool) -> Lease:
+        """Take the lease, raising the epoch."""
+        lease: Lease = await self._run(acquire_lease_plan(pair, holder, ttl, force))
+        return lease
+
+    async def renew_lease(self, pair: str, holder: str, epoch: int, ttl: float) -> Lease:
+        """Extend our lease."""
+        lease: Lease = await self._run(renew_lease_plan(pair, holder, epoch, ttl))
+        return lease
+
+    async def release_lease(self, pair: str, holder: str, epoch: int) -> None:
+        """Give up our lease."""
+        await self._run(release_lease_plan(pair, holder, epoch))
+
+    async def aclose(self) -> None:
+        """Close the connection."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await trio.to_thread.run_sync(conn.close, limiter=self._limiter)

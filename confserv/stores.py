@@ -1,0 +1,36 @@
+"""Open the store a database section names: SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from .sqlite_store import SqliteStore
+from .store import ConfigStore
+
+if TYPE_CHECKING:
+    from .config import DatabaseSettings
+
+
+@asynccontextmanager
+async def open_store(db: DatabaseSettings) -> AsyncIterator[ConfigStore]:
+    """Open the Configuration Database of ``db`` for the block's lifetime."""
+    if db.engine == "sqlite":
+        store = await SqliteStore.open(db.dbname)
+        try:
+            yield store
+        finally:
+            await store.aclose()
+        return
+    from .pg_store import open_pg_store  # asyncio enters only with PostgreSQL
+
+    async with open_pg_store(
+        host=db.host,
+        port=db.port,
+        dbname=db.dbname,
+        user=db.username,
+        password=db.password,
+        timeout=min(db.response_timeout, 30.0),
+    ) as pg:
+        yield pg
