@@ -156,6 +156,18 @@ class Connection:
 
     # -- incoming -------------------------------------------------------------
 
+    def raise_pending_error(self) -> None:
+        """Raise a protocol error that arrived behind frames already returned.
+
+        :meth:`receive_data` hands back the good frames that came before a
+        defect; the caller then calls this (before waiting for more bytes) so
+        that the defect is not left waiting for the next chunk.
+        """
+        error = self._decoder.pending_error
+        if error is not None and not self.closed:
+            self.state = ConnectionState.ERROR
+            raise error
+
     @property
     def closed(self) -> bool:
         """Whether the connection is over (closed, lost or failed)."""

@@ -137,6 +137,11 @@ class FrameDecoder:
         self._error: Exception | None = None
 
     @property
+    def pending_error(self) -> Exception | None:
+        """The error held back behind good frames, raised by the next :meth:`feed`."""
+        return self._error
+
+    @property
     def buffered(self) -> int:
         """Bytes held that do not yet make a whole frame."""
         return len(self._buffer)

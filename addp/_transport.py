@@ -218,6 +218,7 @@ class Link:
             await self._dispatch(self._pending)
             self._pending = []
             while self._end is None:
+                conn.raise_pending_error()
                 deadline = conn.next_deadline()
                 data: bytes | bytearray | None = None
                 with trio.move_on_at(math.inf if deadline is None else deadline):

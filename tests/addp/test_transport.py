@@ -200,3 +200,14 @@ async def test_a_bad_client_over_tcp_does_not_stop_the_server() -> None:
 
 def test_connection_closed_event_is_a_value() -> None:
     assert ConnectionClosed("x") == ConnectionClosed("x")
+
+
+async def test_garbage_right_behind_the_hello_is_still_refused(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    left, right = trio.testing.memory_stream_pair()
+    hello = encode_frame(FrameKind.HELLO, encode_payload({"versions": [1, 1]}))
+    await right.send_all(hello + b"garbage!")
+    with pytest.raises(LinkProtocolError, match="expected add9"):
+        async with open_link(left, AddpOptions()) as link:
+            await link.receive()

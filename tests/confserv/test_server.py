@@ -1,0 +1,235 @@
+"""A real server on real TCP, on SQLite and PostgreSQL, through the client library."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import trio
+
+from addp import AddpOptions, FrameKind, connect, decode_payload, encode_frame
+from addp._frames import FrameDecoder
+from confserv.client import open_client, open_management
+from confserv.errors import (
+    AuthError,
+    BadRequestError,
+    ConstraintError,
+    DuplicateApplicationError,
+    FieldValueError,
+    HistoryExpiredError,
+    NotFoundError,
+    NotRegisteredError,
+    UnknownFieldError,
+    UnknownTypeError,
+)
+
+from .conftest import ADMIN_PASSWORD, SECRET
+
+pytestmark = pytest.mark.integration
+
+
+def client(server: dict[str, Any], app: str = "test", **kw: Any) -> Any:
+    return open_client([server["address"]], app=app, user="default", password=ADMIN_PASSWORD, **kw)
+
+
+async def test_create_read_update_delete(server: dict[str, Any]) -> None:
+    async with client(server) as c:
+        assert c.info["role"] == "primary"
+        made = await c.create("Host", {"name": "hostA", "ip_address": "10.0.0.1"})
+        assert made["serial"] == server["runtime"].service.last_serial
+        app = await c.create(
+            "Application",
+            {
+                "name": "tserver",
+                "host_dbid": made["dbid"],
+                "port": 3000,
+                "options": {"TServer": {"link": "a"}},
+            },
+        )
+        [got] = await c.read("Application", {"host_dbid": made["dbid"]})
+        assert got["name"] == "tserver" and got["options"] == {"TServer": {"link": "a"}}
+        await c.update(
+            "Application", app["dbid"], {"port": 3001}, {"TServer": {"link": None, "x": "1"}}
+        )
+        [got] = await c.read("Application", {"dbid": app["dbid"]})
+        assert got["port"] == 3001 and got["options"] == {"TServer": {"x": "1"}}
+        with pytest.raises(ConstraintError, match="referenced by Application"):
+            await c.delete("Host", made["dbid"])
+        await c.delete("Application", app["dbid"])
+        await c.delete("Host", made["dbid"])
+        assert await c.read("Host", {"name": "hostA"}) == []
+
+
+async def test_persons_passwords_are_never_sent_back(server: dict[str, Any]) -> None:
+    async with client(server) as c:
+        await c.create("Person", {"name": "agent1", "password": "s3cret"})
+        [person] = await c.read("Person", {"name": "agent1"})
+        assert "password" not in person and "password_hash" not in person
+    async with open_client([server["address"]], app="a", user="agent1", password="s3cret") as c2:
+        assert c2.info["ok"]
+
+
+async def test_large_reads_stream_in_chunks(server: dict[str, Any]) -> None:
+    async with client(server) as c:
+        for i in range(1200):
+            await c.create("DN", {"name": f"dn{i}", "number": str(i)})
+        dns = await c.read("DN")
+        assert len(dns) == 1200
+        assert {d["name"] for d in dns} == {f"dn{i}" for i in range(1200)}
+
+
+async def test_every_subscriber_sees_every_change_in_serial_order(server: dict[str, Any]) -> None:
+    async with (
+        client(server, "w") as writer,
+        client(server, "s1") as s1,
+        client(server, "s2") as s2,
+    ):
+        await s1.subscribe()
+        await s2.subscribe("Host")
+        serials = []
+        for i in range(20):
+            serials.append((await writer.create("Host", {"name": f"h{i}"}))["serial"])
+        await writer.create("Tenant", {"name": "t1"})
+        with trio.fail_after(10):
+            got1 = [await s1.notification() for _ in range(21)]
+            got2 = [await s2.notification() for _ in range(20)]
+        assert [n["serial"] for n in got1[:20]] == serials
+        assert [n["serial"] for n in got2] == serials
+        assert got1[20]["type"] == "Tenant"
+        assert all(n["op"] == "add" and n["epoch"] == 1 for n in got2)
+
+
+async def test_restore_gives_missed_changes_or_history_expired(server: dict[str, Any]) -> None:
+    async with client(server) as c:
+        start = (await c.status())["serial"]
+        for i in range(3):
+            await c.create("Switch", {"name": f"sw{i}"})
+        restored = await c.restore(start)
+        assert [ch["data"]["name"] for ch in restored["changes"]] == ["sw0", "sw1", "sw2"]
+        server["runtime"].service.history_limit = 2
+        with pytest.raises(HistoryExpiredError, match="History Log has expired"):
+            await c.restore(start)
+
+
+async def test_wrong_password_is_refused_and_logged(server: dict[str, Any]) -> None:
+    with pytest.raises(AuthError, match="wrong user name or password"):
+        async with open_client([server["address"]], app="x", user="default", password="nope"):
+            pass
+    assert 20112 in server["log"].ids()
+
+
+async def test_a_second_daemon_of_the_same_name_is_refused(server: dict[str, Any]) -> None:
+    async with client(server, "tserver", daemon=True):
+        with pytest.raises(DuplicateApplicationError, match="already connected"):
+            async with client(server, "tserver", daemon=True):
+                pass
+    async with client(server, "tserver", daemon=True) as again:
+        assert again.info["ok"]
+
+
+@pytest.mark.parametrize(
+    ("op", "args", "error", "text"),
+    [
+        ("read", {"type": "Widget"}, UnknownTypeError, "unknown object type 'Widget'"),
+        ("read", {"type": "Host", "filter": {"colour": 1}}, UnknownFieldError, "no field 'colour'"),
+        (
+            "create",
+            {"type": "Host", "object": {"name": "h", "colour": 1}},
+            UnknownFieldError,
+            "colour",
+        ),
+        (
+            "create",
+            {"type": "Host", "object": {"name": "h", "lca_port": "x"}},
+            FieldValueError,
+            "int",
+        ),
+        (
+            "create",
+            {"type": "Host", "object": {"ip_address": "1"}},
+            FieldValueError,
+            "name is required",
+        ),
+        (
+            "create",
+            {"type": "DN", "object": {"name": "d", "switch_dbid": 999}},
+            ConstraintError,
+            "no Switch",
+        ),
+        (
+            "update",
+            {"type": "Host", "dbid": 999, "delta": {}},
+            NotFoundError,
+            "no Host with dbid 999",
+        ),
+        ("delete", {"type": "Host"}, BadRequestError, "missing argument 'dbid'"),
+        ("frobnicate", {}, BadRequestError, "unknown op 'frobnicate'"),
+    ],
+)
+async def test_bad_requests_get_one_clear_error_and_the_session_goes_on(
+    server: dict[str, Any], op: str, args: dict[str, Any], error: type[Exception], text: str
+) -> None:
+    async with client(server) as c:
+        with pytest.raises(error, match=text):
+            await c.session.request(op, **args)
+        assert (await c.status())["role"] == "primary"
+
+
+async def test_malformed_and_oversized_messages_close_only_that_connection(
+    server: dict[str, Any],
+) -> None:
+    host, port = server["address"]
+    async with client(server, "bystander") as bystander:
+        # Not a map, no id: an error answer, the connection stays.
+        async with connect(host, port, AddpOptions()) as link:
+            await link.send([1, 2, 3])
+            answer = await link.receive()
+            assert answer["code"] == "bad-request" and "must be a map" in answer["message"]
+            await link.send({"op": "read", "id": 1, "type": "Host"})
+            answer = await link.receive()
+            assert answer["code"] == NotRegisteredError.code
+        # An oversized frame: refused from its header, that connection closed with the reason.
+        stream = await trio.open_tcp_stream(host, port)
+        hello = encode_frame(
+            FrameKind.HELLO,
+            __import__("addp").encode_payload({"versions": [1, 1]}),
+        )
+        await stream.send_all(
+            hello
+            + encode_frame(FrameKind.MESSAGE, b"\x00" * 10)[:4]
+            + (5 * 1024 * 1024).to_bytes(4, "big")
+        )
+        decoder, reason = FrameDecoder(), None
+        with trio.fail_after(10):
+            while reason is None:
+                chunk = await stream.receive_some()
+                if not chunk:
+                    break
+                for kind, payload in decoder.feed(chunk):
+                    if kind is FrameKind.CLOSE:
+                        reason = decode_payload(payload)["reason"]
+        await stream.aclose()
+        assert reason is not None and "exceeds the limit" in reason
+        # The other client was served throughout.
+        assert (await bystander.status())["role"] == "primary"
+        made = await bystander.create("Host", {"name": "after-bad-input"})
+        assert made["dbid"] > 0
+
+
+async def test_management_port_needs_the_secret(server: dict[str, Any]) -> None:
+    host, port = "127.0.0.1", server["management_port"]
+    async with open_management(host, port, SECRET) as m:
+        status = await m.status()
+        assert status["role"] == "primary" and status["epoch"] == 1
+        assert status["pid"] > 0 and status["serial"] == server["runtime"].service.last_serial
+    with pytest.raises(AuthError, match="wrong response"):
+        async with open_management(host, port, "wrong"):
+            pass
+    # Commands before authenticating are refused, and logged as an alarm.
+    async with connect(host, port, AddpOptions()) as link:
+        challenge = await link.receive()
+        assert "challenge" in challenge
+        await link.send({"op": "status", "id": 1})
+        answer = await link.receive()
+        assert answer["code"] == "auth-failed"
+    assert server["log"].ids().count(20121) >= 2
