@@ -93,4 +93,4 @@ async def server(
     info = await nursery.start(
         lambda task_status: run_server(settings, log=log, task_status=task_status)
     )
-    yield {**info, "log": log, "settings": settings, "address": ("127.0.0.1", info["port"])}
+    return {**info, "log": log, "settings": settings, "address": ("127.0.0.1", info["port"])}

@@ -47,12 +47,14 @@ async def test_create_read_update_delete(server: dict[str, Any]) -> None:
             },
         )
         [got] = await c.read("Application", {"host_dbid": made["dbid"]})
-        assert got["name"] == "tserver" and got["options"] == {"TServer": {"link": "a"}}
+        assert got["name"] == "tserver"
+        assert got["options"] == {"TServer": {"link": "a"}}
         await c.update(
             "Application", app["dbid"], {"port": 3001}, {"TServer": {"link": None, "x": "1"}}
         )
         [got] = await c.read("Application", {"dbid": app["dbid"]})
-        assert got["port"] == 3001 and got["options"] == {"TServer": {"x": "1"}}
+        assert got["port"] == 3001
+        assert got["options"] == {"TServer": {"x": "1"}}
         with pytest.raises(ConstraintError, match="referenced by Application"):
             await c.delete("Host", made["dbid"])
         await c.delete("Application", app["dbid"])
@@ -64,7 +66,8 @@ async def test_persons_passwords_are_never_sent_back(server: dict[str, Any]) -> 
     async with client(server) as c:
         await c.create("Person", {"name": "agent1", "password": "s3cret"})
         [person] = await c.read("Person", {"name": "agent1"})
-        assert "password" not in person and "password_hash" not in person
+        assert "password" not in person
+        assert "password_hash" not in person
     async with open_client([server["address"]], app="a", user="agent1", password="s3cret") as c2:
         assert c2.info["ok"]
 
@@ -184,7 +187,8 @@ async def test_malformed_and_oversized_messages_close_only_that_connection(
         async with connect(host, port, AddpOptions()) as link:
             await link.send([1, 2, 3])
             answer = await link.receive()
-            assert answer["code"] == "bad-request" and "must be a map" in answer["message"]
+            assert answer["code"] == "bad-request"
+            assert "must be a map" in answer["message"]
             await link.send({"op": "read", "id": 1, "type": "Host"})
             answer = await link.receive()
             assert answer["code"] == NotRegisteredError.code
@@ -209,7 +213,8 @@ async def test_malformed_and_oversized_messages_close_only_that_connection(
                     if kind is FrameKind.CLOSE:
                         reason = decode_payload(payload)["reason"]
         await stream.aclose()
-        assert reason is not None and "exceeds the limit" in reason
+        assert reason is not None
+        assert "exceeds the limit" in reason
         # The other client was served throughout.
         assert (await bystander.status())["role"] == "primary"
         made = await bystander.create("Host", {"name": "after-bad-input"})
@@ -220,8 +225,10 @@ async def test_management_port_needs_the_secret(server: dict[str, Any]) -> None:
     host, port = "127.0.0.1", server["management_port"]
     async with open_management(host, port, SECRET) as m:
         status = await m.status()
-        assert status["role"] == "primary" and status["epoch"] == 1
-        assert status["pid"] > 0 and status["serial"] == server["runtime"].service.last_serial
+        assert status["role"] == "primary"
+        assert status["epoch"] == 1
+        assert status["pid"] > 0
+        assert status["serial"] == server["runtime"].service.last_serial
     with pytest.raises(AuthError, match="wrong response"):
         async with open_management(host, port, "wrong"):
             pass

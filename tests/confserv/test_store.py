@@ -73,7 +73,8 @@ async def test_a_duplicate_name_is_a_constraint_error(store: ConfigStore) -> Non
 
 async def test_lease_rules(store: ConfigStore) -> None:
     first = await store.acquire_lease("p", "one", 10, force=False)
-    assert first.valid and first.holder == "one"
+    assert first.valid
+    assert first.holder == "one"
     with pytest.raises(LeaseHeldError, match="held by 'one' at epoch 1") as held:
         await store.acquire_lease("p", "two", 10, force=False)
     assert held.value.holder == "one"
@@ -85,7 +86,8 @@ async def test_lease_rules(store: ConfigStore) -> None:
         await store.renew_lease("p", "one", 1, 20)
     await store.release_lease("p", "one", 2)
     released = await store.read_lease("p")
-    assert released is not None and not released.valid
+    assert released is not None
+    assert not released.valid
     second = await store.acquire_lease("p", "two", 10, force=False)
     assert second.epoch == 3
 
@@ -96,7 +98,7 @@ async def test_an_expired_lease_can_be_taken(store: ConfigStore) -> None:
     import trio
 
     with trio.fail_after(5):
-        while (lease := await store.read_lease("p")) is not None and lease.valid:
+        while (lease := await store.read_lease("p")) is not None and lease.valid:  # noqa: ASYNC110 - the database clock has no event to wait on
             await trio.sleep(0.01)
     taken = await store.acquire_lease("p", "two", 10, force=False)
     assert (taken.holder, taken.epoch) == ("two", 2)
@@ -114,4 +116,5 @@ async def test_history_since_and_its_limits(store: ConfigStore) -> None:
     assert await store.trim_history(-1.0) == 4  # everything is "older" than the future
     assert await store.history_since(3, limit=100) is None  # no longer reaches back
     kept = await store.history_since(4, limit=100)
-    assert kept is not None and [c.serial for c in kept] == [5]
+    assert kept is not None
+    assert [c.serial for c in kept] == [5]
