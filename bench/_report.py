@@ -117,8 +117,8 @@ def markdown(sections: Sequence[tuple[str, str, Sequence[Result]]]) -> str:
         "",
         "## Summary",
         "",
-        f"{sum(r.met is True for r in results)} targets met, {len(missed)} missed"
-        + (f" ({', '.join(missed)})." if missed else "."),
+        f"Targets met: {sum(r.met is True for r in results)}; missed: {len(missed)}"
+        + (f" ({'; '.join(missed)})." if missed else "."),
     ]
     for module, about, rs in sections:
         lines += ["", f"## {module}", ""]

@@ -1,0 +1,204 @@
+"""The command lines as an operator runs them: real processes, real files, real signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "CFG_PASSWORD": "pw", "CFG_SECRET": "sekret", "COLUMNS": "200"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(args, env=ENV, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args} exited {proc.returncode}: {proc.stderr}")
+    return proc
+
+
+def write_conf(tmp_path: Path, port: int, mport: int) -> Path:
+    conf = tmp_path / "confserv.conf"
+    conf.write_text(
+        f"""[confserv]
+port = {port}
+management-port = {mport}
+management-secret = sekret
+server = dbserver
+encryption = false
+encoding = utf-8
+[log]
+verbose = standard
+all = stderr
+[hca]
+schema = none
+[dbserver]
+dbengine = sqlite
+dbname = cfg.sqlite
+username = sa
+password = sa
+"""
+    )
+    return conf
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[tuple[Path, int, int, subprocess.Popen[str]]]:
+    port, mport = free_port(), free_port()
+    conf = write_conf(tmp_path, port, mport)
+    run(str(BIN / "cfgctl"), "init", "-s", "confserv", "-c", str(conf))
+    proc = subprocess.Popen(
+        [str(BIN / "confserv"), "-s", "confserv", "-c", str(conf)],
+        env=ENV,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # wait for the condition "the management port answers", with a deadline
+            status = run(
+                str(BIN / "cfgctl"),
+                "status",
+                "--server",
+                f"127.0.0.1:{mport}",
+                "--json",
+                check=False,
+            )
+            if status.returncode == 0:
+                break
+            assert proc.poll() is None, "confserv exited at start"
+            assert time.monotonic() < deadline, f"confserv not ready: {status.stderr}"
+        yield conf, port, mport, proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        finally:
+            proc.kill()
+            if proc.stderr is not None:
+                proc.stderr.close()
+
+
+def test_init_twice_changes_nothing(tmp_path: Path) -> None:
+    conf = write_conf(tmp_path, free_port(), free_port())
+    first = run(str(BIN / "cfgctl"), "init", "-s", "confserv", "-c", str(conf))
+    assert "created  Person default" in first.stdout
+    second = run(str(BIN / "cfgctl"), "init", "-s", "confserv", "-c", str(conf))
+    assert "created" not in second.stdout
+    assert "existing Person default" in second.stdout
+
+
+def test_an_operator_session(
+    running: tuple[Path, int, int, subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    _conf, port, mport, proc = running
+    ctl = str(BIN / "cfgctl")
+    srv = f"127.0.0.1:{port}"
+    out = run(
+        ctl,
+        "put",
+        "host",
+        "hostB",
+        "ip_address=10.1.1.1",
+        "lca_port=5000",
+        "--server",
+        srv,
+        "--json",
+    )
+    assert json.loads(out.stdout)["action"] == "created"
+    run(ctl, "put", "Host", "hostB", "--option", "addp.timeout=5", "--server", srv)
+    [host] = json.loads(run(ctl, "get", "Host", "hostB", "--server", srv, "--json").stdout)
+    assert host["lca_port"] == 5000
+    assert host["options"] == {"addp": {"timeout": "5"}}
+    table = run(ctl, "get", "Host", "--server", srv).stdout
+    assert "hostB" in table
+    status = json.loads(run(ctl, "status", "--server", f"127.0.0.1:{mport}", "--json").stdout)
+    assert status["role"] == "primary"
+    assert status["pid"] == proc.pid
+    assert status["epoch"] >= 1
+    exported = tmp_path / "export.yaml"
+    run(ctl, "export", "-o", str(exported), "--server", srv)
+    assert "hostB" in exported.read_text()
+    run(ctl, "delete", "Host", "hostB", "--server", srv)
+    assert run(ctl, "get", "Host", "hostB", "--server", srv, check=False).returncode == 1
+    counts = run(ctl, "import", str(exported), "--server", srv).stdout
+    assert "1 created" in counts
+    assert (
+        json.loads(run(ctl, "get", "Host", "hostB", "--server", srv, "--json").stdout)[0][
+            "lca_port"
+        ]
+        == 5000
+    )
+
+
+def test_wrong_password_and_secret_are_one_line_errors(
+    running: tuple[Path, int, int, subprocess.Popen[str]],
+) -> None:
+    _conf, port, mport, _proc = running
+    ctl = str(BIN / "cfgctl")
+    bad = run(
+        ctl, "get", "Host", "--server", f"127.0.0.1:{port}", "--password", "nope", check=False
+    )
+    assert bad.returncode == 1
+    assert bad.stderr.strip().count("\n") == 0
+    assert "wrong user name or password" in bad.stderr
+    bad = run(ctl, "status", "--server", f"127.0.0.1:{mport}", "--secret", "nope", check=False)
+    assert bad.returncode == 1
+    assert "authentication failed" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("body", "section", "message"),
+    [
+        (None, "confserv", "cannot read the file"),
+        ("[other]\nport = 1\n", "confserv", "no section [confserv]"),
+        (
+            "[confserv]\nport = 2120\nprot = 3\nserver = db\n[db]\ndbengine = sqlite\ndbname = x\n",
+            "confserv",
+            "[confserv] prot: unknown option",
+        ),
+        (
+            "[confserv]\nport = 99999\nserver = db\n[db]\ndbengine = sqlite\ndbname = x\n",
+            "confserv",
+            "[confserv] port: '99999'",
+        ),
+        (
+            "[confserv]\nport = 2120\nserver = db\n[db]\ndbengine = mssql\ndbname = x\n",
+            "confserv",
+            "[db] dbengine: 'mssql' is not supported",
+        ),
+    ],
+)
+def test_a_broken_configuration_file_is_one_line_and_status_2(
+    tmp_path: Path, body: str | None, section: str, message: str
+) -> None:
+    conf = tmp_path / "c.conf"
+    if body is not None:
+        conf.write_text(body)
+    proc = run(str(BIN / "confserv"), "-s", section, "-c", str(conf), check=False)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert message in lines[0]
+    assert "c.conf" in lines[0]
+
+
+@pytest.mark.parametrize("command", ["confserv", "cfgctl", "scs"])
+def test_every_command_answers_help(command: str) -> None:
+    assert "Usage" in run(str(BIN / command), "--help").stdout
