@@ -1,14 +1,24 @@
 """ADDP over loopback TCP: message rate, CPU of idle links, detection of a hung peer.
 
-Three measurements, each against its target: (1) small messages per second
-through the trio adapter (``addp.serve``, ``addp.connect``, ``Link.send``,
-``Link.receive``), server and client in one trio run pinned to one core;
-(2) CPU used by 1,000 idle links at ``addp-timeout = 1`` between this process
-and an echo peer process, over a 10 s idle window; (3) time from a peer's last
-byte until ``AddpTimeout`` when the peer process is SIGSTOPped, 20 runs.
+(1) Small messages per second through the trio adapter (``addp.serve``,
+``addp.connect``, ``Link.send``, ``Link.receive``): server and client in one
+trio run, the process pinned to one core, so the figure pays for both ends.
+The sender does not wait for replies (pipelined); request/response round trips
+and the sans-IO core alone are shown beside it for scale.
+
+(2) CPU of 1,000 idle links at ``addp-timeout = 1``: this process holds the
+connecting ends, ``tests/helpers/addp_echo_peer.py 1`` the serving ends; CPU
+time of both (``getrusage``, ``/proc/<pid>/stat``) over a 10 s idle window
+after every link is up. Repeated with ADDP off on the peer (only one end polls).
+
+(3) Detection of a SIGSTOPped peer (``addp_echo_peer.py 0``) at
+``addp-timeout = 1``, 20 runs, 2 at a time against separate peer processes:
+from the last byte of an echo reply until ``Link.receive`` raises
+``AddpTimeout``. By construction this is 2T after the last byte plus the
+scheduling delay of two deadlines, shown as jitter.
+
 Everything runs on 127.0.0.1 and stops by itself. Run alone with
-``.venv/bin/python -m bench.bench_addp``.
-"""
+``.venv/bin/python -m bench.bench_addp``."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Run every benchmark module ``bench/bench_*.py``, print a summary, rewrite the docs.
 
 A benchmark module exposes ``run() -> list[Result]`` (see ``bench/_report.py``)
-and a docstring whose first paragraph says what it measures. This script runs
+and a docstring saying what it measures (copied into the docs). This script runs
 them in name order, prints a summary table and (re)writes
 ``docs/benchmarks.md`` with the machine and every figure beside its target.
 A missed target is a figure like any other (exit status 0); a module that
@@ -41,9 +41,9 @@ def discover() -> list[str]:
 
 
 def about(module: object) -> str:
-    """The first paragraph of a module's docstring, on one line."""
+    """A module's docstring as markdown paragraphs (each paragraph on one line)."""
     doc = (getattr(module, "__doc__", None) or "").strip()
-    return " ".join(doc.split("\n\n", 1)[0].split())
+    return "\n\n".join(" ".join(part.split()) for part in doc.split("\n\n"))
 
 
 def run_module(name: str) -> tuple[str, list[Result], bool]:
