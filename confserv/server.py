@@ -139,7 +139,7 @@ class ClientSession:
         for obj in self.rt.service.read(type_name, flt):
             chunk.append(obj)
             if len(chunk) >= READ_CHUNK:
-                await self.link.send({"re": rid, "objects": chunk})
+                self.link.send_nowait({"re": rid, "objects": chunk})
                 count += len(chunk)
                 chunk = []
         count += len(chunk)
@@ -224,7 +224,15 @@ class ClientSession:
     async def _forward(self, sub: Subscription) -> None:
         try:
             async for change in sub.receive:
-                await self.link.send({"notify": public_change(change)})
+                self.link.send_nowait({"notify": public_change(change)})
+                # Drain what else is queued so that a burst shares one write.
+                while True:
+                    try:
+                        more = sub.receive.receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                    self.link.send_nowait({"notify": public_change(more)})
+                await self.link.flush()
         except LinkEnded:
             return  # the request loop sees the same end and reports it
         if sub.overflowed:
