@@ -1,7 +1,8 @@
 """Run one Configuration Server: open the database, take the role, serve both ports.
 
 The trio structure: one nursery holding the client listener, the management
-listener, the lease keeper and the history trimmer. Everything below it is in
+listener, the pair driver (lease and role, see :mod:`confserv.pair`) and the
+history trimmer. Everything below it is in
 :mod:`confserv.server`, :mod:`confserv.management` and :mod:`confserv.service`.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import time
 from typing import Any
 
@@ -18,9 +20,10 @@ import addp
 
 from . import events
 from .config import ServerSettings
-from .errors import FencedError, RequestError, UnavailableError
+from .errors import RequestError
 from .eventlog import EventLog
-from .management import ManagementSession
+from .management import ManagementSession, PairHooks
+from .pair import PairDriver
 from .runtime import Runtime
 from .server import ClientSession
 from .service import ConfigService
@@ -41,26 +44,6 @@ def make_log(settings: ServerSettings) -> EventLog:
     return log
 
 
-async def keep_lease(rt: Runtime, store: ConfigStore, settings: ServerSettings) -> None:
-    """Renew the lease every ``lease-renew`` seconds; on loss, stop writing at once."""
-    svc = rt.service
-    while True:
-        await trio.sleep(settings.lease_renew)
-        if rt.role != "primary":
-            continue
-        try:
-            await store.renew_lease(settings.pair, settings.section, svc.epoch, settings.lease_ttl)
-        except FencedError as exc:
-            svc.writable = False
-            rt.log.emit(events.LEASE_LOST, pair=settings.pair, epoch=svc.epoch, reason=exc)
-            rt.log.emit(
-                events.ROLE_CHANGED, old="primary", new="backup", epoch=svc.epoch, reason=exc
-            )
-            rt.set_role("backup")
-        except UnavailableError as exc:
-            rt.log.emit(events.DB_ERROR, reason=f"lease renewal failed: {exc}")
-
-
 async def trim_history(rt: Runtime, store: ConfigStore, settings: ServerSettings) -> None:
     """Remove history older than ``[history-log] expiration`` days, now and every 30 min."""
     days = settings.history.expiration_days
@@ -77,7 +60,7 @@ async def serve_ports(
     rt: Runtime,
     settings: ServerSettings,
     nursery: trio.Nursery,
-    commands: dict[str, Any] | None = None,
+    pair: PairHooks | None = None,
 ) -> dict[str, int]:
     """Start the client and management listeners; returns the ports they got."""
 
@@ -85,7 +68,7 @@ async def serve_ports(
         await ClientSession(link, rt).run()
 
     async def management(link: addp.Link) -> None:
-        await ManagementSession(link, rt, settings.management_secret, commands).run()
+        await ManagementSession(link, rt, settings.management_secret, pair).run()
 
     host = settings.listen_address
     options = {"max_frame_size": settings.max_frame_size}
@@ -140,18 +123,6 @@ async def run_server(
         )
         if next(service.read("Person"), None) is None:
             log.emit(events.NO_ADMIN)
-        lease = await store.acquire_lease(
-            settings.pair, settings.section, settings.lease_ttl, force=False
-        )
-        log.emit(
-            events.LEASE_TAKEN,
-            pair=settings.pair,
-            epoch=lease.epoch,
-            ttl=settings.lease_ttl,
-            how="",
-        )
-        service.epoch = lease.epoch
-        service.writable = True
         rt = Runtime(name=settings.section, pair=settings.pair, service=service, log=log)
         log.emit(
             events.STARTED,
@@ -161,10 +132,35 @@ async def run_server(
             db=settings.db.dbname,
         )
         async with trio.open_nursery() as nursery:
-            ports = await serve_ports(rt, settings, nursery)
-            nursery.start_soon(keep_lease, rt, store, settings)
+            hooks = _LateHooks()
+            ports = await serve_ports(rt, settings, nursery, hooks)
+            host = settings.listen_address
+            if host in ("0.0.0.0", "::", ""):
+                host = socket.gethostname()
+            address = f"{host}:{ports['port']}:{ports.get('management_port', 0)}"
+            driver = PairDriver(rt, store, settings, address)
+            hooks.driver = driver
+            await nursery.start(driver.run)
             nursery.start_soon(trim_history, rt, store, settings)
-            task_status.started({**ports, "runtime": rt})
+            task_status.started({**ports, "runtime": rt, "driver": driver})
+
+
+class _LateHooks:
+    """The management port's pair hooks, bound once the driver exists (after the ports)."""
+
+    driver: PairDriver | None = None
+
+    async def promote(self, force: bool) -> dict[str, Any]:
+        assert self.driver is not None
+        return await self.driver.promote(force)
+
+    async def demote(self, force: bool = False) -> dict[str, Any]:
+        assert self.driver is not None
+        return await self.driver.demote(force)
+
+    def peer_ack(self) -> None:
+        if self.driver is not None:
+            self.driver.peer_ack()
 
 
 async def main(settings: ServerSettings) -> None:

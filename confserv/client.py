@@ -228,13 +228,17 @@ async def open_client(
 ) -> AsyncIterator[ConfigClient]:
     """Connect and register with the first server of ``servers`` that serves.
 
+    A backup's ``backup-mode`` answer names the primary; that address is
+    tried too, after the given ones.
+
     Raises:
         NoServerError: every server refused or could not be reached; the
             message lists each server's reason.
         AuthError, DuplicateApplicationError: the registration was refused.
     """
     reasons: list[str] = []
-    for host, port in servers:
+    candidates = list(servers)
+    for host, port in candidates:
         yielded = False
         try:
             async with AsyncExitStack() as stack:
@@ -266,6 +270,13 @@ async def open_client(
             if yielded:
                 raise
             reasons.append(f"{host}:{port}: {exc or type(exc).__name__}")
+            if isinstance(exc, BackupModeError) and exc.primary:
+                try:
+                    hint = parse_servers(exc.primary)[0]
+                except ValueError:
+                    continue
+                if hint not in candidates:
+                    candidates.append(hint)
     raise NoServerError("no Configuration Server would serve: " + "; ".join(reasons))
 
 

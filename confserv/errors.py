@@ -100,6 +100,13 @@ class ReadOnlyError(RequestError):
     code = "read-only"
 
 
+class PromotionRefusedError(RequestError):
+    """``switch-to-primary`` refused: another server holds a valid lease (use force
+    only with proof that it is dead)."""
+
+    code = "lease-held"
+
+
 class UnavailableError(RequestError):
     """The Configuration Database did not answer; nothing was committed."""
 
@@ -137,6 +144,7 @@ ERRORS_BY_CODE: dict[str, type[RequestError]] = {
         HistoryExpiredError,
         FencedError,
         ReadOnlyError,
+        PromotionRefusedError,
         UnavailableError,
     )
 }

@@ -62,6 +62,15 @@ ROLE_CHANGED = LogEvent(
     20162, Level.STD, "Role changed from {old} to {new} at epoch {epoch}: {reason}"
 )
 
+PROMOTION_REFUSED = LogEvent(
+    20163, Level.STD, "Switch to primary of pair '{pair}' refused: {reason}"
+)
+WRITES_STOPPED = LogEvent(20164, Level.ALR, "Writes stopped, role kept: {reason}")
+REPLICA_CONNECTED = LogEvent(
+    20165, Level.STD, "Backup '{name}' replicating from serial {serial} ({mode})"
+)
+STALE_EPOCH = LogEvent(20166, Level.ALR, "Change refused: {reason}")
+
 ADDP_TRACE = LogEvent(20900, Level.TRC, "ADDP {text}")
 
 ALL_EVENTS: tuple[LogEvent, ...] = tuple(

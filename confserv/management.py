@@ -11,23 +11,33 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
 from addp import Link, LinkEnded
 
 from . import events
-from .errors import AuthError, BadRequestError, RequestError
+from .errors import AuthError, BackupModeError, BadRequestError, HistoryExpiredError, RequestError
 from .protocol import MANAGEMENT_OPS, arg, error, ok, parse_request
 from .runtime import Runtime
+from .service import Subscription
 
 #: Prefix of the signed challenge, naming the scheme and its version.
 CHALLENGE_CONTEXT = b"cfgha-mgmt-v1:"
 
-#: A role command: ``(force) -> answer fields``; installed by the role manager.
-RoleCommand = Callable[[bool], Awaitable[dict[str, Any]]]
+
+class PairHooks(Protocol):
+    """What the management port needs of the pair driver."""
+
+    async def promote(self, force: bool) -> dict[str, Any]:
+        """``switch-to-primary``."""
+
+    async def demote(self, force: bool = False) -> dict[str, Any]:
+        """``switch-to-backup``."""
+
+    def peer_ack(self) -> None:
+        """The backup acknowledged this server as primary."""
 
 
 def challenge_response(secret: str, nonce: str) -> str:
@@ -43,12 +53,12 @@ class ManagementSession:
         link: Link,
         runtime: Runtime,
         secret: str | None,
-        commands: dict[str, RoleCommand] | None = None,
+        pair: PairHooks | None = None,
     ) -> None:
         self.link = link
         self.rt = runtime
         self.secret = secret
-        self.commands = commands or {}
+        self.pair = pair
         self.peer = link.name
         self.nonce = os.urandom(16).hex()
         self.authenticated = False
@@ -83,11 +93,17 @@ class ManagementSession:
             elif op == "watch":
                 self._nursery.start_soon(self._push_roles)
                 answer = ok(request_id, **self.rt.status())
+            elif op == "replicate":
+                answer = await self._replicate(msg, request_id)
+            elif op == "ack":
+                if self.pair is not None:
+                    self.pair.peer_ack()
+                answer = ok(request_id, serial=self.rt.service.last_serial)
             else:
-                command = self.commands.get(op)
-                if command is None:
+                if self.pair is None:
                     raise BadRequestError(f"'{op}' is not available on this server")
                 force = arg(msg, "force", bool, False)
+                command = self.pair.promote if op == "switch-to-primary" else self.pair.demote
                 answer = ok(request_id, **await command(force))
         except RequestError as exc:
             answer = error(request_id, exc)
@@ -109,6 +125,52 @@ class ManagementSession:
         await self.link.send(error(rid, AuthError(f"authentication failed: {reason}")))
         await self.link.aclose("authentication failed")
         return False
+
+    async def _replicate(self, msg: dict[str, Any], rid: int) -> dict[str, Any]:
+        """Start streaming every change, in full, to a backup (or proxy)."""
+        svc = self.rt.service
+        if self.rt.role != "primary":
+            raise BackupModeError("this server is not primary", self.rt.primary_hint)
+        serial = arg(msg, "serial", int)
+        sub = svc.subscribe()  # before reading history: nothing falls between
+        sub.everything = True
+        self._nursery.start_soon(self._forward_changes, sub)
+        try:
+            changes = await svc.history_since(serial)
+            expired = False
+        except HistoryExpiredError:
+            changes, expired = [], True
+        if self.pair is not None:
+            self.pair.peer_ack()
+        self.rt.log.emit(
+            events.REPLICA_CONNECTED,
+            name=self.peer,
+            serial=serial,
+            mode="history expired: reload" if expired else f"{len(changes)} changes to catch up",
+        )
+        return ok(
+            rid,
+            serial=svc.last_serial,
+            epoch=svc.epoch,
+            expired=expired,
+            changes=[c.to_wire() for c in changes],
+        )
+
+    async def _forward_changes(self, sub: Subscription) -> None:
+        try:
+            async for change in sub.receive:
+                self.link.send_nowait({"notify": change.to_wire()})
+                while True:
+                    try:
+                        more = sub.receive.receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                    self.link.send_nowait({"notify": more.to_wire()})
+                await self.link.flush()
+        except LinkEnded:
+            return
+        finally:
+            self.rt.service.unsubscribe(sub)
 
     async def _push_roles(self) -> None:
         try:

@@ -4,7 +4,8 @@ Tables:
     cfg_object   every configuration object; its fields and options as JSON text
     cfg_counter  the last serial, and per type the last dbid (ids are never reused)
     cfg_history  the History Log: one row per committed change, with serial and epoch
-    cfg_lease    one row per warm-standby pair: epoch, holder, expiry by the database clock
+    cfg_lease    one row per warm-standby pair: epoch, holder, expiry by the database clock,
+                 and where the holder serves (``host:port:management-port``)
 
 The stores create these tables from this metadata (``create_all`` for SQLite,
 compiled DDL for PostgreSQL); their queries are plain SQL over these columns.
@@ -65,6 +66,7 @@ class CfgLease(SQLModel, table=True):
     epoch: int = Field(sa_column=Column(BigInteger, nullable=False))
     holder: str = Field(sa_column=Column(Text, nullable=False))
     expires_at: float = Field(sa_column=Column(Float, nullable=False))
+    address: str = Field(sa_column=Column(Text, nullable=False, server_default=""))
 
 
 TABLES = (CfgObject, CfgCounter, CfgHistory, CfgLease)

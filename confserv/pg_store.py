@@ -123,9 +123,11 @@ class PgStore:
         """Create the pair's lease row at epoch 0 if missing."""
         await self._run(init_lease_plan(pair))
 
-    async def acquire_lease(self, pair: str, holder: str, ttl: float, *, force: bool) -> Lease:
-        """Take the lease, raising the epoch."""
-        lease: Lease = await self._run(acquire_lease_plan(pair, holder, ttl, force))
+    async def acquire_lease(
+        self, pair: str, holder: str, ttl: float, *, force: bool, address: str = ""
+    ) -> Lease:
+        """Take the lease, raising the epoch, and publish where we serve."""
+        lease: Lease = await self._run(acquire_lease_plan(pair, holder, ttl, force, address))
         return lease
 
     async def renew_lease(self, pair: str, holder: str, epoch: int, ttl: float) -> Lease:

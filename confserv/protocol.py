@@ -30,7 +30,15 @@ CLIENT_OPS = (
     "status",
 )
 #: Management-port operations.
-MANAGEMENT_OPS = ("auth", "status", "switch-to-primary", "switch-to-backup", "watch")
+MANAGEMENT_OPS = (
+    "auth",
+    "status",
+    "switch-to-primary",
+    "switch-to-backup",
+    "watch",
+    "replicate",
+    "ack",
+)
 
 
 def ok(request_id: Any, **fields: Any) -> dict[str, Any]:

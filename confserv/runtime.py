@@ -25,7 +25,7 @@ class Runtime:
     pair: str
     service: ConfigService
     log: EventLog
-    role: str = "primary"
+    role: str = "starting"
     primary_hint: str | None = None
     pid: int = field(default_factory=os.getpid)
     started: float = field(default_factory=time.time)

@@ -69,7 +69,7 @@ class ClientSession:
             op, request_id = parse_request(msg, CLIENT_OPS)
             if op != "register" and self.app is None:
                 raise NotRegisteredError(f"register before '{op}'")
-            if op not in ("register", "status") and self.rt.role == "backup":
+            if op not in ("register", "status") and self.rt.role != "primary":
                 raise BackupModeError(
                     "this server is the backup; it serves no clients", self.rt.primary_hint
                 )
@@ -95,8 +95,10 @@ class ClientSession:
         user = arg(msg, "user", str)
         password = arg(msg, "password", str)
         daemon = arg(msg, "daemon", bool, False)
-        if self.rt.role == "backup":
-            self.rt.log.emit(events.REGISTRATION_REFUSED, peer=self.peer, reason="backup mode")
+        if self.rt.role != "primary":
+            self.rt.log.emit(
+                events.REGISTRATION_REFUSED, peer=self.peer, reason=f"{self.rt.role} mode"
+            )
             raise BackupModeError(
                 "this server is the backup; connect to the primary", self.rt.primary_hint
             )

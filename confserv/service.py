@@ -101,7 +101,7 @@ class ConfigService:
         self._names: dict[str, dict[str, int]] = {}
         self._referrers: dict[Key, set[Key]] = {}
         self._subscriptions: set[Subscription] = set()
-        self._write_lock = trio.Lock()
+        self.write_lock = trio.Lock()
         self._auth_key = os.urandom(32)
         self._auth_cache: set[tuple[str, bytes]] = set()
 
@@ -109,6 +109,11 @@ class ConfigService:
 
     def load(self, snapshot: Snapshot) -> None:
         """Replace memory with ``snapshot`` (start-up or full reload)."""
+        if self.last_serial and snapshot.last_serial < self.last_serial:
+            raise StaleEpochError(
+                f"snapshot at serial {snapshot.last_serial} is older than memory "
+                f"at {self.last_serial}"
+            )
         self._objects = {}
         self._names = {}
         self._referrers = {}
@@ -185,7 +190,7 @@ class ConfigService:
         """Create an object; returns the committed change (with its dbid and serial)."""
         check_type(type_name)
         obj = new_object(type_name, data)
-        async with self._write_lock:
+        async with self.write_lock:
             self._check_name_free(type_name, obj["name"], None)
             self._check_refs(obj)
             return await self._commit(Write("add", type_name, None, obj))
@@ -194,7 +199,7 @@ class ConfigService:
         """Change some fields and/or options of an object."""
         check_type(type_name)
         fields, opts = check_delta(type_name, delta, options)
-        async with self._write_lock:
+        async with self.write_lock:
             current = self._existing(type_name, dbid)
             obj = copy.deepcopy(current)
             apply_delta(obj, fields, opts)
@@ -207,7 +212,7 @@ class ConfigService:
     async def delete(self, type_name: str, dbid: Any) -> Change:
         """Delete an object that nothing references."""
         check_type(type_name)
-        async with self._write_lock:
+        async with self.write_lock:
             current = self._existing(type_name, dbid)
             holders = self._referrers.get((type_name, dbid))
             if holders:
@@ -333,6 +338,23 @@ class ConfigService:
                 self.unsubscribe(sub)
             except trio.BrokenResourceError:
                 self.unsubscribe(sub)
+
+    async def catch_up(self) -> int:
+        """Apply every committed change the database has beyond memory.
+
+        Used by a backup that found a gap and by a server about to become
+        primary. Reloads everything when the history no longer reaches back.
+        Returns how many changes were applied (-1 after a full reload).
+        """
+        changes = await self.store.history_since(self.last_serial, 2**62)
+        if changes is None:
+            await self.reload()
+            return -1
+        applied = 0
+        for change in changes:
+            if self.apply(change):
+                applied += 1
+        return applied
 
     async def history_since(self, serial: int) -> list[Change]:
         """Changes after ``serial`` for a restoring client.

@@ -109,6 +109,7 @@ class Lease:
     holder: str
     expires_at: float
     now: float
+    address: str = ""
 
     @property
     def valid(self) -> bool:
@@ -156,8 +157,13 @@ class ConfigStore(Protocol):
     async def init_lease(self, pair: str) -> None:
         """Create the pair's lease row at epoch 0 with no holder, if missing."""
 
-    async def acquire_lease(self, pair: str, holder: str, ttl: float, *, force: bool) -> Lease:
-        """Take the lease, raising the epoch; LeaseHeldError when held by another."""
+    async def acquire_lease(
+        self, pair: str, holder: str, ttl: float, *, force: bool, address: str = ""
+    ) -> Lease:
+        """Take the lease, raising the epoch; LeaseHeldError when held by another.
+
+        ``address`` (``host:port:management-port``) tells backups and clients
+        where the new primary serves."""
 
     async def renew_lease(self, pair: str, holder: str, epoch: int, ttl: float) -> Lease:
         """Extend our lease; FencedError when it is no longer ours at that epoch."""
@@ -278,11 +284,12 @@ def trim_plan(max_age: float) -> Plan:
 def _lease_row(pair: str, rows: Rows) -> Lease | None:
     if not rows:
         return None
-    epoch, holder, expires_at, now = rows[0]
-    return Lease(pair, int(epoch), str(holder), float(expires_at), float(now))
+    epoch, holder, expires_at, now, address = rows[0]
+    return Lease(pair, int(epoch), str(holder), float(expires_at), float(now), str(address))
 
 
-_LEASE_SELECT = "SELECT epoch, holder, expires_at, {now} FROM cfg_lease WHERE pair = ?"
+_LEASE_COLUMNS = "epoch, holder, expires_at, {now}, address"
+_LEASE_SELECT = f"SELECT {_LEASE_COLUMNS} FROM cfg_lease WHERE pair = ?"
 
 
 def read_lease_plan(pair: str) -> Plan:
@@ -291,15 +298,15 @@ def read_lease_plan(pair: str) -> Plan:
     return _lease_row(pair, rows)
 
 
-def acquire_lease_plan(pair: str, holder: str, ttl: float, force: bool) -> Plan:
+def acquire_lease_plan(pair: str, holder: str, ttl: float, force: bool, address: str) -> Plan:
     """Take the lease (expired, ours, unheld, or forced), raising the epoch by one."""
     rows = yield Query(_LEASE_SELECT, (pair,), lock=True)
     lease = _lease_row(pair, rows)
     if lease is None:
         rows = yield Query(
-            "INSERT INTO cfg_lease (pair, epoch, holder, expires_at) VALUES (?, 1, ?, {now} + ?) "
-            "RETURNING epoch, holder, expires_at, {now}",
-            (pair, holder, ttl),
+            "INSERT INTO cfg_lease (pair, epoch, holder, expires_at, address) "
+            f"VALUES (?, 1, ?, {{now}} + ?, ?) RETURNING {_LEASE_COLUMNS}",
+            (pair, holder, ttl, address),
         )
     else:
         if lease.valid and lease.holder != holder and not force:
@@ -310,9 +317,9 @@ def acquire_lease_plan(pair: str, holder: str, ttl: float, force: bool) -> Plan:
                 epoch=lease.epoch,
             )
         rows = yield Query(
-            "UPDATE cfg_lease SET epoch = epoch + 1, holder = ?, expires_at = {now} + ? "
-            "WHERE pair = ? RETURNING epoch, holder, expires_at, {now}",
-            (holder, ttl, pair),
+            "UPDATE cfg_lease SET epoch = epoch + 1, holder = ?, expires_at = {now} + ?, "
+            f"address = ? WHERE pair = ? RETURNING {_LEASE_COLUMNS}",
+            (holder, ttl, address, pair),
         )
     acquired = _lease_row(pair, rows)
     assert acquired is not None
@@ -323,7 +330,7 @@ def renew_lease_plan(pair: str, holder: str, epoch: int, ttl: float) -> Plan:
     """Extend the lease if it is still ours at ``epoch``."""
     rows = yield Query(
         "UPDATE cfg_lease SET expires_at = {now} + ? WHERE pair = ? AND holder = ? AND epoch = ? "
-        "RETURNING epoch, holder, expires_at, {now}",
+        f"RETURNING {_LEASE_COLUMNS}",
         (ttl, pair, holder, epoch),
     )
     lease = _lease_row(pair, rows)
@@ -346,7 +353,7 @@ def release_lease_plan(pair: str, holder: str, epoch: int) -> Plan:
 def init_lease_plan(pair: str) -> Plan:
     """Create the pair's lease row at epoch 0 with no holder, if it does not exist."""
     yield Query(
-        "INSERT INTO cfg_lease (pair, epoch, holder, expires_at) VALUES (?, 0, '', 0) "
+        "INSERT INTO cfg_lease (pair, epoch, holder, expires_at, address) VALUES (?, 0, '', 0, '') "
         "ON CONFLICT (pair) DO NOTHING",
         (pair,),
     )

@@ -1,0 +1,274 @@
+"""The warm-standby pair at run time: carries out the role machine's actions, follows the primary.
+
+:class:`PairDriver` feeds :class:`~confserv.roles.RoleMachine` the results of
+lease operations and the time, and carries out what it decides. As backup it
+runs :func:`follow_primary`: connect to the primary's management port (the
+lease row says where it is), ask to ``replicate`` from our last serial, and
+apply every change it streams; a gap is closed from the History Log in the
+database, and an older epoch is refused.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import trio
+
+from addp import LinkEnded
+
+from . import events
+from .client import open_management
+from .config import ServerSettings
+from .errors import (
+    ConfServError,
+    FencedError,
+    LeaseHeldError,
+    PromotionRefusedError,
+    RequestError,
+    UnavailableError,
+)
+from .roles import (
+    Action,
+    BecomeBackup,
+    BecomePrimary,
+    ReadLease,
+    ReleaseLease,
+    RenewLease,
+    Role,
+    RoleMachine,
+    StopWrites,
+    TakeLease,
+)
+from .runtime import Runtime
+from .service import ChangeGapError, StaleEpochError
+from .store import Change, ConfigStore
+
+#: Seconds between a backup's attempts to reach the primary.
+FOLLOW_RETRY = 0.05
+
+
+def parse_address(address: str) -> tuple[str, int, int] | None:
+    """``host:port:management-port`` -> its parts, or None."""
+    host, _, rest = address.rpartition(":")
+    host, _, port = host.rpartition(":")
+    if not host or not port.isdigit() or not rest.isdigit():
+        return None
+    return host, int(port), int(rest)
+
+
+class PairDriver:
+    """Runs one server's role in its pair (see module docstring)."""
+
+    def __init__(
+        self, rt: Runtime, store: ConfigStore, settings: ServerSettings, address: str
+    ) -> None:
+        self.rt = rt
+        self.store = store
+        self.settings = settings
+        self.address = address
+        self.machine = RoleMachine(
+            settings.section, ttl=settings.lease_ttl, renew=settings.lease_renew
+        )
+        self._lock = trio.Lock()
+        self._wake = trio.Event()
+        self._follower: trio.CancelScope | None = None
+        self._nursery: trio.Nursery | None = None
+
+    # -- running --------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Decide the role at start, then keep the lease (or follow) until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await self._execute(self.machine.start())
+            task_status.started()
+            while True:
+                deadline = self.machine.next_deadline()
+                with trio.move_on_at(math.inf if deadline is None else deadline):
+                    await self._wake.wait()
+                self._wake = trio.Event()
+                await self._execute(self.machine.tick(trio.current_time()))
+
+    async def promote(self, force: bool) -> dict[str, Any]:
+        """``switch-to-primary``: take the lease (``force`` only with proof of death)."""
+        await self._execute(self.machine.promote(force=force))
+        self._wake.set()
+        if self.machine.role is not Role.PRIMARY:
+            raise PromotionRefusedError(
+                f"not promoted: {self.machine.holder or 'another server'} holds a valid lease"
+            )
+        return self.rt.status()
+
+    async def demote(self, force: bool = False) -> dict[str, Any]:
+        """``switch-to-backup``: let in-flight writes finish, release the lease, follow."""
+        async with self.rt.service.write_lock:
+            await self._execute(self.machine.demote())
+        self._wake.set()
+        return self.rt.status()
+
+    def peer_ack(self) -> None:
+        """The backup acknowledged us (failsafe evidence)."""
+        self.machine.peer_ack(trio.current_time())
+
+    # -- carrying out actions -------------------------------------------------
+
+    async def _execute(self, actions: list[Action]) -> None:
+        async with self._lock:
+            while actions:
+                action = actions.pop(0)
+                actions.extend(await self._one(action))
+
+    async def _one(self, action: Action) -> list[Action]:
+        m, pair, name = self.machine, self.settings.pair, self.settings.section
+        if isinstance(action, ReadLease):
+            lease = await self.store.read_lease(pair)
+            if lease is not None:
+                self.rt.primary_hint = _client_address(lease.address)
+            return m.lease_read(lease.holder if lease else "", bool(lease and lease.valid))
+        if isinstance(action, TakeLease):
+            sent = trio.current_time()
+            try:
+                lease = await self.store.acquire_lease(
+                    pair, name, self.settings.lease_ttl, force=action.force, address=self.address
+                )
+            except LeaseHeldError as exc:
+                self.rt.log.emit(events.PROMOTION_REFUSED, pair=pair, reason=exc)
+                return m.lease_refused(exc.holder)
+            except UnavailableError as exc:
+                self.rt.log.emit(events.DB_ERROR, reason=f"taking the lease failed: {exc}")
+                return m.lease_refused("")
+            how = ", forced" if action.force else ""
+            self.rt.log.emit(
+                events.LEASE_TAKEN,
+                pair=pair,
+                epoch=lease.epoch,
+                ttl=self.settings.lease_ttl,
+                how=how,
+            )
+            return m.lease_taken(lease.epoch, sent)
+        if isinstance(action, RenewLease):
+            sent = trio.current_time()
+            try:
+                await self.store.renew_lease(pair, name, action.epoch, self.settings.lease_ttl)
+            except FencedError as exc:
+                self.rt.log.emit(events.LEASE_LOST, pair=pair, epoch=action.epoch, reason=exc)
+                return m.renew_fenced(str(exc))
+            except UnavailableError as exc:
+                self.rt.log.emit(events.DB_ERROR, reason=f"lease renewal failed: {exc}")
+                return m.db_unreachable(trio.current_time())
+            return m.renewed(action.epoch, sent)
+        if isinstance(action, ReleaseLease):
+            try:
+                await self.store.release_lease(pair, name, action.epoch)
+            except RequestError as exc:
+                self.rt.log.emit(events.DB_ERROR, reason=f"releasing the lease failed: {exc}")
+            return []
+        if isinstance(action, BecomePrimary):
+            await self._become_primary(action.epoch)
+            return []
+        if isinstance(action, BecomeBackup):
+            self._become_backup(action.reason)
+            return []
+        assert isinstance(action, StopWrites)
+        self.rt.service.writable = False
+        self.rt.log.emit(events.WRITES_STOPPED, reason=action.reason)
+        return []
+
+    async def _become_primary(self, epoch: int) -> None:
+        svc = self.rt.service
+        if self._follower is not None:
+            self._follower.cancel()
+            self._follower = None
+        applied = await svc.catch_up()
+        old = self.rt.role
+        svc.epoch = epoch
+        svc.writable = True
+        self.rt.primary_hint = None
+        if old != "primary":
+            self.rt.log.emit(
+                events.ROLE_CHANGED,
+                old=old,
+                new="primary",
+                epoch=epoch,
+                reason=f"lease taken; {applied if applied >= 0 else 'full reload,'} "
+                f"changes applied from the History Log up to serial {svc.last_serial}",
+            )
+        self.rt.set_role("primary")
+
+    def _become_backup(self, reason: str) -> None:
+        old = self.rt.role
+        self.rt.service.writable = False
+        if old != "backup":
+            self.rt.log.emit(
+                events.ROLE_CHANGED,
+                old=old,
+                new="backup",
+                epoch=self.rt.service.epoch,
+                reason=reason,
+            )
+        self.rt.set_role("backup")
+        if self._follower is None and self._nursery is not None:
+            scope = trio.CancelScope()
+            self._follower = scope
+            self._nursery.start_soon(self._follow, scope)
+
+    async def _follow(self, scope: trio.CancelScope) -> None:
+        with scope:
+            await follow_primary(self.rt, self.store, self.settings)
+
+
+def _client_address(address: str) -> str | None:
+    parts = parse_address(address)
+    return None if parts is None else f"{parts[0]}:{parts[1]}"
+
+
+async def follow_primary(rt: Runtime, store: ConfigStore, settings: ServerSettings) -> None:
+    """As backup: replicate from whoever holds the lease, forever (cancelled on promotion)."""
+    svc = rt.service
+    secret = settings.management_secret or ""
+    while True:
+        lease = await _read_lease(rt, store, settings.pair)
+        target = parse_address(lease.address) if lease is not None else None
+        if lease is None or target is None or lease.holder == settings.section:
+            await trio.sleep(FOLLOW_RETRY)
+            continue
+        rt.primary_hint = f"{target[0]}:{target[1]}"
+        where = f"{target[0]}:{target[2]}"
+        try:
+            async with open_management(target[0], target[2], secret, timeout=5) as m:
+                rt.log.emit(events.CONNECTED, what=f"primary '{lease.holder}'", where=where)
+                answer = await m.session.request("replicate", serial=svc.last_serial)
+                await _apply_all(rt, store, [Change.from_wire(c) for c in answer["changes"]])
+                if answer.get("expired"):
+                    await svc.catch_up()
+                while True:
+                    with trio.move_on_after(settings.lease_renew):
+                        push = await m.session.next_notification()
+                        if "notify" in push:
+                            await _apply_all(rt, store, [Change.from_wire(push["notify"])])
+                        continue
+                    await m.session.request("ack", serial=svc.last_serial)
+        except (OSError, LinkEnded, ConfServError, trio.TooSlowError, StaleEpochError) as exc:
+            rt.log.emit(
+                events.CONNECTION_LOST, what=f"primary '{lease.holder}'", where=where, reason=exc
+            )
+        await trio.sleep(FOLLOW_RETRY)
+
+
+async def _read_lease(rt: Runtime, store: ConfigStore, pair: str) -> Any:
+    try:
+        return await store.read_lease(pair)
+    except UnavailableError as exc:
+        rt.log.emit(events.DB_ERROR, reason=f"reading the lease failed: {exc}")
+        return None
+
+
+async def _apply_all(rt: Runtime, store: ConfigStore, changes: list[Change]) -> None:
+    svc = rt.service
+    for change in changes:
+        try:
+            svc.apply(change)
+        except ChangeGapError:
+            await svc.catch_up()  # closes the gap from the History Log in the database
+            svc.apply(change)

@@ -1,0 +1,175 @@
+"""A warm-standby pair in one process on one database (SQLite and PostgreSQL).
+
+Real lease, real sockets, real database clock: waits are for conditions under
+deadlines. The same pair as separate processes killed with signals is in
+``test_pair_processes.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import trio
+
+from confserv.app import run_server
+from confserv.bootstrap import init_database
+from confserv.client import open_client, open_management
+from confserv.config import DatabaseSettings
+from confserv.errors import (
+    BackupModeError,
+    FencedError,
+    NoServerError,
+    PromotionRefusedError,
+    ReadOnlyError,
+)
+from confserv.runtime import Runtime
+
+from .conftest import ADMIN_PASSWORD, SECRET, LogCapture, make_settings
+
+pytestmark = pytest.mark.integration
+
+
+async def wait_for(condition: Callable[[], bool], timeout: float = 15) -> None:
+    """Wait until ``condition()`` holds, checking every 10 ms, failing after ``timeout``."""
+    with trio.fail_after(timeout):
+        while not condition():
+            await trio.sleep(0.01)
+
+
+class Server:
+    """One server of the pair, started and stopped inside the test's nursery."""
+
+    def __init__(self, db: DatabaseSettings, section: str, **kw: Any) -> None:
+        self.settings = make_settings(db, section=section, lease_ttl=1.5, lease_renew=0.3, **kw)
+        self.log = LogCapture()
+        self.scope = trio.CancelScope()
+        self.info: dict[str, Any] = {}
+
+    @property
+    def rt(self) -> Runtime:
+        return self.info["runtime"]
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return ("127.0.0.1", self.info["port"])
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        async def run(task_status: trio.TaskStatus[dict[str, Any]]) -> None:
+            with self.scope:
+                await run_server(self.settings, log=self.log, task_status=task_status)
+
+        self.info = await nursery.start(run)
+
+    def crash(self) -> None:
+        self.scope.cancel()
+
+    def manage(self) -> Any:
+        return open_management("127.0.0.1", self.info["management_port"], SECRET)
+
+
+def client(*servers: Server) -> Any:
+    return open_client(
+        [s.address for s in servers], app="t", user="default", password=ADMIN_PASSWORD
+    )
+
+
+@pytest.fixture
+async def pair(db_settings: DatabaseSettings, nursery: trio.Nursery) -> tuple[Server, Server]:
+    primary, backup = Server(db_settings, "confserv"), Server(db_settings, "backup")
+    await init_database(primary.settings, backup.settings, ADMIN_PASSWORD)
+    await primary.start(nursery)
+    await wait_for(lambda: primary.rt.role == "primary")
+    await backup.start(nursery)
+    await wait_for(lambda: backup.rt.role == "backup")
+    return primary, backup
+
+
+async def test_the_backup_follows_every_change_and_refuses_clients(
+    pair: tuple[Server, Server],
+) -> None:
+    primary, backup = pair
+    async with client(primary) as c:
+        for i in range(30):
+            await c.create("Host", {"name": f"h{i}"})
+        await c.update("Host", 2, {"ip_address": "10.0.0.2"}, {"s": {"k": "v"}})
+    await wait_for(lambda: backup.rt.service.last_serial == primary.rt.service.last_serial)
+    assert list(backup.rt.service.all_objects()) == list(primary.rt.service.all_objects())
+    assert backup.rt.primary_hint == f"127.0.0.1:{primary.info['port']}"
+    # Given only the backup, the client follows its hint to the primary.
+    async with client(backup) as c:
+        assert c.address == primary.address
+    # Given both, it finds the primary whichever comes first.
+    async with client(backup, primary) as c:
+        assert c.info["role"] == "primary"
+    assert 20112 in backup.log.ids()
+
+
+async def test_planned_switchover_loses_nothing_and_swaps_roles(
+    pair: tuple[Server, Server],
+) -> None:
+    primary, backup = pair
+    async with client(primary) as c:
+        await c.create("Tenant", {"name": "before"})
+    async with primary.manage() as m:
+        answer = await m.switch_to_backup()
+        assert answer["role"] == "backup"
+    async with backup.manage() as m:
+        answer = await m.switch_to_primary()
+        assert answer["role"] == "primary"
+        assert answer["epoch"] == 2
+    async with client(primary, backup) as c:
+        assert c.address == backup.address
+        assert [t["name"] for t in await c.read("Tenant", {"name": "before"})] == ["before"]
+        await c.create("Tenant", {"name": "after"})
+    await wait_for(lambda: primary.rt.service.last_serial == backup.rt.service.last_serial)
+    assert primary.rt.service.find("Tenant", "after") is not None
+    assert 20162 in primary.log.ids()
+
+
+async def test_no_promotion_while_the_lease_is_valid_unless_forced(
+    pair: tuple[Server, Server],
+) -> None:
+    primary, backup = pair
+    async with client(primary) as old, backup.manage() as m:
+        with pytest.raises(PromotionRefusedError, match="holds a valid lease"):
+            await m.switch_to_primary()
+        assert backup.rt.role == "backup"
+        answer = await m.switch_to_primary(force=True)
+        assert (answer["role"], answer["epoch"]) == ("primary", 2)
+        # The deposed primary can commit nothing: the epoch check refuses the
+        # write (or, once its renewal failed, it already refuses as a backup).
+        with pytest.raises((FencedError, ReadOnlyError, BackupModeError)):
+            await old.create("Tenant", {"name": "from-the-old-primary"})
+    await wait_for(lambda: primary.rt.role == "backup")
+    assert backup.rt.service.find("Tenant", "from-the-old-primary") is None
+
+
+async def test_a_crashed_primary_is_replaced_once_its_lease_expires(
+    pair: tuple[Server, Server],
+) -> None:
+    primary, backup = pair
+    async with client(primary) as c:
+        made = [(await c.create("Switch", {"name": f"sw{i}"}))["serial"] for i in range(5)]
+    primary.crash()
+    async with backup.manage() as m:
+        with trio.fail_after(10):
+            while True:
+                try:
+                    answer = await m.switch_to_primary()
+                    break
+                except PromotionRefusedError:
+                    await trio.sleep(0.05)
+    assert answer["epoch"] == 2
+    assert backup.rt.service.last_serial >= made[-1]
+    async with client(backup) as c:
+        assert len(await c.read("Switch")) == 5
+
+
+async def test_a_client_given_no_primary_gets_a_clear_error(pair: tuple[Server, Server]) -> None:
+    primary, backup = pair
+    primary.crash()
+    with pytest.raises(NoServerError, match="backup"):
+        async with client(backup):
+            pass
