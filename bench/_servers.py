@@ -38,6 +38,7 @@ START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 
 _LOADED = re.compile(r"\b20003 Loaded (\d+) objects up to serial (\d+) in ([0-9.]+) s")
+_PRIMARY = re.compile(r"\b20162 Role changed from \S+ to primary\b")
 
 
 def free_port() -> int:
@@ -153,6 +154,10 @@ class ServerProcess:
             return None
         return int(found.group(1)), int(found.group(2)), float(found.group(3))
 
+    def is_primary(self) -> bool:
+        """Whether the server has logged that it became primary (event 20162)."""
+        return _PRIMARY.search(self.log_text()) is not None
+
     def cpu(self) -> float:
         """CPU seconds the server has used so far."""
         return process_cpu(self.pid)
@@ -182,8 +187,9 @@ def confserv_process(
 ) -> Iterator[ServerProcess]:
     """Run ``confserv`` on ``config`` (client port ``port``) for the block.
 
-    With ``wait`` the block starts once the client port accepts connections
-    (polled every 20 ms, at most :data:`START_TIMEOUT` seconds). On exit the
+    With ``wait`` the block starts once the server serves clients: it has
+    logged that it became primary (event 20162) and its client port accepts
+    connections (polled every 20 ms, at most :data:`START_TIMEOUT` seconds). On exit the
     server gets SIGTERM, then SIGKILL after :data:`STOP_TIMEOUT` seconds.
     """
     with log_path.open("wb") as log:
@@ -200,10 +206,12 @@ def confserv_process(
     try:
         if wait:
             deadline = time.monotonic() + START_TIMEOUT
-            while not _listening(port):
+            while not (server.is_primary() and _listening(port)):
                 server.check_alive()
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"confserv did not listen on {port} in {START_TIMEOUT} s")
+                    raise RuntimeError(
+                        f"confserv was not primary on port {port} after {START_TIMEOUT:g} s"
+                    )
                 time.sleep(0.02)
         yield server
     finally:

@@ -46,7 +46,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import AsyncExitStack, ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,7 +65,6 @@ from bench._servers import (  # noqa: E402
     confserv_process,
     free_port,
     init_database_sync,
-    process_cpu,
     raise_open_file_limit,
     self_cpu,
     stop_process,
@@ -130,37 +129,40 @@ def client(port: int, name: str) -> Any:
     return open_client([(HOST, port)], app=name, user="default", password=ADMIN_PASSWORD)
 
 
-async def open_clients(
-    port: int, count: int, stack: Any, prefix: str, limit: int = OPEN_CONCURRENCY
-) -> list[ConfigClient]:
-    """Open ``count`` registered clients into the AsyncExitStack ``stack``.
+async def warm_auth(port: int) -> None:
+    """Register one client and leave, so that the server has the password check cached.
 
-    The first registers alone so that the server's password check is cached
-    before the others arrive (see the report: concurrent first registrations
-    each run scrypt).
+    The server caches a successful scrypt check only after it finishes, so
+    clients registering at once before that each pay for one (see the report).
     """
-    clients: list[ConfigClient] = [await stack.enter_async_context(client(port, f"{prefix}0"))]
-    limiter = trio.CapacityLimiter(limit)
-    opened: list[ConfigClient | None] = [None] * (count - 1)
-    ready = trio.Event()
-    done = 0
+    async with client(port, "bench-warm"):
+        pass
 
-    async def hold(index: int, nursery_ready: trio.Event) -> None:
-        nonlocal done
-        async with limiter:
-            opened[index] = await stack.enter_async_context(client(port, f"{prefix}{index + 1}"))
-        done += 1
-        if done == count - 1:
-            nursery_ready.set()
 
-    # The clients' own nurseries must outlive this function: enter them into ``stack``
-    # one after another in a single task (AsyncExitStack is not task-safe otherwise).
-    for index in range(count - 1):
-        async with limiter:
-            opened[index] = await stack.enter_async_context(client(port, f"{prefix}{index + 1}"))
-    del hold, ready, done
-    clients += [c for c in opened if c is not None]
-    return clients
+async def hold_clients(
+    port: int,
+    count: int,
+    prefix: str,
+    body: Callable[[int, ConfigClient], Awaitable[None]],
+    ready: Callable[[int, ConfigClient], Awaitable[None]] | None = None,
+) -> None:
+    """Run ``count`` clients, one task each: open, ``ready``, then ``body`` until it returns.
+
+    At most :data:`OPEN_CONCURRENCY` clients connect and register at once.
+    """
+    limiter = trio.CapacityLimiter(OPEN_CONCURRENCY)
+
+    async def one(index: int) -> None:
+        async with AsyncExitStack() as stack:
+            async with limiter:
+                c = await stack.enter_async_context(client(port, f"{prefix}{index}"))
+                if ready is not None:
+                    await ready(index, c)
+            await body(index, c)
+
+    async with trio.open_nursery() as nursery:
+        for index in range(count):
+            nursery.start_soon(one, index)
 
 
 class Worker:
@@ -214,10 +216,8 @@ class Worker:
     def stop(self) -> None:
         """Close its stdin and stop it (SIGTERM, then SIGKILL)."""
         if self.proc.stdin is not None and not self.proc.stdin.closed:
-            try:
+            with suppress(OSError):
                 self.proc.stdin.close()
-            except OSError:
-                pass
         stop_process(self.proc)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
@@ -244,7 +244,9 @@ async def wait_for_line() -> str:
 def sqlite_server(directory: Path, name: str) -> Iterator[ServerProcess]:
     """A bootstrapped SQLite database in ``directory`` and a ``confserv`` on it."""
     port = free_port()
-    config = write_config(directory, engine="sqlite", dbname=str(directory / f"{name}.sqlite"), port=port)
+    config = write_config(
+        directory, engine="sqlite", dbname=str(directory / f"{name}.sqlite"), port=port
+    )
     init_database_sync(config)
     with confserv_process(config, port, directory / f"{name}.log") as server:
         yield server
@@ -271,45 +273,39 @@ async def read_load(
     over the dbids 1 to :data:`READ_OBJECTS` + 1 of the Hosts.
     """
     counts = [0] * clients
-    async with trio.open_nursery() as nursery, _AsyncStack() as stack:
-        opened = await open_clients(port, clients, stack, prefix)
-        for c in opened:
-            got = await c.read("Host", {"dbid": 1})
-            assert got, "warm-up read found no Host 1"
+    opened = 0
+    all_ready, start = trio.Event(), trio.Event()
+    deadline = math.inf
+
+    async def ready(index: int, c: ConfigClient) -> None:
+        nonlocal opened
+        if not await c.read("Host", {"dbid": 1}):
+            raise RuntimeError("warm-up read found no Host 1")
+        opened += 1
+        if opened == clients:
+            all_ready.set()
+
+    async def body(index: int, c: ConfigClient) -> None:
+        await start.wait()
+        n = 0
+        dbid = index % (READ_OBJECTS + 1) + 1
+        while trio.current_time() < deadline:
+            await c.read("Host", {"dbid": dbid})
+            n += 1
+            dbid = dbid % (READ_OBJECTS + 1) + 1
+        counts[index] = n
+
+    await warm_auth(port)
+    cpu = wall = 0.0
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(hold_clients, port, clients, prefix, body, ready)
+        await all_ready.wait()
         await go()
         cpu, wall = self_cpu(), time.perf_counter()
         deadline = trio.current_time() + seconds
-
-        async def reader(index: int, c: ConfigClient) -> None:
-            n = 0
-            dbid = index % (READ_OBJECTS + 1) + 1
-            while trio.current_time() < deadline:
-                await c.read("Host", {"dbid": dbid})
-                n += 1
-                dbid = dbid % (READ_OBJECTS + 1) + 1
-            counts[index] = n
-
-        async with trio.open_nursery() as readers:
-            for index, c in enumerate(opened):
-                readers.start_soon(reader, index, c)
-        wall, cpu = time.perf_counter() - wall, self_cpu() - cpu
-        nursery.cancel_scope.cancel()
+        start.set()
+    wall, cpu = time.perf_counter() - wall, self_cpu() - cpu
     return LoadRun(sum(counts), wall, cpu)
-
-
-class _AsyncStack:
-    """An AsyncExitStack that closes its contexts in reverse order (thin alias)."""
-
-    def __init__(self) -> None:
-        from contextlib import AsyncExitStack
-
-        self._stack = AsyncExitStack()
-
-    async def __aenter__(self) -> Any:
-        return await self._stack.__aenter__()
-
-    async def __aexit__(self, *exc: Any) -> bool | None:
-        return await self._stack.__aexit__(*exc)
 
 
 def read_worker(port: int, clients: int, seconds: float, prefix: str) -> None:
@@ -330,7 +326,8 @@ async def create_hosts(port: int, count: int) -> None:
         tenant = (await c.read("Tenant"))[0]["dbid"]
         for i in range(count):
             await c.create(
-                "Host", {"name": f"bench-host-{i}", "ip_address": "127.0.0.1", "tenant_dbid": tenant}
+                "Host",
+                {"name": f"bench-host-{i}", "ip_address": "127.0.0.1", "tenant_dbid": tenant},
             )
 
 
@@ -353,9 +350,10 @@ def bench_reads() -> list[Result]:
         flush=True,
     )
     results: list[Result] = []
-    with tempfile.TemporaryDirectory(prefix="bench-confserv-") as tmp, sqlite_server(
-        Path(tmp), "reads"
-    ) as server:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-confserv-") as tmp,
+        sqlite_server(Path(tmp), "reads") as server,
+    ):
         trio.run(create_hosts, server.port, READ_OBJECTS)
         for clients in (1, READ_CLIENTS):
             marks: dict[str, float] = {}
@@ -443,7 +441,9 @@ async def write_latencies(port: int, count: int, warmup: int) -> tuple[list[floa
     return creates, updates
 
 
-def _write_results(engine: str, creates: list[float], updates: list[float], how: str) -> list[Result]:
+def _write_results(
+    engine: str, creates: list[float], updates: list[float], how: str
+) -> list[Result]:
     both = creates + updates
     ms = [x * 1000 for x in both]
     detail = (
@@ -481,9 +481,10 @@ def bench_writes() -> list[Result]:
     """Benchmark 2: committed-and-acknowledged write latency on SQLite and PostgreSQL."""
     print(f"[2] write latency: {WRITES} writes, one at a time, SQLite then PostgreSQL", flush=True)
     results: list[Result] = []
-    with tempfile.TemporaryDirectory(prefix="bench-confserv-") as tmp, sqlite_server(
-        Path(tmp), "writes"
-    ) as server:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-confserv-") as tmp,
+        sqlite_server(Path(tmp), "writes") as server,
+    ):
         creates, updates = trio.run(write_latencies, server.port, WRITES, WRITE_WARMUP)
     results += _write_results(
         "SQLite",
@@ -512,9 +513,7 @@ def postgres_writes() -> list[Result]:
                 )
             )
         ]
-    with running_cluster() as cluster, tempfile.TemporaryDirectory(
-        prefix="bench-confserv-"
-    ) as tmp:
+    with running_cluster() as cluster, tempfile.TemporaryDirectory(prefix="bench-confserv-") as tmp:
         settings = cluster.psql(
             "SELECT current_setting('fsync') || ' ' || current_setting('synchronous_commit') "
             "|| ' ' || current_setting('server_version');"
@@ -533,7 +532,7 @@ def postgres_writes() -> list[Result]:
         init_database_sync(config)
         with confserv_process(config, port, Path(tmp) / "pg.log") as server:
             creates, updates = trio.run(write_latencies, server.port, WRITES, WRITE_WARMUP)
-    fsync, sync_commit, version = (settings + ["?", "?", "?"])[:3]
+    fsync, sync_commit, version = [*settings, "?", "?", "?"][:3]
     return _write_results(
         "PostgreSQL",
         creates,
@@ -547,13 +546,26 @@ def postgres_writes() -> list[Result]:
 
 
 def subscribe_worker(port: int, clients: int, prefix: str) -> None:
-    """Worker: ``clients`` subscribers of Host; on STOP prints per-serial receive times."""
+    """Worker: ``clients`` subscribers of Host; on STOP prints per-serial receive times.
+
+    For every serial: how many subscribers got it, and the first and last
+    ``time.monotonic()`` at which the client library handed it over.
+    """
     raise_open_file_limit(clients + 256)
 
     async def main() -> None:
         seen: dict[int, list[float]] = {}  # serial -> [count, first, last]
+        subscribed = 0
+        all_ready = trio.Event()
 
-        async def listen(c: ConfigClient) -> None:
+        async def ready(index: int, c: ConfigClient) -> None:
+            nonlocal subscribed
+            await c.subscribe("Host")
+            subscribed += 1
+            if subscribed == clients:
+                all_ready.set()
+
+        async def listen(index: int, c: ConfigClient) -> None:
             while True:
                 change = await c.notification()
                 now = time.monotonic()
@@ -564,21 +576,18 @@ def subscribe_worker(port: int, clients: int, prefix: str) -> None:
                     entry[0] += 1
                     entry[2] = max(entry[2], now)
 
-        async with _AsyncStack() as stack:
-            opened_at = time.perf_counter()
-            opened = await open_clients(port, clients, stack, prefix)
-            for c in opened:
-                await c.subscribe("Host")
-            opened_at = time.perf_counter() - opened_at
+        opened = time.perf_counter()
+        await warm_auth(port)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(hold_clients, port, clients, prefix, listen, ready)
+            await all_ready.wait()
+            opened = time.perf_counter() - opened
             cpu = self_cpu()
-            async with trio.open_nursery() as nursery:
-                for c in opened:
-                    nursery.start_soon(listen, c)
-                print("READY", flush=True)
-                await wait_for_line()
-                nursery.cancel_scope.cancel()
+            print("READY", flush=True)
+            await wait_for_line()
             cpu = self_cpu() - cpu
-        print(json.dumps({"seen": seen, "cpu": cpu, "opened": opened_at}), flush=True)
+            nursery.cancel_scope.cancel()
+        print(json.dumps({"seen": seen, "cpu": cpu, "opened": opened}), flush=True)
 
     trio.run(main)
 
@@ -607,12 +616,11 @@ def bench_fanout() -> list[Result]:
     )
     raise_open_file_limit(SUBSCRIBERS + 512)  # the server inherits it
     each = SUBSCRIBERS // SUBSCRIBER_PROCESSES
-    args = [
-        ["subscribe-worker", "", str(each), f"s{i}-"] for i in range(SUBSCRIBER_PROCESSES)
-    ]
-    with tempfile.TemporaryDirectory(prefix="bench-confserv-") as tmp, sqlite_server(
-        Path(tmp), "fanout"
-    ) as server:
+    args = [["subscribe-worker", "", str(each), f"s{i}-"] for i in range(SUBSCRIBER_PROCESSES)]
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-confserv-") as tmp,
+        sqlite_server(Path(tmp), "fanout") as server,
+    ):
         for one in args:
             one[1] = str(server.port)
         opened = time.perf_counter()
@@ -726,7 +734,12 @@ def _object_rows(tenant: int, first_dbid: dict[str, int]) -> Iterator[tuple[str,
     host = new_object("Host", {"name": "h", "ip_address": "10.0.0.1", "tenant_dbid": tenant})
     for i in range(hosts):
         dbid = first_dbid["Host"] + i
-        obj = {**host, "dbid": dbid, "name": f"host-{i}", "ip_address": f"10.1.{i // 250}.{i % 250}"}
+        obj = {
+            **host,
+            "dbid": dbid,
+            "name": f"host-{i}",
+            "ip_address": f"10.1.{i // 250}.{i % 250}",
+        }
         yield ("Host", dbid, obj["name"], dump(obj))
 
 
@@ -748,7 +761,9 @@ def fill_database(path: Path) -> int:
         for row in _object_rows(int(tenant), first):
             rows.append(row)
             highest[row[0]] = max(highest[row[0]], row[1])
-        conn.executemany("INSERT INTO cfg_object (type, dbid, name, data) VALUES (?, ?, ?, ?)", rows)
+        conn.executemany(
+            "INSERT INTO cfg_object (type, dbid, name, data) VALUES (?, ?, ?, ?)", rows
+        )
         conn.executemany(
             "UPDATE cfg_counter SET value = ? WHERE name = ?",
             [(value, f"dbid:{kind}") for kind, value in highest.items()],
@@ -789,7 +804,9 @@ async def first_read(port: int, deadline: float) -> tuple[float, float]:
 
 def bench_startup() -> list[Result]:
     """Benchmark 4: start-up with 100,000 objects until the server serves."""
-    print(f"[4] start-up with {STARTUP_OBJECTS:,} objects in SQLite, {STARTUP_RUNS} runs", flush=True)
+    print(
+        f"[4] start-up with {STARTUP_OBJECTS:,} objects in SQLite, {STARTUP_RUNS} runs", flush=True
+    )
     with tempfile.TemporaryDirectory(prefix="bench-confserv-") as tmp:
         directory = Path(tmp)
         port = free_port()
@@ -801,10 +818,10 @@ def bench_startup() -> list[Result]:
         filled = time.perf_counter() - filled
         runs: list[dict[str, float]] = []
         for run in range(STARTUP_RUNS):
-            with confserv_process(config, port, directory / f"start{run}.log", wait=False) as server:
-                listening, served = trio.run(
-                    first_read, port, server.spawned + STARTUP_DEADLINE
-                )
+            with confserv_process(
+                config, port, directory / f"start{run}.log", wait=False
+            ) as server:
+                listening, served = trio.run(first_read, port, server.spawned + STARTUP_DEADLINE)
                 loaded = server.loaded()
                 runs.append(
                     {

@@ -315,6 +315,61 @@ def status(
     _run(go)
 
 
+def _management_command(
+    server: str, secret: str | None, as_json: bool, command: str, force: bool = False
+) -> None:
+    if secret is None:
+        _fail("the management secret is needed: --secret or CFG_SECRET", 2)
+    try:
+        [(host, port)] = parse_servers(server)
+    except ValueError as exc:
+        _fail(f"--server: {exc} (give one HOST:MANAGEMENT_PORT)", 2)
+        return
+
+    async def go() -> None:
+        async with open_management(host, port, secret or "") as m:
+            if command == "promote":
+                answer = await m.switch_to_primary(force=force)
+            else:
+                answer = await m.switch_to_backup()
+        answer = {k: v for k, v in answer.items() if k not in ("re", "ok")}
+        if as_json:
+            print(json.dumps(answer, sort_keys=True))
+        else:
+            print(
+                f"{answer['name']}: {answer['role']} at epoch {answer['epoch']}, "
+                f"serial {answer['serial']}"
+            )
+
+    _run(go)
+
+
+@app.command()
+def promote(
+    server: ServerOpt = "127.0.0.1:2131",
+    secret: SecretOpt = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Take the lease at once: only with proof the primary is dead."
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Switch the server at HOST:MANAGEMENT_PORT to primary."""
+    _management_command(server, secret, as_json, "promote", force)
+
+
+@app.command()
+def demote(
+    server: ServerOpt = "127.0.0.1:2121",
+    secret: SecretOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Planned hand-over: the primary at HOST:MANAGEMENT_PORT becomes backup."""
+    _management_command(server, secret, as_json, "demote")
+
+
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("COLUMNS", "160")

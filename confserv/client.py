@@ -73,6 +73,7 @@ class Session:
         self.first: dict[str, Any] | None = None
         self._first_event = trio.Event()
         self.ended: LinkEnded | None = None
+        self.closed = trio.Event()
 
     async def run_reader(self) -> None:
         """Route every incoming message to its request, or to notifications."""
@@ -96,6 +97,7 @@ class Session:
                 channel.close()
             self._notify_send.close()
             self._first_event.set()
+            self.closed.set()
 
     async def first_message(self) -> dict[str, Any] | None:
         """The first unsolicited message (the management challenge)."""

@@ -260,8 +260,8 @@ def history_plan(serial: int, limit: int) -> Plan:
         return None
     rows = yield Query(
         "SELECT serial, epoch, op, type, dbid, change, time FROM cfg_history "
-        "WHERE serial > ? ORDER BY serial",
-        (serial,),
+        "WHERE serial > ? AND serial <= ? ORDER BY serial",
+        (serial, last),  # bounded: under READ COMMITTED a commit may land between the reads
     )
     if not rows or int(rows[0][0]) != serial + 1 or len(rows) != last - serial:
         return None
