@@ -75,6 +75,8 @@ from confserv.errors import ConfServError  # noqa: E402
 
 #: Time allowed for a worker process to answer (connect its clients, report).
 WORKER_TIMEOUT = 120.0
+#: Time a worker gets to exit by itself once its stdin is closed, before SIGTERM.
+WORKER_EXIT_GRACE = 5.0
 #: Clients opened at once (keeps the listen backlog and the server's accept loop calm).
 OPEN_CONCURRENCY = 50
 
@@ -218,6 +220,8 @@ class Worker:
         if self.proc.stdin is not None and not self.proc.stdin.closed:
             with suppress(OSError):
                 self.proc.stdin.close()
+        with suppress(subprocess.TimeoutExpired):
+            self.proc.wait(WORKER_EXIT_GRACE)  # it exits by itself at the end of its stdin
         stop_process(self.proc)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
