@@ -47,8 +47,9 @@ class SqliteStore:
 
     engine = "sqlite"
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, now_sql: str = _NOW) -> None:
         self.path = str(path)
+        self.now_sql = now_sql  # a simulation substitutes its own clock here
         self._conn: sqlite3.Connection | None = None
         self._limiter = trio.CapacityLimiter(1)
 
@@ -72,6 +73,10 @@ class SqliteStore:
             raise UnavailableError(f"cannot open SQLite database {self.path}: {exc}") from exc
         self._conn = conn
 
+    def run_sync(self, plan: Plan) -> Any:
+        """Run one plan in a transaction, in this thread (simulations and tools)."""
+        return self._run_sync(plan)
+
     def _run_sync(self, plan: Plan) -> Any:
         conn = self._conn
         if conn is None:
@@ -81,7 +86,7 @@ class SqliteStore:
             try:
                 query = next(plan)
                 while True:
-                    sql = query.sql.replace("{now}", _NOW)
+                    sql = query.sql.replace("{now}", self.now_sql)
                     rows = conn.execute(sql, query.params).fetchall()
                     query = plan.send(rows)
             except StopIteration as done:
