@@ -261,3 +261,32 @@ def raise_open_file_limit(needed: int) -> int:
     if soft != resource.RLIM_INFINITY and soft < needed:
         raise RuntimeError(f"open-file limit {soft} is below the {needed} needed")
     return needed if soft == resource.RLIM_INFINITY else soft
+
+
+def fsync_ms(directory: Path, count: int = 200) -> float:
+    """Milliseconds one 4 KiB write plus ``fsync`` takes in ``directory`` (mean of ``count``)."""
+    path = directory / "fsync-probe"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        start = time.perf_counter()
+        for _ in range(count):
+            os.write(fd, b"x" * 4096)
+            os.fsync(fd)
+        return (time.perf_counter() - start) / count * 1000
+    finally:
+        os.close(fd)
+        path.unlink()
+
+
+def machine_cpu() -> float:
+    """CPU seconds every process of the machine has used: user, nice and system of /proc/stat.
+
+    Interrupt time (much of it loopback TCP work on behalf of the benchmark's
+    own processes) and time stolen by the hypervisor are left out, so the
+    difference from the benchmark's processes is other processes' work.
+    """
+    with open("/proc/stat", encoding="ascii") as stat:
+        fields = stat.readline().split()
+    # cpu user nice system idle iowait irq softirq steal guest guest_nice
+    busy = sum(int(fields[i]) for i in (1, 2, 3))
+    return busy / os.sysconf("SC_CLK_TCK")

@@ -168,7 +168,12 @@ async def main(settings: ServerSettings) -> None:
     log = make_log(settings)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(lambda: run_server(settings, log=log))
+            if settings.mode == "proxy":
+                from .proxy import run_proxy
+
+                nursery.start_soon(lambda: run_proxy(settings, log=log))
+            else:
+                nursery.start_soon(lambda: run_server(settings, log=log))
             async for signum in signals:
                 log.emit(events.STOPPING, name=settings.section, reason=signal.Signals(signum).name)
                 nursery.cancel_scope.cancel()

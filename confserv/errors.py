@@ -107,6 +107,19 @@ class PromotionRefusedError(RequestError):
     code = "lease-held"
 
 
+class NoPrimaryError(RequestError):
+    """A proxy has no primary to relay a write to right now; nothing was written."""
+
+    code = "no-primary"
+
+
+class OutcomeUnknownError(RequestError):
+    """The link to the primary broke before it answered a relayed write: it may or
+    may not have been committed; read back before retrying."""
+
+    code = "outcome-unknown"
+
+
 class UnavailableError(RequestError):
     """The Configuration Database did not answer; nothing was committed."""
 
@@ -145,6 +158,8 @@ ERRORS_BY_CODE: dict[str, type[RequestError]] = {
         FencedError,
         ReadOnlyError,
         PromotionRefusedError,
+        NoPrimaryError,
+        OutcomeUnknownError,
         UnavailableError,
     )
 }

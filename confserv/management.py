@@ -19,7 +19,7 @@ from addp import Link, LinkEnded
 
 from . import events
 from .errors import AuthError, BackupModeError, BadRequestError, HistoryExpiredError, RequestError
-from .protocol import MANAGEMENT_OPS, arg, error, ok, parse_request
+from .protocol import MANAGEMENT_OPS, READ_CHUNK, arg, error, ok, parse_request
 from .runtime import Runtime
 from .service import Subscription
 
@@ -95,6 +95,10 @@ class ManagementSession:
                 answer = ok(request_id, **self.rt.status())
             elif op == "replicate":
                 answer = await self._replicate(msg, request_id)
+            elif op == "snapshot":
+                answer = self._snapshot(request_id)
+            elif op == "forward":
+                answer = await self._forward_write(msg, request_id)
             elif op == "ack":
                 if self.pair is not None:
                     self.pair.peer_ack()
@@ -155,6 +159,45 @@ class ManagementSession:
             expired=expired,
             changes=[c.to_wire() for c in changes],
         )
+
+    def _snapshot(self, rid: int) -> dict[str, Any]:
+        """Every object in stored form, in chunks, then the serial they are at.
+
+        No await between the first chunk and the answer: the objects are one
+        consistent state at ``serial``.
+        """
+        svc = self.rt.service
+        if self.rt.role != "primary":
+            raise BackupModeError("this server is not primary", self.rt.primary_hint)
+        chunk: list[dict[str, Any]] = []
+        for obj in svc.all_objects():
+            chunk.append(obj)
+            if len(chunk) >= READ_CHUNK:
+                self.link.send_nowait({"re": rid, "objects": chunk})
+                chunk = []
+        return ok(rid, objects=chunk, serial=svc.last_serial, epoch=svc.epoch)
+
+    async def _forward_write(self, msg: dict[str, Any], rid: int) -> dict[str, Any]:
+        """A write a proxy relays for its client (already authenticated by the proxy)."""
+        svc = self.rt.service
+        if self.rt.role != "primary":
+            raise BackupModeError("this server is not primary", self.rt.primary_hint)
+        request = arg(msg, "request", dict)
+        op = arg(request, "op", str)
+        if op == "create":
+            change = await svc.create(arg(request, "type", str), arg(request, "object", dict))
+        elif op == "update":
+            change = await svc.update(
+                arg(request, "type", str),
+                arg(request, "dbid", int),
+                arg(request, "delta", dict, None),
+                arg(request, "options", dict, None),
+            )
+        elif op == "delete":
+            change = await svc.delete(arg(request, "type", str), arg(request, "dbid", int))
+        else:
+            raise BadRequestError(f"'{op}' cannot be forwarded (only create, update, delete)")
+        return ok(rid, dbid=change.dbid, serial=change.serial, epoch=change.epoch)
 
     async def _forward_changes(self, sub: Subscription) -> None:
         try:

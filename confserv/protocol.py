@@ -38,6 +38,8 @@ MANAGEMENT_OPS = (
     "watch",
     "replicate",
     "ack",
+    "snapshot",
+    "forward",
 )
 
 

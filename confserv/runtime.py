@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import trio
 
@@ -32,6 +34,14 @@ class Runtime:
     daemons: set[str] = field(default_factory=set)
     clients: int = 0
     role_changed: trio.Event = field(default_factory=trio.Event)
+    #: In proxy mode: relays a client's write request to the primary and
+    #: returns the primary's answer fields.
+    forward: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None
+
+    @property
+    def serving(self) -> bool:
+        """Whether clients are served (primary, or a proxy)."""
+        return self.role in ("primary", "proxy")
 
     def set_role(self, role: str) -> None:
         """Change the role and wake everyone waiting on ``role_changed``."""

@@ -69,7 +69,7 @@ class ClientSession:
             op, request_id = parse_request(msg, CLIENT_OPS)
             if op != "register" and self.app is None:
                 raise NotRegisteredError(f"register before '{op}'")
-            if op not in ("register", "status") and self.rt.role != "primary":
+            if op not in ("register", "status") and not self.rt.serving:
                 raise BackupModeError(
                     "this server is the backup; it serves no clients", self.rt.primary_hint
                 )
@@ -95,7 +95,7 @@ class ClientSession:
         user = arg(msg, "user", str)
         password = arg(msg, "password", str)
         daemon = arg(msg, "daemon", bool, False)
-        if self.rt.role != "primary":
+        if not self.rt.serving:
             self.rt.log.emit(
                 events.REGISTRATION_REFUSED, peer=self.peer, reason=f"{self.rt.role} mode"
             )
@@ -147,12 +147,24 @@ class ClientSession:
         count += len(chunk)
         return ok(rid, objects=chunk, count=count, serial=serial)
 
+    async def _forwarded(self, msg: dict[str, Any], rid: int) -> dict[str, Any] | None:
+        """In proxy mode, relay the write to the primary and return its answer."""
+        if self.rt.forward is None:
+            return None
+        request = {k: v for k, v in msg.items() if k != "id"}
+        answer = await self.rt.forward(request)
+        return ok(rid, **{k: answer[k] for k in ("dbid", "serial", "epoch")})
+
     async def _op_create(self, msg: dict[str, Any], rid: int) -> dict[str, Any]:
+        if (relayed := await self._forwarded(msg, rid)) is not None:
+            return relayed
         change = await self.rt.service.create(arg(msg, "type", str), arg(msg, "object", dict))
         self._log_change(change)
         return ok(rid, dbid=change.dbid, serial=change.serial, epoch=change.epoch)
 
     async def _op_update(self, msg: dict[str, Any], rid: int) -> dict[str, Any]:
+        if (relayed := await self._forwarded(msg, rid)) is not None:
+            return relayed
         change = await self.rt.service.update(
             arg(msg, "type", str),
             arg(msg, "dbid", int),
@@ -163,6 +175,8 @@ class ClientSession:
         return ok(rid, dbid=change.dbid, serial=change.serial, epoch=change.epoch)
 
     async def _op_delete(self, msg: dict[str, Any], rid: int) -> dict[str, Any]:
+        if (relayed := await self._forwarded(msg, rid)) is not None:
+            return relayed
         change = await self.rt.service.delete(arg(msg, "type", str), arg(msg, "dbid", int))
         self._log_change(change)
         return ok(rid, dbid=change.dbid, serial=change.serial, epoch=change.epoch)

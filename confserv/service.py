@@ -10,6 +10,7 @@ applies local commits. No sockets here.
 
 from __future__ import annotations
 
+import collections
 import copy
 import hashlib
 import hmac
@@ -90,7 +91,7 @@ class ConfigService:
         history_limit: the most changes one restore may return (``max-records``).
     """
 
-    def __init__(self, store: ConfigStore, *, pair: str, history_limit: int = 1000) -> None:
+    def __init__(self, store: ConfigStore | None, *, pair: str, history_limit: int = 1000) -> None:
         self.store = store
         self.pair = pair
         self.history_limit = history_limit
@@ -101,6 +102,9 @@ class ConfigService:
         self._names: dict[str, dict[str, int]] = {}
         self._referrers: dict[Key, set[Key]] = {}
         self._subscriptions: set[Subscription] = set()
+        #: The latest changes applied, for restores without a database trip (a
+        #: proxy has no database at all).
+        self._recent: collections.deque[Change] = collections.deque(maxlen=history_limit)
         self.write_lock = trio.Lock()
         self._auth_key = os.urandom(32)
         self._auth_cache: set[tuple[str, bytes]] = set()
@@ -117,13 +121,19 @@ class ConfigService:
         self._objects = {}
         self._names = {}
         self._referrers = {}
+        self._recent.clear()
         for obj in snapshot.objects:
             self._insert(obj)
         self.last_serial = snapshot.last_serial
 
+    def _store(self) -> ConfigStore:
+        if self.store is None:
+            raise ReadOnlyError("this server has no database (proxy mode)")
+        return self.store
+
     async def reload(self) -> None:
         """Load everything from the database."""
-        self.load(await self.store.load())
+        self.load(await self._store().load())
 
     def __len__(self) -> int:
         return sum(len(objs) for objs in self._objects.values())
@@ -227,7 +237,7 @@ class ConfigService:
         if not self.writable:
             raise ReadOnlyError("this server does not accept writes now")
         try:
-            change = await self.store.commit(self.pair, self.epoch, write)
+            change = await self._store().commit(self.pair, self.epoch, write)
         except FencedError:
             self.writable = False
             raise
@@ -284,6 +294,7 @@ class ConfigService:
             self._remove_indexes(obj)
         self.last_serial = change.serial
         self.epoch = max(self.epoch, change.epoch)
+        self._recent.append(change)
         self._publish(change)
         return True
 
@@ -346,7 +357,7 @@ class ConfigService:
         primary. Reloads everything when the history no longer reaches back.
         Returns how many changes were applied (-1 after a full reload).
         """
-        changes = await self.store.history_since(self.last_serial, 2**62)
+        changes = await self._store().history_since(self.last_serial, 2**62)
         if changes is None:
             await self.reload()
             return -1
@@ -369,7 +380,14 @@ class ConfigService:
             raise HistoryExpiredError(
                 f"serial {serial} is ahead of this server's {self.last_serial}: reload"
             )
-        changes = await self.store.history_since(serial, self.history_limit)
+        if self.last_serial - serial > self.history_limit:
+            changes = None
+        elif self._recent and self._recent[0].serial <= serial + 1:
+            changes = [c for c in self._recent if c.serial > serial]  # from memory
+        elif self.store is not None:
+            changes = await self.store.history_since(serial, self.history_limit)
+        else:
+            changes = None
         if changes is None:
             raise HistoryExpiredError(
                 f"History Log has expired: changes after serial {serial} are no longer all "

@@ -1,0 +1,150 @@
+"""Configuration Server Proxy: a read cache that follows whichever master is primary.
+
+The proxy keeps the whole configuration in memory, loaded from the primary
+(``snapshot``) and kept current by the primary's change stream
+(``replicate``, the same stream a backup follows). It serves reads,
+subscriptions and session restores from memory, and relays writes to the
+primary (``forward``), answering the client only with the primary's answer.
+
+Following a failover: when the link to the primary ends, the proxy tries the
+masters of its ``master`` list in turn, every :data:`RETRY` seconds, until
+one accepts ``replicate`` (a backup refuses until promoted). It then resumes
+from its last serial; only when the primary's history no longer reaches back
+does it reload. Reads go on being served from memory meanwhile, and writes
+wait (up to :data:`WRITE_WAIT`) for the new primary. A master whose epoch is
+older than what the proxy has already applied is refused.
+
+Why a tight retry rather than a push: the proxy needs no channel to the
+backup before the failover, and the retry bounds the redirect at one
+interval after the promotion (the supervisor may also push a redirect).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import trio
+
+from addp import LinkEnded
+
+from . import events
+from .app import serve_ports
+from .client import ManagementClient, open_management
+from .config import ServerSettings
+from .errors import (
+    ConfServError,
+    ConnectionLostError,
+    NoPrimaryError,
+    OutcomeUnknownError,
+)
+from .eventlog import EventLog
+from .runtime import Runtime
+from .service import ChangeGapError, ConfigService, StaleEpochError
+from .store import Change, Snapshot
+
+#: Seconds between attempts to reach a primary while none is connected.
+RETRY = 0.025
+#: How long a relayed write waits for a primary before ``no-primary``.
+WRITE_WAIT = 10.0
+
+
+class ProxyFollower:
+    """Follows the primary among ``settings.masters`` (see module docstring)."""
+
+    def __init__(self, rt: Runtime, settings: ServerSettings) -> None:
+        self.rt = rt
+        self.settings = settings
+        self.master: ManagementClient | None = None
+        self.master_name = ""
+        self._connected = trio.Event()
+        self.loaded = False
+        self.redirects: list[float] = []  # wall-clock times a new primary was followed
+
+    async def forward(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Relay a client's write to the primary; the primary's answer fields."""
+        with trio.move_on_after(WRITE_WAIT):
+            while self.master is None:
+                await self._connected.wait()
+        master = self.master
+        if master is None:
+            raise NoPrimaryError(f"no primary reachable for {WRITE_WAIT:g} s; nothing written")
+        try:
+            return await master.session.request("forward", request=request)
+        except ConnectionLostError as exc:
+            raise OutcomeUnknownError(
+                f"the primary was lost before answering: the write may or may not be "
+                f"committed ({exc})"
+            ) from exc
+
+    async def run(self) -> None:
+        """Follow forever (cancelled when the proxy stops)."""
+        masters = self.settings.masters
+        index = 0
+        while True:
+            host, port = masters[index % len(masters)]
+            where = f"{host}:{port}"
+            try:
+                async with open_management(
+                    host, port, self.settings.management_secret or "", timeout=2
+                ) as m:
+                    await self._follow(m, where)
+            except (OSError, LinkEnded, ConfServError, trio.TooSlowError, StaleEpochError) as exc:
+                if self.master is not None or self.master_name == where:
+                    self.rt.log.emit(
+                        events.CONNECTION_LOST, what="primary", where=where, reason=exc
+                    )
+            finally:
+                if self.master is not None:
+                    self.master = None
+                    self._connected = trio.Event()
+            index += 1
+            await trio.sleep(RETRY)
+
+    async def _follow(self, m: ManagementClient, where: str) -> None:
+        svc = self.rt.service
+        answer = await m.session.request("replicate", serial=svc.last_serial)
+        if int(answer["epoch"]) < svc.epoch:
+            raise StaleEpochError(
+                f"{where} is at epoch {answer['epoch']}, older than {svc.epoch}: deposed"
+            )
+        if not self.loaded or answer.get("expired"):
+            snap = await m.session.request("snapshot")
+            svc.load(Snapshot(objects=list(snap["objects"]), last_serial=int(snap["serial"])))
+            svc.epoch = int(snap["epoch"])
+            self.loaded = True
+        else:
+            for wire in answer["changes"]:
+                svc.apply(Change.from_wire(wire))
+        self.master, self.master_name = m, where
+        self.redirects.append(time.time())
+        self._connected.set()
+        if self.rt.role != "proxy":
+            self.rt.set_role("proxy")
+        self.rt.log.emit(events.CONNECTED, what="primary", where=where)
+        while True:
+            push = await m.session.next_notification()
+            if "notify" not in push:
+                continue
+            try:
+                svc.apply(Change.from_wire(push["notify"]))
+            except ChangeGapError as exc:
+                raise ConnectionLostError(f"gap in the change stream ({exc}); resuming") from exc
+
+
+async def run_proxy(
+    settings: ServerSettings,
+    *,
+    log: EventLog,
+    task_status: trio.TaskStatus[dict[str, Any]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run a proxy until cancelled; ``task_status`` gets its ports and runtime."""
+    service = ConfigService(None, pair=settings.pair, history_limit=settings.history.max_records)
+    rt = Runtime(name=settings.section, pair=settings.pair, service=service, log=log)
+    follower = ProxyFollower(rt, settings)
+    rt.forward = follower.forward
+    log.emit(events.STARTED, name=settings.section, pid=rt.pid, engine="proxy", db="(none)")
+    async with trio.open_nursery() as nursery:
+        ports = await serve_ports(rt, settings, nursery)
+        nursery.start_soon(follower.run)
+        task_status.started({**ports, "runtime": rt, "follower": follower})
