@@ -102,8 +102,8 @@ class Proc:
 
 
 @pytest.fixture
-def pair(db_settings: DatabaseSettings, tmp_path: Path) -> Iterator[tuple[Proc, Proc]]:
-    ports = [free_port() for _ in range(4)]
+def pair(db_settings: DatabaseSettings, tmp_path: Path) -> Iterator[tuple[Proc, Proc, Proc]]:
+    ports = [free_port() for _ in range(6)]
     conf = tmp_path / "pair.conf"
     common = f"""management-secret = {SECRET}
 server = dbserver
@@ -117,6 +117,8 @@ addp-remote-timeout = 1
     conf.write_text(
         f"[confserv]\nport = {ports[0]}\nmanagement-port = {ports[1]}\n{common}"
         f"[backup]\nport = {ports[2]}\nmanagement-port = {ports[3]}\n{common}"
+        f"[proxy]\nmode = proxy\nport = {ports[4]}\nmanagement-port = {ports[5]}\n"
+        f"management-secret = {SECRET}\nmaster = 127.0.0.1:{ports[1]},127.0.0.1:{ports[3]}\n"
         f"[log]\nverbose = all\nall = stderr\n[dbserver]\n{db_section(db_settings)}\n"
     )
     env = {**os.environ, "CFG_PASSWORD": PASSWORD}
@@ -138,11 +140,13 @@ addp-remote-timeout = 1
     )
     primary = Proc(conf, "confserv", ports[0], ports[1], tmp_path / "primary.log")
     backup = Proc(conf, "backup", ports[2], ports[3], tmp_path / "backup.log")
+    proxy = Proc(conf, "proxy", ports[4], ports[5], tmp_path / "proxy.log")
     try:
-        yield primary, backup
+        yield primary, backup, proxy
     finally:
         primary.stop()
         backup.stop()
+        proxy.stop()
 
 
 class Writer:
@@ -178,12 +182,14 @@ async def all_dn_names(server: tuple[str, int]) -> set[str]:
         return {d["name"] for d in await c.read("DN")}
 
 
-async def test_sigkill_of_the_primary(pair: tuple[Proc, Proc]) -> None:
-    primary, backup = pair
+async def test_sigkill_of_the_primary(pair: tuple[Proc, Proc, Proc]) -> None:
+    primary, backup, proxy = pair
     primary.start()
     await primary.wait_role("primary")
     backup.start()
     await backup.wait_role("backup")
+    proxy.start()
+    await proxy.wait_role("proxy")
     writer = Writer([primary.address, backup.address])
     async with trio.open_nursery() as nursery:
         nursery.start_soon(writer.run)
@@ -205,6 +211,13 @@ async def test_sigkill_of_the_primary(pair: tuple[Proc, Proc]) -> None:
     names = await all_dn_names(backup.address)
     assert set(writer.acked) <= names, "an acknowledged write was lost"
     assert len(writer.unknown) <= 2
+    # The proxy followed the new primary and serves the new data.
+    with trio.fail_after(20):
+        while (await proxy.status() or {}).get("serial") != (await backup.status() or {}).get(
+            "serial"
+        ):
+            await trio.sleep(0.05)
+    assert set(writer.acked) <= await all_dn_names(proxy.address)
     # The old primary, restarted, comes back as backup and catches up.
     primary.start()
     status = await primary.wait_role("backup")
@@ -216,8 +229,8 @@ async def test_sigkill_of_the_primary(pair: tuple[Proc, Proc]) -> None:
             await trio.sleep(0.05)
 
 
-async def test_sigstop_of_the_primary(pair: tuple[Proc, Proc]) -> None:
-    primary, backup = pair
+async def test_sigstop_of_the_primary(pair: tuple[Proc, Proc, Proc]) -> None:
+    primary, backup, _proxy = pair
     primary.start()
     await primary.wait_role("primary")
     backup.start()
