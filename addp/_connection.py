@@ -142,6 +142,11 @@ class Connection:
             self._queue(FrameKind.CLOSE, encode_payload({"reason": reason}), now)
         self.state = ConnectionState.CLOSED
 
+    @property
+    def has_data_to_send(self) -> bool:
+        """Whether :meth:`data_to_send` would return bytes."""
+        return bool(self._out)
+
     def data_to_send(self) -> bytes:
         """Bytes queued for the peer since the last call (possibly empty)."""
         if not self._out:

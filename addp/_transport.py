@@ -194,6 +194,9 @@ class Link:
     # -- internals ------------------------------------------------------------
 
     async def _flush(self) -> None:
+        if not self._conn.has_data_to_send:
+            await trio.lowlevel.checkpoint()
+            return
         async with self._send_lock:
             data = self._conn.data_to_send()
             if data:

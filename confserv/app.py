@@ -8,6 +8,7 @@ history trimmer. Everything below it is in
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import socket
@@ -115,6 +116,7 @@ async def run_server(
         )
         started = time.perf_counter()
         await service.reload()
+        gc.freeze()  # the loaded configuration lives on: keep it out of every full collection
         log.emit(
             events.LOADED,
             count=len(service),

@@ -62,6 +62,7 @@ class ManagementSession:
         self.peer = link.name
         self.nonce = os.urandom(16).hex()
         self.authenticated = False
+        self.watching = False
 
     async def run(self) -> None:
         """Serve the connection until it ends or authentication fails."""
@@ -91,7 +92,9 @@ class ManagementSession:
             if op == "status":
                 answer = ok(request_id, **self.rt.status())
             elif op == "watch":
-                self._nursery.start_soon(self._push_roles)
+                if not self.watching:
+                    self.watching = True
+                    self._nursery.start_soon(self._push_roles)
                 answer = ok(request_id, **self.rt.status())
             elif op == "replicate":
                 answer = await self._replicate(msg, request_id)
@@ -118,7 +121,9 @@ class ManagementSession:
         response = arg(msg, "response", str)
         if self.secret is None:
             reason = "no management-secret is configured for this server"
-        elif hmac.compare_digest(response, challenge_response(self.secret, self.nonce)):
+        elif hmac.compare_digest(
+            response.encode(), challenge_response(self.secret, self.nonce).encode()
+        ):
             self.authenticated = True
             self.rt.log.emit(events.MGMT_AUTH_OK, peer=self.peer)
             await self.link.send(ok(rid, **self.rt.status()))
@@ -210,15 +215,19 @@ class ManagementSession:
                         break
                     self.link.send_nowait({"notify": more.to_wire()})
                 await self.link.flush()
+            if sub.overflowed:
+                await self.link.aclose("replica too slow: change stream overflowed; reconnect")
         except LinkEnded:
             return
         finally:
             self.rt.service.unsubscribe(sub)
 
     async def _push_roles(self) -> None:
+        changed = self.rt.role_changed
         try:
             while True:
-                await self.rt.role_changed.wait()
+                await changed.wait()
+                changed = self.rt.role_changed  # taken before sending: no change is missed
                 await self.link.send({"push": "role", **self.rt.status()})
         except LinkEnded:
             return

@@ -12,7 +12,6 @@ applies deltas; it knows nothing of storage, sockets or time.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -183,6 +182,8 @@ def new_object(type_name: str, data: Any) -> dict[str, Any]:
     for name, field in fields.items():
         value = data.get(name, field.default)
         if name in SECRET_FIELDS:
+            if not isinstance(value, str):
+                raise FieldValueError(f"{type_name}.{name} must be str, got {type(value).__name__}")
             obj[STORED_SECRET] = hash_password(value) if value else ""
             continue
         obj[name] = _check_value(type_name, name, field, value)
@@ -202,6 +203,8 @@ def check_delta(type_name: str, delta: Any, options: Any) -> tuple[dict[str, Any
         if key not in fields:
             raise UnknownFieldError(f"{type_name} has no field {key!r}")
         if key in SECRET_FIELDS:
+            if not isinstance(value, str):
+                raise FieldValueError(f"{type_name}.{key} must be str, got {type(value).__name__}")
             out[STORED_SECRET] = hash_password(value) if value else ""
             continue
         out[key] = _check_value(type_name, key, fields[key], value)
@@ -229,9 +232,11 @@ def apply_delta(obj: dict[str, Any], delta: Mapping[str, Any], options: Mapping[
 
 
 def public_view(obj: Mapping[str, Any]) -> dict[str, Any]:
-    """The object as clients see it: secrets removed, a deep copy."""
-    out = copy.deepcopy(dict(obj))
+    """The object as clients see it: secrets removed, a copy (values are scalars,
+    options two levels of str maps, so copying those levels is a full copy)."""
+    out = dict(obj)
     out.pop(STORED_SECRET, None)
+    out["options"] = {s: dict(kv) for s, kv in obj.get("options", {}).items()}
     return out
 
 
@@ -263,5 +268,9 @@ def check_filter(type_name: str, flt: Any) -> dict[str, Any]:
 
 
 def matches(obj: Mapping[str, Any], flt: Mapping[str, Any]) -> bool:
-    """Whether ``obj`` satisfies every equality of ``flt``."""
-    return all(obj.get(key) == value for key, value in flt.items())
+    """Whether ``obj`` satisfies every equality of ``flt`` (``True`` is not ``1``)."""
+    for key, value in flt.items():
+        have = obj.get(key)
+        if have != value or type(have) is not type(value):
+            return False
+    return True

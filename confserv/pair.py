@@ -73,6 +73,7 @@ class PairDriver:
         self._lock = trio.Lock()
         self._wake = trio.Event()
         self._follower: trio.CancelScope | None = None
+        self.last_refusal = "another server holds a valid lease"
         self._nursery: trio.Nursery | None = None
 
     # -- running --------------------------------------------------------------
@@ -95,9 +96,7 @@ class PairDriver:
         await self._execute(self.machine.promote(force=force))
         self._wake.set()
         if self.machine.role is not Role.PRIMARY:
-            raise PromotionRefusedError(
-                f"not promoted: {self.machine.holder or 'another server'} holds a valid lease"
-            )
+            raise PromotionRefusedError(f"not promoted: {self.last_refusal}")
         return self.rt.status()
 
     async def demote(self, force: bool = False) -> dict[str, Any]:
@@ -123,7 +122,7 @@ class PairDriver:
         m, pair, name = self.machine, self.settings.pair, self.settings.section
         if isinstance(action, ReadLease):
             lease = await self.store.read_lease(pair)
-            if lease is not None:
+            if lease is not None and lease.valid and lease.holder != name:
                 self.rt.primary_hint = _client_address(lease.address)
             return m.lease_read(lease.holder if lease else "", bool(lease and lease.valid))
         if isinstance(action, TakeLease):
@@ -134,9 +133,11 @@ class PairDriver:
                 )
             except LeaseHeldError as exc:
                 self.rt.log.emit(events.PROMOTION_REFUSED, pair=pair, reason=exc)
+                self.last_refusal = f"'{exc.holder}' holds a valid lease at epoch {exc.epoch}"
                 return m.lease_refused(exc.holder)
             except UnavailableError as exc:
                 self.rt.log.emit(events.DB_ERROR, reason=f"taking the lease failed: {exc}")
+                self.last_refusal = f"the database is unreachable ({exc})"
                 return m.lease_refused("")
             how = ", forced" if action.force else ""
             self.rt.log.emit(
@@ -230,7 +231,7 @@ async def follow_primary(rt: Runtime, store: ConfigStore, settings: ServerSettin
     while True:
         lease = await _read_lease(rt, store, settings.pair)
         target = parse_address(lease.address) if lease is not None else None
-        if lease is None or target is None or lease.holder == settings.section:
+        if lease is None or target is None or not lease.valid or lease.holder == settings.section:
             await trio.sleep(FOLLOW_RETRY)
             continue
         rt.primary_hint = f"{target[0]}:{target[1]}"

@@ -70,12 +70,16 @@ class ProxyFollower:
         if master is None:
             raise NoPrimaryError(f"no primary reachable for {WRITE_WAIT:g} s; nothing written")
         try:
-            return await master.session.request("forward", request=request)
+            answer = await master.session.request("forward", request=request)
         except ConnectionLostError as exc:
             raise OutcomeUnknownError(
                 f"the primary was lost before answering: the write may or may not be "
                 f"committed ({exc})"
             ) from exc
+        # Read-your-writes: answer once the change has reached this proxy's memory.
+        with trio.move_on_after(WRITE_WAIT):
+            await self.rt.service.wait_serial(int(answer["serial"]))
+        return answer
 
     async def run(self) -> None:
         """Follow forever (cancelled when the proxy stops)."""

@@ -6,7 +6,7 @@ acknowledgement; the time) and returns :class:`Action` values to carry out,
 plus its next deadline. The trio code in :mod:`confserv.pair` carries the
 actions out against the store. Nothing here reads a clock or touches IO.
 
-Rules (``docs/design.md``, "Who decides roles"):
+Rules (the project's design notes, ``shared/docs/design.md``, "Who decides roles"):
 
 - A server becomes primary only by taking the lease, which raises the epoch:
   when the lease is unheld, expired, already its own, or by ``force`` (the

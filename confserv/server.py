@@ -71,7 +71,8 @@ class ClientSession:
                 raise NotRegisteredError(f"register before '{op}'")
             if op not in ("register", "status") and not self.rt.serving:
                 raise BackupModeError(
-                    "this server is the backup; it serves no clients", self.rt.primary_hint
+                    f"this server is in {self.rt.role} mode; it serves no clients",
+                    self.rt.primary_hint,
                 )
             answer = await getattr(self, "_op_" + op.replace("-", "_"))(msg, request_id)
         except RequestError as exc:
@@ -100,7 +101,8 @@ class ClientSession:
                 events.REGISTRATION_REFUSED, peer=self.peer, reason=f"{self.rt.role} mode"
             )
             raise BackupModeError(
-                "this server is the backup; connect to the primary", self.rt.primary_hint
+                f"this server is in {self.rt.role} mode; connect to the primary",
+                self.rt.primary_hint,
             )
         if not await self.rt.service.authenticate(user, password):
             self.rt.log.emit(

@@ -22,11 +22,13 @@ from typing import Any
 import trio
 
 from .errors import (
+    BadRequestError,
     ConstraintError,
     FencedError,
     HistoryExpiredError,
     NotFoundError,
     ReadOnlyError,
+    UnavailableError,
 )
 from .objects import (
     STORED_SECRET,
@@ -108,6 +110,9 @@ class ConfigService:
         self.write_lock = trio.Lock()
         self._auth_key = os.urandom(32)
         self._auth_cache: set[tuple[str, bytes]] = set()
+        self._auth_running: dict[tuple[str, bytes], trio.Event] = {}
+        self._uncertain = False
+        self._applied = trio.Event()
 
     # -- loading --------------------------------------------------------------
 
@@ -187,9 +192,16 @@ class ConfigService:
         if not stored:
             return False
         token = (stored, hmac.new(self._auth_key, password.encode(), hashlib.sha256).digest())
+        while (running := self._auth_running.get(token)) is not None:
+            await running.wait()  # the same check is under way: share its result
         if token in self._auth_cache:
             return True
-        ok = await trio.to_thread.run_sync(verify_password, password, stored)
+        self._auth_running[token] = done = trio.Event()
+        try:
+            ok = await trio.to_thread.run_sync(verify_password, password, stored)
+        finally:
+            del self._auth_running[token]
+            done.set()
         if ok:
             self._auth_cache.add(token)
         return ok
@@ -199,7 +211,7 @@ class ConfigService:
     async def create(self, type_name: str, data: Any) -> Change:
         """Create an object; returns the committed change (with its dbid and serial)."""
         check_type(type_name)
-        obj = new_object(type_name, data)
+        obj = await _off_loop_if_hashing(new_object, type_name, data)
         async with self.write_lock:
             self._check_name_free(type_name, obj["name"], None)
             self._check_refs(obj)
@@ -208,7 +220,9 @@ class ConfigService:
     async def update(self, type_name: str, dbid: Any, delta: Any, options: Any = None) -> Change:
         """Change some fields and/or options of an object."""
         check_type(type_name)
-        fields, opts = check_delta(type_name, delta, options)
+        fields, opts = await _off_loop_if_hashing(check_delta, type_name, delta, options)
+        if not fields and not opts:
+            raise BadRequestError("an update must change at least one field or option")
         async with self.write_lock:
             current = self._existing(type_name, dbid)
             obj = copy.deepcopy(current)
@@ -236,10 +250,18 @@ class ConfigService:
     async def _commit(self, write: Write) -> Change:
         if not self.writable:
             raise ReadOnlyError("this server does not accept writes now")
+        if self._uncertain:
+            # A commit whose answer was lost may have landed: catch up first, so
+            # memory and serials stay in step with the database.
+            await self.catch_up()
+            self._uncertain = False
         try:
             change = await self._store().commit(self.pair, self.epoch, write)
         except FencedError:
             self.writable = False
+            raise
+        except UnavailableError:
+            self._uncertain = True
             raise
         self.apply(change)
         return change
@@ -296,6 +318,8 @@ class ConfigService:
         self.epoch = max(self.epoch, change.epoch)
         self._recent.append(change)
         self._publish(change)
+        self._applied.set()
+        self._applied = trio.Event()
         return True
 
     def _insert(self, obj: dict[str, Any]) -> None:
@@ -350,6 +374,11 @@ class ConfigService:
             except trio.BrokenResourceError:
                 self.unsubscribe(sub)
 
+    async def wait_serial(self, serial: int) -> None:
+        """Wait until changes up to ``serial`` are applied to memory."""
+        while self.last_serial < serial:
+            await self._applied.wait()
+
     async def catch_up(self) -> int:
         """Apply every committed change the database has beyond memory.
 
@@ -394,6 +423,13 @@ class ConfigService:
                 f"kept (max-records {self.history_limit}); reload the configuration"
             )
         return [c for c in changes if c.serial <= self.last_serial]
+
+
+async def _off_loop_if_hashing(fn: Any, type_name: str, *args: Any) -> Any:
+    """Validate in a worker thread when a password must be hashed (scrypt is slow)."""
+    if any(isinstance(a, Mapping) and "password" in a for a in args):
+        return await trio.to_thread.run_sync(fn, type_name, *args)
+    return fn(type_name, *args)
 
 
 def public_change(change: Change) -> dict[str, Any]:

@@ -34,7 +34,7 @@ pytestmark = pytest.mark.integration
 async def wait_for(condition: Callable[[], bool], timeout: float = 15) -> None:
     """Wait until ``condition()`` holds, checking every 10 ms, failing after ``timeout``."""
     with trio.fail_after(timeout):
-        while not condition():  # noqa: ASYNC110 - polls state owned by other tasks
+        while not condition():
             await trio.sleep(0.01)
 
 

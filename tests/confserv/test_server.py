@@ -161,7 +161,7 @@ async def test_a_second_daemon_of_the_same_name_is_refused(server: dict[str, Any
         ),
         (
             "update",
-            {"type": "Host", "dbid": 999, "delta": {}},
+            {"type": "Host", "dbid": 999, "delta": {"lca_port": 1}},
             NotFoundError,
             "no Host with dbid 999",
         ),
@@ -240,3 +240,26 @@ async def test_management_port_needs_the_secret(server: dict[str, Any]) -> None:
         answer = await link.receive()
         assert answer["code"] == "auth-failed"
     assert server["log"].ids().count(20121) >= 2
+
+
+async def test_an_empty_update_is_refused(server: dict[str, Any]) -> None:
+    async with client(server) as c:
+        made = await c.create("Host", {"name": "quiet"})
+        serial = (await c.status())["serial"]
+        with pytest.raises(BadRequestError, match="must change at least one"):
+            await c.update("Host", made["dbid"], {}, {})
+        assert (await c.status())["serial"] == serial
+
+
+async def test_filters_do_not_confuse_true_with_1(server: dict[str, Any]) -> None:
+    async with client(server) as c:
+        await c.create("Person", {"name": "agent", "is_agent": True})
+        assert [p["name"] for p in await c.read("Person", {"is_agent": True})] == ["agent"]
+        assert await c.read("Person", {"is_agent": 1}) == []
+        assert await c.read("Person", {"dbid": True}) == []
+
+
+async def test_a_non_string_password_is_a_bad_value(server: dict[str, Any]) -> None:
+    async with client(server) as c:
+        with pytest.raises(FieldValueError, match="password must be str"):
+            await c.create("Person", {"name": "p", "password": 1234})

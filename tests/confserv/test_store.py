@@ -98,7 +98,7 @@ async def test_an_expired_lease_can_be_taken(store: ConfigStore) -> None:
     import trio
 
     with trio.fail_after(5):
-        while (lease := await store.read_lease("p")) is not None and lease.valid:  # noqa: ASYNC110 - the database clock has no event to wait on
+        while (lease := await store.read_lease("p")) is not None and lease.valid:
             await trio.sleep(0.01)
     taken = await store.acquire_lease("p", "two", 10, force=False)
     assert (taken.holder, taken.epoch) == ("two", 2)
