@@ -121,9 +121,15 @@ class Connection:
 
     def send(self, payload: Any, now: float) -> None:
         """Queue one application message."""
+        self.send_encoded(encode_payload(payload), now)
+
+    def send_encoded(self, data: bytes, now: float) -> None:
+        """Queue one application message already encoded with :func:`encode_payload`.
+
+        For fan-out: encode once, queue the same bytes on many connections.
+        """
         if self.state is not ConnectionState.OPEN:
             raise LocalProtocolError(f"cannot send a message in state {self.state.name}")
-        data = encode_payload(payload)
         if len(data) > self.peer_max_frame_size:
             raise MessageTooLargeError(
                 f"message of {len(data)} bytes exceeds the peer's limit of "

@@ -30,7 +30,7 @@ from ._errors import (
     RemoteProtocolError,
 )
 from ._events import ConnectionClosed, Event, HandshakeComplete, Message, PeerLostEvent, Trace
-from ._frames import DEFAULT_MAX_FRAME_SIZE
+from ._frames import DEFAULT_MAX_FRAME_SIZE, encode_payload
 from ._options import AddpOptions
 
 #: Bytes asked of the stream per read.
@@ -131,13 +131,20 @@ class Link:
             LinkEnded: the link is over (the subclass says why).
             MessageTooLargeError: the message exceeds the peer's frame limit.
         """
+        self.send_encoded_nowait(encode_payload(message))
+
+    def send_encoded_nowait(self, data: bytes) -> None:
+        """Queue one message already encoded with :func:`~addp.encode_payload`.
+
+        The same bytes may be queued on many links (one encoding per fan-out).
+        """
         if self._end is not None:
             raise self._end
         if self._conn.closed:
             # The reader saw the end but has not recorded it yet (it may still be
             # handing earlier messages to a full inbox).
             raise self._closing or LinkClosedLocally("link is closing")
-        self._conn.send(message, trio.current_time())
+        self._conn.send_encoded(data, trio.current_time())
 
     async def flush(self) -> None:
         """Write everything queued by :meth:`send_nowait`."""
@@ -197,7 +204,14 @@ class Link:
         if not self._conn.has_data_to_send:
             await trio.lowlevel.checkpoint()
             return
-        async with self._send_lock:
+        # A free lock is taken without a trip through the scheduler, so the
+        # bytes reach the socket before other woken tasks run (an answer is
+        # not queued behind a fan-out it caused).
+        try:
+            self._send_lock.acquire_nowait()
+        except trio.WouldBlock:
+            await self._send_lock.acquire()
+        try:
             data = self._conn.data_to_send()
             if data:
                 try:
@@ -205,6 +219,8 @@ class Link:
                 except _TRANSPORT_ERRORS as exc:
                     self._finish(LinkBroken(f"send failed: {exc!r}"))
                     raise self._end from exc  # type: ignore[misc]
+        finally:
+            self._send_lock.release()
 
     def _finish(self, reason: LinkEnded) -> None:
         if self._end is None:

@@ -241,15 +241,16 @@ class ClientSession:
 
     async def _forward(self, sub: Subscription) -> None:
         try:
+            cache = self.rt.service.notifications
             async for change in sub.receive:
-                self.link.send_nowait({"notify": public_change(change)})
+                self.link.send_encoded_nowait(cache.encoded(change))
                 # Drain what else is queued so that a burst shares one write.
                 while True:
                     try:
                         more = sub.receive.receive_nowait()
                     except (trio.WouldBlock, trio.EndOfChannel):
                         break
-                    self.link.send_nowait({"notify": public_change(more)})
+                    self.link.send_encoded_nowait(cache.encoded(more))
                 await self.link.flush()
         except LinkEnded:
             return  # the request loop sees the same end and reports it
