@@ -42,6 +42,10 @@ def make_log(settings: ServerSettings) -> EventLog:
     trace.handlers[:] = [log.handler(events.ADDP_TRACE)]
     trace.setLevel(logging.INFO)
     trace.propagate = False
+    links = logging.getLogger("addp")  # links that ended: protocol errors, timeouts
+    links.handlers[:] = [log.handler(events.BAD_PEER)]
+    links.setLevel(logging.INFO)
+    links.propagate = False
     return log
 
 

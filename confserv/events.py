@@ -23,7 +23,6 @@ STOPPING = LogEvent(20004, Level.STD, "Configuration Server '{name}' stopping: {
 NO_ADMIN = LogEvent(
     20005, Level.ALR, "No Person can log in: run 'cfgctl init' to create the administrator"
 )
-CONFIG_ERROR = LogEvent(20006, Level.ALR, "Configuration error: {text}")
 
 CLIENT_REGISTERED = LogEvent(
     20110, Level.STD, "Client '{app}' ({app_type}) user '{user}' registered from {peer}"
@@ -34,7 +33,7 @@ REQUEST_REFUSED = LogEvent(20113, Level.INT, "Request {op} from {peer} refused: 
 SUBSCRIBER_TOO_SLOW = LogEvent(
     20114, Level.STD, "Client '{app}' from {peer} cut off: {count} notifications unread"
 )
-BAD_PEER = LogEvent(20115, Level.STD, "Connection from {peer} closed: {reason}")
+BAD_PEER = LogEvent(20115, Level.STD, "ADDP {text}")
 
 OBJECT_CHANGED = LogEvent(
     20130, Level.INT, "Serial {serial} epoch {epoch}: {op} {type} {dbid} ('{name}') by {by}"

@@ -250,7 +250,9 @@ async def follow_primary(rt: Runtime, store: ConfigStore, settings: ServerSettin
                             await _apply_all(rt, store, [Change.from_wire(push["notify"])])
                         continue
                     await m.session.request("ack", serial=svc.last_serial)
-        except (OSError, LinkEnded, ConfServError, trio.TooSlowError, StaleEpochError) as exc:
+        except StaleEpochError as exc:
+            rt.log.emit(events.STALE_EPOCH, reason=exc)
+        except (OSError, LinkEnded, ConfServError, trio.TooSlowError) as exc:
             rt.log.emit(
                 events.CONNECTION_LOST, what=f"primary '{lease.holder}'", where=where, reason=exc
             )

@@ -93,7 +93,9 @@ class ProxyFollower:
                     host, port, self.settings.management_secret or "", timeout=2
                 ) as m:
                     await self._follow(m, where)
-            except (OSError, LinkEnded, ConfServError, trio.TooSlowError, StaleEpochError) as exc:
+            except StaleEpochError as exc:
+                self.rt.log.emit(events.STALE_EPOCH, reason=f"{where}: {exc}")
+            except (OSError, LinkEnded, ConfServError, trio.TooSlowError) as exc:
                 if self.master is not None or self.master_name == where:
                     self.rt.log.emit(
                         events.CONNECTION_LOST, what="primary", where=where, reason=exc
