@@ -41,6 +41,7 @@ __all__ = [
     "DatabaseSettings",
     "HistorySettings",
     "LogSettings",
+    "Section",
     "ServerSettings",
     "load_server_settings",
     "read_sections",
@@ -369,7 +370,7 @@ def load_server_settings(file: Path | str, section: str) -> ServerSettings:
     if section not in sections:
         raise ConfigError(path, f"no section [{section}]", section)
     base = path.resolve().parent
-    own = _Section(path, section, sections[section])
+    own = Section(path, section, sections[section])
     own.check_known(SERVER_OPTIONS)
 
     mode = own.choice("mode", _MODES, "master")
@@ -406,7 +407,7 @@ def load_server_settings(file: Path | str, section: str) -> ServerSettings:
             raise own.error("server", f"{db_section!r} is this server's own section")
         if db_section not in sections:
             raise own.error("server", f"no section [{db_section}]")
-        db = _database(_Section(path, db_section, sections[db_section]), base)
+        db = _database(Section(path, db_section, sections[db_section]), base)
     else:
         if db_section is not None:
             raise own.error("server", "not used when mode is proxy (a proxy reads its master)")
@@ -440,7 +441,7 @@ def load_server_settings(file: Path | str, section: str) -> ServerSettings:
     )
 
 
-def _database(db: _Section, base: Path) -> DatabaseSettings:
+def _database(db: Section, base: Path) -> DatabaseSettings:
     """Check the Configuration Database section."""
     db.check_known(DATABASE_OPTIONS)
     text = db.text("dbengine")
@@ -478,7 +479,7 @@ def _log(path: Path, sections: Mapping[str, Mapping[str, str]], base: Path) -> L
     """Check ``[log]``; the defaults when the file has none."""
     if "log" not in sections:
         return LogSettings()
-    log = _Section(path, "log", sections["log"])
+    log = Section(path, "log", sections["log"])
     log.check_known(LOG_OPTIONS)
     output = log.text("all") or "stderr"
     output = output.lower() if output.lower() in _STREAMS else str((base / output).resolve())
@@ -489,7 +490,7 @@ def _history(path: Path, sections: Mapping[str, Mapping[str, str]]) -> HistorySe
     """Check ``[history-log]``; the defaults when the file has none."""
     if "history-log" not in sections:
         return HistorySettings()
-    history = _Section(path, "history-log", sections["history-log"])
+    history = Section(path, "history-log", sections["history-log"])
     history.check_known(HISTORY_OPTIONS)
     days = "a number of days"
     records = "a number of records"
@@ -504,8 +505,12 @@ def _history(path: Path, sections: Mapping[str, Mapping[str, str]]) -> HistorySe
 
 
 @dataclass(frozen=True, slots=True)
-class _Section:
-    """One section being checked: turns its texts into values or located errors."""
+class Section:
+    """One section being checked: turns its texts into values or located errors.
+
+    Public so that other readers of the same format (the supervisor's scs.conf)
+    check values the same way and report errors the same way.
+    """
 
     file: Path
     name: str

@@ -1,0 +1,291 @@
+"""``scs.conf``: the servers a Solution Control Server supervises.
+
+The seed's format: one section per server with ``host``, ``port``, ``name``
+and ``server = <peer section>``, extended with what supervising needs (see
+:data:`SERVER_OPTIONS`), plus an ``[scs]`` section for the supervisor itself.
+A section with ``type = proxy`` is a Configuration Server Proxy (no peer).
+Everything is checked at load: unknown keys, peers that do not link back,
+duplicate ports; the first problem is one :class:`~confserv.config.ConfigError`
+line naming the file, section and key.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from addp import OPTION_NAMES, AddpOptions, OptionError
+from confserv.config import ConfigError, Section, read_sections
+
+#: The supervisor's own section.
+SCS_SECTION = "scs"
+
+#: Options of ``[scs]``.
+SCS_OPTIONS: frozenset[str] = frozenset(
+    {
+        "control-port",
+        "control-secret",
+        "log-format",
+        "verbose",
+        "status-interval",
+    }
+)
+
+#: Options of a server's section.
+SERVER_OPTIONS: frozenset[str] = frozenset(
+    {
+        # the seed's
+        "host",
+        "port",
+        "name",
+        "server",
+        # what supervising needs
+        "type",
+        "pair",
+        "management-port",
+        "management-secret",
+        "command",
+        "working-directory",
+        "autostart",
+        "autorestart",
+        "failover-wait",
+        "promote-retry",
+        "restart-backoff",
+        "restart-backoff-max",
+        "restart-limit",
+        "restart-window",
+        "stop-timeout",
+        *OPTION_NAMES,
+    }
+)
+
+_BOOLEANS = {
+    "true": True,
+    "yes": True,
+    "on": True,
+    "1": True,
+    "false": False,
+    "no": False,
+    "off": False,
+    "0": False,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RestartPolicy:
+    """How a dead server is restarted.
+
+    Attributes:
+        backoff: first delay, seconds; doubled at each consecutive restart.
+        backoff_max: the delay never exceeds this (also the slow-retry pace
+            once the limit is reached).
+        limit: at most this many restarts in ``window`` seconds; past it, an
+            alarm and slow retries at ``backoff_max`` (never a silent give-up).
+        window: seconds, see ``limit``.
+    """
+
+    backoff: float = 0.5
+    backoff_max: float = 30.0
+    limit: int = 5
+    window: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSpec:
+    """One supervised server, as its section says."""
+
+    section: str
+    kind: Literal["pair", "proxy"]
+    host: str
+    port: int
+    name: str
+    peer: str | None
+    pair: str | None
+    management_port: int
+    management_secret: str
+    command: tuple[str, ...]
+    working_directory: Path
+    autostart: bool
+    autorestart: bool
+    addp: AddpOptions
+    failover_wait: float
+    promote_retry: float
+    restart: RestartPolicy
+    stop_timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class PairSpec:
+    """A warm-standby pair: its name and its two members' sections (file order)."""
+
+    name: str
+    members: tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class ScsSettings:
+    """Everything ``scs -f`` reads."""
+
+    file: Path
+    control_port: int | None
+    control_secret: str | None
+    log_format: Literal["text", "json"]
+    verbose: str
+    status_interval: float
+    servers: dict[str, ServerSpec]
+    pairs: tuple[PairSpec, ...]
+
+    @property
+    def proxies(self) -> tuple[ServerSpec, ...]:
+        """The proxies, in file order."""
+        return tuple(s for s in self.servers.values() if s.kind == "proxy")
+
+    def find_pair(self, name: str) -> PairSpec:
+        """The pair called ``name`` or having a member of that section."""
+        for pair in self.pairs:
+            if name == pair.name or name in pair.members:
+                return pair
+        known = ", ".join(p.name for p in self.pairs) or "none"
+        raise ConfigError(self.file, f"no pair {name!r} (pairs: {known})")
+
+
+def _boolean(sec: Section, option: str, default: bool) -> bool:
+    return sec.choice(option, _BOOLEANS, default)
+
+
+def _server(path: Path, base: Path, name: str, options: dict[str, str]) -> ServerSpec:
+    sec = Section(path, name, options)
+    sec.check_known(SERVER_OPTIONS)
+    kind = sec.choice("type", {"pair": "pair", "proxy": "proxy", "server": "pair"}, "pair")
+    port = sec.port("port")
+    if port is None:
+        raise sec.error("port", "missing (the server's client port)")
+    mport = sec.port("management-port")
+    if mport is None:
+        raise sec.error("management-port", "missing (the supervisor watches this port)")
+    secret = sec.text("management-secret")
+    if secret is None:
+        raise sec.error("management-secret", "missing (the management port needs it)")
+    peer = sec.text("server")
+    if kind == "proxy" and peer is not None:
+        raise sec.error("server", "a proxy has no peer (type = proxy)")
+    if kind == "pair" and peer is None:
+        raise sec.error("server", "missing (names the peer's section of the pair)")
+    try:
+        addp = AddpOptions.from_mapping(
+            {k: v for k in OPTION_NAMES if (v := sec.text(k)) is not None}
+        )
+    except OptionError as err:
+        raise sec.error(err.option, str(err).removeprefix(f"{err.option}: ")) from None
+    command_text = sec.text("command")
+    try:
+        command = tuple(shlex.split(command_text)) if command_text else ()
+    except ValueError as err:
+        raise sec.error("command", f"cannot split {command_text!r}: {err}") from None
+    autostart = _boolean(sec, "autostart", True)
+    autorestart = _boolean(sec, "autorestart", True)
+    if (autostart or autorestart) and not command:
+        raise sec.error("command", "missing (needed to start the server: autostart/autorestart)")
+    workdir = Path(sec.text("working-directory") or ".")
+    backoff = sec.seconds("restart-backoff", 0.5, low=0.0, high=3600.0)
+    policy = RestartPolicy(
+        backoff=backoff,
+        backoff_max=sec.seconds(
+            "restart-backoff-max", max(30.0, backoff), low=backoff, high=86400.0
+        ),
+        limit=sec.integer("restart-limit", 5, low=1, high=1000, what="a number of restarts"),
+        window=sec.seconds("restart-window", 60.0, low=0.0, high=86400.0, above_low=True),
+    )
+    return ServerSpec(
+        section=name,
+        kind=kind,
+        host=sec.text("host") or "127.0.0.1",
+        port=port,
+        name=sec.text("name") or name,
+        peer=peer,
+        pair=sec.text("pair"),
+        management_port=mport,
+        management_secret=secret,
+        command=command,
+        working_directory=workdir if workdir.is_absolute() else (base / workdir).resolve(),
+        autostart=autostart,
+        autorestart=autorestart,
+        addp=addp,
+        failover_wait=sec.seconds("failover-wait", 0.0, low=0.0, high=3600.0),
+        promote_retry=sec.seconds("promote-retry", 0.1, low=0.01, high=60.0),
+        restart=policy,
+        stop_timeout=sec.seconds("stop-timeout", 10.0, low=0.0, high=3600.0),
+    )
+
+
+def load_scs_settings(file: Path | str) -> ScsSettings:
+    """Read and check ``scs.conf``.
+
+    Raises:
+        ConfigError: the first problem, naming the file, section and key.
+    """
+    path = Path(file)
+    sections = read_sections(path)
+    base = path.resolve().parent
+    own = Section(path, SCS_SECTION, sections.get(SCS_SECTION, {}))
+    own.check_known(SCS_OPTIONS)
+    control_port = own.port("control-port")
+    control_secret = own.text("control-secret")
+    if control_port is not None and control_secret is None:
+        raise own.error("control-secret", "missing (the control port needs it)")
+    servers = {
+        name: _server(path, base, name, options)
+        for name, options in sections.items()
+        if name != SCS_SECTION
+    }
+    if not servers:
+        raise ConfigError(path, "no server sections: nothing to supervise")
+    pairs: list[PairSpec] = []
+    for spec in servers.values():
+        if spec.kind != "pair":
+            continue
+        assert spec.peer is not None
+        sec = Section(path, spec.section, sections[spec.section])
+        other = servers.get(spec.peer)
+        if other is None:
+            raise sec.error("server", f"no section [{spec.peer}] for the peer")
+        if other.peer != spec.section:
+            raise sec.error(
+                "server",
+                f"[{spec.peer}] does not link back (its server is {other.peer!r}, "
+                f"not {spec.section!r})",
+            )
+        if other.section == spec.section:
+            raise sec.error("server", "a server cannot be its own peer")
+        if not any(spec.section in p.members for p in pairs):
+            name = spec.pair or other.pair or spec.section
+            pairs.append(PairSpec(name=name, members=(spec.section, other.section)))
+    seen: dict[tuple[str, int], tuple[str, str]] = {}
+    for spec in servers.values():
+        for key, port in (("port", spec.port), ("management-port", spec.management_port)):
+            where = (spec.host, port)
+            if where in seen:
+                first = seen[where]
+                raise ConfigError(
+                    path, f"{port} is also [{first[0]}] {first[1]}", spec.section, key
+                )
+            seen[where] = (spec.section, key)
+    if control_port is not None and ("127.0.0.1", control_port) in seen:
+        first = seen[("127.0.0.1", control_port)]
+        raise own.error("control-port", f"{control_port} is also [{first[0]}] {first[1]}")
+    return ScsSettings(
+        file=path,
+        control_port=control_port,
+        control_secret=control_secret,
+        log_format=own.choice("log-format", {"text": "text", "json": "json"}, "text"),
+        verbose=own.choice(
+            "verbose",
+            {w: w for w in ("all", "debug", "trace", "interaction", "standard", "none")},
+            "standard",
+        ),
+        status_interval=own.seconds("status-interval", 1.0, low=0.05, high=3600.0),
+        servers=servers,
+        pairs=tuple(pairs),
+    )

@@ -1,0 +1,605 @@
+"""The supervisor's decisions, as a pure state machine.
+
+:class:`SupervisorCore` is fed observations (a process started or exited, a
+management link up or lost and why, a role reported, the answer to a
+promotion, an operator's command) with the current time, and returns
+actions (start, stop, promote, force-promote, demote, redirect a proxy) and
+log lines, plus its next deadline. It never reads a clock, sleeps or touches
+a process or socket; :mod:`scs.supervisor` carries the actions out.
+
+The rules (``shared/docs/design.md``: fast when certain, safe when uncertain):
+
+- The primary's process exited (we saw it): proof of death, so the backup is
+  force-promoted at once.
+- The primary went silent (link lost, ADDP timeout, hang) while its process
+  may live: after ``failover-wait`` the backup is asked to promote without
+  force, again every ``promote-retry``; it refuses until the old primary's
+  lease has expired. A primary that comes back within the wait cancels it.
+- A dead server is restarted with exponential back-off and jitter, at most
+  ``restart-limit`` times in ``restart-window`` seconds; past that an alarm
+  and slow retries, never a silent give-up. A server an operator stopped is
+  not restarted; a paused pair gets no automatic action at all.
+- Both members reporting primary is logged as split brain (the fencing must
+  make it impossible for writes; the alarm shows it held).
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from confserv.eventlog import LogEvent
+
+from . import events
+from .config import PairSpec, ScsSettings, ServerSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """Action: start the server's process."""
+
+    server: str
+    why: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Action: stop the server's process (terminate, then kill after its stop-timeout)."""
+
+    server: str
+
+
+@dataclass(frozen=True, slots=True)
+class Promote:
+    """Action: ``switch-to-primary`` on the server (``force``: proof of death)."""
+
+    server: str
+    force: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Demote:
+    """Action: ``switch-to-backup`` on the server (planned switchover)."""
+
+    server: str
+
+
+@dataclass(frozen=True, slots=True)
+class Redirect:
+    """Action: tell a proxy to follow ``server`` now."""
+
+    proxy: str
+    server: str
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """Action: write one log line."""
+
+    event: LogEvent
+    fields: dict[str, Any]
+
+
+Action = Start | Stop | Promote | Demote | Redirect | Emit
+
+
+@dataclass
+class Member:
+    """What the supervisor knows of one server."""
+
+    spec: ServerSpec
+    process: str = "down"  # down | running
+    pid: int | None = None
+    link: bool = False
+    role: str | None = None
+    epoch: int | None = None
+    serial: int | None = None
+    last_heard: float | None = None
+    operator_stopped: bool = False
+    restarts: collections.deque[float] = field(default_factory=collections.deque)
+    consecutive: int = 0
+    next_start: float | None = None
+    held_restart: bool = False  # exited while its pair was paused
+    limit_alarmed: bool = False
+    last_event: str = ""
+
+
+@dataclass
+class Failover:
+    """A promotion under way in a pair."""
+
+    target: str
+    force: bool
+    detected_at: float
+    promote_at: float
+    in_flight: bool = False
+    decided: bool = False
+    old: str = ""
+
+
+@dataclass
+class Pair:
+    """One warm-standby pair's supervision state."""
+
+    spec: PairSpec
+    paused: bool = False
+    failover: Failover | None = None
+    switchover: str | None = None  # None | "demoting" | "promoting"
+    switchover_result: str = ""
+    recovering: bool = False
+    split_alarmed: bool = False
+
+
+class SupervisorCore:
+    """See module docstring."""
+
+    def __init__(self, settings: ScsSettings, rng: random.Random | None = None) -> None:
+        self.settings = settings
+        self.rng = rng or random.Random()
+        self.members = {name: Member(spec) for name, spec in settings.servers.items()}
+        self.pairs = {p.name: Pair(p) for p in settings.pairs}
+        self._pair_of = {m: p.name for p in settings.pairs for m in p.members}
+
+    # -- helpers ----------------------------------------------------------------
+
+    def pair_of(self, server: str) -> Pair | None:
+        """The pair ``server`` belongs to, if any."""
+        name = self._pair_of.get(server)
+        return None if name is None else self.pairs[name]
+
+    def peer(self, server: str) -> str:
+        """The other member of ``server``'s pair."""
+        pair = self.pair_of(server)
+        assert pair is not None
+        a, b = pair.spec.members
+        return b if server == a else a
+
+    def primary_of(self, pair: Pair) -> str | None:
+        """The member last seen as primary (None if none)."""
+        for name in pair.spec.members:
+            if self.members[name].role == "primary" and self.members[name].link:
+                return name
+        return None
+
+    def _emit(
+        self, out: list[Action], event: LogEvent, server: str | None = None, **f: Any
+    ) -> None:
+        out.append(Emit(event, f))
+        if server is not None:
+            self.members[server].last_event = f"{event.id:05d}"
+
+    # -- start-up ---------------------------------------------------------------
+
+    def start(self, now: float) -> list[Action]:
+        """Start every autostart server."""
+        return [Start(name, "autostart") for name, m in self.members.items() if m.spec.autostart]
+
+    # -- observations -------------------------------------------------------------
+
+    def process_started(self, server: str, pid: int, now: float) -> list[Action]:
+        """The server's process is running with ``pid``."""
+        m = self.members[server]
+        m.process, m.pid, m.next_start = "running", pid, None
+        return []
+
+    def process_exited(self, server: str, how: str, now: float) -> list[Action]:
+        """The server's process exited (``how``: exit code or signal)."""
+        out: list[Action] = []
+        m = self.members[server]
+        was_primary = m.role == "primary"
+        pid = m.pid
+        m.process, m.pid, m.link, m.role = "down", None, False, None
+        self._emit(out, events.PROCESS_EXITED, server, server=server, pid=pid, how=how)
+        pair = self.pair_of(server)
+        if pair is not None and not pair.paused:
+            fo = pair.failover
+            if was_primary or (fo is not None and fo.old == server):
+                self._force_failover(pair, server, how, now, out)
+        self._schedule_restart(m, now, out, paused=pair is not None and pair.paused)
+        return out
+
+    def _force_failover(
+        self, pair: Pair, dead: str, how: str, now: float, out: list[Action]
+    ) -> None:
+        target = self.peer(dead)
+        fo = pair.failover
+        if fo is not None and fo.target == target and fo.force:
+            return
+        t = self.members[target]
+        if t.process != "running" and t.pid is None and not t.link:
+            self._emit(
+                out,
+                events.NO_BACKUP,
+                dead,
+                pair=pair.spec.name,
+                server=dead,
+                why=f"'{target}' is not running",
+            )
+            return
+        detected = fo.detected_at if fo is not None else now
+        if fo is None:
+            self._emit(out, events.FAILOVER_EXIT, dead, pair=pair.spec.name, server=dead, how=how)
+        self._emit(out, events.DECIDED_FORCE, target, pair=pair.spec.name, server=target)
+        pair.failover = Failover(
+            target, True, detected, now, in_flight=True, decided=True, old=dead
+        )
+        out.append(Promote(target, force=True))
+
+    def link_up(self, server: str, status: dict[str, Any], now: float) -> list[Action]:
+        """The management link to ``server`` is up; ``status`` is its answer."""
+        out: list[Action] = []
+        m = self.members[server]
+        m.link = True
+        m.consecutive = 0
+        self._record(m, status, now)
+        self._emit(
+            out,
+            events.LINK_UP,
+            server,
+            server=server,
+            where=f"{m.spec.host}:{m.spec.management_port}",
+            role=m.role,
+            epoch=m.epoch,
+            serial=m.serial,
+        )
+        self._after_status(server, now, out)
+        return out
+
+    def role_seen(self, server: str, status: dict[str, Any], now: float) -> list[Action]:
+        """A status or role push from ``server``."""
+        out: list[Action] = []
+        m = self.members[server]
+        old = m.role
+        self._record(m, status, now)
+        if m.role != old:
+            self._emit(out, events.ROLE_SEEN, server, server=server, role=m.role, epoch=m.epoch)
+        self._after_status(server, now, out)
+        return out
+
+    def _record(self, m: Member, status: dict[str, Any], now: float) -> None:
+        m.role = status.get("role")
+        m.epoch = status.get("epoch")
+        m.serial = status.get("serial")
+        m.last_heard = now
+        if status.get("pid"):
+            m.pid = int(status["pid"])
+            if m.process == "down":
+                m.process = "running"  # a server we did not start (or adopted after a restart)
+
+    def _after_status(self, server: str, now: float, out: list[Action]) -> None:
+        pair = self.pair_of(server)
+        if pair is None:
+            return
+        m = self.members[server]
+        fo = pair.failover
+        if (
+            fo is not None
+            and not fo.force
+            and fo.old == server
+            and m.role == "primary"
+            and not fo.in_flight
+            and now < fo.promote_at
+        ):
+            self._emit(out, events.FAILOVER_CANCELLED, server, pair=pair.spec.name, server=server)
+            pair.failover = None
+        if fo is not None and fo.target == server and m.role == "primary":
+            self._promoted(pair, server, now, out)
+        a, b = (self.members[x] for x in pair.spec.members)
+        if a.link and b.link and a.role == b.role == "primary":
+            if not pair.split_alarmed:
+                pair.split_alarmed = True
+                self._emit(
+                    out,
+                    events.SPLIT_BRAIN,
+                    server,
+                    pair=pair.spec.name,
+                    a=a.spec.section,
+                    ea=a.epoch,
+                    b=b.spec.section,
+                    eb=b.epoch,
+                )
+        elif pair.split_alarmed:
+            pair.split_alarmed = False
+        if pair.recovering and a.link and b.link and {a.role, b.role} == {"primary", "backup"}:
+            pair.recovering = False
+            primary, backup = (a, b) if a.role == "primary" else (b, a)
+            self._emit(
+                out,
+                events.HEALTHY,
+                server,
+                pair=pair.spec.name,
+                primary=primary.spec.section,
+                backup=backup.spec.section,
+            )
+
+    def link_lost(self, server: str, reason: str, now: float) -> list[Action]:
+        """The management link to ``server`` ended (``reason``: closed, ADDP timeout, ...)."""
+        out: list[Action] = []
+        m = self.members[server]
+        was_primary = m.role == "primary" and m.link
+        m.link = False
+        self._emit(
+            out,
+            events.LINK_LOST,
+            server,
+            server=server,
+            where=f"{m.spec.host}:{m.spec.management_port}",
+            reason=reason,
+        )
+        pair = self.pair_of(server)
+        if pair is None or pair.paused or not was_primary or pair.failover is not None:
+            return out
+        if pair.switchover is not None:
+            return out
+        target = self.peer(server)
+        wait = m.spec.failover_wait
+        self._emit(
+            out,
+            events.FAILOVER_SILENT,
+            server,
+            pair=pair.spec.name,
+            server=server,
+            reason=reason,
+            wait=wait,
+        )
+        pair.failover = Failover(target, False, now, now + wait, old=server)
+        out.extend(self._due_promotions(now))
+        return out
+
+    def promote_done(
+        self, server: str, status: dict[str, Any] | None, reason: str, now: float
+    ) -> list[Action]:
+        """The answer to Promote: ``status`` when it became primary, else the refusal."""
+        out: list[Action] = []
+        pair = self.pair_of(server)
+        if pair is None:
+            return out
+        fo = pair.failover
+        if status is not None:
+            self._record(self.members[server], status, now)
+            if fo is not None and fo.target == server:
+                self._promoted(pair, server, now, out)
+            elif pair.switchover == "promoting":
+                pair.switchover = None
+                pair.switchover_result = f"'{server}' is primary at epoch {status.get('epoch')}"
+                self._redirect(server, out)
+            return out
+        if pair.switchover == "promoting":
+            pair.switchover = None
+            pair.switchover_result = f"failed: {reason}"
+            self._emit(out, events.SWITCHOVER_FAILED, server, pair=pair.spec.name, reason=reason)
+            return out
+        if fo is not None and fo.target == server:
+            fo.in_flight = False
+            fo.promote_at = now + self.members[server].spec.promote_retry
+            self._emit(
+                out,
+                events.PROMOTE_REFUSED,
+                server,
+                pair=pair.spec.name,
+                server=server,
+                reason=reason,
+            )
+        return out
+
+    def _promoted(self, pair: Pair, server: str, now: float, out: list[Action]) -> None:
+        fo = pair.failover
+        assert fo is not None
+        m = self.members[server]
+        self._emit(
+            out,
+            events.PROMOTED,
+            server,
+            pair=pair.spec.name,
+            server=server,
+            epoch=m.epoch,
+            ms=(now - fo.detected_at) * 1000,
+        )
+        pair.failover = None
+        pair.recovering = True
+        self._redirect(server, out)
+
+    def _redirect(self, server: str, out: list[Action]) -> None:
+        for proxy in self.settings.proxies:
+            out.append(Redirect(proxy.section, server))
+
+    def demote_done(self, server: str, ok: bool, reason: str, now: float) -> list[Action]:
+        """The answer to Demote (planned switchover)."""
+        out: list[Action] = []
+        pair = self.pair_of(server)
+        if pair is None or pair.switchover != "demoting":
+            return out
+        if not ok:
+            pair.switchover = None
+            pair.switchover_result = f"failed: {reason}"
+            self._emit(out, events.SWITCHOVER_FAILED, server, pair=pair.spec.name, reason=reason)
+            return out
+        self.members[server].role = "backup"
+        pair.switchover = "promoting"
+        out.append(Promote(self.peer(server), force=False))
+        return out
+
+    # -- operator commands ------------------------------------------------------
+
+    def switchover(self, pair_name: str, who: str, now: float) -> list[Action]:
+        """Planned switchover: demote the primary, then promote the backup."""
+        out: list[Action] = []
+        pair = self.pairs[pair_name]
+        primary = self.primary_of(pair)
+        if pair.switchover is not None or pair.failover is not None:
+            pair.switchover_result = "failed: a switchover or failover is already under way"
+        elif primary is None:
+            pair.switchover_result = "failed: no primary is connected"
+        elif not (b := self.members[self.peer(primary)]).link or b.role != "backup":
+            pair.switchover_result = f"failed: '{b.spec.section}' is not a connected backup"
+        else:
+            pair.switchover = "demoting"
+            pair.switchover_result = ""
+            self._emit(
+                out,
+                events.SWITCHOVER,
+                primary,
+                pair=pair_name,
+                who=who,
+                primary=primary,
+                backup=b.spec.section,
+            )
+            out.append(Demote(primary))
+            return out
+        self._emit(
+            out,
+            events.SWITCHOVER_FAILED,
+            None,
+            pair=pair_name,
+            reason=pair.switchover_result.removeprefix("failed: "),
+        )
+        return out
+
+    def pause(self, pair_name: str, who: str, now: float) -> list[Action]:
+        """No automatic action for the pair until resumed."""
+        pair = self.pairs[pair_name]
+        pair.paused = True
+        pair.failover = None
+        return [Emit(events.PAUSED, {"pair": pair_name, "who": who})]
+
+    def resume(self, pair_name: str, who: str, now: float) -> list[Action]:
+        """Automatic actions again; restarts held while paused are scheduled."""
+        out: list[Action] = [Emit(events.RESUMED, {"pair": pair_name, "who": who})]
+        pair = self.pairs[pair_name]
+        pair.paused = False
+        for name in pair.spec.members:
+            m = self.members[name]
+            if m.held_restart:
+                m.held_restart = False
+                self._schedule_restart(m, now, out, paused=False)
+        return out
+
+    def operator_stop(self, server: str, who: str, now: float) -> list[Action]:
+        """An operator stops a server: it will not be restarted."""
+        m = self.members[server]
+        m.operator_stopped = True
+        m.next_start = None
+        return [Emit(events.STOPPED, {"server": server, "who": who}), Stop(server)]
+
+    def operator_start(self, server: str, who: str, now: float) -> list[Action]:
+        """An operator starts a server (clears an operator stop)."""
+        m = self.members[server]
+        m.operator_stopped = False
+        return [] if m.process == "running" else [Start(server, f"started by {who}")]
+
+    # -- restarts ---------------------------------------------------------------
+
+    def _schedule_restart(self, m: Member, now: float, out: list[Action], *, paused: bool) -> None:
+        name = m.spec.section
+        if m.operator_stopped:
+            self._emit(
+                out, events.NOT_RESTARTED, name, server=name, reason="stopped by an operator"
+            )
+            return
+        if not m.spec.autorestart:
+            self._emit(out, events.NOT_RESTARTED, name, server=name, reason="autorestart is off")
+            return
+        if paused:
+            m.held_restart = True
+            self._emit(out, events.NOT_RESTARTED, name, server=name, reason="its pair is paused")
+            return
+        policy = m.spec.restart
+        while m.restarts and m.restarts[0] <= now - policy.window:
+            m.restarts.popleft()
+        if len(m.restarts) >= policy.limit:
+            delay = policy.backoff_max
+            if not m.limit_alarmed:
+                m.limit_alarmed = True
+                self._emit(
+                    out,
+                    events.RESTART_LIMIT,
+                    name,
+                    server=name,
+                    count=len(m.restarts),
+                    window=policy.window,
+                    delay=delay,
+                )
+        else:
+            m.limit_alarmed = False
+            delay = min(policy.backoff * 2**m.consecutive, policy.backoff_max)
+            delay *= self.rng.uniform(0.8, 1.2)  # jitter: no thundering herd
+            delay = min(delay, policy.backoff_max)
+        m.consecutive += 1
+        m.next_start = now + delay
+        self._emit(
+            out, events.RESTART_SCHEDULED, name, server=name, attempt=m.consecutive, delay=delay
+        )
+
+    # -- time -------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`tick` must next be called."""
+        times = [m.next_start for m in self.members.values() if m.next_start is not None]
+        times += [
+            p.failover.promote_at
+            for p in self.pairs.values()
+            if p.failover is not None and not p.failover.in_flight and not p.paused
+        ]
+        return min(times) if times else None
+
+    def tick(self, now: float) -> list[Action]:
+        """Time is ``now``: restarts and promotions that are due."""
+        out: list[Action] = []
+        for name, m in self.members.items():
+            if m.next_start is not None and m.next_start <= now:
+                m.next_start = None
+                m.restarts.append(now)
+                out.append(Start(name, f"restart {m.consecutive}"))
+        out.extend(self._due_promotions(now))
+        return out
+
+    def _due_promotions(self, now: float) -> list[Action]:
+        out: list[Action] = []
+        for pair in self.pairs.values():
+            fo = pair.failover
+            if fo is None or fo.in_flight or pair.paused or fo.promote_at > now:
+                continue
+            if not fo.decided:
+                fo.decided = True
+                self._emit(
+                    out, events.DECIDED_WAIT, fo.target, pair=pair.spec.name, server=fo.target
+                )
+            fo.in_flight = True
+            out.append(Promote(fo.target, force=fo.force))
+        return out
+
+    # -- views ------------------------------------------------------------------
+
+    def snapshot(self, now: float) -> list[dict[str, Any]]:
+        """Every server's state for status displays and ``scs status --json``."""
+        rows = []
+        for name, m in self.members.items():
+            pair = self.pair_of(name)
+            rows.append(
+                {
+                    "section": name,
+                    "pair": pair.spec.name if pair else None,
+                    "kind": m.spec.kind,
+                    "role": m.role,
+                    "epoch": m.epoch,
+                    "serial": m.serial,
+                    "pid": m.pid,
+                    "state": self._state(m, pair),
+                    "last_heard": None if m.last_heard is None else round(now - m.last_heard, 3),
+                    "restarts": len(m.restarts),
+                    "paused": bool(pair and pair.paused),
+                    "last_event": m.last_event,
+                }
+            )
+        return rows
+
+    def _state(self, m: Member, pair: Pair | None) -> str:
+        if m.operator_stopped and m.process == "down":
+            return "stopped"
+        if m.process == "down":
+            return "restarting" if m.next_start is not None else "down"
+        if not m.link:
+            return "unreachable"
+        return "running"
