@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
+	mkdir -p run
+	CFG_PASSWORD=$${CFG_PASSWORD:-admin} $(BIN)/cfgctl init -s confserv -c examples/confserv.conf \
+		--backup-section "Backup CS" --backup-config examples/backup.conf
 	$(BIN)/scs -f examples/scs.conf
 
 test: $(STAMP)

@@ -8,7 +8,7 @@ ports of 127.0.0.1, sharing one SQLite Configuration Database;
 is one ``confserv`` process of that file, started, killed and restarted at
 will; :func:`pair_nodes` stops every node it made on the way out (SIGTERM,
 then SIGKILL), whatever happened. :func:`in_process_server` runs one master
-section in the caller's trio nursery instead, so that a benchmark can hook its
+section in the caller's trio loop instead, so that a benchmark can hook its
 :class:`~confserv.service.ConfigService`.
 """
 
@@ -19,9 +19,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import Any
 import trio
 
 from bench._servers import ADMIN_PASSWORD, HOST, ROOT, STOP_TIMEOUT, free_port, stop_process
-from confserv.client import open_management
+from confserv.client import ManagementClient, open_management
 from confserv.errors import ConfServError
 
 #: The management secret every node of the generated file shares.
@@ -191,7 +190,7 @@ class Node:
             tail = "\n".join(self.log_text().splitlines()[-15:])
             raise RuntimeError(f"{self.section} exited with {self.proc.returncode}:\n{tail}")
 
-    def manage(self, timeout: float = 5.0) -> Any:
+    def manage(self, timeout: float = 5.0) -> AbstractAsyncContextManager[ManagementClient]:
         """``open_management`` to this node (an async context manager)."""
         return open_management(HOST, self.mport, SECRET, timeout=timeout)
 
@@ -316,8 +315,3 @@ def log_stamps(text: str, event_id: int, after: float) -> list[float]:
         if stamp >= after - 1.0:
             out.append(stamp)
     return out
-
-
-def wall_now() -> float:
-    """``time.time()`` (named for the figures that compare with log stamps)."""
-    return time.time()

@@ -98,6 +98,13 @@ class ManagementSession:
                 answer = ok(request_id, **self.rt.status())
             elif op == "replicate":
                 answer = await self._replicate(msg, request_id)
+            elif op == "follow":
+                if self.rt.redirect is None:
+                    raise BadRequestError("'follow' is only for proxies")
+                host = arg(msg, "host", str)
+                port = arg(msg, "port", int)
+                self.rt.redirect(host, port)
+                answer = ok(request_id, **self.rt.status())
             elif op == "snapshot":
                 answer = self._snapshot(request_id)
             elif op == "forward":

@@ -40,6 +40,7 @@ MANAGEMENT_OPS = (
     "ack",
     "snapshot",
     "forward",
+    "follow",
 )
 
 

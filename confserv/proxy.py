@@ -60,6 +60,16 @@ class ProxyFollower:
         self._connected = trio.Event()
         self.loaded = False
         self.redirects: list[float] = []  # wall-clock times a new primary was followed
+        self._attempt: trio.CancelScope | None = None
+        self._preferred: tuple[str, int] | None = None
+
+    def redirect(self, host: str, port: int) -> None:
+        """Pushed by the supervisor: follow the primary at ``host:port`` now."""
+        if self.master_name == f"{host}:{port}":
+            return
+        self._preferred = (host, port)
+        if self._attempt is not None:
+            self._attempt.cancel()
 
     async def forward(self, request: dict[str, Any]) -> dict[str, Any]:
         """Relay a client's write to the primary; the primary's answer fields."""
@@ -87,12 +97,13 @@ class ProxyFollower:
         index = 0
         while True:
             host, port = masters[index % len(masters)]
+            if self._preferred is not None:
+                (host, port), self._preferred = self._preferred, None
             where = f"{host}:{port}"
+            self._attempt = trio.CancelScope()
             try:
-                async with open_management(
-                    host, port, self.settings.management_secret or "", timeout=2
-                ) as m:
-                    await self._follow(m, where)
+                with self._attempt:
+                    await self._attempt_follow(host, port, where)
             except StaleEpochError as exc:
                 self.rt.log.emit(events.STALE_EPOCH, reason=f"{where}: {exc}")
             except (OSError, LinkEnded, ConfServError, trio.TooSlowError) as exc:
@@ -105,7 +116,14 @@ class ProxyFollower:
                     self.master = None
                     self._connected = trio.Event()
             index += 1
-            await trio.sleep(RETRY)
+            if self._preferred is None:
+                await trio.sleep(RETRY)
+
+    async def _attempt_follow(self, host: str, port: int, where: str) -> None:
+        async with open_management(
+            host, port, self.settings.management_secret or "", timeout=2
+        ) as m:
+            await self._follow(m, where)
 
     async def _follow(self, m: ManagementClient, where: str) -> None:
         svc = self.rt.service
@@ -149,6 +167,7 @@ async def run_proxy(
     rt = Runtime(name=settings.section, pair=settings.pair, service=service, log=log)
     follower = ProxyFollower(rt, settings)
     rt.forward = follower.forward
+    rt.redirect = follower.redirect
     log.emit(events.STARTED, name=settings.section, pid=rt.pid, engine="proxy", db="(none)")
     async with trio.open_nursery() as nursery:
         ports = await serve_ports(rt, settings, nursery)

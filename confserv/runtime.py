@@ -37,6 +37,8 @@ class Runtime:
     #: In proxy mode: relays a client's write request to the primary and
     #: returns the primary's answer fields.
     forward: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None
+    #: In proxy mode: follow the master at (host, management port) now.
+    redirect: Callable[[str, int], None] | None = None
 
     @property
     def serving(self) -> bool:

@@ -1,25 +1,150 @@
-"""``scs -f <scs.conf>``: the Solution Control Server."""
+"""``scs -f <scs.conf>``: the Solution Control Server, and its operator commands.
+
+- ``scs -f FILE``: supervise (a live status view on a terminal; Ctrl-C stops
+  every server it started).
+- ``scs status -f FILE [--json]``, ``scs switchover -f FILE PAIR``,
+  ``scs pause -f FILE PAIR``, ``scs resume -f FILE PAIR``: ask a running
+  supervisor through its control port (``[scs] control-port``/``control-secret``).
+"""
 
 from __future__ import annotations
 
+import json
+import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import trio
 import typer
+from rich.console import Console
+from rich.live import Live
 
-app = typer.Typer(add_completion=False, help=__doc__)
+from confserv.client import open_management
+from confserv.config import ConfigError
+from confserv.errors import ConfServError
+from confserv.eventlog import EventLog
+
+from . import events
+from .config import ScsSettings, load_scs_settings
+from .control import serve_control
+from .render import status_table
+from .supervisor import Supervisor
+
+app = typer.Typer(add_completion=False, help=__doc__, invoke_without_command=True)
+FileOpt = Annotated[Path | None, typer.Option("-f", "--file", help="The scs.conf file.")]
+
+
+def _load(file: Path | None) -> ScsSettings:
+    if file is None:
+        print("scs: give the configuration file with -f <scs.conf>", file=sys.stderr)
+        raise SystemExit(2)
+    try:
+        return load_scs_settings(file)
+    except ConfigError as exc:
+        print(f"scs: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+@app.callback()
+def main_command(
+    ctx: typer.Context,
+    file: FileOpt = None,
+    json_log: Annotated[bool, typer.Option("--json-log", help="Log as JSON lines.")] = False,
+) -> None:
+    """Supervise the servers FILE describes (when no command is given)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    settings = _load(file)
+    trio.run(_supervise, settings, json_log or settings.log_format == "json")
+
+
+async def _supervise(settings: ScsSettings, json_log: bool) -> None:
+    live_view = sys.stdout.isatty() and not json_log
+    console = Console(stderr=False)
+    log = EventLog(
+        "scs",
+        sys.stderr,
+        verbose=settings.verbose,
+        json_lines=json_log,
+        color=sys.stderr.isatty() and not json_log,
+    )
+    sup = Supervisor(settings, log)
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sup.run)
+            if settings.control_port is not None:
+                await nursery.start(serve_control, sup)
+            if live_view:
+                nursery.start_soon(_live, sup, console)
+            async for signum in signals:
+                log.emit(events.STOPPING, reason=signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                break
+
+
+async def _live(sup: Supervisor, console: Console) -> None:
+    interval = sup.settings.status_interval
+    with Live(
+        status_table(sup.core.snapshot(trio.current_time())), console=console, refresh_per_second=4
+    ) as live:
+        while True:
+            with trio.move_on_after(interval):
+                await sup.changed.wait()
+            live.update(status_table(sup.core.snapshot(trio.current_time())))
+
+
+async def _ask(settings: ScsSettings, op: str, **args: Any) -> dict[str, Any]:
+    if settings.control_port is None or settings.control_secret is None:
+        raise ConfServError(f"{settings.file}: [scs] has no control-port/control-secret")
+    async with open_management("127.0.0.1", settings.control_port, settings.control_secret) as m:
+        answer: dict[str, Any] = await m.session.request(op, **args)
+        return answer
+
+
+def _run_ask(settings: ScsSettings, op: str, **args: Any) -> dict[str, Any]:
+    try:
+        answer: dict[str, Any] = trio.run(lambda: _ask(settings, op, **args))
+        return answer
+    except OSError as exc:
+        print(f"scs: cannot reach the supervisor's control port: {exc}", file=sys.stderr)
+    except ConfServError as exc:
+        print(f"scs: {exc}", file=sys.stderr)
+    raise SystemExit(1)
 
 
 @app.command()
-def run(
-    file: Annotated[Path, typer.Option("-f", "--file", help="The scs.conf file.")] = Path(
-        "scs.conf"
-    ),
+def status(
+    file: FileOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON for scripts.")] = False,
 ) -> None:
-    """Supervise the servers the file describes."""
-    typer.echo(f"scs: the supervisor is not implemented yet; it will read {file}", err=True)
-    sys.exit(1)
+    """Each server: section, pair, role, epoch, process id, state."""
+    answer = _run_ask(_load(file), "status")
+    if as_json:
+        print(json.dumps(answer["servers"], sort_keys=True))
+    else:
+        Console(width=None if sys.stdout.isatty() else 160).print(status_table(answer["servers"]))
+
+
+@app.command()
+def switchover(pair: Annotated[str, typer.Argument()], file: FileOpt = None) -> None:
+    """Planned switchover of PAIR: the backup takes over without a lost write."""
+    answer = _run_ask(_load(file), "switchover", pair=pair)
+    print(f"switchover of {pair}: {answer['result']}")
+
+
+@app.command()
+def pause(pair: Annotated[str, typer.Argument()], file: FileOpt = None) -> None:
+    """No automatic action for PAIR until resumed."""
+    _run_ask(_load(file), "pause", pair=pair)
+    print(f"{pair}: paused")
+
+
+@app.command()
+def resume(pair: Annotated[str, typer.Argument()], file: FileOpt = None) -> None:
+    """Automatic actions for PAIR again."""
+    _run_ask(_load(file), "resume", pair=pair)
+    print(f"{pair}: resumed")
 
 
 def main() -> None:

@@ -244,13 +244,15 @@ def load_scs_settings(file: Path | str) -> ScsSettings:
         raise ConfigError(path, "no server sections: nothing to supervise")
     pairs: list[PairSpec] = []
     for spec in servers.values():
+        if spec.kind == "pair" and spec.peer not in servers:
+            sec = Section(path, spec.section, sections[spec.section])
+            raise sec.error("server", f"no section [{spec.peer}] for the peer")
+    for spec in servers.values():
         if spec.kind != "pair":
             continue
         assert spec.peer is not None
         sec = Section(path, spec.section, sections[spec.section])
-        other = servers.get(spec.peer)
-        if other is None:
-            raise sec.error("server", f"no section [{spec.peer}] for the peer")
+        other = servers[spec.peer]
         if other.peer != spec.section:
             raise sec.error(
                 "server",

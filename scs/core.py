@@ -102,6 +102,7 @@ class Member:
     consecutive: int = 0
     next_start: float | None = None
     held_restart: bool = False  # exited while its pair was paused
+    waiting_for_peer: bool = False  # a pair's second member, started after the first
     limit_alarmed: bool = False
     last_event: str = ""
 
@@ -130,6 +131,10 @@ class Pair:
     switchover_result: str = ""
     recovering: bool = False
     split_alarmed: bool = False
+
+
+#: Seconds a pair's second member waits for the first to answer before starting anyway.
+SECOND_MEMBER_DELAY = 10.0
 
 
 class SupervisorCore:
@@ -163,18 +168,44 @@ class SupervisorCore:
                 return name
         return None
 
-    def _emit(
-        self, out: list[Action], event: LogEvent, server: str | None = None, **f: Any
-    ) -> None:
+    def _emit(self, out: list[Action], event: LogEvent, owner: str | None = None, **f: Any) -> None:
         out.append(Emit(event, f))
-        if server is not None:
-            self.members[server].last_event = f"{event.id:05d}"
+        if owner is not None:
+            self.members[owner].last_event = f"{event.id:05d}"
 
     # -- start-up ---------------------------------------------------------------
 
     def start(self, now: float) -> list[Action]:
-        """Start every autostart server."""
-        return [Start(name, "autostart") for name, m in self.members.items() if m.spec.autostart]
+        """Start every autostart server; a pair's second member once the first answers.
+
+        The first member of a pair (in file order) is meant as primary: starting
+        it first lets it take the lease, and its peer then joins as backup. If
+        the first does not answer within :data:`SECOND_MEMBER_DELAY` seconds the
+        second is started anyway.
+        """
+        out: list[Action] = []
+        for name, m in self.members.items():
+            if not m.spec.autostart:
+                continue
+            pair = self.pair_of(name)
+            if pair is not None and name == pair.spec.members[1]:
+                first = self.members[pair.spec.members[0]]
+                if first.spec.autostart:
+                    m.next_start = now + SECOND_MEMBER_DELAY
+                    m.waiting_for_peer = True
+                    continue
+            out.append(Start(name, "autostart"))
+        return out
+
+    def _start_waiting_peer(self, server: str, out: list[Action]) -> None:
+        pair = self.pair_of(server)
+        if pair is None:
+            return
+        peer = self.members[self.peer(server)]
+        if peer.waiting_for_peer:
+            peer.waiting_for_peer = False
+            peer.next_start = None
+            out.append(Start(peer.spec.section, "autostart, after its peer"))
 
     # -- observations -------------------------------------------------------------
 
@@ -192,6 +223,7 @@ class SupervisorCore:
         pid = m.pid
         m.process, m.pid, m.link, m.role = "down", None, False, None
         self._emit(out, events.PROCESS_EXITED, server, server=server, pid=pid, how=how)
+        self._start_waiting_peer(server, out)
         pair = self.pair_of(server)
         if pair is not None and not pair.paused:
             fo = pair.failover
@@ -234,6 +266,7 @@ class SupervisorCore:
         m.link = True
         m.consecutive = 0
         self._record(m, status, now)
+        self._start_waiting_peer(server, out)
         self._emit(
             out,
             events.LINK_UP,
@@ -550,6 +583,10 @@ class SupervisorCore:
         for name, m in self.members.items():
             if m.next_start is not None and m.next_start <= now:
                 m.next_start = None
+                if m.waiting_for_peer:
+                    m.waiting_for_peer = False
+                    out.append(Start(name, "autostart; its peer did not answer"))
+                    continue
                 m.restarts.append(now)
                 out.append(Start(name, f"restart {m.consecutive}"))
         out.extend(self._due_promotions(now))
@@ -599,6 +636,8 @@ class SupervisorCore:
         if m.operator_stopped and m.process == "down":
             return "stopped"
         if m.process == "down":
+            if m.waiting_for_peer:
+                return "waiting"
             return "restarting" if m.next_start is not None else "down"
         if not m.link:
             return "unreachable"

@@ -1,0 +1,234 @@
+"""The supervisor at run time: processes, management links, and the decision loop.
+
+Thin trio code around :class:`scs.core.SupervisorCore`: one task per server
+keeps a management link (ADDP on, with the section's options) and reports
+link up, role pushes and link loss; one task per started process waits for
+it to exit; the decision loop serves the core's deadlines. Every core call is
+synchronous, so the core is only ever touched by one task at a time.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import signal
+import subprocess
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from addp import LinkEnded
+from confserv.client import open_management
+from confserv.errors import ConfServError, RequestError
+from confserv.eventlog import EventLog
+
+from . import events
+from .config import ScsSettings
+from .core import Action, Demote, Emit, Promote, Redirect, Start, Stop, SupervisorCore
+
+#: Seconds between attempts to reach a management port that does not answer.
+RECONNECT = 0.05
+
+
+class Supervisor:
+    """Runs a :class:`SupervisorCore` against real processes and sockets."""
+
+    def __init__(
+        self, settings: ScsSettings, log: EventLog, rng: random.Random | None = None
+    ) -> None:
+        self.settings = settings
+        self.log = log
+        self.core = SupervisorCore(settings, rng)
+        self.processes: dict[str, trio.Process] = {}
+        self._wake = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self.changed = trio.Event()  # set (and replaced) whenever anything happened
+
+    # -- feeding the core -------------------------------------------------------
+
+    def feed(self, fn: Callable[..., list[Action]], *args: Any) -> None:
+        """Call a core method with the time appended, and carry out its actions."""
+        actions = fn(*args, trio.current_time())
+        self._carry_out(actions)
+        self._wake.set()
+        changed, self.changed = self.changed, trio.Event()
+        changed.set()
+
+    def _carry_out(self, actions: list[Action]) -> None:
+        assert self._nursery is not None
+        for action in actions:
+            if isinstance(action, Emit):
+                self.log.emit(action.event, **action.fields)
+            elif isinstance(action, Start):
+                self._nursery.start_soon(self._start, action.server, action.why)
+            elif isinstance(action, Stop):
+                self._nursery.start_soon(self._stop, action.server)
+            elif isinstance(action, Promote):
+                self._nursery.start_soon(self._promote, action.server, action.force)
+            elif isinstance(action, Demote):
+                self._nursery.start_soon(self._demote, action.server)
+            elif isinstance(action, Redirect):
+                self._nursery.start_soon(self._redirect, action.proxy, action.server)
+
+    # -- running ----------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Supervise until cancelled; on the way out stop every process we started."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self.log.emit(
+                    events.STARTED,
+                    pid=os.getpid(),
+                    count=len(self.settings.servers),
+                    file=self.settings.file,
+                )
+                for name in self.settings.servers:
+                    nursery.start_soon(self._watch, name)
+                self.feed(lambda now: self.core.start(now))
+                task_status.started()
+                while True:
+                    deadline = self.core.next_deadline()
+                    with trio.move_on_at(math.inf if deadline is None else deadline):
+                        await self._wake.wait()
+                    self._wake = trio.Event()
+                    self.feed(self.core.tick)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.stop_all()
+
+    async def stop_all(self) -> None:
+        """Terminate every child, then kill those still alive after their stop-timeout."""
+        async with trio.open_nursery() as nursery:
+            for name in list(self.processes):
+                nursery.start_soon(self._terminate, name)
+
+    # -- processes --------------------------------------------------------------
+
+    async def _start(self, name: str, why: str) -> None:
+        spec = self.settings.servers[name]
+        if name in self.processes:
+            return
+        logfile = spec.working_directory / f"{name}.log"
+        try:
+            spec.working_directory.mkdir(parents=True, exist_ok=True)
+            with logfile.open("ab") as out:
+                proc = await trio.lowlevel.open_process(
+                    list(spec.command),
+                    cwd=spec.working_directory,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+        except OSError as exc:
+            self.log.emit(events.START_FAILED, server=name, reason=exc)
+            self.feed(self.core.process_exited, name, f"could not start: {exc}")
+            return
+        self.processes[name] = proc
+        self.log.emit(
+            events.PROCESS_STARTED, server=name, pid=proc.pid, why=f" ({why})" if why else ""
+        )
+        self.feed(self.core.process_started, name, proc.pid)
+        code = await proc.wait()
+        self.processes.pop(name, None)
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        self.feed(self.core.process_exited, name, how)
+
+    async def _terminate(self, name: str) -> None:
+        proc = self.processes.get(name)
+        if proc is None:
+            return
+        timeout = self.settings.servers[name].stop_timeout
+        try:
+            os.killpg(proc.pid, signal.SIGCONT)  # a paused child cannot act on SIGTERM
+            proc.terminate()
+        except ProcessLookupError:
+            return
+        with trio.move_on_after(timeout):
+            await proc.wait()
+            return
+        proc.kill()
+        await proc.wait()
+
+    async def _stop(self, name: str) -> None:
+        await self._terminate(name)
+
+    # -- management links -------------------------------------------------------
+
+    async def _watch(self, name: str) -> None:
+        spec = self.settings.servers[name]
+        while True:
+            up = False
+            try:
+                async with open_management(
+                    spec.host,
+                    spec.management_port,
+                    spec.management_secret,
+                    addp=spec.addp,
+                    timeout=max(2.0, spec.addp.local_timeout * 2),
+                ) as m:
+                    status = await m.watch()
+                    up = True
+                    self.feed(self.core.link_up, name, _fields(status))
+                    while True:
+                        push = await m.push()
+                        self.feed(self.core.role_seen, name, _fields(push))
+            except (OSError, LinkEnded, ConfServError, trio.TooSlowError) as exc:
+                if up:
+                    self.feed(self.core.link_lost, name, _reason(exc))
+            await trio.sleep(RECONNECT)
+
+    async def _command(
+        self, name: str, call: Callable[[Any], Awaitable[dict[str, Any]]]
+    ) -> tuple[dict[str, Any] | None, str]:
+        spec = self.settings.servers[name]
+        try:
+            with trio.fail_after(30):
+                async with open_management(
+                    spec.host, spec.management_port, spec.management_secret, timeout=5
+                ) as m:
+                    return _fields(await call(m)), ""
+        except (OSError, LinkEnded, ConfServError, trio.TooSlowError) as exc:
+            return None, _reason(exc)
+
+    async def _promote(self, name: str, force: bool) -> None:
+        status, reason = await self._command(name, lambda m: m.switch_to_primary(force=force))
+        self.feed(self.core.promote_done, name, status, reason)
+
+    async def _demote(self, name: str) -> None:
+        status, reason = await self._command(name, lambda m: m.switch_to_backup())
+        self.feed(self.core.demote_done, name, status is not None, reason)
+
+    async def _redirect(self, proxy: str, server: str) -> None:
+        target = self.settings.servers[server]
+
+        async def follow(m: Any) -> dict[str, Any]:
+            answer: dict[str, Any] = await m.session.request(
+                "follow", host=target.host, port=target.management_port
+            )
+            return answer
+
+        status, reason = await self._command(proxy, follow)
+        if status is None:
+            self.log.emit(events.ACTION_FAILED, action="redirect", server=proxy, reason=reason)
+        else:
+            self.log.emit(
+                events.PROXIES_REDIRECTED,
+                proxy=proxy,
+                server=server,
+                where=f"{target.host}:{target.management_port}",
+            )
+
+
+def _fields(status: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in status.items() if k not in ("re", "ok", "push")}
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, RequestError):
+        return f"{exc.code}: {exc}"
+    if isinstance(exc, trio.TooSlowError):
+        return "no answer in time"
+    return str(exc) or type(exc).__name__
