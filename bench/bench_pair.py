@@ -85,7 +85,7 @@ from bench._pair import (  # noqa: E402
     percentile,
 )
 from bench._report import Result, report  # noqa: E402
-from bench._servers import ADMIN_PASSWORD, HOST  # noqa: E402
+from bench._servers import ADMIN_PASSWORD, HOST, machine_cpu  # noqa: E402
 from confserv.client import ConfigClient, open_client  # noqa: E402
 from confserv.errors import (  # noqa: E402
     BackupModeError,
@@ -279,7 +279,11 @@ def bench_replication() -> list[Result]:
     p99 = percentile(lag, 99)
     complete = hooked.missing == 0
     polled_lag = _ms([a - b for a, b in zip(polled.applied, polled.answered, strict=True)])
-    one_poll = sum(p == 1 for p in polled.polls)
+    counts = Counter(min(p, 3) for p in polled.polls)
+    polls_note = (
+        ", ".join(f"{'3 or more' if k == 3 else k} for {counts[k]}" for k in sorted(counts))
+        + f" of {len(polled.polls)} writes"
+    )
     rtt = _ms(polled.poll_rtts)
     return [
         report(
@@ -330,9 +334,8 @@ def bench_replication() -> list[Result]:
                 None,
                 f"{len(polled_lag)} creates; from the writer having the answer until a management "
                 f"'status' answer of the backup process shows its serial: {_summary(polled_lag)}; "
-                f"the first poll already showed it for {one_poll} of {len(polled.polls)} writes, "
-                f"so the figure is mostly one status round trip ({_summary(rtt)}), the "
-                f"resolution of this method"
+                f"status polls needed per write: {polls_note}; one status round trip, the "
+                f"resolution of this method: {_summary(rtt)}"
                 + ("" if polled.missing == 0 else f"; {polled.missing} writes NEVER SEEN"),
                 precision=3,
             )
@@ -759,8 +762,19 @@ BENCHMARKS: dict[str, Callable[[], list[Result]]] = {
 }
 
 
+def background_load(seconds: float = 1.0) -> float:
+    """Per cent of one core the machine's other processes use while this one sleeps."""
+    before = machine_cpu()
+    time.sleep(seconds)
+    return (machine_cpu() - before) / seconds * 100
+
+
 def run() -> list[Result]:
     """Run the three benchmarks in order; every figure beside its target."""
+    busy = background_load()
+    print(f"  (other processes use {busy:.0f}% of one core before the start)", flush=True)
+    if busy > 20:
+        print("  WARNING: the machine is not idle: the latencies below will be high", flush=True)
     results: list[Result] = []
     for bench in BENCHMARKS.values():
         results += bench()

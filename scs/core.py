@@ -307,14 +307,9 @@ class SupervisorCore:
             return
         m = self.members[server]
         fo = pair.failover
-        if (
-            fo is not None
-            and not fo.force
-            and fo.old == server
-            and m.role == "primary"
-            and not fo.in_flight
-            and now < fo.promote_at
-        ):
+        if fo is not None and fo.old == server and m.role == "primary" and not fo.in_flight:
+            # The old primary answers as primary again (back within the wait, or
+            # restarted before the promotion went through): nothing to fail over.
             self._emit(out, events.FAILOVER_CANCELLED, server, pair=pair.spec.name, server=server)
             pair.failover = None
         if fo is not None and fo.target == server and m.role == "primary":
@@ -598,6 +593,8 @@ class SupervisorCore:
             fo = pair.failover
             if fo is None or fo.in_flight or pair.paused or fo.promote_at > now:
                 continue
+            if fo.force and self.members[fo.old].process != "down":
+                fo.force = False  # the old primary runs again: no more proof of death
             if not fo.decided:
                 fo.decided = True
                 self._emit(

@@ -1,0 +1,227 @@
+"""The supervisor's decisions on a simulated clock (plain numbers; hypothesis).
+
+Invariants (``shared/docs/design.md``): a promotion is forced only on proof of
+death (the primary's process exit); a silence shorter than the detection
+bound causes no failover; restarts keep to their back-off and intensity
+limit, never touch a server an operator stopped, and nothing automatic
+happens in a paused pair.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from scs.config import ScsSettings, load_scs_settings
+from scs.core import Emit, Promote, Redirect, Start, SupervisorCore
+
+from .test_config import GOOD
+
+WAIT = 2.0
+
+
+def scs_settings(tmp: Path, extra: str = "") -> ScsSettings:
+    conf = tmp / "scs.conf"
+    text = GOOD.replace("[a]\n", f"[a]\nfailover-wait = {WAIT}\n{extra}").replace(
+        "[b]\n", f"[b]\nfailover-wait = {WAIT}\n{extra}"
+    )
+    conf.write_text(text)
+    return load_scs_settings(conf)
+
+
+def core_with_primary(tmp: Path, extra: str = "") -> SupervisorCore:
+    core = SupervisorCore(scs_settings(tmp, extra), random.Random(1))
+    core.start(0.0)
+    core.process_started("a", 100, 0.0)
+    core.link_up("a", {"role": "primary", "epoch": 1, "serial": 5, "pid": 100}, 0.1)
+    core.process_started("b", 101, 0.1)
+    core.link_up("b", {"role": "backup", "epoch": 1, "serial": 5, "pid": 101}, 0.2)
+    return core
+
+
+def ids(actions: list[object]) -> list[int]:
+    return [a.event.id for a in actions if isinstance(a, Emit)]
+
+
+def test_the_primarys_exit_force_promotes_the_backup_at_once(tmp_path: Path) -> None:
+    core = core_with_primary(tmp_path)
+    out = core.process_exited("a", "killed by SIGKILL", 5.0)
+    assert Promote("b", force=True) in out
+    assert ids(out)[:3] == [40102, 40301, 40304]
+    done = core.promote_done("b", {"role": "primary", "epoch": 2, "pid": 101}, "", 5.05)
+    assert 40306 in ids(done)
+    assert Redirect("p", "b") in done
+    # The old primary is restarted after its back-off, and rejoins as backup.
+    assert any(isinstance(a, Start) and a.server == "a" for a in core.tick(5.0 + 1.0))
+    back = core.link_up("a", {"role": "backup", "epoch": 2, "pid": 102}, 7.0)
+    assert 40309 in ids(back)
+
+
+def test_a_silent_primary_is_promoted_without_force_after_the_wait(tmp_path: Path) -> None:
+    core = core_with_primary(tmp_path)
+    out = core.link_lost("a", "ADDP timeout", 10.0)
+    assert not any(isinstance(a, Promote) for a in out)
+    assert core.next_deadline() == 10.0 + WAIT
+    out = core.tick(10.0 + WAIT)
+    assert Promote("b", force=False) in out
+    refused = core.promote_done("b", None, "lease-held: 'a' holds a valid lease", 12.1)
+    assert 40307 in ids(refused)
+    assert Promote("b", force=False) in core.tick(core.next_deadline() or 0)
+
+
+def test_a_primary_back_within_the_wait_cancels_the_failover(tmp_path: Path) -> None:
+    core = core_with_primary(tmp_path)
+    core.link_lost("a", "ADDP timeout", 10.0)
+    out = core.link_up("a", {"role": "primary", "epoch": 1, "pid": 100}, 10.0 + WAIT / 2)
+    assert 40303 in ids(out)
+    assert core.next_deadline() is None
+    assert not any(isinstance(a, Promote) for a in core.tick(100.0))
+
+
+def test_both_primary_is_split_brain(tmp_path: Path) -> None:
+    core = core_with_primary(tmp_path)
+    out = core.role_seen("b", {"role": "primary", "epoch": 2, "pid": 101}, 3.0)
+    assert 40310 in ids(out)
+
+
+def test_a_crash_loop_hits_the_limit_then_retries_slowly(tmp_path: Path) -> None:
+    core = SupervisorCore(
+        scs_settings(tmp_path, "restart-limit = 3\nrestart-window = 60\n"), random.Random(2)
+    )
+    core.start(0.0)
+    now, alarms, starts = 0.0, 0, []
+    core.process_started("p", 1, now)
+    for _ in range(8):
+        out = core.process_exited("p", "exit code 1", now)
+        alarms += ids(out).count(40104)
+        now = core.members["p"].next_start or now
+        starts.append(now)
+        core.tick(now)
+        core.process_started("p", 2, now)
+    assert alarms == 1
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert gaps[-1] >= 30.0 * 0.99  # slow retries at restart-backoff-max
+
+
+def test_an_operator_stop_is_never_restarted(tmp_path: Path) -> None:
+    core = core_with_primary(tmp_path)
+    core.operator_stop("b", "test", 1.0)
+    out = core.process_exited("b", "exit code 0", 1.5)
+    assert 40105 in ids(out)
+    assert core.members["b"].next_start is None
+
+
+def test_a_paused_pair_gets_no_automatic_action(tmp_path: Path) -> None:
+    core = core_with_primary(tmp_path)
+    core.pause("a", "test", 1.0)
+    out = core.process_exited("a", "killed by SIGKILL", 2.0)
+    assert not any(isinstance(a, (Promote, Start)) for a in out)
+    assert not any(isinstance(a, (Promote, Start)) for a in core.tick(1000.0))
+    resumed = core.resume("a", "test", 1001.0)
+    assert 40103 in ids(resumed)  # the held restart is scheduled now
+
+
+@given(silences=st.lists(st.floats(min_value=0.0, max_value=WAIT * 0.99), min_size=1, max_size=20))
+@settings(max_examples=50)
+def test_no_failover_for_a_silence_shorter_than_the_wait(silences: list[float]) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        core = core_with_primary(Path(tmp))
+    now = 1.0
+    for silence in silences:
+        out = core.link_lost("a", "ADDP timeout", now)
+        assert not any(isinstance(a, Promote) for a in out)
+        deadline = core.next_deadline()
+        assert deadline is not None
+        for t in (now + silence / 2, now + silence):
+            assert t < deadline
+            assert not any(isinstance(a, Promote) for a in core.tick(t))
+        now += silence
+        core.link_up("a", {"role": "primary", "epoch": 1, "pid": 100}, now)
+        now += 1.0
+
+
+class CoreMachine(RuleBasedStateMachine):
+    """Random observations; the core never forces without proof, never acts when paused,
+    and restarts keep to their limits."""
+
+    @initialize()
+    def start(self) -> None:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            self.core = core_with_primary(Path(tmp))
+        self.now = 1.0
+        self.exited: set[str] = set()
+        self.starts: dict[str, list[float]] = {"a": [], "b": [], "p": []}
+
+    def check(self, actions: list[object]) -> None:
+        for action in actions:
+            if isinstance(action, Promote):
+                pair = self.core.pair_of(action.server)
+                assert pair is not None
+                assert not pair.paused, "an automatic promotion in a paused pair"
+                if action.force:  # proof of death: the peer's process was seen to exit
+                    peer = self.core.members[self.core.peer(action.server)]
+                    assert peer.process == "down", "forced without proof of death"
+                    assert self.core.peer(action.server) in self.exited
+            if isinstance(action, Start):
+                m = self.core.members[action.server]
+                assert not m.operator_stopped, "restarted a server an operator stopped"
+                self.starts[action.server].append(self.now)
+
+    @rule(dt=st.floats(min_value=0.0, max_value=40.0))
+    def time_passes(self, dt: float) -> None:
+        end = self.now + dt
+        while (d := self.core.next_deadline()) is not None and d <= end:
+            self.now = max(self.now, d)
+            self.check(self.core.tick(self.now))
+        self.now = end
+
+    @rule(server=st.sampled_from(["a", "b", "p"]))
+    def process_exits(self, server: str) -> None:
+        self.exited.add(server)
+        self.check(self.core.process_exited(server, "killed", self.now))
+
+    @rule(server=st.sampled_from(["a", "b", "p"]), role=st.sampled_from(["primary", "backup"]))
+    def link_up(self, server: str, role: str) -> None:
+        self.check(self.core.link_up(server, {"role": role, "epoch": 1, "pid": 9}, self.now))
+
+    @rule(server=st.sampled_from(["a", "b", "p"]))
+    def link_lost(self, server: str) -> None:
+        self.check(self.core.link_lost(server, "ADDP timeout", self.now))
+
+    @rule(server=st.sampled_from(["a", "b"]), ok=st.booleans())
+    def promotion_answer(self, server: str, ok: bool) -> None:
+        status = {"role": "primary", "epoch": 2, "pid": 9} if ok else None
+        self.check(self.core.promote_done(server, status, "lease-held", self.now))
+
+    @rule(server=st.sampled_from(["a", "b", "p"]))
+    def operator_stops(self, server: str) -> None:
+        self.check(self.core.operator_stop(server, "op", self.now))
+
+    @rule(paused=st.booleans())
+    def pause_or_resume(self, paused: bool) -> None:
+        fn = self.core.pause if paused else self.core.resume
+        self.check(fn("a", "op", self.now))
+
+    @invariant()
+    def restarts_keep_their_limit(self) -> None:
+        if not hasattr(self, "starts"):
+            return
+        for name, times in self.starts.items():
+            policy = self.core.settings.servers[name].restart
+            for i, t in enumerate(times):
+                in_window = [u for u in times[: i + 1] if u > t - policy.window]
+                # at most `limit` quick restarts, then slow ones at backoff_max spacing
+                slow = int(policy.window // policy.backoff_max) + 1
+                assert len(in_window) <= policy.limit + slow + 1
+
+
+TestCoreMachine = CoreMachine.TestCase
