@@ -29,9 +29,13 @@ import trio
 from addp import AddpOptions
 
 from .client import Address, ConfigClient, open_client
-from .errors import ConnectionLostError, NoServerError
+from .errors import BackupModeError, ConnectionLostError, NoServerError
 
 T = TypeVar("T")
+
+#: ADDP on the client's connection unless the caller says otherwise: poll after
+#: 1 s of silence, and ask the server to do the same.
+DEFAULT_ADDP = AddpOptions.addp(timeout=1.0, remote_timeout=1.0)
 
 
 class ResilientClient:
@@ -134,6 +138,11 @@ class ResilientClient:
             client = await self._current()
             try:
                 return await call(client)
+            except BackupModeError:
+                # The server stopped being primary: nothing was written, so any
+                # request may be sent again once reconnected to the primary.
+                await client.session.link.aclose("server is not primary")
+                await client.session.closed.wait()
             except ConnectionLostError:
                 await client.session.closed.wait()
                 if not idempotent:
@@ -208,10 +217,16 @@ async def open_resilient_client(
     reconnect_timeout: float = 10.0,
     reconnect_attempts: int = 1,
     give_up_after: float | None = None,
-    addp: AddpOptions | None = None,
+    addp: AddpOptions | None = DEFAULT_ADDP,
+    connect_timeout: float = 2.0,
     **register: Any,
 ) -> AsyncIterator[ResilientClient]:
-    """Connect (see :class:`ResilientClient`) and keep connected for the block's lifetime."""
+    """Connect (see :class:`ResilientClient`) and keep connected for the block's lifetime.
+
+    ADDP is on by default (:data:`DEFAULT_ADDP`): a hung or cut-off server is
+    noticed and left, not waited on forever; likewise a server that accepts
+    the connection but does not handshake within ``connect_timeout``.
+    """
     client = ResilientClient(
         servers,
         reconnect_timeout=reconnect_timeout,
@@ -221,6 +236,7 @@ async def open_resilient_client(
         user=user,
         password=password,
         addp=addp,
+        connect_timeout=connect_timeout,
         **register,
     )
     body_error: BaseException | None = None

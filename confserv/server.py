@@ -48,6 +48,7 @@ class ClientSession:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                nursery.start_soon(self._close_when_not_serving)
                 try:
                     async for msg in self.link:
                         await self._handle(msg)
@@ -62,6 +63,15 @@ class ClientSession:
                 if self.daemon:
                     self.rt.daemons.discard(self.app)
                 self.rt.log.emit(events.CLIENT_GONE, app=self.app, peer=self.peer, reason=reason)
+
+    async def _close_when_not_serving(self) -> None:
+        """A server that stops serving (switched to backup, deposed) lets its
+        clients go at once, so they reconnect to the primary instead of being
+        refused request after request."""
+        while self.rt.serving:
+            await self.rt.role_changed.wait()
+        hint = f"; the primary is at {self.rt.primary_hint}" if self.rt.primary_hint else ""
+        await self.link.aclose(f"this server is now {self.rt.role}{hint}")
 
     async def _handle(self, msg: Any) -> None:
         request_id = msg.get("id") if isinstance(msg, dict) else None
