@@ -68,6 +68,8 @@ class ClientSession:
         """A server that stops serving (switched to backup, deposed) lets its
         clients go at once, so they reconnect to the primary instead of being
         refused request after request."""
+        if not self.rt.serving:
+            return  # a backup answers registration with backup-mode and the primary's address
         while self.rt.serving:
             await self.rt.role_changed.wait()
         hint = f"; the primary is at {self.rt.primary_hint}" if self.rt.primary_hint else ""
