@@ -12,7 +12,6 @@ package that imports trio.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -278,8 +277,11 @@ class Link:
                 conn.raise_pending_error()
                 deadline = conn.next_deadline()
                 data: bytes | bytearray | None = None
-                with trio.move_on_at(math.inf if deadline is None else deadline):
+                if deadline is None:  # no ADDP timer: no cancel scope needed
                     data = await self._stream.receive_some(RECEIVE_SIZE)
+                else:
+                    with trio.move_on_at(deadline):
+                        data = await self._stream.receive_some(RECEIVE_SIZE)
                 now = trio.current_time()
                 events = conn.handle_timeout(now) if data is None else conn.receive_data(data, now)
                 await self._dispatch(events)

@@ -240,13 +240,27 @@ def public_view(obj: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _reference_fields(type_name: str) -> tuple[tuple[str, str], ...]:
+    out = []
+    for name, field in fields_of(type_name).items():
+        target = field.ref or {"folder_dbid": "Folder", "tenant_dbid": "Tenant"}.get(name)
+        if target is not None:
+            out.append((name, target))
+    return tuple(out)
+
+
+#: Per type, the ``(field, target type)`` of every reference field (computed once).
+REFERENCE_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
+    t: _reference_fields(t) for t in TYPE_FIELDS
+}
+
+
 def references(obj: Mapping[str, Any]) -> list[tuple[str, str, int]]:
     """The ``(field, type, dbid)`` references an object holds."""
     out = []
-    for name, field in fields_of(obj["type"]).items():
-        target = field.ref or {"folder_dbid": "Folder", "tenant_dbid": "Tenant"}.get(name)
+    for name, target in REFERENCE_FIELDS[obj["type"]]:
         value = obj.get(name)
-        if target is not None and isinstance(value, int) and not isinstance(value, bool):
+        if isinstance(value, int) and not isinstance(value, bool):
             out.append((name, target, value))
     return out
 

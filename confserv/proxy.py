@@ -116,8 +116,8 @@ class ProxyFollower:
                     self.master = None
                     self._connected = trio.Event()
             index += 1
-            if self._preferred is None:
-                await trio.sleep(RETRY)
+            if self._preferred is None and index % len(masters) == 0:
+                await trio.sleep(RETRY)  # after a whole round of masters, not after each
 
     async def _attempt_follow(self, host: str, port: int, where: str) -> None:
         async with open_management(
