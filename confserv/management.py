@@ -23,6 +23,9 @@ from .protocol import MANAGEMENT_OPS, READ_CHUNK, arg, error, ok, parse_request
 from .runtime import Runtime
 from .service import Subscription
 
+#: Operations too frequent or too plain to log (polls, keep-alives, relayed writes).
+_QUIET_OPS = frozenset({"status", "ack", "watch", "forward"})
+
 #: Prefix of the signed challenge, naming the scheme and its version.
 CHALLENGE_CONTEXT = b"cfgha-mgmt-v1:"
 
@@ -88,7 +91,8 @@ class ManagementSession:
                     events.MGMT_AUTH_FAILED, peer=self.peer, reason=f"'{op}' before authenticating"
                 )
                 raise AuthError(f"authenticate before '{op}'")
-            self.rt.log.emit(events.MGMT_COMMAND, command=op, peer=self.peer)
+            if op not in _QUIET_OPS:
+                self.rt.log.emit(events.MGMT_COMMAND, command=op, peer=self.peer)
             if op == "status":
                 answer = ok(request_id, **self.rt.status())
             elif op == "watch":

@@ -68,7 +68,8 @@ class ControlSession:
         if not self.authenticated:
             self.sup.log.emit(events.CONTROL_AUTH_FAILED, peer=peer, reason=f"'{op}' first")
             raise AuthError(f"authenticate before '{op}'")
-        self.sup.log.emit(events.CONTROL_COMMAND, command=op, peer=peer)
+        if op != "status":  # status is polled: not worth a line each time
+            self.sup.log.emit(events.CONTROL_COMMAND, command=op, peer=peer)
         core = self.sup.core
         if op == "status":
             return ok(rid, servers=self._status())

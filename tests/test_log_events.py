@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from confserv.events import ALL_EVENTS
+from confserv.events import ALL_EVENTS as CONFSERV_EVENTS
+from scs.events import ALL_EVENTS as SCS_EVENTS
 
-DOC = Path(__file__).parents[2] / "docs" / "log-events.md"
+ALL_EVENTS = CONFSERV_EVENTS + SCS_EVENTS
+
+DOC = Path(__file__).parents[1] / "docs" / "log-events.md"
 
 
 def test_every_event_is_documented_with_its_level() -> None:
