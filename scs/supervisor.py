@@ -173,8 +173,13 @@ class Supervisor:
                     up = True
                     self.feed(self.core.link_up, name, _fields(status))
                     while True:
-                        push = await m.push()
-                        self.feed(self.core.role_seen, name, _fields(push))
+                        # Role changes are pushed; a status now and then keeps
+                        # "last heard" and the serial fresh in the view.
+                        with trio.move_on_after(self.settings.status_interval * 5):
+                            push = await m.push()
+                            self.feed(self.core.role_seen, name, _fields(push))
+                            continue
+                        self.feed(self.core.role_seen, name, _fields(await m.status()))
             except (OSError, LinkEnded, ConfServError, trio.TooSlowError) as exc:
                 if up:
                     self.feed(self.core.link_lost, name, _reason(exc))
