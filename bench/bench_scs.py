@@ -1,0 +1,512 @@
+"""Solution Control Server: failover time through ``scs -f`` (SIGKILL, SIGSTOP), CPU of watching.
+
+(1) and (2) run the whole system as an operator would: a generated
+``confserv.conf`` (a warm-standby pair, ``[confserv]`` and ``[backup]``, on one
+SQLite Configuration Database, ``lease-ttl`` 2 s, ``lease-renew`` 0.4 s, ADDP
+at 1 s), initialised with ``cfgctl init``, and a generated ``scs.conf``
+supervising both (``protocol = addp``, ``addp-timeout`` and
+``addp-remote-timeout`` 1 s on the supervisor's links, ``failover-wait`` 0,
+``promote-retry`` 0.05 s, ``restart-backoff`` 0.2 s), run as ``scs -f`` (a
+child process; it starts the two ``confserv`` processes). A writer in this
+process creates DNs through :func:`confserv.resilient.open_resilient_client`
+(defaults: ADDP 1 s both ways, ``connect_timeout`` 2 s; ``reconnect_timeout``
+0.02 s) and records each acknowledged write with its time, the server that
+answered (the client's ``address``) and the answer's epoch. It writes in a
+tight loop from 0.3 s before each fault until the measurement ends, one write
+per 10 ms in between. Every time is ``time.monotonic()`` in this process.
+
+(1) Failover after SIGKILL of the primary: the benchmark sends SIGKILL to
+the primary's pid (as the supervisor's status reports it); the supervisor
+sees the exit (proof of death), force-promotes the backup and restarts the
+killed server, which comes back as backup. Failover time = from the SIGKILL
+to the first write acknowledged by the new primary (its address, at a higher
+epoch). Before the next run the pair must be healthy again (the control
+port's status polled every 50 ms: both running and linked, one primary, one
+backup) and the writer must have 20 writes acknowledged by the primary; runs
+thus alternate between the two servers.
+
+(2) Failover after SIGSTOP of the primary: no proof of death, so the
+supervisor notices the silence by ADDP (1 to 2 s), then asks the backup to
+promote without force every 50 ms until the old lease (2 s) has expired.
+Same measurement; once the new primary has acknowledged a write the stopped
+server gets SIGCONT (it finds its lease lost and rejoins as backup), and the
+next run waits for health as in (1). The supervisor's own view is shown
+beside it: its "silent" (40302) and "promoted" (40306) log lines (wall clock,
+1 ms), and when the writer's write in flight was cut off.
+
+(3) Supervisor CPU while watching 1,000 servers: a fake-servers process
+(``python -m bench.bench_scs fake-servers N BASEPORT``) serves 1,000
+management ports with the real :class:`confserv.management.ManagementSession`
+over a dummy runtime (challenge, ``auth``, ``status``, ``watch``; ADDP on at
+1 s), as 500 pairs (one primary, one backup each). An ``scs.conf`` with 1,000
+sections (``autostart`` and ``autorestart`` off, ADDP 1 s both ways) points at
+them; ``scs -f`` runs as a process until every link is up, then its CPU time
+(``/proc/<pid>/stat`` utime + stime) is measured over 20 s, as is the fake
+process's.
+
+Run alone with ``.venv/bin/python -m bench.bench_scs [sigkill|sigstop|fleet]``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench._pair import log_stamps, percentile  # noqa: E402
+from bench._report import Result, report  # noqa: E402
+from bench._scs import (  # noqa: E402
+    FIRST,
+    SECOND,
+    Rows,
+    ScsProcess,
+    ScsSystem,
+    Writer,
+    fake_servers_main,
+    healthy,
+    primary_of,
+    start_fake_servers,
+    write_fleet_config,
+)
+from bench._servers import machine_cpu, process_cpu, process_rss_kib  # noqa: E402
+
+#: Failovers of benchmark 1 (SIGKILL).
+KILL_RUNS = 20
+#: Targets of benchmark 1: fault to the first write acknowledged by the new primary.
+KILL_TARGET_P50_MS = 250.0
+KILL_TARGET_P99_MS = 1000.0
+#: Failovers of benchmark 2 (SIGSTOP), and the time they may take together.
+STOP_RUNS = 20
+STOP_BUDGET = 150.0
+#: Target of benchmark 2: median, fault to the first write acknowledged by the new primary.
+STOP_TARGET_P50_S = 2.5
+#: Writes the primary must have acknowledged before a fault; tight writing before the fault.
+SETTLE_ACKS = 20
+LEAD = 0.3
+#: Longest time one failover may take before the benchmark gives up.
+RUN_TIMEOUT = 30.0
+#: Longest time the pair may take to be healthy again.
+HEAL_TIMEOUT = 60.0
+#: Event ids of the supervisor's log (scs/events.py).
+EV_DIED, EV_SILENT, EV_PROMOTED, EV_SPLIT = 40301, 40302, 40306, 40310
+EV_LINK_UP, EV_LINK_LOST = 40201, 40202
+
+#: Servers watched in benchmark 3 (pairs), their ADDP timeout, and the measurement.
+FLEET_SERVERS = 1000
+FLEET_ADDP = 1.0
+FLEET_SETTLE = 3.0
+FLEET_WINDOW = 20.0
+FLEET_CONNECT_TIMEOUT = 180.0
+#: Target of benchmark 3: the supervisor's CPU, per cent of one core.
+FLEET_TARGET_PCT = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class FailoverRun:
+    """One failover, every time in seconds from the fault (None: not seen)."""
+
+    old: str
+    new: str
+    to_ack: float
+    epoch: int
+    to_lost: float | None
+    to_detected: float | None
+    to_promoted: float | None
+    to_healthy: float
+
+
+def _ms(values: Sequence[float]) -> list[float]:
+    return [v * 1000 for v in values]
+
+
+def _summary(values: Sequence[float], unit: str = "ms", digits: int = 0) -> str:
+    """``median X, p99 Y, min Z, max W <unit>``."""
+    if not values:
+        return "no values"
+    f = f"{{:.{digits}f}}"
+    return (
+        f"median {f.format(statistics.median(values))}, p99 "
+        f"{f.format(percentile(values, 99))}, min {f.format(min(values))}, "
+        f"max {f.format(max(values))} {unit}"
+    )
+
+
+def _first_stamp(text: str, event_id: int, wall: float) -> float | None:
+    """Seconds from ``wall`` to the first ``event_id`` line at or after it (1 ms resolution)."""
+    stamps = [s for s in log_stamps(text, event_id, wall) if s >= wall - 0.001]
+    return min(stamps) - wall if stamps else None
+
+
+async def _wait_acks(writer: Writer, address: tuple[str, int], since: float) -> None:
+    with trio.fail_after(RUN_TIMEOUT):
+        while writer.acks_from(address, since) < SETTLE_ACKS:
+            await writer.next_ack()
+
+
+async def failover_runs(
+    system: ScsSystem, fault: signal.Signals, runs: int, budget: float
+) -> tuple[list[FailoverRun], Writer]:
+    """Bring the pair up, then fault the primary ``runs`` times (or until ``budget`` s passed)."""
+    writer = Writer([system.address(FIRST), system.address(SECOND)])
+    out: list[FailoverRun] = []
+    detected_event = EV_DIED if fault == signal.SIGKILL else EV_SILENT
+    async with trio.open_nursery() as nursery:
+        await system.wait(healthy, timeout=HEAL_TIMEOUT)
+        await nursery.start(writer.run)
+        started = time.monotonic()
+        for _ in range(runs):
+            if time.monotonic() - started > budget:
+                break
+            rows = await system.wait(healthy, timeout=HEAL_TIMEOUT)
+            old = primary_of(rows)
+            new = FIRST if old == SECOND else SECOND
+            await _wait_acks(writer, system.address(old), time.monotonic())
+            pid, epoch = int(rows[old]["pid"]), int(rows[old]["epoch"])
+            if not system.owns(pid):
+                raise RuntimeError(f"pid {pid} of {old!r} is not one of our servers")
+            writer.tight = True
+            await trio.sleep(LEAD)
+            wall, t0 = time.time(), time.monotonic()
+            os.kill(pid, fault)
+            try:
+                with trio.fail_after(RUN_TIMEOUT):
+                    while (ack := writer.first_ack(t0, system.address(new), epoch + 1)) is None:
+                        await writer.next_ack()
+            finally:
+                writer.tight = False
+                if fault == signal.SIGSTOP:
+                    os.kill(pid, signal.SIGCONT)
+
+            def back(r: Rows, old: str = old, new: str = new) -> bool:
+                return healthy(r) and r[new]["role"] == "primary" and r[old]["role"] == "backup"
+
+            await system.wait(back, timeout=HEAL_TIMEOUT)
+            healed = time.monotonic() - t0
+            log = system.log_text()
+            lost = writer.first_lost(t0)
+            out.append(
+                FailoverRun(
+                    old=old,
+                    new=new,
+                    to_ack=ack.at - t0,
+                    epoch=ack.epoch,
+                    to_lost=None if lost is None or lost > ack.at else lost - t0,
+                    to_detected=_first_stamp(log, detected_event, wall),
+                    to_promoted=_first_stamp(log, EV_PROMOTED, wall),
+                    to_healthy=healed,
+                )
+            )
+            print(
+                f"    run {len(out)}: {old} -> {new} epoch {ack.epoch}: "
+                f"{(ack.at - t0) * 1000:.0f} ms",
+                flush=True,
+            )
+        nursery.cancel_scope.cancel()
+    return out, writer
+
+
+def _run_system(fault: signal.Signals, runs: int, budget: float) -> tuple[list[FailoverRun], str]:
+    """One generated system under ``scs -f`` for the runs; (runs, notes on the supervisor's log)."""
+    with tempfile.TemporaryDirectory(prefix="bench-scs-") as tmp:
+        system = ScsSystem(Path(tmp))
+        system.start()
+        try:
+            done, writer = trio.run(failover_runs, system, fault, runs, budget)
+            split = system.logged(EV_SPLIT)
+            refused = len(writer.refused)
+            codes = sorted({code for _, code in writer.refused})
+            extra = (
+                f"writer: {len(writer.acks)} acknowledged writes, {len(writer.lost)} cut off "
+                f"(outcome unknown), {refused} refused{f' ({codes})' if codes else ''}; "
+                f"supervisor logged {split} split-brain alarm(s) (40310)"
+            )
+        finally:
+            system.stop()
+    return done, extra
+
+
+# -- 1. SIGKILL ----------------------------------------------------------------------------
+
+
+def bench_sigkill() -> list[Result]:
+    """Benchmark 1: SIGKILL of the primary to the first write acknowledged by the new one."""
+    print(f"[1] failover after SIGKILL of the primary, {KILL_RUNS} runs through scs -f", flush=True)
+    runs, extra = _run_system(signal.SIGKILL, KILL_RUNS, math.inf)
+    times = _ms([r.to_ack for r in runs])
+    promoted = _ms([r.to_promoted for r in runs if r.to_promoted is not None])
+    detected = _ms([r.to_detected for r in runs if r.to_detected is not None])
+    healed = [r.to_healthy for r in runs]
+    p50, p99 = statistics.median(times), percentile(times, 99)
+    per_run = ", ".join(f"{t:.0f}" for t in times)
+    how = (
+        f"{len(runs)} SIGKILLs of the primary (alternating servers), each from the SIGKILL "
+        f"to the first write acknowledged by the new primary (its address, higher epoch) "
+        f"through open_resilient_client writing in a tight loop"
+    )
+    return [
+        report(
+            Result(
+                "Failover after SIGKILL, kill to first write on the new primary, median",
+                p50,
+                "ms",
+                f"<= {KILL_TARGET_P50_MS:g} ms",
+                p50 <= KILL_TARGET_P50_MS,
+                f"{how}: {_summary(times)}; per run: {per_run} ms",
+            )
+        ),
+        report(
+            Result(
+                "Failover after SIGKILL, p99",
+                p99,
+                "ms",
+                f"<= {KILL_TARGET_P99_MS:g} ms",
+                p99 <= KILL_TARGET_P99_MS,
+                f"nearest rank over the {len(runs)} runs above (the max); {extra}",
+            )
+        ),
+        report(
+            Result(
+                "Failover after SIGKILL, max",
+                max(times),
+                "ms",
+                "",
+                None,
+                f"the slowest of the {len(runs)} runs",
+            )
+        ),
+        report(
+            Result(
+                "SIGKILL: promotion as the supervisor logged it, median",
+                statistics.median(promoted) if promoted else math.nan,
+                "ms",
+                "",
+                None,
+                f"from the SIGKILL (time.time) to scs's 40306 'is primary' line (its wall "
+                f"clock, 1 ms): {_summary(promoted)}; to its 40301 'died' line: "
+                f"{_summary(detected)}; pair healthy again (killed server restarted, back as "
+                f"backup, seen on the control port) after {_summary(healed, 's', 2)}",
+            )
+        ),
+    ]
+
+
+# -- 2. SIGSTOP ----------------------------------------------------------------------------
+
+
+def bench_sigstop() -> list[Result]:
+    """Benchmark 2: SIGSTOP of the primary to the first write acknowledged by the new one."""
+    print(
+        f"[2] failover after SIGSTOP of the primary, up to {STOP_RUNS} runs in "
+        f"{STOP_BUDGET:g} s through scs -f",
+        flush=True,
+    )
+    runs, extra = _run_system(signal.SIGSTOP, STOP_RUNS, STOP_BUDGET)
+    times = [r.to_ack for r in runs]
+    promoted = [r.to_promoted for r in runs if r.to_promoted is not None]
+    detected = [r.to_detected for r in runs if r.to_detected is not None]
+    lost = [r.to_lost for r in runs if r.to_lost is not None]
+    after_lost = [r.to_ack - r.to_lost for r in runs if r.to_lost is not None]
+    after_promoted = [r.to_ack - r.to_promoted for r in runs if r.to_promoted is not None]
+    healed = [r.to_healthy for r in runs]
+    p50 = statistics.median(times)
+    short = "" if len(runs) >= STOP_RUNS else f" (ONLY {len(runs)} runs fit in {STOP_BUDGET:g} s)"
+    per_run = ", ".join(f"{t:.2f}" for t in times)
+    dominant = (
+        "the writer's side"
+        if statistics.median(after_promoted or [0.0]) > 0.5
+        else "the supervisor's side"
+    )
+    return [
+        report(
+            Result(
+                "Failover after SIGSTOP, stop to first write on the new primary, median",
+                p50,
+                "s",
+                f"<= {STOP_TARGET_P50_S:g} s",
+                p50 <= STOP_TARGET_P50_S,
+                f"{len(runs)} SIGSTOPs of the primary{short}, each from the SIGSTOP to the "
+                f"first write acknowledged by the new primary through open_resilient_client "
+                f"(tight loop), then SIGCONT: {_summary(times, 's', 2)}; per run: {per_run} s; "
+                f"{extra}",
+                precision=2,
+            )
+        ),
+        report(
+            Result(
+                "Failover after SIGSTOP, p99",
+                percentile(times, 99),
+                "s",
+                "",
+                None,
+                f"nearest rank over the {len(runs)} runs; pair healthy again (SIGCONT at the "
+                f"first new ack) after {_summary(healed, 's', 2)} from the SIGSTOP",
+                precision=2,
+            )
+        ),
+        report(
+            Result(
+                "SIGSTOP: promotion as the supervisor logged it, median",
+                statistics.median(promoted) if promoted else math.nan,
+                "s",
+                "",
+                None,
+                f"from the SIGSTOP (time.time) to scs's 40306 'is primary' line: "
+                f"{_summary(promoted, 's', 2)}; to its 40302 'silent' line (ADDP timeout "
+                f"on its link): {_summary(detected, 's', 2)}; the lease (ttl 2 s, renewed "
+                f"every 0.4 s) expires 1.6 to 2 s after the stop",
+                precision=2,
+            )
+        ),
+        report(
+            Result(
+                "SIGSTOP: writer's write in flight cut off, median",
+                statistics.median(lost) if lost else math.nan,
+                "s",
+                "",
+                None,
+                f"from the SIGSTOP to the writer's ConnectionLostError (the resilient "
+                f"client's own ADDP, DEFAULT_ADDP timeout 1 s: poll after 1 s of silence, "
+                f"lost 1 s later): {_summary(lost, 's', 2)}; then to its first write on the "
+                f"new primary: {_summary(after_lost, 's', 2)} (the reconnection tries the "
+                f"lost, stopped server first: its kernel accepts the TCP connection and the "
+                f"handshake waits connect_timeout = 2 s); first new ack minus the promotion: "
+                f"{_summary(after_promoted, 's', 2)}, so {dominant} dominates the figure",
+                precision=2,
+            )
+        ),
+    ]
+
+
+# -- 3. CPU of watching 1,000 servers ------------------------------------------------------
+
+
+def _all_linked(count: int) -> Callable[[Rows], bool]:
+    def check(rows: Rows) -> bool:
+        return len(rows) == count and all(r["state"] == "running" for r in rows.values())
+
+    return check
+
+
+def bench_fleet_cpu() -> list[Result]:
+    """Benchmark 3: the supervisor's CPU while watching 1,000 (fake) servers at ADDP 1 s."""
+    n = FLEET_SERVERS
+    print(f"[3] supervisor CPU watching {n} servers (fake management ports), ADDP 1 s", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-scs-fleet-") as tmp:
+        directory = Path(tmp)
+        fake = start_fake_servers(directory, n, addp_timeout=FLEET_ADDP)
+        scs: ScsProcess | None = None
+        try:
+            conf, control = write_fleet_config(directory, fake.ports, addp_timeout=FLEET_ADDP)
+            scs = ScsProcess(conf, control, directory / "scs-fleet.log")
+            scs.start(nofile=n + 512)
+            trio.run(lambda: scs.wait(_all_linked(n), timeout=FLEET_CONNECT_TIMEOUT, every=0.5))
+            connected = time.monotonic() - scs.spawned
+            startup_cpu = process_cpu(scs.pid)
+            ups = scs.logged(EV_LINK_UP)
+            time.sleep(FLEET_SETTLE)
+            lost_before = scs.logged(EV_LINK_LOST)
+            s0, f0, m0 = process_cpu(scs.pid), process_cpu(fake.pid), machine_cpu()
+            t0 = time.monotonic()
+            time.sleep(FLEET_WINDOW)
+            elapsed = time.monotonic() - t0
+            s1, f1, m1 = process_cpu(scs.pid), process_cpu(fake.pid), machine_cpu()
+            lost = scs.logged(EV_LINK_LOST) - lost_before
+            rss = process_rss_kib(scs.pid)
+            rows = trio.run(scs.status)
+            running = sum(r["state"] == "running" for r in rows.values())
+        finally:
+            if scs is not None:
+                scs.stop()
+            fake.stop()
+    scs_pct = (s1 - s0) / elapsed * 100
+    fake_pct = (f1 - f0) / elapsed * 100
+    machine_pct = (m1 - m0) / elapsed * 100
+    return [
+        report(
+            Result(
+                f"Supervisor CPU watching {n:,} servers, ADDP 1 s",
+                scs_pct,
+                "% of a core",
+                f"<= {FLEET_TARGET_PCT:g} %",
+                scs_pct <= FLEET_TARGET_PCT and lost == 0,
+                f"scs -f on {n} sections ({n // 2} pairs, autostart/autorestart off, protocol = "
+                f"addp, addp-timeout = addp-remote-timeout = 1) watching a fake-servers "
+                f"process (real ManagementSession per port, ADDP 1 s); utime+stime from "
+                f"/proc/<pid>/stat over {elapsed:.1f} s once every link was up (+{FLEET_SETTLE:g} "
+                f"s); {lost} links lost during the window, {running}/{n} running at the end; "
+                f"RSS {rss / 1024:.0f} MiB",
+                precision=1,
+            )
+        ),
+        report(
+            Result(
+                f"Fake servers' CPU ({n:,} management ports)",
+                fake_pct,
+                "% of a core",
+                "",
+                None,
+                f"the other end of the same links over the same window; whole machine (user + "
+                f"nice + system of /proc/stat, both cores): {machine_pct:.0f}% of one core",
+                precision=1,
+            )
+        ),
+        report(
+            Result(
+                f"Supervisor start-up: every one of {n:,} links up",
+                connected,
+                "s",
+                "",
+                None,
+                f"from spawning scs -f until the control port's status showed all {n} "
+                f"running (polled every 0.5 s); {ups} 'watching' lines (40201) by then; "
+                f"the supervisor had used {startup_cpu:.1f} s of CPU",
+                precision=1,
+            )
+        ),
+    ]
+
+
+# -- entry points ---------------------------------------------------------------------------
+
+BENCHMARKS: dict[str, Callable[[], list[Result]]] = {
+    "sigkill": bench_sigkill,
+    "sigstop": bench_sigstop,
+    "fleet": bench_fleet_cpu,
+}
+
+
+def run() -> list[Result]:
+    """Run the three benchmarks in order; every figure beside its target."""
+    results: list[Result] = []
+    for bench in BENCHMARKS.values():
+        results += bench()
+    return results
+
+
+def main(argv: Sequence[str]) -> None:
+    """Run every benchmark, those named, or ``fake-servers N BASEPORT [...]`` (a helper)."""
+    if argv and argv[0] == "fake-servers":
+        fake_servers_main(argv[1:])
+        return
+    unknown = [a for a in argv if a not in BENCHMARKS]
+    if unknown:
+        raise SystemExit(f"usage: {sys.argv[0]} [{'|'.join(BENCHMARKS)} ...] | fake-servers ...")
+    for name in argv or list(BENCHMARKS):
+        BENCHMARKS[name]()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

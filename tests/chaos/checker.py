@@ -1,0 +1,110 @@
+"""The checker shared by the simulation and the real-process runs.
+
+It reads a :class:`Record` of what happened and returns every violation of
+the design's invariants, as text (an empty list means the run was clean):
+
+1. no acknowledged write is missing afterwards;
+2. never two servers accept writes in one epoch; epochs only increase;
+3. no client sees serials go back;
+4. a fault shorter than the detection bound causes no failover.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Request:
+    """One client request: when, what came of it, at which serial and epoch."""
+
+    client: str
+    op: str
+    start: float
+    end: float
+    outcome: str  # ok | error | unknown
+    serial: int | None = None
+    epoch: int | None = None
+    server: str | None = None
+    key: str | None = None
+
+
+@dataclass
+class Fault:
+    """One injected fault and its duration (0 for a kill)."""
+
+    kind: str
+    target: str
+    start: float
+    duration: float
+
+
+@dataclass
+class Record:
+    """Everything a schedule produced."""
+
+    requests: list[Request] = field(default_factory=list)
+    faults: list[Fault] = field(default_factory=list)
+    promotions: list[tuple[float, int, str]] = field(default_factory=list)  # (time, epoch, server)
+    committed: set[str] = field(default_factory=set)  # keys present in the database at the end
+    detection_bound: float = 0.0
+
+    @property
+    def failovers(self) -> int:
+        """Promotions after the first (the first is the start-up)."""
+        return max(0, len(self.promotions) - 1)
+
+
+def check(record: Record) -> list[str]:
+    """Every invariant violation in ``record`` (see module docstring)."""
+    violations: list[str] = []
+    acked = [r for r in record.requests if r.op == "write" and r.outcome == "ok"]
+    for r in acked:
+        if r.key is not None and r.key not in record.committed:
+            violations.append(f"acknowledged write {r.key} (serial {r.serial}) is missing")
+    writers: dict[int, str] = {}
+    last_epoch = 0
+    for r in sorted(acked, key=lambda r: r.serial or 0):
+        if r.epoch is None or r.server is None:
+            continue
+        if writers.setdefault(r.epoch, r.server) != r.server:
+            violations.append(
+                f"two servers accepted writes in epoch {r.epoch}: {writers[r.epoch]} and {r.server}"
+            )
+        if r.epoch < last_epoch:
+            violations.append(f"serial {r.serial} is from epoch {r.epoch} after epoch {last_epoch}")
+        last_epoch = max(last_epoch, r.epoch)
+    epochs = [e for _, e, _ in sorted(record.promotions)]
+    if epochs != sorted(epochs) or len(set(epochs)) != len(epochs):
+        violations.append(f"epochs did not only increase: {epochs}")
+    by_client: dict[str, int] = {}
+    for r in sorted(record.requests, key=lambda r: r.end):
+        if r.outcome != "ok" or r.serial is None:
+            continue
+        seen = by_client.get(r.client, 0)
+        if r.op == "read" and r.serial < seen:
+            violations.append(f"client {r.client} saw serial go back from {seen} to {r.serial}")
+        by_client[r.client] = max(seen, r.serial)
+    for fault in record.faults:
+        if fault.kind not in ("pause", "partition") or fault.duration >= record.detection_bound:
+            continue
+        others = [
+            f
+            for f in record.faults
+            if f is not fault
+            and f.start < fault.start + fault.duration + 1
+            and f.start + max(f.duration, 1) > fault.start
+        ]
+        if others:
+            continue  # overlapping faults: this one alone cannot be blamed
+        during = [
+            p
+            for p in record.promotions
+            if fault.start <= p[0] <= fault.start + fault.duration + record.detection_bound
+        ]
+        if during:
+            violations.append(
+                f"{fault.kind} of {fault.target} for {fault.duration:.3f} s (< detection bound "
+                f"{record.detection_bound:g} s) caused a failover at epoch {during[0][1]}"
+            )
+    return violations
