@@ -32,6 +32,9 @@ RESTART_LIMIT = LogEvent(
 NOT_RESTARTED = LogEvent(40105, Level.STD, "Server '{server}' not restarted: {reason}")
 START_FAILED = LogEvent(40106, Level.ALR, "Server '{server}' could not be started: {reason}")
 STOPPED = LogEvent(40107, Level.STD, "Server '{server}' stopped by {who}")
+PROCESS_ADOPTED = LogEvent(
+    40108, Level.STD, "Server '{server}' already running as pid {pid}: watching it, not starting it"
+)
 
 LINK_UP = LogEvent(
     40201, Level.STD, "Watching '{server}' at {where}: {role}, epoch {epoch}, serial {serial}"

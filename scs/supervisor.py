@@ -9,6 +9,7 @@ synchronous, so the core is only ever touched by one task at a time.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -42,6 +43,7 @@ class Supervisor:
         self.log = log
         self.core = SupervisorCore(settings, rng)
         self.processes: dict[str, trio.Process] = {}
+        self.adopted: dict[str, int] = {}  # found running at start-up: name -> pid
         self._wake = trio.Event()
         self._nursery: trio.Nursery | None = None
         self.changed = trio.Event()  # set (and replaced) whenever anything happened
@@ -104,12 +106,16 @@ class Supervisor:
         async with trio.open_nursery() as nursery:
             for name in list(self.processes):
                 nursery.start_soon(self._terminate, name)
+            for name, pid in list(self.adopted.items()):
+                nursery.start_soon(self._terminate_adopted, name, pid)
 
     # -- processes --------------------------------------------------------------
 
     async def _start(self, name: str, why: str) -> None:
         spec = self.settings.servers[name]
         if name in self.processes:
+            return
+        if why.startswith("autostart") and await self._adopt(name):
             return
         logfile = spec.working_directory / f"{name}.log"
         try:
@@ -136,6 +142,21 @@ class Supervisor:
         how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
         self.feed(self.core.process_exited, name, how)
 
+    async def _adopt(self, name: str) -> bool:
+        """A server already running (the supervisor itself was restarted): watch it
+        instead of starting a second copy that could not bind its ports."""
+        status, _reason = await self._command(name, lambda m: m.status(), timeout=1.0)
+        if status is None or not status.get("pid"):
+            return False
+        pid = int(status["pid"])
+        self.log.emit(events.PROCESS_ADOPTED, server=name, pid=pid)
+        self.adopted[name] = pid
+        self.feed(self.core.process_started, name, pid)
+        await _wait_exit(pid)
+        self.adopted.pop(name, None)
+        self.feed(self.core.process_exited, name, "exited (adopted process)")
+        return True
+
     async def _terminate(self, name: str) -> None:
         proc = self.processes.get(name)
         if proc is None:
@@ -152,8 +173,23 @@ class Supervisor:
         proc.kill()
         await proc.wait()
 
+    async def _terminate_adopted(self, name: str, pid: int) -> None:
+        try:
+            os.kill(pid, signal.SIGCONT)
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        with trio.move_on_after(self.settings.servers[name].stop_timeout):
+            await _wait_exit(pid)
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
     async def _stop(self, name: str) -> None:
-        await self._terminate(name)
+        if name in self.adopted:
+            await self._terminate_adopted(name, self.adopted[name])
+        else:
+            await self._terminate(name)
 
     # -- management links -------------------------------------------------------
 
@@ -186,13 +222,16 @@ class Supervisor:
             await trio.sleep(RECONNECT)
 
     async def _command(
-        self, name: str, call: Callable[[Any], Awaitable[dict[str, Any]]]
+        self,
+        name: str,
+        call: Callable[[Any], Awaitable[dict[str, Any]]],
+        timeout: float = 5.0,
     ) -> tuple[dict[str, Any] | None, str]:
         spec = self.settings.servers[name]
         try:
             with trio.fail_after(30):
                 async with open_management(
-                    spec.host, spec.management_port, spec.management_secret, timeout=5
+                    spec.host, spec.management_port, spec.management_secret, timeout=timeout
                 ) as m:
                     return _fields(await call(m)), ""
         except (OSError, LinkEnded, ConfServError, trio.TooSlowError) as exc:
@@ -225,6 +264,18 @@ class Supervisor:
                 server=server,
                 where=f"{target.host}:{target.management_port}",
             )
+
+
+async def _wait_exit(pid: int) -> None:
+    """Wait for a process that is not our child to exit (Linux pidfd: no polling)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        await trio.lowlevel.wait_readable(fd)
+    finally:
+        os.close(fd)
 
 
 def _fields(status: dict[str, Any]) -> dict[str, Any]:

@@ -304,3 +304,20 @@ async def test_a_crash_loop_backs_off_and_raises_an_alarm(tmp_path: Path) -> Non
         assert rows["flappy"]["restarts"] >= 3
     finally:
         system.stop()
+
+
+async def test_a_restarted_supervisor_adopts_running_servers(system: System) -> None:
+    rows = await system.wait(healthy)
+    pids = {name: row["pid"] for name, row in rows.items()}
+    assert system.proc is not None
+    system.proc.kill()  # SIGKILL the supervisor: its servers live on (own sessions)
+    system.proc.wait()
+    system.start()  # the log file starts afresh for the new supervisor
+    rows = await system.wait(healthy)
+    assert {name: row["pid"] for name, row in rows.items()} == pids  # adopted, not restarted
+    assert system.logged(40108) == 3
+    old = primary_of(rows)
+    new = "backup" if old == "confserv" else "confserv"
+    os.kill(pids[old], signal.SIGKILL)  # an adopted process's death is still seen at once
+    await system.wait(lambda r: r[new]["role"] == "primary")
+    assert system.logged(40304) == 1
