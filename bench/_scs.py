@@ -250,6 +250,8 @@ class ScsSystem(ScsProcess):
         )
         super().__init__(scs_conf, p[4], directory / "scs.log")
         self.seen_pids: set[int] = set()
+        #: Promotions :meth:`heal` made by hand (a pair left with no primary).
+        self.operator_promotions = 0
         done = subprocess.run(
             [str(_BIN / "cfgctl"), "init", "-s", FIRST, "-c", str(self.conf), *BACKUP_ARGS],
             env={**os.environ, "CFG_PASSWORD": ADMIN_PASSWORD},
@@ -276,6 +278,76 @@ class ScsSystem(ScsProcess):
         rows = await super().status()
         self.seen_pids.update(int(r["pid"]) for r in rows.values() if r.get("pid"))
         return rows
+
+    async def member_status(self, section: str) -> dict[str, Any] | None:
+        """A member's own ``status`` from its management port (None when it does not answer)."""
+        from confserv.client import open_management
+        from confserv.errors import ConfServError
+
+        try:
+            with trio.fail_after(3):
+                async with open_management(HOST, self.ports[section][1], SECRET, timeout=2) as m:
+                    return await m.status()
+        except (OSError, ConfServError, trio.TooSlowError):
+            return None
+
+    async def heal(
+        self, predicate: Callable[[Rows], bool], *, timeout: float = 60.0, grace: float = 5.0
+    ) -> Rows:
+        """Wait until ``predicate`` holds and the primary it names says so itself.
+
+        The supervisor's view is checked against the servers' own: when both
+        members say they are backup for ``grace`` seconds, the one with the
+        higher serial is asked to ``switch-to-primary`` (without force) on its
+        management port, as an operator would with ``cfgctl promote``; again
+        every ``grace`` seconds while refused. Such promotions are counted in
+        :attr:`operator_promotions`.
+        """
+        from confserv.errors import ConfServError
+
+        deadline = time.monotonic() + timeout
+        no_primary_since: float | None = None
+        next_check = time.monotonic() + 1.0
+        last: Rows | None = None
+        while True:
+            self.check_alive()
+            try:
+                last = await self.status()
+            except (OSError, ConfServError, trio.TooSlowError):
+                last = None
+            now = time.monotonic()
+            if last is not None and predicate(last):
+                own = await self.member_status(primary_of(last))
+                if own is not None and own.get("role") == "primary":
+                    return last
+            if now >= next_check:
+                next_check = now + 1.0
+                mine = {s: await self.member_status(s) for s in MEMBERS}
+                serials = {s: int(m["serial"]) for s, m in mine.items() if m is not None}
+                if all(m is not None and m.get("role") == "backup" for m in mine.values()):
+                    no_primary_since = no_primary_since or now
+                    if now - no_primary_since >= grace:
+                        no_primary_since = now
+                        await self._promote_by_hand(max(serials, key=lambda s: serials[s]))
+                else:
+                    no_primary_since = None
+            if now > deadline:
+                raise RuntimeError(
+                    f"condition not reached in {timeout:g} s; last status {last}\n{self.log_tail()}"
+                )
+            await trio.sleep(0.05)
+
+    async def _promote_by_hand(self, section: str) -> None:
+        from confserv.client import open_management
+        from confserv.errors import ConfServError
+
+        try:
+            with trio.fail_after(10):
+                async with open_management(HOST, self.ports[section][1], SECRET, timeout=5) as m:
+                    await m.switch_to_primary(force=False)
+            self.operator_promotions += 1
+        except (OSError, ConfServError, trio.TooSlowError):
+            pass
 
     def owns(self, pid: int) -> bool:
         """Whether ``pid`` is a server process of this system (its command names our file)."""

@@ -91,6 +91,8 @@ KILL_TARGET_P99_MS = 1000.0
 #: Failovers of benchmark 2 (SIGSTOP), and the time they may take together.
 STOP_RUNS = 20
 STOP_BUDGET = 150.0
+#: A stopped primary gets SIGCONT after this many seconds without a failover.
+STOP_GIVE_UP = 10.0
 #: Target of benchmark 2: median, fault to the first write acknowledged by the new primary.
 STOP_TARGET_P50_S = 2.5
 #: Writes the primary must have acknowledged before a fault; tight writing before the fault.
@@ -100,9 +102,15 @@ LEAD = 0.3
 RUN_TIMEOUT = 30.0
 #: Longest time the pair may take to be healthy again.
 HEAL_TIMEOUT = 60.0
+#: Both members backup this long after a run: the benchmark promotes one by hand.
+NO_PRIMARY_GRACE = 5.0
+#: Longest wait for the writer's first writes on a primary the supervisor reports.
+SETTLE_TIMEOUT = 10.0
 #: Event ids of the supervisor's log (scs/events.py).
 EV_DIED, EV_SILENT, EV_PROMOTED, EV_SPLIT = 40301, 40302, 40306, 40310
 EV_LINK_UP, EV_LINK_LOST = 40201, 40202
+#: A Configuration Server's database error, lease taken, role changed (confserv/events.py).
+EV_DB_ERROR, EV_LEASE_TAKEN, EV_ROLE = 20150, 20160, 20162
 
 #: Servers watched in benchmark 3 (pairs), their ADDP timeout, and the measurement.
 FLEET_SERVERS = 1000
@@ -116,16 +124,28 @@ FLEET_TARGET_PCT = 20.0
 
 @dataclass(frozen=True, slots=True)
 class FailoverRun:
-    """One failover, every time in seconds from the fault (None: not seen)."""
+    """One failover, every time in seconds from the fault (None: not seen).
+
+    ``to_ack`` is None when the new primary acknowledged no write while the
+    old one was stopped. ``lock_wait``: the new primary logged a database
+    error (20150, e.g. "database is locked") after the fault, or took the
+    lease (20160) only after the stopped server got SIGCONT; ``self_fenced``:
+    it then dropped to backup by itself ("self-fenced", 20162); ``operator``
+    counts the promotions the benchmark had to make by hand afterwards
+    because the pair was left with no primary.
+    """
 
     old: str
     new: str
-    to_ack: float
+    to_ack: float | None
     epoch: int
     to_lost: float | None
     to_detected: float | None
     to_promoted: float | None
     to_healthy: float
+    lock_wait: bool
+    self_fenced: bool
+    operator: int
 
 
 def _ms(values: Sequence[float]) -> list[float]:
@@ -150,30 +170,41 @@ def _first_stamp(text: str, event_id: int, wall: float) -> float | None:
     return min(stamps) - wall if stamps else None
 
 
-async def _wait_acks(writer: Writer, address: tuple[str, int], since: float) -> None:
-    with trio.fail_after(RUN_TIMEOUT):
-        while writer.acks_from(address, since) < SETTLE_ACKS:
-            await writer.next_ack()
+async def _settle(system: ScsSystem, writer: Writer) -> Rows:
+    """A healthy pair whose primary has acknowledged :data:`SETTLE_ACKS` writes of the writer."""
+    for _ in range(5):
+        rows = await system.heal(healthy, timeout=HEAL_TIMEOUT, grace=NO_PRIMARY_GRACE)
+        address, since = system.address(primary_of(rows)), time.monotonic()
+        with trio.move_on_after(SETTLE_TIMEOUT):
+            while writer.acks_from(address, since) < SETTLE_ACKS:
+                await writer.next_ack()
+            return rows
+    raise RuntimeError(f"the writer could not write to the primary\n{system.log_tail()}")
 
 
 async def failover_runs(
-    system: ScsSystem, fault: signal.Signals, runs: int, budget: float
+    system: ScsSystem, fault: signal.Signals, runs: int, budget: float, give_up: float
 ) -> tuple[list[FailoverRun], Writer]:
-    """Bring the pair up, then fault the primary ``runs`` times (or until ``budget`` s passed)."""
+    """Bring the pair up, then fault the primary ``runs`` times (or until ``budget`` s passed).
+
+    A SIGSTOPped primary gets SIGCONT once the new primary has acknowledged a
+    write, or after ``give_up`` seconds without one (the run then has no
+    failover time). A SIGKILL run that takes longer is an error.
+    """
     writer = Writer([system.address(FIRST), system.address(SECOND)])
     out: list[FailoverRun] = []
     detected_event = EV_DIED if fault == signal.SIGKILL else EV_SILENT
     async with trio.open_nursery() as nursery:
-        await system.wait(healthy, timeout=HEAL_TIMEOUT)
+        await system.heal(healthy, timeout=HEAL_TIMEOUT)
         await nursery.start(writer.run)
+        hand = system.operator_promotions
         started = time.monotonic()
         for _ in range(runs):
             if time.monotonic() - started > budget:
                 break
-            rows = await system.wait(healthy, timeout=HEAL_TIMEOUT)
+            rows = await _settle(system, writer)
             old = primary_of(rows)
             new = FIRST if old == SECOND else SECOND
-            await _wait_acks(writer, system.address(old), time.monotonic())
             pid, epoch = int(rows[old]["pid"]), int(rows[old]["epoch"])
             if not system.owns(pid):
                 raise RuntimeError(f"pid {pid} of {old!r} is not one of our servers")
@@ -181,50 +212,71 @@ async def failover_runs(
             await trio.sleep(LEAD)
             wall, t0 = time.time(), time.monotonic()
             os.kill(pid, fault)
+            ack = None
             try:
-                with trio.fail_after(RUN_TIMEOUT):
+                with trio.move_on_after(give_up):
                     while (ack := writer.first_ack(t0, system.address(new), epoch + 1)) is None:
                         await writer.next_ack()
             finally:
                 writer.tight = False
+                cont = time.time()
                 if fault == signal.SIGSTOP:
                     os.kill(pid, signal.SIGCONT)
+            if ack is None and fault != signal.SIGSTOP:
+                raise RuntimeError(
+                    f"no failover {give_up:g} s after {fault.name}\n{system.log_tail()}"
+                )
 
             def back(r: Rows, old: str = old, new: str = new) -> bool:
                 return healthy(r) and r[new]["role"] == "primary" and r[old]["role"] == "backup"
 
-            await system.wait(back, timeout=HEAL_TIMEOUT)
+            await system.heal(
+                back if ack is not None else healthy, timeout=HEAL_TIMEOUT, grace=NO_PRIMARY_GRACE
+            )
             healed = time.monotonic() - t0
             log = system.log_text()
+            new_log = system.server_log(new)
+            taken = _first_stamp(new_log, EV_LEASE_TAKEN, wall)
+            fenced = "\n".join(x for x in new_log.splitlines() if "self-fenced" in x)
             lost = writer.first_lost(t0)
-            out.append(
-                FailoverRun(
-                    old=old,
-                    new=new,
-                    to_ack=ack.at - t0,
-                    epoch=ack.epoch,
-                    to_lost=None if lost is None or lost > ack.at else lost - t0,
-                    to_detected=_first_stamp(log, detected_event, wall),
-                    to_promoted=_first_stamp(log, EV_PROMOTED, wall),
-                    to_healthy=healed,
-                )
+            end = ack.at if ack is not None else t0 + give_up
+            run = FailoverRun(
+                old=old,
+                new=new,
+                to_ack=None if ack is None else ack.at - t0,
+                epoch=epoch if ack is None else ack.epoch,
+                to_lost=None if lost is None or lost > end else lost - t0,
+                to_detected=_first_stamp(log, detected_event, wall),
+                to_promoted=_first_stamp(log, EV_PROMOTED, wall),
+                to_healthy=healed,
+                lock_wait=_first_stamp(new_log, EV_DB_ERROR, wall) is not None
+                or (fault == signal.SIGSTOP and (taken or 0.0) >= cont - wall - 0.001),
+                self_fenced=_first_stamp(fenced, EV_ROLE, wall) is not None,
+                operator=system.operator_promotions - hand,
             )
+            out.append(run)
+            hand = system.operator_promotions
+            shown = "NO FAILOVER" if run.to_ack is None else f"{run.to_ack * 1000:.0f} ms"
             print(
-                f"    run {len(out)}: {old} -> {new} epoch {ack.epoch}: "
-                f"{(ack.at - t0) * 1000:.0f} ms",
+                f"    run {len(out)}: {old} -> {new}: {shown}"
+                + (" (lease taken only after SIGCONT: SQLite lock)" if run.lock_wait else "")
+                + (" (then self-fenced)" if run.self_fenced else "")
+                + (" (left WITHOUT A PRIMARY: promoted by hand)" if run.operator else ""),
                 flush=True,
             )
         nursery.cancel_scope.cancel()
     return out, writer
 
 
-def _run_system(fault: signal.Signals, runs: int, budget: float) -> tuple[list[FailoverRun], str]:
+def _run_system(
+    fault: signal.Signals, runs: int, budget: float, give_up: float
+) -> tuple[list[FailoverRun], str]:
     """One generated system under ``scs -f`` for the runs; (runs, notes on the supervisor's log)."""
     with tempfile.TemporaryDirectory(prefix="bench-scs-") as tmp:
         system = ScsSystem(Path(tmp))
         system.start()
         try:
-            done, writer = trio.run(failover_runs, system, fault, runs, budget)
+            done, writer = trio.run(failover_runs, system, fault, runs, budget, give_up)
             split = system.logged(EV_SPLIT)
             refused = len(writer.refused)
             codes = sorted({code for _, code in writer.refused})
@@ -244,8 +296,8 @@ def _run_system(fault: signal.Signals, runs: int, budget: float) -> tuple[list[F
 def bench_sigkill() -> list[Result]:
     """Benchmark 1: SIGKILL of the primary to the first write acknowledged by the new one."""
     print(f"[1] failover after SIGKILL of the primary, {KILL_RUNS} runs through scs -f", flush=True)
-    runs, extra = _run_system(signal.SIGKILL, KILL_RUNS, math.inf)
-    times = _ms([r.to_ack for r in runs])
+    runs, extra = _run_system(signal.SIGKILL, KILL_RUNS, math.inf, RUN_TIMEOUT)
+    times = _ms([r.to_ack for r in runs if r.to_ack is not None])
     promoted = _ms([r.to_promoted for r in runs if r.to_promoted is not None])
     detected = _ms([r.to_detected for r in runs if r.to_detected is not None])
     healed = [r.to_healthy for r in runs]
@@ -313,22 +365,30 @@ def bench_sigstop() -> list[Result]:
         f"{STOP_BUDGET:g} s through scs -f",
         flush=True,
     )
-    runs, extra = _run_system(signal.SIGSTOP, STOP_RUNS, STOP_BUDGET)
-    times = [r.to_ack for r in runs]
-    promoted = [r.to_promoted for r in runs if r.to_promoted is not None]
+    runs, extra = _run_system(signal.SIGSTOP, STOP_RUNS, STOP_BUDGET, STOP_GIVE_UP)
+    done = [r for r in runs if r.to_ack is not None]
+    stuck = [r for r in runs if r.to_ack is None]
+    times_all = [math.inf if r.to_ack is None else r.to_ack for r in runs]
+    times = [r.to_ack for r in done if r.to_ack is not None]
+    promoted = [r.to_promoted for r in done if r.to_promoted is not None]
     detected = [r.to_detected for r in runs if r.to_detected is not None]
-    lost = [r.to_lost for r in runs if r.to_lost is not None]
-    after_lost = [r.to_ack - r.to_lost for r in runs if r.to_lost is not None]
-    after_promoted = [r.to_ack - r.to_promoted for r in runs if r.to_promoted is not None]
+    lost = [r.to_lost for r in done if r.to_lost is not None]
+    after_lost = [
+        r.to_ack - r.to_lost for r in done if r.to_lost is not None and r.to_ack is not None
+    ]
+    after_promoted = [
+        r.to_ack - r.to_promoted for r in done if r.to_promoted is not None and r.to_ack is not None
+    ]
     healed = [r.to_healthy for r in runs]
-    p50 = statistics.median(times)
+    p50 = statistics.median(times_all)
     short = "" if len(runs) >= STOP_RUNS else f" (ONLY {len(runs)} runs fit in {STOP_BUDGET:g} s)"
-    per_run = ", ".join(f"{t:.2f}" for t in times)
-    dominant = (
-        "the writer's side"
-        if statistics.median(after_promoted or [0.0]) > 0.5
-        else "the supervisor's side"
-    )
+    per_run = ", ".join("never" if math.isinf(t) else f"{t:.2f}" for t in times_all)
+    locked_stuck = sum(r.lock_wait for r in stuck)
+    fenced_stuck = sum(r.self_fenced for r in stuck)
+    wedged = sum(r.operator > 0 for r in runs)
+    locked_done = sum(r.lock_wait for r in done)
+    side = statistics.median(after_promoted) if after_promoted else math.nan
+    dominant = "the writer's side" if side > 0.5 else "the supervisor's side"
     return [
         report(
             Result(
@@ -339,20 +399,42 @@ def bench_sigstop() -> list[Result]:
                 p50 <= STOP_TARGET_P50_S,
                 f"{len(runs)} SIGSTOPs of the primary{short}, each from the SIGSTOP to the "
                 f"first write acknowledged by the new primary through open_resilient_client "
-                f"(tight loop), then SIGCONT: {_summary(times, 's', 2)}; per run: {per_run} s; "
-                f"{extra}",
+                f"(tight loop), then SIGCONT; a run with no such write within "
+                f"{STOP_GIVE_UP:g} s counts as never (inf) and gets SIGCONT then; per run: "
+                f"{per_run} s; {extra}",
                 precision=2,
             )
         ),
         report(
             Result(
-                "Failover after SIGSTOP, p99",
-                percentile(times, 99),
+                "SIGSTOP runs with no failover while the primary was stopped",
+                len(stuck),
+                f"of {len(runs)}",
+                "0",
+                not stuck,
+                f"in {locked_stuck} of these {len(stuck)} runs the backup's lease take waited "
+                f"for SQLite's write lock until the SIGCONT (or failed with 'database is "
+                f"locked', 20150, after the 10 s busy timeout): the primary was stopped inside "
+                f"a BEGIN IMMEDIATE transaction (a write or a lease renewal) and holds the lock "
+                f"while stopped, so no promotion can take the lease; {locked_done} of the "
+                f"{len(done)} runs that failed over waited for the lock too. In {fenced_stuck} "
+                f"stuck run(s) the take that had waited succeeded after SIGCONT and the new "
+                f"primary self-fenced at once (RoleMachine.lease_taken dates the lease from "
+                f"when the take was sent, seconds earlier); after {wedged} run(s) the pair was "
+                f"left with NO PRIMARY (both backup for {NO_PRIMARY_GRACE:g} s) and the "
+                f"benchmark promoted one by hand (switch-to-primary on its management port): "
+                f"the supervisor has no rule for a pair without a primary",
+            )
+        ),
+        report(
+            Result(
+                "Failover after SIGSTOP, runs that failed over, median",
+                statistics.median(times) if times else math.nan,
                 "s",
                 "",
                 None,
-                f"nearest rank over the {len(runs)} runs; pair healthy again (SIGCONT at the "
-                f"first new ack) after {_summary(healed, 's', 2)} from the SIGSTOP",
+                f"{len(times)} runs: {_summary(times, 's', 2)}; pair healthy again (after "
+                f"SIGCONT) {_summary(healed, 's', 2)} from the SIGSTOP",
                 precision=2,
             )
         ),
@@ -363,10 +445,10 @@ def bench_sigstop() -> list[Result]:
                 "s",
                 "",
                 None,
-                f"from the SIGSTOP (time.time) to scs's 40306 'is primary' line: "
-                f"{_summary(promoted, 's', 2)}; to its 40302 'silent' line (ADDP timeout "
-                f"on its link): {_summary(detected, 's', 2)}; the lease (ttl 2 s, renewed "
-                f"every 0.4 s) expires 1.6 to 2 s after the stop",
+                f"runs that failed over, from the SIGSTOP (time.time) to scs's 40306 'is "
+                f"primary' line: {_summary(promoted, 's', 2)}; to its 40302 'silent' line "
+                f"(ADDP timeout on its link, all runs): {_summary(detected, 's', 2)}; the lease "
+                f"(ttl 2 s, renewed every 0.4 s) expires 1.6 to 2 s after the stop",
                 precision=2,
             )
         ),
@@ -377,13 +459,14 @@ def bench_sigstop() -> list[Result]:
                 "s",
                 "",
                 None,
-                f"from the SIGSTOP to the writer's ConnectionLostError (the resilient "
-                f"client's own ADDP, DEFAULT_ADDP timeout 1 s: poll after 1 s of silence, "
-                f"lost 1 s later): {_summary(lost, 's', 2)}; then to its first write on the "
-                f"new primary: {_summary(after_lost, 's', 2)} (the reconnection tries the "
-                f"lost, stopped server first: its kernel accepts the TCP connection and the "
-                f"handshake waits connect_timeout = 2 s); first new ack minus the promotion: "
-                f"{_summary(after_promoted, 's', 2)}, so {dominant} dominates the figure",
+                f"runs that failed over, from the SIGSTOP to the writer's ConnectionLostError "
+                f"(the resilient client's own ADDP, DEFAULT_ADDP timeout 1 s: poll after 1 s "
+                f"of silence, lost 1 s later): {_summary(lost, 's', 2)}; from there to its "
+                f"first write on the new primary: {_summary(after_lost, 's', 2)} (it "
+                f"reconnects to the lost, stopped server first: the kernel accepts the TCP "
+                f"connection and the handshake waits connect_timeout = 2 s); first new ack "
+                f"minus the promotion line: {_summary(after_promoted, 's', 2)}, so "
+                f"{dominant} dominates the figure",
                 precision=2,
             )
         ),

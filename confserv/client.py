@@ -26,6 +26,7 @@ from .errors import (
     BackupModeError,
     ConnectionLostError,
     NoServerError,
+    NotSentError,
     RequestError,
 )
 from .management import challenge_response
@@ -114,7 +115,7 @@ class Session:
             try:
                 await self.link.send({"op": op, "id": request_id, **args})
             except LinkEnded as exc:
-                raise ConnectionLostError(f"{op}: connection lost before sending: {exc}") from exc
+                raise NotSentError(f"{op}: not sent, the connection was lost: {exc}") from exc
             async for answer in recv:
                 if "ok" not in answer:
                     objects.extend(answer.get("objects", ()))

@@ -175,5 +175,10 @@ class ConnectionLostError(ConfServError):
     """
 
 
+class NotSentError(ConnectionLostError):
+    """The connection was already gone when the request was to be sent: it was not
+    sent, so it certainly did nothing and may be sent again elsewhere."""
+
+
 class NoServerError(ConfServError):
     """None of the given servers could be reached or would serve (all down or backup)."""

@@ -29,7 +29,7 @@ import trio
 from addp import AddpOptions
 
 from .client import Address, ConfigClient, open_client
-from .errors import BackupModeError, ConnectionLostError, NoServerError
+from .errors import BackupModeError, ConnectionLostError, NoServerError, NotSentError
 
 T = TypeVar("T")
 
@@ -138,6 +138,8 @@ class ResilientClient:
             client = await self._current()
             try:
                 return await call(client)
+            except NotSentError:
+                await client.session.closed.wait()  # never sent: safe to send again
             except BackupModeError:
                 # The server stopped being primary: nothing was written, so any
                 # request may be sent again once reconnected to the primary.

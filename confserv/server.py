@@ -48,7 +48,6 @@ class ClientSession:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                nursery.start_soon(self._close_when_not_serving)
                 try:
                     async for msg in self.link:
                         await self._handle(msg)
@@ -63,17 +62,6 @@ class ClientSession:
                 if self.daemon:
                     self.rt.daemons.discard(self.app)
                 self.rt.log.emit(events.CLIENT_GONE, app=self.app, peer=self.peer, reason=reason)
-
-    async def _close_when_not_serving(self) -> None:
-        """A server that stops serving (switched to backup, deposed) lets its
-        clients go at once, so they reconnect to the primary instead of being
-        refused request after request."""
-        if not self.rt.serving:
-            return  # a backup answers registration with backup-mode and the primary's address
-        while self.rt.serving:
-            await self.rt.role_changed.wait()
-        hint = f"; the primary is at {self.rt.primary_hint}" if self.rt.primary_hint else ""
-        await self.link.aclose(f"this server is now {self.rt.role}{hint}")
 
     async def _handle(self, msg: Any) -> None:
         request_id = msg.get("id") if isinstance(msg, dict) else None
@@ -96,6 +84,13 @@ class ClientSession:
                 reason=exc,
             )
             answer = error(request_id, exc)
+            if isinstance(exc, BackupModeError) and self.app is not None:
+                # Registered while this server was primary: it no longer is. The
+                # refusal is a definite answer (nothing was written); then the
+                # link is closed so that the client reconnects to the primary.
+                await self.link.send(answer)
+                await self.link.aclose(f"this server is now {self.rt.role}")
+                return
         await self.link.send(answer)
 
     # -- operations -----------------------------------------------------------

@@ -145,7 +145,7 @@ class Supervisor:
     async def _adopt(self, name: str) -> bool:
         """A server already running (the supervisor itself was restarted): watch it
         instead of starting a second copy that could not bind its ports."""
-        status, _reason = await self._command(name, lambda m: m.status(), timeout=1.0)
+        status, _reason = await self._command(name, lambda m: m.status(), timeout=3.0)
         if status is None or not status.get("pid"):
             return False
         pid = int(status["pid"])
