@@ -614,6 +614,7 @@ def start_fake_servers(
 ) -> FakeServers:
     """Start the fake-servers process on kernel-chosen ports; return once all listen."""
     ports_file = directory / "fake-ports.json"
+    ports_file.unlink(missing_ok=True)
     extra = (f"{addp_timeout:g}", str(ports_file))
     log = (directory / "fake-servers.log").open("ab")
     proc = subprocess.Popen(

@@ -43,7 +43,7 @@ class System:
         self.conf = tmp / "confserv.conf"
         common = (
             f"management-secret = {SECRET}\nserver = db\npair = confserv\n"
-            "lease-ttl = 2\nlease-renew = 0.4\nprotocol = addp\naddp-timeout = 0.5\n"
+            "lease-ttl = 2\nlease-renew = 0.4\nprotocol = addp\naddp-timeout = 1\n"
         )
         self.conf.write_text(
             f"[confserv]\nport = {p[0]}\nmanagement-port = {p[1]}\n{common}"
@@ -60,7 +60,7 @@ class System:
                 f"[{section}]\nhost = 127.0.0.1\nport = {port}\n{link}"
                 f"management-port = {mport}\nmanagement-secret = {SECRET}\n"
                 f"command = {confserv} -s {section} -c {self.conf}\nworking-directory = {tmp}\n"
-                "protocol = addp\naddp-timeout = 0.5\naddp-remote-timeout = 0.5\n"
+                "protocol = addp\naddp-timeout = 1\naddp-remote-timeout = 1\n"
                 "failover-wait = 0\npromote-retry = 0.05\nrestart-backoff = 0.2\n"
             )
 

@@ -61,7 +61,7 @@ async def test_a_short_stall_is_ignored_and_a_long_one_fails_over(system: System
     old = primary_of(rows)
     new = "backup" if old == "confserv" else "confserv"
     pid = rows[old]["pid"]
-    # A stall shorter than the detection bound (addp-timeout 0.5 s): no failover.
+    # A stall shorter than the detection bound (addp-timeout 1 s: silent for 2 s): no failover.
     os.kill(pid, signal.SIGSTOP)
     await trio.sleep(0.2)  # the fault itself: the stall's length is what is tested
     os.kill(pid, signal.SIGCONT)
