@@ -36,7 +36,7 @@ PASSWORD = "pw"
 class System:
     """A generated scs.conf + confserv.conf, and the running ``scs`` process."""
 
-    def __init__(self, tmp: Path, extra_sections: str = "") -> None:
+    def __init__(self, tmp: Path, extra_sections: str = "", db_section: str | None = None) -> None:
         self.tmp = tmp
         p = [free_port() for _ in range(7)]
         self.ports = {"confserv": p[0], "backup": p[2], "proxy": p[4]}
@@ -50,7 +50,8 @@ class System:
             f"[backup]\nport = {p[2]}\nmanagement-port = {p[3]}\n{common}"
             f"[proxy]\nmode = proxy\nport = {p[4]}\nmanagement-port = {p[5]}\n"
             f"management-secret = {SECRET}\nmaster = 127.0.0.1:{p[1]},127.0.0.1:{p[3]}\n"
-            "[log]\nverbose = all\n[db]\ndbengine = sqlite\ndbname = cfg.sqlite\n"
+            "[log]\nverbose = all\n[db]\n"
+            + (db_section or "dbengine = sqlite\ndbname = cfg.sqlite\n")
         )
         confserv = BIN / "confserv"
 
@@ -93,8 +94,8 @@ class System:
         self.logfile = tmp / "scs.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
-        with self.logfile.open("wb") as out:
+    def start(self, append: bool = False) -> None:
+        with self.logfile.open("ab" if append else "wb") as out:
             self.proc = subprocess.Popen(
                 [str(BIN / "scs"), "-f", str(self.scs_conf)], stdout=out, stderr=out
             )
