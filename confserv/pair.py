@@ -147,7 +147,7 @@ class PairDriver:
                 ttl=self.settings.lease_ttl,
                 how=how,
             )
-            return m.lease_taken(lease.epoch, sent)
+            return m.lease_taken(lease.epoch, sent, trio.current_time())
         if isinstance(action, RenewLease):
             sent = trio.current_time()
             try:
@@ -184,7 +184,7 @@ class PairDriver:
         applied = await svc.catch_up()
         old = self.rt.role
         svc.epoch = epoch
-        svc.writable = True
+        svc.writable = self.machine.writable  # false until a late take is renewed
         self.rt.primary_hint = None
         if old != "primary":
             self.rt.log.emit(
@@ -237,19 +237,24 @@ async def follow_primary(rt: Runtime, store: ConfigStore, settings: ServerSettin
         rt.primary_hint = f"{target[0]}:{target[1]}"
         where = f"{target[0]}:{target[2]}"
         try:
-            async with open_management(target[0], target[2], secret, timeout=5) as m:
+            async with open_management(
+                target[0], target[2], secret, addp=settings.addp, timeout=5
+            ) as m:
                 rt.log.emit(events.CONNECTED, what=f"primary '{lease.holder}'", where=where)
                 answer = await m.session.request("replicate", serial=svc.last_serial)
                 await _apply_all(rt, store, [Change.from_wire(c) for c in answer["changes"]])
                 if answer.get("expired"):
                     await svc.catch_up()
+                next_ack = trio.current_time()
                 while True:
-                    with trio.move_on_after(settings.lease_renew):
+                    if trio.current_time() >= next_ack:  # acks go out on a busy stream too
+                        with trio.fail_after(settings.lease_renew * 2):
+                            await m.session.request("ack", serial=svc.last_serial)
+                        next_ack = trio.current_time() + settings.lease_renew
+                    with trio.move_on_at(next_ack):
                         push = await m.session.next_notification()
                         if "notify" in push:
                             await _apply_all(rt, store, [Change.from_wire(push["notify"])])
-                        continue
-                    await m.session.request("ack", serial=svc.last_serial)
         except StaleEpochError as exc:
             rt.log.emit(events.STALE_EPOCH, reason=exc)
         except (OSError, LinkEnded, ConfServError, trio.TooSlowError) as exc:

@@ -170,6 +170,9 @@ async def open_pg_store(
                     password=password,
                     min_size=1,
                     max_size=pool_size,
+                    # A client stopped (SIGSTOP) inside a transaction must not hold
+                    # the lease row's lock for ever: the server ends such sessions.
+                    server_settings={"idle_in_transaction_session_timeout": "1000"},
                 )
         except trio.TooSlowError as exc:
             raise UnavailableError(f"PostgreSQL at {host}:{port} did not answer") from exc

@@ -36,6 +36,7 @@ from .errors import (
     ConfServError,
     ConnectionLostError,
     NoPrimaryError,
+    NotSentError,
     OutcomeUnknownError,
 )
 from .eventlog import EventLog
@@ -81,6 +82,10 @@ class ProxyFollower:
             raise NoPrimaryError(f"no primary reachable for {WRITE_WAIT:g} s; nothing written")
         try:
             answer = await master.session.request("forward", request=request)
+        except NotSentError:
+            # Never sent: wait for the next primary and send it there.
+            await master.session.closed.wait()
+            return await self.forward(request)
         except ConnectionLostError as exc:
             raise OutcomeUnknownError(
                 f"the primary was lost before answering: the write may or may not be "
@@ -107,7 +112,7 @@ class ProxyFollower:
             except StaleEpochError as exc:
                 self.rt.log.emit(events.STALE_EPOCH, reason=f"{where}: {exc}")
             except (OSError, LinkEnded, ConfServError, trio.TooSlowError) as exc:
-                if self.master is not None or self.master_name == where:
+                if self.master_name == where:  # only the loss of a followed primary
                     self.rt.log.emit(
                         events.CONNECTION_LOST, what="primary", where=where, reason=exc
                     )
@@ -115,13 +120,14 @@ class ProxyFollower:
                 if self.master is not None:
                     self.master = None
                     self._connected = trio.Event()
+                self.master_name = ""
             index += 1
             if self._preferred is None and index % len(masters) == 0:
                 await trio.sleep(RETRY)  # after a whole round of masters, not after each
 
     async def _attempt_follow(self, host: str, port: int, where: str) -> None:
         async with open_management(
-            host, port, self.settings.management_secret or "", timeout=2
+            host, port, self.settings.management_secret or "", addp=self.settings.addp, timeout=2
         ) as m:
             await self._follow(m, where)
 

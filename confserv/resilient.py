@@ -88,6 +88,7 @@ class ResilientClient:
                             started = True
                             task_status.started()
                         await client.session.closed.wait()
+                    index, tries = index + 1, 0  # the server just lost is tried last
                     break
                 except (NoServerError, ConnectionLostError) as exc:
                     last_error = exc

@@ -193,16 +193,22 @@ class RoleMachine:
 
     # -- results of actions ---------------------------------------------------
 
-    def lease_taken(self, epoch: int, sent: float) -> list[Action]:
-        """The lease was taken at ``epoch``; the request was sent at ``sent``."""
+    def lease_taken(self, epoch: int, sent: float, now: float | None = None) -> list[Action]:
+        """The lease was taken at ``epoch``: asked at ``sent``, answered at ``now``."""
         self.role = Role.PRIMARY
         self.epoch = epoch
         self.holder = self.name
-        self.writable = True
         self.good_until = sent + self.ttl
         self._renew_at = sent + self.renew
         self._renewing = False
         self._db_unreachable = False
+        if now is not None and now >= self.good_until - self.margin:
+            # The take answered so late that the lease may already be running out:
+            # renew before accepting writes (instead of self-fencing at once).
+            self.writable = False
+            self._renew_at = now
+            return [BecomePrimary(epoch)]
+        self.writable = True
         return [BecomePrimary(epoch)]
 
     def lease_refused(self, holder: str) -> list[Action]:

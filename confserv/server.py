@@ -84,7 +84,7 @@ class ClientSession:
                 reason=exc,
             )
             answer = error(request_id, exc)
-            if isinstance(exc, BackupModeError) and self.app is not None:
+            if isinstance(exc, BackupModeError) and self.app is not None and not self.rt.serving:
                 # Registered while this server was primary: it no longer is. The
                 # refusal is a definite answer (nothing was written); then the
                 # link is closed so that the client reconnects to the primary.

@@ -133,6 +133,8 @@ class ConfigService:
         for obj in snapshot.objects:
             self._insert(obj)
         self.last_serial = snapshot.last_serial
+        self._applied.set()
+        self._applied = trio.Event()
 
     def _store(self) -> ConfigStore:
         if self.store is None:

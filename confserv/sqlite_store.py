@@ -10,6 +10,7 @@ survives a crash of the process or the machine.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -77,12 +78,14 @@ class SqliteStore:
         """Run one plan in a transaction, in this thread (simulations and tools)."""
         return self._run_sync(plan)
 
-    def _run_sync(self, plan: Plan) -> Any:
+    def _run_sync(self, plan: Plan, *, write: bool = True) -> Any:
         conn = self._conn
         if conn is None:
             raise StoreError("the SQLite store is closed")
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            # Read-only plans do not take the write lock, so a writer stopped in
+            # its transaction (SIGSTOP) does not block them.
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN DEFERRED")
             try:
                 query = next(plan)
                 while True:
@@ -100,8 +103,10 @@ class SqliteStore:
         except sqlite3.OperationalError as exc:
             raise UnavailableError(f"SQLite database {self.path}: {exc}") from exc
 
-    async def _run(self, plan: Plan) -> Any:
-        return await trio.to_thread.run_sync(self._run_sync, plan, limiter=self._limiter)
+    async def _run(self, plan: Plan, *, write: bool = True) -> Any:
+        return await trio.to_thread.run_sync(
+            functools.partial(self._run_sync, plan, write=write), limiter=self._limiter
+        )
 
     async def create_schema(self) -> None:
         """Create the tables and counters if missing."""
@@ -109,7 +114,7 @@ class SqliteStore:
 
     async def load(self) -> Snapshot:
         """Read every object and the last serial."""
-        snapshot: Snapshot = await self._run(load_plan())
+        snapshot: Snapshot = await self._run(load_plan(), write=False)
         return snapshot
 
     async def commit(self, pair: str, epoch: int, write: Write) -> Change:
@@ -119,7 +124,7 @@ class SqliteStore:
 
     async def history_since(self, serial: int, limit: int) -> list[Change] | None:
         """Changes after ``serial``, or None when they cannot all be given."""
-        result: list[Change] | None = await self._run(history_plan(serial, limit))
+        result: list[Change] | None = await self._run(history_plan(serial, limit), write=False)
         return result
 
     async def trim_history(self, max_age: float) -> int:
@@ -129,7 +134,7 @@ class SqliteStore:
 
     async def read_lease(self, pair: str) -> Lease | None:
         """The pair's lease."""
-        lease: Lease | None = await self._run(read_lease_plan(pair))
+        lease: Lease | None = await self._run(read_lease_plan(pair), write=False)
         return lease
 
     async def init_lease(self, pair: str) -> None:

@@ -50,13 +50,19 @@ class Supervisor:
 
     # -- feeding the core -------------------------------------------------------
 
-    def feed(self, fn: Callable[..., list[Action]], *args: Any) -> None:
-        """Call a core method with the time appended, and carry out its actions."""
+    def feed(self, fn: Callable[..., list[Action]], *args: Any, wake: bool = True) -> None:
+        """Call a core method with the time appended, and carry out its actions.
+
+        ``wake`` re-arms the decision loop (its next deadline may have moved);
+        the loop's own tick passes False, or it would never sleep.
+        """
         actions = fn(*args, trio.current_time())
         self._carry_out(actions)
-        self._wake.set()
-        changed, self.changed = self.changed, trio.Event()
-        changed.set()
+        if wake:
+            self._wake.set()
+        if actions or wake:
+            changed, self.changed = self.changed, trio.Event()
+            changed.set()
 
     def _carry_out(self, actions: list[Action]) -> None:
         assert self._nursery is not None
@@ -96,7 +102,7 @@ class Supervisor:
                     with trio.move_on_at(math.inf if deadline is None else deadline):
                         await self._wake.wait()
                     self._wake = trio.Event()
-                    self.feed(self.core.tick)
+                    self.feed(self.core.tick, wake=False)
         finally:
             with trio.CancelScope(shield=True):
                 await self.stop_all()
@@ -116,6 +122,9 @@ class Supervisor:
         if name in self.processes:
             return
         if why.startswith("autostart") and await self._adopt(name):
+            return
+        if not spec.command:
+            self.log.emit(events.START_FAILED, server=name, reason="no command in its section")
             return
         logfile = spec.working_directory / f"{name}.log"
         try:
