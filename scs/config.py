@@ -57,6 +57,7 @@ SERVER_OPTIONS: frozenset[str] = frozenset(
         "restart-limit",
         "restart-window",
         "stop-timeout",
+        "fence-after",
         *OPTION_NAMES,
     }
 )
@@ -114,6 +115,7 @@ class ServerSpec:
     promote_retry: float
     restart: RestartPolicy
     stop_timeout: float
+    fence_after: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +219,7 @@ def _server(path: Path, base: Path, name: str, options: dict[str, str]) -> Serve
         promote_retry=sec.seconds("promote-retry", 0.1, low=0.01, high=60.0),
         restart=policy,
         stop_timeout=sec.seconds("stop-timeout", 10.0, low=0.0, high=3600.0),
+        fence_after=sec.seconds("fence-after", 10.0, low=0.0, high=3600.0),
     )
 
 

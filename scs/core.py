@@ -67,6 +67,14 @@ class Demote:
 
 
 @dataclass(frozen=True, slots=True)
+class Fence:
+    """Action: kill the server's process (it is silent and blocks the failover)."""
+
+    server: str
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
 class Redirect:
     """Action: tell a proxy to follow ``server`` now."""
 
@@ -82,7 +90,7 @@ class Emit:
     fields: dict[str, Any]
 
 
-Action = Start | Stop | Promote | Demote | Redirect | Emit
+Action = Start | Stop | Promote | Demote | Redirect | Fence | Emit
 
 
 @dataclass
@@ -118,6 +126,7 @@ class Failover:
     in_flight: bool = False
     decided: bool = False
     old: str = ""
+    fenced: bool = False
 
 
 @dataclass
@@ -131,10 +140,13 @@ class Pair:
     switchover_result: str = ""
     recovering: bool = False
     split_alarmed: bool = False
+    no_primary_since: float | None = None
 
 
 #: Seconds a pair's second member waits for the first to answer before starting anyway.
 SECOND_MEMBER_DELAY = 10.0
+#: Seconds both members may report backup before one is promoted.
+NO_PRIMARY_GRACE = 2.0
 
 
 class SupervisorCore:
@@ -565,11 +577,18 @@ class SupervisorCore:
     def next_deadline(self) -> float | None:
         """When :meth:`tick` must next be called."""
         times = [m.next_start for m in self.members.values() if m.next_start is not None]
-        times += [
-            p.failover.promote_at
-            for p in self.pairs.values()
-            if p.failover is not None and not p.failover.in_flight and not p.paused
-        ]
+        for p in self.pairs.values():
+            if p.paused:
+                continue
+            fo = p.failover
+            if fo is not None and not fo.in_flight:
+                times.append(fo.promote_at)
+            if fo is not None and not fo.force and not fo.fenced:
+                after = self.members[fo.old].spec.fence_after
+                if after > 0:
+                    times.append(fo.detected_at + after)
+            if p.no_primary_since is not None:
+                times.append(p.no_primary_since + NO_PRIMARY_GRACE)
         return min(times) if times else None
 
     def tick(self, now: float) -> list[Action]:
@@ -584,7 +603,72 @@ class SupervisorCore:
                     continue
                 m.restarts.append(now)
                 out.append(Start(name, f"restart {m.consecutive}"))
+        out.extend(self._fencing(now))
+        out.extend(self._no_primary(now))
         out.extend(self._due_promotions(now))
+        return out
+
+    def _fencing(self, now: float) -> list[Action]:
+        """A silent primary that still blocks the failover (the backup's promotions
+        keep failing, e.g. it holds the database's lock while stopped) is killed,
+        when it is a process we run: its exit is then proof of death."""
+        out: list[Action] = []
+        for pair in self.pairs.values():
+            fo = pair.failover
+            if fo is None or fo.force or fo.fenced or pair.paused:
+                continue
+            old = self.members[fo.old]
+            after = old.spec.fence_after
+            if after <= 0 or now < fo.detected_at + after:
+                continue
+            fo.fenced = True
+            if old.process == "running" and old.pid:
+                self._emit(
+                    out,
+                    events.FENCING,
+                    fo.old,
+                    pair=pair.spec.name,
+                    server=fo.old,
+                    after=after,
+                    pid=old.pid,
+                )
+                out.append(Fence(fo.old, old.pid))
+        return out
+
+    def _no_primary(self, now: float) -> list[Action]:
+        """Both members up and backup for a while: promote the one further ahead."""
+        out: list[Action] = []
+        for pair in self.pairs.values():
+            a, b = (self.members[x] for x in pair.spec.members)
+            stuck = (
+                a.link
+                and b.link
+                and a.role == b.role == "backup"
+                and pair.failover is None
+                and pair.switchover is None
+                and not pair.paused
+            )
+            if not stuck:
+                pair.no_primary_since = None
+                continue
+            if pair.no_primary_since is None:
+                pair.no_primary_since = now
+                continue
+            if now < pair.no_primary_since + NO_PRIMARY_GRACE:
+                continue
+            target, other = (a, b) if (a.serial or 0) >= (b.serial or 0) else (b, a)
+            self._emit(
+                out,
+                events.NO_PRIMARY,
+                target.spec.section,
+                pair=pair.spec.name,
+                after=now - pair.no_primary_since,
+                server=target.spec.section,
+            )
+            pair.no_primary_since = None
+            pair.failover = Failover(
+                target.spec.section, False, now, now, decided=True, old=other.spec.section
+            )
         return out
 
     def _due_promotions(self, now: float) -> list[Action]:

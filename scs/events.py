@@ -85,6 +85,15 @@ SPLIT_BRAIN = LogEvent(
 NO_BACKUP = LogEvent(
     40311, Level.ALR, "Pair '{pair}': primary '{server}' lost and no backup can take over: {why}"
 )
+FENCING = LogEvent(
+    40312,
+    Level.ALR,
+    "Pair '{pair}': primary '{server}' silent for {after:g} s and the backup cannot take over: "
+    "killing pid {pid} (fencing) to prove it dead",
+)
+NO_PRIMARY = LogEvent(
+    40313, Level.ALR, "Pair '{pair}': no primary for {after:g} s: promoting '{server}'"
+)
 
 SWITCHOVER = LogEvent(
     40401, Level.STD, "Pair '{pair}': switchover asked by {who}: '{primary}' -> '{backup}'"

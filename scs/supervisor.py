@@ -27,7 +27,7 @@ from confserv.eventlog import EventLog
 
 from . import events
 from .config import ScsSettings
-from .core import Action, Demote, Emit, Promote, Redirect, Start, Stop, SupervisorCore
+from .core import Action, Demote, Emit, Fence, Promote, Redirect, Start, Stop, SupervisorCore
 
 #: Seconds between attempts to reach a management port that does not answer.
 RECONNECT = 0.05
@@ -79,6 +79,9 @@ class Supervisor:
                 self._nursery.start_soon(self._demote, action.server)
             elif isinstance(action, Redirect):
                 self._nursery.start_soon(self._redirect, action.proxy, action.server)
+            elif isinstance(action, Fence):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(action.pid, signal.SIGKILL)
 
     # -- running ----------------------------------------------------------------
 

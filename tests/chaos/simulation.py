@@ -51,7 +51,7 @@ from confserv.store import (
     schema_plan,
 )
 from scs.config import load_scs_settings
-from scs.core import Demote, Emit, Promote, Start, SupervisorCore
+from scs.core import Demote, Emit, Fence, Promote, Start, SupervisorCore
 
 from .checker import Fault, Record, Request, check
 
@@ -252,6 +252,9 @@ class Simulation:
             return
         for action in actions:
             if isinstance(action, Emit):
+                continue
+            if isinstance(action, Fence):
+                self._kill(self.servers[action.server])
                 continue
             if isinstance(action, Start):
                 s = self.servers[action.server]

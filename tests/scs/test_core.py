@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from scs.config import ScsSettings, load_scs_settings
-from scs.core import Emit, Promote, Redirect, Start, SupervisorCore
+from scs.core import Emit, Fence, Promote, Redirect, Start, SupervisorCore
 
 from .test_config import GOOD
 
@@ -225,3 +225,26 @@ class CoreMachine(RuleBasedStateMachine):
 
 
 TestCoreMachine = CoreMachine.TestCase
+
+
+def test_a_silent_primary_blocking_the_failover_is_fenced(tmp_path: Path) -> None:
+    core = core_with_primary(tmp_path, "fence-after = 5\n")
+    core.link_lost("a", "ADDP timeout", 10.0)
+    for t in (12.0, 14.0):
+        core.promote_done("b", None, "db-unavailable: database is locked", t)
+        core.tick(t + 0.1)
+    out = core.tick(15.0)
+    assert Fence("a", 100) in out
+    assert 40312 in ids(out)
+    forced = core.process_exited("a", "killed by SIGKILL", 15.01)
+    assert Promote("b", force=True) in forced
+
+
+def test_a_pair_with_no_primary_gets_one(tmp_path: Path) -> None:
+    core = core_with_primary(tmp_path)
+    core.role_seen("a", {"role": "backup", "epoch": 2, "serial": 9, "pid": 100}, 1.0)
+    core.role_seen("b", {"role": "backup", "epoch": 2, "serial": 7, "pid": 101}, 1.0)
+    assert not any(isinstance(a, Promote) for a in core.tick(1.5))
+    out = core.tick(1.5 + 2.0)
+    assert 40313 in ids(out)
+    assert Promote("a", force=False) in out  # the one further ahead
