@@ -29,5 +29,12 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
+# Fault injection: 10,000 simulated schedules, then about 200 real ones (SQLite
+# and PostgreSQL), seeded; stops by itself within 30 minutes.
+chaos: $(STAMP)
+	$(BIN)/python -m tests.chaos.simulation --schedules 10000
+	$(BIN)/python -m tests.chaos.real --engine sqlite --schedules 100 --minutes 11
+	$(BIN)/python -m tests.chaos.real --engine postgre --schedules 100 --minutes 11
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -215,6 +215,13 @@ async def run(schedules: int, seed: int, engine: str, deadline: float) -> dict[s
                 for f in record.faults:
                     summary["faults"][f.target] = summary["faults"].get(f.target, 0) + 1
                 summary["failovers"] += record.failovers
+                for f in record.faults:
+                    if f.target in ("kill-primary", "stall-long"):
+                        after = [t for t, _e, _s in record.promotions if t >= f.start]
+                        if after:
+                            summary["failover_times"].setdefault(f.target, []).append(
+                                min(after) - f.start
+                            )
                 summary["acked"] += sum(
                     r.outcome == "ok" and r.op == "write" for r in record.requests
                 )
