@@ -65,6 +65,8 @@ class ResilientClient:
         self._subscriptions: list[tuple[str | None, int | None]] = []
         self._last_serial = 0
         self._backlog: list[dict[str, Any]] = []
+        self._epoch = 0
+        self.stale_refused = 0
         self.connects = 0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -205,8 +207,12 @@ class ResilientClient:
                 except ConnectionLostError:
                     await client.session.closed.wait()
                     continue
+            if int(change.get("epoch", 0)) < self._epoch:
+                self.stale_refused += 1  # from a deposed primary: never applied (invariant 3)
+                continue
             if change["serial"] > self._last_serial:
                 self._last_serial = int(change["serial"])
+                self._epoch = max(self._epoch, int(change.get("epoch", 0)))
                 return change
 
 

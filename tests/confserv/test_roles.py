@@ -1,0 +1,113 @@
+"""The role machine's rules one by one, on plain numbers for time."""
+
+from __future__ import annotations
+
+from confserv.roles import (
+    BecomeBackup,
+    BecomePrimary,
+    RenewLease,
+    Role,
+    RoleMachine,
+    StopWrites,
+    TakeLease,
+)
+
+
+def primary(now: float = 0.0) -> RoleMachine:
+    m = RoleMachine("a", ttl=4.0, renew=1.0)
+    m.start()
+    assert m.lease_read("", False) == [TakeLease(force=False)]
+    assert m.lease_taken(1, sent=now, now=now) == [BecomePrimary(1)]
+    return m
+
+
+def test_a_primary_renews_well_before_expiry() -> None:
+    m = primary()
+    assert m.next_deadline() == 1.0
+    assert m.tick(1.0) == [RenewLease(1)]
+    assert m.renewed(1, sent=1.0) == []
+    assert m.good_until == 5.0
+
+
+def test_without_renewal_writes_stop_before_the_lease_runs_out_and_it_drops_to_backup() -> None:
+    m = primary()
+    m.tick(1.0)
+    m.db_unreachable(1.01)  # the renewal could not reach the database
+    deadline = m.next_deadline()
+    assert deadline is not None
+    while m.writable:
+        t = m.next_deadline()
+        assert t is not None
+        actions = m.tick(t)
+        if not m.writable:
+            assert t <= 4.0 - m.margin + 1e-9  # before the lease (sent at 0, ttl 4) runs out
+            assert any(isinstance(a, BecomeBackup) for a in actions)
+        elif any(isinstance(a, RenewLease) for a in actions):
+            m.db_unreachable(t)
+    assert m.role is Role.BACKUP
+
+
+def test_failsafe_database_unreachable_but_the_backup_still_follows() -> None:
+    m = primary()
+    m.tick(1.0)
+    m.db_unreachable(1.01)
+    m.peer_ack(3.5)  # the backup acknowledged this server as primary recently
+    actions: list[object] = []
+    t = 0.0
+    while m.writable:
+        t = m.next_deadline() or t
+        actions = m.tick(t)
+        if any(isinstance(a, RenewLease) for a in actions) and m.writable:
+            m.db_unreachable(t)
+    assert any(isinstance(a, StopWrites) for a in actions)
+    assert m.role is Role.PRIMARY  # role kept, writes stopped
+    assert not m.writable
+    # The database comes back: a successful renewal restores writes.
+    renew = next(a for a in m.tick(m.next_deadline() or t) if isinstance(a, RenewLease))
+    assert m.renewed(renew.epoch, sent=t + 1.0) == [BecomePrimary(1)]
+    assert m.writable
+
+
+def test_a_renewal_refused_for_a_newer_epoch_demotes_at_once() -> None:
+    m = primary()
+    m.tick(1.0)
+    actions = m.renew_fenced("lease moved to epoch 2")
+    assert isinstance(actions[0], BecomeBackup)
+    assert not m.writable
+
+
+def test_a_late_take_renews_before_writing() -> None:
+    m = RoleMachine("a", ttl=4.0, renew=1.0)
+    m.start()
+    m.lease_read("", False)
+    m.lease_taken(1, sent=0.0, now=3.9)  # answered 3.9 s after it was asked
+    assert not m.writable
+    assert m.role is Role.PRIMARY
+    assert m.tick(3.9) == [RenewLease(1)]
+    assert m.renewed(1, sent=3.9) == [BecomePrimary(1)]
+    assert m.writable
+
+
+def test_a_valid_peer_lease_makes_a_starting_server_backup() -> None:
+    m = RoleMachine("b", ttl=4.0, renew=1.0)
+    m.start()
+    [action] = m.lease_read("a", True)
+    assert isinstance(action, BecomeBackup)
+    assert m.role is Role.BACKUP
+
+
+async def test_a_client_refuses_notifications_from_an_older_epoch() -> None:
+    from confserv.resilient import ResilientClient
+
+    rc = ResilientClient(
+        [("127.0.0.1", 1)], reconnect_timeout=1, reconnect_attempts=1, give_up_after=None
+    )
+    rc._subscriptions = [(None, None)]
+    rc._backlog = [
+        {"serial": 5, "epoch": 2, "type": "Host", "dbid": 1},
+        {"serial": 6, "epoch": 1, "type": "Host", "dbid": 2},  # a deposed primary's
+        {"serial": 6, "epoch": 2, "type": "Host", "dbid": 3},
+    ]
+    assert (await rc.notification())["dbid"] == 1
+    assert (await rc.notification())["dbid"] == 3
+    assert rc.stale_refused == 1
