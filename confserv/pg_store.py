@@ -20,25 +20,7 @@ import trio
 import trio_asyncio
 
 from .errors import ConstraintError, StoreError, UnavailableError
-from .models import ddl
-from .store import (
-    Change,
-    Lease,
-    Plan,
-    Query,
-    Snapshot,
-    Write,
-    acquire_lease_plan,
-    commit_plan,
-    history_plan,
-    init_lease_plan,
-    load_plan,
-    read_lease_plan,
-    release_lease_plan,
-    renew_lease_plan,
-    schema_plan,
-    trim_plan,
-)
+from .store import Plan, PlanStore, Query
 
 _NOW = "(extract(epoch from clock_timestamp())::float8)"
 _PLACEHOLDER = re.compile(r"\?")
@@ -57,7 +39,7 @@ def _to_pg(query: Query) -> str:
     return sql + " FOR UPDATE" if query.lock else sql
 
 
-class PgStore:
+class PgStore(PlanStore):
     """:class:`~confserv.store.ConfigStore` on PostgreSQL (open with :func:`open_pg_store`)."""
 
     engine = "postgre"
@@ -79,7 +61,8 @@ class PgStore:
             except StopIteration as done:
                 return done.value
 
-    async def _run(self, plan: Plan) -> Any:
+    async def _run(self, plan: Plan, *, write: bool = True) -> Any:
+        # ``write`` does not matter here: rows are locked only where a plan asks.
         try:
             with trio.fail_after(self._timeout):
                 return await trio_asyncio.aio_as_trio(self._run_aio)(plan)
@@ -89,55 +72,6 @@ class PgStore:
             raise ConstraintError(f"constraint violated: {exc}") from exc
         except _UNAVAILABLE as exc:
             raise UnavailableError(f"PostgreSQL unavailable: {exc}") from exc
-
-    async def create_schema(self) -> None:
-        """Create the tables and counters if missing."""
-        await self._run(schema_plan(ddl("postgre")))
-
-    async def load(self) -> Snapshot:
-        """Read every object and the last serial."""
-        snapshot: Snapshot = await self._run(load_plan())
-        return snapshot
-
-    async def commit(self, pair: str, epoch: int, write: Write) -> Change:
-        """Commit ``write`` under the epoch check."""
-        change: Change = await self._run(commit_plan(pair, epoch, write))
-        return change
-
-    async def history_since(self, serial: int, limit: int) -> list[Change] | None:
-        """Changes after ``serial``, or None when they cannot all be given."""
-        result: list[Change] | None = await self._run(history_plan(serial, limit))
-        return result
-
-    async def trim_history(self, max_age: float) -> int:
-        """Delete history older than ``max_age`` seconds."""
-        count: int = await self._run(trim_plan(max_age))
-        return count
-
-    async def read_lease(self, pair: str) -> Lease | None:
-        """The pair's lease."""
-        lease: Lease | None = await self._run(read_lease_plan(pair))
-        return lease
-
-    async def init_lease(self, pair: str) -> None:
-        """Create the pair's lease row at epoch 0 if missing."""
-        await self._run(init_lease_plan(pair))
-
-    async def acquire_lease(
-        self, pair: str, holder: str, ttl: float, *, force: bool, address: str = ""
-    ) -> Lease:
-        """Take the lease, raising the epoch, and publish where we serve."""
-        lease: Lease = await self._run(acquire_lease_plan(pair, holder, ttl, force, address))
-        return lease
-
-    async def renew_lease(self, pair: str, holder: str, epoch: int, ttl: float) -> Lease:
-        """Extend our lease."""
-        lease: Lease = await self._run(renew_lease_plan(pair, holder, epoch, ttl))
-        return lease
-
-    async def release_lease(self, pair: str, holder: str, epoch: int) -> None:
-        """Give up our lease."""
-        await self._run(release_lease_plan(pair, holder, epoch))
 
     async def aclose(self) -> None:
         """Close the pool (shielded: clean-up must finish)."""

@@ -18,24 +18,7 @@ from typing import Any
 import trio
 
 from .errors import ConstraintError, StoreError, UnavailableError
-from .models import ddl
-from .store import (
-    Change,
-    Lease,
-    Plan,
-    Snapshot,
-    Write,
-    acquire_lease_plan,
-    commit_plan,
-    history_plan,
-    init_lease_plan,
-    load_plan,
-    read_lease_plan,
-    release_lease_plan,
-    renew_lease_plan,
-    schema_plan,
-    trim_plan,
-)
+from .store import Plan, PlanStore
 
 _NOW = "((julianday('now') - 2440587.5) * 86400.0)"
 
@@ -43,7 +26,7 @@ _NOW = "((julianday('now') - 2440587.5) * 86400.0)"
 BUSY_TIMEOUT_MS = 10_000
 
 
-class SqliteStore:
+class SqliteStore(PlanStore):
     """:class:`~confserv.store.ConfigStore` on a SQLite file."""
 
     engine = "sqlite"
@@ -107,55 +90,6 @@ class SqliteStore:
         return await trio.to_thread.run_sync(
             functools.partial(self._run_sync, plan, write=write), limiter=self._limiter
         )
-
-    async def create_schema(self) -> None:
-        """Create the tables and counters if missing."""
-        await self._run(schema_plan(ddl("sqlite")))
-
-    async def load(self) -> Snapshot:
-        """Read every object and the last serial."""
-        snapshot: Snapshot = await self._run(load_plan(), write=False)
-        return snapshot
-
-    async def commit(self, pair: str, epoch: int, write: Write) -> Change:
-        """Commit ``write`` under the epoch check."""
-        change: Change = await self._run(commit_plan(pair, epoch, write))
-        return change
-
-    async def history_since(self, serial: int, limit: int) -> list[Change] | None:
-        """Changes after ``serial``, or None when they cannot all be given."""
-        result: list[Change] | None = await self._run(history_plan(serial, limit), write=False)
-        return result
-
-    async def trim_history(self, max_age: float) -> int:
-        """Delete history older than ``max_age`` seconds."""
-        count: int = await self._run(trim_plan(max_age))
-        return count
-
-    async def read_lease(self, pair: str) -> Lease | None:
-        """The pair's lease."""
-        lease: Lease | None = await self._run(read_lease_plan(pair), write=False)
-        return lease
-
-    async def init_lease(self, pair: str) -> None:
-        """Create the pair's lease row at epoch 0 if missing."""
-        await self._run(init_lease_plan(pair))
-
-    async def acquire_lease(
-        self, pair: str, holder: str, ttl: float, *, force: bool, address: str = ""
-    ) -> Lease:
-        """Take the lease, raising the epoch, and publish where we serve."""
-        lease: Lease = await self._run(acquire_lease_plan(pair, holder, ttl, force, address))
-        return lease
-
-    async def renew_lease(self, pair: str, holder: str, epoch: int, ttl: float) -> Lease:
-        """Extend our lease."""
-        lease: Lease = await self._run(renew_lease_plan(pair, holder, epoch, ttl))
-        return lease
-
-    async def release_lease(self, pair: str, holder: str, epoch: int) -> None:
-        """Give up our lease."""
-        await self._run(release_lease_plan(pair, holder, epoch))
 
     async def aclose(self) -> None:
         """Close the connection."""

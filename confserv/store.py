@@ -357,3 +357,67 @@ def init_lease_plan(pair: str) -> Plan:
         "ON CONFLICT (pair) DO NOTHING",
         (pair,),
     )
+
+
+class PlanStore:
+    """The :class:`ConfigStore` operations, each one plan; a subclass runs plans.
+
+    Subclasses give ``engine`` and ``_run(plan, write=...)`` (``write=False``:
+    the plan only reads). Written once here so the two engines cannot drift.
+    """
+
+    engine: str
+
+    async def _run(self, plan: Plan, *, write: bool = True) -> Any:
+        raise NotImplementedError
+
+    async def create_schema(self) -> None:
+        """Create the tables and counters if missing."""
+        from .models import ddl
+
+        await self._run(schema_plan(ddl(self.engine)))
+
+    async def load(self) -> Snapshot:
+        """Read every object and the last serial."""
+        snapshot: Snapshot = await self._run(load_plan(), write=False)
+        return snapshot
+
+    async def commit(self, pair: str, epoch: int, write: Write) -> Change:
+        """Commit ``write`` under the epoch check."""
+        change: Change = await self._run(commit_plan(pair, epoch, write))
+        return change
+
+    async def history_since(self, serial: int, limit: int) -> list[Change] | None:
+        """Changes after ``serial``, or None when they cannot all be given."""
+        result: list[Change] | None = await self._run(history_plan(serial, limit), write=False)
+        return result
+
+    async def trim_history(self, max_age: float) -> int:
+        """Delete history older than ``max_age`` seconds."""
+        count: int = await self._run(trim_plan(max_age))
+        return count
+
+    async def read_lease(self, pair: str) -> Lease | None:
+        """The pair's lease."""
+        lease: Lease | None = await self._run(read_lease_plan(pair), write=False)
+        return lease
+
+    async def init_lease(self, pair: str) -> None:
+        """Create the pair's lease row at epoch 0 if missing."""
+        await self._run(init_lease_plan(pair))
+
+    async def acquire_lease(
+        self, pair: str, holder: str, ttl: float, *, force: bool, address: str = ""
+    ) -> Lease:
+        """Take the lease, raising the epoch, and publish where we serve."""
+        lease: Lease = await self._run(acquire_lease_plan(pair, holder, ttl, force, address))
+        return lease
+
+    async def renew_lease(self, pair: str, holder: str, epoch: int, ttl: float) -> Lease:
+        """Extend our lease."""
+        lease: Lease = await self._run(renew_lease_plan(pair, holder, epoch, ttl))
+        return lease
+
+    async def release_lease(self, pair: str, holder: str, epoch: int) -> None:
+        """Give up our lease."""
+        await self._run(release_lease_plan(pair, holder, epoch))

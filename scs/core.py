@@ -263,7 +263,7 @@ class SupervisorCore:
             )
             return
         detected = fo.detected_at if fo is not None else now
-        if fo is None:
+        if fo is None or not fo.force:  # also when its silence was noticed a moment earlier
             self._emit(out, events.FAILOVER_EXIT, dead, pair=pair.spec.name, server=dead, how=how)
         self._emit(out, events.DECIDED_FORCE, target, pair=pair.spec.name, server=target)
         pair.failover = Failover(

@@ -248,3 +248,11 @@ def test_a_pair_with_no_primary_gets_one(tmp_path: Path) -> None:
     out = core.tick(1.5 + 2.0)
     assert 40313 in ids(out)
     assert Promote("a", force=False) in out  # the one further ahead
+
+
+def test_an_exit_seen_just_after_the_silence_still_tells_the_death(tmp_path: Path) -> None:
+    core = core_with_primary(tmp_path)
+    core.link_lost("a", "closed by peer: end of stream", 5.0)  # the socket closed first
+    out = core.process_exited("a", "killed by SIGKILL", 5.002)
+    assert 40301 in ids(out)
+    assert Promote("b", force=True) in out
