@@ -33,6 +33,7 @@ from .app import serve_ports
 from .client import ManagementClient, open_management
 from .config import ServerSettings
 from .errors import (
+    BackupModeError,
     ConfServError,
     ConnectionLostError,
     NoPrimaryError,
@@ -82,8 +83,10 @@ class ProxyFollower:
             raise NoPrimaryError(f"no primary reachable for {WRITE_WAIT:g} s; nothing written")
         try:
             answer = await master.session.request("forward", request=request)
-        except NotSentError:
-            # Never sent: wait for the next primary and send it there.
+        except (NotSentError, BackupModeError):
+            # Never sent, or refused by a master no longer primary: nothing was
+            # written, so wait for the next primary and send it there.
+            await master.session.link.aclose("master is not primary")
             await master.session.closed.wait()
             return await self.forward(request)
         except ConnectionLostError as exc:
