@@ -48,6 +48,10 @@ class Record:
     promotions: list[tuple[float, int, str]] = field(default_factory=list)  # (time, epoch, server)
     committed: set[str] = field(default_factory=set)  # keys present in the database at the end
     detection_bound: float = 0.0
+    #: How long a fault's consequences may last after it ends (detection, lease
+    #: expiry, restart): a failover inside that window is blamed on it, not on a
+    #: short fault that happens to fall there.
+    settle: float = 0.0
 
     @property
     def failovers(self) -> int:
@@ -88,12 +92,13 @@ def check(record: Record) -> list[str]:
     for fault in record.faults:
         if fault.kind not in ("pause", "partition") or fault.duration >= record.detection_bound:
             continue
+        window_end = fault.start + fault.duration + record.detection_bound
         others = [
             f
             for f in record.faults
             if f is not fault
-            and f.start < fault.start + fault.duration + 1
-            and f.start + max(f.duration, 1) > fault.start
+            and f.start <= window_end
+            and f.start + f.duration + max(record.settle, record.detection_bound) >= fault.start
         ]
         if others:
             continue  # overlapping faults: this one alone cannot be blamed

@@ -138,7 +138,7 @@ async def _inject(system: System, fault: Fault, rows: dict[str, dict[str, Any]])
 async def one_schedule(system: System, seed: int) -> tuple[Record, list[str]]:
     """Play one seeded schedule on a running system; its record and violations."""
     rng = random.Random(seed)
-    record = Record(detection_bound=DETECTION_BOUND)
+    record = Record(detection_bound=DETECTION_BOUND, settle=DETECTION_BOUND + 2.0 + 2.0)
     rows = await system.wait(healthy, timeout=90)
     sections = {system.ports[name]: name for name in ("confserv", "backup")}
     faults = []

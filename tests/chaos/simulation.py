@@ -138,6 +138,7 @@ class Simulation:
         self.writes = 0
         self.in_flight: list[tuple[float, Server, int, str, float]] = []
         self.record.detection_bound = ADDP_T
+        self.record.settle = 2 * ADDP_T + TTL + RESTART_DELAY + 1.0
         self._plan_faults()
 
     # -- the schedule ---------------------------------------------------------------
