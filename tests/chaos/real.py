@@ -127,12 +127,18 @@ async def _inject(system: System, fault: Fault, rows: dict[str, dict[str, Any]])
         fault.kind, primary
     )
     pid = rows[target]["pid"]
-    if fault.kind.startswith("kill"):
-        os.kill(pid, signal.SIGKILL)
+    if not pid:
+        fault.kind = "missed"  # the target is down at this moment
         return
-    os.kill(pid, signal.SIGSTOP)
-    await trio.sleep(fault.duration)
-    os.kill(pid, signal.SIGCONT)
+    try:
+        if fault.kind.startswith("kill"):
+            os.kill(pid, signal.SIGKILL)
+            return
+        os.kill(pid, signal.SIGSTOP)
+        await trio.sleep(fault.duration)
+        os.kill(pid, signal.SIGCONT)
+    except ProcessLookupError:
+        fault.kind = "missed"  # the target had just died of an earlier fault
 
 
 async def one_schedule(system: System, seed: int) -> tuple[Record, list[str]]:
