@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -290,3 +291,24 @@ def machine_cpu() -> float:
     # cpu user nice system idle iowait irq softirq steal guest guest_nice
     busy = sum(int(fields[i]) for i in (1, 2, 3))
     return busy / os.sysconf("SC_CLK_TCK")
+
+
+def background_load(seconds: float = 1.0) -> float:
+    """Per cent of one core the machine's other processes use while this one sleeps."""
+    import time
+
+    before = machine_cpu()
+    time.sleep(seconds)
+    return (machine_cpu() - before) / seconds * 100
+
+
+def run_benchmarks(benchmarks: dict[str, Any], warning: str) -> list[Any]:
+    """Run a module's benchmarks in order after noting the machine's background load."""
+    busy = background_load()
+    print(f"  (other processes use {busy:.0f}% of one core before the start)", flush=True)
+    if busy > 20:
+        print(f"  WARNING: the machine is not idle: {warning}", flush=True)
+    results: list[Any] = []
+    for bench in benchmarks.values():
+        results += bench()
+    return results

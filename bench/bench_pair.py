@@ -85,7 +85,7 @@ from bench._pair import (  # noqa: E402
     percentile,
 )
 from bench._report import Result, report  # noqa: E402
-from bench._servers import ADMIN_PASSWORD, HOST, machine_cpu  # noqa: E402
+from bench._servers import ADMIN_PASSWORD, HOST, run_benchmarks  # noqa: E402
 from confserv.client import ConfigClient, open_client  # noqa: E402
 from confserv.errors import (  # noqa: E402
     BackupModeError,
@@ -762,23 +762,9 @@ BENCHMARKS: dict[str, Callable[[], list[Result]]] = {
 }
 
 
-def background_load(seconds: float = 1.0) -> float:
-    """Per cent of one core the machine's other processes use while this one sleeps."""
-    before = machine_cpu()
-    time.sleep(seconds)
-    return (machine_cpu() - before) / seconds * 100
-
-
 def run() -> list[Result]:
     """Run the three benchmarks in order; every figure beside its target."""
-    busy = background_load()
-    print(f"  (other processes use {busy:.0f}% of one core before the start)", flush=True)
-    if busy > 20:
-        print("  WARNING: the machine is not idle: the latencies below will be high", flush=True)
-    results: list[Result] = []
-    for bench in BENCHMARKS.values():
-        results += bench()
-    return results
+    return run_benchmarks(BENCHMARKS, "the latencies below will be high")
 
 
 def main(argv: Sequence[str]) -> None:

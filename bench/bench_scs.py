@@ -85,7 +85,7 @@ from bench._scs import (  # noqa: E402
     start_fake_servers,
     write_fleet_config,
 )
-from bench._servers import machine_cpu, process_cpu, process_rss_kib  # noqa: E402
+from bench._servers import machine_cpu, process_cpu, process_rss_kib, run_benchmarks  # noqa: E402
 
 #: Failovers of benchmark 1 (SIGKILL).
 KILL_RUNS = 20
@@ -612,23 +612,9 @@ BENCHMARKS: dict[str, Callable[[], list[Result]]] = {
 }
 
 
-def background_load(seconds: float = 1.0) -> float:
-    """Per cent of one core the machine's other processes use while this one sleeps."""
-    before = machine_cpu()
-    time.sleep(seconds)
-    return (machine_cpu() - before) / seconds * 100
-
-
 def run() -> list[Result]:
     """Run the three benchmarks in order; every figure beside its target."""
-    busy = background_load()
-    print(f"  (other processes use {busy:.0f}% of one core before the start)", flush=True)
-    if busy > 20:
-        print("  WARNING: the machine is not idle: the figures below will suffer", flush=True)
-    results: list[Result] = []
-    for bench in BENCHMARKS.values():
-        results += bench()
-    return results
+    return run_benchmarks(BENCHMARKS, "the figures below will suffer")
 
 
 def main(argv: Sequence[str]) -> None:
