@@ -25,34 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from addp import Keepalive, PeerLost
-from confserv.errors import FencedError, LeaseHeldError
-from confserv.models import ddl
-from confserv.roles import (
-    Action,
-    BecomeBackup,
-    BecomePrimary,
-    ReadLease,
-    ReleaseLease,
-    RenewLease,
-    Role,
-    RoleMachine,
-    StopWrites,
-    TakeLease,
-)
-from confserv.sqlite_store import SqliteStore
-from confserv.store import (
-    Write,
-    acquire_lease_plan,
-    commit_plan,
-    init_lease_plan,
-    read_lease_plan,
-    release_lease_plan,
-    renew_lease_plan,
-    schema_plan,
-)
+from confserv.errors import FencedError
+from confserv.roles import Role, RoleMachine
+from confserv.store import Lease
 from scs.config import load_scs_settings
 from scs.core import Demote, Emit, Fence, Promote, Start, SupervisorCore
 
+from ..helpers.simdb import SimDatabase
 from .checker import Fault, Record, Request, check
 
 STEP = 0.05
@@ -119,14 +98,7 @@ class Simulation:
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
-        self.store = SqliteStore(":memory:", now_sql="(SELECT t FROM sim_clock)")
-        self.store._connect()
-        conn = self.store._conn
-        assert conn is not None
-        conn.execute("CREATE TABLE sim_clock (t REAL)")
-        conn.execute("INSERT INTO sim_clock VALUES (0)")
-        self.store.run_sync(schema_plan(ddl("sqlite")))
-        self.store.run_sync(init_lease_plan("p"))
+        self.db = SimDatabase(TTL)
         with tempfile.TemporaryDirectory() as tmp:
             conf = Path(tmp) / "scs.conf"
             conf.write_text(SCS_CONF)
@@ -195,49 +167,17 @@ class Simulation:
     def _db_ok(self, s: Server) -> bool:
         return self.now >= s.db_cut_until
 
-    def _execute(self, s: Server, actions: list[Action]) -> None:
-        m = s.machine
-        while actions:
-            action = actions.pop(0)
-            if isinstance(action, ReadLease):
-                if not self._db_ok(s):
-                    actions += m.lease_read("", False)  # as confserv does: cannot read, try to take
-                    continue
-                lease = self.store.run_sync(read_lease_plan("p"))
-                actions += m.lease_read(lease.holder, lease.valid)
-            elif isinstance(action, TakeLease):
-                if not self._db_ok(s):
-                    actions += m.lease_refused("")
-                    continue
-                before = self.store.run_sync(read_lease_plan("p"))
-                try:
-                    lease = self.store.run_sync(
-                        acquire_lease_plan("p", s.name, TTL, action.force, "")
-                    )
-                except LeaseHeldError as exc:
-                    actions += m.lease_refused(exc.holder)
-                    continue
-                if before.valid and before.holder and before.holder != s.name:
-                    holder = self.servers[before.holder]
-                    if not action.force or holder.alive:
-                        self.record.faults.append(Fault("VIOLATION", before.holder, self.now, 0))
-                self.record.promotions.append((self.now, lease.epoch, s.name))
-                actions += m.lease_taken(lease.epoch, self.now)
-            elif isinstance(action, RenewLease):
-                if not self._db_ok(s):
-                    actions += m.db_unreachable(self.now)
-                    continue
-                try:
-                    self.store.run_sync(renew_lease_plan("p", s.name, action.epoch, TTL))
-                except FencedError as exc:
-                    actions += m.renew_fenced(str(exc))
-                    continue
-                actions += m.renewed(action.epoch, self.now)
-            elif isinstance(action, ReleaseLease):
-                if self._db_ok(s):
-                    self.store.run_sync(release_lease_plan("p", s.name, action.epoch))
-            else:
-                assert isinstance(action, (BecomePrimary, BecomeBackup, StopWrites))
+    def _execute(self, s: Server, actions: list[Any]) -> None:
+        self.db.execute(
+            s.name, s.machine, actions, self.now, reachable=self._db_ok(s), on_take=self._taken
+        )
+
+    def _taken(self, name: str, before: Lease, taken: Lease, force: bool) -> None:
+        if before.valid and before.holder and before.holder != name:
+            holder = self.servers[before.holder]
+            if not force or holder.alive:  # checked by run_schedule
+                self.record.faults.append(Fault("VIOLATION", before.holder, self.now, 0))
+        self.record.promotions.append((self.now, taken.epoch, name))
 
     def _role(self, s: Server) -> str:
         return {Role.PRIMARY: "primary", Role.BACKUP: "backup"}.get(s.machine.role, "starting")
@@ -339,11 +279,7 @@ class Simulation:
                 )
                 continue
             try:
-                change = self.store.run_sync(
-                    commit_plan(
-                        "p", epoch, Write("add", "Host", None, {"type": "Host", "name": key})
-                    )
-                )
+                change = self.db.commit_host(epoch, key)
             except FencedError:
                 self.record.requests.append(
                     Request("c", "write", start, self.now, "error", key=key)
@@ -359,9 +295,7 @@ class Simulation:
     # -- the loop -------------------------------------------------------------------
 
     def set_clock(self) -> None:
-        conn = self.store._conn
-        assert conn is not None
-        conn.execute("UPDATE sim_clock SET t = ?", (self.now,))
+        self.db.set_clock(self.now)
 
     def run(self) -> Record:
         """Play the schedule to the horizon and return what happened."""
@@ -402,10 +336,8 @@ class Simulation:
             if self.rng.random() < 0.3:
                 self._client_write()
             self._commit_due_writes()
-        conn = self.store._conn
-        assert conn is not None
-        self.record.committed = {r[0] for r in conn.execute("SELECT name FROM cfg_object")}
-        conn.close()
+        self.record.committed = self.db.stored_names()
+        self.db.close()
         return self.record
 
 

@@ -23,8 +23,8 @@ import trio
 from confserv.client import open_client, open_management
 from confserv.config import DatabaseSettings
 from confserv.errors import ConnectionLostError, PromotionRefusedError, RequestError
-from confserv.resilient import open_resilient_client
 
+from ..helpers.system import Writer
 from .test_cli import free_port
 
 pytestmark = pytest.mark.integration
@@ -149,34 +149,6 @@ addp-remote-timeout = 1
         proxy.stop()
 
 
-class Writer:
-    """Writes continuously through the resilient client, recording each outcome."""
-
-    def __init__(self, servers: list[tuple[str, int]]) -> None:
-        self.servers = servers
-        self.acked: list[str] = []
-        self.unknown: list[str] = []
-        self.failed: list[str] = []
-        self.stop = trio.Event()
-
-    async def run(self) -> None:
-        async with open_resilient_client(
-            self.servers, app="writer", user="default", password=PASSWORD, reconnect_timeout=0.05
-        ) as rc:
-            n = 0
-            while not self.stop.is_set():
-                name = f"w{n}"
-                n += 1
-                try:
-                    await rc.create("DN", {"name": name})
-                    self.acked.append(name)
-                except ConnectionLostError:
-                    self.unknown.append(name)
-                except RequestError:
-                    self.failed.append(name)  # refused outright (read-only, fenced): not done
-                await trio.sleep(0.005)
-
-
 async def all_dn_names(server: tuple[str, int]) -> set[str]:
     async with open_client([server], app="check", user="default", password=PASSWORD) as c:
         return {d["name"] for d in await c.read("DN")}
@@ -190,7 +162,7 @@ async def test_sigkill_of_the_primary(pair: tuple[Proc, Proc, Proc]) -> None:
     await backup.wait_role("backup")
     proxy.start()
     await proxy.wait_role("proxy")
-    writer = Writer([primary.address, backup.address])
+    writer = Writer([primary.address, backup.address], PASSWORD)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(writer.run)
         with trio.fail_after(20):
@@ -235,7 +207,7 @@ async def test_sigstop_of_the_primary(pair: tuple[Proc, Proc, Proc]) -> None:
     await primary.wait_role("primary")
     backup.start()
     await backup.wait_role("backup")
-    writer = Writer([primary.address, backup.address])
+    writer = Writer([primary.address, backup.address], PASSWORD)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(writer.run)
         with trio.fail_after(20):

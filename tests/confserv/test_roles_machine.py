@@ -20,31 +20,11 @@ from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from confserv.errors import FencedError, LeaseHeldError
-from confserv.models import ddl
-from confserv.roles import (
-    Action,
-    BecomeBackup,
-    BecomePrimary,
-    ReadLease,
-    ReleaseLease,
-    RenewLease,
-    Role,
-    RoleMachine,
-    StopWrites,
-    TakeLease,
-)
-from confserv.sqlite_store import SqliteStore
-from confserv.store import (
-    Write,
-    acquire_lease_plan,
-    commit_plan,
-    init_lease_plan,
-    read_lease_plan,
-    release_lease_plan,
-    renew_lease_plan,
-    schema_plan,
-)
+from confserv.errors import FencedError
+from confserv.roles import Role, RoleMachine
+from confserv.store import Lease
+
+from ..helpers.simdb import SimDatabase
 
 TTL, RENEW = 2.0, 0.5
 NAMES = ("a", "b")
@@ -65,13 +45,7 @@ class PairSimulation(RuleBasedStateMachine):
     @initialize()
     def start(self) -> None:
         self.now = 0.0
-        self.store = SqliteStore(":memory:", now_sql="(SELECT t FROM sim_clock)")
-        self.store._connect()
-        assert self.store._conn is not None
-        self.store._conn.execute("CREATE TABLE sim_clock (t REAL)")
-        self.store._conn.execute("INSERT INTO sim_clock VALUES (0)")
-        self.store.run_sync(schema_plan(ddl("sqlite")))
-        self.store.run_sync(init_lease_plan("p"))
+        self.db = SimDatabase(TTL)
         self.nodes = {n: Node(n) for n in NAMES}
         self.commits: list[tuple[int, int, str]] = []  # (serial, epoch, writer)
         self.lease_epochs: list[int] = [0]
@@ -82,51 +56,26 @@ class PairSimulation(RuleBasedStateMachine):
     # -- the world ------------------------------------------------------------
 
     def set_clock(self, t: float) -> None:
-        assert self.store._conn is not None
-        self.store._conn.execute("UPDATE sim_clock SET t = ?", (t,))
+        self.db.set_clock(t)
 
-    def lease(self) -> Any:
-        return self.store.run_sync(read_lease_plan("p"))
+    def lease(self) -> Lease:
+        return self.db.lease()
 
-    def execute(self, node: Node, actions: list[Action]) -> None:
-        m = node.machine
-        while actions:
-            action = actions.pop(0)
-            if isinstance(action, ReadLease):
-                lease = self.lease()
-                actions += m.lease_read(lease.holder, lease.valid)
-            elif isinstance(action, TakeLease):
-                if node.cut_off:
-                    actions += m.lease_refused("")
-                    continue
-                before = self.lease()
-                try:
-                    lease = self.store.run_sync(
-                        acquire_lease_plan("p", node.name, TTL, action.force, "")
-                    )
-                except LeaseHeldError as exc:
-                    actions += m.lease_refused(exc.holder)
-                    continue
-                # Invariant 3: a valid lease of another is only taken by force.
-                if before.valid and before.holder != node.name:
-                    assert action.force, "promotion while the holder's lease was valid"
-                self.lease_epochs.append(lease.epoch)
-                actions += m.lease_taken(lease.epoch, self.now)
-            elif isinstance(action, RenewLease):
-                if node.cut_off:
-                    actions += m.db_unreachable(self.now)
-                    continue
-                try:
-                    self.store.run_sync(renew_lease_plan("p", node.name, action.epoch, TTL))
-                except FencedError as exc:
-                    actions += m.renew_fenced(str(exc))
-                    continue
-                actions += m.renewed(action.epoch, self.now)
-            elif isinstance(action, ReleaseLease):
-                if not node.cut_off:
-                    self.store.run_sync(release_lease_plan("p", node.name, action.epoch))
-            else:
-                assert isinstance(action, (BecomePrimary, BecomeBackup, StopWrites))
+    def execute(self, node: Node, actions: list[Any]) -> None:
+        self.db.execute(
+            node.name,
+            node.machine,
+            actions,
+            self.now,
+            reachable=not node.cut_off,
+            on_take=self._taken,
+        )
+
+    def _taken(self, name: str, before: Lease, taken: Lease, force: bool) -> None:
+        # Invariant 3: a valid lease of another is only taken by force.
+        if before.valid and before.holder != name:
+            assert force, "promotion while the holder's lease was valid"
+        self.lease_epochs.append(taken.epoch)
 
     def live(self, node: Node) -> bool:
         return not node.crashed and not node.paused
@@ -173,17 +122,8 @@ class PairSimulation(RuleBasedStateMachine):
         if node.paused:
             return
         try:
-            change = self.store.run_sync(
-                commit_plan(
-                    "p",
-                    node.machine.epoch,
-                    Write(
-                        "add",
-                        "Host",
-                        None,
-                        {"type": "Host", "name": f"h{len(self.commits)}-{name}-{self.now}"},
-                    ),
-                )
+            change = self.db.commit_host(
+                node.machine.epoch, f"h{len(self.commits)}-{name}-{self.now}"
             )
         except FencedError:
             return
@@ -261,9 +201,7 @@ class PairSimulation(RuleBasedStateMachine):
     def no_acknowledged_write_is_lost(self) -> None:
         if not hasattr(self, "commits"):
             return
-        assert self.store._conn is not None
-        stored = self.store._conn.execute("SELECT COUNT(*) FROM cfg_object").fetchone()[0]
-        assert stored == len(self.commits)
+        assert len(self.db.stored_names()) == len(self.commits)
 
     @invariant()
     def a_writable_live_primary_holds_an_unexpired_lease(self) -> None:

@@ -158,16 +158,26 @@ def primary_of(rows: dict[str, dict[str, Any]]) -> str:
 class Writer:
     """A client writing throughout, through the resilient client library."""
 
-    def __init__(self, system: System) -> None:
-        self.system = system
+    def __init__(self, servers: list[tuple[str, int]], password: str = PASSWORD) -> None:
+        self.servers = servers
+        self.password = password
         self.acked: list[str] = []
         self.unknown: list[str] = []
+        self.failed: list[str] = []
         self.stop = trio.Event()
 
+    @classmethod
+    def for_system(cls, system: System) -> Writer:
+        """A writer to the pair of ``system``."""
+        return cls([system.address("confserv"), system.address("backup")])
+
     async def run(self) -> None:
-        servers = [self.system.address("confserv"), self.system.address("backup")]
         async with open_resilient_client(
-            servers, app="w", user="default", password=PASSWORD, reconnect_timeout=0.02
+            self.servers,
+            app="w",
+            user="default",
+            password=self.password,
+            reconnect_timeout=0.02,
         ) as rc:
             n = 0
             while not self.stop.is_set():
@@ -179,7 +189,7 @@ class Writer:
                 except ConnectionLostError:
                     self.unknown.append(name)
                 except RequestError:
-                    pass  # refused outright: not done, not acknowledged
+                    self.failed.append(name)  # refused outright: not done, not acknowledged
                 await trio.sleep(0.01)
 
     async def until(self, count: int) -> None:
@@ -188,6 +198,6 @@ class Writer:
                 await trio.sleep(0.01)
 
     async def check(self, server: tuple[str, int]) -> None:
-        async with open_client([server], app="chk", user="default", password=PASSWORD) as c:
+        async with open_client([server], app="chk", user="default", password=self.password) as c:
             names = {d["name"] for d in await c.read("DN")}
         assert set(self.acked) <= names, "an acknowledged write was lost"

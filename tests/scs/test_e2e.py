@@ -40,7 +40,7 @@ async def test_sigkill_of_the_primary_heals_the_pair(system: System) -> None:
     rows = await system.wait(healthy)
     old = primary_of(rows)
     new = "backup" if old == "confserv" else "confserv"
-    writer = Writer(system)
+    writer = Writer.for_system(system)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(writer.run)
         await writer.until(20)
@@ -69,7 +69,7 @@ async def test_a_short_stall_is_ignored_and_a_long_one_fails_over(system: System
     assert system.logged(40302) == 0
     assert (await system.status())[old]["role"] == "primary"
     # A long stall: detected by ADDP, promoted without force once the lease expired.
-    writer = Writer(system)
+    writer = Writer.for_system(system)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(writer.run)
         await writer.until(10)
@@ -89,7 +89,7 @@ async def test_switchover_and_pause(system: System) -> None:
     rows = await system.wait(healthy)
     old = primary_of(rows)
     new = "backup" if old == "confserv" else "confserv"
-    writer = Writer(system)
+    writer = Writer.for_system(system)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(writer.run)
         await writer.until(10)
