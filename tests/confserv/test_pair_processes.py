@@ -24,7 +24,7 @@ from confserv.client import open_client, open_management
 from confserv.config import DatabaseSettings
 from confserv.errors import ConnectionLostError, PromotionRefusedError, RequestError
 
-from ..helpers.system import Writer
+from ..helpers.system import Writer, stop_outside_a_transaction
 from .test_cli import free_port
 
 pytestmark = pytest.mark.integration
@@ -201,7 +201,9 @@ async def test_sigkill_of_the_primary(pair: tuple[Proc, Proc, Proc]) -> None:
             await trio.sleep(0.05)
 
 
-async def test_sigstop_of_the_primary(pair: tuple[Proc, Proc, Proc]) -> None:
+async def test_sigstop_of_the_primary(
+    pair: tuple[Proc, Proc, Proc], db_settings: DatabaseSettings
+) -> None:
     primary, backup, _proxy = pair
     primary.start()
     await primary.wait_role("primary")
@@ -213,7 +215,9 @@ async def test_sigstop_of_the_primary(pair: tuple[Proc, Proc, Proc]) -> None:
         with trio.fail_after(20):
             while len(writer.acked) < 30:
                 await trio.sleep(0.01)
-        primary.signal(signal.SIGSTOP)
+        assert primary.proc is not None
+        sqlite_file = db_settings.dbname if db_settings.engine == "sqlite" else None
+        await stop_outside_a_transaction(primary.proc.pid, sqlite_file)
         stopped = trio.current_time()
         # No proof of death: promotion is refused until the lease has expired.
         async with open_management("127.0.0.1", backup.mport, SECRET) as m:

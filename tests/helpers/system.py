@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,36 @@ from confserv.client import open_client, open_management
 from confserv.errors import ConnectionLostError, RequestError
 from confserv.resilient import open_resilient_client
 from scs.config import load_scs_settings
+
+
+def sqlite_write_lock_free(path: str | Path) -> bool:
+    """Whether no process holds the SQLite database's write lock right now."""
+    conn = sqlite3.connect(str(path), timeout=0.05)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        conn.close()
+
+
+async def stop_outside_a_transaction(pid: int, sqlite_file: str | Path | None) -> None:
+    """SIGSTOP ``pid``; with SQLite (``sqlite_file``), not while it holds the write lock.
+
+    A process stopped inside a SQLite transaction keeps the database's lock,
+    and nobody can take the lease until it is resumed or killed (the supervisor
+    kills it after ``fence-after``). Tests about the lease running out stop
+    the primary between transactions.
+    """
+    for _ in range(200):
+        os.kill(pid, signal.SIGSTOP)
+        if sqlite_file is None or sqlite_write_lock_free(sqlite_file):
+            return
+        os.kill(pid, signal.SIGCONT)
+        await trio.sleep(0.003)
+    raise AssertionError("the process never left its transaction")
 
 
 def free_port() -> int:

@@ -17,7 +17,14 @@ from pathlib import Path
 import pytest
 import trio
 
-from ..helpers.system import System, Writer, free_port, healthy, primary_of
+from ..helpers.system import (
+    System,
+    Writer,
+    free_port,
+    healthy,
+    primary_of,
+    stop_outside_a_transaction,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -73,7 +80,7 @@ async def test_a_short_stall_is_ignored_and_a_long_one_fails_over(system: System
     async with trio.open_nursery() as nursery:
         nursery.start_soon(writer.run)
         await writer.until(10)
-        os.kill(pid, signal.SIGSTOP)
+        await stop_outside_a_transaction(pid, system.tmp / "cfg.sqlite")
         await system.wait(lambda r: r[new]["role"] == "primary")
         await writer.until(len(writer.acked) + 10)
         writer.stop.set()
