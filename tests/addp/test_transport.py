@@ -16,6 +16,7 @@ from addp import (
     FrameKind,
     HandshakeTimeout,
     Link,
+    LinkBroken,
     LinkClosedByPeer,
     LinkProtocolError,
     connect,
@@ -48,7 +49,9 @@ async def test_messages_flow_both_ways(autojump_clock: trio.testing.MockClock) -
                 async for msg in link:
                     await link.send({"echo": msg})
 
-        with pytest.raises(LinkClosedByPeer, match="closed by peer: closed"):
+        # The client's CLOSE ends the link; if the echo side is writing (a poll
+        # reply) at that instant, the write fails first: either way it ends.
+        with pytest.raises((LinkClosedByPeer, LinkBroken)):
             await run()
 
     async with trio.open_nursery() as nursery:
