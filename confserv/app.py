@@ -140,15 +140,27 @@ async def run_server(
         async with trio.open_nursery() as nursery:
             hooks = _LateHooks()
             ports = await serve_ports(rt, settings, nursery, hooks)
-            host = settings.listen_address
-            if host in ("0.0.0.0", "::", ""):
-                host = socket.gethostname()
-            address = f"{host}:{ports['port']}:{ports.get('management_port', 0)}"
+            address = advertised_address(settings, ports)
             driver = PairDriver(rt, store, settings, address)
             hooks.driver = driver
             await nursery.start(driver.run)
             nursery.start_soon(trim_history, rt, store, settings)
             task_status.started({**ports, "runtime": rt, "driver": driver})
+
+
+def advertised_address(settings: ServerSettings, ports: dict[str, Any]) -> str:
+    """``host:port:management-port`` written in the lease: where others reach this server.
+
+    The ``advertise-*`` options win over what the server listens on (a server
+    behind NAT, a load balancer or a relay); a wildcard listen address is
+    replaced by the host name.
+    """
+    host = settings.advertise_host or settings.listen_address
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.gethostname()
+    port = settings.advertise_port or ports["port"]
+    management_port = settings.advertise_management_port or ports.get("management_port", 0)
+    return f"{host}:{port}:{management_port}"
 
 
 class _LateHooks:

@@ -68,6 +68,9 @@ SERVER_OPTIONS: frozenset[str] = frozenset(
         "lease-renew",
         "max-frame-size",
         "listen-address",
+        "advertise-host",
+        "advertise-port",
+        "advertise-management-port",
         *OPTION_NAMES,  # protocol, addp-timeout, addp-remote-timeout, addp-trace
     }
 )
@@ -261,6 +264,14 @@ class ServerSettings:
         max_frame_size: ``max-frame-size``, largest message accepted, in bytes.
         listen_address: ``listen-address``, the address both ports listen on
             (``127.0.0.1`` when not set; ``0.0.0.0`` for every interface).
+        advertise_host: ``advertise-host``, the host peers, proxies and
+            clients are told to reach this server at (written in the lease);
+            None: the listen address (the host name when it is a wildcard).
+        advertise_port: ``advertise-port``, the client port told to others;
+            None: ``port``. For a server reached through NAT, a load balancer
+            or a relay.
+        advertise_management_port: ``advertise-management-port``, the
+            management port told to a following backup; None: ``management-port``.
     """
 
     file: Path
@@ -281,6 +292,9 @@ class ServerSettings:
     lease_renew: float
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
     listen_address: str = "127.0.0.1"
+    advertise_host: str | None = None
+    advertise_port: int | None = None
+    advertise_management_port: int | None = None
 
 
 def read_sections(file: Path | str) -> dict[str, dict[str, str]]:
@@ -412,6 +426,9 @@ def load_server_settings(file: Path | str, section: str) -> ServerSettings:
         if db_section is not None:
             raise own.error("server", "not used when mode is proxy (a proxy reads its master)")
         masters = own.masters("master")
+        for option in ("advertise-host", "advertise-port", "advertise-management-port"):
+            if own.text(option) is not None:
+                raise own.error(option, "not used when mode is proxy (only a master is advertised)")
 
     return ServerSettings(
         file=path,
@@ -438,6 +455,9 @@ def load_server_settings(file: Path | str, section: str) -> ServerSettings:
             what="a size in bytes",
         ),
         listen_address=own.text("listen-address") or "127.0.0.1",
+        advertise_host=own.text("advertise-host"),
+        advertise_port=own.port("advertise-port"),
+        advertise_management_port=own.port("advertise-management-port"),
     )
 
 

@@ -301,6 +301,37 @@ audit-max-records = 5
     )
 
 
+def test_advertised_address_defaults_to_what_the_server_listens_on(here: Path) -> None:
+    from confserv.app import advertised_address
+
+    text = (
+        "[cs]\nport = 2120\nmanagement-port = 2121\nserver = db\n"
+        "[db]\ndbengine = sqlite\ndbname = x\n"
+    )
+    plain = load_server_settings(write(text), "cs")
+    assert advertised_address(plain, {"port": 2120, "management_port": 2121}) == (
+        "127.0.0.1:2120:2121"
+    )
+    told = load_server_settings(
+        write(
+            text.replace(
+                "server = db",
+                "server = db\nadvertise-host = cs.example\nadvertise-port = 9120\n"
+                "advertise-management-port = 9121",
+            )
+        ),
+        "cs",
+    )
+    assert (told.advertise_host, told.advertise_port, told.advertise_management_port) == (
+        "cs.example",
+        9120,
+        9121,
+    )
+    assert advertised_address(told, {"port": 2120, "management_port": 2121}) == (
+        "cs.example:9120:9121"
+    )
+
+
 # -- errors: one exact line each ---------------------------------------------------
 
 
@@ -440,6 +471,14 @@ ERRORS = [
     (
         ("server = dbserver", "mode = proxy\nmaster = a:1, a:1"),
         "[confserv] master: 'a:1' is listed twice",
+    ),
+    (
+        ("server = dbserver", "mode = proxy\nmaster = cs1:2120\nadvertise-port = 9"),
+        "[confserv] advertise-port: not used when mode is proxy (only a master is advertised)",
+    ),
+    (
+        ("port = 2120", "port = 2120\nadvertise-management-port = 70000"),
+        "[confserv] advertise-management-port: '70000' is not a port number (1 to 65535)",
     ),
     (
         ("port = 2120", "port = 2120\nmode = backup"),
