@@ -5,9 +5,11 @@ forwards both directions and can be switched at any time to:
 
 - ``pass``: forward (optionally after ``delay`` seconds per chunk);
 - ``cut``: close every relayed connection and refuse new ones (RST-like end);
-- ``blackhole``: keep connections open but drop every byte (a silent peer:
-  only ADDP can tell);
-- ``half-open``: forward one direction only (``to_peer`` or ``from_peer``).
+- ``blackhole``: keep connections open but forward nothing (a silent peer:
+  only ADDP can tell); bytes are held, not dropped, as TCP retransmits
+  through a real partition, and flow again when the mode returns to ``pass``;
+- ``half-open``: forward one direction only (``to_peer`` or ``from_peer``),
+  holding the other.
 """
 
 from __future__ import annotations
@@ -34,11 +36,14 @@ class Relay:
         self.mode = Mode()
         self.port = 0
         self._cut = trio.Event()
+        self._changed = trio.Event()
         self.connections = 0
 
     def set(self, name: str, *, delay: float = 0.0, direction: str = "to_peer") -> None:
         """Switch mode; ``cut`` also ends every open relayed connection."""
         self.mode = Mode(name, delay, direction)
+        self._changed.set()
+        self._changed = trio.Event()
         if name == "cut":
             self._cut.set()
             self._cut = trio.Event()
@@ -79,14 +84,18 @@ class Relay:
                 data = await src.receive_some(65536)
                 if not data:
                     break
+                while self._holds(direction):
+                    await self._changed.wait()
                 mode = self.mode
-                if mode.name == "blackhole":
-                    continue
-                if mode.name == "half-open" and mode.direction != direction:
-                    continue
                 if mode.delay:
                     await trio.sleep(mode.delay)  # the injected fault itself: added latency
                 await dst.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
         scope.cancel()
+
+    def _holds(self, direction: str) -> bool:
+        mode = self.mode
+        return mode.name == "blackhole" or (
+            mode.name == "half-open" and mode.direction != direction
+        )

@@ -60,3 +60,18 @@ async def test_a_silent_path_is_found_by_addp_only(mode: str) -> None:
                 with pytest.raises(AddpTimeout):
                     await link.receive()
             nursery.cancel_scope.cancel()
+
+
+async def test_held_bytes_flow_again_when_the_partition_heals() -> None:
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            relay = await start(nursery)
+            async with connect("127.0.0.1", relay.port, AddpOptions()) as link:
+                relay.set("blackhole")
+                await link.send("held")
+                with trio.move_on_after(0.3) as waited:
+                    await link.receive()
+                assert waited.cancelled_caught  # nothing came back while partitioned
+                relay.set("pass")
+                assert await link.receive() == "held"  # not dropped: TCP would retransmit
+            nursery.cancel_scope.cancel()

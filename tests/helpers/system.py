@@ -65,25 +65,54 @@ PASSWORD = "pw"
 
 
 class System:
-    """A generated scs.conf + confserv.conf, and the running ``scs`` process."""
+    """A generated scs.conf + confserv.conf, and the running ``scs`` process.
 
-    def __init__(self, tmp: Path, extra_sections: str = "", db_section: str | None = None) -> None:
+    The chaos harness puts relays between the components: ``server_lines``
+    adds options to a server's section of confserv.conf (``advertise-*``),
+    ``reach`` overrides the management port the supervisor uses per section,
+    ``masters`` the proxy's list of masters, and ``db_of`` names each
+    server's database section (``extra_conf`` then defines it).
+    """
+
+    def __init__(
+        self,
+        tmp: Path,
+        extra_sections: str = "",
+        db_section: str | None = None,
+        *,
+        server_lines: dict[str, str] | None = None,
+        reach: dict[str, int] | None = None,
+        masters: list[int] | None = None,
+        db_of: dict[str, str] | None = None,
+        extra_conf: str = "",
+    ) -> None:
         self.tmp = tmp
         p = [free_port() for _ in range(7)]
         self.ports = {"confserv": p[0], "backup": p[2], "proxy": p[4]}
+        self.management_ports = {"confserv": p[1], "backup": p[3], "proxy": p[5]}
         self.conf = tmp / "confserv.conf"
-        common = (
-            f"management-secret = {SECRET}\nserver = db\npair = confserv\n"
-            "lease-ttl = 2\nlease-renew = 0.4\nprotocol = addp\naddp-timeout = 1\n"
-        )
+        lines = server_lines or {}
+        db_of = db_of or {}
+
+        def common(section: str) -> str:
+            return (
+                f"management-secret = {SECRET}\nserver = {db_of.get(section, 'db')}\n"
+                "pair = confserv\nlease-ttl = 2\nlease-renew = 0.4\nprotocol = addp\n"
+                f"addp-timeout = 1\n{lines.get(section, '')}"
+            )
+
+        master_ports = masters or [p[1], p[3]]
         self.conf.write_text(
-            f"[confserv]\nport = {p[0]}\nmanagement-port = {p[1]}\n{common}"
-            f"[backup]\nport = {p[2]}\nmanagement-port = {p[3]}\n{common}"
+            f"[confserv]\nport = {p[0]}\nmanagement-port = {p[1]}\n{common('confserv')}"
+            f"[backup]\nport = {p[2]}\nmanagement-port = {p[3]}\n{common('backup')}"
             f"[proxy]\nmode = proxy\nport = {p[4]}\nmanagement-port = {p[5]}\n"
-            f"management-secret = {SECRET}\nmaster = 127.0.0.1:{p[1]},127.0.0.1:{p[3]}\n"
+            f"management-secret = {SECRET}\n"
+            f"master = {','.join(f'127.0.0.1:{m}' for m in master_ports)}\n"
             "[log]\nverbose = all\n[db]\n"
             + (db_section or "dbengine = sqlite\ndbname = cfg.sqlite\n")
+            + extra_conf
         )
+        reach = reach or {}
         confserv = BIN / "confserv"
 
         def server(section: str, port: int, mport: int, peer: str | None) -> str:
@@ -99,9 +128,9 @@ class System:
         self.scs_conf = tmp / "scs.conf"
         self.scs_conf.write_text(
             f"[scs]\ncontrol-port = {p[6]}\ncontrol-secret = {SECRET}\n"
-            + server("confserv", p[0], p[1], "backup")
-            + server("backup", p[2], p[3], "confserv")
-            + server("proxy", p[4], p[5], None)
+            + server("confserv", p[0], reach.get("confserv", p[1]), "backup")
+            + server("backup", p[2], reach.get("backup", p[3]), "confserv")
+            + server("proxy", p[4], reach.get("proxy", p[5]), None)
             + extra_sections
         )
         self.settings = load_scs_settings(self.scs_conf)
