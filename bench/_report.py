@@ -1,8 +1,10 @@
 """Shared helpers of the benchmarks: one figure as a :class:`Result`, printing, markdown.
 
-A benchmark module ``bench/bench_*.py`` exposes ``run() -> list[Result]``;
-``bench/run_all.py`` collects the results, prints a summary table and rewrites
-``docs/benchmarks.md`` with :func:`write_markdown`.
+A benchmark module ``bench/bench_*.py`` exposes ``run() -> list[Result | Plot]``:
+its figures, and any PNG plots it wrote (:class:`bench._plots.Plot`, e.g. from
+:func:`bench._plots.failover_plot`). ``bench/run_all.py`` collects them, prints
+a summary table of the results and rewrites ``docs/benchmarks.md`` with
+:func:`write_markdown`, which embeds each module's plots below its table.
 """
 
 from __future__ import annotations
@@ -14,6 +16,11 @@ import platform
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from bench._plots import Plot
+
+#: Where the report lives; image links in it are relative to this folder.
+DOCS_DIR = Path(__file__).resolve().parent.parent / "docs"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,11 +102,24 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def markdown(sections: Sequence[tuple[str, str, Sequence[Result]]]) -> str:
+def _image(plot: Plot, docs_dir: Path) -> list[str]:
+    """Markdown lines of one plot: the image (link relative to ``docs_dir``), its caption."""
+    caption = " ".join(plot.caption.split())
+    alt = caption.replace("[", "\\[").replace("]", "\\]")
+    link = Path(os.path.relpath(plot.path, docs_dir)).as_posix()
+    return [f"![{alt}]({link})", "", caption]
+
+
+def markdown(
+    sections: Sequence[tuple[str, str, Sequence[Result | Plot]]], docs_dir: Path = DOCS_DIR
+) -> str:
     """The text of ``docs/benchmarks.md``.
 
-    ``sections`` holds ``(module name, what it measures, results)`` in the
-    order the modules ran. Every figure appears, missed ones marked MISSED.
+    ``sections`` holds ``(module name, what it measures, results and plots)``
+    in the order the modules ran. Every figure appears in its module's table,
+    missed ones marked MISSED; the module's plots follow the table, each as an
+    image linked relative to ``docs_dir`` (the folder of the markdown file,
+    e.g. ``benchmarks/<name>.png``) with its caption as a line below.
     """
     lines = [
         "# Benchmarks",
@@ -111,7 +131,7 @@ def markdown(sections: Sequence[tuple[str, str, Sequence[Result]]]) -> str:
         "",
     ]
     lines += [f"- {key}: {value}" for key, value in machine_info().items()]
-    results = [r for _, _, rs in sections for r in rs]
+    results = [r for _, _, items in sections for r in items if isinstance(r, Result)]
     missed = [r.name for r in results if r.met is False]
     lines += [
         "",
@@ -120,7 +140,9 @@ def markdown(sections: Sequence[tuple[str, str, Sequence[Result]]]) -> str:
         f"Targets met: {sum(r.met is True for r in results)}; missed: {len(missed)}"
         + (f" ({'; '.join(missed)})." if missed else "."),
     ]
-    for module, about, rs in sections:
+    for module, about, items in sections:
+        rs = [item for item in items if isinstance(item, Result)]
+        plots = [item for item in items if isinstance(item, Plot)]
         lines += ["", f"## {module}", ""]
         if about:
             lines += [about, ""]
@@ -134,10 +156,14 @@ def markdown(sections: Sequence[tuple[str, str, Sequence[Result]]]) -> str:
                 f"| {_cell(r.name)} | {_cell(r.shown)} | {_cell(r.target or '–')} "
                 f"| {status} | {_cell(r.notes)} |"
             )
+        for plot in plots:
+            lines += ["", *_image(plot, docs_dir)]
     return "\n".join(lines) + "\n"
 
 
-def write_markdown(path: Path, sections: Sequence[tuple[str, str, Sequence[Result]]]) -> None:
-    """(Re)write ``path`` with :func:`markdown` of ``sections``."""
+def write_markdown(
+    path: Path, sections: Sequence[tuple[str, str, Sequence[Result | Plot]]]
+) -> None:
+    """(Re)write ``path`` with :func:`markdown` of ``sections``, images relative to its folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(markdown(sections), encoding="utf-8")
+    path.write_text(markdown(sections, path.parent), encoding="utf-8")

@@ -20,10 +20,11 @@ the primary's pid (as the supervisor's status reports it); the supervisor
 sees the exit (proof of death), force-promotes the backup and restarts the
 killed server, which comes back as backup. Failover time = from the SIGKILL
 to the first write acknowledged by the new primary (its address, at a higher
-epoch). Before the next run the pair must be healthy again (the control
-port's status polled every 50 ms: both running and linked, one primary, one
-backup) and the writer must have 20 writes acknowledged by the primary; runs
-thus alternate between the two servers.
+epoch); its distribution over the runs is also plotted
+(``scs_failover_sigkill``). Before the next run the pair must be healthy again
+(the control port's status polled every 50 ms: both running and linked, one
+primary, one backup) and the writer must have 20 writes acknowledged by the
+primary; runs thus alternate between the two servers.
 
 (2) Failover after SIGSTOP of the primary: no proof of death, so the
 supervisor notices the silence by ADDP (1 to 2 s), then asks the backup to
@@ -37,6 +38,8 @@ hand (``switch-to-primary`` on its management port, as ``cfgctl promote``)
 and says so. The supervisor's own view is shown beside it: its "silent"
 (40302) and "promoted" (40306) log lines (wall clock, 1 ms), and when the
 writer's write in flight was cut off. At most 20 runs, no new run after 150 s.
+The failover times are plotted as in (1) (``scs_failover_sigstop``; a run with
+no failover counts as never, so its curve stops short of 100 %).
 
 (3) Supervisor CPU while watching 1,000 servers: a fake-servers process
 (``python -m bench.bench_scs fake-servers N BASEPORT``) serves 1,000
@@ -48,7 +51,8 @@ them; ``scs -f`` runs as a process until every link is up, then its CPU time
 (``/proc/<pid>/stat`` utime + stime) is measured over 20 s, as is the fake
 process's.
 
-Run alone with ``.venv/bin/python -m bench.bench_scs [sigkill|sigstop|fleet]``.
+Run alone with ``.venv/bin/python -m bench.bench_scs [sigkill|sigstop|fleet]``
+(the plots then go to a new temporary folder, printed, not to the docs).
 """
 
 from __future__ import annotations
@@ -70,7 +74,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench import _plots  # noqa: E402
 from bench._pair import log_stamps, percentile  # noqa: E402
+from bench._plots import Plot, failover_plot  # noqa: E402
 from bench._report import Result, report  # noqa: E402
 from bench._scs import (  # noqa: E402
     FIRST,
@@ -168,6 +174,12 @@ def _summary(values: Sequence[float], unit: str = "ms", digits: int = 0) -> str:
         f"{f.format(percentile(values, 99))}, min {f.format(min(values))}, "
         f"max {f.format(max(values))} {unit}"
     )
+
+
+def _plotted(plot: Plot) -> Plot:
+    """Print where a plot was written; return it."""
+    print(f"  plot: {plot.path}", flush=True)
+    return plot
 
 
 def _first_stamp(text: str, event_id: int, wall: float) -> float | None:
@@ -317,7 +329,7 @@ def _run_system(
 # -- 1. SIGKILL ----------------------------------------------------------------------------
 
 
-def bench_sigkill() -> list[Result]:
+def bench_sigkill() -> list[Result | Plot]:
     """Benchmark 1: SIGKILL of the primary to the first write acknowledged by the new one."""
     print(f"[1] failover after SIGKILL of the primary, {KILL_RUNS} runs through scs -f", flush=True)
     runs, extra, idle = _run_system(signal.SIGKILL, KILL_RUNS, math.inf, RUN_TIMEOUT, IDLE_WINDOW)
@@ -390,13 +402,25 @@ def bench_sigkill() -> list[Result]:
                 precision=1,
             )
         ),
+        _plotted(
+            failover_plot(
+                "scs_failover_sigkill",
+                f"Failover after SIGKILL of the primary through scs -f, {len(runs)} runs: from "
+                f"the SIGKILL to the first write acknowledged by the new primary (p99 target: "
+                f"<= {KILL_TARGET_P99_MS:g} ms)",
+                {"SIGKILL": times},
+                unit="ms",
+                target=KILL_TARGET_P50_MS,
+                target_label=f"target: median <= {KILL_TARGET_P50_MS:g} ms",
+            )
+        ),
     ]
 
 
 # -- 2. SIGSTOP ----------------------------------------------------------------------------
 
 
-def bench_sigstop() -> list[Result]:
+def bench_sigstop() -> list[Result | Plot]:
     """Benchmark 2: SIGSTOP of the primary to the first write acknowledged by the new one."""
     print(
         f"[2] failover after SIGSTOP of the primary, up to {STOP_RUNS} runs in "
@@ -508,6 +532,18 @@ def bench_sigstop() -> list[Result]:
                 precision=2,
             )
         ),
+        _plotted(
+            failover_plot(
+                "scs_failover_sigstop",
+                f"Failover after SIGSTOP of the primary through scs -f, {len(runs)} runs: from "
+                f"the SIGSTOP to the first write acknowledged by the new primary, never if none "
+                f"within {STOP_GIVE_UP:g} s",
+                {"SIGSTOP": times_all},
+                unit="s",
+                target=STOP_TARGET_P50_S,
+                target_label=f"target: median <= {STOP_TARGET_P50_S:g} s",
+            )
+        ),
     ]
 
 
@@ -521,7 +557,7 @@ def _all_linked(count: int) -> Callable[[Rows], bool]:
     return check
 
 
-def bench_fleet_cpu() -> list[Result]:
+def bench_fleet_cpu() -> list[Result | Plot]:
     """Benchmark 3: the supervisor's CPU while watching 1,000 (fake) servers at ADDP 1 s."""
     n = FLEET_SERVERS
     print(f"[3] supervisor CPU watching {n} servers (fake management ports), ADDP 1 s", flush=True)
@@ -605,15 +641,15 @@ def bench_fleet_cpu() -> list[Result]:
 
 # -- entry points ---------------------------------------------------------------------------
 
-BENCHMARKS: dict[str, Callable[[], list[Result]]] = {
+BENCHMARKS: dict[str, Callable[[], list[Result | Plot]]] = {
     "sigkill": bench_sigkill,
     "sigstop": bench_sigstop,
     "fleet": bench_fleet_cpu,
 }
 
 
-def run() -> list[Result]:
-    """Run the three benchmarks in order; every figure beside its target."""
+def run() -> list[Result | Plot]:
+    """Run the three benchmarks in order; every figure beside its target, and two plots."""
     return run_benchmarks(BENCHMARKS, "the figures below will suffer")
 
 
@@ -625,6 +661,7 @@ def main(argv: Sequence[str]) -> None:
     unknown = [a for a in argv if a not in BENCHMARKS]
     if unknown:
         raise SystemExit(f"usage: {sys.argv[0]} [{'|'.join(BENCHMARKS)} ...] | fake-servers ...")
+    _plots.OUTPUT_DIR = Path(tempfile.mkdtemp(prefix="bench-plots-"))
     for name in argv or list(BENCHMARKS):
         BENCHMARKS[name]()
 

@@ -1,18 +1,22 @@
 """Run every benchmark module ``bench/bench_*.py``, print a summary, rewrite the docs.
 
-A benchmark module exposes ``run() -> list[Result]`` (see ``bench/_report.py``)
-and a docstring saying what it measures (copied into the docs). This script runs
-them in name order, prints a summary table and (re)writes
-``docs/benchmarks.md`` with the machine and every figure beside its target.
+A benchmark module exposes ``run() -> list[Result | Plot]`` (see
+``bench/_report.py`` and ``bench/_plots.py``) and a docstring saying what it
+measures (copied into the docs). This script runs them in name order, prints a
+summary table of the results and the paths of the plots, and (re)writes
+``docs/benchmarks.md`` with the machine, every figure beside its target and,
+after each module's table, its plots (PNG files in ``docs/benchmarks/``).
 A missed target is a figure like any other (exit status 0); a module that
-crashes is recorded as MISSED and makes the exit status 1.
+crashes, or returns something else, is recorded as MISSED and makes the exit
+status 1 (plots it wrote before are not shown).
 
 Usage (from the repository root, as ``make bench`` does)::
 
     .venv/bin/python bench/run_all.py [--no-docs] [module ...]
 
 Naming modules (``bench_addp`` or ``addp``) runs only those and leaves the
-docs alone unless ``--docs`` is given.
+docs alone unless ``--docs`` is given: their plots then go to a new temporary
+folder (printed) instead of ``docs/benchmarks/``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Sequence
@@ -29,6 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench import _plots  # noqa: E402
+from bench._plots import Plot  # noqa: E402
 from bench._report import Result, write_markdown  # noqa: E402
 
 BENCH_DIR = ROOT / "bench"
@@ -46,15 +53,21 @@ def about(module: object) -> str:
     return "\n\n".join(" ".join(part.split()) for part in doc.split("\n\n"))
 
 
-def run_module(name: str) -> tuple[str, list[Result], bool]:
-    """Import ``bench.<name>`` and call its ``run()``; (description, results, crashed)."""
+def run_module(name: str) -> tuple[str, list[Result], list[Plot], bool]:
+    """Import ``bench.<name>`` and call its ``run()``; (description, results, plots, crashed)."""
     print(f"== {name}", flush=True)
     started = time.perf_counter()
     description = ""
+    plots: list[Plot] = []
     try:
         module = importlib.import_module(f"bench.{name}")
         description = about(module)
-        results = list(module.run())
+        items = list(module.run())
+        odd = [item for item in items if not isinstance(item, Result | Plot)]
+        if odd:
+            raise TypeError(f"run() returned {type(odd[0]).__name__}, not Result or Plot")
+        results = [item for item in items if isinstance(item, Result)]
+        plots = [item for item in items if isinstance(item, Plot)]
         crashed = False
     except Exception as exc:
         traceback.print_exc()
@@ -70,7 +83,7 @@ def run_module(name: str) -> tuple[str, list[Result], bool]:
         ]
         crashed = True
     print(f"== {name} took {time.perf_counter() - started:.1f} s", flush=True)
-    return description, results, crashed
+    return description, results, plots, crashed
 
 
 def print_summary(sections: Sequence[tuple[str, str, Sequence[Result]]]) -> None:
@@ -106,16 +119,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"no such bench module: {', '.join(unknown)} (have {', '.join(available)})")
     names = wanted or available
-    sections: list[tuple[str, str, list[Result]]] = []
+    write_docs = (not wanted or args.docs) and not args.no_docs
+    if not write_docs:
+        _plots.OUTPUT_DIR = Path(tempfile.mkdtemp(prefix="bench-plots-"))
+    runs: list[tuple[str, str, list[Result], list[Plot]]] = []
     any_crashed = False
     for name in names:
-        description, results, crashed = run_module(name)
-        sections.append((name, description, results))
+        description, results, plots, crashed = run_module(name)
+        runs.append((name, description, results, plots))
         any_crashed |= crashed
     print()
-    print_summary(sections)
-    if (not wanted or args.docs) and not args.no_docs:
-        write_markdown(DOCS, sections)
+    print_summary([(name, description, results) for name, description, results, _ in runs])
+    for name, _, _, plots in runs:
+        for plot in plots:
+            shown = plot.path.relative_to(ROOT) if plot.path.is_relative_to(ROOT) else plot.path
+            print(f"plot of {name}: {shown}")
+    if write_docs:
+        write_markdown(DOCS, [(name, text, [*rs, *ps]) for name, text, rs, ps in runs])
         print(f"wrote {DOCS.relative_to(ROOT)}")
     return 1 if any_crashed else 0
 
