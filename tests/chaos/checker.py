@@ -31,12 +31,18 @@ class Request:
 
 @dataclass
 class Fault:
-    """One injected fault and its duration (0 for a kill)."""
+    """One injected fault and its duration (0 for a kill).
+
+    ``bound``: a fault of this kind shorter than it must cause no failover;
+    None means the record's detection bound for pauses and partitions, and
+    no such rule for other kinds (a kill is meant to cause one).
+    """
 
     kind: str
     target: str
     start: float
     duration: float
+    bound: float | None = None
 
 
 @dataclass
@@ -90,9 +96,12 @@ def check(record: Record) -> list[str]:
             violations.append(f"client {r.client} saw serial go back from {seen} to {r.serial}")
         by_client[r.client] = max(seen, r.serial)
     for fault in record.faults:
-        if fault.kind not in ("pause", "partition") or fault.duration >= record.detection_bound:
+        bound = fault.bound
+        if bound is None and fault.kind in ("pause", "partition"):
+            bound = record.detection_bound
+        if bound is None or fault.duration >= bound:
             continue
-        window_end = fault.start + fault.duration + record.detection_bound
+        window_end = fault.start + fault.duration + bound
         others = [
             f
             for f in record.faults
@@ -102,14 +111,10 @@ def check(record: Record) -> list[str]:
         ]
         if others:
             continue  # overlapping faults: this one alone cannot be blamed
-        during = [
-            p
-            for p in record.promotions
-            if fault.start <= p[0] <= fault.start + fault.duration + record.detection_bound
-        ]
+        during = [p for p in record.promotions if fault.start <= p[0] <= window_end]
         if during:
             violations.append(
-                f"{fault.kind} of {fault.target} for {fault.duration:.3f} s (< detection bound "
-                f"{record.detection_bound:g} s) caused a failover at epoch {during[0][1]}"
+                f"{fault.kind} of {fault.target} for {fault.duration:.3f} s (< its bound "
+                f"{bound:g} s) caused a failover at epoch {during[0][1]}"
             )
     return violations

@@ -1,25 +1,42 @@
 """Fault injection on the real system: ``scs -f``, a pair and a proxy, as processes.
 
-Each seeded schedule injects one or two faults (SIGKILL of the primary, the
-backup, the proxy or the supervisor; SIGSTOP of the primary for less than the
-detection bound, or for longer) while a client writes through the resilient
-client library and another reads through the proxy, recording every request.
-The pair is left to heal, then :mod:`tests.chaos.checker` judges the record.
-Run: ``python -m tests.chaos.real --schedules 100 --engine sqlite``.
+Every link between components goes through a fault-injecting relay
+(:mod:`tests.chaos.relay`): the supervisor to each server and to the proxy,
+the backup's replication stream to the primary (the servers advertise the
+relay's ports in the lease: ``advertise-port``, ``advertise-management-port``),
+the proxy to its masters, the clients to the pair and, on PostgreSQL, each
+server to the database. Each seeded schedule injects one or two faults:
 
-Not yet injected here (the simulation covers some of them): network
-partitions through a fault-injecting relay, database restarts and stalls.
+- ``kill``: SIGKILL of the primary, the backup, the proxy or the supervisor;
+- ``kill-mid-promotion``: SIGKILL of the primary, then of the backup as soon
+  as the supervisor's log says it is promoting it;
+- ``pause``: SIGSTOP of any of them, shorter than the detection bound or longer;
+- ``partition``: one link cut, blackholed, half-open or delayed, short or long;
+- ``db-stall``: the database stops answering (SQLite: another process holds
+  its write lock; PostgreSQL: every backend SIGSTOPped), short or long;
+- ``db-restart``: PostgreSQL restarted (fast shutdown, crash-safe start).
+
+Meanwhile one client writes through the resilient client library, another
+writes and reads through the proxy (read-your-writes), a third reads through
+the proxy; every request is recorded with its start, end, outcome, serial and
+epoch. The system is left to heal, then :mod:`tests.chaos.checker` judges the
+record. A failing schedule is replayed from its seed:
+``python -m tests.chaos.real --engine sqlite --seed N --schedules 1``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import signal
+import sqlite3
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,26 +48,216 @@ from confserv.resilient import open_resilient_client
 
 from ..helpers.system import PASSWORD, System, healthy, primary_of
 from .checker import Fault, Record, Request, check
+from .relay import Relay
+from .report import Summary, print_summary
 
 #: Two ADDP timeouts of the supervisor's links: no failover for a shorter stall.
 DETECTION_BOUND = 2.0
-KINDS = ("kill-primary", "kill-backup", "kill-proxy", "kill-scs", "stall-short", "stall-long")
+#: lease-ttl (2 s) - self-fence margin (0.2 s) - lease-renew (0.4 s): a primary
+#: cut off from its database for less renews in time and is not replaced.
+DB_BOUND = 1.4
+SERVERS = ("confserv", "backup")
+#: Links a partition can hit; ``primary``/``backup`` are resolved when injected.
+LINKS = (
+    "scs-primary",
+    "scs-backup",
+    "scs-proxy",
+    "peer-primary",
+    "proxy-primary",
+    "client-primary",
+)
+DB_LINKS = ("primary-db", "backup-db")
+PARTITION_MODES = ("cut", "blackhole", "half-open", "delay")
+#: Faults after which the pair is expected to fail over (failover time measured).
+FAILOVER_FAULTS = (
+    "kill primary",
+    "kill-mid-promotion",
+    "pause primary long",
+    "partition primary-db",
+    "db-stall database long",
+    "db-restart",
+)
 
 
-async def _writer(
-    system: System, record: Record, stop: trio.Event, sections: dict[int, str]
-) -> None:
-    servers = [system.address("confserv"), system.address("backup")]
+@dataclass
+class Planned:
+    """One fault of a schedule, drawn from the seed before the run starts."""
+
+    at: float
+    kind: str
+    what: str
+    duration: float = 0.0
+    mode: str = ""
+    delay: float = 0.0
+    direction: str = ""
+    pause_after: float = 0.0
+
+    @property
+    def label(self) -> str:
+        """What the summary counts it as (``partition scs-primary blackhole long``)."""
+        parts = [self.kind, self.what, self.mode]
+        if self.kind in ("pause", "partition", "db-stall"):
+            parts.append("short" if self.duration < self.bound_or(DETECTION_BOUND) else "long")
+        return " ".join(p for p in parts if p)
+
+    def bound_or(self, default: float) -> float:
+        """The duration below which this fault must cause no failover."""
+        return DB_BOUND if self._on_database else default
+
+    @property
+    def _on_database(self) -> bool:
+        return self.kind in ("db-stall", "db-restart") or self.what.endswith("-db")
+
+
+def plan(rng: random.Random, engine: str) -> list[Planned]:
+    """One or two faults for a schedule, from ``rng`` only (so a seed replays it)."""
+    faults = []
+    for _ in range(rng.randint(1, 2)):
+        at = rng.uniform(0.3, 1.5)
+        long = rng.random() < 0.5
+        kind = rng.choice(
+            ("kill", "kill", "pause", "pause", "partition", "partition", "partition")
+            + ("db-stall", "kill-mid-promotion")
+            + (("db-restart",) if engine == "postgre" else ())
+        )
+        if kind == "kill":
+            what = rng.choice(("primary", "primary", "backup", "proxy", "scs"))
+            faults.append(Planned(at, kind, what, rng.uniform(0.2, 1.0) if what == "scs" else 0))
+        elif kind == "kill-mid-promotion":
+            faults.append(Planned(at, kind, "primary+backup", pause_after=rng.uniform(0, 0.03)))
+        elif kind == "pause":
+            what = rng.choice(("primary", "primary", "backup", "proxy", "scs"))
+            duration = rng.uniform(2.5, 4.0) if long else rng.uniform(0.1, 0.8)
+            faults.append(Planned(at, kind, what, duration))
+        elif kind == "partition":
+            what = rng.choice(LINKS + (DB_LINKS if engine == "postgre" else ()))
+            on_db = what.endswith("-db")
+            mode = rng.choice(PARTITION_MODES)
+            short = rng.uniform(0.1, 1.0) if on_db else rng.uniform(0.2, 1.5)
+            faults.append(
+                Planned(
+                    at,
+                    kind,
+                    what,
+                    rng.uniform(2.5, 4.0) if long else short,
+                    mode=mode,
+                    delay=rng.uniform(0.005, 0.03) if on_db else rng.uniform(0.05, 0.3),
+                    direction=rng.choice(("to_peer", "from_peer")),
+                )
+            )
+        elif kind == "db-stall":
+            faults.append(
+                Planned(
+                    at, kind, "database", rng.uniform(2.5, 4.0) if long else rng.uniform(0.1, 1.0)
+                )
+            )
+        else:
+            faults.append(Planned(at, kind, "database"))
+    return sorted(faults, key=lambda f: f.at)
+
+
+@dataclass
+class Harness:
+    """The running system, its relays and (on PostgreSQL) its database cluster."""
+
+    system: System
+    relays: dict[str, Relay]
+    engine: str
+    cluster: Any = None
+    #: relay port -> the section it leads to (to name the server a client used)
+    sections: dict[int, str] = field(default_factory=dict)
+
+    def relay(self, link: str, rows: dict[str, dict[str, Any]]) -> Relay:
+        """The relay of ``link`` (``scs-primary``, ``primary-db``...) for the current roles."""
+        primary = primary_of(rows)
+        role = {"primary": primary, "backup": "backup" if primary == "confserv" else "confserv"}
+        a, _, b = link.partition("-")
+        if b == "db":
+            return self.relays[f"{role[a]}>db"]
+        return self.relays[f"{a}>{role.get(b, b)}"]
+
+
+async def _open_harness(
+    tmp: Path, engine: str, stack: contextlib.AsyncExitStack, nursery: trio.Nursery
+) -> Harness:
+    names = [f"{src}>{dst}" for dst in SERVERS for src in ("scs", "peer", "proxy", "client")]
+    names.append("scs>proxy")
+    cluster = None
+    db_section = None
+    extra = ""
+    db_of: dict[str, str] = {}
+    if engine == "postgre":
+        from ..pg_cluster import running_cluster
+
+        cluster = stack.enter_context(running_cluster())
+        dbname = await trio.to_thread.run_sync(cluster.create_database)
+        names += [f"{s}>db" for s in SERVERS]
+    relays = {name: Relay("127.0.0.1", 0) for name in names}
+    for relay in relays.values():
+        await nursery.start(relay.serve)
+    if cluster is not None:
+        for s in SERVERS:
+            relays[f"{s}>db"].target = (cluster.host, cluster.port)
+            db_of[s] = f"db-{s}"
+            extra += (
+                f"[db-{s}]\ndbengine = postgre\ndbserver = 127.0.0.1\n"
+                f"port = {relays[f'{s}>db'].port}\ndbname = {dbname}\n"
+                f"username = {cluster.user}\npassword = {cluster.password}\n"
+                "response-timeout = 5\n"
+            )
+        db_section = "dbengine = sqlite\ndbname = unused.sqlite\n"
+
+    def build() -> System:
+        return System(
+            tmp,
+            db_section=db_section,
+            server_lines={
+                s: f"advertise-port = {relays[f'client>{s}'].port}\n"
+                f"advertise-management-port = {relays[f'peer>{s}'].port}\n"
+                for s in SERVERS
+            },
+            reach={s: relays[f"scs>{s}"].port for s in (*SERVERS, "proxy")},
+            masters=[relays[f"proxy>{s}"].port for s in SERVERS],
+            db_of=db_of,
+            extra_conf=extra,
+        )
+
+    system = await trio.to_thread.run_sync(build)  # runs cfgctl init through the relays
+    for s in SERVERS:
+        for src in ("scs", "peer", "proxy"):
+            relays[f"{src}>{s}"].target = ("127.0.0.1", system.management_ports[s])
+        relays[f"client>{s}"].target = ("127.0.0.1", system.ports[s])
+    relays["scs>proxy"].target = ("127.0.0.1", system.management_ports["proxy"])
+    harness = Harness(system, relays, engine, cluster)
+    harness.sections = {relays[f"client>{s}"].port: s for s in SERVERS}
+    return harness
+
+
+# -- the workload --------------------------------------------------------------
+
+
+def _outcome_of(exc: BaseException) -> str:
+    return "unknown" if isinstance(exc, ConnectionLostError) else "error"
+
+
+async def _writer(h: Harness, record: Record, stop: trio.Event) -> None:
+    """Writes through the resilient client library, to the pair (through its relays)."""
+    servers = [("127.0.0.1", h.relays[f"client>{s}"].port) for s in SERVERS]
     async with open_resilient_client(
         servers, app="chaos-w", user="default", password=PASSWORD, reconnect_timeout=0.02
     ) as rc:
         n = 0
         while not stop.is_set():
-            key = f"c{time.monotonic_ns()}-{n}"
+            key = f"w{time.monotonic_ns()}-{n}"
             n += 1
             start = trio.current_time()
             try:
                 answer = await rc.create("DN", {"name": key})
+            except (ConnectionLostError, RequestError) as exc:
+                record.requests.append(
+                    Request("w", "write", start, trio.current_time(), _outcome_of(exc), key=key)
+                )
+            else:
                 where = rc.address
                 record.requests.append(
                     Request(
@@ -61,49 +268,76 @@ async def _writer(
                         "ok",
                         answer["serial"],
                         answer["epoch"],
-                        sections.get(where[1]) if where else None,
+                        h.sections.get(where[1]) if where else None,
                         key,
                     )
-                )
-            except ConnectionLostError:
-                record.requests.append(
-                    Request("w", "write", start, trio.current_time(), "unknown", key=key)
-                )
-            except RequestError:
-                record.requests.append(
-                    Request("w", "write", start, trio.current_time(), "error", key=key)
                 )
             await trio.sleep(0.005)
 
 
-async def _reader(system: System, record: Record, stop: trio.Event) -> None:
-    """Reads through the proxy: the serials it reports must never go back."""
+async def _proxy_client(h: Harness, record: Record, stop: trio.Event, name: str) -> None:
+    """Through the proxy: ``p`` writes then reads its own write, ``r`` only reads."""
+    n = 0
     while not stop.is_set():
         try:
             async with open_client(
-                [system.address("proxy")],
-                app="chaos-r",
+                [h.system.address("proxy")],
+                app=f"chaos-{name}",
                 user="default",
                 password=PASSWORD,
                 connect_timeout=2,
             ) as c:
                 while not stop.is_set():
+                    if name == "p":
+                        key = f"p{time.monotonic_ns()}-{n}"
+                        n += 1
+                        start = trio.current_time()
+                        try:
+                            answer = await c.create("DN", {"name": key})
+                        except (ConnectionLostError, RequestError) as exc:
+                            record.requests.append(
+                                Request(
+                                    name,
+                                    "write",
+                                    start,
+                                    trio.current_time(),
+                                    _outcome_of(exc),
+                                    key=key,
+                                )
+                            )
+                            if isinstance(exc, ConnectionLostError):
+                                raise
+                        else:
+                            record.requests.append(
+                                Request(
+                                    name,
+                                    "write",
+                                    start,
+                                    trio.current_time(),
+                                    "ok",
+                                    answer["serial"],
+                                    answer["epoch"],
+                                    None,  # the proxy does not say which master wrote it
+                                    key,
+                                )
+                            )
                     start = trio.current_time()
                     status = await c.status()
                     record.requests.append(
-                        Request("r", "read", start, trio.current_time(), "ok", status["serial"])
+                        Request(name, "read", start, trio.current_time(), "ok", status["serial"])
                     )
-                    await trio.sleep(0.05)
+                    await trio.sleep(0.02 if name == "p" else 0.05)
         except (OSError, ConfServError, trio.TooSlowError):
             await trio.sleep(0.1)
 
 
-async def _promotions(system: System, record: Record, stop: trio.Event) -> None:
+async def _promotions(h: Harness, record: Record, stop: trio.Event) -> None:
+    """Promotions as the supervisor reports them (polled every 50 ms)."""
     seen: set[int] = set()
     while not stop.is_set():
         try:
-            rows = await system.status()
-            for name in ("confserv", "backup"):
+            rows = await h.system.status()
+            for name in SERVERS:
                 row = rows[name]
                 if row["role"] == "primary" and row["epoch"] and row["epoch"] not in seen:
                     seen.add(row["epoch"])
@@ -113,128 +347,198 @@ async def _promotions(system: System, record: Record, stop: trio.Event) -> None:
         await trio.sleep(0.05)
 
 
-async def _inject(system: System, fault: Fault, rows: dict[str, dict[str, Any]]) -> None:
-    primary = primary_of(rows)
-    backup = "backup" if primary == "confserv" else "confserv"
-    if fault.kind == "kill-scs":
-        assert system.proc is not None
-        system.proc.kill()
-        system.proc.wait()
-        await trio.sleep(fault.duration)
-        system.start(append=True)
-        return
-    target = {"kill-primary": primary, "kill-backup": backup, "kill-proxy": "proxy"}.get(
-        fault.kind, primary
-    )
-    pid = rows[target]["pid"]
-    if not pid:
-        fault.kind = "missed"  # the target is down at this moment
-        return
+# -- the faults ----------------------------------------------------------------
+
+
+def _signal(pid: int, signum: int) -> bool:
     try:
-        if fault.kind.startswith("kill"):
-            os.kill(pid, signal.SIGKILL)
-            return
-        os.kill(pid, signal.SIGSTOP)
-        await trio.sleep(fault.duration)
-        os.kill(pid, signal.SIGCONT)
+        os.kill(pid, signum)
+        return True
     except ProcessLookupError:
-        fault.kind = "missed"  # the target had just died of an earlier fault
+        return False  # it had just died of an earlier fault
 
 
-async def one_schedule(system: System, seed: int) -> tuple[Record, list[str]]:
+def _pid(h: Harness, rows: dict[str, dict[str, Any]], what: str) -> int | None:
+    if what == "scs":
+        return h.system.proc.pid if h.system.proc is not None else None
+    primary = primary_of(rows)
+    section = {
+        "primary": primary,
+        "backup": "backup" if primary == "confserv" else "confserv",
+    }.get(what, what)
+    pid = rows[section]["pid"]
+    return int(pid) if pid else None
+
+
+async def _new_log_line(
+    h: Harness, offset: int, ids: tuple[int, ...], timeout: float
+) -> str | None:
+    """The first line after byte ``offset`` of the supervisor's log with one of ``ids``."""
+    marks = [f" {i:05d} " for i in ids]
+    with trio.move_on_after(timeout):
+        while True:
+            with h.system.logfile.open("rb") as f:
+                f.seek(offset)
+                for line in f.read().decode(errors="replace").splitlines():
+                    if any(m in line for m in marks):
+                        return line
+            await trio.sleep(0.002)
+    return None
+
+
+def _hold_sqlite(path: Path, seconds: float, started: Callable[[], None]) -> None:
+    """Hold the SQLite database's write lock for ``seconds`` (the stall itself)."""
+    conn = sqlite3.connect(str(path), timeout=30)
+    try:
+        conn.execute("BEGIN EXCLUSIVE")
+        started()
+        time.sleep(seconds)  # the injected fault: the database answers no writer meanwhile
+        conn.execute("ROLLBACK")
+    finally:
+        conn.close()
+
+
+async def _inject(h: Harness, p: Planned, rows: dict[str, dict[str, Any]], record: Record) -> None:
+    fault = Fault(p.kind, p.label, trio.current_time(), p.duration)
+    if p.kind in ("pause", "partition", "db-stall"):
+        fault.bound = p.bound_or(DETECTION_BOUND)
+    if p.kind == "kill" and p.what == "scs":
+        record.faults.append(fault)
+        assert h.system.proc is not None
+        h.system.proc.kill()
+        await trio.to_thread.run_sync(h.system.proc.wait)
+        await trio.sleep(p.duration)
+        h.system.start(append=True)
+    elif p.kind in ("kill", "pause"):
+        pid = _pid(h, rows, p.what)
+        if pid is None or not _signal(pid, signal.SIGKILL if p.kind == "kill" else signal.SIGSTOP):
+            return  # the target is down at this moment: nothing injected
+        record.faults.append(fault)
+        if p.kind == "pause":
+            await trio.sleep(p.duration)
+            _signal(pid, signal.SIGCONT)
+    elif p.kind == "kill-mid-promotion":
+        primary, backup = _pid(h, rows, "primary"), _pid(h, rows, "backup")
+        if primary is None or backup is None:
+            return
+        offset = h.system.logfile.stat().st_size
+        if not _signal(primary, signal.SIGKILL):
+            return
+        record.faults.append(fault)
+        if await _new_log_line(h, offset, (40304, 40305), timeout=5) is not None:
+            await trio.sleep(p.pause_after)
+            _signal(backup, signal.SIGKILL)
+    elif p.kind == "partition":
+        relay = h.relay(p.what, rows)
+        record.faults.append(fault)
+        if p.mode == "delay":
+            relay.set("pass", delay=p.delay)
+        else:
+            relay.set(p.mode, direction=p.direction)
+        await trio.sleep(p.duration)
+        relay.set("pass")
+    elif p.kind == "db-stall" and h.cluster is None:
+        token = trio.lowlevel.current_trio_token()
+
+        def started() -> None:
+            fault.start = trio.from_thread.run_sync(trio.current_time, trio_token=token)
+            record.faults.append(fault)
+
+        db = h.system.tmp / "cfg.sqlite"
+        await trio.to_thread.run_sync(_hold_sqlite, db, p.duration, started)
+    elif p.kind == "db-stall":
+        await trio.to_thread.run_sync(h.cluster.pause)
+        fault.start = trio.current_time()
+        record.faults.append(fault)
+        await trio.sleep(p.duration)
+        await trio.to_thread.run_sync(h.cluster.resume)
+    else:  # db-restart
+        record.faults.append(fault)
+        await trio.to_thread.run_sync(h.cluster.restart)
+        fault.duration = trio.current_time() - fault.start
+
+
+# -- one schedule --------------------------------------------------------------
+
+
+def _failover_times(record: Record) -> dict[str, list[float]]:
+    """Per fault label: fault to the first write acknowledged in a newer epoch."""
+    writes = sorted(
+        (r for r in record.requests if r.client == "w" and r.outcome == "ok" and r.epoch),
+        key=lambda r: r.end,
+    )
+    times: dict[str, list[float]] = {}
+    starts = sorted(f.start for f in record.faults)
+    for fault in record.faults:
+        if not fault.target.startswith(FAILOVER_FAULTS):
+            continue
+        before = [r.epoch for r in writes if r.end <= fault.start and r.epoch]
+        if not before:
+            continue
+        after = [r.end for r in writes if r.end > fault.start and (r.epoch or 0) > max(before)]
+        later = [t for t in starts if t > fault.start]
+        if after and (not later or after[0] < later[0]):  # not when the next fault may be the cause
+            times.setdefault(fault.target, []).append(after[0] - fault.start)
+    return times
+
+
+def _has_primary(rows: dict[str, dict[str, Any]]) -> bool:
+    return any(rows[s]["role"] == "primary" for s in SERVERS)
+
+
+async def one_schedule(h: Harness, seed: int) -> tuple[Record, list[str]]:
     """Play one seeded schedule on a running system; its record and violations."""
-    rng = random.Random(seed)
+    planned = plan(random.Random(seed), h.engine)
     record = Record(detection_bound=DETECTION_BOUND, settle=DETECTION_BOUND + 2.0 + 2.0)
-    rows = await system.wait(healthy, timeout=90)
-    sections = {system.ports[name]: name for name in ("confserv", "backup")}
-    faults = []
-    for _ in range(rng.randint(1, 2)):
-        kind = rng.choice(KINDS)
-        duration = {
-            "stall-short": rng.uniform(0.1, 0.8),
-            "stall-long": rng.uniform(2.5, 4.0),
-            "kill-scs": rng.uniform(0.2, 1.0),
-        }.get(kind, 0.0)
-        faults.append((rng.uniform(0.3, 2.0), kind, duration))
+    await h.system.wait(healthy, timeout=90)
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_writer, system, record, stop, sections)
-        nursery.start_soon(_reader, system, record, stop)
-        nursery.start_soon(_promotions, system, record, stop)
+        nursery.start_soon(_writer, h, record, stop)
+        nursery.start_soon(_proxy_client, h, record, stop, "p")
+        nursery.start_soon(_proxy_client, h, record, stop, "r")
+        nursery.start_soon(_promotions, h, record, stop)
         t0 = trio.current_time()
-        for at, kind, duration in sorted(faults):
-            await trio.sleep_until(t0 + at)
-            fault = Fault(
-                kind.replace("stall-short", "pause").replace("stall-long", "pause"),
-                kind,
-                trio.current_time(),
-                duration,
-            )
-            record.faults.append(fault)
-            await _inject(system, fault, rows)
-            rows = await system.wait(lambda r: all(x["pid"] for x in r.values()), timeout=60)
-        await system.wait(healthy, timeout=90)
+        for p in planned:
+            await trio.sleep_until(t0 + p.at)
+            # roles as they are now; after an earlier fault, once there is a primary again
+            rows = await h.system.wait(_has_primary, timeout=60)
+            with trio.fail_after(60):
+                await _inject(h, p, rows, record)
+        await h.system.wait(healthy, timeout=90)
         await trio.sleep(0.5)
         stop.set()
-    rows = await system.wait(healthy, timeout=90)
-    async with open_client(
-        [system.address(primary_of(rows))], app="chaos-c", user="default", password=PASSWORD
-    ) as c:
+    rows = await h.system.wait(healthy, timeout=90)
+    primary = ("127.0.0.1", h.system.ports[primary_of(rows)])
+    async with open_client([primary], app="chaos-c", user="default", password=PASSWORD) as c:
         record.committed = {d["name"] for d in await c.read("DN")}
+    seen = {epoch for _t, epoch, _s in record.promotions}
+    for r in sorted(record.requests, key=lambda r: r.end):  # promotions the supervisor missed
+        if r.op == "write" and r.outcome == "ok" and r.epoch and r.epoch not in seen:
+            seen.add(r.epoch)
+            record.promotions.append((r.end, r.epoch, r.server or "?"))
     return record, check(record)
 
 
-def _db_section(engine: str, stack: Any) -> str | None:
-    if engine == "sqlite":
-        return None
-    from ..pg_cluster import running_cluster
-
-    cluster = stack.enter_context(running_cluster())
-    return (
-        f"dbengine = postgre\ndbserver = {cluster.host}\nport = {cluster.port}\n"
-        f"dbname = {cluster.create_database()}\nusername = {cluster.user}\n"
-        f"password = {cluster.password}\n"
-    )
-
-
-async def run(schedules: int, seed: int, engine: str, deadline: float) -> dict[str, Any]:
+async def run(schedules: int, seed: int, engine: str, deadline: float) -> Summary:
     """Run schedules on one system until done or past ``deadline`` (monotonic seconds)."""
-    import contextlib
-
-    summary: dict[str, Any] = {
-        "engine": engine,
-        "schedules": 0,
-        "faults": {},
-        "failovers": 0,
-        "acked": 0,
-        "violations": [],
-        "failover_times": {},
-    }
-    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
-        system = System(Path(tmp), db_section=_db_section(engine, stack))
-        system.start()
+    summary = Summary(engine)
+    started = time.monotonic()
+    async with contextlib.AsyncExitStack() as stack, trio.open_nursery() as nursery:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        h = await _open_harness(tmp, engine, stack, nursery)
+        h.system.start()
         try:
             for s in range(seed, seed + schedules):
                 if time.monotonic() > deadline:
                     break
-                record, violations = await one_schedule(system, s)
-                summary["schedules"] += 1
-                for f in record.faults:
-                    summary["faults"][f.target] = summary["faults"].get(f.target, 0) + 1
-                summary["failovers"] += record.failovers
-                for f in record.faults:
-                    if f.target in ("kill-primary", "stall-long"):
-                        after = [t for t, _e, _s in record.promotions if t >= f.start]
-                        if after:
-                            summary["failover_times"].setdefault(f.target, []).append(
-                                min(after) - f.start
-                            )
-                summary["acked"] += sum(
-                    r.outcome == "ok" and r.op == "write" for r in record.requests
-                )
-                summary["violations"] += [f"seed {s}: {v}" for v in violations]
+                record, violations = await one_schedule(h, s)
+                replay = f"python -m tests.chaos.real --engine {engine} --seed {s} --schedules 1"
+                violations = [f"seed {s}: {v}" for v in violations]
+                summary.add(record, violations, _failover_times(record), replay)
         finally:
-            system.stop()
+            await trio.to_thread.run_sync(h.system.stop)
+            nursery.cancel_scope.cancel()
+    summary.seconds = time.monotonic() - started
     return summary
 
 
@@ -246,25 +550,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engine", choices=("sqlite", "postgre"), default="sqlite")
     parser.add_argument("--minutes", type=float, default=13.0, help="stop starting schedules after")
     args = parser.parse_args(argv)
-    started = time.monotonic()
-    summary = trio.run(run, args.schedules, args.seed, args.engine, started + args.minutes * 60)
-    took = time.monotonic() - started
-    print(f"real schedules on {summary['engine']}: {summary['schedules']} in {took:.0f} s")
-    print("faults by kind: " + ", ".join(f"{k} {v}" for k, v in sorted(summary["faults"].items())))
-    print(
-        f"failovers: {summary['failovers']}; acknowledged writes: {summary['acked']}; "
-        f"violations: {len(summary['violations'])}"
-    )
-    for kind, times in sorted(summary["failover_times"].items()):
-        times.sort()
-        p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
-        print(
-            f"failover time after {kind} (fault to promotion seen by the supervisor, polled "
-            f"every 50 ms): n={len(times)} median {times[len(times) // 2]:.3f} s, p99 {p99:.3f} s"
-        )
-    for line in summary["violations"][:10]:
-        print("  " + line)
-    return 1 if summary["violations"] else 0
+    deadline = time.monotonic() + args.minutes * 60
+    summary = trio.run(run, args.schedules, args.seed, args.engine, deadline)
+    print_summary([summary])
+    return 1 if summary.violations else 0
 
 
 if __name__ == "__main__":

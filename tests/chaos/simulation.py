@@ -33,6 +33,7 @@ from scs.core import Demote, Emit, Fence, Promote, Start, SupervisorCore
 
 from ..helpers.simdb import SimDatabase
 from .checker import Fault, Record, Request, check
+from .report import Summary, print_summary
 
 STEP = 0.05
 TTL, RENEW = 4.0, 0.8  # the lease outlives ADDP detection (2 x ADDP_T): silence waits for it
@@ -353,31 +354,46 @@ def run_schedule(seed: int) -> tuple[Record, list[str]]:
     return record, violations
 
 
+def failover_times(record: Record) -> dict[str, list[float]]:
+    """Per fault kind: virtual seconds from a fault to the next promotion.
+
+    Only when that promotion comes before the next fault (otherwise the next
+    fault may be its cause) and after a fault that can cause one.
+    """
+    starts = sorted(f.start for f in record.faults)
+    times: dict[str, list[float]] = {}
+    for fault in record.faults:
+        if fault.kind not in ("kill", "kill-mid-promotion", "pause", "db-cut", "partition"):
+            continue
+        later = [t for t in starts if t > fault.start]
+        after = [t for t, _e, _s in record.promotions if t > fault.start]
+        if after and (not later or after[0] < later[0]):
+            label = fault.kind if fault.duration == 0 else f"{fault.kind} >= {ADDP_T:g} s"
+            times.setdefault(label, []).append(after[0] - fault.start)
+    return times
+
+
+def run_many(schedules: int, seed: int = 1) -> Summary:
+    """Play ``schedules`` seeded schedules from ``seed``; what they found."""
+    summary = Summary("simulation", timed_to="promotion (virtual time)", count_by="kind")
+    started = time.perf_counter()
+    for s in range(seed, seed + schedules):
+        record, violations = run_schedule(s)
+        replay = f"python -m tests.chaos.simulation --seed {s} --schedules 1"
+        summary.add(record, [f"seed {s}: {v}" for v in violations], failover_times(record), replay)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run many schedules and print a summary; exit 1 on any violation."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--schedules", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=1, help="first seed")
     args = parser.parse_args(argv)
-    started = time.perf_counter()
-    kinds: dict[str, int] = {}
-    failovers = acked = 0
-    bad: list[tuple[int, list[str]]] = []
-    for seed in range(args.seed, args.seed + args.schedules):
-        record, violations = run_schedule(seed)
-        for fault in record.faults:
-            kinds[fault.kind] = kinds.get(fault.kind, 0) + 1
-        failovers += record.failovers
-        acked += sum(r.outcome == "ok" for r in record.requests)
-        if violations:
-            bad.append((seed, violations))
-    took = time.perf_counter() - started
-    print(f"simulated schedules: {args.schedules} in {took:.1f} s")
-    print("faults by kind: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
-    print(f"failovers: {failovers}; acknowledged writes: {acked}; violations: {len(bad)}")
-    for seed, violations in bad[:10]:
-        print(f"  seed {seed}: {violations[0]}  (replay: --seed {seed} --schedules 1)")
-    return 1 if bad else 0
+    summary = run_many(args.schedules, args.seed)
+    print_summary([summary])
+    return 1 if summary.violations else 0
 
 
 if __name__ == "__main__":

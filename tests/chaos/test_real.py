@@ -2,17 +2,41 @@
 
 from __future__ import annotations
 
+import random
 import time
 
 import pytest
 
-from .real import run
+from .real import plan, run
 
 pytestmark = pytest.mark.integration
 
 
 async def test_a_few_real_schedules_hold_every_invariant() -> None:
-    summary = await run(schedules=3, seed=7, engine="sqlite", deadline=time.monotonic() + 50)
-    assert summary["schedules"] >= 1
-    assert summary["violations"] == []
-    assert summary["acked"] > 0
+    summary = await run(schedules=4, seed=7, engine="sqlite", deadline=time.monotonic() + 40)
+    assert summary.schedules >= 1
+    assert summary.violations == []
+    assert summary.acked > 0
+    assert sum(summary.faults.values()) >= summary.schedules  # every schedule injected something
+
+
+def test_schedules_replay_from_their_seed_and_cover_every_fault_kind() -> None:
+    assert plan(random.Random(5), "postgre") == plan(random.Random(5), "postgre")
+    kinds = {p.kind for seed in range(300) for p in plan(random.Random(seed), "postgre")}
+    assert kinds == {
+        "kill",
+        "kill-mid-promotion",
+        "pause",
+        "partition",
+        "db-stall",
+        "db-restart",
+    }
+    links = {
+        p.what
+        for seed in range(300)
+        for p in plan(random.Random(seed), "postgre")
+        if p.kind == "partition"
+    }
+    assert {"scs-primary", "peer-primary", "proxy-primary", "client-primary", "primary-db"} <= links
+    sqlite = {p.kind for seed in range(300) for p in plan(random.Random(seed), "sqlite")}
+    assert "db-restart" not in sqlite  # no server to restart for an embedded database

@@ -34,3 +34,17 @@ def test_the_checker_catches_each_kind_of_violation() -> None:
     assert "saw serial go back" in text
     assert "epochs did not only increase" in text
     assert "caused a failover" in text
+
+
+def test_a_fault_with_its_own_bound_is_judged_by_it() -> None:
+    def judged(duration: float) -> list[str]:
+        record = Record(detection_bound=2.0)
+        record.promotions = [(0.0, 1, "a"), (10.8, 2, "b")]
+        record.faults = [Fault("db-stall", "database", 10.0, duration, bound=1.4)]
+        return check(record)
+
+    assert "db-stall of database for 0.500 s (< its bound 1.4 s)" in "\n".join(judged(0.5))
+    assert judged(1.5) == []  # longer than its bound: a failover is allowed
+    kill = Record(detection_bound=2.0, promotions=[(0.0, 1, "a"), (10.1, 2, "b")])
+    kill.faults = [Fault("kill", "primary", 10.0, 0.0)]
+    assert check(kill) == []  # a kill is meant to cause a failover

@@ -1,0 +1,56 @@
+"""``make chaos``: the simulation, then real schedules on SQLite and on PostgreSQL.
+
+One summary table at the end; exit status 1 on any violation. The whole run
+stops by itself within ``--minutes`` (30 by default): the simulation first
+(10,000 schedules, about three minutes), then the time left is shared
+between the two engines, each stopping when its share is used up or its
+schedules are done. Every schedule is seeded; a violation line says how to
+replay it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import trio
+
+from ..pg_cluster import find_pg_bin
+from . import real, simulation
+from .report import Summary, print_summary
+
+#: Kept back from the budget for start-up and shutdown of each engine's system.
+MARGIN = 75.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run everything and print the summary; see the module docstring."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--simulated", type=int, default=10_000, help="simulated schedules")
+    parser.add_argument("--real", type=int, default=110, help="real schedules per engine")
+    parser.add_argument("--minutes", type=float, default=30.0, help="the whole run's limit")
+    parser.add_argument("--seed", type=int, default=1, help="first seed")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    end = started + args.minutes * 60
+    print(f"simulation: {args.simulated} schedules ...", flush=True)
+    summaries: list[Summary] = [simulation.run_many(args.simulated, args.seed)]
+    if find_pg_bin() is None:  # both engines or none: say so now, not after the simulation
+        print("make chaos: PostgreSQL binaries not found (set PG_BIN)", file=sys.stderr)
+        return 2
+    engines = ["sqlite", "postgre"]
+    for i, engine in enumerate(engines):
+        share = (end - time.monotonic()) / (len(engines) - i) - MARGIN
+        print(f"real, {engine}: up to {args.real} schedules in {share:.0f} s ...", flush=True)
+        deadline = time.monotonic() + share
+        summaries.append(trio.run(real.run, args.real, args.seed, engine, deadline))
+    print_summary(summaries)
+    took = time.monotonic() - started
+    total = sum(s.schedules for s in summaries[1:])
+    print(f"{total} real and {summaries[0].schedules} simulated schedules in {took / 60:.1f} min")
+    return 1 if any(s.violations for s in summaries) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
