@@ -42,6 +42,7 @@ from typing import Any
 
 import trio
 
+from addp import LinkEnded
 from confserv.client import open_client
 from confserv.errors import ConfServError, ConnectionLostError, RequestError
 from confserv.resilient import open_resilient_client
@@ -327,7 +328,7 @@ async def _proxy_client(h: Harness, record: Record, stop: trio.Event, name: str)
                         Request(name, "read", start, trio.current_time(), "ok", status["serial"])
                     )
                     await trio.sleep(0.02 if name == "p" else 0.05)
-        except (OSError, ConfServError, trio.TooSlowError):
+        except (OSError, ConfServError, LinkEnded, trio.TooSlowError):
             await trio.sleep(0.1)
 
 
@@ -342,7 +343,7 @@ async def _promotions(h: Harness, record: Record, stop: trio.Event) -> None:
                 if row["role"] == "primary" and row["epoch"] and row["epoch"] not in seen:
                     seen.add(row["epoch"])
                     record.promotions.append((trio.current_time(), row["epoch"], name))
-        except (OSError, ConfServError, trio.TooSlowError):
+        except (OSError, ConfServError, LinkEnded, trio.TooSlowError):
             pass
         await trio.sleep(0.05)
 
@@ -519,6 +520,20 @@ async def one_schedule(h: Harness, seed: int) -> tuple[Record, list[str]]:
     return record, check(record)
 
 
+#: Where the files of a system that did not heal are copied for a post-mortem.
+KEPT = Path("run") / "chaos-failures"
+
+
+def _keep(h: Harness, seed: int) -> Path:
+    """Copy the system's directory (configs, logs, SQLite files) for a post-mortem."""
+    import shutil
+
+    where = KEPT / f"{h.engine}-seed{seed}"
+    shutil.rmtree(where, ignore_errors=True)
+    shutil.copytree(h.system.tmp, where)
+    return where
+
+
 async def run(schedules: int, seed: int, engine: str, deadline: float) -> Summary:
     """Run schedules on one system until done or past ``deadline`` (monotonic seconds)."""
     summary = Summary(engine)
@@ -531,11 +546,20 @@ async def run(schedules: int, seed: int, engine: str, deadline: float) -> Summar
             for s in range(seed, seed + schedules):
                 if time.monotonic() > deadline:
                     break
-                record, violations = await one_schedule(h, s)
+                try:
+                    record, violations = await one_schedule(h, s)
+                except trio.TooSlowError:
+                    kept = _keep(h, s)
+                    summary.violations.append(
+                        f"seed {s}: the system was not healthy again within its deadline "
+                        f"(its files are kept in {kept})"
+                    )
+                    break  # its state is unknown: no further schedule on it
                 replay = f"python -m tests.chaos.real --engine {engine} --seed {s} --schedules 1"
                 violations = [f"seed {s}: {v}" for v in violations]
                 summary.add(record, violations, _failover_times(record), replay)
         finally:
+            summary.relayed = {name: r.connections for name, r in h.relays.items()}
             await trio.to_thread.run_sync(h.system.stop)
             nursery.cancel_scope.cancel()
     summary.seconds = time.monotonic() - started

@@ -25,6 +25,8 @@ class Summary:
     timed_to: str = "first write acknowledged in a newer epoch"
     #: the :class:`Fault` field faults are counted by
     count_by: str = "target"
+    #: connections each relay carried (real runs): proof the links went through them
+    relayed: dict[str, int] = field(default_factory=dict)
 
     def add(
         self, record: Record, violations: list[str], times: dict[str, list[float]], replay: str

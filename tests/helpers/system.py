@@ -16,6 +16,7 @@ from typing import Any
 
 import trio
 
+from addp import LinkEnded
 from confserv.client import open_client, open_management
 from confserv.errors import ConnectionLostError, RequestError
 from confserv.resilient import open_resilient_client
@@ -194,7 +195,7 @@ class System:
                     rows = await self.status()
                     if predicate(rows):
                         return rows
-                except (OSError, RequestError, ConnectionLostError):
+                except (OSError, RequestError, ConnectionLostError, LinkEnded):
                     pass
                 await trio.sleep(0.05)
 
