@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import random
 import signal
@@ -463,7 +464,12 @@ async def _inject(h: Harness, p: Planned, rows: dict[str, dict[str, Any]], recor
 
 
 def _failover_times(record: Record) -> dict[str, list[float]]:
-    """Per fault label: fault to the first write acknowledged in a newer epoch."""
+    """Per fault label: fault to the first write acknowledged in a newer epoch.
+
+    Only for a fault no earlier fault's consequences reach (an earlier fault's
+    start + duration + the record's settle time), and only when that write
+    comes before the next fault: either could otherwise be the cause.
+    """
     writes = sorted(
         (r for r in record.requests if r.client == "w" and r.outcome == "ok" and r.epoch),
         key=lambda r: r.end,
@@ -473,6 +479,10 @@ def _failover_times(record: Record) -> dict[str, list[float]]:
     for fault in record.faults:
         if not fault.target.startswith(FAILOVER_FAULTS):
             continue
+        if any(
+            g.start < fault.start <= g.start + g.duration + record.settle for g in record.faults
+        ):
+            continue  # an earlier fault may still be the cause of what follows
         before = [r.epoch for r in writes if r.end <= fault.start and r.epoch]
         if not before:
             continue
@@ -534,8 +544,14 @@ def _keep(h: Harness, seed: int) -> Path:
     return where
 
 
-async def run(schedules: int, seed: int, engine: str, deadline: float) -> Summary:
-    """Run schedules on one system until done or past ``deadline`` (monotonic seconds)."""
+async def run(
+    schedules: int, seed: int, engine: str, deadline: float, *, keep: bool = False
+) -> Summary:
+    """Run schedules on one system until done or past ``deadline`` (monotonic seconds).
+
+    ``keep``: copy the system's files (configs, logs) under ``run/chaos-failures``
+    at the end even when nothing failed, to read what happened.
+    """
     summary = Summary(engine)
     started = time.monotonic()
     async with contextlib.AsyncExitStack() as stack, trio.open_nursery() as nursery:
@@ -558,6 +574,8 @@ async def run(schedules: int, seed: int, engine: str, deadline: float) -> Summar
                 replay = f"python -m tests.chaos.real --engine {engine} --seed {s} --schedules 1"
                 violations = [f"seed {s}: {v}" for v in violations]
                 summary.add(record, violations, _failover_times(record), replay)
+            if keep:
+                print(f"files kept in {_keep(h, seed)}")
         finally:
             summary.relayed = {name: r.connections for name, r in h.relays.items()}
             await trio.to_thread.run_sync(h.system.stop)
@@ -573,9 +591,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--engine", choices=("sqlite", "postgre"), default="sqlite")
     parser.add_argument("--minutes", type=float, default=13.0, help="stop starting schedules after")
+    parser.add_argument("--keep", action="store_true", help="keep the system's files and logs")
     args = parser.parse_args(argv)
     deadline = time.monotonic() + args.minutes * 60
-    summary = trio.run(run, args.schedules, args.seed, args.engine, deadline)
+    summary = trio.run(
+        functools.partial(run, keep=args.keep), args.schedules, args.seed, args.engine, deadline
+    )
     print_summary([summary])
     return 1 if summary.violations else 0
 
