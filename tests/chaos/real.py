@@ -67,6 +67,8 @@ LINKS = (
     "peer-primary",
     "proxy-primary",
     "client-primary",
+    "client-backup",
+    "client-proxy",
 )
 DB_LINKS = ("primary-db", "backup-db")
 PARTITION_MODES = ("cut", "blackhole", "half-open", "delay")
@@ -183,7 +185,7 @@ async def _open_harness(
     tmp: Path, engine: str, stack: contextlib.AsyncExitStack, nursery: trio.Nursery
 ) -> Harness:
     names = [f"{src}>{dst}" for dst in SERVERS for src in ("scs", "peer", "proxy", "client")]
-    names.append("scs>proxy")
+    names += ["scs>proxy", "client>proxy"]
     cluster = None
     db_section = None
     extra = ""
@@ -230,6 +232,7 @@ async def _open_harness(
             relays[f"{src}>{s}"].target = ("127.0.0.1", system.management_ports[s])
         relays[f"client>{s}"].target = ("127.0.0.1", system.ports[s])
     relays["scs>proxy"].target = ("127.0.0.1", system.management_ports["proxy"])
+    relays["client>proxy"].target = ("127.0.0.1", system.ports["proxy"])
     harness = Harness(system, relays, engine, cluster)
     harness.sections = {relays[f"client>{s}"].port: s for s in SERVERS}
     return harness
@@ -283,7 +286,7 @@ async def _proxy_client(h: Harness, record: Record, stop: trio.Event, name: str)
     while not stop.is_set():
         try:
             async with open_client(
-                [h.system.address("proxy")],
+                [("127.0.0.1", h.relays["client>proxy"].port)],
                 app=f"chaos-{name}",
                 user="default",
                 password=PASSWORD,
@@ -326,7 +329,15 @@ async def _proxy_client(h: Harness, record: Record, stop: trio.Event, name: str)
                     start = trio.current_time()
                     status = await c.status()
                     record.requests.append(
-                        Request(name, "read", start, trio.current_time(), "ok", status["serial"])
+                        Request(
+                            name,
+                            "read",
+                            start,
+                            trio.current_time(),
+                            "ok",
+                            status["serial"],
+                            status.get("epoch"),
+                        )
                     )
                     await trio.sleep(0.02 if name == "p" else 0.05)
         except (OSError, ConfServError, LinkEnded, trio.TooSlowError):
