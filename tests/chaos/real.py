@@ -36,7 +36,7 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -245,43 +245,59 @@ def _outcome_of(exc: BaseException) -> str:
     return "unknown" if isinstance(exc, ConnectionLostError) else "error"
 
 
+async def _write(
+    record: Record,
+    client: str,
+    create: Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]],
+    key: str,
+    where: Callable[[], str | None] = lambda: None,
+) -> BaseException | None:
+    """One recorded write of object ``key``; the error when it was not acknowledged."""
+    start = trio.current_time()
+    try:
+        answer = await create("DN", {"name": key})
+    except (ConnectionLostError, RequestError) as exc:
+        end = trio.current_time()
+        record.requests.append(Request(client, "write", start, end, _outcome_of(exc), key=key))
+        return exc
+    record.requests.append(
+        Request(
+            client,
+            "write",
+            start,
+            trio.current_time(),
+            "ok",
+            answer["serial"],
+            answer["epoch"],
+            where(),
+            key,
+        )
+    )
+    return None
+
+
 async def _writer(h: Harness, record: Record, stop: trio.Event) -> None:
     """Writes through the resilient client library, to the pair (through its relays)."""
     servers = [("127.0.0.1", h.relays[f"client>{s}"].port) for s in SERVERS]
     async with open_resilient_client(
         servers, app="chaos-w", user="default", password=PASSWORD, reconnect_timeout=0.02
     ) as rc:
+
+        def where() -> str | None:
+            return h.sections.get(rc.address[1]) if rc.address else None
+
         n = 0
         while not stop.is_set():
-            key = f"w{time.monotonic_ns()}-{n}"
             n += 1
-            start = trio.current_time()
-            try:
-                answer = await rc.create("DN", {"name": key})
-            except (ConnectionLostError, RequestError) as exc:
-                record.requests.append(
-                    Request("w", "write", start, trio.current_time(), _outcome_of(exc), key=key)
-                )
-            else:
-                where = rc.address
-                record.requests.append(
-                    Request(
-                        "w",
-                        "write",
-                        start,
-                        trio.current_time(),
-                        "ok",
-                        answer["serial"],
-                        answer["epoch"],
-                        h.sections.get(where[1]) if where else None,
-                        key,
-                    )
-                )
+            await _write(record, "w", rc.create, f"w{time.monotonic_ns()}-{n}", where)
             await trio.sleep(0.005)
 
 
 async def _proxy_client(h: Harness, record: Record, stop: trio.Event, name: str) -> None:
-    """Through the proxy: ``p`` writes then reads its own write, ``r`` only reads."""
+    """Through the proxy: ``p`` writes then reads its own write, ``r`` only reads.
+
+    The proxy does not say which master wrote, so its writes name no server.
+    """
     n = 0
     while not stop.is_set():
         try:
@@ -294,38 +310,10 @@ async def _proxy_client(h: Harness, record: Record, stop: trio.Event, name: str)
             ) as c:
                 while not stop.is_set():
                     if name == "p":
-                        key = f"p{time.monotonic_ns()}-{n}"
                         n += 1
-                        start = trio.current_time()
-                        try:
-                            answer = await c.create("DN", {"name": key})
-                        except (ConnectionLostError, RequestError) as exc:
-                            record.requests.append(
-                                Request(
-                                    name,
-                                    "write",
-                                    start,
-                                    trio.current_time(),
-                                    _outcome_of(exc),
-                                    key=key,
-                                )
-                            )
-                            if isinstance(exc, ConnectionLostError):
-                                raise
-                        else:
-                            record.requests.append(
-                                Request(
-                                    name,
-                                    "write",
-                                    start,
-                                    trio.current_time(),
-                                    "ok",
-                                    answer["serial"],
-                                    answer["epoch"],
-                                    None,  # the proxy does not say which master wrote it
-                                    key,
-                                )
-                            )
+                        failed = await _write(record, name, c.create, f"p{time.monotonic_ns()}-{n}")
+                        if isinstance(failed, ConnectionLostError):
+                            raise failed
                     start = trio.current_time()
                     status = await c.status()
                     record.requests.append(
