@@ -112,6 +112,10 @@ class Session:
         self._pending[request_id] = send
         objects: list[Any] = []
         try:
+            if self.closed.is_set():
+                # The reader is gone (the link ended, or its task was cancelled while
+                # the link still took writes): no answer could ever be routed here.
+                raise NotSentError(f"{op}: not sent, the connection is closed: {self.ended}")
             try:
                 await self.link.send({"op": op, "id": request_id, **args})
             except LinkEnded as exc:

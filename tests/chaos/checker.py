@@ -3,6 +3,7 @@
 It reads a :class:`Record` of what happened and returns every violation of
 the design's invariants, as text (an empty list means the run was clean):
 
+0. every request is answered (liveness: a client never waits forever);
 1. no acknowledged write is missing afterwards;
 2. never two servers accept writes in one epoch; epochs only increase;
 3. no client sees serials go back;
@@ -22,7 +23,7 @@ class Request:
     op: str
     start: float
     end: float
-    outcome: str  # ok | error | unknown
+    outcome: str  # ok | error | unknown | hung (no answer within the harness's deadline)
     serial: int | None = None
     epoch: int | None = None
     server: str | None = None
@@ -68,6 +69,11 @@ class Record:
 def check(record: Record) -> list[str]:
     """Every invariant violation in ``record`` (see module docstring)."""
     violations: list[str] = []
+    for r in record.requests:
+        if r.outcome == "hung":
+            violations.append(
+                f"client {r.client}'s {r.op} got no answer within {r.end - r.start:.0f} s"
+            )
     acked = [r for r in record.requests if r.op == "write" and r.outcome == "ok"]
     for r in acked:
         if r.key is not None and r.key not in record.committed:

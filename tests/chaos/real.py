@@ -58,6 +58,10 @@ DETECTION_BOUND = 2.0
 #: lease-ttl (2 s) - self-fence margin (0.2 s) - lease-renew (0.4 s): a primary
 #: cut off from its database for less renews in time and is not replaced.
 DB_BOUND = 1.4
+#: A client request unanswered for this long is a liveness violation ("hung").
+REQUEST_DEADLINE = 30.0
+#: A whole schedule (faults, healing, the final read) taking longer is reported.
+SCHEDULE_LIMIT = 240.0
 SERVERS = ("confserv", "backup")
 #: Links a partition can hit; ``primary``/``backup`` are resolved when injected.
 LINKS = (
@@ -255,7 +259,12 @@ async def _write(
     """One recorded write of object ``key``; the error when it was not acknowledged."""
     start = trio.current_time()
     try:
-        answer = await create("DN", {"name": key})
+        with trio.fail_after(REQUEST_DEADLINE):
+            answer = await create("DN", {"name": key})
+    except trio.TooSlowError as exc:
+        end = trio.current_time()
+        record.requests.append(Request(client, "write", start, end, "hung", key=key))
+        return exc
     except (ConnectionLostError, RequestError) as exc:
         end = trio.current_time()
         record.requests.append(Request(client, "write", start, end, _outcome_of(exc), key=key))
@@ -312,10 +321,15 @@ async def _proxy_client(h: Harness, record: Record, stop: trio.Event, name: str)
                     if name == "p":
                         n += 1
                         failed = await _write(record, name, c.create, f"p{time.monotonic_ns()}-{n}")
-                        if isinstance(failed, ConnectionLostError):
+                        if isinstance(failed, (ConnectionLostError, trio.TooSlowError)):
                             raise failed
                     start = trio.current_time()
-                    status = await c.status()
+                    with trio.move_on_after(REQUEST_DEADLINE):
+                        status = await c.status()
+                    if trio.current_time() - start >= REQUEST_DEADLINE:
+                        end = trio.current_time()
+                        record.requests.append(Request(name, "read", start, end, "hung"))
+                        raise trio.TooSlowError  # a new connection, as after any failure
                     record.requests.append(
                         Request(
                             name,
@@ -337,7 +351,8 @@ async def _promotions(h: Harness, record: Record, stop: trio.Event) -> None:
     seen: set[int] = set()
     while not stop.is_set():
         try:
-            rows = await h.system.status()
+            with trio.fail_after(5):  # a stopped supervisor answers nothing
+                rows = await h.system.status()
             for name in SERVERS:
                 row = rows[name]
                 if row["role"] == "primary" and row["epoch"] and row["epoch"] not in seen:
@@ -519,8 +534,9 @@ async def one_schedule(h: Harness, seed: int) -> tuple[Record, list[str]]:
         stop.set()
     rows = await h.system.wait(healthy, timeout=90)
     primary = ("127.0.0.1", h.system.ports[primary_of(rows)])
-    async with open_client([primary], app="chaos-c", user="default", password=PASSWORD) as c:
-        record.committed = {d["name"] for d in await c.read("DN")}
+    with trio.fail_after(REQUEST_DEADLINE):
+        async with open_client([primary], app="chaos-c", user="default", password=PASSWORD) as c:
+            record.committed = {d["name"] for d in await c.read("DN")}
     seen = {epoch for _t, epoch, _s in record.promotions}
     for r in sorted(record.requests, key=lambda r: r.end):  # promotions the supervisor missed
         if r.op == "write" and r.outcome == "ok" and r.epoch and r.epoch not in seen:
@@ -562,11 +578,13 @@ async def run(
                 if time.monotonic() > deadline:
                     break
                 try:
-                    record, violations = await one_schedule(h, s)
+                    with trio.fail_after(SCHEDULE_LIMIT):
+                        record, violations = await one_schedule(h, s)
                 except trio.TooSlowError:
                     kept = _keep(h, s)
                     summary.violations.append(
-                        f"seed {s}: the system was not healthy again within its deadline "
+                        f"seed {s}: the system was not healthy again within its deadline, or "
+                        f"the schedule did not end within {SCHEDULE_LIMIT:g} s "
                         f"(its files are kept in {kept})"
                     )
                     break  # its state is unknown: no further schedule on it

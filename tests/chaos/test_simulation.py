@@ -48,3 +48,9 @@ def test_a_fault_with_its_own_bound_is_judged_by_it() -> None:
     kill = Record(detection_bound=2.0, promotions=[(0.0, 1, "a"), (10.1, 2, "b")])
     kill.faults = [Fault("kill", "primary", 10.0, 0.0)]
     assert check(kill) == []  # a kill is meant to cause a failover
+
+
+def test_a_request_never_answered_is_a_violation() -> None:
+    record = Record(detection_bound=2.0)
+    record.requests = [Request("p", "write", 10.0, 40.0, "hung", key="k")]
+    assert check(record) == ["client p's write got no answer within 30 s"]

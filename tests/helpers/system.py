@@ -154,6 +154,7 @@ class System:
         )
         self.logfile = tmp / "scs.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.seen_pids: set[int] = set()  # every server pid a status showed
 
     def start(self, append: bool = False) -> None:
         with self.logfile.open("ab" if append else "wb") as out:
@@ -162,6 +163,11 @@ class System:
             )
 
     def stop(self) -> None:
+        """Stop the supervisor (SIGINT: it stops its servers), then any server it left.
+
+        A server outlives its supervisor when the supervisor was killed and
+        the test ends before a new one adopted it.
+        """
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
@@ -169,6 +175,14 @@ class System:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        for pid in self.seen_pids:
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    mine = str(self.conf).encode() in f.read()
+                if mine:
+                    os.kill(pid, signal.SIGKILL)
+            except (FileNotFoundError, ProcessLookupError):
+                pass
 
     def log(self) -> str:
         return self.logfile.read_text()
@@ -180,7 +194,9 @@ class System:
         assert self.settings.control_port is not None
         async with open_management("127.0.0.1", self.settings.control_port, SECRET) as m:
             answer = await m.session.request("status")
-        return {row["section"]: row for row in answer["servers"]}
+        rows = {row["section"]: row for row in answer["servers"]}
+        self.seen_pids.update(int(r["pid"]) for r in rows.values() if r.get("pid"))
+        return rows
 
     async def control(self, op: str, **args: Any) -> dict[str, Any]:
         assert self.settings.control_port is not None
