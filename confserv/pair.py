@@ -166,7 +166,17 @@ class PairDriver:
                 self.rt.log.emit(events.DB_ERROR, reason=f"releasing the lease failed: {exc}")
             return []
         if isinstance(action, BecomePrimary):
-            await self._become_primary(action.epoch)
+            try:
+                await self._become_primary(action.epoch)
+            except UnavailableError as exc:
+                # Holding the lease without serving would block the pair until
+                # it expired: give it back, stay backup, let the caller retry.
+                self.rt.log.emit(
+                    events.DB_ERROR,
+                    reason=f"catching up after taking the lease failed: {exc}; lease given back",
+                )
+                self.last_refusal = f"catching up from the database failed ({exc})"
+                return m.demote("promotion abandoned: catching up from the database failed")
             return []
         if isinstance(action, BecomeBackup):
             self._become_backup(action.reason)

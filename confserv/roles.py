@@ -184,12 +184,12 @@ class RoleMachine:
         self.role = Role.PROMOTING
         return [TakeLease(force=force)]
 
-    def demote(self) -> list[Action]:
-        """Operator or supervisor: planned hand-over to backup."""
+    def demote(self, reason: str = "switched to backup by command") -> list[Action]:
+        """Operator or supervisor: planned hand-over to backup (or giving up a promotion)."""
         if self.role is not Role.PRIMARY:
             return []
         epoch = self.epoch
-        return [self._demote("switched to backup by command", None), ReleaseLease(epoch)]
+        return [self._demote(reason, None), ReleaseLease(epoch)]
 
     # -- results of actions ---------------------------------------------------
 

@@ -23,6 +23,7 @@ from confserv.errors import (
     NoServerError,
     PromotionRefusedError,
     ReadOnlyError,
+    UnavailableError,
 )
 from confserv.runtime import Runtime
 
@@ -165,6 +166,32 @@ async def test_a_crashed_primary_is_replaced_once_its_lease_expires(
     assert backup.rt.service.last_serial >= made[-1]
     async with client(backup) as c:
         assert len(await c.read("Switch")) == 5
+
+
+async def test_a_promotion_whose_catch_up_fails_gives_the_lease_back(
+    pair: tuple[Server, Server], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    primary, backup = pair
+    primary.crash()
+    real_catch_up = backup.rt.service.catch_up
+    failures = [UnavailableError("the database went away after the lease was taken")]
+
+    async def catch_up() -> int:
+        if failures:
+            raise failures.pop()
+        return await real_catch_up()
+
+    monkeypatch.setattr(backup.rt.service, "catch_up", catch_up)
+    async with backup.manage() as m:
+        with pytest.raises(PromotionRefusedError, match="catching up from the database failed"):
+            await m.switch_to_primary(force=True)
+        assert backup.rt.role == "backup"
+        assert not backup.rt.service.writable
+        # The lease was given back: the next try needs no force and no wait for expiry.
+        answer = await m.switch_to_primary()
+        assert answer["role"] == "primary"
+    async with client(backup) as c:
+        assert (await c.create("Tenant", {"name": "after-the-retry"}))["epoch"] == answer["epoch"]
 
 
 async def test_a_client_given_no_primary_gets_a_clear_error(pair: tuple[Server, Server]) -> None:
