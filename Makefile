@@ -24,7 +24,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check addp confserv scs tests bench
 	$(BIN)/ruff format --check addp confserv scs tests bench
-	$(BIN)/mypy --strict addp
+	$(BIN)/mypy --strict addp confserv scs
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py

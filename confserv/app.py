@@ -84,11 +84,12 @@ async def serve_ports(
     )
     ports = {"port": listeners[0].socket.getsockname()[1]}
     rt.log.emit(events.LISTENING, what="clients", host=host, port=ports["port"])
-    if settings.management_port is not None:
+    management_port = settings.management_port
+    if management_port is not None:
         listeners = await nursery.start(
             lambda task_status: addp.serve(
                 management,
-                settings.management_port,
+                management_port,
                 settings.addp,
                 host=host,
                 task_status=task_status,

@@ -74,10 +74,10 @@ TABLES = (CfgObject, CfgCounter, CfgHistory, CfgLease)
 
 def ddl(engine: str) -> list[str]:
     """``CREATE TABLE/INDEX IF NOT EXISTS`` statements for ``sqlite`` or ``postgre``."""
-    dialect = postgresql.dialect() if engine == "postgre" else sqlite.dialect()
+    dialect = postgresql.dialect() if engine == "postgre" else sqlite.dialect()  # type: ignore[no-untyped-call]
     out: list[str] = []
     for model in TABLES:
-        table = SQLModel.metadata.tables[model.__tablename__]  # type: ignore[index]
+        table = SQLModel.metadata.tables[model.__tablename__]
         out.append(str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)).strip())
         for index in sorted(table.indexes, key=lambda i: str(i.name)):
             out.append(str(CreateIndex(index, if_not_exists=True).compile(dialect=dialect)))

@@ -160,7 +160,12 @@ def _boolean(sec: Section, option: str, default: bool) -> bool:
 def _server(path: Path, base: Path, name: str, options: dict[str, str]) -> ServerSpec:
     sec = Section(path, name, options)
     sec.check_known(SERVER_OPTIONS)
-    kind = sec.choice("type", {"pair": "pair", "proxy": "proxy", "server": "pair"}, "pair")
+    kinds: dict[str, Literal["pair", "proxy"]] = {
+        "pair": "pair",
+        "proxy": "proxy",
+        "server": "pair",
+    }
+    kind = sec.choice("type", kinds, "pair")
     port = sec.port("port")
     if port is None:
         raise sec.error("port", "missing (the server's client port)")
