@@ -153,6 +153,11 @@ class Connection:
         """Whether :meth:`data_to_send` would return bytes."""
         return bool(self._out)
 
+    @property
+    def bytes_to_send(self) -> int:
+        """How many bytes :meth:`data_to_send` would return."""
+        return sum(len(frame) for frame in self._out)
+
     def data_to_send(self) -> bytes:
         """Bytes queued for the peer since the last call (possibly empty)."""
         if not self._out:

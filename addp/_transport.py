@@ -12,6 +12,7 @@ package that imports trio.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -81,6 +82,11 @@ class Link:
         self._fast = 0
         self._ended = trio.Event()
         self.handshake: HandshakeComplete | None = None
+        #: Bytes :meth:`write_nowait` took from the connection but the socket
+        #: did not accept yet; written first by the next flush.
+        self._backlog = bytearray()
+        fileno = getattr(getattr(stream, "socket", None), "fileno", None)
+        self._fd: int | None = fileno() if callable(fileno) else None
 
     # -- public ---------------------------------------------------------------
 
@@ -145,6 +151,47 @@ class Link:
             raise self._closing or LinkClosedLocally("link is closing")
         self._conn.send_encoded(data, trio.current_time())
 
+    def write_nowait(self) -> bool:
+        """Write what is queued straight to the socket, without waiting; True if all went.
+
+        For a publisher fanning one message out to many links: no task switch
+        per link when the socket has room, which is the common case. What the
+        socket does not take now stays queued, in order, for the next
+        :meth:`flush` (False is returned: the caller must see that one runs).
+        Also False when another task is writing or the stream is not a socket.
+
+        Raises:
+            LinkEnded: the link is over (the subclass says why).
+        """
+        if self._end is not None:
+            raise self._end
+        if self._fd is None:
+            return not (self._backlog or self._conn.has_data_to_send)
+        try:
+            self._send_lock.acquire_nowait()
+        except trio.WouldBlock:
+            return False
+        try:
+            self._backlog += self._conn.data_to_send()
+            if not self._backlog:
+                return True
+            try:
+                written = os.write(self._fd, self._backlog)
+            except BlockingIOError:
+                return False
+            except OSError as exc:
+                self._finish(LinkBroken(f"send failed: {exc!r}"))
+                raise self._end from exc  # type: ignore[misc]
+            del self._backlog[:written]
+            return not self._backlog
+        finally:
+            self._send_lock.release()
+
+    @property
+    def unsent(self) -> int:
+        """Bytes queued on this link and not yet handed to the socket."""
+        return len(self._backlog) + self._conn.bytes_to_send
+
     async def flush(self) -> None:
         """Write everything queued by :meth:`send_nowait`."""
         if self._end is not None:
@@ -197,10 +244,19 @@ class Link:
             self._finish(LinkClosedLocally(f"closed by this side: {reason}"))
         await trio.aclose_forcefully(self._stream)
 
+    async def abort(self, reason: str) -> None:
+        """Close the stream at once, without CLOSE: for a peer that reads nothing.
+
+        Also the only clean end after a write was cancelled half-way (a CLOSE
+        frame would land in the middle of a frame).
+        """
+        self._finish(LinkClosedLocally(f"aborted by this side: {reason}"))
+        await trio.aclose_forcefully(self._stream)
+
     # -- internals ------------------------------------------------------------
 
     async def _flush(self) -> None:
-        if not self._conn.has_data_to_send:
+        if not (self._backlog or self._conn.has_data_to_send):
             await trio.lowlevel.checkpoint()
             return
         # A free lock is taken without a trip through the scheduler, so the
@@ -212,6 +268,8 @@ class Link:
             await self._send_lock.acquire()
         try:
             data = self._conn.data_to_send()
+            if self._backlog:
+                data, self._backlog = bytes(self._backlog + data), bytearray()
             if data:
                 try:
                     await self._stream.send_all(data)

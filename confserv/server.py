@@ -12,7 +12,7 @@ from typing import Any
 
 import trio
 
-from addp import Link, LinkEnded
+from addp import Link, LinkEnded, MessageTooLargeError
 
 from . import events
 from .errors import (
@@ -27,6 +27,7 @@ from .objects import check_type
 from .protocol import CLIENT_OPS, READ_CHUNK, arg, error, ok, parse_request
 from .runtime import Runtime
 from .service import SUBSCRIBER_BUFFER, Subscription, public_change
+from .store import Change
 
 
 class ClientSession:
@@ -40,6 +41,11 @@ class ClientSession:
         self.daemon = False
         self.sub: Subscription | None = None
         self._forwarder_started = False
+        #: Notifications queued since the link was last written out completely.
+        self._behind = 0
+        self._wake = trio.Event()
+        self._too_large: MessageTooLargeError | None = None
+        self._flushing = trio.CancelScope()
 
     async def run(self) -> None:
         """Serve the connection until it ends."""
@@ -210,6 +216,7 @@ class ClientSession:
         dbid = arg(msg, "dbid", int, None)
         if self.sub is None:
             self.sub = self.rt.service.subscribe()
+            self.sub.deliver = self._deliver
         if type_name is None:
             if dbid is not None:
                 raise BadRequestError("'dbid' needs 'type'")
@@ -246,23 +253,58 @@ class ClientSession:
             epoch=self.rt.service.epoch,
         )
 
-    async def _forward(self, sub: Subscription) -> None:
+    def _deliver(self, change: Change) -> bool:
+        """Called by the publisher: queue the notification, and write it out if the socket can.
+
+        One encoding per change is shared by every subscriber; a socket with
+        room takes it at once, with no task switch (a thousand subscribers
+        cost a thousand writes, not a thousand wake-ups). What a socket does
+        not take waits, in order, for this session's forwarder. False drops
+        the subscription: the link is over, or it is too far behind.
+        """
         try:
-            cache = self.rt.service.notifications
-            async for change in sub.receive:
-                self.link.send_encoded_nowait(cache.encoded(change))
-                # Drain what else is queued so that a burst shares one write.
-                while True:
-                    try:
-                        more = sub.receive.receive_nowait()
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
-                    self.link.send_encoded_nowait(cache.encoded(more))
-                await self.link.flush()
+            self.link.send_encoded_nowait(self.rt.service.notifications.encoded(change))
+            if self.link.write_nowait():
+                self._behind = 0
+                return True
+        except LinkEnded:
+            return False  # the request loop sees the same end and reports it
+        except MessageTooLargeError as exc:
+            self._too_large = exc
+            self._wake.set()
+            return False
+        self._behind += 1
+        if self._behind > SUBSCRIBER_BUFFER:
+            assert self.sub is not None
+            self.sub.overflowed = True
+            self._flushing.cancel()  # a flush into a full socket would wait forever
+        self._wake.set()
+        return not (self.sub is not None and self.sub.overflowed)
+
+    async def _forward(self, sub: Subscription) -> None:
+        """Write out what :meth:`_deliver` could not; end the link of a subscriber left behind."""
+        try:
+            while not sub.overflowed and self._too_large is None:
+                await self._wake.wait()
+                self._wake = trio.Event()
+                with self._flushing:
+                    await self.link.flush()
+                if self._flushing.cancelled_caught:
+                    break
+                self._flushing = trio.CancelScope()
+                if self.link.unsent == 0:
+                    self._behind = 0
         except LinkEnded:
             return  # the request loop sees the same end and reports it
-        if sub.overflowed:
-            self.rt.log.emit(
-                events.SUBSCRIBER_TOO_SLOW, app=self.app, peer=self.peer, count=SUBSCRIBER_BUFFER
-            )
-            await self.link.aclose("too slow: notifications overflowed; restore from your serial")
+        if self._too_large is not None:
+            too_large = f"a notification is larger than this client accepts: {self._too_large}"
+            await self.link.aclose(too_large)
+            return
+        self.rt.log.emit(
+            events.SUBSCRIBER_TOO_SLOW, app=self.app, peer=self.peer, count=SUBSCRIBER_BUFFER
+        )
+        reason = "too slow: notifications overflowed; restore from your serial"
+        if self._flushing.cancelled_caught:
+            await self.link.abort(reason)  # a frame was cut short: no CLOSE can follow it
+        else:
+            await self.link.aclose(reason)

@@ -15,7 +15,7 @@ import copy
 import hashlib
 import hmac
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,12 +67,18 @@ class StaleEpochError(Exception):
 
 @dataclass(eq=False)
 class Subscription:
-    """One subscriber's filter and its bounded queue of changes."""
+    """One subscriber's filter and its bounded queue of changes.
+
+    ``deliver``, when set, takes each wanted change at once, in the publisher's
+    task, instead of the queue (a client session writes it straight to its
+    socket); it returns False when the subscriber must be dropped.
+    """
 
     types: set[str] = field(default_factory=set)
     objects: set[Key] = field(default_factory=set)
     everything: bool = False
     overflowed: bool = False
+    deliver: Callable[[Change], bool] | None = None
 
     def __post_init__(self) -> None:
         self.send, self.receive = trio.open_memory_channel[Change](SUBSCRIBER_BUFFER)
@@ -370,6 +376,10 @@ class ConfigService:
     def _publish(self, change: Change) -> None:
         for sub in list(self._subscriptions):
             if not sub.wants(change):
+                continue
+            if sub.deliver is not None:
+                if not sub.deliver(change):
+                    self.unsubscribe(sub)
                 continue
             try:
                 sub.send.send_nowait(change)

@@ -214,3 +214,56 @@ async def test_garbage_right_behind_the_hello_is_still_refused(
     with pytest.raises(LinkProtocolError, match="expected add9"):
         async with open_link(left, AddpOptions()) as link:
             await link.receive()
+
+
+async def test_write_nowait_keeps_what_the_socket_refuses_in_order() -> None:
+    """Real sockets: a reader that pauses fills the socket; nothing is lost or reordered."""
+    got: list[int] = []
+    resume = trio.Event()
+
+    async def slow_reader(link: Link) -> None:
+        await resume.wait()  # reads nothing until told: the socket buffers fill
+        async for msg in link:
+            got.append(msg["n"])
+            if msg["n"] == 299:
+                return
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(serve, slow_reader, 0, AddpOptions())
+            port = listeners[0].socket.getsockname()[1]
+            async with connect("127.0.0.1", port, AddpOptions()) as link:
+                big = "x" * 65_536
+                results = []
+                for n in range(300):
+                    link.send_encoded_nowait(encode_payload({"n": n, "pad": big}))
+                    results.append(link.write_nowait())
+                assert results[0] is True  # an empty socket takes the first at once
+                assert False in results  # ~20 MB: the socket refused some
+                assert link.unsent > 0
+                resume.set()
+                await link.flush()  # the rest, after what write_nowait left half-written
+                assert link.unsent == 0
+                with trio.fail_after(10):
+                    while len(got) < 300:
+                        await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+    assert got == list(range(300))
+
+
+async def test_write_nowait_on_a_memory_stream_leaves_the_write_to_flush(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    a, b = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: _echo_once(b))
+        async with open_link(a, AddpOptions()) as link:
+            link.send_nowait("queued")
+            assert link.write_nowait() is False  # not a socket: the next flush writes it
+            await link.flush()
+            assert await link.receive() == "queued"
+
+
+async def _echo_once(stream: trio.abc.Stream) -> None:
+    async with open_link(stream, AddpOptions()) as link:
+        await link.send(await link.receive())

@@ -263,3 +263,89 @@ async def test_a_non_string_password_is_a_bad_value(server: dict[str, Any]) -> N
     async with client(server) as c:
         with pytest.raises(FieldValueError, match="password must be str"):
             await c.create("Person", {"name": "p", "password": 1234})
+
+
+async def test_a_subscriber_that_stops_reading_is_cut_off_and_told(
+    server: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import confserv.server
+
+    monkeypatch.setattr(confserv.server, "SUBSCRIBER_BUFFER", 20)
+    host, port = server["address"]
+    service = server["runtime"].service
+    stream = await trio.open_tcp_stream(host, port)
+    payload = __import__("addp").encode_payload
+    register = {"op": "register", "id": 1, "app": "slow", "user": "default"}
+    await stream.send_all(
+        encode_frame(FrameKind.HELLO, payload({"versions": [1, 1]}))
+        + encode_frame(FrameKind.MESSAGE, payload({**register, "password": ADMIN_PASSWORD}))
+        + encode_frame(FrameKind.MESSAGE, payload({"op": "subscribe", "id": 2, "type": "Host"}))
+    )
+    with trio.fail_after(10):
+        while service.subscriber_count == 0:
+            await trio.sleep(0.01)
+    # The subscriber now reads nothing: its socket buffers fill, then its backlog.
+    big = "x" * 32_768
+    async with client(server, "writer") as writer:
+        with trio.fail_after(60):
+            n = 0
+            while 20114 not in server["log"].ids():
+                await writer.create("Host", {"name": f"h{n}", "options": {"s": {"k": big}}})
+                n += 1
+        # Cut off: only that subscriber; the writer is served on.
+        assert service.subscriber_count == 0
+        assert (await writer.create("Host", {"name": "after"}))["dbid"] > 0
+    text = next(t for i, t in server["log"].events if i == 20114)
+    assert "'slow'" in text
+    assert "20 notifications unread" in text
+    # Reading now, the slow client gets what was written out, then the end of the
+    # connection: a CLOSE saying why when there was room for it, else a bare end
+    # (never bytes that do not decode: a CLOSE in the middle of a cut frame).
+    decoder, reason = FrameDecoder(max_frame_size=1 << 24), None
+    with trio.fail_after(30):
+        while reason is None:
+            try:
+                chunk = await stream.receive_some()
+            except trio.BrokenResourceError:
+                break  # reset: the server aborted the connection
+            if not chunk:
+                break
+            for kind, data in decoder.feed(chunk):
+                if kind is FrameKind.CLOSE:
+                    reason = decode_payload(data)["reason"]
+    await stream.aclose()
+    assert reason is None or "too slow" in reason
+
+
+async def test_fan_out_keeps_every_subscriber_in_serial_order_under_bursts(
+    server: dict[str, Any],
+) -> None:
+    async with trio.open_nursery() as nursery:
+        seen: dict[int, list[int]] = {i: [] for i in range(20)}
+        ready = trio.Semaphore(0)
+
+        async def subscriber(i: int) -> None:
+            async with client(server, f"sub{i}") as c:
+                await c.subscribe("Host")
+                ready.release()
+                while len(seen[i]) < 200:
+                    seen[i].append((await c.notification())["serial"])
+
+        for i in range(20):
+            nursery.start_soon(subscriber, i)
+        for _ in range(20):
+            await ready.acquire()
+        with trio.fail_after(60):
+            async with trio.open_nursery() as burst:  # concurrent writers: bursts of changes
+                for w in range(4):
+                    burst.start_soon(_write_hosts, server, w, 50)
+    for serials in seen.values():
+        assert len(serials) == 200
+        assert serials == sorted(serials)
+        assert len(set(serials)) == 200
+
+
+async def _write_hosts(server: dict[str, Any], w: int, count: int) -> None:
+    async with client(server, f"writer{w}") as writer:
+        for n in range(count):
+            await writer.create("Host", {"name": f"burst-{w}-{n}"})
