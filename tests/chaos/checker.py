@@ -3,7 +3,8 @@
 It reads a :class:`Record` of what happened and returns every violation of
 the design's invariants, as text (an empty list means the run was clean):
 
-0. every request is answered (liveness: a client never waits forever);
+0. every request is answered (liveness: a client never waits forever), and
+   writes are acknowledged again once the system is healthy after the faults;
 1. no acknowledged write is missing afterwards;
 2. never two servers accept writes in one epoch; epochs only increase;
 3. no client sees serials go back;
@@ -54,6 +55,9 @@ class Record:
     faults: list[Fault] = field(default_factory=list)
     promotions: list[tuple[float, int, str]] = field(default_factory=list)  # (time, epoch, server)
     committed: set[str] = field(default_factory=set)  # keys present in the database at the end
+    #: When the system was seen healthy after the last fault (real runs); some
+    #: write must then succeed, or a primary refusing every write would pass.
+    healed_at: float | None = None
     detection_bound: float = 0.0
     #: How long a fault's consequences may last after it ends (detection, lease
     #: expiry, restart): a failover inside that window is blamed on it, not on a
@@ -75,6 +79,8 @@ def check(record: Record) -> list[str]:
                 f"client {r.client}'s {r.op} got no answer within {r.end - r.start:.0f} s"
             )
     acked = [r for r in record.requests if r.op == "write" and r.outcome == "ok"]
+    if record.healed_at is not None and not any(r.start >= record.healed_at for r in acked):
+        violations.append("no write was acknowledged after the system was healthy again")
     for r in acked:
         if r.key is not None and r.key not in record.committed:
             violations.append(f"acknowledged write {r.key} (serial {r.serial}) is missing")

@@ -14,6 +14,7 @@ forwards both directions and can be switched at any time to:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import trio
@@ -56,6 +57,7 @@ class Relay:
         await trio.serve_listeners(self._relay, listeners)
 
     async def _relay(self, client: trio.SocketStream) -> None:
+        cut = self._cut  # before connecting: a cut meanwhile must end this one too
         if self.mode.name == "cut":
             await client.aclose()
             return
@@ -64,31 +66,50 @@ class Relay:
         except OSError:
             await client.aclose()
             return
+        if cut.is_set() or self.mode.name == "cut":
+            await client.aclose()
+            await upstream.aclose()
+            return
         self.connections += 1
-        cut = self._cut
         async with client, upstream, trio.open_nursery() as nursery:
-            nursery.start_soon(self._pump, client, upstream, "to_peer", nursery.cancel_scope)
-            nursery.start_soon(self._pump, upstream, client, "from_peer", nursery.cancel_scope)
+            ways = ((client, upstream, "to_peer"), (upstream, client, "from_peer"))
+            for src, dst, direction in ways:
+                send, receive = trio.open_memory_channel[tuple[float, bytes]](math.inf)
+                nursery.start_soon(self._read, src, send, direction, nursery.cancel_scope)
+                nursery.start_soon(self._write, receive, dst, nursery.cancel_scope)
             await cut.wait()
             nursery.cancel_scope.cancel()
 
-    async def _pump(
+    async def _read(
         self,
         src: trio.SocketStream,
-        dst: trio.SocketStream,
+        out: trio.MemorySendChannel[tuple[float, bytes]],
         direction: str,
         scope: trio.CancelScope,
     ) -> None:
+        """Read on, stamping each chunk with when it may leave (arrival + delay)."""
         try:
-            while True:
-                data = await src.receive_some(65536)
-                if not data:
-                    break
-                while self._holds(direction):
-                    await self._changed.wait()
-                mode = self.mode
-                if mode.delay:
-                    await trio.sleep(mode.delay)  # the injected fault itself: added latency
+            async with out:
+                while True:
+                    data = await src.receive_some(65536)
+                    if not data:
+                        break
+                    while self._holds(direction):
+                        await self._changed.wait()
+                    out.send_nowait((trio.current_time() + self.mode.delay, data))
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            scope.cancel()
+
+    async def _write(
+        self,
+        chunks: trio.MemoryReceiveChannel[tuple[float, bytes]],
+        dst: trio.SocketStream,
+        scope: trio.CancelScope,
+    ) -> None:
+        """Send each chunk at its time: latency is added, bandwidth is not cut."""
+        try:
+            async for due, data in chunks:
+                await trio.sleep_until(due)  # the injected fault itself: added latency
                 await dst.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass

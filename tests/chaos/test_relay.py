@@ -75,3 +75,20 @@ async def test_held_bytes_flow_again_when_the_partition_heals() -> None:
                 relay.set("pass")
                 assert await link.receive() == "held"  # not dropped: TCP would retransmit
             nursery.cancel_scope.cancel()
+
+
+async def test_delay_adds_latency_without_cutting_bandwidth() -> None:
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            relay = await start(nursery)
+            async with connect("127.0.0.1", relay.port, AddpOptions()) as link:
+                relay.set("pass", delay=0.2)
+                t0 = trio.current_time()
+                for i in range(10):
+                    await link.send(i)
+                    await trio.sleep(0.02)  # separate chunks, each delayed on its own
+                got = [await link.receive() for _ in range(10)]
+                took = trio.current_time() - t0
+                assert got == list(range(10))
+                assert 0.4 <= took < 1.5  # per-chunk pauses in series would take >= 4 s
+            nursery.cancel_scope.cancel()
