@@ -49,7 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     took = time.monotonic() - started
     total = sum(s.schedules for s in summaries[1:])
     print(f"{total} real and {summaries[0].schedules} simulated schedules in {took / 60:.1f} min")
-    return 1 if any(s.violations for s in summaries) else 0
+    empty = [s.engine for s in summaries if s.schedules == 0]
+    if empty:
+        print(f"no schedule ran on: {', '.join(empty)} (out of time?)", file=sys.stderr)
+    return 1 if empty or any(s.violations for s in summaries) else 0
 
 
 if __name__ == "__main__":
