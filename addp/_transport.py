@@ -326,6 +326,29 @@ class Link:
             elif isinstance(event, (PeerLostEvent, ConnectionClosed)):
                 self._finish(_end_reason(event))
 
+    async def _reader_flush(self) -> None:
+        """The reader's own writes (REPLY, POLL), bounded by the ADDP deadline.
+
+        Another task may hold the send lock in a write the peer does not read
+        (or the reader's own write may block so); waiting without a deadline
+        would keep ADDP from ever declaring the peer lost. A peer silent for
+        twice the timeout while this side cannot even write to it is lost.
+        """
+        keepalive = self._conn.keepalive
+        if keepalive.timeout <= 0 or self._end is not None:
+            await self._flush()
+            return
+        limit = keepalive.last_received + 2 * keepalive.timeout
+        with trio.move_on_at(limit) as scope:
+            await self._flush()
+        if scope.cancelled_caught:
+            self._finish(
+                AddpTimeout(
+                    f"ADDP timeout: nothing from the peer for {2 * keepalive.timeout:g} s "
+                    "while a write to it was blocked"
+                )
+            )
+
     async def _run_reader(self) -> None:
         conn = self._conn
         try:
@@ -343,7 +366,7 @@ class Link:
                 now = trio.current_time()
                 events = conn.handle_timeout(now) if data is None else conn.receive_data(data, now)
                 await self._dispatch(events)
-                await self._flush()
+                await self._reader_flush()
         except RemoteProtocolError as exc:
             conn.close(f"protocol error: {exc}", trio.current_time())
             with trio.move_on_after(CLOSE_FLUSH_TIMEOUT), _suppress_transport():

@@ -19,7 +19,7 @@ from typing import Any
 
 import trio
 
-from addp import AddpOptions, Link, LinkEnded, connect
+from addp import AddpOptions, Link, LinkClosedLocally, LinkEnded, connect
 
 from .errors import (
     ERRORS_BY_CODE,
@@ -87,7 +87,15 @@ class Session:
                     if channel is not None:
                         channel.send_nowait(msg)
                 elif "notify" in msg or "push" in msg:
-                    await self._notify_send.send(msg)
+                    try:
+                        self._notify_send.send_nowait(msg)
+                    except trio.WouldBlock:
+                        # Waiting here would stop every answer too: requests would
+                        # hang. End the link instead; the application restores later.
+                        reason = f"{NOTIFY_BUFFER} notifications not read by the application"
+                        self.ended = LinkClosedLocally(reason)
+                        await self.link.aclose(reason)
+                        break
                 elif self.first is None:
                     self.first = msg
                     self._first_event.set()

@@ -169,11 +169,14 @@ class PairDriver:
             try:
                 await self._become_primary(action.epoch)
             except UnavailableError as exc:
-                # Holding the lease without serving would block the pair until
-                # it expired: give it back, stay backup, let the caller retry.
+                # Holding the lease without serving would block the pair until it
+                # expired: give it back, turn backup, let the supervisor retry. (Also
+                # when writes resume after a database outage and the catch-up fails:
+                # the database is flapping, and the peer may do better.)
                 self.rt.log.emit(
                     events.DB_ERROR,
-                    reason=f"catching up after taking the lease failed: {exc}; lease given back",
+                    reason=f"catching up after taking the lease failed: {exc}; "
+                    "giving the lease back",
                 )
                 self.last_refusal = f"catching up from the database failed ({exc})"
                 return m.demote("promotion abandoned: catching up from the database failed")

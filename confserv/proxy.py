@@ -60,6 +60,8 @@ class ProxyFollower:
         self.master: ManagementClient | None = None
         self.master_name = ""
         self._connected = trio.Event()
+        #: Set (and replaced) each time the followed master is let go.
+        self._released = trio.Event()
         self.loaded = False
         self.redirects: list[float] = []  # wall-clock times a new primary was followed
         self._attempt: trio.CancelScope | None = None
@@ -74,26 +76,34 @@ class ProxyFollower:
             self._attempt.cancel()
 
     async def forward(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Relay a client's write to the primary; the primary's answer fields."""
-        with trio.move_on_after(WRITE_WAIT):
-            while self.master is None:
-                await self._connected.wait()
-        master = self.master
-        if master is None:
-            raise NoPrimaryError(f"no primary reachable for {WRITE_WAIT:g} s; nothing written")
-        try:
-            answer = await master.session.request("forward", request=request)
-        except (NotSentError, BackupModeError):
-            # Never sent, or refused by a master no longer primary: nothing was
-            # written, so wait for the next primary and send it there.
-            await master.session.link.aclose("master is not primary")
-            await master.session.closed.wait()
-            return await self.forward(request)
-        except ConnectionLostError as exc:
-            raise OutcomeUnknownError(
-                f"the primary was lost before answering: the write may or may not be "
-                f"committed ({exc})"
-            ) from exc
+        """Relay a client's write to the primary; the primary's answer fields.
+
+        A write that was never sent, or refused by a master no longer primary,
+        wrote nothing: it goes to the next primary, within one :data:`WRITE_WAIT`
+        in all, then ``no-primary``.
+        """
+        deadline = trio.current_time() + WRITE_WAIT
+        while True:
+            with trio.move_on_at(deadline):
+                while self.master is None:
+                    await self._connected.wait()
+            master = self.master
+            if master is None or trio.current_time() >= deadline:
+                raise NoPrimaryError(f"no primary reachable for {WRITE_WAIT:g} s; nothing written")
+            try:
+                answer = await master.session.request("forward", request=request)
+                break
+            except (NotSentError, BackupModeError):
+                await master.session.link.aclose("master is not primary")
+                await master.session.closed.wait()
+                with trio.move_on_at(deadline):
+                    while self.master is master:  # until the follower lets it go
+                        await self._released.wait()
+            except ConnectionLostError as exc:
+                raise OutcomeUnknownError(
+                    f"the primary was lost before answering: the write may or may not be "
+                    f"committed ({exc})"
+                ) from exc
         # Read-your-writes: answer once the change has reached this proxy's memory.
         with trio.move_on_after(WRITE_WAIT):
             await self.rt.service.wait_serial(int(answer["serial"]))
@@ -123,6 +133,8 @@ class ProxyFollower:
                 if self.master is not None:
                     self.master = None
                     self._connected = trio.Event()
+                    self._released.set()
+                    self._released = trio.Event()
                 self.master_name = ""
             index += 1
             if self._preferred is None and index % len(masters) == 0:

@@ -287,13 +287,15 @@ class ClientSession:
             while not sub.overflowed and self._too_large is None:
                 await self._wake.wait()
                 self._wake = trio.Event()
+                queued = self._behind  # a flush writes everything queued when it starts
                 with self._flushing:
                     await self.link.flush()
                 if self._flushing.cancelled_caught:
                     break
                 self._flushing = trio.CancelScope()
-                if self.link.unsent == 0:
-                    self._behind = 0
+                # Only what is still unwritten counts: a client that keeps up with a
+                # full socket buffer is not "behind".
+                self._behind = 0 if self.link.unsent == 0 else max(0, self._behind - queued)
         except LinkEnded:
             return  # the request loop sees the same end and reports it
         if self._too_large is not None:

@@ -14,6 +14,7 @@ import collections
 import copy
 import hashlib
 import hmac
+import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -45,6 +46,8 @@ from .objects import (
 )
 from .passwords import verify_password
 from .store import Change, ConfigStore, Snapshot, Write
+
+_log = logging.getLogger(__name__)
 
 #: Changes buffered per subscriber before it is cut off as too slow.
 SUBSCRIBER_BUFFER = 10_000
@@ -378,7 +381,12 @@ class ConfigService:
             if not sub.wants(change):
                 continue
             if sub.deliver is not None:
-                if not sub.deliver(change):
+                try:
+                    delivered = sub.deliver(change)
+                except Exception:  # one subscriber's failure must not fail the write path
+                    _log.exception("delivering serial %s to a subscriber failed", change.serial)
+                    delivered = False
+                if not delivered:
                     self.unsubscribe(sub)
                 continue
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from addp import (
     Link,
     LinkBroken,
     LinkClosedByPeer,
+    LinkEnded,
     LinkProtocolError,
     connect,
     decode_payload,
@@ -267,3 +269,33 @@ async def test_write_nowait_on_a_memory_stream_leaves_the_write_to_flush(
 async def _echo_once(stream: trio.abc.Stream) -> None:
     async with open_link(stream, AddpOptions()) as link:
         await link.send(await link.receive())
+
+
+async def test_a_peer_that_reads_nothing_is_lost_even_while_a_write_to_it_blocks(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Found in review: the reader waited on the send lock held by a write the peer
+    never read, so its ADDP deadline never fired and the link stayed up for ever."""
+    ours, theirs = trio.testing.lockstep_stream_pair()  # a write waits for the reader
+    async with trio.open_nursery() as nursery:
+
+        async def peer() -> None:
+            conn = Connection(AddpOptions(), hello="raw", now=trio.current_time())
+            conn.start(trio.current_time())
+            async with trio.open_nursery() as hello:  # lockstep: send and read at once
+                hello.start_soon(theirs.send_all, conn.data_to_send())
+                while conn.version is None:
+                    conn.receive_data(await theirs.receive_some(), trio.current_time())
+            await trio.sleep_forever()  # then reads nothing and says nothing
+
+        nursery.start_soon(peer)
+        async with open_link(ours, AddpOptions.addp(0.5)) as link:
+            nursery.start_soon(_blocked_send, link)
+            with trio.fail_after(5), pytest.raises(AddpTimeout, match="write to it was blocked"):
+                await link.receive()
+        nursery.cancel_scope.cancel()
+
+
+async def _blocked_send(link: Link) -> None:
+    with contextlib.suppress(LinkEnded):
+        await link.send("x" * 1000)  # the peer never reads it: holds the send lock

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import trio
 import trio.testing
 
-from addp import AddpOptions, open_link
+from addp import AddpOptions, LinkEnded, open_link
 from confserv.client import Session
 from confserv.errors import ConnectionLostError, NotSentError
 
@@ -62,3 +64,29 @@ async def _silent_peer(stream: trio.abc.Stream) -> None:
     async with open_link(stream, AddpOptions()) as link:
         async for _ in link:
             pass  # reads, never answers
+
+
+async def test_unread_notifications_end_the_link_instead_of_stalling_every_answer(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import confserv.client
+
+    monkeypatch.setattr(confserv.client, "NOTIFY_BUFFER", 3)
+    a, b = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as nursery:
+
+        async def chatty_peer() -> None:
+            with contextlib.suppress(LinkEnded):  # the client ends the link, as it should
+                async with open_link(b, AddpOptions()) as link:
+                    await link.receive()  # the request: never answered, only notifications
+                    for serial in range(1, 10):
+                        await link.send({"notify": {"serial": serial}})
+                    await trio.sleep_forever()
+
+        nursery.start_soon(chatty_peer)
+        async with open_link(a, AddpOptions()) as link:
+            session = Session(link)
+            nursery.start_soon(session.run_reader)
+            with trio.fail_after(5), pytest.raises(ConnectionLostError, match="not read"):
+                await session.request("status")  # the application never reads notifications
+        nursery.cancel_scope.cancel()
