@@ -611,6 +611,8 @@ async def run(
                     )
                     break  # its state is unknown: no further schedule on it
                 replay = f"python -m tests.chaos.real --engine {engine} --seed {s} --schedules 1"
+                if violations:
+                    violations.append(f"its system's files are kept in {_keep(h, s)}")
                 violations = [f"seed {s}: {v}" for v in violations]
                 summary.add(record, violations, _failover_times(record), replay)
             if keep:
