@@ -334,6 +334,12 @@ class Link:
         would keep ADDP from ever declaring the peer lost. A peer silent for
         twice the timeout while this side cannot even write to it is lost.
         """
+        if not (self._backlog or self._conn.has_data_to_send):
+            await trio.lowlevel.checkpoint()  # as before: lets the consumer run first
+            return
+        if self._fd is not None and self.write_nowait():
+            await trio.lowlevel.checkpoint()
+            return  # the common case: the socket took it, no lock to wait on
         keepalive = self._conn.keepalive
         if keepalive.timeout <= 0 or self._end is not None:
             await self._flush()
