@@ -125,10 +125,10 @@ class Planned:
         return self.kind in ("db-stall", "db-restart") or self.what.endswith("-db")
 
 
-def plan(rng: random.Random, engine: str) -> list[Planned]:
+def plan(rng: random.Random, engine: str, most: int = 2) -> list[Planned]:
     """One or two faults for a schedule, from ``rng`` only (so a seed replays it)."""
     faults = []
-    for _ in range(rng.randint(1, 2)):
+    for _ in range(rng.randint(1, most)):
         at = rng.uniform(0.3, 1.5)
         long = rng.random() < 0.5
         kind = rng.choice(
@@ -523,9 +523,9 @@ def _has_primary(rows: dict[str, dict[str, Any]]) -> bool:
     return any(rows[s]["role"] == "primary" for s in SERVERS)
 
 
-async def one_schedule(h: Harness, seed: int) -> tuple[Record, list[str]]:
+async def one_schedule(h: Harness, seed: int, most: int = 2) -> tuple[Record, list[str]]:
     """Play one seeded schedule on a running system; its record and violations."""
-    planned = plan(random.Random(seed), h.engine)
+    planned = plan(random.Random(seed), h.engine, most)
     record = Record(detection_bound=DETECTION_BOUND, settle=DETECTION_BOUND + 2.0 + 2.0)
     await h.system.wait(healthy, timeout=90)
     stop = trio.Event()
@@ -579,7 +579,13 @@ def _keep(h: Harness, seed: int) -> Path:
 
 
 async def run(
-    schedules: int, seed: int, engine: str, deadline: float, *, keep: bool = False
+    schedules: int,
+    seed: int,
+    engine: str,
+    deadline: float,
+    *,
+    keep: bool = False,
+    most: int = 2,
 ) -> Summary:
     """Run schedules on one system until done or past ``deadline`` (monotonic seconds).
 
@@ -599,7 +605,7 @@ async def run(
                 timed_out = False
                 try:
                     with trio.fail_after(SCHEDULE_LIMIT):
-                        record, violations = await one_schedule(h, s)
+                        record, violations = await one_schedule(h, s, most)
                 except* trio.TooSlowError:  # also from inside the schedule's nursery
                     timed_out = True
                 if timed_out:
@@ -611,6 +617,7 @@ async def run(
                     )
                     break  # its state is unknown: no further schedule on it
                 replay = f"python -m tests.chaos.real --engine {engine} --seed {s} --schedules 1"
+                replay += f" --most {most}" if most != 2 else ""
                 if violations:
                     violations.append(f"its system's files are kept in {_keep(h, s)}")
                 violations = [f"seed {s}: {v}" for v in violations]
@@ -633,10 +640,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engine", choices=("sqlite", "postgre"), default="sqlite")
     parser.add_argument("--minutes", type=float, default=13.0, help="stop starting schedules after")
     parser.add_argument("--keep", action="store_true", help="keep the system's files and logs")
+    parser.add_argument("--most", type=int, default=2, help="faults per schedule, at most")
     args = parser.parse_args(argv)
     deadline = time.monotonic() + args.minutes * 60
     summary = trio.run(
-        functools.partial(run, keep=args.keep), args.schedules, args.seed, args.engine, deadline
+        functools.partial(run, keep=args.keep, most=args.most),
+        args.schedules,
+        args.seed,
+        args.engine,
+        deadline,
     )
     print_summary([summary])
     return 1 if summary.violations else 0
