@@ -132,6 +132,9 @@ class EventLog:
 
         class _Handler(logging.Handler):
             def emit(self, record: logging.LogRecord) -> None:
-                log.emit(event, text=record.getMessage())
+                text = record.getMessage()
+                if record.exc_info:  # a failure: its traceback too, or nobody can fix it
+                    text += "\n" + logging.Formatter().formatException(record.exc_info)
+                log.emit(event, text=text)
 
         return _Handler()

@@ -269,15 +269,32 @@ class ConfigService:
             # memory and serials stay in step with the database.
             await self.catch_up()
             self._uncertain = False
-        try:
-            change = await self._store().commit(self.pair, self.epoch, write)
-        except FencedError:
-            self.writable = False
-            raise
-        except UnavailableError:
-            self._uncertain = True
-            raise
-        self.apply(change)
+        # Shielded: a requester that goes away (its link closed, its task
+        # cancelled) must not leave a change committed in the database and
+        # missing from memory; every later commit would then find a gap.
+        # The store's own timeout bounds the wait.
+        with trio.CancelScope(shield=True):
+            try:
+                change = await self._store().commit(self.pair, self.epoch, write)
+            except FencedError:
+                self.writable = False
+                raise
+            except ConstraintError:
+                raise  # refused by the database: nothing committed
+            except BaseException:
+                # Unavailable, or anything unforeseen (a connection lost after
+                # COMMIT was sent): it may have landed, catch up before the next.
+                self._uncertain = True
+                raise
+            try:
+                self.apply(change)
+            except ChangeGapError:
+                # Memory missed a change after all: take it from the History Log
+                # (this one included) rather than refuse every write from now on.
+                try:
+                    await self.catch_up()
+                except UnavailableError:
+                    self._uncertain = True  # the next write catches up first
         return change
 
     def _existing(self, type_name: str, dbid: Any) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from confserv.client import open_client, open_management
 from confserv.errors import (
     AuthError,
     BadRequestError,
+    ConfServError,
     ConstraintError,
     DuplicateApplicationError,
     FieldValueError,
@@ -30,6 +31,25 @@ pytestmark = pytest.mark.integration
 
 def client(server: dict[str, Any], app: str = "test", **kw: Any) -> Any:
     return open_client([server["address"]], app=app, user="default", password=ADMIN_PASSWORD, **kw)
+
+
+async def close_reason(stream: trio.SocketStream, max_frame_size: int = 1 << 22) -> str | None:
+    """Read raw frames until the server's CLOSE (its reason) or the end (None); close."""
+    decoder, reason = FrameDecoder(max_frame_size=max_frame_size), None
+    try:
+        while reason is None:
+            try:
+                chunk = await stream.receive_some()
+            except trio.BrokenResourceError:
+                break  # reset: the server aborted the connection
+            if not chunk:
+                break
+            for kind, data in decoder.feed(chunk):  # raises on bytes that do not decode
+                if kind is FrameKind.CLOSE:
+                    reason = decode_payload(data)["reason"]
+    finally:
+        await stream.aclose()
+    return reason
 
 
 async def test_create_read_update_delete(server: dict[str, Any]) -> None:
@@ -203,16 +223,8 @@ async def test_malformed_and_oversized_messages_close_only_that_connection(
             + encode_frame(FrameKind.MESSAGE, b"\x00" * 10)[:4]
             + (5 * 1024 * 1024).to_bytes(4, "big")
         )
-        decoder, reason = FrameDecoder(), None
         with trio.fail_after(10):
-            while reason is None:
-                chunk = await stream.receive_some()
-                if not chunk:
-                    break
-                for kind, payload in decoder.feed(chunk):
-                    if kind is FrameKind.CLOSE:
-                        reason = decode_payload(payload)["reason"]
-        await stream.aclose()
+            reason = await close_reason(stream)
         assert reason is not None
         assert "exceeds the limit" in reason
         # The other client was served throughout.
@@ -301,19 +313,8 @@ async def test_a_subscriber_that_stops_reading_is_cut_off_and_told(
     # Reading now, the slow client gets what was written out, then the end of the
     # connection: a CLOSE saying why when there was room for it, else a bare end
     # (never bytes that do not decode: a CLOSE in the middle of a cut frame).
-    decoder, reason = FrameDecoder(max_frame_size=1 << 24), None
     with trio.fail_after(30):
-        while reason is None:
-            try:
-                chunk = await stream.receive_some()
-            except trio.BrokenResourceError:
-                break  # reset: the server aborted the connection
-            if not chunk:
-                break
-            for kind, data in decoder.feed(chunk):
-                if kind is FrameKind.CLOSE:
-                    reason = decode_payload(data)["reason"]
-    await stream.aclose()
+        reason = await close_reason(stream, max_frame_size=1 << 24)
     assert reason is None or "too slow" in reason
 
 
@@ -349,3 +350,31 @@ async def _write_hosts(server: dict[str, Any], w: int, count: int) -> None:
     async with client(server, f"writer{w}") as writer:
         for n in range(count):
             await writer.create("Host", {"name": f"burst-{w}-{n}"})
+
+
+async def test_a_commit_that_fails_unexpectedly_after_landing_leaves_no_gap(
+    server: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by make chaos: a write that reached the database but failed on the way
+    back with an exception the store did not map (the connection went away after
+    COMMIT) left the change out of memory, and every later write failed on the gap."""
+    service = server["runtime"].service
+    store = service.store
+    real_commit = store.commit
+    failures = [RuntimeError("connection lost after COMMIT was sent")]
+
+    async def commit(*args: Any) -> Any:
+        change = await real_commit(*args)
+        if failures:
+            raise failures.pop()
+        return change
+
+    monkeypatch.setattr(store, "commit", commit)
+    async with client(server, "writer") as c:
+        with pytest.raises(ConfServError):
+            await c.create("Host", {"name": "landed-unanswered"})
+    async with client(server, "after") as c:
+        made = await c.create("Host", {"name": "after-the-failure"})
+        assert made["serial"] == service.last_serial
+        names = {h["name"] for h in await c.read("Host")}
+    assert {"landed-unanswered", "after-the-failure"} <= names  # memory caught up
