@@ -182,6 +182,21 @@ def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
+#: A query with a row when the counter table exists, per engine.
+SCHEMA_PROBES = {
+    "sqlite": "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'cfg_counter'",
+    "postgre": "SELECT 1 WHERE to_regclass('cfg_counter') IS NOT NULL",
+}
+
+
+def schema_done_plan(probe: str) -> Plan:
+    """Whether the schema is complete (its ``schema`` counter is written last); reads only."""
+    exists = yield Query(probe)
+    if not exists:
+        return False
+    return bool((yield Query("SELECT value FROM cfg_counter WHERE name = 'schema'")))
+
+
 def schema_plan(statements: Sequence[str]) -> Plan:
     """Create tables and counters if they do not exist."""
     for sql in statements:
@@ -375,6 +390,11 @@ class PlanStore:
         """Create the tables and counters if missing."""
         from .models import ddl
 
+        # A complete schema is left alone: CREATE ... IF NOT EXISTS still locks
+        # the tables, and on PostgreSQL a server starting beside a primary that
+        # writes then deadlocked with it, crashed, and did so at every restart.
+        if await self._run(schema_done_plan(SCHEMA_PROBES[self.engine]), write=False):
+            return
         await self._run(schema_plan(ddl(self.engine)))
 
     async def load(self) -> Snapshot:

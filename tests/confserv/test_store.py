@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+import trio
 
 from confserv.config import DatabaseSettings
 from confserv.errors import ConstraintError, FencedError, LeaseHeldError
@@ -118,3 +119,24 @@ async def test_history_since_and_its_limits(store: ConfigStore) -> None:
     kept = await store.history_since(4, limit=100)
     assert kept is not None
     assert [c.serial for c in kept] == [5]
+
+
+async def test_a_complete_schema_is_not_touched_while_another_writer_holds_the_database(
+    store: ConfigStore, db_settings: DatabaseSettings
+) -> None:
+    """Found by make chaos: a server starting beside a busy primary ran its DDL
+    (CREATE ... IF NOT EXISTS still locks the tables), deadlocked with the writes on
+    PostgreSQL, crashed, and crash-looped. A complete schema now gets no DDL: start-up
+    only reads, and does not wait for a writer holding the database."""
+    if db_settings.engine != "sqlite":
+        pytest.skip("SQLite makes the wait visible: a writer holds the whole database")
+    import sqlite3
+
+    holder = sqlite3.connect(db_settings.dbname, isolation_level=None, timeout=1)
+    holder.execute("BEGIN IMMEDIATE")  # another process's write transaction, left open
+    try:
+        with trio.fail_after(3):  # DDL would wait the 10 s busy timeout, then fail
+            await store.create_schema()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
