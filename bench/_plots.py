@@ -171,7 +171,7 @@ def failover_plot(
             )
             caption += f"; {target_text}." if target_text else "."
         fig.tight_layout()
-        fig.savefig(path, dpi=DPI, format="png")
+        fig.savefig(path, dpi=DPI, format="png", bbox_inches="tight")  # the legend whole
     finally:
         plt.close(fig)
     return Plot(name, caption, path)
