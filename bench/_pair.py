@@ -28,7 +28,8 @@ from typing import Any
 
 import trio
 
-from bench._servers import ADMIN_PASSWORD, HOST, ROOT, STOP_TIMEOUT, free_port, stop_process
+from bench import _servers as servers
+from bench._servers import HOST, ROOT, STOP_TIMEOUT, free_port, stop_process
 from confserv.client import ManagementClient, open_management
 from confserv.errors import ConfServError
 
@@ -89,28 +90,8 @@ def write_pair_config(
 
 
 def cfgctl_init(config: PairConfig) -> None:
-    """``cfgctl init -s confserv -c FILE --backup-section backup`` (administrator password
-    :data:`~bench._servers.ADMIN_PASSWORD`); RuntimeError with its output if it fails."""
-    done = subprocess.run(
-        [
-            str(_BIN / "cfgctl"),
-            "init",
-            "-s",
-            PRIMARY,
-            "-c",
-            str(config.path),
-            "--backup-section",
-            BACKUP,
-        ],
-        env={**os.environ, "CFG_PASSWORD": ADMIN_PASSWORD},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=ROOT,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"cfgctl init failed ({done.returncode}): {done.stdout}{done.stderr}")
+    """``cfgctl init`` of this pair (see :func:`bench._servers.cfgctl_init`)."""
+    servers.cfgctl_init(config.path, PRIMARY, BACKUP)
 
 
 @dataclass

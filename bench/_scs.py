@@ -41,7 +41,7 @@ from typing import Any, cast
 
 import trio
 
-from bench._servers import ADMIN_PASSWORD, HOST, ROOT, free_port
+from bench._servers import ADMIN_PASSWORD, HOST, ROOT, cfgctl_init, free_port
 
 #: Management and control secret of every generated file.
 SECRET = "bench-scs-secret"
@@ -252,17 +252,7 @@ class ScsSystem(ScsProcess):
         self.seen_pids: set[int] = set()
         #: Promotions :meth:`heal` made by hand (a pair left with no primary).
         self.operator_promotions = 0
-        done = subprocess.run(
-            [str(_BIN / "cfgctl"), "init", "-s", FIRST, "-c", str(self.conf), *BACKUP_ARGS],
-            env={**os.environ, "CFG_PASSWORD": ADMIN_PASSWORD},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-            cwd=ROOT,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"cfgctl init failed ({done.returncode}): {done.stderr[-2000:]}")
+        cfgctl_init(self.conf, FIRST, SECOND)
 
     def address(self, section: str) -> tuple[str, int]:
         """``(host, client port)`` of a member."""

@@ -312,3 +312,20 @@ def run_benchmarks(benchmarks: dict[str, Any], warning: str) -> list[Any]:
     for bench in benchmarks.values():
         results += bench()
     return results
+
+
+def cfgctl_init(conf: Path, first: str, backup: str) -> None:
+    """``cfgctl init -s FIRST -c CONF --backup-section BACKUP``, as an operator runs it
+    (administrator password :data:`ADMIN_PASSWORD`); RuntimeError with its output if it fails."""
+    cfgctl = str(Path(sys.executable).parent / "cfgctl")
+    done = subprocess.run(
+        [cfgctl, "init", "-s", first, "-c", str(conf), "--backup-section", backup],
+        env={**os.environ, "CFG_PASSWORD": ADMIN_PASSWORD},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=ROOT,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"cfgctl init failed ({done.returncode}): {done.stdout}{done.stderr}")

@@ -24,7 +24,7 @@ from confserv.client import open_client, open_management
 from confserv.config import DatabaseSettings
 from confserv.errors import ConnectionLostError, PromotionRefusedError, RequestError
 
-from ..helpers.system import Writer, stop_outside_a_transaction
+from ..helpers.system import Writer, cfgctl_init, stop_outside_a_transaction
 from .test_cli import free_port
 
 pytestmark = pytest.mark.integration
@@ -121,23 +121,7 @@ addp-remote-timeout = 1
         f"management-secret = {SECRET}\nmaster = 127.0.0.1:{ports[1]},127.0.0.1:{ports[3]}\n"
         f"[log]\nverbose = all\nall = stderr\n[dbserver]\n{db_section(db_settings)}\n"
     )
-    env = {**os.environ, "CFG_PASSWORD": PASSWORD}
-    subprocess.run(
-        [
-            str(BIN / "cfgctl"),
-            "init",
-            "-s",
-            "confserv",
-            "-c",
-            str(conf),
-            "--backup-section",
-            "backup",
-        ],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    cfgctl_init(conf, PASSWORD)
     primary = Proc(conf, "confserv", ports[0], ports[1], tmp_path / "primary.log")
     backup = Proc(conf, "backup", ports[2], ports[3], tmp_path / "backup.log")
     proxy = Proc(conf, "proxy", ports[4], ports[5], tmp_path / "proxy.log")

@@ -65,6 +65,18 @@ SECRET = "s3"
 PASSWORD = "pw"
 
 
+def cfgctl_init(conf: Path, password: str = PASSWORD) -> None:
+    """``cfgctl init -s confserv -c CONF --backup-section backup``, as an operator runs it."""
+    cfgctl = str(BIN / "cfgctl")
+    subprocess.run(
+        [cfgctl, "init", "-s", "confserv", "-c", str(conf), "--backup-section", "backup"],
+        env={**os.environ, "CFG_PASSWORD": password},
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+
 class System:
     """A generated scs.conf + confserv.conf, and the running ``scs`` process.
 
@@ -135,23 +147,7 @@ class System:
             + extra_sections
         )
         self.settings = load_scs_settings(self.scs_conf)
-        env = {**os.environ, "CFG_PASSWORD": PASSWORD}
-        subprocess.run(
-            [
-                str(BIN / "cfgctl"),
-                "init",
-                "-s",
-                "confserv",
-                "-c",
-                str(self.conf),
-                "--backup-section",
-                "backup",
-            ],
-            env=env,
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
+        cfgctl_init(self.conf)
         self.logfile = tmp / "scs.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.seen_pids: set[int] = set()  # every server pid a status showed
