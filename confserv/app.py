@@ -8,11 +8,14 @@ history trimmer. Everything below it is in
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import signal
 import socket
+import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -21,14 +24,24 @@ import addp
 
 from . import events
 from .config import ServerSettings
-from .errors import RequestError
+from .dbwatch import DatabaseWatch
+from .errors import (
+    ConfServError,
+    DatabaseIdentityError,
+    InstanceClaimedError,
+    MembershipError,
+    RequestError,
+)
 from .eventlog import EventLog
+from .instance import Instance
 from .management import ManagementSession, PairHooks
+from .membership import resolve_membership
+from .options_check import effective_options
 from .pair import PairDriver
 from .runtime import Runtime
 from .server import ClientSession
 from .service import ConfigService
-from .store import ConfigStore
+from .store import ConfigStore, Holder
 from .stores import open_store
 
 #: Seconds between History Log clean-ups (Genesys: every 30 minutes).
@@ -100,27 +113,56 @@ async def serve_ports(
     return ports
 
 
+class StartRefusedError(ConfServError):
+    """The server must not start (exit 2): its database, its Application or a running
+    copy of it says so. ``str()`` is the one line to print."""
+
+
 async def run_server(
     settings: ServerSettings,
     *,
     log: EventLog | None = None,
+    stop: Callable[[str], None] | None = None,
     task_status: trio.TaskStatus[dict[str, Any]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run a master-mode server until cancelled.
+    """Run a master-mode server until cancelled (``stop`` ends the process with a
+    reason: another process took this one's claim).
 
     ``task_status.started`` receives ``{"port": ..., "management_port": ...,
     "runtime": Runtime}`` once both ports listen (ports may be 0 in tests).
+
+    Raises:
+        StartRefusedError: the database is missing, empty, foreign or of another
+            schema; the section names no member of the database's pair; or
+            another process of the same Application runs.
     """
     assert settings.db is not None, "master mode needs a database section"
     log = log or make_log(settings)
-    async with open_store(settings.db) as store:
-        await store.create_schema()
-        await store.init_lease(settings.pair)
-        service = ConfigService(
-            store, pair=settings.pair, history_limit=settings.history.max_records
-        )
-        started = time.perf_counter()
-        await service.reload()
+    try:
+        async with open_store(settings.db) as store:
+            await _serve_master(settings, store, log, stop, task_status)
+    except (DatabaseIdentityError, MembershipError, InstanceClaimedError) as exc:
+        raise StartRefusedError(str(exc)) from None
+
+
+async def _serve_master(
+    settings: ServerSettings,
+    store: ConfigStore,
+    log: EventLog,
+    stop: Callable[[str], None] | None,
+    task_status: trio.TaskStatus[dict[str, Any]],
+) -> None:
+    identity = await store.identity()  # never creates a schema: cfgctl init does
+    service = ConfigService(store, history_limit=settings.history.max_records)
+    started = time.perf_counter()
+    await service.reload()
+    membership = resolve_membership(settings.section, service.read("Application"), settings.pair)
+    holder = Holder(
+        settings.section,
+        Instance.this_process(settings.port, settings.management_port or 0),
+    )
+    await store.claim(holder, settings.lease_ttl)
+    try:
         gc.freeze()  # the loaded configuration lives on: keep it out of every full collection
         log.emit(
             events.LOADED,
@@ -130,23 +172,49 @@ async def run_server(
         )
         if next(service.read("Person"), None) is None:
             log.emit(events.NO_ADMIN)
-        rt = Runtime(name=settings.section, pair=settings.pair, service=service, log=log)
+        rt = Runtime(name=settings.section, pair=membership.pair, service=service, log=log)
+        rt.lease_ttl, rt.engine, rt.stop = settings.lease_ttl, store.engine, stop
+        rt.options = effective_options(settings)
+
+        def reloading(why: str) -> None:
+            log.emit(events.APPLY_FAILED, reason=why)
+
+        service.on_reload = reloading
         log.emit(
             events.STARTED,
             name=settings.section,
             pid=rt.pid,
-            engine=settings.db.engine,
-            db=settings.db.dbname,
+            engine=store.engine,
+            db=settings.db.dbname if settings.db else "",
+        )
+        log.emit(
+            events.PAIR_MEMBERSHIP,
+            primary=membership.primary,
+            backup=f"'{membership.backup}'" if membership.backup else "none",
+            app="primary" if membership.app == membership.primary else "backup",
+            instance=holder.instance.id,
         )
         async with trio.open_nursery() as nursery:
             hooks = _LateHooks()
             ports = await serve_ports(rt, settings, nursery, hooks)
             address = advertised_address(settings, ports)
-            driver = PairDriver(rt, store, settings, address)
+            driver = PairDriver(rt, store, settings, address, holder)
             hooks.driver = driver
+            watch = DatabaseWatch(
+                rt, store, identity, lambda: rt.role == "primary" and driver.machine.writable
+            )
+            rt.reload = watch.reload
             await nursery.start(driver.run)
+            nursery.start_soon(watch.run, settings.lease_renew)
             nursery.start_soon(trim_history, rt, store, settings)
             task_status.started({**ports, "runtime": rt, "driver": driver})
+    finally:
+        with (
+            trio.CancelScope(shield=True),
+            trio.move_on_after(2),
+            contextlib.suppress(RequestError),
+        ):
+            await store.release_claim(holder)  # a restart need not wait for it
 
 
 def advertised_address(settings: ServerSettings, ports: dict[str, Any]) -> str:
@@ -182,18 +250,38 @@ class _LateHooks:
             self.driver.peer_ack()
 
 
-async def main(settings: ServerSettings) -> None:
-    """Entry point of the ``confserv`` process: run until SIGTERM or SIGINT."""
+async def main(settings: ServerSettings) -> int:
+    """Entry point of the ``confserv`` process: run until SIGTERM or SIGINT.
+
+    Returns the exit code: 0 after a signal, 2 when the server must not run (the
+    reason is printed as one line on stderr)."""
     log = make_log(settings)
+    refused: list[str] = []
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
-            if settings.mode == "proxy":
-                from .proxy import run_proxy
 
-                nursery.start_soon(lambda: run_proxy(settings, log=log))
-            else:
-                nursery.start_soon(lambda: run_server(settings, log=log))
+            async def server() -> None:
+                try:
+                    if settings.mode == "proxy":
+                        from .proxy import run_proxy
+
+                        await run_proxy(settings, log=log)
+                    else:
+                        await run_server(settings, log=log, stop=stop)
+                except StartRefusedError as exc:
+                    refused.append(str(exc))
+                nursery.cancel_scope.cancel()
+
+            def stop(reason: str) -> None:
+                refused.append(reason)
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(server)
             async for signum in signals:
                 log.emit(events.STOPPING, name=settings.section, reason=signal.Signals(signum).name)
                 nursery.cancel_scope.cancel()
                 break
+    if refused:
+        print(f"confserv: [{settings.section}] {refused[0]}", file=sys.stderr)
+        return 2
+    return 0

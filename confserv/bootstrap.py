@@ -31,6 +31,7 @@ class BootstrapReport:
 
     created: list[str]
     existing: list[str]
+    uuid: str = ""
 
 
 def _app(settings: ServerSettings, host_dbid: int, tenant_dbid: int) -> dict[str, Any]:
@@ -44,12 +45,7 @@ def _app(settings: ServerSettings, host_dbid: int, tenant_dbid: int) -> dict[str
         "autorestart": True,
         "command_line": "confserv",
         "command_line_arguments": f"-s {settings.section} -c {settings.file}",
-        "options": {
-            "confserv": {
-                "management-port": str(settings.management_port or ""),
-                "pair": settings.pair,
-            }
-        },
+        "options": {"confserv": {"management-port": str(settings.management_port or "")}},
     }
 
 
@@ -60,12 +56,13 @@ async def init_database(
     assert primary.db is not None
     created: list[str] = []
     existing: list[str] = []
-    async with open_store(primary.db) as store:
-        await store.create_schema()
-        await store.init_lease(primary.pair)
-        lease = await store.read_lease(primary.pair)
+    async with open_store(primary.db, create=True) as store:
+        if await store.create_schema():
+            created.append(f"schema of {store.where}")
+        identity = await store.identity()
+        lease = await store.read_lease()
         assert lease is not None
-        service = ConfigService(store, pair=primary.pair)
+        service = ConfigService(store)
         await service.reload()
         service.epoch = lease.epoch
         service.writable = True
@@ -78,7 +75,7 @@ async def init_database(
             if lease.valid:
                 raise BootstrapError(
                     f"{type_name} {obj['name']!r} is missing but server {lease.holder!r} holds "
-                    f"the lease of pair {primary.pair!r}: create it through the server "
+                    "the database's lease: create it through the server "
                     "(cfgctl put) or stop the servers first"
                 )
             change = await service.create(type_name, obj)
@@ -100,4 +97,4 @@ async def init_database(
             "Person",
             {"name": ADMIN, "user_name": ADMIN, "password": password, "tenant_dbid": tenant},
         )
-    return BootstrapReport(created=created, existing=existing)
+    return BootstrapReport(created=created, existing=existing, uuid=identity.uuid)

@@ -111,6 +111,7 @@ def init(
             console.print(f"created  {name}")
         for name in report.existing:
             console.print(f"existing {name}")
+        console.print(f"database {report.uuid}")
 
     _run(go)
 
@@ -330,11 +331,15 @@ def _management_command(
         async with open_management(host, port, secret or "") as m:
             if command == "promote":
                 answer = await m.switch_to_primary(force=force)
+            elif command == "reload":
+                answer = await m.reload()
             else:
                 answer = await m.switch_to_backup()
         answer = {k: v for k, v in answer.items() if k not in ("re", "ok")}
         if as_json:
             print(json.dumps(answer, sort_keys=True))
+        elif command == "reload":
+            print(f"reloaded: {answer['objects']} objects, serial {answer['serial']}")
         else:
             print(
                 f"{answer['name']}: {answer['role']} at epoch {answer['epoch']}, "
@@ -368,6 +373,17 @@ def demote(
 ) -> None:
     """Planned hand-over: the primary at HOST:MANAGEMENT_PORT becomes backup."""
     _management_command(server, secret, as_json, "demote")
+
+
+@app.command()
+def reload(
+    server: ServerOpt = "127.0.0.1:2121",
+    secret: SecretOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Reload the server at HOST:MANAGEMENT_PORT from its database (after alarm 20170:
+    the database went back or was replaced); it serves and writes again."""
+    _management_command(server, secret, as_json, "reload")
 
 
 def main() -> None:

@@ -31,7 +31,7 @@ def serve(
         raise SystemExit(2) from None
     from .app import main as run
 
-    trio.run(run, settings)
+    raise SystemExit(trio.run(run, settings))
 
 
 def main() -> None:

@@ -314,6 +314,10 @@ class ManagementClient:
         """Planned hand-over: the server releases the lease and follows the new primary."""
         return await self.session.request("switch-to-backup")
 
+    async def reload(self) -> dict[str, Any]:
+        """Operator's reload from the database (after alarm 20170)."""
+        return await self.session.request("reload")
+
     async def watch(self) -> dict[str, Any]:
         """Ask for role pushes; returns the current status."""
         return await self.session.request("watch")

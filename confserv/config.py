@@ -257,8 +257,9 @@ class ServerSettings:
             follows a master.
         masters: ``master``, the ``(host, port)`` of the masters a proxy
             follows, in order; empty in master mode.
-        pair: ``pair``, the warm-standby pair this server belongs to; the
-            section name when not set. Both servers of a pair name the same.
+        pair: ``pair``, no longer needed (pair membership comes from the
+            Application objects in the database); when given it must name the
+            pair's primary Application, or the server refuses to start.
         lease_ttl: ``lease-ttl``, seconds a primary's lease lasts.
         lease_renew: ``lease-renew``, seconds between renewals; less than ``lease_ttl``.
         max_frame_size: ``max-frame-size``, largest message accepted, in bytes.
@@ -287,7 +288,7 @@ class ServerSettings:
     history: HistorySettings = field(default_factory=HistorySettings)
     mode: _Mode = "master"
     masters: tuple[tuple[str, int], ...] = ()
-    pair: str
+    pair: str | None = None
     lease_ttl: float = 10.0
     lease_renew: float
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
@@ -444,7 +445,7 @@ def load_server_settings(file: Path | str, section: str) -> ServerSettings:
         history=_history(path, sections),
         mode=mode,
         masters=masters,
-        pair=own.text("pair") or section,
+        pair=own.text("pair"),
         lease_ttl=lease_ttl,
         lease_renew=lease_renew,
         max_frame_size=own.integer(

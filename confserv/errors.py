@@ -126,17 +126,53 @@ class UnavailableError(RequestError):
     code = "db-unavailable"
 
 
+class DatabaseMismatchError(RequestError):
+    """The Configuration Database is not what this server has served (an older dump
+    restored, the file replaced or deleted): nothing is served until an operator
+    reloads it (``cfgctl reload``)."""
+
+    code = "database-mismatch"
+
+
 class StoreError(ConfServError):
     """The database failed in a way that is not the request's fault."""
 
 
-class LeaseHeldError(ConfServError):
-    """The lease is held, unexpired, by another server."""
+class DatabaseIdentityError(ConfServError):
+    """The database is missing, empty, foreign, or of another schema version:
+    not a Configuration Database this server may use (``cfgctl init`` makes one)."""
 
-    def __init__(self, message: str, holder: str, epoch: int) -> None:
+
+class StaleMemoryError(ConfServError):
+    """A commit refused because the database's last serial is not the one memory is
+    at: memory is behind (or ahead of) the database; catch up and try again."""
+
+    def __init__(self, message: str, database_serial: int) -> None:
+        super().__init__(message)
+        self.database_serial = database_serial
+
+
+class LeaseHeldError(ConfServError):
+    """The lease is held, unexpired, by another server (or another process)."""
+
+    def __init__(self, message: str, holder: str, epoch: int, instance: str = "") -> None:
         super().__init__(message)
         self.holder = holder
         self.epoch = epoch
+        self.instance = instance
+
+
+class InstanceClaimedError(ConfServError):
+    """Another process of the same Application runs (its claim is valid): this one
+    must not start. ``str()`` names that process."""
+
+
+class ClaimLostError(ConfServError):
+    """This process's claim on its Application was taken by another process."""
+
+
+class MembershipError(ConfServError):
+    """The server's Application is not a member of the pair the database defines."""
 
 
 #: Every request error class by its wire code, for the client side.
@@ -161,6 +197,7 @@ ERRORS_BY_CODE: dict[str, type[RequestError]] = {
         NoPrimaryError,
         OutcomeUnknownError,
         UnavailableError,
+        DatabaseMismatchError,
     )
 }
 

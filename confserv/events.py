@@ -54,21 +54,44 @@ MGMT_AUTH_FAILED = LogEvent(
 MGMT_COMMAND = LogEvent(20122, Level.STD, "Management command '{command}' from {peer}")
 
 LEASE_TAKEN = LogEvent(
-    20160, Level.STD, "Lease of pair '{pair}' taken at epoch {epoch} (ttl {ttl:g} s{how})"
+    20160, Level.STD, "Lease of the database taken at epoch {epoch} (ttl {ttl:g} s{how})"
 )
-LEASE_LOST = LogEvent(20161, Level.ALR, "Lease of pair '{pair}' lost at epoch {epoch}: {reason}")
+LEASE_LOST = LogEvent(20161, Level.ALR, "Lease of the database lost at epoch {epoch}: {reason}")
 ROLE_CHANGED = LogEvent(
     20162, Level.STD, "Role changed from {old} to {new} at epoch {epoch}: {reason}"
 )
 
-PROMOTION_REFUSED = LogEvent(
-    20163, Level.STD, "Switch to primary of pair '{pair}' refused: {reason}"
-)
+PROMOTION_REFUSED = LogEvent(20163, Level.STD, "Switch to primary refused: {reason}")
 WRITES_STOPPED = LogEvent(20164, Level.ALR, "Writes stopped, role kept: {reason}")
 REPLICA_CONNECTED = LogEvent(
     20165, Level.STD, "Backup '{name}' replicating from serial {serial} ({mode})"
 )
 STALE_EPOCH = LogEvent(20166, Level.ALR, "Change refused: {reason}")
+HOLDER_DEAD = LogEvent(
+    20167,
+    Level.STD,
+    "The lease (epoch {epoch}) is held by '{app}' as {process}, which is gone: taking it",
+)
+CLAIM_LOST = LogEvent(20168, Level.ALR, "Stopping: {reason}")
+DB_MISMATCH = LogEvent(
+    20170, Level.ALR, "Serving nothing, writes stopped: {reason}; reload with 'cfgctl reload'"
+)
+RELOADED = LogEvent(
+    20171, Level.STD, "Reloaded from the database by {who}: {count} objects, serial {serial}"
+)
+APPLY_FAILED = LogEvent(
+    20172, Level.ALR, "A change could not be applied ({reason}): reloading from the database"
+)
+OPTIONS_DIFFER = LogEvent(
+    20173,
+    Level.ALR,
+    "Options differ from {other}'s, which the seed says must be the same: {diff}",
+)
+PAIR_MEMBERSHIP = LogEvent(
+    20174,
+    Level.STD,
+    "Member of the pair '{primary}' (backup {backup}) as {app}, instance {instance}",
+)
 
 ADDP_TRACE = LogEvent(20900, Level.TRC, "ADDP {text}")
 

@@ -19,6 +19,7 @@ from addp import Link, LinkEnded
 
 from . import events
 from .errors import AuthError, BackupModeError, BadRequestError, HistoryExpiredError, RequestError
+from .options_check import options_diff
 from .protocol import MANAGEMENT_OPS, READ_CHUNK, arg, error, ok, parse_request
 from .runtime import Runtime
 from .service import Subscription
@@ -41,6 +42,17 @@ class PairHooks(Protocol):
 
     def peer_ack(self) -> None:
         """The backup acknowledged this server as primary."""
+
+
+def check_options(rt: Runtime, other: str, theirs: Any) -> None:
+    """Compare the pair's shared options with ``other``'s: alarm 20173 when they differ."""
+    if rt.options is None:
+        return
+    diff = options_diff(rt.options, theirs)
+    if diff is None:
+        rt.clear_alarm(events.OPTIONS_DIFFER.id)
+    elif rt.raise_alarm(events.OPTIONS_DIFFER.id, f"options differ from {other}'s: {diff}"):
+        rt.log.emit(events.OPTIONS_DIFFER, other=other, diff=diff)
 
 
 def challenge_response(secret: str, nonce: str) -> str:
@@ -113,6 +125,10 @@ class ManagementSession:
                 answer = self._snapshot(request_id)
             elif op == "forward":
                 answer = await self._forward_write(msg, request_id)
+            elif op == "reload":
+                if self.rt.reload is None:
+                    raise BadRequestError("'reload' is only for a server with a database")
+                answer = ok(request_id, **await self.rt.reload(f"operator at {self.peer}"))
             elif op == "ack":
                 if self.pair is not None:
                     self.pair.peer_ack()
@@ -168,12 +184,17 @@ class ManagementSession:
             serial=serial,
             mode="history expired: reload" if expired else f"{len(changes)} changes to catch up",
         )
+        extra: dict[str, Any] = {}
+        if "options" in msg and self.rt.options is not None:  # a backup, not a proxy
+            extra["options"] = self.rt.options
+            check_options(self.rt, f"the backup at {self.peer}", msg["options"])
         return ok(
             rid,
             serial=svc.last_serial,
             epoch=svc.epoch,
             expired=expired,
             changes=[c.to_wire() for c in changes],
+            **extra,
         )
 
     def _snapshot(self, rid: int) -> dict[str, Any]:

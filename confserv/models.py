@@ -4,11 +4,14 @@ Tables:
     cfg_object   every configuration object; its fields and options as JSON text
     cfg_counter  the last serial, and per type the last dbid (ids are never reused)
     cfg_history  the History Log: one row per committed change, with serial and epoch
-    cfg_lease    one row per warm-standby pair: epoch, holder, expiry by the database clock,
-                 and where the holder serves (``host:port:management-port``)
+    cfg_lease    the database's one lease (row ``database``: epoch, holder Application and
+                 instance, expiry by the database clock, where the holder serves), and
+                 one claim per running server process (rows ``app:<Application>``)
+    cfg_meta     the database's identity (``uuid``, given by ``cfgctl init``)
 
-The stores create these tables from this metadata (``create_all`` for SQLite,
-compiled DDL for PostgreSQL); their queries are plain SQL over these columns.
+Only ``cfgctl init`` creates these tables (compiled DDL for each engine) or
+upgrades an older schema; a server refuses a database without them. Queries
+are plain SQL over these columns.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from sqlmodel import Field, SQLModel
 
 #: Version of this schema, kept in cfg_counter under ``schema``.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class CfgObject(SQLModel, table=True):
@@ -58,26 +61,36 @@ class CfgHistory(SQLModel, table=True):
 
 
 class CfgLease(SQLModel, table=True):
-    """The lease that names a pair's primary; the epoch is the fencing token."""
+    """The database's lease (the epoch is the fencing token), and per-process claims."""
 
     __tablename__ = "cfg_lease"
 
-    pair: str = Field(sa_column=Column(Text, primary_key=True))
+    name: str = Field(sa_column=Column(Text, primary_key=True))
     epoch: int = Field(sa_column=Column(BigInteger, nullable=False))
     holder: str = Field(sa_column=Column(Text, nullable=False))
+    instance: str = Field(sa_column=Column(Text, nullable=False, server_default=""))
     expires_at: float = Field(sa_column=Column(Float, nullable=False))
     address: str = Field(sa_column=Column(Text, nullable=False, server_default=""))
 
 
-TABLES = (CfgObject, CfgCounter, CfgHistory, CfgLease)
+class CfgMeta(SQLModel, table=True):
+    """Facts about the database itself: ``uuid`` (its identity)."""
+
+    __tablename__ = "cfg_meta"
+
+    name: str = Field(sa_column=Column(Text, primary_key=True))
+    value: str = Field(sa_column=Column(Text, nullable=False))
 
 
-def ddl(engine: str) -> list[str]:
+TABLES = (CfgObject, CfgCounter, CfgHistory, CfgLease, CfgMeta)
+
+
+def ddl(engine: str, only: tuple[type[SQLModel], ...] = TABLES) -> list[str]:
     """``CREATE TABLE/INDEX IF NOT EXISTS`` statements for ``sqlite`` or ``postgre``."""
     dialect = postgresql.dialect() if engine == "postgre" else sqlite.dialect()  # type: ignore[no-untyped-call]
     out: list[str] = []
-    for model in TABLES:
-        table = SQLModel.metadata.tables[model.__tablename__]
+    for model in only:
+        table = SQLModel.metadata.tables[str(model.__tablename__)]
         out.append(str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)).strip())
         for index in sorted(table.indexes, key=lambda i: str(i.name)):
             out.append(str(CreateIndex(index, if_not_exists=True).compile(dialect=dialect)))

@@ -11,6 +11,7 @@ database, and an older epoch is refused.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -21,6 +22,7 @@ from . import events
 from .client import open_management
 from .config import ServerSettings
 from .errors import (
+    ClaimLostError,
     ConfServError,
     FencedError,
     LeaseHeldError,
@@ -28,6 +30,8 @@ from .errors import (
     RequestError,
     UnavailableError,
 )
+from .instance import Instance
+from .management import check_options
 from .roles import (
     Action,
     BecomeBackup,
@@ -41,8 +45,8 @@ from .roles import (
     TakeLease,
 )
 from .runtime import Runtime
-from .service import ChangeGapError, StaleEpochError
-from .store import Change, ConfigStore
+from .service import ApplyError, ChangeGapError, StaleEpochError
+from .store import Change, ConfigStore, Holder, Lease
 
 #: Seconds between a backup's attempts to reach the primary.
 FOLLOW_RETRY = 0.05
@@ -61,14 +65,20 @@ class PairDriver:
     """Runs one server's role in its pair (see module docstring)."""
 
     def __init__(
-        self, rt: Runtime, store: ConfigStore, settings: ServerSettings, address: str
+        self,
+        rt: Runtime,
+        store: ConfigStore,
+        settings: ServerSettings,
+        address: str,
+        holder: Holder | None = None,
     ) -> None:
         self.rt = rt
         self.store = store
         self.settings = settings
         self.address = address
+        self.holder = holder or Holder(settings.section, Instance.this_process())
         self.machine = RoleMachine(
-            settings.section, ttl=settings.lease_ttl, renew=settings.lease_renew
+            self.holder.key, ttl=settings.lease_ttl, renew=settings.lease_renew
         )
         self._lock = trio.Lock()
         self._wake = trio.Event()
@@ -82,18 +92,36 @@ class PairDriver:
         """Decide the role at start, then keep the lease (or follow) until cancelled."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            await self._execute(self.machine.start())
+            nursery.start_soon(self._keep_claim)
+            await self._execute(self.machine.start)
             task_status.started()
             while True:
                 deadline = self.machine.next_deadline()
                 with trio.move_on_at(math.inf if deadline is None else deadline):
                     await self._wake.wait()
                 self._wake = trio.Event()
-                await self._execute(self.machine.tick(trio.current_time()))
+                await self._execute(lambda: self.machine.tick(trio.current_time()))
+
+    async def _keep_claim(self) -> None:
+        """Renew this process's claim on its Application; another process took it
+        (this one was stopped longer than its claim lasts): stop at once."""
+        ttl = self.settings.lease_ttl
+        while True:
+            await trio.sleep(self.settings.lease_renew)
+            try:
+                await self.store.renew_claim(self.holder, ttl)
+            except UnavailableError as exc:
+                self.rt.log.emit(events.DB_ERROR, reason=f"renewing the claim failed: {exc}")
+            except ClaimLostError as exc:
+                self.rt.log.emit(events.CLAIM_LOST, reason=exc)
+                self.rt.service.halt(str(exc))
+                if self.rt.stop is not None:
+                    self.rt.stop(str(exc))
+                return
 
     async def promote(self, force: bool) -> dict[str, Any]:
         """``switch-to-primary``: take the lease (``force`` only with proof of death)."""
-        await self._execute(self.machine.promote(force=force))
+        await self._execute(lambda: self.machine.promote(force=force))
         self._wake.set()
         if self.machine.role is not Role.PRIMARY:
             raise PromotionRefusedError(f"not promoted: {self.last_refusal}")
@@ -102,7 +130,7 @@ class PairDriver:
     async def demote(self, force: bool = False) -> dict[str, Any]:
         """``switch-to-backup``: let in-flight writes finish, release the lease, follow."""
         async with self.rt.service.write_lock:
-            await self._execute(self.machine.demote())
+            await self._execute(self.machine.demote)
         self._wake.set()
         return self.rt.status()
 
@@ -112,27 +140,36 @@ class PairDriver:
 
     # -- carrying out actions -------------------------------------------------
 
-    async def _execute(self, actions: list[Action]) -> None:
+    async def _execute(self, decide: Callable[[], list[Action]]) -> None:
+        """Ask the machine (``decide``) and carry out what it says, under one lock: the
+        machine is never asked while an earlier decision is still being carried out."""
         async with self._lock:
+            actions = decide()
             while actions:
                 action = actions.pop(0)
                 actions.extend(await self._one(action))
 
     async def _one(self, action: Action) -> list[Action]:
-        m, pair, name = self.machine, self.settings.pair, self.settings.section
+        m, holder = self.machine, self.holder
         if isinstance(action, ReadLease):
-            lease = await self.store.read_lease(pair)
-            if lease is not None and lease.valid and lease.holder != name:
-                self.rt.primary_hint = _client_address(lease.address)
-            return m.lease_read(lease.holder if lease else "", bool(lease and lease.valid))
+            lease = await self.store.read_lease()
+            if lease is None or not lease.valid or lease.holder_key == holder.key:
+                return m.lease_read("", False)
+            self.rt.primary_hint = _client_address(lease.address)
+            dead = lease.holder == holder.app and _known_dead(lease)
+            if dead:
+                self.rt.log.emit(
+                    events.HOLDER_DEAD, app=lease.holder, process=lease.process, epoch=lease.epoch
+                )
+            return m.lease_read(lease.holder_key, True, holder_dead=dead)
         if isinstance(action, TakeLease):
             sent = trio.current_time()
             try:
                 lease = await self.store.acquire_lease(
-                    pair, name, self.settings.lease_ttl, force=action.force, address=self.address
+                    holder, self.settings.lease_ttl, force=action.force, address=self.address
                 )
             except LeaseHeldError as exc:
-                self.rt.log.emit(events.PROMOTION_REFUSED, pair=pair, reason=exc)
+                self.rt.log.emit(events.PROMOTION_REFUSED, reason=exc)
                 self.last_refusal = f"'{exc.holder}' holds a valid lease at epoch {exc.epoch}"
                 return m.lease_refused(exc.holder)
             except UnavailableError as exc:
@@ -141,27 +178,24 @@ class PairDriver:
                 return m.lease_refused("")
             how = ", forced" if action.force else ""
             self.rt.log.emit(
-                events.LEASE_TAKEN,
-                pair=pair,
-                epoch=lease.epoch,
-                ttl=self.settings.lease_ttl,
-                how=how,
+                events.LEASE_TAKEN, epoch=lease.epoch, ttl=self.settings.lease_ttl, how=how
             )
             return m.lease_taken(lease.epoch, sent, trio.current_time())
         if isinstance(action, RenewLease):
             sent = trio.current_time()
             try:
-                await self.store.renew_lease(pair, name, action.epoch, self.settings.lease_ttl)
+                await self.store.renew_lease(holder, action.epoch, self.settings.lease_ttl)
             except FencedError as exc:
-                self.rt.log.emit(events.LEASE_LOST, pair=pair, epoch=action.epoch, reason=exc)
-                return m.renew_fenced(str(exc))
+                if action.epoch == m.epoch:
+                    self.rt.log.emit(events.LEASE_LOST, epoch=action.epoch, reason=exc)
+                return m.renew_fenced(action.epoch, str(exc))
             except UnavailableError as exc:
                 self.rt.log.emit(events.DB_ERROR, reason=f"lease renewal failed: {exc}")
                 return m.db_unreachable(trio.current_time())
             return m.renewed(action.epoch, sent)
         if isinstance(action, ReleaseLease):
             try:
-                await self.store.release_lease(pair, name, action.epoch)
+                await self.store.release_lease(holder, action.epoch)
             except RequestError as exc:
                 self.rt.log.emit(events.DB_ERROR, reason=f"releasing the lease failed: {exc}")
             return []
@@ -229,7 +263,12 @@ class PairDriver:
 
     async def _follow(self, scope: trio.CancelScope) -> None:
         with scope:
-            await follow_primary(self.rt, self.store, self.settings)
+            await follow_primary(self.rt, self.store, self.settings, self.holder.key)
+
+
+def _known_dead(lease: Lease) -> bool:
+    inst = Instance.from_json(lease.instance)
+    return inst is not None and inst.known_dead()
 
 
 def _client_address(address: str) -> str | None:
@@ -237,14 +276,16 @@ def _client_address(address: str) -> str | None:
     return None if parts is None else f"{parts[0]}:{parts[1]}"
 
 
-async def follow_primary(rt: Runtime, store: ConfigStore, settings: ServerSettings) -> None:
+async def follow_primary(
+    rt: Runtime, store: ConfigStore, settings: ServerSettings, holder_key: str
+) -> None:
     """As backup: replicate from whoever holds the lease, forever (cancelled on promotion)."""
     svc = rt.service
     secret = settings.management_secret or ""
     while True:
-        lease = await _read_lease(rt, store, settings.pair)
+        lease = await _read_lease(rt, store)
         target = parse_address(lease.address) if lease is not None else None
-        if lease is None or target is None or not lease.valid or lease.holder == settings.section:
+        if lease is None or target is None or not lease.valid or lease.holder_key == holder_key:
             await trio.sleep(FOLLOW_RETRY)
             continue
         rt.primary_hint = f"{target[0]}:{target[1]}"
@@ -254,7 +295,10 @@ async def follow_primary(rt: Runtime, store: ConfigStore, settings: ServerSettin
                 target[0], target[2], secret, addp=settings.addp, timeout=5
             ) as m:
                 rt.log.emit(events.CONNECTED, what=f"primary '{lease.holder}'", where=where)
-                answer = await m.session.request("replicate", serial=svc.last_serial)
+                extra = {} if rt.options is None else {"options": rt.options}
+                answer = await m.session.request("replicate", serial=svc.last_serial, **extra)
+                if "options" in answer:
+                    check_options(rt, f"the primary '{lease.holder}'", answer["options"])
                 await _apply_all(rt, store, [Change.from_wire(c) for c in answer["changes"]])
                 if answer.get("expired"):
                     await svc.catch_up()
@@ -277,9 +321,9 @@ async def follow_primary(rt: Runtime, store: ConfigStore, settings: ServerSettin
         await trio.sleep(FOLLOW_RETRY)
 
 
-async def _read_lease(rt: Runtime, store: ConfigStore, pair: str) -> Any:
+async def _read_lease(rt: Runtime, store: ConfigStore) -> Lease | None:
     try:
-        return await store.read_lease(pair)
+        return await store.read_lease()
     except UnavailableError as exc:
         rt.log.emit(events.DB_ERROR, reason=f"reading the lease failed: {exc}")
         return None
@@ -289,7 +333,10 @@ async def _apply_all(rt: Runtime, store: ConfigStore, changes: list[Change]) -> 
     svc = rt.service
     for change in changes:
         try:
-            svc.apply(change)
-        except ChangeGapError:
-            await svc.catch_up()  # closes the gap from the History Log in the database
-            svc.apply(change)
+            try:
+                svc.apply(change)
+            except ChangeGapError:
+                await svc.catch_up()  # closes the gap from the History Log in the database
+                svc.apply(change)
+        except ApplyError as exc:
+            await svc.reload_after(exc)  # memory was not the database's: reload, go on

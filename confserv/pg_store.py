@@ -44,9 +44,10 @@ class PgStore(PlanStore):
 
     engine = "postgre"
 
-    def __init__(self, pool: asyncpg.Pool, timeout: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, timeout: float, where: str = "PostgreSQL") -> None:
         self._pool: asyncpg.Pool | None = pool
         self._timeout = timeout
+        self.where = where
 
     async def _run_aio(self, plan: Plan) -> Any:
         pool = self._pool
@@ -112,7 +113,7 @@ async def open_pg_store(
             raise UnavailableError(f"PostgreSQL at {host}:{port} did not answer") from exc
         except (*_UNAVAILABLE, asyncpg.PostgresError) as exc:
             raise UnavailableError(f"cannot connect to PostgreSQL at {host}:{port}: {exc}") from exc
-        store = PgStore(pool, timeout)
+        store = PgStore(pool, timeout, f"PostgreSQL database {dbname!r} at {host}:{port or 5432}")
         try:
             yield store
         finally:

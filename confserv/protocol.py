@@ -38,6 +38,7 @@ MANAGEMENT_OPS = (
     "watch",
     "replicate",
     "ack",
+    "reload",
     "snapshot",
     "forward",
     "follow",

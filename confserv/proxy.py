@@ -42,7 +42,7 @@ from .errors import (
 )
 from .eventlog import EventLog
 from .runtime import Runtime
-from .service import ChangeGapError, ConfigService, StaleEpochError
+from .service import ApplyError, ChangeGapError, ConfigService, StaleEpochError
 from .store import Change, Snapshot
 
 #: Seconds between attempts to reach a primary while none is connected.
@@ -155,12 +155,13 @@ class ProxyFollower:
             )
         if not self.loaded or answer.get("expired"):
             snap = await m.session.request("snapshot")
-            svc.load(Snapshot(objects=list(snap["objects"]), last_serial=int(snap["serial"])))
+            snapshot = Snapshot(objects=list(snap["objects"]), last_serial=int(snap["serial"]))
+            svc.load(snapshot, allow_older=not self.loaded)
             svc.epoch = int(snap["epoch"])
             self.loaded = True
         else:
             for wire in answer["changes"]:
-                svc.apply(Change.from_wire(wire))
+                self._apply(Change.from_wire(wire))
         self.master, self.master_name = m, where
         self.redirects.append(time.time())
         self._connected.set()
@@ -172,9 +173,19 @@ class ProxyFollower:
             if "notify" not in push:
                 continue
             try:
-                svc.apply(Change.from_wire(push["notify"]))
+                self._apply(Change.from_wire(push["notify"]))
             except ChangeGapError as exc:
                 raise ConnectionLostError(f"gap in the change stream ({exc}); resuming") from exc
+
+    def _apply(self, change: Change) -> None:
+        """Apply one change; one that memory cannot take means memory is not the
+        primary's: reload it whole from the primary (a fresh snapshot), never wedge."""
+        try:
+            self.rt.service.apply(change)
+        except ApplyError as exc:
+            self.rt.log.emit(events.APPLY_FAILED, reason=exc)
+            self.loaded = False
+            raise ConnectionLostError(f"{exc}; reloading from the primary") from exc
 
 
 async def run_proxy(
@@ -184,8 +195,8 @@ async def run_proxy(
     task_status: trio.TaskStatus[dict[str, Any]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run a proxy until cancelled; ``task_status`` gets its ports and runtime."""
-    service = ConfigService(None, pair=settings.pair, history_limit=settings.history.max_records)
-    rt = Runtime(name=settings.section, pair=settings.pair, service=service, log=log)
+    service = ConfigService(None, history_limit=settings.history.max_records)
+    rt = Runtime(name=settings.section, pair=settings.pair or "", service=service, log=log)
     follower = ProxyFollower(rt, settings)
     rt.forward = follower.forward
     rt.redirect = follower.redirect

@@ -19,7 +19,15 @@ Rules (the project's design notes, ``shared/docs/design.md``, "Who decides roles
   database is unreachable and the backup acknowledged this server as primary
   within the last ``ttl``. Then it keeps its role, still without writes, and
   goes on trying to renew; a renewal refused for a newer epoch demotes it.
-- A renewal refused because the lease moved on (a newer epoch) demotes at once.
+- A renewal refused because the lease moved on (a newer epoch) demotes at once;
+  a refusal that answers a renewal of an older epoch than the current one (a
+  late answer from before a re-take) is ignored.
+- One promotion takes the lease once: a promotion asked while a take is under
+  way adds nothing.
+- ``name`` is the holder key of this very process (Application plus instance):
+  a lease held by another process of the same Application is another holder's.
+  At start, a valid lease whose holder is *known dead* (it ran on this host
+  and its process is gone) is taken by force: that is proof of death.
 """
 
 from __future__ import annotations
@@ -168,19 +176,23 @@ class RoleMachine:
         self.role = Role.STARTING
         return [ReadLease()]
 
-    def lease_read(self, holder: str, valid: bool) -> list[Action]:
-        """The lease as read at start: a valid peer lease makes us backup."""
+    def lease_read(self, holder: str, valid: bool, holder_dead: bool = False) -> list[Action]:
+        """The lease as read at start: a valid lease of another live process makes us
+        backup; one whose holder is known dead is taken by force."""
         if self.role is not Role.STARTING:
             return []
         if valid and holder and holder != self.name:
+            if holder_dead:
+                self.role = Role.PROMOTING
+                return [TakeLease(force=True)]
             return [self._demote(f"'{holder}' holds the lease", holder)]
         self.role = Role.PROMOTING
         return [TakeLease(force=False)]
 
     def promote(self, *, force: bool) -> list[Action]:
         """Operator or supervisor: switch to primary (``force`` only with proof of death)."""
-        if self.role is Role.PRIMARY:
-            return []
+        if self.role in (Role.PRIMARY, Role.PROMOTING):
+            return []  # already primary, or a take is under way: never take twice
         self.role = Role.PROMOTING
         return [TakeLease(force=force)]
 
@@ -228,8 +240,10 @@ class RoleMachine:
             return [BecomePrimary(self.epoch)]
         return []
 
-    def renew_fenced(self, reason: str) -> list[Action]:
-        """A renewal was refused: the lease moved to a newer epoch."""
+    def renew_fenced(self, epoch: int, reason: str) -> list[Action]:
+        """A renewal at ``epoch`` was refused: the lease moved on."""
+        if epoch != self.epoch:
+            return []  # the answer to a renewal of an older epoch: not about this one
         self._renewing = False
         if self.role is not Role.PRIMARY:
             return []

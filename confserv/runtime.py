@@ -39,6 +39,17 @@ class Runtime:
     forward: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None
     #: In proxy mode: follow the master at (host, management port) now.
     redirect: Callable[[str, int], None] | None = None
+    #: Ends the server process with a reason (set by the process's main task).
+    stop: Callable[[str], None] | None = None
+    #: Standing alarms by event id (shown by ``status`` and ``scs status``).
+    alarms: dict[int, str] = field(default_factory=dict)
+    #: Told to the supervisor: it derives its fencing delay from them.
+    lease_ttl: float | None = None
+    engine: str | None = None
+    #: The options a pair's servers must share (see :mod:`confserv.options_check`).
+    options: dict[str, str] | None = None
+    #: The operator's reload from the database (``cfgctl reload``), on a master.
+    reload: Callable[[str], Awaitable[dict[str, Any]]] | None = None
 
     @property
     def serving(self) -> bool:
@@ -66,4 +77,22 @@ class Runtime:
             "subscribers": self.service.subscriber_count,
             "objects": len(self.service),
             "primary": self.primary_hint,
+            "alarms": [f"{event_id:05d} {text}" for event_id, text in sorted(self.alarms.items())],
+            "lease_ttl": self.lease_ttl,
+            "engine": self.engine,
         }
+
+    def raise_alarm(self, event_id: int, text: str) -> bool:
+        """Set a standing alarm; False if the same one stands already."""
+        if self.alarms.get(event_id) == text:
+            return False
+        self.alarms[event_id] = text
+        old, self.role_changed = self.role_changed, trio.Event()
+        old.set()  # watchers (the supervisor) see it at once
+        return True
+
+    def clear_alarm(self, event_id: int) -> None:
+        """Clear a standing alarm."""
+        if self.alarms.pop(event_id, None) is not None:
+            old, self.role_changed = self.role_changed, trio.Event()
+            old.set()

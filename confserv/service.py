@@ -27,10 +27,12 @@ from addp import encode_payload
 from .errors import (
     BadRequestError,
     ConstraintError,
+    DatabaseMismatchError,
     FencedError,
     HistoryExpiredError,
     NotFoundError,
     ReadOnlyError,
+    StaleMemoryError,
     UnavailableError,
 )
 from .objects import (
@@ -68,6 +70,11 @@ class StaleEpochError(Exception):
     """A change from an older epoch than one already applied: refused (design invariant 3)."""
 
 
+class ApplyError(Exception):
+    """A change could not be applied to memory (it names an object memory does not
+    have): memory is not the database's, and must be reloaded."""
+
+
 @dataclass(eq=False)
 class Subscription:
     """One subscriber's filter and its bounded queue of changes.
@@ -99,14 +106,12 @@ class ConfigService:
     """Objects in memory, serial and epoch, writes and subscriptions (see module docstring).
 
     Args:
-        store: the Configuration Database.
-        pair: the warm-standby pair whose lease fences writes.
+        store: the Configuration Database (None for a proxy).
         history_limit: the most changes one restore may return (``max-records``).
     """
 
-    def __init__(self, store: ConfigStore | None, *, pair: str, history_limit: int = 1000) -> None:
+    def __init__(self, store: ConfigStore | None, *, history_limit: int = 1000) -> None:
         self.store = store
-        self.pair = pair
         self.history_limit = history_limit
         self.epoch = 0
         self.last_serial = 0
@@ -125,12 +130,21 @@ class ConfigService:
         self._auth_running: dict[tuple[str, bytes], trio.Event] = {}
         self._uncertain = False
         self._applied = trio.Event()
+        #: Why nothing is served (the database is not what was served), or None.
+        self.halted: str | None = None
+        #: The highest dbid ever seen per type, deleted objects included: a reload
+        #: over a database that went back must not let it issue them again.
+        self.max_dbids: dict[str, int] = {}
+        #: Called with (change, error) when a change could not be applied and
+        #: memory was reloaded (the server logs it).
+        self.on_reload: Callable[[str], None] | None = None
 
     # -- loading --------------------------------------------------------------
 
-    def load(self, snapshot: Snapshot) -> None:
-        """Replace memory with ``snapshot`` (start-up or full reload)."""
-        if self.last_serial and snapshot.last_serial < self.last_serial:
+    def load(self, snapshot: Snapshot, *, allow_older: bool = False) -> None:
+        """Replace memory with ``snapshot`` (start-up or full reload; ``allow_older``:
+        an operator's reload over a database that went back)."""
+        if self.last_serial and snapshot.last_serial < self.last_serial and not allow_older:
             raise StaleEpochError(
                 f"snapshot at serial {snapshot.last_serial} is older than memory "
                 f"at {self.last_serial}"
@@ -154,6 +168,36 @@ class ConfigService:
         """Load everything from the database."""
         self.load(await self._store().load())
 
+    def halt(self, reason: str) -> bool:
+        """Serve nothing and write nothing until an operator reload; False if already."""
+        self.writable = False
+        if self.halted is not None:
+            return False
+        self.halted = reason
+        return True
+
+    def _check_serving(self) -> None:
+        if self.halted is not None:
+            raise DatabaseMismatchError(
+                f"this server serves nothing: {self.halted}; an operator must reload it "
+                "from the database ('cfgctl reload')"
+            )
+
+    async def operator_reload(self) -> int:
+        """Reload memory from the database even if it went back, so that nothing is
+        served that the database does not hold; counters are first raised past what
+        was served (serials, dbids and epochs are never issued twice), one serial
+        more than served so every client's restore finds a gap and reloads too.
+        Returns the serial memory is at."""
+        store = self._store()
+        await store.raise_counters(self.last_serial + 1, dict(self.max_dbids), self.epoch)
+        self.load(await store.load(), allow_older=True)
+        self.halted = None
+        for sub in list(self._subscriptions):
+            sub.overflowed = True  # their caches may hold what the database lost
+            self.unsubscribe(sub)
+        return self.last_serial
+
     def __len__(self) -> int:
         return sum(len(objs) for objs in self._objects.values())
 
@@ -163,6 +207,7 @@ class ConfigService:
         self, type_name: str, flt: Mapping[str, Any] | None = None
     ) -> Iterator[dict[str, Any]]:
         """Objects of ``type_name`` matching the equality filter, as clients see them."""
+        self._check_serving()
         check_type(type_name)
         flt = check_filter(type_name, flt)
         objs = self._objects.get(type_name, {})
@@ -226,10 +271,13 @@ class ConfigService:
         """Create an object; returns the committed change (with its dbid and serial)."""
         check_type(type_name)
         obj = await _off_loop_if_hashing(new_object, type_name, data)
-        async with self.write_lock:
+
+        def prepare() -> Write:
             self._check_name_free(type_name, obj["name"], None)
             self._check_refs(obj)
-            return await self._commit(Write("add", type_name, None, obj))
+            return Write("add", type_name, None, obj)
+
+        return await self._write(prepare)
 
     async def update(self, type_name: str, dbid: Any, delta: Any, options: Any = None) -> Change:
         """Change some fields and/or options of an object."""
@@ -237,20 +285,23 @@ class ConfigService:
         fields, opts = await _off_loop_if_hashing(check_delta, type_name, delta, options)
         if not fields and not opts:
             raise BadRequestError("an update must change at least one field or option")
-        async with self.write_lock:
+
+        def prepare() -> Write:
             current = self._existing(type_name, dbid)
             obj = copy.deepcopy(current)
             apply_delta(obj, fields, opts)
             if obj["name"] != current["name"]:
                 self._check_name_free(type_name, obj["name"], dbid)
             self._check_refs(obj)
-            data = {"delta": fields, "options": opts}
-            return await self._commit(Write("change", type_name, dbid, obj, data))
+            return Write("change", type_name, dbid, obj, {"delta": fields, "options": opts})
+
+        return await self._write(prepare)
 
     async def delete(self, type_name: str, dbid: Any) -> Change:
         """Delete an object that nothing references."""
         check_type(type_name)
-        async with self.write_lock:
+
+        def prepare() -> Write:
             current = self._existing(type_name, dbid)
             holders = self._referrers.get((type_name, dbid))
             if holders:
@@ -258,8 +309,20 @@ class ConfigService:
                 raise ConstraintError(
                     f"{type_name} {dbid} ({current['name']!r}) is referenced by {held_by}"
                 )
-            data = {"name": current["name"]}
-            return await self._commit(Write("delete", type_name, dbid, None, data))
+            return Write("delete", type_name, dbid, None, {"name": current["name"]})
+
+        return await self._write(prepare)
+
+    async def _write(self, prepare: Callable[[], Write]) -> Change:
+        """Validate against memory, commit; when the database turns out to be ahead of
+        memory (StaleMemoryError), catch up and validate and commit once more."""
+        async with self.write_lock:
+            self._check_serving()
+            try:
+                return await self._commit(prepare())
+            except StaleMemoryError:
+                await self.catch_up()
+                return await self._commit(prepare())
 
     async def _commit(self, write: Write) -> Change:
         if not self.writable:
@@ -275,11 +338,11 @@ class ConfigService:
         # The store's own timeout bounds the wait.
         with trio.CancelScope(shield=True):
             try:
-                change = await self._store().commit(self.pair, self.epoch, write)
+                change = await self._store().commit(self.epoch, self.last_serial, write)
             except FencedError:
                 self.writable = False
                 raise
-            except ConstraintError:
+            except (ConstraintError, StaleMemoryError, NotFoundError):
                 raise  # refused by the database: nothing committed
             except BaseException:
                 # Unavailable, or anything unforeseen (a connection lost after
@@ -288,7 +351,7 @@ class ConfigService:
                 raise
             try:
                 self.apply(change)
-            except ChangeGapError:
+            except (ChangeGapError, ApplyError):
                 # Memory missed a change after all: take it from the History Log
                 # (this one included) rather than refuse every write from now on.
                 try:
@@ -335,15 +398,31 @@ class ConfigService:
                 f"change {change.serial} is from epoch {change.epoch}, "
                 f"older than epoch {self.epoch}"
             )
+        objs = self._objects.get(change.type, {})
         if change.op == "add":
+            if change.dbid in objs:
+                raise ApplyError(
+                    f"serial {change.serial} adds {change.type} {change.dbid}, "
+                    "which memory already has"
+                )
             self._insert(copy.deepcopy(change.data))
         elif change.op == "change":
-            obj = self._objects[change.type][change.dbid]
+            obj = objs.get(change.dbid)
+            if obj is None:
+                raise ApplyError(
+                    f"serial {change.serial} changes {change.type} {change.dbid}, "
+                    "which memory does not have"
+                )
             self._remove_indexes(obj)
             apply_delta(obj, change.data.get("delta", {}), change.data.get("options", {}))
             self._add_indexes(obj)
         else:
-            obj = self._objects[change.type].pop(change.dbid)
+            obj = objs.pop(change.dbid, None)
+            if obj is None:
+                raise ApplyError(
+                    f"serial {change.serial} deletes {change.type} {change.dbid}, "
+                    "which memory does not have"
+                )
             self._remove_indexes(obj)
         self.last_serial = change.serial
         self.epoch = max(self.epoch, change.epoch)
@@ -355,6 +434,8 @@ class ConfigService:
 
     def _insert(self, obj: dict[str, Any]) -> None:
         self._objects.setdefault(obj["type"], {})[obj["dbid"]] = obj
+        if obj["dbid"] > self.max_dbids.get(obj["type"], 0):
+            self.max_dbids[obj["type"]] = obj["dbid"]
         self._add_indexes(obj)
 
     def _add_indexes(self, obj: dict[str, Any]) -> None:
@@ -432,9 +513,21 @@ class ConfigService:
             return -1
         applied = 0
         for change in changes:
-            if self.apply(change):
-                applied += 1
+            try:
+                if self.apply(change):
+                    applied += 1
+            except ApplyError as exc:
+                await self.reload_after(exc)
+                return -1
         return applied
+
+    async def reload_after(self, exc: Exception) -> None:
+        """A change could not be applied: memory is not the database's; reload it
+        (logged through ``on_reload``) instead of wedging."""
+        if self.on_reload is not None:
+            self.on_reload(str(exc))
+        snapshot = await self._store().load()
+        self.load(snapshot, allow_older=True)
 
     async def history_since(self, serial: int) -> list[Change]:
         """Changes after ``serial`` for a restoring client.
@@ -443,6 +536,7 @@ class ConfigService:
             HistoryExpiredError: the history does not reach back that far, or
                 more than ``max-records`` changes were missed: reload.
         """
+        self._check_serving()
         if serial == self.last_serial:
             return []
         if serial > self.last_serial:

@@ -11,13 +11,14 @@ survives a crash of the process or the machine.
 from __future__ import annotations
 
 import functools
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import trio
 
-from .errors import ConstraintError, StoreError, UnavailableError
+from .errors import ConstraintError, DatabaseIdentityError, StoreError, UnavailableError
 from .store import Plan, PlanStore
 
 _NOW = "((julianday('now') - 2440587.5) * 86400.0)"
@@ -33,29 +34,75 @@ class SqliteStore(PlanStore):
 
     def __init__(self, path: Path | str, *, now_sql: str = _NOW) -> None:
         self.path = str(path)
+        self.where = f"SQLite file {self.path}"
         self.now_sql = now_sql  # a simulation substitutes its own clock here
         self._conn: sqlite3.Connection | None = None
         self._limiter = trio.CapacityLimiter(1)
+        self._file: tuple[int, int] | None = None
 
     @classmethod
-    async def open(cls, path: Path | str) -> SqliteStore:
-        """Open (creating the file if needed) and configure the connection."""
+    async def open(cls, path: Path | str, *, create: bool = False) -> SqliteStore:
+        """Open and configure the connection. Only ``create`` (``cfgctl init``) makes a
+        missing file: a server never re-creates a deleted database empty."""
         store = cls(path)
-        await trio.to_thread.run_sync(store._connect, limiter=store._limiter)
+        await trio.to_thread.run_sync(
+            functools.partial(store._connect, create=create), limiter=store._limiter
+        )
         return store
 
-    def _connect(self) -> None:
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30
+    def _connect(self, *, create: bool = False) -> None:
+        if create:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        elif self.path != ":memory:" and not Path(self.path).is_file():
+            raise DatabaseIdentityError(
+                f"{self.where} does not exist: run 'cfgctl init' with this server's "
+                "configuration file to create it, or fix dbname"
             )
+        try:
+            if self.path == ":memory:":
+                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            else:
+                mode = "rwc" if create else "rw"
+                uri = f"{Path(self.path).absolute().as_uri()}?mode={mode}"
+                conn = sqlite3.connect(
+                    uri, uri=True, isolation_level=None, check_same_thread=False, timeout=30
+                )
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")
         except sqlite3.Error as exc:
-            raise UnavailableError(f"cannot open SQLite database {self.path}: {exc}") from exc
+            raise UnavailableError(f"cannot open {self.where}: {exc}") from exc
         self._conn = conn
+        self._file = self._file_id()
+
+    def _file_id(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino)
+
+    def file_changed(self) -> str | None:
+        """Why the file is no longer the one opened (deleted, replaced), or None.
+
+        An open connection goes on using a deleted or renamed-over file, so this is
+        the only way to notice that the path now names another database (or none)."""
+        if self.path == ":memory:" or self._file is None:
+            return None
+        now = self._file_id()
+        if now is None:
+            return f"{self.where} was deleted while open"
+        if now != self._file:
+            return f"{self.where} was replaced by another file while open"
+        return None
+
+    async def reopen(self) -> None:
+        """Open the path again (never creating it) and use that connection from now
+        on; when that fails the old connection is kept and the error raised."""
+        old = self._conn
+        await trio.to_thread.run_sync(self._connect, limiter=self._limiter)
+        if old is not None:
+            await trio.to_thread.run_sync(old.close, limiter=self._limiter)
 
     def run_sync(self, plan: Plan) -> Any:
         """Run one plan in a transaction, in this thread (simulations and tools)."""

@@ -1,44 +1,60 @@
-"""The Configuration Database interface, its records, and its transactions as plans.
+"""The Configuration Database interface, its records, and its write transactions as plans.
 
-Every transaction is written once, as a *plan*: a generator that yields
-:class:`Query` values and receives their rows. Each store runs plans with its
-own driver (``sqlite3`` in a worker thread, asyncpg through trio-asyncio), so
-the fencing logic (the epoch check in every write) exists in exactly one place
-for both engines. Plans never read a clock: times come from the database
-(``{now}`` in the SQL) so that every server of a pair judges the lease by the
-same clock.
+Transactions are plans (:mod:`confserv.plan`): written once, run by the SQLite
+store and by the PostgreSQL store. The lease and claim plans live in
+:mod:`confserv.lease_plans`, the schema and identity plans in
+:mod:`confserv.schema_plans`; the write path is here. Every write checks, in
+its own transaction, that the lease's epoch is the writer's (a deposed primary
+cannot commit) and that the database's last serial is the one the writer's
+memory is at (stale memory cannot overwrite a newer row); an update is applied
+as a delta to the *stored* row, never written whole from memory.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Generator, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from .errors import FencedError, LeaseHeldError
-from .models import SCHEMA_VERSION
-from .objects import OBJECT_TYPES
+from .errors import FencedError, NotFoundError, StaleMemoryError
+from .lease_plans import (
+    LEASE_ROW,
+    Holder,
+    Lease,
+    acquire_lease_plan,
+    claim_plan,
+    read_lease_plan,
+    release_claim_plan,
+    release_lease_plan,
+    renew_claim_plan,
+    renew_lease_plan,
+)
+from .objects import apply_delta
+from .plan import Plan, Query, Row, Rows
+from .schema_plans import (
+    Identity,
+    identity_plan,
+    raise_counters_plan,
+    schema_plan,
+    table_names_plan,
+    upgrade_plan,
+)
 
-Row = tuple[Any, ...]
-Rows = list[Row]
-
-
-@dataclass(frozen=True, slots=True)
-class Query:
-    """One SQL statement: ``?`` placeholders, ``{now}`` for the database clock in seconds.
-
-    ``lock`` asks the engine to lock the selected rows for the transaction
-    (``FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already holds
-    the database's write lock).
-    """
-
-    sql: str
-    params: tuple[Any, ...] = ()
-    lock: bool = False
-
-
-Plan = Generator[Query, Rows, Any]
+__all__ = [
+    "Change",
+    "ConfigStore",
+    "Holder",
+    "Identity",
+    "Lease",
+    "Plan",
+    "PlanStore",
+    "Query",
+    "Row",
+    "Rows",
+    "Snapshot",
+    "Write",
+]
 
 ChangeOp = Literal["add", "change", "delete"]
 
@@ -101,28 +117,6 @@ class Write:
 
 
 @dataclass(frozen=True, slots=True)
-class Lease:
-    """A pair's lease as the database has it, with the database clock's ``now``."""
-
-    pair: str
-    epoch: int
-    holder: str
-    expires_at: float
-    now: float
-    address: str = ""
-
-    @property
-    def valid(self) -> bool:
-        """Whether an unexpired holder exists."""
-        return bool(self.holder) and self.expires_at > self.now
-
-    @property
-    def remaining(self) -> float:
-        """Seconds until expiry by the database clock (negative when expired)."""
-        return self.expires_at - self.now
-
-
-@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything a server loads at start: all objects and the last serial."""
 
@@ -134,15 +128,21 @@ class ConfigStore(Protocol):
     """What a Configuration Server needs of its database (SQLite or PostgreSQL)."""
 
     engine: str
+    #: How the database is named in messages (the file, or host:port/dbname).
+    where: str
 
-    async def create_schema(self) -> None:
-        """Create the tables and counters if missing. Idempotent."""
+    async def create_schema(self) -> bool:
+        """``cfgctl init``: create (or upgrade) the schema and identity; True if it did."""
+
+    async def identity(self) -> Identity:
+        """The database's identity; DatabaseIdentityError when it is not a usable one."""
 
     async def load(self) -> Snapshot:
         """Read every object and the last serial."""
 
-    async def commit(self, pair: str, epoch: int, write: Write) -> Change:
-        """Commit ``write`` if ``epoch`` is the pair's lease epoch; else raise FencedError."""
+    async def commit(self, epoch: int, serial: int, write: Write) -> Change:
+        """Commit ``write`` if ``epoch`` is the lease's and ``serial`` the last serial;
+        else FencedError or StaleMemoryError."""
 
     async def history_since(self, serial: int, limit: int) -> list[Change] | None:
         """Changes after ``serial`` in order; None when the history does not reach back
@@ -151,25 +151,34 @@ class ConfigStore(Protocol):
     async def trim_history(self, max_age: float) -> int:
         """Delete history older than ``max_age`` seconds (always keeping the newest record)."""
 
-    async def read_lease(self, pair: str) -> Lease | None:
-        """The pair's lease, or None when no server ever took it."""
-
-    async def init_lease(self, pair: str) -> None:
-        """Create the pair's lease row at epoch 0 with no holder, if missing."""
+    async def read_lease(self) -> Lease | None:
+        """The database's lease."""
 
     async def acquire_lease(
-        self, pair: str, holder: str, ttl: float, *, force: bool, address: str = ""
+        self, holder: Holder, ttl: float, *, force: bool, address: str = ""
     ) -> Lease:
-        """Take the lease, raising the epoch; LeaseHeldError when held by another.
+        """Take the lease, raising the epoch; LeaseHeldError when another process holds it.
 
         ``address`` (``host:port:management-port``) tells backups and clients
         where the new primary serves."""
 
-    async def renew_lease(self, pair: str, holder: str, epoch: int, ttl: float) -> Lease:
+    async def renew_lease(self, holder: Holder, epoch: int, ttl: float) -> Lease:
         """Extend our lease; FencedError when it is no longer ours at that epoch."""
 
-    async def release_lease(self, pair: str, holder: str, epoch: int) -> None:
+    async def release_lease(self, holder: Holder, epoch: int) -> None:
         """Give up our lease at once (a planned hand-over)."""
+
+    async def claim(self, holder: Holder, ttl: float) -> Lease:
+        """Claim the Application for this process; InstanceClaimedError if another runs."""
+
+    async def renew_claim(self, holder: Holder, ttl: float) -> Lease:
+        """Extend the claim; ClaimLostError when another process took it."""
+
+    async def release_claim(self, holder: Holder) -> None:
+        """Give the claim up (clean stop)."""
+
+    async def raise_counters(self, serial: int, dbids: Mapping[str, int], epoch: int) -> None:
+        """Make every counter at least what was served (after a database went back)."""
 
     async def aclose(self) -> None:
         """Close the connection(s)."""
@@ -180,37 +189,6 @@ class ConfigStore(Protocol):
 
 def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
-
-
-#: A query with a row when the counter table exists, per engine.
-SCHEMA_PROBES = {
-    "sqlite": "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'cfg_counter'",
-    "postgre": "SELECT 1 WHERE to_regclass('cfg_counter') IS NOT NULL",
-}
-
-
-def schema_done_plan(probe: str) -> Plan:
-    """Whether the schema is complete (its ``schema`` counter is written last); reads only."""
-    exists = yield Query(probe)
-    if not exists:
-        return False
-    return bool((yield Query("SELECT value FROM cfg_counter WHERE name = 'schema'")))
-
-
-def schema_plan(statements: Sequence[str]) -> Plan:
-    """Create tables and counters if they do not exist."""
-    for sql in statements:
-        yield Query(sql)
-    names = ["serial", *(f"dbid:{t}" for t in OBJECT_TYPES)]
-    for name in names:
-        yield Query(
-            "INSERT INTO cfg_counter (name, value) VALUES (?, 0) ON CONFLICT (name) DO NOTHING",
-            (name,),
-        )
-    yield Query(
-        "INSERT INTO cfg_counter (name, value) VALUES ('schema', ?) ON CONFLICT (name) DO NOTHING",
-        (SCHEMA_VERSION,),
-    )
 
 
 def load_plan() -> Plan:
@@ -228,13 +206,19 @@ def _bump(name: str) -> Plan:
     return int(rows[0][0])
 
 
-def commit_plan(pair: str, epoch: int, write: Write) -> Plan:
-    """The one write path: check the epoch, assign serial (and dbid), write, log history."""
-    rows = yield Query("SELECT epoch FROM cfg_lease WHERE pair = ?", (pair,), lock=True)
+def commit_plan(epoch: int, serial: int, write: Write) -> Plan:
+    """The one write path: check the epoch and the last serial, assign serial (and
+    dbid), write (an update as a delta to the stored row), log history."""
+    rows = yield Query("SELECT epoch FROM cfg_lease WHERE name = ?", (LEASE_ROW,), lock=True)
     current = int(rows[0][0]) if rows else 0
     if current != epoch:
-        raise FencedError(
-            f"write refused: epoch {epoch} is not the lease's epoch {current} for pair {pair!r}"
+        raise FencedError(f"write refused: epoch {epoch} is not the lease's epoch {current}")
+    rows = yield Query("SELECT value FROM cfg_counter WHERE name = 'serial'")
+    last = int(rows[0][0]) if rows else 0
+    if last != serial:
+        raise StaleMemoryError(
+            f"write refused: the database is at serial {last}, this server's memory at {serial}",
+            database_serial=last,
         )
     serial = yield from _bump("serial")
     dbid = write.dbid
@@ -249,13 +233,23 @@ def commit_plan(pair: str, epoch: int, write: Write) -> Plan:
             (write.type, dbid, obj["name"], _json(obj)),
         )
     elif write.op == "change":
-        assert write.obj is not None
+        rows = yield Query(
+            "SELECT data FROM cfg_object WHERE type = ? AND dbid = ?", (write.type, dbid), lock=True
+        )
+        if not rows:
+            raise NotFoundError(f"no {write.type} with dbid {dbid} in the database")
+        stored = json.loads(rows[0][0])
+        apply_delta(stored, data.get("delta", {}), data.get("options", {}))
         yield Query(
             "UPDATE cfg_object SET name = ?, data = ? WHERE type = ? AND dbid = ?",
-            (write.obj["name"], _json(write.obj), write.type, dbid),
+            (stored["name"], _json(stored), write.type, dbid),
         )
     else:
-        yield Query("DELETE FROM cfg_object WHERE type = ? AND dbid = ?", (write.type, dbid))
+        rows = yield Query(
+            "DELETE FROM cfg_object WHERE type = ? AND dbid = ? RETURNING dbid", (write.type, dbid)
+        )
+        if not rows:
+            raise NotFoundError(f"no {write.type} with dbid {dbid} in the database")
     assert dbid is not None
     rows = yield Query(
         "INSERT INTO cfg_history (serial, epoch, op, type, dbid, change, time) "
@@ -296,115 +290,47 @@ def trim_plan(max_age: float) -> Plan:
     return len(rows)
 
 
-def _lease_row(pair: str, rows: Rows) -> Lease | None:
-    if not rows:
-        return None
-    epoch, holder, expires_at, now, address = rows[0]
-    return Lease(pair, int(epoch), str(holder), float(expires_at), float(now), str(address))
-
-
-_LEASE_COLUMNS = "epoch, holder, expires_at, {now}, address"
-_LEASE_SELECT = f"SELECT {_LEASE_COLUMNS} FROM cfg_lease WHERE pair = ?"
-
-
-def read_lease_plan(pair: str) -> Plan:
-    """The pair's lease."""
-    rows = yield Query(_LEASE_SELECT, (pair,))
-    return _lease_row(pair, rows)
-
-
-def acquire_lease_plan(pair: str, holder: str, ttl: float, force: bool, address: str) -> Plan:
-    """Take the lease (expired, ours, unheld, or forced), raising the epoch by one."""
-    rows = yield Query(_LEASE_SELECT, (pair,), lock=True)
-    lease = _lease_row(pair, rows)
-    if lease is None:
-        rows = yield Query(
-            "INSERT INTO cfg_lease (pair, epoch, holder, expires_at, address) "
-            f"VALUES (?, 1, ?, {{now}} + ?, ?) RETURNING {_LEASE_COLUMNS}",
-            (pair, holder, ttl, address),
-        )
-    else:
-        if lease.valid and lease.holder != holder and not force:
-            raise LeaseHeldError(
-                f"lease of pair {pair!r} is held by {lease.holder!r} at epoch {lease.epoch} "
-                f"for {lease.remaining:.3f} s more",
-                holder=lease.holder,
-                epoch=lease.epoch,
-            )
-        rows = yield Query(
-            "UPDATE cfg_lease SET epoch = epoch + 1, holder = ?, expires_at = {now} + ?, "
-            f"address = ? WHERE pair = ? RETURNING {_LEASE_COLUMNS}",
-            (holder, ttl, address, pair),
-        )
-    acquired = _lease_row(pair, rows)
-    assert acquired is not None
-    return acquired
-
-
-def renew_lease_plan(pair: str, holder: str, epoch: int, ttl: float) -> Plan:
-    """Extend the lease if it is still ours at ``epoch``."""
-    rows = yield Query(
-        "UPDATE cfg_lease SET expires_at = {now} + ? WHERE pair = ? AND holder = ? AND epoch = ? "
-        f"RETURNING {_LEASE_COLUMNS}",
-        (ttl, pair, holder, epoch),
-    )
-    lease = _lease_row(pair, rows)
-    if lease is None:
-        raise FencedError(
-            f"lease of pair {pair!r} is no longer held by {holder!r} at epoch {epoch}"
-        )
-    return lease
-
-
-def release_lease_plan(pair: str, holder: str, epoch: int) -> Plan:
-    """Give the lease up if it is ours at ``epoch`` (no error when it is not)."""
-    yield Query(
-        "UPDATE cfg_lease SET holder = '', expires_at = {now} "
-        "WHERE pair = ? AND holder = ? AND epoch = ?",
-        (pair, holder, epoch),
-    )
-
-
-def init_lease_plan(pair: str) -> Plan:
-    """Create the pair's lease row at epoch 0 with no holder, if it does not exist."""
-    yield Query(
-        "INSERT INTO cfg_lease (pair, epoch, holder, expires_at, address) VALUES (?, 0, '', 0, '') "
-        "ON CONFLICT (pair) DO NOTHING",
-        (pair,),
-    )
-
-
 class PlanStore:
     """The :class:`ConfigStore` operations, each one plan; a subclass runs plans.
 
-    Subclasses give ``engine`` and ``_run(plan, write=...)`` (``write=False``:
-    the plan only reads). Written once here so the two engines cannot drift.
+    Subclasses give ``engine``, ``where`` and ``_run(plan, write=...)``
+    (``write=False``: the plan only reads). Written once here so the two
+    engines cannot drift.
     """
 
     engine: str
+    where: str
 
     async def _run(self, plan: Plan, *, write: bool = True) -> Any:
         raise NotImplementedError
 
-    async def create_schema(self) -> None:
-        """Create the tables and counters if missing."""
-        from .models import ddl
+    async def create_schema(self) -> bool:
+        """Create the schema (or upgrade a version-1 one); False when it was complete."""
+        from .models import CfgMeta, ddl
 
-        # A complete schema is left alone: CREATE ... IF NOT EXISTS still locks
-        # the tables, and on PostgreSQL a server starting beside a primary that
-        # writes then deadlocked with it, crashed, and did so at every restart.
-        if await self._run(schema_done_plan(SCHEMA_PROBES[self.engine]), write=False):
-            return
+        tables: set[str] = await self._run(table_names_plan(self.engine), write=False)
+        if "cfg_counter" in tables and "cfg_meta" in tables:
+            await self._run(schema_plan(ddl(self.engine)))  # fills in anything missing
+            return False
+        if "cfg_counter" in tables:
+            await self._run(upgrade_plan(ddl(self.engine, only=(CfgMeta,))))
+            return True
         await self._run(schema_plan(ddl(self.engine)))
+        return True
+
+    async def identity(self) -> Identity:
+        """The database's identity (read-only)."""
+        ident: Identity = await self._run(identity_plan(self.engine, self.where), write=False)
+        return ident
 
     async def load(self) -> Snapshot:
         """Read every object and the last serial."""
         snapshot: Snapshot = await self._run(load_plan(), write=False)
         return snapshot
 
-    async def commit(self, pair: str, epoch: int, write: Write) -> Change:
-        """Commit ``write`` under the epoch check."""
-        change: Change = await self._run(commit_plan(pair, epoch, write))
+    async def commit(self, epoch: int, serial: int, write: Write) -> Change:
+        """Commit ``write`` under the epoch and serial checks."""
+        change: Change = await self._run(commit_plan(epoch, serial, write))
         return change
 
     async def history_since(self, serial: int, limit: int) -> list[Change] | None:
@@ -417,27 +343,41 @@ class PlanStore:
         count: int = await self._run(trim_plan(max_age))
         return count
 
-    async def read_lease(self, pair: str) -> Lease | None:
-        """The pair's lease."""
-        lease: Lease | None = await self._run(read_lease_plan(pair), write=False)
+    async def read_lease(self) -> Lease | None:
+        """The database's lease."""
+        lease: Lease | None = await self._run(read_lease_plan(), write=False)
         return lease
-
-    async def init_lease(self, pair: str) -> None:
-        """Create the pair's lease row at epoch 0 if missing."""
-        await self._run(init_lease_plan(pair))
 
     async def acquire_lease(
-        self, pair: str, holder: str, ttl: float, *, force: bool, address: str = ""
+        self, holder: Holder, ttl: float, *, force: bool, address: str = ""
     ) -> Lease:
         """Take the lease, raising the epoch, and publish where we serve."""
-        lease: Lease = await self._run(acquire_lease_plan(pair, holder, ttl, force, address))
+        lease: Lease = await self._run(acquire_lease_plan(holder, ttl, force, address))
         return lease
 
-    async def renew_lease(self, pair: str, holder: str, epoch: int, ttl: float) -> Lease:
+    async def renew_lease(self, holder: Holder, epoch: int, ttl: float) -> Lease:
         """Extend our lease."""
-        lease: Lease = await self._run(renew_lease_plan(pair, holder, epoch, ttl))
+        lease: Lease = await self._run(renew_lease_plan(holder, epoch, ttl))
         return lease
 
-    async def release_lease(self, pair: str, holder: str, epoch: int) -> None:
+    async def release_lease(self, holder: Holder, epoch: int) -> None:
         """Give up our lease."""
-        await self._run(release_lease_plan(pair, holder, epoch))
+        await self._run(release_lease_plan(holder, epoch))
+
+    async def claim(self, holder: Holder, ttl: float) -> Lease:
+        """Claim the Application for this process."""
+        lease: Lease = await self._run(claim_plan(holder, ttl))
+        return lease
+
+    async def renew_claim(self, holder: Holder, ttl: float) -> Lease:
+        """Extend this process's claim."""
+        lease: Lease = await self._run(renew_claim_plan(holder, ttl))
+        return lease
+
+    async def release_claim(self, holder: Holder) -> None:
+        """Give the claim up."""
+        await self._run(release_claim_plan(holder))
+
+    async def raise_counters(self, serial: int, dbids: Mapping[str, int], epoch: int) -> None:
+        """Make every counter at least what was served."""
+        await self._run(raise_counters_plan(serial, dbids, epoch))

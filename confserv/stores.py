@@ -14,10 +14,11 @@ if TYPE_CHECKING:
 
 
 @asynccontextmanager
-async def open_store(db: DatabaseSettings) -> AsyncIterator[ConfigStore]:
-    """Open the Configuration Database of ``db`` for the block's lifetime."""
+async def open_store(db: DatabaseSettings, *, create: bool = False) -> AsyncIterator[ConfigStore]:
+    """Open the Configuration Database of ``db`` for the block's lifetime (``create``:
+    ``cfgctl init`` only, may create a missing SQLite file)."""
     if db.engine == "sqlite":
-        store = await SqliteStore.open(db.dbname)
+        store = await SqliteStore.open(db.dbname, create=create)
         try:
             yield store
         finally:
