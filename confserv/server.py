@@ -29,6 +29,9 @@ from .runtime import Runtime
 from .service import SUBSCRIBER_BUFFER, Subscription, public_change
 from .store import Change
 
+#: Operations whose answer must precede the notification of their own change.
+_WRITE_OPS = frozenset({"create", "update", "delete"})
+
 
 class ClientSession:
     """One client connection on the client port."""
@@ -46,6 +49,8 @@ class ClientSession:
         self._wake = trio.Event()
         self._too_large: MessageTooLargeError | None = None
         self._flushing = trio.CancelScope()
+        #: While this session's write is answered: notifications held back until then.
+        self._held: list[Change] | None = None
 
     async def run(self) -> None:
         """Serve the connection until it ends."""
@@ -80,6 +85,8 @@ class ClientSession:
                     f"this server is in {self.rt.role} mode; it serves no clients",
                     self.rt.primary_hint,
                 )
+            if op in _WRITE_OPS and self.sub is not None:
+                self._held = []  # the answer goes out before the notification of its change
             answer = await getattr(self, "_op_" + op.replace("-", "_"))(msg, request_id)
         except RequestError as exc:
             self.rt.log.emit(
@@ -94,10 +101,24 @@ class ClientSession:
                 # Registered while this server was primary: it no longer is. The
                 # refusal is a definite answer (nothing was written); then the
                 # link is closed so that the client reconnects to the primary.
-                await self.link.send(answer)
+                await self._send_answer(answer)
                 await self.link.aclose(f"this server is now {self.rt.role}")
                 return
-        await self.link.send(answer)
+        await self._send_answer(answer)
+
+    async def _send_answer(self, answer: dict[str, Any]) -> None:
+        """Send the answer, then what was held back while it was being made: on the
+        connection that wrote a change, its answer comes before its notification
+        (docs/protocol.md 10.5)."""
+        held, self._held = self._held, None
+        if held is None:
+            await self.link.send(answer)
+            return
+        self.link.send_nowait(answer)
+        for change in held:
+            if self.sub is not None and not self._deliver(change):
+                self.rt.service.unsubscribe(self.sub)
+        await self.link.flush()
 
     # -- operations -----------------------------------------------------------
 
@@ -262,6 +283,9 @@ class ClientSession:
         not take waits, in order, for this session's forwarder. False drops
         the subscription: the link is over, or it is too far behind.
         """
+        if self._held is not None:
+            self._held.append(change)  # this session's own write is being answered
+            return True
         try:
             self.link.send_encoded_nowait(self.rt.service.notifications.encoded(change))
             if self.link.write_nowait():

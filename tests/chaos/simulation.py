@@ -159,7 +159,7 @@ class Simulation:
         s.alive = False
         s.paused_until = 0.0
         if self.core is not None:
-            self._carry_out(self.core.process_exited(s.name, "killed by SIGKILL", self.now))
+            self._carry_out(self.core.process_exited(s.name, 1, "killed by SIGKILL", self.now))
         else:
             s.start_at = None  # nobody restarts it until the supervisor is back
 
@@ -317,7 +317,7 @@ class Simulation:
                     if s.alive:
                         self.core.process_started(s.name, 1, self.now)
                     else:
-                        self._carry_out(self.core.process_exited(s.name, "found dead", self.now))
+                        self._carry_out(self.core.process_exited(s.name, 1, "found dead", self.now))
             for s in self.servers.values():
                 if not s.alive and s.start_at is not None and self.now >= s.start_at:
                     s.alive, s.start_at = True, None

@@ -58,7 +58,6 @@ def make_settings(db: DatabaseSettings, section: str = "confserv", **kw: Any) ->
         "management_port": 0,
         "management_secret": SECRET,
         "db": db,
-        "pair": "confserv",
         "lease_ttl": 10.0,
         "lease_renew": 3.0,
     }

@@ -158,7 +158,7 @@ def test_seed_primary_with_postgre(here: Path) -> None:
     assert got.log == LogSettings(verbose="standard", all="stderr")
     assert got.history == HistorySettings()
     assert got.addp == AddpOptions()
-    assert (got.mode, got.masters, got.pair) == ("master", (), "confserv")
+    assert (got.mode, got.masters, got.pair) == ("master", (), None)
     assert (got.lease_ttl, got.lease_renew) == (10.0, 10.0 / 3)
     assert got.max_frame_size == 4194304
 
@@ -169,7 +169,7 @@ def test_seed_backup_with_postgre(here: Path) -> None:
     assert (got.section, got.port, got.management_port) == ("Backup CS", 2130, 2131)
     assert got.db is not None
     assert (got.db.host, got.db.port, got.db.dbname) == ("hostB", 4140, "gcti75")
-    assert got.pair == "Backup CS"
+    assert got.pair is None  # membership comes from the database
 
 
 def test_seed_with_sqlite_takes_dbname_against_the_files_directory(here: Path) -> None:
@@ -198,7 +198,7 @@ def test_example_primary_loads() -> None:
     got = load_server_settings(EXAMPLES / "confserv.conf", "confserv")
     assert (got.port, got.management_port) == (2120, 2121)
     assert got.management_secret == "change-me"
-    assert got.pair == "confserv"
+    assert got.pair is None  # as in the seed: the database defines the pair
     assert got.addp == AddpOptions.addp(3.0, 3.0, TraceMode.OFF)
     assert got.db is not None
     assert got.db.engine == "sqlite"
@@ -209,7 +209,7 @@ def test_example_primary_loads() -> None:
 def test_example_backup_loads() -> None:
     got = load_server_settings(EXAMPLES / "backup.conf", "Backup CS")
     assert (got.port, got.management_port) == (2130, 2131)
-    assert got.pair == "confserv"
+    assert got.pair is None
 
 
 def test_examples_differ_only_in_section_and_ports() -> None:

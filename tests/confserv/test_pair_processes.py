@@ -107,7 +107,6 @@ def pair(db_settings: DatabaseSettings, tmp_path: Path) -> Iterator[tuple[Proc, 
     conf = tmp_path / "pair.conf"
     common = f"""management-secret = {SECRET}
 server = dbserver
-pair = confserv
 lease-ttl = {TTL}
 lease-renew = 0.4
 protocol = addp

@@ -71,9 +71,34 @@ def test_failsafe_database_unreachable_but_the_backup_still_follows() -> None:
 def test_a_renewal_refused_for_a_newer_epoch_demotes_at_once() -> None:
     m = primary()
     m.tick(1.0)
-    actions = m.renew_fenced("lease moved to epoch 2")
+    actions = m.renew_fenced(1, "lease moved to epoch 2")
     assert isinstance(actions[0], BecomeBackup)
     assert not m.writable
+
+
+def test_a_refusal_for_an_older_epoch_is_ignored() -> None:
+    """Found on SQLite: a renewal of epoch 1 answered after the lease was re-taken at
+    epoch 2 demoted the new primary. A refusal is only about its own epoch."""
+    m = primary()
+    m.lease_taken(2, sent=1.0)
+    assert m.renew_fenced(1, "lease moved on") == []
+    assert (m.role, m.epoch, m.writable) == (Role.PRIMARY, 2, True)
+
+
+def test_one_promotion_takes_the_lease_once() -> None:
+    m = RoleMachine("b", ttl=4.0, renew=1.0)
+    m.start()
+    m.lease_read("a", True)  # backup
+    assert m.promote(force=False) == [TakeLease(force=False)]
+    assert m.promote(force=True) == []  # asked again while the take is under way
+    m.lease_taken(2, sent=0.0)
+    assert m.promote(force=False) == []
+
+
+def test_a_lease_of_a_known_dead_holder_is_taken_by_force() -> None:
+    m = RoleMachine("a#new", ttl=4.0, renew=1.0)
+    m.start()
+    assert m.lease_read("a#old", True, holder_dead=True) == [TakeLease(force=True)]
 
 
 def test_a_late_take_renews_before_writing() -> None:

@@ -19,6 +19,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from confserv.errors import FencedError, ReadOnlyError, RequestError
 from confserv.service import ConfigService
 from confserv.sqlite_store import SqliteStore
+from tests.confserv.test_store import holder
 
 T = TypeVar("T")
 NAMES = st.sampled_from(["a", "b", "c", "d"])
@@ -37,9 +38,8 @@ class ServiceMachine(RuleBasedStateMachine):
 
         async def boot() -> ConfigService:
             await self.store.create_schema()
-            await self.store.init_lease("p")
-            lease = await self.store.acquire_lease("p", "me", 60, force=False)
-            svc = ConfigService(self.store, pair="p")
+            lease = await self.store.acquire_lease(holder("me"), 60, force=False)
+            svc = ConfigService(self.store)
             await svc.reload()
             svc.epoch, svc.writable = lease.epoch, True
             return svc
@@ -96,7 +96,7 @@ class ServiceMachine(RuleBasedStateMachine):
 
     @rule()
     def another_server_takes_the_lease(self) -> None:
-        run(lambda: self.store.acquire_lease("p", "other", 60, force=True))
+        run(lambda: self.store.acquire_lease(holder("other"), 60, force=True))
         self.deposed = True
 
     @invariant()

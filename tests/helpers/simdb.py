@@ -10,6 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from confserv.errors import FencedError, LeaseHeldError
+from confserv.instance import Instance
+from confserv.lease_plans import (
+    acquire_lease_plan,
+    read_lease_plan,
+    release_lease_plan,
+    renew_lease_plan,
+)
 from confserv.models import ddl
 from confserv.roles import (
     Action,
@@ -22,21 +29,15 @@ from confserv.roles import (
     StopWrites,
     TakeLease,
 )
+from confserv.schema_plans import schema_plan
 from confserv.sqlite_store import SqliteStore
-from confserv.store import (
-    Change,
-    Lease,
-    Write,
-    acquire_lease_plan,
-    commit_plan,
-    init_lease_plan,
-    read_lease_plan,
-    release_lease_plan,
-    renew_lease_plan,
-    schema_plan,
-)
+from confserv.store import Change, Holder, Lease, Write, commit_plan
 
-PAIR = "p"
+
+def sim_holder(name: str) -> Holder:
+    """The one process of simulated server ``name``."""
+    return Holder(name, Instance(id="sim", host="simulated", pid=1, start=None))
+
 
 #: Called after every successful take: (taker, lease before, lease after, forced).
 OnTake = Callable[[str, Lease, Lease, bool], None]
@@ -55,7 +56,6 @@ class SimDatabase:
         conn.execute("CREATE TABLE sim_clock (t REAL)")
         conn.execute("INSERT INTO sim_clock VALUES (0)")
         self.store.run_sync(schema_plan(ddl("sqlite")))
-        self.store.run_sync(init_lease_plan(PAIR))
 
     def set_clock(self, now: float) -> None:
         """The database clock reads ``now`` from here on."""
@@ -63,13 +63,14 @@ class SimDatabase:
 
     def lease(self) -> Lease:
         """The pair's lease."""
-        lease: Lease = self.store.run_sync(read_lease_plan(PAIR))
+        lease: Lease = self.store.run_sync(read_lease_plan())
         return lease
 
     def commit_host(self, epoch: int, name: str) -> Change:
         """Commit a new Host under the epoch check (FencedError when deposed)."""
         write = Write("add", "Host", None, {"type": "Host", "name": name})
-        change: Change = self.store.run_sync(commit_plan(PAIR, epoch, write))
+        [(serial,)] = self.conn.execute("SELECT value FROM cfg_counter WHERE name = 'serial'")
+        change: Change = self.store.run_sync(commit_plan(epoch, int(serial), write))
         return change
 
     def stored_names(self) -> set[str]:
@@ -106,7 +107,7 @@ class SimDatabase:
                 before = self.lease()
                 try:
                     taken = self.store.run_sync(
-                        acquire_lease_plan(PAIR, name, self.ttl, action.force, "")
+                        acquire_lease_plan(sim_holder(name), self.ttl, action.force, "")
                     )
                 except LeaseHeldError as exc:
                     actions += m.lease_refused(exc.holder)
@@ -118,14 +119,14 @@ class SimDatabase:
                     actions += m.db_unreachable(now)
                     continue
                 try:
-                    self.store.run_sync(renew_lease_plan(PAIR, name, action.epoch, self.ttl))
+                    self.store.run_sync(renew_lease_plan(sim_holder(name), action.epoch, self.ttl))
                 except FencedError as exc:
-                    actions += m.renew_fenced(str(exc))
+                    actions += m.renew_fenced(action.epoch, str(exc))
                     continue
                 actions += m.renewed(action.epoch, now)
             elif isinstance(action, ReleaseLease):
                 if reachable:
-                    self.store.run_sync(release_lease_plan(PAIR, name, action.epoch))
+                    self.store.run_sync(release_lease_plan(sim_holder(name), action.epoch))
             else:
                 assert isinstance(action, (BecomePrimary, BecomeBackup, StopWrites))
 

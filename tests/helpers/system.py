@@ -110,7 +110,7 @@ class System:
         def common(section: str) -> str:
             return (
                 f"management-secret = {SECRET}\nserver = {db_of.get(section, 'db')}\n"
-                "pair = confserv\nlease-ttl = 2\nlease-renew = 0.4\nprotocol = addp\n"
+                "lease-ttl = 2\nlease-renew = 0.4\nprotocol = addp\n"
                 f"addp-timeout = 1\n{lines.get(section, '')}"
             )
 
