@@ -141,8 +141,22 @@ async def run_server(
     try:
         async with open_store(settings.db) as store:
             await _serve_master(settings, store, log, stop, task_status)
-    except (DatabaseIdentityError, MembershipError, InstanceClaimedError) as exc:
-        raise StartRefusedError(str(exc)) from None
+    except BaseException as exc:
+        refusal = _refusal(exc)
+        if refusal is None:
+            raise
+        raise StartRefusedError(str(refusal)) from None
+
+
+def _refusal(exc: BaseException) -> BaseException | None:
+    """The reason not to start inside ``exc`` (trio-asyncio wraps it in a group)."""
+    if isinstance(exc, DatabaseIdentityError | MembershipError | InstanceClaimedError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if (found := _refusal(inner)) is not None:
+                return found
+    return None
 
 
 async def _serve_master(
