@@ -1,7 +1,8 @@
 """``scs -f <scs.conf>``: the Solution Control Server, and its operator commands.
 
 - ``scs -f FILE``: supervise (a live status view on a terminal; Ctrl-C stops
-  every server it started).
+  every server it started). One supervisor per FILE on a host: a second one
+  exits 2 naming the pid that holds the lock (:mod:`scs.lock`).
 - ``scs status -f FILE [--json]``, ``scs switchover -f FILE PAIR``,
   ``scs pause -f FILE PAIR``, ``scs resume -f FILE PAIR``: ask a running
   supervisor through its control port (``[scs] control-port``/``control-secret``).
@@ -25,7 +26,7 @@ from confserv.config import ConfigError
 from confserv.errors import ConfServError
 from confserv.eventlog import EventLog
 
-from . import events
+from . import events, lock
 from .config import ScsSettings, load_scs_settings
 from .control import serve_control
 from .render import status_table
@@ -56,7 +57,19 @@ def main_command(
     if ctx.invoked_subcommand is not None:
         return
     settings = _load(file)
+    _hold_lock(settings.file)  # held until this process ends (the kernel releases it)
     trio.run(_supervise, settings, json_log or settings.log_format == "json")
+
+
+def _hold_lock(file: Path) -> int:
+    """One supervisor per scs.conf on this host: exit 2 with one line if one runs."""
+    try:
+        return lock.hold(file)
+    except lock.AlreadySupervised as exc:
+        print(f"scs: {exc}", file=sys.stderr)
+    except OSError as exc:
+        print(f"scs: cannot take the lock for {file}: {exc}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 async def _supervise(settings: ScsSettings, json_log: bool) -> None:
