@@ -95,7 +95,19 @@ class RestartPolicy:
 
 @dataclass(frozen=True, slots=True)
 class ServerSpec:
-    """One supervised server, as its section says."""
+    """One supervised server, as its section says.
+
+    ``fence_after`` is ``fence-after`` as written (None: not set). A silent
+    primary that still blocks the failover is killed (fenced) that many
+    seconds after its silence was detected, 0 never. Not set, it follows from
+    the servers' lease (:func:`scs.proof.fence_delay`): on SQLite, whose
+    servers always share the supervisor's host and where a primary stopped
+    inside a transaction keeps the database's write lock, ``lease-ttl``
+    seconds (as the servers report it; at least ``failover-wait``), so such a
+    primary is failed over within ``lease-ttl`` + 2 x ``addp-timeout`` (the
+    detection) + the kill and the forced promotion; on PostgreSQL, or while
+    the servers do not report their engine and lease, 10 s.
+    """
 
     section: str
     kind: Literal["pair", "proxy"]
@@ -115,7 +127,7 @@ class ServerSpec:
     promote_retry: float
     restart: RestartPolicy
     stop_timeout: float
-    fence_after: float = 10.0
+    fence_after: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +236,9 @@ def _server(path: Path, base: Path, name: str, options: dict[str, str]) -> Serve
         promote_retry=sec.seconds("promote-retry", 0.1, low=0.01, high=60.0),
         restart=policy,
         stop_timeout=sec.seconds("stop-timeout", 10.0, low=0.0, high=3600.0),
-        fence_after=sec.seconds("fence-after", 10.0, low=0.0, high=3600.0),
+        fence_after=None
+        if sec.text("fence-after") is None
+        else sec.seconds("fence-after", 0.0, low=0.0, high=3600.0),
     )
 
 

@@ -10,7 +10,10 @@ a process or socket; :mod:`scs.supervisor` carries the actions out.
 The rules (``shared/docs/design.md``: fast when certain, safe when uncertain):
 
 - The primary's process exited (we saw it): proof of death, so the backup is
-  force-promoted at once.
+  force-promoted at once. Only the very process the supervisor watches
+  counts, and only if no link reports the server as another pid
+  (:mod:`scs.proof`): the exit of a duplicate start proves nothing. A server
+  that answers as a pid nobody watches is adopted, never started twice.
 - The primary went silent (link lost, ADDP timeout, hang) while its process
   may live: after ``failover-wait`` the backup is asked to promote without
   force, again every ``promote-retry``; it refuses until the old primary's
@@ -19,134 +22,46 @@ The rules (``shared/docs/design.md``: fast when certain, safe when uncertain):
   ``restart-limit`` times in ``restart-window`` seconds; past that an alarm
   and slow retries, never a silent give-up. A server an operator stopped is
   not restarted; a paused pair gets no automatic action at all.
+- A silent primary that still blocks the failover is fenced (killed, when
+  it is the process we watch) after ``fence-after``; unset, it follows from
+  the servers' lease (:func:`scs.proof.fence_delay`).
 - Both members reporting primary is logged as split brain (the fencing must
-  make it impossible for writes; the alarm shows it held).
+  make it impossible for writes; the alarm shows it held), and the one with
+  the older epoch is told to step down.
 """
 
 from __future__ import annotations
 
-import collections
 import random
-from dataclasses import dataclass, field
 from typing import Any
 
 from confserv.eventlog import LogEvent
 
-from . import events
-from .config import PairSpec, ScsSettings, ServerSpec
+from . import events, proof
+from .actions import Action, Adopt, Demote, Emit, Fence, Promote, Redirect, Start, Stop
+from .config import ScsSettings
+from .restarts import schedule_restart
+from .state import (
+    NO_PRIMARY_GRACE,
+    SECOND_MEMBER_DELAY,
+    Failover,
+    Member,
+    Pair,
+    snapshot_row,
+)
 
-
-@dataclass(frozen=True, slots=True)
-class Start:
-    """Action: start the server's process."""
-
-    server: str
-    why: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Stop:
-    """Action: stop the server's process (terminate, then kill after its stop-timeout)."""
-
-    server: str
-
-
-@dataclass(frozen=True, slots=True)
-class Promote:
-    """Action: ``switch-to-primary`` on the server (``force``: proof of death)."""
-
-    server: str
-    force: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Demote:
-    """Action: ``switch-to-backup`` on the server (planned switchover)."""
-
-    server: str
-
-
-@dataclass(frozen=True, slots=True)
-class Fence:
-    """Action: kill the server's process (it is silent and blocks the failover)."""
-
-    server: str
-    pid: int
-
-
-@dataclass(frozen=True, slots=True)
-class Redirect:
-    """Action: tell a proxy to follow ``server`` now."""
-
-    proxy: str
-    server: str
-
-
-@dataclass(frozen=True, slots=True)
-class Emit:
-    """Action: write one log line."""
-
-    event: LogEvent
-    fields: dict[str, Any]
-
-
-Action = Start | Stop | Promote | Demote | Redirect | Fence | Emit
-
-
-@dataclass
-class Member:
-    """What the supervisor knows of one server."""
-
-    spec: ServerSpec
-    process: str = "down"  # down | running
-    pid: int | None = None
-    link: bool = False
-    role: str | None = None
-    epoch: int | None = None
-    serial: int | None = None
-    last_heard: float | None = None
-    operator_stopped: bool = False
-    restarts: collections.deque[float] = field(default_factory=collections.deque)
-    consecutive: int = 0
-    next_start: float | None = None
-    held_restart: bool = False  # exited while its pair was paused
-    waiting_for_peer: bool = False  # a pair's second member, started after the first
-    limit_alarmed: bool = False
-    last_event: str = ""
-
-
-@dataclass
-class Failover:
-    """A promotion under way in a pair."""
-
-    target: str
-    force: bool
-    detected_at: float
-    promote_at: float
-    in_flight: bool = False
-    decided: bool = False
-    old: str = ""
-    fenced: bool = False
-
-
-@dataclass
-class Pair:
-    """One warm-standby pair's supervision state."""
-
-    spec: PairSpec
-    paused: bool = False
-    failover: Failover | None = None
-    switchover: str | None = None  # None | "demoting" | "promoting"
-    switchover_result: str = ""
-    recovering: bool = False
-    split_alarmed: bool = False
-    no_primary_since: float | None = None
-
-
-#: Seconds a pair's second member waits for the first to answer before starting anyway.
-SECOND_MEMBER_DELAY = 10.0
-#: Seconds both members may report backup before one is promoted.
-NO_PRIMARY_GRACE = 2.0
+__all__ = [
+    "Action",
+    "Adopt",
+    "Demote",
+    "Emit",
+    "Fence",
+    "Promote",
+    "Redirect",
+    "Start",
+    "Stop",
+    "SupervisorCore",
+]
 
 
 class SupervisorCore:
@@ -222,27 +137,112 @@ class SupervisorCore:
     # -- observations -------------------------------------------------------------
 
     def process_started(self, server: str, pid: int, now: float) -> list[Action]:
-        """The server's process is running with ``pid``."""
+        """The supervisor started ``pid`` for the server, or adopted it (a pidfd on it)."""
         m = self.members[server]
-        m.process, m.pid, m.next_start = "running", pid, None
+        m.process, m.watched, m.next_start = "running", pid, None
+        if m.adopting == pid:
+            m.adopting = None
         return []
 
-    def process_exited(self, server: str, how: str, now: float) -> list[Action]:
-        """The server's process exited (``how``: exit code or signal)."""
+    def start_failed(self, server: str, reason: str, now: float) -> list[Action]:
+        """The server's command could not be run: it is down (restarted after a back-off)."""
         out: list[Action] = []
         m = self.members[server]
-        was_primary = m.role == "primary"
-        pid = m.pid
-        m.process, m.pid, m.link, m.role = "down", None, False, None
-        self._emit(out, events.PROCESS_EXITED, server, server=server, pid=pid, how=how)
-        self._start_waiting_peer(server, out)
-        pair = self.pair_of(server)
-        if pair is not None and not pair.paused:
-            fo = pair.failover
-            if was_primary or (fo is not None and fo.old == server):
-                self._force_failover(pair, server, how, now, out)
-        self._schedule_restart(m, now, out, paused=pair is not None and pair.paused)
+        if m.watched is None:
+            m.process = "down"
+            pair = self.pair_of(server)
+            self._start_waiting_peer(server, out)
+            self._schedule_restart(m, now, out, paused=pair is not None and pair.paused)
         return out
+
+    def may_start(self, server: str) -> bool:
+        """Whether starting a process for ``server`` now cannot make a second copy."""
+        m = self.members[server]
+        return m.watched is None and m.adopting is None and not (m.link and m.reported)
+
+    def process_exited(self, server: str, pid: int, how: str, now: float) -> list[Action]:
+        """Process ``pid`` of the server exited (``how``: exit code or signal).
+
+        Proof of death only when ``pid`` is the process watched for the server
+        and the one it answered as (:func:`scs.proof.judge_exit`); otherwise one
+        line says why not, and nothing is failed over.
+        """
+        out: list[Action] = []
+        m = self.members[server]
+        verdict = proof.judge_exit(server, pid, m.watched, m.reported, m.link)
+        self._emit(out, events.PROCESS_EXITED, server, server=server, pid=pid, how=how)
+        if m.watched == pid:
+            m.watched = None
+        pair = self.pair_of(server)
+        paused = pair is not None and pair.paused
+        if not verdict.proof:
+            self._emit(out, events.EXIT_NOT_PROOF, server, server=server, pid=pid, why=verdict.why)
+            if verdict.runs_as is not None:
+                self._maybe_adopt(m, out)  # it still runs: watch that process instead
+                return out
+            m.process = "down"  # nothing of it is known to run: restart it, fail nothing over
+            if m.reported == pid:
+                m.reported = None
+            self._start_waiting_peer(server, out)
+            self._schedule_restart(m, now, out, paused=paused)
+            return out
+        was_primary = m.role == "primary"
+        m.process, m.reported, m.link, m.role = "down", None, False, None
+        self._start_waiting_peer(server, out)
+        # The process that answered as primary died: force. A process that never
+        # answered so proves nothing about the one that did.
+        fo = pair.failover if pair is not None else None
+        primary_died = (was_primary and verdict.answered) or (
+            fo is not None and fo.old == server and fo.old_pid == pid
+        )
+        if pair is not None and not pair.paused and primary_died:
+            self._force_failover(pair, server, how, now, out)
+        self._schedule_restart(m, now, out, paused=paused)
+        return out
+
+    def adoption_failed(
+        self, server: str, pid: int, answer: int | None, reason: str, now: float
+    ) -> list[Action]:
+        """``pid`` could not be watched (``reason``); asked again, the server answered
+        as ``answer`` (None: no answer). Never proof of death: its exit was not seen."""
+        out: list[Action] = []
+        m = self.members[server]
+        if m.adopting == pid:
+            m.adopting = None
+        if answer == pid:
+            m.unwatchable = pid
+            why = f"it still answers as pid {pid}: its exit cannot be seen (no proof of death)"
+        elif answer is not None:
+            m.reported = answer
+            self._emit(
+                out,
+                events.NOT_WATCHED,
+                server,
+                server=server,
+                pid=pid,
+                reason=reason,
+                why=f"it now answers as pid {answer}: watching that one",
+            )
+            self._maybe_adopt(m, out)
+            return out
+        else:
+            why = "it does not answer either: taken as down and restarted (not proof of death)"
+        self._emit(out, events.NOT_WATCHED, server, server=server, pid=pid, reason=reason, why=why)
+        if answer is None and m.watched is None:
+            m.process, m.reported = "down", None
+            pair = self.pair_of(server)
+            self._start_waiting_peer(server, out)
+            self._schedule_restart(m, now, out, paused=pair is not None and pair.paused)
+        return out
+
+    def _maybe_adopt(self, m: Member, out: list[Action]) -> None:
+        """The server answers as a pid nobody watches: adopt it rather than start a copy."""
+        pid = m.reported
+        if pid is None or m.watched is not None or pid in (m.adopting, m.unwatchable):
+            return
+        m.adopting, m.process = pid, "running"
+        m.next_start, m.waiting_for_peer = None, False
+        out.append(Adopt(m.spec.section, pid))
 
     def _force_failover(
         self, pair: Pair, dead: str, how: str, now: float, out: list[Action]
@@ -278,6 +278,7 @@ class SupervisorCore:
         m.link = True
         m.consecutive = 0
         self._record(m, status, now)
+        self._maybe_adopt(m, out)
         self._start_waiting_peer(server, out)
         self._emit(
             out,
@@ -298,6 +299,8 @@ class SupervisorCore:
         m = self.members[server]
         old = m.role
         self._record(m, status, now)
+        if m.link:
+            self._maybe_adopt(m, out)
         if m.role != old:
             self._emit(out, events.ROLE_SEEN, server, server=server, role=m.role, epoch=m.epoch)
         self._after_status(server, now, out)
@@ -308,10 +311,14 @@ class SupervisorCore:
         m.epoch = status.get("epoch")
         m.serial = status.get("serial")
         m.last_heard = now
-        if status.get("pid"):
-            m.pid = int(status["pid"])
+        pid = status.get("pid")
+        if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0:
+            m.reported = pid
             if m.process == "down":
                 m.process = "running"  # a server we did not start (or adopted after a restart)
+        ttl, engine = proof.lease_fields(status)
+        m.lease_ttl = ttl if ttl is not None else m.lease_ttl
+        m.engine = engine if engine is not None else m.engine
 
     def _after_status(self, server: str, now: float, out: list[Action]) -> None:
         pair = self.pair_of(server)
@@ -340,6 +347,7 @@ class SupervisorCore:
                     b=b.spec.section,
                     eb=b.epoch,
                 )
+            self._step_down(pair, a, b, out)
         elif pair.split_alarmed:
             pair.split_alarmed = False
         if pair.recovering and a.link and b.link and {a.role, b.role} == {"primary", "backup"}:
@@ -353,6 +361,27 @@ class SupervisorCore:
                 primary=primary.spec.section,
                 backup=backup.spec.section,
             )
+
+    def _step_down(self, pair: Pair, a: Member, b: Member, out: list[Action]) -> None:
+        """Both report primary: the one with the older epoch is told to step down."""
+        if pair.paused or pair.switchover is not None or pair.stepping_down is not None:
+            return
+        which = proof.older_primary(a.epoch, b.epoch)
+        if which is None:
+            return  # equal or unknown epochs: no way to tell which is right (40310 stands)
+        old, new = (a, b) if which == 0 else (b, a)
+        pair.stepping_down = old.spec.section
+        self._emit(
+            out,
+            events.STEP_DOWN,
+            old.spec.section,
+            pair=pair.spec.name,
+            server=old.spec.section,
+            epoch=old.epoch,
+            other=new.spec.section,
+            newer=new.epoch,
+        )
+        out.append(Demote(old.spec.section))
 
     def link_lost(self, server: str, reason: str, now: float) -> list[Action]:
         """The management link to ``server`` ended (``reason``: closed, ADDP timeout, ...)."""
@@ -384,7 +413,7 @@ class SupervisorCore:
             reason=reason,
             wait=wait,
         )
-        pair.failover = Failover(target, False, now, now + wait, old=server)
+        pair.failover = Failover(target, False, now, now + wait, old=server, old_pid=m.reported)
         out.extend(self._due_promotions(now))
         return out
 
@@ -413,6 +442,14 @@ class SupervisorCore:
             return out
         if fo is not None and fo.target == server:
             fo.in_flight = False
+            old = self.members[fo.old]
+            if not fo.force and old.link and old.role == "primary":
+                # It came back while this promotion was asked (and refused): no failover.
+                self._emit(
+                    out, events.FAILOVER_CANCELLED, fo.old, pair=pair.spec.name, server=fo.old
+                )
+                pair.failover = None
+                return out
             fo.promote_at = now + self.members[server].spec.promote_retry
             self._emit(
                 out,
@@ -449,6 +486,18 @@ class SupervisorCore:
         """The answer to Demote (planned switchover)."""
         out: list[Action] = []
         pair = self.pair_of(server)
+        if pair is not None and pair.stepping_down == server:
+            pair.stepping_down = None  # asked again at the next status if both still say primary
+            if not ok:
+                self._emit(
+                    out,
+                    events.ACTION_FAILED,
+                    server,
+                    action="step-down",
+                    server=server,
+                    reason=reason,
+                )
+            return out
         if pair is None or pair.switchover != "demoting":
             return out
         if not ok:
@@ -532,45 +581,8 @@ class SupervisorCore:
     # -- restarts ---------------------------------------------------------------
 
     def _schedule_restart(self, m: Member, now: float, out: list[Action], *, paused: bool) -> None:
-        name = m.spec.section
-        if m.operator_stopped:
-            self._emit(
-                out, events.NOT_RESTARTED, name, server=name, reason="stopped by an operator"
-            )
-            return
-        if not m.spec.autorestart:
-            self._emit(out, events.NOT_RESTARTED, name, server=name, reason="autorestart is off")
-            return
-        if paused:
-            m.held_restart = True
-            self._emit(out, events.NOT_RESTARTED, name, server=name, reason="its pair is paused")
-            return
-        policy = m.spec.restart
-        while m.restarts and m.restarts[0] <= now - policy.window:
-            m.restarts.popleft()
-        if len(m.restarts) >= policy.limit:
-            delay = policy.backoff_max
-            if not m.limit_alarmed:
-                m.limit_alarmed = True
-                self._emit(
-                    out,
-                    events.RESTART_LIMIT,
-                    name,
-                    server=name,
-                    count=len(m.restarts),
-                    window=policy.window,
-                    delay=delay,
-                )
-        else:
-            m.limit_alarmed = False
-            delay = min(policy.backoff * 2**m.consecutive, policy.backoff_max)
-            delay *= self.rng.uniform(0.8, 1.2)  # jitter: no thundering herd
-            delay = min(delay, policy.backoff_max)
-        m.consecutive += 1
-        m.next_start = now + delay
-        self._emit(
-            out, events.RESTART_SCHEDULED, name, server=name, attempt=m.consecutive, delay=delay
-        )
+        for emit in schedule_restart(m, now, self.rng, paused=paused):
+            self._emit(out, emit.event, m.spec.section, **emit.fields)
 
     # -- time -------------------------------------------------------------------
 
@@ -584,7 +596,7 @@ class SupervisorCore:
             if fo is not None and not fo.in_flight:
                 times.append(fo.promote_at)
             if fo is not None and not fo.force and not fo.fenced:
-                after = self.members[fo.old].spec.fence_after
+                after = self.fence_after(fo.old)
                 if after > 0:
                     times.append(fo.detected_at + after)
             if p.no_primary_since is not None:
@@ -597,6 +609,8 @@ class SupervisorCore:
         for name, m in self.members.items():
             if m.next_start is not None and m.next_start <= now:
                 m.next_start = None
+                if not self.may_start(name):
+                    continue  # it runs (watched, or it answers): no second copy
                 if m.waiting_for_peer:
                     m.waiting_for_peer = False
                     out.append(Start(name, "autostart; its peer did not answer"))
@@ -618,11 +632,13 @@ class SupervisorCore:
             if fo is None or fo.force or fo.fenced or pair.paused:
                 continue
             old = self.members[fo.old]
-            after = old.spec.fence_after
+            after = self.fence_after(fo.old)
             if after <= 0 or now < fo.detected_at + after:
                 continue
             fo.fenced = True
-            if old.process == "running" and old.pid:
+            if old.process != "running":
+                continue
+            if old.watched is not None and proof.may_fence(old.watched, old.reported):
                 self._emit(
                     out,
                     events.FENCING,
@@ -630,10 +646,34 @@ class SupervisorCore:
                     pair=pair.spec.name,
                     server=fo.old,
                     after=after,
+                    pid=old.watched,
+                )
+                out.append(Fence(fo.old, old.watched))
+            else:
+                self._emit(
+                    out,
+                    events.NOT_FENCED,
+                    fo.old,
+                    pair=pair.spec.name,
+                    server=fo.old,
+                    after=after,
                     pid=old.pid,
                 )
-                out.append(Fence(fo.old, old.pid))
         return out
+
+    def fence_after(self, server: str) -> float:
+        """Seconds from detecting ``server`` silent to fencing it (:func:`scs.proof.fence_delay`).
+
+        The lease and engine are as the server last reported them, else as its peer did.
+        """
+        m = self.members[server]
+        peer = self.members[self.peer(server)] if self.pair_of(server) else m
+        return proof.fence_delay(
+            m.spec.fence_after,
+            m.spec.failover_wait,
+            m.lease_ttl if m.lease_ttl is not None else peer.lease_ttl,
+            m.engine if m.engine is not None else peer.engine,
+        )
 
     def _no_primary(self, now: float) -> list[Action]:
         """Both members up and backup for a while: promote the one further ahead."""
@@ -692,34 +732,4 @@ class SupervisorCore:
 
     def snapshot(self, now: float) -> list[dict[str, Any]]:
         """Every server's state for status displays and ``scs status --json``."""
-        rows = []
-        for name, m in self.members.items():
-            pair = self.pair_of(name)
-            rows.append(
-                {
-                    "section": name,
-                    "pair": pair.spec.name if pair else None,
-                    "kind": m.spec.kind,
-                    "role": m.role,
-                    "epoch": m.epoch,
-                    "serial": m.serial,
-                    "pid": m.pid,
-                    "state": self._state(m, pair),
-                    "last_heard": None if m.last_heard is None else round(now - m.last_heard, 3),
-                    "restarts": len(m.restarts),
-                    "paused": bool(pair and pair.paused),
-                    "last_event": m.last_event,
-                }
-            )
-        return rows
-
-    def _state(self, m: Member, pair: Pair | None) -> str:
-        if m.operator_stopped and m.process == "down":
-            return "stopped"
-        if m.process == "down":
-            if m.waiting_for_peer:
-                return "waiting"
-            return "restarting" if m.next_start is not None else "down"
-        if not m.link:
-            return "unreachable"
-        return "running"
+        return [snapshot_row(m, self.pair_of(name), now) for name, m in self.members.items()]

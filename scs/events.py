@@ -35,6 +35,12 @@ STOPPED = LogEvent(40107, Level.STD, "Server '{server}' stopped by {who}")
 PROCESS_ADOPTED = LogEvent(
     40108, Level.STD, "Server '{server}' already running as pid {pid}: watching it, not starting it"
 )
+EXIT_NOT_PROOF = LogEvent(
+    40109, Level.STD, "Server '{server}': exit of pid {pid} is not proof of death: {why}"
+)
+NOT_WATCHED = LogEvent(
+    40110, Level.ALR, "Server '{server}': pid {pid} cannot be watched ({reason}); {why}"
+)
 
 LINK_UP = LogEvent(
     40201, Level.STD, "Watching '{server}' at {where}: {role}, epoch {epoch}, serial {serial}"
@@ -93,6 +99,18 @@ FENCING = LogEvent(
 )
 NO_PRIMARY = LogEvent(
     40313, Level.ALR, "Pair '{pair}': no primary for {after:g} s: promoting '{server}'"
+)
+STEP_DOWN = LogEvent(
+    40314,
+    Level.ALR,
+    "Pair '{pair}': telling '{server}' (epoch {epoch}) to step down: "
+    "'{other}' is primary at the newer epoch {newer}",
+)
+NOT_FENCED = LogEvent(
+    40315,
+    Level.ALR,
+    "Pair '{pair}': primary '{server}' silent for {after:g} s and the backup cannot take over, "
+    "but pid {pid} is not a process the supervisor watches: not fencing it",
 )
 
 SWITCHOVER = LogEvent(

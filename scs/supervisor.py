@@ -27,10 +27,23 @@ from confserv.eventlog import EventLog
 
 from . import events
 from .config import ScsSettings
-from .core import Action, Demote, Emit, Fence, Promote, Redirect, Start, Stop, SupervisorCore
+from .core import (
+    Action,
+    Adopt,
+    Demote,
+    Emit,
+    Fence,
+    Promote,
+    Redirect,
+    Start,
+    Stop,
+    SupervisorCore,
+)
 
 #: Seconds between attempts to reach a management port that does not answer.
 RECONNECT = 0.05
+#: Seconds a server found at start-up (or whose pid cannot be watched) has to answer a status.
+ASK_TIMEOUT = 3.0
 
 
 class Supervisor:
@@ -79,9 +92,11 @@ class Supervisor:
                 self._nursery.start_soon(self._demote, action.server)
             elif isinstance(action, Redirect):
                 self._nursery.start_soon(self._redirect, action.proxy, action.server)
+            elif isinstance(action, Adopt):
+                self._nursery.start_soon(self._adopt, action.server, action.pid)
             elif isinstance(action, Fence):
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(action.pid, signal.SIGKILL)
+                    os.kill(action.pid, signal.SIGKILL)  # a watched pid: its exit is then seen
 
     # -- running ----------------------------------------------------------------
 
@@ -122,10 +137,17 @@ class Supervisor:
 
     async def _start(self, name: str, why: str) -> None:
         spec = self.settings.servers[name]
-        if name in self.processes:
+        if name in self.processes or name in self.adopted:
             return
-        if why.startswith("autostart") and await self._adopt(name):
-            return
+        if why.startswith("autostart"):
+            # Already running (the supervisor itself was restarted)? Watch it
+            # instead of starting a second copy that could not bind its ports.
+            status, _reason = await self._ask_status(name)
+            if status is not None and _pid_of(status):
+                await self._adopt(name, _pid_of(status))
+                return
+        if name in self.processes or name in self.adopted or not self.core.may_start(name):
+            return  # it answered meanwhile, as a pid that is being adopted (40108)
         if not spec.command:
             self.log.emit(events.START_FAILED, server=name, reason="no command in its section")
             return
@@ -142,7 +164,7 @@ class Supervisor:
                 )
         except OSError as exc:
             self.log.emit(events.START_FAILED, server=name, reason=exc)
-            self.feed(self.core.process_exited, name, f"could not start: {exc}")
+            self.feed(self.core.start_failed, name, str(exc))
             return
         self.processes[name] = proc
         self.log.emit(
@@ -152,22 +174,37 @@ class Supervisor:
         code = await proc.wait()
         self.processes.pop(name, None)
         how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-        self.feed(self.core.process_exited, name, how)
+        self.feed(self.core.process_exited, name, proc.pid, how)
 
-    async def _adopt(self, name: str) -> bool:
-        """A server already running (the supervisor itself was restarted): watch it
-        instead of starting a second copy that could not bind its ports."""
-        status, _reason = await self._command(name, lambda m: m.status(), timeout=3.0)
-        if status is None or not status.get("pid"):
-            return False
-        pid = int(status["pid"])
-        self.log.emit(events.PROCESS_ADOPTED, server=name, pid=pid)
+    async def _adopt(self, name: str, pid: int) -> None:
+        """Watch ``pid``, which the server answers as, through a pidfd; report its exit.
+
+        Only the exit of that very process is reported. A pid that cannot be
+        watched (no such process here) is not an exit: the server is asked
+        again and the core told what it answered (``adoption_failed``).
+        """
+        if name in self.adopted or name in self.processes:
+            return
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError as exc:
+            why = "no such process on this host" if isinstance(exc, ProcessLookupError) else exc
+            status, _reason = await self._ask_status(name)
+            answer = _pid_of(status) if status is not None else None
+            self.feed(self.core.adoption_failed, name, pid, answer or None, str(why))
+            return
         self.adopted[name] = pid
-        self.feed(self.core.process_started, name, pid)
-        await _wait_exit(pid)
+        try:
+            self.log.emit(events.PROCESS_ADOPTED, server=name, pid=pid)
+            self.feed(self.core.process_started, name, pid)
+            await trio.lowlevel.wait_readable(fd)
+        finally:
+            os.close(fd)  # (on cancellation it stays in self.adopted, for stop_all)
         self.adopted.pop(name, None)
-        self.feed(self.core.process_exited, name, "exited (adopted process)")
-        return True
+        self.feed(self.core.process_exited, name, pid, "exited (adopted process)")
+
+    async def _ask_status(self, name: str) -> tuple[dict[str, Any] | None, str]:
+        return await self._command(name, lambda m: m.status(), timeout=ASK_TIMEOUT)
 
     async def _terminate(self, name: str) -> None:
         proc = self.processes.get(name)
@@ -279,15 +316,21 @@ class Supervisor:
 
 
 async def _wait_exit(pid: int) -> None:
-    """Wait for a process that is not our child to exit (Linux pidfd: no polling)."""
+    """Wait for a process that is not our child to be gone (Linux pidfd: no polling)."""
     try:
         fd = os.pidfd_open(pid)
     except ProcessLookupError:
-        return
+        return  # already gone (this is for stopping it, not a proof of anything)
     try:
         await trio.lowlevel.wait_readable(fd)
     finally:
         os.close(fd)
+
+
+def _pid_of(status: dict[str, Any]) -> int:
+    """The pid a status answer gives (0: none)."""
+    pid = status.get("pid")
+    return pid if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 else 0
 
 
 def _fields(status: dict[str, Any]) -> dict[str, Any]:

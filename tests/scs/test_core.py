@@ -50,7 +50,7 @@ def ids(actions: list[object]) -> list[int]:
 
 def test_the_primarys_exit_force_promotes_the_backup_at_once(tmp_path: Path) -> None:
     core = core_with_primary(tmp_path)
-    out = core.process_exited("a", "killed by SIGKILL", 5.0)
+    out = core.process_exited("a", 100, "killed by SIGKILL", 5.0)
     assert Promote("b", force=True) in out
     assert ids(out)[:3] == [40102, 40301, 40304]
     done = core.promote_done("b", {"role": "primary", "epoch": 2, "pid": 101}, "", 5.05)
@@ -96,13 +96,13 @@ def test_a_crash_loop_hits_the_limit_then_retries_slowly(tmp_path: Path) -> None
     core.start(0.0)
     now, alarms, starts = 0.0, 0, []
     core.process_started("p", 1, now)
-    for _ in range(8):
-        out = core.process_exited("p", "exit code 1", now)
+    for pid in range(1, 9):
+        out = core.process_exited("p", pid, "exit code 1", now)
         alarms += ids(out).count(40104)
         now = core.members["p"].next_start or now
         starts.append(now)
         core.tick(now)
-        core.process_started("p", 2, now)
+        core.process_started("p", pid + 1, now)
     assert alarms == 1
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert gaps[-1] >= 30.0 * 0.99  # slow retries at restart-backoff-max
@@ -111,7 +111,7 @@ def test_a_crash_loop_hits_the_limit_then_retries_slowly(tmp_path: Path) -> None
 def test_an_operator_stop_is_never_restarted(tmp_path: Path) -> None:
     core = core_with_primary(tmp_path)
     core.operator_stop("b", "test", 1.0)
-    out = core.process_exited("b", "exit code 0", 1.5)
+    out = core.process_exited("b", 101, "exit code 0", 1.5)
     assert 40105 in ids(out)
     assert core.members["b"].next_start is None
 
@@ -119,7 +119,7 @@ def test_an_operator_stop_is_never_restarted(tmp_path: Path) -> None:
 def test_a_paused_pair_gets_no_automatic_action(tmp_path: Path) -> None:
     core = core_with_primary(tmp_path)
     core.pause("a", "test", 1.0)
-    out = core.process_exited("a", "killed by SIGKILL", 2.0)
+    out = core.process_exited("a", 100, "killed by SIGKILL", 2.0)
     assert not any(isinstance(a, (Promote, Start)) for a in out)
     assert not any(isinstance(a, (Promote, Start)) for a in core.tick(1000.0))
     resumed = core.resume("a", "test", 1001.0)
@@ -149,7 +149,7 @@ def test_no_failover_for_a_silence_shorter_than_the_wait(silences: list[float]) 
 
 class CoreMachine(RuleBasedStateMachine):
     """Random observations; the core never forces without proof, never acts when paused,
-    and restarts keep to their limits."""
+    and restarts keep to their limits. A Start is carried out at once, with a new pid."""
 
     @initialize()
     def start(self) -> None:
@@ -160,8 +160,11 @@ class CoreMachine(RuleBasedStateMachine):
         self.now = 1.0
         self.exited: set[str] = set()
         self.starts: dict[str, list[float]] = {"a": [], "b": [], "p": []}
+        self.pids: dict[str, int | None] = {"a": 100, "b": 101, "p": None}
+        self.next_pid = 1000
 
     def check(self, actions: list[object]) -> None:
+        started: list[str] = []
         for action in actions:
             if isinstance(action, Promote):
                 pair = self.core.pair_of(action.server)
@@ -175,6 +178,12 @@ class CoreMachine(RuleBasedStateMachine):
                 m = self.core.members[action.server]
                 assert not m.operator_stopped, "restarted a server an operator stopped"
                 self.starts[action.server].append(self.now)
+                if self.pids[action.server] is None:
+                    started.append(action.server)
+        for server in started:
+            self.next_pid += 1
+            self.pids[server] = self.next_pid
+            self.check(self.core.process_started(server, self.next_pid, self.now))
 
     @rule(dt=st.floats(min_value=0.0, max_value=40.0))
     def time_passes(self, dt: float) -> None:
@@ -186,12 +195,18 @@ class CoreMachine(RuleBasedStateMachine):
 
     @rule(server=st.sampled_from(["a", "b", "p"]))
     def process_exits(self, server: str) -> None:
+        pid = self.pids[server]
+        if pid is None:
+            return
         self.exited.add(server)
-        self.check(self.core.process_exited(server, "killed", self.now))
+        self.pids[server] = None
+        self.check(self.core.process_exited(server, pid, "killed", self.now))
 
     @rule(server=st.sampled_from(["a", "b", "p"]), role=st.sampled_from(["primary", "backup"]))
     def link_up(self, server: str, role: str) -> None:
-        self.check(self.core.link_up(server, {"role": role, "epoch": 1, "pid": 9}, self.now))
+        pid = self.pids[server]
+        if pid is not None:
+            self.check(self.core.link_up(server, {"role": role, "epoch": 1, "pid": pid}, self.now))
 
     @rule(server=st.sampled_from(["a", "b", "p"]))
     def link_lost(self, server: str) -> None:
@@ -199,7 +214,8 @@ class CoreMachine(RuleBasedStateMachine):
 
     @rule(server=st.sampled_from(["a", "b"]), ok=st.booleans())
     def promotion_answer(self, server: str, ok: bool) -> None:
-        status = {"role": "primary", "epoch": 2, "pid": 9} if ok else None
+        pid = self.pids[server]
+        status = {"role": "primary", "epoch": 2, "pid": pid} if ok and pid else None
         self.check(self.core.promote_done(server, status, "lease-held", self.now))
 
     @rule(server=st.sampled_from(["a", "b", "p"]))
@@ -236,7 +252,7 @@ def test_a_silent_primary_blocking_the_failover_is_fenced(tmp_path: Path) -> Non
     out = core.tick(15.0)
     assert Fence("a", 100) in out
     assert 40312 in ids(out)
-    forced = core.process_exited("a", "killed by SIGKILL", 15.01)
+    forced = core.process_exited("a", 100, "killed by SIGKILL", 15.01)
     assert Promote("b", force=True) in forced
 
 
@@ -253,6 +269,6 @@ def test_a_pair_with_no_primary_gets_one(tmp_path: Path) -> None:
 def test_an_exit_seen_just_after_the_silence_still_tells_the_death(tmp_path: Path) -> None:
     core = core_with_primary(tmp_path)
     core.link_lost("a", "closed by peer: end of stream", 5.0)  # the socket closed first
-    out = core.process_exited("a", "killed by SIGKILL", 5.002)
+    out = core.process_exited("a", 100, "killed by SIGKILL", 5.002)
     assert 40301 in ids(out)
     assert Promote("b", force=True) in out

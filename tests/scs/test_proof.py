@@ -1,0 +1,537 @@
+"""Proof of death, adoption and step-down, on the pure core (plain numbers; hypothesis).
+
+Proof of death is the exit of the very process the supervisor watches for a
+server (started or adopted), and only when no link reports the server as
+another pid. The scenarios of issue 10, then a state machine over a small
+world of real and duplicate processes: never a forced promotion unless the
+process that answered as the primary was watched and exited.
+"""
+
+from __future__ import annotations
+
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from scs import proof
+from scs.config import ScsSettings, load_scs_settings
+from scs.core import Adopt, Demote, Emit, Fence, Promote, Start, SupervisorCore
+
+from .test_config import GOOD
+from .test_core import core_with_primary, ids, scs_settings
+
+
+def events_of(actions: list[Any], event_id: int) -> list[dict[str, Any]]:
+    return [a.fields for a in actions if isinstance(a, Emit) and a.event.id == event_id]
+
+
+def forced(actions: list[Any]) -> bool:
+    return any(isinstance(a, Promote) and a.force for a in actions)
+
+
+def pair_settings(tmp: Path, lines: str) -> ScsSettings:
+    """The test file with ``lines`` in both pair members' sections."""
+    conf = tmp / "scs.conf"
+    conf.write_text(GOOD.replace("[a]\n", f"[a]\n{lines}").replace("[b]\n", f"[b]\n{lines}"))
+    return load_scs_settings(conf)
+
+
+def restarted_core(tmp: Path) -> SupervisorCore:
+    """A supervisor just restarted: it knows nothing yet."""
+    core = SupervisorCore(scs_settings(tmp), random.Random(3))
+    core.start(0.0)
+    return core
+
+
+# -- issue 10: a supervisor restarted during a failover, a duplicate start failing ------
+
+
+def test_a_failed_duplicate_is_not_proof_while_the_link_reports_the_primary(
+    tmp_path: Path,
+) -> None:
+    core = restarted_core(tmp_path)
+    # The adoption's status request timed out, so a copy was started ...
+    core.process_started("a", 300, 0.5)
+    # ... while the busy primary did answer the watch link, as pid 200.
+    up = core.link_up("a", {"role": "primary", "epoch": 2, "serial": 9, "pid": 200}, 0.6)
+    assert not any(isinstance(a, Adopt) for a in up)  # pid 300 is still being watched
+    core.link_up("b", {"role": "backup", "epoch": 2, "serial": 9, "pid": 201}, 0.6)
+    out = core.process_exited("a", 300, "exit code 2", 0.7)  # port in use
+    assert not forced(out)
+    assert not any(isinstance(a, Promote) for a in out)
+    (line,) = events_of(out, 40109)
+    assert line["pid"] == 300
+    assert "'a' runs as pid 200" in line["why"]
+    assert Adopt("a", 200) in out  # watch the real one instead
+    assert 40103 not in ids(out)  # and no restart: it runs
+    assert core.members["a"].process == "running"
+    core.process_started("a", 200, 0.8)  # adopted (pidfd)
+    # Now the real primary's death is proof.
+    dead = core.process_exited("a", 200, "exited (adopted process)", 9.0)
+    assert Promote("b", force=True) in dead
+
+
+def test_a_failed_duplicate_is_not_proof_while_the_primary_is_silent(tmp_path: Path) -> None:
+    core = core_with_primary(tmp_path)  # a watched as 100, b as 101
+    core.link_lost("a", "ADDP timeout", 5.0)  # silent: a failover without force begins
+    # Say its watcher was lost and a copy started (pid 300), which fails at once.
+    core.members["a"].watched = None
+    core.process_started("a", 300, 5.1)
+    out = core.process_exited("a", 300, "exit code 2", 5.2)
+    assert not forced(out)
+    assert "'a' last answered as pid 100" in events_of(out, 40109)[0]["why"]
+    assert Adopt("a", 100) in out
+
+
+def test_a_server_that_answers_is_adopted_not_started_twice(tmp_path: Path) -> None:
+    core = restarted_core(tmp_path)
+    out = core.link_up("a", {"role": "primary", "epoch": 2, "pid": 200}, 0.1)
+    assert Adopt("a", 200) in out
+    assert not core.may_start("a")
+    # Its peer, held back until the first answers, answers as well: adopted, not started.
+    out = core.link_up("b", {"role": "backup", "epoch": 2, "pid": 201}, 0.2)
+    assert Adopt("b", 201) in out
+    assert not any(isinstance(a, Start) and a.server == "b" for a in core.tick(100.0))
+    # Adoption did not take (a race): still no second copy while the link reports it.
+    core.adoption_failed("b", 201, 201, "no such process on this host", 0.3)
+    assert not core.may_start("b")
+
+
+def test_the_exit_of_an_unwatched_pid_is_not_proof(tmp_path: Path) -> None:
+    core = core_with_primary(tmp_path)
+    out = core.process_exited("a", 555, "exit code 2", 3.0)
+    assert not forced(out)
+    assert "'a' is watched as pid 100" in events_of(out, 40109)[0]["why"]
+    assert core.members["a"].process == "running"
+    assert core.members["a"].watched == 100
+
+
+def test_a_pid_that_cannot_be_watched_is_never_proof(tmp_path: Path) -> None:
+    core = restarted_core(tmp_path)
+    core.link_up("a", {"role": "primary", "epoch": 2, "pid": 200}, 0.1)
+    core.link_up("b", {"role": "backup", "epoch": 2, "pid": 201}, 0.1)
+    # pidfd_open failed for both (e.g. not visible from here) and neither answers when asked.
+    out = core.adoption_failed("a", 200, None, "no such process on this host", 0.2)
+    out += core.adoption_failed("b", 201, None, "no such process on this host", 0.2)
+    assert not forced(out)
+    assert not any(isinstance(a, Promote) for a in out)
+    assert len(events_of(out, 40110)) == 2
+    assert 40102 not in ids(out)  # no exit was seen, and none is reported
+    # Still answering as the same pid: watched by its link only, never proof.
+    core2 = restarted_core(tmp_path)
+    core2.link_up("a", {"role": "primary", "epoch": 2, "pid": 200}, 0.1)
+    out = core2.adoption_failed("a", 200, 200, "no such process on this host", 0.2)
+    assert "its exit cannot be seen" in events_of(out, 40110)[0]["why"]
+    assert not core2.may_start("a")
+    assert not any(isinstance(a, Adopt) for a in core2.role_seen("a", {"pid": 200}, 0.3))
+    # Answering as another pid: that one is adopted.
+    core3 = restarted_core(tmp_path)
+    core3.link_up("a", {"role": "primary", "epoch": 2, "pid": 200}, 0.1)
+    assert Adopt("a", 210) in core3.adoption_failed("a", 200, 210, "gone", 0.2)
+
+
+def test_a_silent_primary_gone_before_it_was_watched_fails_over_without_force(
+    tmp_path: Path,
+) -> None:
+    core = restarted_core(tmp_path)
+    core.link_up("a", {"role": "primary", "epoch": 2, "pid": 200}, 0.1)
+    core.process_started("b", 201, 0.1)
+    core.link_up("b", {"role": "backup", "epoch": 2, "pid": 201}, 0.1)
+    out = core.adoption_failed("a", 200, None, "no such process on this host", 0.2)
+    assert 40103 in ids(out)  # restarted ...
+    out = core.link_lost("a", "closed by peer", 0.3)
+    assert 40302 in ids(out)  # ... and the failover waits for the lease
+    out = core.tick(10.0)
+    assert Promote("b", force=False) in out
+    assert not forced(out)
+
+
+def test_a_process_that_never_answered_proves_nothing_of_the_one_that_did(
+    tmp_path: Path,
+) -> None:
+    """The primary answered as 200, went silent, and could not be watched; the copy
+    started after it (300) dies before answering: no force, and it is not fenced."""
+    core = restarted_core(tmp_path)
+    core.link_up("a", {"role": "primary", "epoch": 2, "pid": 200}, 0.1)
+    core.process_started("b", 201, 0.1)
+    core.link_up("b", {"role": "backup", "epoch": 2, "pid": 201}, 0.1)
+    core.link_lost("a", "ADDP timeout", 1.0)
+    core.adoption_failed("a", 200, None, "no such process on this host", 1.1)
+    core.process_started("a", 300, 2.0)  # its restart
+    out = core.tick(1.0 + proof.FENCE_AFTER_FALLBACK)
+    assert not any(isinstance(a, Fence) for a in out)  # 300 is not the silent primary
+    assert 40315 in ids(out)
+    out = core.process_exited("a", 300, "exit code 2", 12.0)
+    assert not forced(out)
+
+
+def test_only_a_watched_pid_is_fenced(tmp_path: Path) -> None:
+    core = restarted_core(tmp_path)
+    core.link_up("a", {"role": "primary", "epoch": 2, "pid": 200}, 0.1)  # adoption pending
+    core.process_started("b", 201, 0.1)
+    core.link_up("b", {"role": "backup", "epoch": 2, "pid": 201}, 0.1)
+    core.link_lost("a", "ADDP timeout", 1.0)
+    out = core.tick(1.0 + proof.FENCE_AFTER_FALLBACK)
+    assert not any(isinstance(a, Fence) for a in out)
+    assert events_of(out, 40315)[0]["pid"] == 200
+
+
+# -- split brain: the older epoch steps down ---------------------------------------------
+
+
+def test_of_two_primaries_the_older_epoch_is_told_to_step_down(tmp_path: Path) -> None:
+    core = core_with_primary(tmp_path)  # a primary at epoch 1
+    out = core.role_seen("b", {"role": "primary", "epoch": 2, "pid": 101}, 3.0)
+    assert 40310 in ids(out)
+    (line,) = events_of(out, 40314)
+    assert line == {"pair": "a", "server": "a", "epoch": 1, "other": "b", "newer": 2}
+    assert Demote("a") in out
+    # In flight: not asked twice.
+    again = core.role_seen("a", {"role": "primary", "epoch": 1, "pid": 100}, 3.1)
+    assert not any(isinstance(a, Demote) for a in again)
+    # Refused: logged, and asked again at the next status that still shows both.
+    failed = core.demote_done("a", False, "no answer in time", 3.2)
+    assert events_of(failed, 40503)[0]["action"] == "step-down"
+    again = core.role_seen("a", {"role": "primary", "epoch": 1, "pid": 100}, 4.0)
+    assert Demote("a") in again
+    done = core.demote_done("a", True, "", 4.1)
+    assert not any(isinstance(a, Promote) for a in done)  # not a switchover
+    back = core.role_seen("a", {"role": "backup", "epoch": 2, "pid": 100}, 4.2)
+    assert not any(isinstance(a, Demote) for a in back)
+
+
+def test_the_newer_epoch_is_never_told_to_step_down(tmp_path: Path) -> None:
+    core = core_with_primary(tmp_path)
+    core.role_seen("a", {"role": "primary", "epoch": 5, "pid": 100}, 1.0)
+    out = core.role_seen("b", {"role": "primary", "epoch": 4, "pid": 101}, 2.0)
+    assert Demote("b") in out
+    assert Demote("a") not in out
+
+
+def test_equal_epochs_or_a_paused_pair_step_nobody_down(tmp_path: Path) -> None:
+    core = core_with_primary(tmp_path)
+    out = core.role_seen("b", {"role": "primary", "epoch": 1, "pid": 101}, 2.0)
+    assert 40310 in ids(out)
+    assert not any(isinstance(a, Demote) for a in out)
+    paused = core_with_primary(tmp_path)
+    paused.pause("a", "op", 1.0)
+    out = paused.role_seen("b", {"role": "primary", "epoch": 2, "pid": 101}, 2.0)
+    assert 40310 in ids(out)
+    assert not any(isinstance(a, Demote) for a in out)
+
+
+def test_a_primary_back_while_a_promotion_was_asked_cancels_the_failover(
+    tmp_path: Path,
+) -> None:
+    core = SupervisorCore(pair_settings(tmp_path, "failover-wait = 0\n"), random.Random(1))
+    core.process_started("a", 100, 0.0)
+    core.link_up("a", {"role": "primary", "epoch": 1, "pid": 100}, 0.1)
+    core.process_started("b", 101, 0.1)
+    core.link_up("b", {"role": "backup", "epoch": 1, "pid": 101}, 0.2)
+    asked = core.link_lost("a", "closed by peer", 1.0)
+    assert Promote("b", force=False) in asked  # at once (failover-wait 0)
+    core.link_up("a", {"role": "primary", "epoch": 1, "pid": 100}, 1.5)  # back, while asked
+    out = core.promote_done("b", None, "lease-held: 'a' holds a valid lease", 1.6)
+    assert 40303 in ids(out)
+    assert core.pairs["a"].failover is None
+    assert core.next_deadline() is None
+
+
+# -- fence-after: from the lease on SQLite -----------------------------------------------
+
+
+def lease_status(pid: int, role: str, ttl: float | None, engine: str | None) -> dict[str, Any]:
+    status: dict[str, Any] = {"role": role, "epoch": 1, "serial": 5, "pid": pid}
+    if ttl is not None:
+        status["lease_ttl"] = ttl
+    if engine is not None:
+        status["engine"] = engine
+    return status
+
+
+def core_on(
+    tmp: Path, ttl: float | None, engine: str | None, extra: str = "failover-wait = 2\n"
+) -> SupervisorCore:
+    core = SupervisorCore(pair_settings(tmp, extra), random.Random(1))
+    core.start(0.0)
+    core.process_started("a", 100, 0.0)
+    core.link_up("a", lease_status(100, "primary", ttl, engine), 0.1)
+    core.process_started("b", 101, 0.1)
+    core.link_up("b", lease_status(101, "backup", ttl, engine), 0.2)
+    return core
+
+
+def test_the_default_fence_after_follows_the_lease_on_sqlite(tmp_path: Path) -> None:
+    core = core_on(tmp_path, 3.0, "sqlite")  # failover-wait is 2 s in these files
+    core.link_lost("a", "ADDP timeout", 10.0)
+    assert core.fence_after("a") == 3.0
+    assert 10.0 + 3.0 in (core.next_deadline(), *_deadlines_until(core, 13.0))
+    assert Fence("a", 100) in core.tick(13.0)
+
+
+def _deadlines_until(core: SupervisorCore, end: float) -> list[float]:
+    seen = []
+    while (d := core.next_deadline()) is not None and d < end:
+        seen.append(d)
+        for a in core.tick(d):
+            if isinstance(a, Promote):
+                core.promote_done(a.server, None, "db-unavailable: database is locked", d)
+    seen.append(core.next_deadline() or end)
+    return seen
+
+
+def test_an_explicit_fence_after_wins_and_unknown_keeps_the_fallback(tmp_path: Path) -> None:
+    assert core_on(tmp_path, 3.0, "sqlite", "fence-after = 7\n").fence_after("a") == 7.0
+    assert core_on(tmp_path, 3.0, "sqlite", "fence-after = 0\n").fence_after("a") == 0.0
+    assert core_on(tmp_path, 3.0, "sqlite", "failover-wait = 0\n").fence_after("a") == 3.0
+    assert core_on(tmp_path, None, None).fence_after("a") == proof.FENCE_AFTER_FALLBACK
+    assert core_on(tmp_path, 3.0, None).fence_after("a") == proof.FENCE_AFTER_FALLBACK
+    assert core_on(tmp_path, None, "sqlite").fence_after("a") == proof.FENCE_AFTER_FALLBACK
+    assert core_on(tmp_path, 3.0, "postgre").fence_after("a") == proof.FENCE_AFTER_FALLBACK
+    assert core_on(tmp_path, 1.0, "sqlite").fence_after("a") == 2.0  # not before failover-wait
+    bad = {"lease_ttl": "soon", "engine": 7}
+    assert proof.lease_fields(bad) == (None, None)
+    assert proof.lease_fields({"lease_ttl": True}) == (None, None)
+    assert proof.lease_fields({"lease_ttl": float("nan")}) == (None, None)
+
+
+@given(
+    ttl=st.floats(min_value=0.5, max_value=30.0),
+    addp=st.floats(min_value=0.1, max_value=5.0),
+    seen=st.floats(min_value=0.0, max_value=1.0),
+    renewed=st.floats(min_value=0.0, max_value=1.0),
+)
+@settings(max_examples=60)
+def test_a_stopped_sqlite_primary_is_failed_over_within_the_bound(
+    ttl: float, addp: float, seen: float, renewed: float
+) -> None:
+    """Stopped at t0 inside a transaction (it keeps the write lock, the backup's promotions
+    fail): failed over by lease-ttl + 2 x addp-timeout + 1 s, never fenced before its lease
+    (renewed at most at t0) has expired."""
+    with tempfile.TemporaryDirectory() as tmp:
+        extra = f"failover-wait = 0\naddp-timeout = {addp:.3f}\n"
+        core = core_on(Path(tmp), ttl, "sqlite", extra)
+    t0 = 100.0
+    last_renewal = t0 - renewed * 0.3 * ttl
+    detected = t0 + seen * 2 * addp  # ADDP notices the silence within two timeouts
+    now, promoted_at, fenced_at = detected, None, None
+    pending = list(core.link_lost("a", "ADDP timeout", detected)) + core.tick(detected)
+    while promoted_at is None and now < t0 + 3600:
+        for a in pending:
+            if isinstance(a, Fence):
+                fenced_at = now
+            elif isinstance(a, Promote) and a.force:
+                promoted_at = now + 0.05  # the forced take is immediate once the lock is free
+            elif isinstance(a, Promote):
+                core.promote_done("b", None, "db-unavailable: database is locked", now + 0.01)
+        pending = []
+        if fenced_at is not None and core.members["a"].process != "down":
+            pending = core.process_exited("a", 100, "killed by SIGKILL", fenced_at + 0.01)
+            continue
+        deadline = core.next_deadline()
+        assert deadline is not None
+        now = max(now, deadline)
+        pending = core.tick(now)
+    assert fenced_at is not None
+    assert promoted_at is not None
+    assert fenced_at >= last_renewal + ttl, "fenced while its lease could still be valid"
+    assert promoted_at - t0 <= ttl + 2 * addp + 1.0
+
+
+# -- the property: no force unless the watched primary's process exited ----------------
+
+
+class World(RuleBasedStateMachine):
+    """A supervisor restarted into a running pair, against processes that come and go.
+
+    Each member has at most one real server process (the one that answers its
+    management port, and may be primary) and any number of duplicates (started
+    by the supervisor while the real one runs; they exit at once, proving
+    nothing). The supervisor watches what it started or adopted; pidfd_open
+    may fail for a live process (not visible from here). Every exit it reports
+    is true; the rule checked: a forced promotion only when the peer's process
+    that last answered as primary was watched, and has exited.
+    """
+
+    @initialize(primary=st.sampled_from(["a", "b"]), warm=st.booleans())
+    def start(self, primary: str, warm: bool) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            self.core = SupervisorCore(scs_settings(Path(tmp)), random.Random(5))
+        self.now = 0.0
+        self.next_pid = 200
+        self.real: dict[str, int | None] = {"a": None, "b": None}
+        self.role: dict[str, str] = {"a": "backup", "b": "backup"}
+        self.epoch = 1
+        self.alive: set[int] = set()
+        self.watched: dict[int, str] = {}  # pid -> member, as the core was told
+        self.exits_reported: set[int] = set()
+        self.primary_pid: dict[str, int | None] = {"a": None, "b": None}
+        self.links: dict[str, bool] = {"a": False, "b": False}
+        self.start_asked: set[str] = set()
+        for name in ("a", "b"):
+            self.real[name] = self._spawn()
+        self.role[primary] = "primary"
+        self.apply(self.core.start(self.now))
+        if warm:  # both answered and were adopted before anything else happened
+            for name in ("a", "b"):
+                self.link_comes_up(name)
+                self.carry_out_adopt(name, True)
+
+    def _spawn(self) -> int:
+        self.next_pid += 1
+        self.alive.add(self.next_pid)
+        return self.next_pid
+
+    def status(self, name: str) -> dict[str, Any]:
+        pid = self.real[name]
+        assert pid is not None
+        if self.role[name] == "primary":
+            self.primary_pid[name] = pid
+        return {
+            "role": self.role[name],
+            "epoch": self.epoch,
+            "pid": pid,
+            "lease_ttl": 2.0,
+            "engine": "sqlite",
+        }
+
+    def apply(self, actions: list[Any]) -> None:
+        """Check every action; note the Starts asked for (carried out by a rule)."""
+        for a in actions:
+            if isinstance(a, Promote) and a.force:
+                dead = self.core.peer(a.server)
+                pid = self.primary_pid[dead]
+                assert pid is not None, "forced with no primary ever seen"
+                assert pid not in self.alive, f"forced over a live primary (pid {pid})"
+                assert pid in self.exits_reported, "forced without the watched exit"
+            if isinstance(a, Fence):
+                assert self.watched.get(a.pid) == a.server, "fenced a pid it does not watch"
+                assert a.pid == self.real[a.server], "fenced a process that is not the server"
+            if isinstance(a, Start):
+                self.start_asked.add(a.server)
+
+    def _watch(self, name: str, pid: int) -> None:
+        self.watched[pid] = name
+        self.apply(self.core.process_started(name, pid, self.now))
+
+    def _answer(self, name: str) -> int | None:
+        """What a status request gets now (None: no answer)."""
+        return self.real[name] if self.links[name] else None
+
+    # -- the supervisor's glue, as it may behave -------------------------------------
+
+    @rule(name=st.sampled_from(["a", "b"]), answers=st.booleans(), visible=st.booleans())
+    def carry_out_start(self, name: str, answers: bool, visible: bool) -> None:
+        """Autostart asks the server first (it may time out), adopts what answers, else
+        starts a process, which fails at once if the real one holds the ports."""
+        if name not in self.start_asked:
+            return
+        self.start_asked.discard(name)
+        real = self.real[name]
+        if answers and real is not None:
+            if visible:
+                self._watch(name, real)
+            else:
+                self.apply(self.core.adoption_failed(name, real, real, "not visible", self.now))
+            return
+        if not self.core.may_start(name):
+            return
+        pid = self._spawn()
+        self._watch(name, pid)
+        if real is None:
+            self.real[name], self.role[name] = pid, "backup"
+            return
+        self.alive.discard(pid)  # a duplicate: port in use
+        self.exits_reported.add(pid)
+        self.apply(self.core.process_exited(name, pid, "exit code 2", self.now))
+
+    @rule(name=st.sampled_from(["a", "b"]), visible=st.booleans())
+    def carry_out_adopt(self, name: str, visible: bool) -> None:
+        pid = self.core.members[name].adopting
+        if pid is None:
+            return
+        if pid in self.alive and visible:
+            self._watch(name, pid)
+        else:
+            self.apply(self.core.adoption_failed(name, pid, self._answer(name), "gone", self.now))
+
+    @rule(name=st.sampled_from(["a", "b"]))
+    def duplicate_start(self, name: str) -> None:
+        """A copy started beside the real one without being asked: it fails at once."""
+        if self.core.members[name].watched is not None:
+            return  # the glue never starts while it watches one
+        pid = self._spawn()
+        self._watch(name, pid)
+        self.alive.discard(pid)
+        self.exits_reported.add(pid)
+        self.apply(self.core.process_exited(name, pid, "exit code 2", self.now))
+
+    # -- the world ------------------------------------------------------------------
+
+    @rule(name=st.sampled_from(["a", "b"]))
+    def real_process_dies(self, name: str) -> None:
+        pid = self.real[name]
+        if pid is None:
+            return
+        self.alive.discard(pid)
+        self.real[name] = None
+        self.role[name] = "backup"
+        if self.links[name]:
+            self.links[name] = False
+            self.apply(self.core.link_lost(name, "closed by peer", self.now))
+        if self.watched.get(pid) == name:
+            self.exits_reported.add(pid)
+            self.apply(self.core.process_exited(name, pid, "killed by SIGKILL", self.now))
+
+    @rule(name=st.sampled_from(["a", "b"]))
+    def link_comes_up(self, name: str) -> None:
+        if self.real[name] is not None and not self.links[name]:
+            self.links[name] = True
+            self.apply(self.core.link_up(name, self.status(name), self.now))
+
+    @rule(name=st.sampled_from(["a", "b"]))
+    def link_goes_silent(self, name: str) -> None:
+        if self.links[name]:
+            self.links[name] = False
+            self.apply(self.core.link_lost(name, "ADDP timeout", self.now))
+
+    @rule(name=st.sampled_from(["a", "b"]), take=st.booleans())
+    def promotion_answered(self, name: str, take: bool) -> None:
+        peer = "b" if name == "a" else "a"
+        can = self.real[name] is not None and (take or self.real[peer] is None)
+        if can:
+            self.epoch += 1
+            self.role[name], self.role[peer] = "primary", "backup"
+            self.apply(self.core.promote_done(name, self.status(name), "", self.now))
+        else:
+            self.apply(self.core.promote_done(name, None, "lease-held", self.now))
+
+    @rule(name=st.sampled_from(["a", "b"]))
+    def role_push(self, name: str) -> None:
+        if self.links[name]:
+            self.apply(self.core.role_seen(name, self.status(name), self.now))
+
+    @rule(dt=st.floats(min_value=0.0, max_value=15.0))
+    def time_passes(self, dt: float) -> None:
+        end = self.now + dt
+        while (d := self.core.next_deadline()) is not None and d <= end:
+            self.now = max(self.now, d)
+            self.apply(self.core.tick(self.now))
+        self.now = end
+
+    @invariant()
+    def a_watched_pid_is_one_the_supervisor_was_told_of(self) -> None:
+        if not hasattr(self, "core"):
+            return
+        for name, m in self.core.members.items():
+            if name in ("a", "b") and m.watched is not None:
+                assert self.watched.get(m.watched) == name
+
+
+TestWorld = World.TestCase
+TestWorld.settings = settings(max_examples=200, stateful_step_count=40)

@@ -1,0 +1,90 @@
+"""The supervisor's glue for adopted processes: pidfd on the very process, real processes.
+
+An adopted process's exit is reported only when that process exits (its
+pidfd); a pid that cannot be watched is asked about again and reported as
+such, never as an exit.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from confserv.eventlog import EventLog
+from scs.supervisor import Supervisor
+
+from .test_core import scs_settings
+
+
+def supervisor(tmp: Path) -> tuple[Supervisor, io.StringIO]:
+    out = io.StringIO()
+    return Supervisor(scs_settings(tmp), EventLog("scs", out, verbose="all")), out
+
+
+def logged(out: io.StringIO, event_id: int) -> list[str]:
+    return [line for line in out.getvalue().splitlines() if f" {event_id:05d} " in line]
+
+
+def sleeper() -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+
+
+def gone_pid() -> int:
+    """The pid of a process that has exited and been reaped."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+async def test_an_adopted_process_is_reported_when_that_process_exits(tmp_path: Path) -> None:
+    sup, out = supervisor(tmp_path)
+    proc = sleeper()
+    try:
+        async with trio.open_nursery() as nursery:
+            sup._nursery = nursery
+            nursery.start_soon(sup._adopt, "a", proc.pid)
+            with trio.fail_after(30):
+                while sup.core.members["a"].watched != proc.pid:
+                    await sup.changed.wait()
+            assert logged(out, 40108)
+            assert not logged(out, 40102)
+            proc.kill()
+            with trio.fail_after(30):
+                while sup.core.members["a"].watched is not None:
+                    await sup.changed.wait()
+            nursery.cancel_scope.cancel()
+    finally:
+        proc.kill()
+        proc.wait()
+    (line,) = logged(out, 40102)
+    assert f"pid {proc.pid} exited" in line
+    assert sup.adopted == {}
+
+
+async def test_a_pid_that_cannot_be_watched_is_asked_about_not_reported_as_an_exit(
+    tmp_path: Path,
+) -> None:
+    for answer, expect in ((None, "does not answer either"), (0, "still answers as pid")):
+        sup, out = supervisor(tmp_path)
+        pid = gone_pid()
+        sup.core.link_up("a", {"role": "primary", "epoch": 1, "pid": pid}, 0.0)
+
+        async def ask(name: str, pid: int = pid, answer: int | None = answer) -> Any:
+            return (None, "no answer in time") if answer is None else ({"pid": pid}, "")
+
+        sup._ask_status = ask  # type: ignore[method-assign]
+        async with trio.open_nursery() as nursery:
+            sup._nursery = nursery
+            await sup._adopt("a", pid)
+            nursery.cancel_scope.cancel()
+        (line,) = logged(out, 40110)
+        assert f"pid {pid} cannot be watched (no such process on this host)" in line
+        assert expect in line
+        assert not logged(out, 40102)  # no exit was seen, none is reported
+        assert not logged(out, 40304)  # and nothing forced
+        assert sup.adopted == {}
