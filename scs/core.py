@@ -50,19 +50,6 @@ from .state import (
     snapshot_row,
 )
 
-__all__ = [
-    "Action",
-    "Adopt",
-    "Demote",
-    "Emit",
-    "Fence",
-    "Promote",
-    "Redirect",
-    "Start",
-    "Stop",
-    "SupervisorCore",
-]
-
 
 class SupervisorCore:
     """See module docstring."""
@@ -149,10 +136,7 @@ class SupervisorCore:
         out: list[Action] = []
         m = self.members[server]
         if m.watched is None:
-            m.process = "down"
-            pair = self.pair_of(server)
-            self._start_waiting_peer(server, out)
-            self._schedule_restart(m, now, out, paused=pair is not None and pair.paused)
+            self._down(m, now, out)
         return out
 
     def may_start(self, server: str) -> bool:
@@ -180,11 +164,8 @@ class SupervisorCore:
             if verdict.runs_as is not None:
                 self._maybe_adopt(m, out)  # it still runs: watch that process instead
                 return out
-            m.process = "down"  # nothing of it is known to run: restart it, fail nothing over
-            if m.reported == pid:
-                m.reported = None
-            self._start_waiting_peer(server, out)
-            self._schedule_restart(m, now, out, paused=paused)
+            m.reported = None if m.reported == pid else m.reported
+            self._down(m, now, out)  # nothing of it is known to run: fail nothing over
             return out
         was_primary = m.role == "primary"
         m.process, m.reported, m.link, m.role = "down", None, False, None
@@ -207,33 +188,25 @@ class SupervisorCore:
         as ``answer`` (None: no answer). Never proof of death: its exit was not seen."""
         out: list[Action] = []
         m = self.members[server]
-        if m.adopting == pid:
-            m.adopting = None
+        m.adopting = None if m.adopting == pid else m.adopting
+        why = proof.unwatched_why(pid, answer)
+        self._emit(out, events.NOT_WATCHED, server, server=server, pid=pid, reason=reason, why=why)
         if answer == pid:
-            m.unwatchable = pid
-            why = f"it still answers as pid {pid}: its exit cannot be seen (no proof of death)"
+            m.unwatchable = pid  # its link is all there is: failovers by the lease only
         elif answer is not None:
             m.reported = answer
-            self._emit(
-                out,
-                events.NOT_WATCHED,
-                server,
-                server=server,
-                pid=pid,
-                reason=reason,
-                why=f"it now answers as pid {answer}: watching that one",
-            )
             self._maybe_adopt(m, out)
-            return out
-        else:
-            why = "it does not answer either: taken as down and restarted (not proof of death)"
-        self._emit(out, events.NOT_WATCHED, server, server=server, pid=pid, reason=reason, why=why)
-        if answer is None and m.watched is None:
-            m.process, m.reported = "down", None
-            pair = self.pair_of(server)
-            self._start_waiting_peer(server, out)
-            self._schedule_restart(m, now, out, paused=pair is not None and pair.paused)
+        elif m.watched is None:
+            m.reported = None
+            self._down(m, now, out)
         return out
+
+    def _down(self, m: Member, now: float, out: list[Action]) -> None:
+        """Nothing of the server runs (no proof of death for all that): restart it."""
+        pair = self.pair_of(m.spec.section)
+        m.process = "down"
+        self._start_waiting_peer(m.spec.section, out)
+        self._schedule_restart(m, now, out, paused=pair is not None and pair.paused)
 
     def _maybe_adopt(self, m: Member, out: list[Action]) -> None:
         """The server answers as a pid nobody watches: adopt it rather than start a copy."""

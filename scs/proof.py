@@ -62,6 +62,15 @@ def judge_exit(
     return ExitVerdict(True, answered=reported == pid)
 
 
+def unwatched_why(pid: int, answer: int | None) -> str:
+    """What follows when ``pid`` could not be watched and the server then answered ``answer``."""
+    if answer == pid:
+        return f"it still answers as pid {pid}: its exit cannot be seen (no proof of death)"
+    if answer is not None:
+        return f"it now answers as pid {answer}: watching that one"
+    return "it does not answer either: taken as down and restarted (not proof of death)"
+
+
 def may_fence(watched: int | None, reported: int | None) -> bool:
     """Whether killing the watched process is killing the server that answered (as primary):
     its exit is then proof of that server's death."""

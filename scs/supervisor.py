@@ -26,19 +26,9 @@ from confserv.errors import ConfServError, RequestError
 from confserv.eventlog import EventLog
 
 from . import events
+from .actions import Action, Adopt, Demote, Emit, Fence, Promote, Redirect, Start, Stop
 from .config import ScsSettings
-from .core import (
-    Action,
-    Adopt,
-    Demote,
-    Emit,
-    Fence,
-    Promote,
-    Redirect,
-    Start,
-    Stop,
-    SupervisorCore,
-)
+from .core import SupervisorCore
 
 #: Seconds between attempts to reach a management port that does not answer.
 RECONNECT = 0.05
