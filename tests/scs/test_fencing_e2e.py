@@ -1,0 +1,80 @@
+"""A SQLite primary stopped inside a transaction is failed over within the bound (issue 10).
+
+Stopped while it holds SQLite's write lock, the primary blocks the backup's
+promotion (it cannot even take the lease) until it is killed. With no
+``fence-after`` in scs.conf the supervisor fences it ``lease-ttl`` seconds
+after detecting the silence, so the failover is done within ``lease-ttl`` +
+2 x ``addp-timeout`` + 1 s of the stop. Real processes; waits are for
+conditions under deadlines.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from confserv.client import open_management
+
+from ..helpers.system import SECRET, System, Writer, healthy, primary_of, sqlite_write_lock_free
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def system(tmp_path: Path) -> Iterator[System]:
+    sys_ = System(tmp_path)
+    sys_.start()
+    try:
+        yield sys_
+    finally:
+        sys_.stop()
+        leftovers = subprocess.run(
+            ["pgrep", "-f", str(sys_.conf)], capture_output=True, text=True
+        ).stdout.split()
+        assert leftovers == [], f"processes left behind: {leftovers}"
+
+
+async def stop_inside_a_transaction(pid: int, sqlite_file: Path) -> float:
+    """SIGSTOP ``pid`` while it holds the database's write lock; the time it was stopped."""
+    with trio.fail_after(60):
+        while True:
+            os.kill(pid, signal.SIGSTOP)
+            stopped = trio.current_time()
+            if not sqlite_write_lock_free(sqlite_file):
+                return stopped
+            os.kill(pid, signal.SIGCONT)
+            await trio.sleep(0.002)
+
+
+async def test_a_sqlite_primary_stopped_inside_a_transaction_is_fenced_in_time(
+    system: System,
+) -> None:
+    rows = await system.wait(healthy)
+    old = primary_of(rows)
+    new = "backup" if old == "confserv" else "confserv"
+    async with open_management("127.0.0.1", system.management_ports[old], SECRET) as m:
+        status = await m.status()
+    if status.get("engine") != "sqlite" or not status.get("lease_ttl"):
+        pytest.skip("the servers do not report engine and lease_ttl in their status yet")
+    bound = status["lease_ttl"] + 2 * system.settings.servers[old].addp.local_timeout + 1.0
+    pid = rows[old]["pid"]
+    writer = Writer.for_system(system)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(writer.run)
+        await writer.until(10)
+        stopped = await stop_inside_a_transaction(pid, system.tmp / "cfg.sqlite")
+        await system.wait(lambda r: r[new]["role"] == "primary", timeout=bound + 20)
+        took = trio.current_time() - stopped
+        await writer.until(len(writer.acked) + 10)
+        writer.stop.set()
+    assert took <= bound, f"failed over in {took:.2f} s, bound {bound:.2f} s:\n{system.log()}"
+    for event_id in (40302, 40312, 40304, 40306):  # silent, fenced, forced, promoted
+        assert system.logged(event_id) >= 1, f"event {event_id} missing:\n{system.log()}"
+    await system.wait(lambda r: healthy(r) and r[old]["role"] == "backup")
+    await writer.check(system.address(new))
