@@ -1,0 +1,68 @@
+"""A supervisor restarted while its primary is too busy to answer (issue 10).
+
+The new supervisor cannot reach the stopped primary in time to adopt it, so
+it starts a copy, which cannot run beside the real one and exits. That exit
+is not proof of death: the real primary, once it answers, is adopted, and
+nothing is force-promoted over it. Real processes; waits are for conditions.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from ..helpers.system import System, healthy, primary_of, stop_outside_a_transaction
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def system(tmp_path: Path) -> Iterator[System]:
+    sys_ = System(tmp_path)
+    sys_.start()
+    try:
+        yield sys_
+    finally:
+        sys_.stop()
+        leftovers = subprocess.run(
+            ["pgrep", "-f", str(sys_.conf)], capture_output=True, text=True
+        ).stdout.split()
+        assert leftovers == [], f"processes left behind: {leftovers}"
+
+
+def started_lines(system: System, section: str) -> list[str]:
+    return [x for x in system.log().splitlines() if f" 40101 Server '{section}' started" in x]
+
+
+async def test_a_failed_duplicate_start_is_not_proof_of_the_primarys_death(
+    system: System,
+) -> None:
+    rows = await system.wait(healthy)
+    old = primary_of(rows)
+    pid = rows[old]["pid"]
+    assert system.proc is not None
+    system.proc.kill()  # the supervisor dies; its servers live on
+    system.proc.wait()
+    await stop_outside_a_transaction(pid, system.tmp / "cfg.sqlite")  # too busy to answer
+    try:
+        system.start()
+        # Its adoption's status request times out, so it starts a copy ...
+        with trio.fail_after(30):
+            while not started_lines(system, old):
+                await trio.sleep(0.05)
+    finally:
+        os.kill(pid, signal.SIGCONT)  # ... and the real primary answers again
+    rows = await system.wait(lambda r: healthy(r) and r[old]["pid"] == pid, timeout=60)
+    assert rows[old]["role"] == "primary"
+    assert system.logged(40304) == 0, f"force-promoted over a live primary:\n{system.log()}"
+    assert system.logged(40301) == 0
+    with trio.fail_after(30):  # the real one is adopted: its pid is the one watched
+        while f"Server '{old}' already running as pid {pid}" not in system.log():
+            await trio.sleep(0.05)
+    os.kill(pid, 0)  # alive all along
