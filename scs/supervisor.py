@@ -47,6 +47,7 @@ class Supervisor:
         self.core = SupervisorCore(settings, rng)
         self.processes: dict[str, trio.Process] = {}
         self.adopted: dict[str, int] = {}  # found running at start-up: name -> pid
+        self._pidfds: dict[str, int] = {}  # name -> pidfd of its adopted process
         self._wake = trio.Event()
         self._nursery: trio.Nursery | None = None
         self.changed = trio.Event()  # set (and replaced) whenever anything happened
@@ -85,8 +86,7 @@ class Supervisor:
             elif isinstance(action, Adopt):
                 self._nursery.start_soon(self._adopt, action.server, action.pid)
             elif isinstance(action, Fence):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(action.pid, signal.SIGKILL)  # a watched pid: its exit is then seen
+                self._fence(action.server, action.pid)
 
     # -- running ----------------------------------------------------------------
 
@@ -183,15 +183,33 @@ class Supervisor:
             answer = _pid_of(status) if status is not None else None
             self.feed(self.core.adoption_failed, name, pid, answer or None, str(why))
             return
-        self.adopted[name] = pid
+        self.adopted[name], self._pidfds[name] = pid, fd
         try:
             self.log.emit(events.PROCESS_ADOPTED, server=name, pid=pid)
             self.feed(self.core.process_started, name, pid)
             await trio.lowlevel.wait_readable(fd)
         finally:
+            del self._pidfds[name]
             os.close(fd)  # (on cancellation it stays in self.adopted, for stop_all)
         self.adopted.pop(name, None)
         self.feed(self.core.process_exited, name, pid, "exited (adopted process)")
+
+    def _fence(self, name: str, pid: int) -> None:
+        """SIGKILL the very process watched as ``pid`` (never a pid since reused)."""
+        with contextlib.suppress(ProcessLookupError):
+            proc = self.processes.get(name)
+            if proc is not None and proc.pid == pid:
+                proc.kill()  # our child: its pid is ours until we reap it
+                return
+            if self.adopted.get(name) == pid and name in self._pidfds:
+                signal.pidfd_send_signal(self._pidfds[name], signal.SIGKILL)
+                return
+            self.log.emit(
+                events.ACTION_FAILED,
+                action="fence",
+                server=name,
+                reason=f"pid {pid} is no longer the process watched",
+            )
 
     async def _ask_status(self, name: str) -> tuple[dict[str, Any] | None, str]:
         return await self._command(name, lambda m: m.status(), timeout=ASK_TIMEOUT)

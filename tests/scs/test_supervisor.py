@@ -88,3 +88,28 @@ async def test_a_pid_that_cannot_be_watched_is_asked_about_not_reported_as_an_ex
         assert not logged(out, 40102)  # no exit was seen, none is reported
         assert not logged(out, 40304)  # and nothing forced
         assert sup.adopted == {}
+
+
+async def test_fencing_kills_the_very_process_watched_and_nothing_else(tmp_path: Path) -> None:
+    sup, out = supervisor(tmp_path)
+    proc, bystander = sleeper(), sleeper()
+    try:
+        async with trio.open_nursery() as nursery:
+            sup._nursery = nursery
+            nursery.start_soon(sup._adopt, "a", proc.pid)
+            with trio.fail_after(30):
+                while sup.core.members["a"].watched != proc.pid:
+                    await sup.changed.wait()
+            sup._fence("a", bystander.pid)  # not the process watched: refused
+            assert "pid" in logged(out, 40503)[0]
+            sup._fence("a", proc.pid)  # through its pidfd
+            with trio.fail_after(30):
+                while sup.core.members["a"].watched is not None:
+                    await sup.changed.wait()
+            nursery.cancel_scope.cancel()
+        assert proc.wait(timeout=30) == -9
+        assert bystander.poll() is None
+    finally:
+        for p in (proc, bystander):
+            p.kill()
+            p.wait()
