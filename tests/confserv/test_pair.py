@@ -312,3 +312,35 @@ async def test_a_proxy_serves_reads_relays_writes_and_follows_a_failover(
         note = await watcher.notification()
         assert note["data"]["name"] == "t-after-failover"
         assert note["epoch"] == 2
+
+
+async def test_options_that_differ_between_primary_and_backup_raise_an_alarm_on_both(
+    db_settings: DatabaseSettings, nursery: trio.Nursery
+) -> None:
+    """The seed: the backup's options must be the primary's, log options aside."""
+    from addp import AddpOptions
+
+    primary = Server(db_settings, "confserv")
+    backup = Server(db_settings, "backup", max_frame_size=1 << 20, addp=AddpOptions.addp(2, 2))
+    await init_database(primary.settings, backup.settings, ADMIN_PASSWORD)
+    await primary.start(nursery)
+    await wait_for(lambda: primary.rt.role == "primary")
+    await backup.start(nursery)
+    await wait_for(lambda: 20173 in primary.rt.alarms and 20173 in backup.rt.alarms)
+    for server in (primary, backup):
+        text = server.rt.status()["alarms"][0]
+        assert text.startswith("20173 options differ from ")
+        assert "[server] max-frame-size: here" in text
+        assert "[server] addp-timeout" in text
+        assert server.log.ids().count(20173) == 1
+    # Ports and names differ between the two, and are not reported.
+    assert "port:" not in primary.rt.alarms[20173].replace("max-frame-size", "")
+
+
+async def test_equal_options_raise_no_alarm(pair: tuple[Server, Server]) -> None:
+    primary, backup = pair
+    await wait_for(lambda: backup.rt.service.last_serial == primary.rt.service.last_serial)
+    async with client(primary) as c:
+        await c.create("Host", {"name": "x"})
+    await wait_for(lambda: backup.rt.service.last_serial == primary.rt.service.last_serial)
+    assert primary.rt.alarms == backup.rt.alarms == {}

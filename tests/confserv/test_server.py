@@ -378,3 +378,80 @@ async def test_a_commit_that_fails_unexpectedly_after_landing_leaves_no_gap(
         assert made["serial"] == service.last_serial
         names = {h["name"] for h in await c.read("Host")}
     assert {"landed-unanswered", "after-the-failure"} <= names  # memory caught up
+
+
+async def test_the_writers_answer_comes_before_the_notification_of_its_change(
+    server: dict[str, Any],
+) -> None:
+    """docs/protocol.md 10.5: on the connection that made a write, the answer first."""
+    host, port = server["address"]
+    async with connect(host, port, AddpOptions()) as link:
+        await link.send(
+            {"op": "register", "id": 1, "app": "w", "user": "default", "password": ADMIN_PASSWORD}
+        )
+        assert (await link.receive())["ok"]
+        await link.send({"op": "subscribe", "id": 2})
+        assert (await link.receive())["ok"]
+        for i in range(20):
+            await link.send(
+                {"op": "create", "id": 10 + i, "type": "Host", "object": {"name": f"o{i}"}}
+            )
+            first = await link.receive()
+            assert first.get("re") == 10 + i, f"got {first} before the answer"
+            second = await link.receive()
+            assert second["notify"]["serial"] == first["serial"]
+
+
+async def test_memory_behind_the_database_catches_up_and_never_overwrites_newer_values(
+    server: dict[str, Any],
+) -> None:
+    """Two services on one database (as two servers were when each had its own lease):
+    the one whose memory is behind catches up inside its write, and its update is a
+    delta on the stored row, so the other's acknowledged value survives."""
+    if server["settings"].db.engine != "sqlite":
+        pytest.skip("a second service beside the server's needs its store's event loop")
+    from confserv.service import ConfigService
+
+    ahead = server["runtime"].service
+    store = ahead.store
+    behind = ConfigService(store)
+    await behind.reload()
+    behind.epoch, behind.writable = ahead.epoch, True
+    host = await ahead.create("Host", {"name": "shared"})
+    late = await behind.create("Host", {"name": "other"})  # catches up first, then commits
+    assert late.serial == host.serial + 1
+    await behind.update("Host", host.dbid, {"ip_address": "10.0.0.1"})
+    await ahead.update("Host", host.dbid, {"os_type": "windows"})  # behind by two: catches up
+    await behind.update("Host", host.dbid, {"lca_port": 5000})  # behind by one: catches up
+    [stored] = [o for o in (await store.load()).objects if o["name"] == "shared"]
+    assert (stored["ip_address"], stored["os_type"], stored["lca_port"]) == (
+        "10.0.0.1",
+        "windows",
+        5000,
+    )
+    assert behind.get("Host", host.dbid) == stored
+
+
+async def test_a_change_memory_cannot_apply_reloads_instead_of_wedging(
+    server: dict[str, Any],
+) -> None:
+    """Found with two primaries on one database: a delete on one, then an update on the
+    other, wedged the second (KeyError in apply during catch_up). Now it reloads."""
+    if server["settings"].db.engine != "sqlite":
+        pytest.skip("a second service beside the server's needs its store's event loop")
+    from confserv.service import ConfigService
+
+    primary = server["runtime"].service
+    follower = ConfigService(primary.store)
+    await follower.reload()
+    reloads: list[str] = []
+    follower.on_reload = reloads.append
+    made = await primary.create("Host", {"name": "doomed"})
+    await follower.catch_up()
+    follower._objects["Host"].pop(made.dbid)  # memory that is not the database's
+    await primary.update("Host", made.dbid, {"ip_address": "10.0.0.9"})
+    await primary.delete("Host", made.dbid)
+    assert await follower.catch_up() == -1  # reloaded, not wedged
+    assert reloads and "which memory does not have" in reloads[0]
+    assert follower.last_serial == primary.last_serial
+    assert follower.find("Host", "doomed") is None
