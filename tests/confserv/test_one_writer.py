@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -237,15 +236,13 @@ async def test_an_older_copy_restored_under_the_pair_stops_it_until_reloaded(
     # The operator reloads; the server serves what the database holds, and the
     # next write gets a serial (and a dbid) never issued before.
     for proc in (primary, backup):
-        out = subprocess.run(
+        out = await trio.run_process(
             [str(BIN / "cfgctl"), "reload", "--server", f"127.0.0.1:{proc.mport}"],
             env={"CFG_SECRET": SECRET, "PATH": str(BIN)},
-            capture_output=True,
-            text=True,
-            timeout=30,
+            capture_stdout=True,
             check=True,
         )
-        assert out.stdout.startswith("reloaded: ")
+        assert out.stdout.decode().startswith("reloaded: ")
     async with open_client([primary.address], app="r", user="default", password=PASSWORD) as c:
         assert {d["name"] for d in await c.read("DN")} == {"old0", "old1", "old2"}
         answer = await c.create("DN", {"name": "after"})
@@ -274,10 +271,10 @@ async def test_a_deleted_sqlite_file_is_not_recreated_and_stops_the_server(
     status: dict[str, Any] = await primary.status() or {}
     assert status["writable"] is False
     assert "was deleted while open" in status["alarms"][0]
-    assert not path.exists(), "a server re-created the deleted database"
+    assert not await trio.Path(path).exists(), "a server re-created the deleted database"
     # A server started on the missing file refuses, and creates nothing either.
     backup = servers["backup"]
     backup.start()
     code, line = exit_line(backup)
     assert (code, "does not exist: run 'cfgctl init'" in line) == (2, True)
-    assert not path.exists()
+    assert not await trio.Path(path).exists()

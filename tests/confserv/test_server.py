@@ -452,6 +452,7 @@ async def test_a_change_memory_cannot_apply_reloads_instead_of_wedging(
     await primary.update("Host", made.dbid, {"ip_address": "10.0.0.9"})
     await primary.delete("Host", made.dbid)
     assert await follower.catch_up() == -1  # reloaded, not wedged
-    assert reloads and "which memory does not have" in reloads[0]
+    assert reloads
+    assert "which memory does not have" in reloads[0]
     assert follower.last_serial == primary.last_serial
     assert follower.find("Host", "doomed") is None
