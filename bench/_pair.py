@@ -69,7 +69,7 @@ def write_pair_config(
     """
     ports = {section: (free_port(), free_port()) for section in (PRIMARY, BACKUP, PROXY)}
     common = (
-        f"management-secret = {SECRET}\nserver = dbserver\npair = {PRIMARY}\n"
+        f"management-secret = {SECRET}\nserver = dbserver\n"
         f"lease-ttl = {lease_ttl:g}\nlease-renew = {lease_renew:g}\n"
     )
     masters = ",".join(f"{HOST}:{ports[s][1]}" for s in (PRIMARY, BACKUP))

@@ -213,7 +213,7 @@ class ScsSystem(ScsProcess):
         self.ports = {FIRST: (p[0], p[1]), SECOND: (p[2], p[3])}
         self.conf = directory / "confserv.conf"
         common = (
-            f"management-secret = {SECRET}\nserver = db\npair = {FIRST}\n"
+            f"management-secret = {SECRET}\nserver = db\n"
             f"lease-ttl = {lease_ttl:g}\nlease-renew = {lease_renew:g}\n"
             f"protocol = addp\naddp-timeout = {addp_timeout:g}\n"
         )

@@ -84,7 +84,6 @@ def write_config(
             f"[{SECTION}]",
             f"port = {port}",
             "server = dbserver",
-            f"pair = {SECTION}",
             "",
         ]
     )

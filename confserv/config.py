@@ -21,16 +21,15 @@ the section and the option, e.g.
 
 from __future__ import annotations
 
-import codecs
-import configparser
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal
 
 from addp import DEFAULT_MAX_FRAME_SIZE, OPTION_NAMES, AddpOptions, OptionError
 from addp._frames import MAX_MAX_FRAME_SIZE, MIN_MAX_FRAME_SIZE
+
+from .config_format import ConfigError, Section, read_sections
 
 __all__ = [
     "DATABASE_OPTIONS",
@@ -50,7 +49,6 @@ __all__ = [
 _Engine = Literal["sqlite", "postgre"]
 _Verbose = Literal["all", "debug", "trace", "interaction", "standard", "none"]
 _Mode = Literal["master", "proxy"]
-_T = TypeVar("_T")
 
 #: Options of the server's own section (``[confserv]``, ``[Backup CS]``, ...).
 SERVER_OPTIONS: frozenset[str] = frozenset(
@@ -109,10 +107,6 @@ HISTORY_OPTIONS: frozenset[str] = frozenset(
     }
 )
 
-#: Name given to configparser's DEFAULT section: no file can write it, so a
-#: ``[DEFAULT]`` section in a file is an ordinary section and nothing is inherited.
-_NO_DEFAULT_SECTION = "\0default"
-
 _ENGINES: dict[str, _Engine] = {"sqlite": "sqlite", "postgre": "postgre"}
 #: Engines Genesys supports and this project does not.
 _UNSUPPORTED_ENGINES = frozenset({"mssql", "oracle", "db2"})
@@ -137,39 +131,6 @@ _BOOLEANS: dict[str, bool] = {
 }
 _STREAMS = frozenset({"stdout", "stderr"})
 _SQLITE_IN_MEMORY = ":memory:"
-
-
-class ConfigError(Exception):
-    """A configuration file cannot be read, or holds something the server refuses.
-
-    ``str(err)`` is one line: the file, then ``[section] option:`` when the
-    problem belongs to one option, then what is wrong, e.g.
-    ``confserv.conf: [confserv] port: 'abc' is not a port number (1 to 65535)``
-    or ``confserv.conf: no section [confserv]``.
-
-    Attributes:
-        file: The configuration file, as the caller named it.
-        section: The section the problem is in or about, else None.
-        option: The option the problem is in (lower case), else None.
-        detail: What is wrong, without the location.
-    """
-
-    def __init__(
-        self,
-        file: Path | str,
-        detail: str,
-        section: str | None = None,
-        option: str | None = None,
-    ) -> None:
-        self.file = Path(file)
-        self.detail = detail
-        self.section = section
-        self.option = option
-        where = f"[{section}] {option}: " if option is not None else ""
-        super().__init__(f"{self.file}: {where}{detail}")
-
-    def __reduce__(self) -> tuple[type[ConfigError], tuple[Path, str, str | None, str | None]]:
-        return (type(self), (self.file, self.detail, self.section, self.option))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -296,77 +257,6 @@ class ServerSettings:
     advertise_host: str | None = None
     advertise_port: int | None = None
     advertise_management_port: int | None = None
-
-
-def read_sections(file: Path | str) -> dict[str, dict[str, str]]:
-    """Read a configuration file into ``{section: {option: value}}``, unchecked.
-
-    Sections keep the file's order and spelling; option names are in lower
-    case; values are stripped. Only the format is checked: a line that is not
-    a ``[section]``, an ``option = value`` or a comment, an option before the
-    first section, a section or an option given twice, and a value continued
-    on an indented line are errors.
-
-    Raises:
-        ConfigError: the file cannot be read or is not in the format.
-    """
-    path = Path(file)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise ConfigError(
-            path, f"cannot read the file: not UTF-8 text (byte {err.start} is not valid)"
-        ) from None
-    except OSError as err:
-        raise ConfigError(path, f"cannot read the file: {err.strerror or err}") from None
-
-    parser = configparser.ConfigParser(
-        delimiters=("=",),
-        comment_prefixes=("#", ";"),
-        inline_comment_prefixes=None,
-        strict=True,
-        empty_lines_in_values=False,
-        default_section=_NO_DEFAULT_SECTION,
-        interpolation=None,
-    )
-    lines = text.split("\n")
-    try:
-        parser.read_string(text, source=str(path))
-    except configparser.DuplicateOptionError as err:
-        raise ConfigError(
-            path, f"given twice (again on line {err.lineno})", err.section, err.option
-        ) from None
-    except configparser.DuplicateSectionError as err:
-        raise ConfigError(
-            path, f"section [{err.section}] given twice (again on line {err.lineno})", err.section
-        ) from None
-    except configparser.MissingSectionHeaderError as err:
-        line = lines[err.lineno - 1].strip()
-        raise ConfigError(
-            path, f"line {err.lineno}: {line!r} comes before the first [section]"
-        ) from None
-    except configparser.ParsingError as err:
-        lineno = err.errors[0][0]
-        line = lines[lineno - 1].strip()
-        raise ConfigError(
-            path, f"line {lineno}: {line!r} is not a [section], an option = value or a comment"
-        ) from None
-    except configparser.Error as err:  # pragma: no cover - no other error is raised by reading
-        raise ConfigError(path, f"cannot parse the file: {err.message}") from None
-
-    sections: dict[str, dict[str, str]] = {}
-    for name in parser.sections():
-        options = dict(parser.items(name, raw=True))
-        for option, value in options.items():
-            if "\n" in value:
-                raise ConfigError(
-                    path,
-                    "the value goes on over an indented line (options start at the line's start)",
-                    name,
-                    option,
-                )
-        sections[name] = options
-    return sections
 
 
 def load_server_settings(file: Path | str, section: str) -> ServerSettings:
@@ -523,106 +413,3 @@ def _history(path: Path, sections: Mapping[str, Mapping[str, str]]) -> HistorySe
             "audit-max-records", 1000, low=1, high=1000, what=records
         ),
     )
-
-
-@dataclass(frozen=True, slots=True)
-class Section:
-    """One section being checked: turns its texts into values or located errors.
-
-    Public so that other readers of the same format (the supervisor's scs.conf)
-    check values the same way and report errors the same way.
-    """
-
-    file: Path
-    name: str
-    options: Mapping[str, str]
-
-    def error(self, option: str, detail: str) -> ConfigError:
-        """An error about ``option`` of this section."""
-        return ConfigError(self.file, detail, self.name, option)
-
-    def check_known(self, known: frozenset[str]) -> None:
-        """Refuse the first option (in file order) that is not in ``known``."""
-        for option in self.options:
-            if option not in known:
-                raise self.error(option, "unknown option")
-
-    def text(self, option: str) -> str | None:
-        """The option's text; None when absent or empty."""
-        return self.options.get(option) or None
-
-    def choice(self, option: str, words: Mapping[str, _T], default: _T) -> _T:
-        """One of ``words`` (not case-sensitive)."""
-        text = self.text(option)
-        if text is None:
-            return default
-        try:
-            return words[text.lower()]
-        except KeyError:
-            raise self.error(option, f"{text!r} is not one of {', '.join(words)}") from None
-
-    def integer(self, option: str, default: int, *, low: int, high: int, what: str) -> int:
-        """A whole number from ``low`` to ``high``; ``what`` names it in the error."""
-        value = self._integer(option, low=low, high=high, what=what)
-        return default if value is None else value
-
-    def port(self, option: str) -> int | None:
-        """A TCP port (1 to 65535); None when not set."""
-        return self._integer(option, low=1, high=65535, what="a port number")
-
-    def _integer(self, option: str, *, low: int, high: int, what: str) -> int | None:
-        text = self.text(option)
-        if text is None:
-            return None
-        if not (text.isascii() and text.isdigit() and low <= int(text) <= high):
-            raise self.error(option, f"{text!r} is not {what} ({low} to {high})")
-        return int(text)
-
-    def seconds(
-        self, option: str, default: float, *, low: float, high: float, above_low: bool = False
-    ) -> float:
-        """A number of seconds from ``low`` (excluded when ``above_low``) to ``high``."""
-        text = self.text(option)
-        if text is None:
-            return default
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        in_range = value > low if above_low else value >= low
-        if not (math.isfinite(value) and in_range and value <= high):
-            bounds = f"more than {low:g}, at most {high:g}" if above_low else f"{low:g} to {high:g}"
-            raise self.error(option, f"{text!r} is not a number of seconds ({bounds})")
-        return value
-
-    def encoding(self, option: str, default: str) -> str:
-        """A text encoding Python knows, by the name Python gives it."""
-        text = self.text(option)
-        if text is None:
-            return default
-        try:
-            name = codecs.lookup(text).name
-            "".encode(name)  # refuses codecs that are not text encodings (base64, rot13)
-        except LookupError:
-            raise self.error(option, f"{text!r} is not a text encoding Python knows") from None
-        return name
-
-    def masters(self, option: str) -> tuple[tuple[str, int], ...]:
-        """A comma-separated list of ``host:port`` (``[::1]:port`` for IPv6); required."""
-        text = self.text(option)
-        if text is None:
-            raise self.error(option, "missing (a proxy needs its master as host:port)")
-        masters: list[tuple[str, int]] = []
-        for item in (part.strip() for part in text.split(",")):
-            host, _, port_text = item.rpartition(":")
-            if host.startswith("[") and host.endswith("]"):
-                host = host[1:-1]
-            elif ":" in host:
-                host = ""  # an IPv6 address must be written in brackets
-            port_ok = port_text.isascii() and port_text.isdigit() and 1 <= int(port_text) <= 65535
-            if not host or not port_ok:
-                raise self.error(option, f"{item!r} is not host:port (port 1 to 65535)")
-            if (host, int(port_text)) in masters:
-                raise self.error(option, f"{item!r} is listed twice")
-            masters.append((host, int(port_text)))
-        return tuple(masters)

@@ -202,6 +202,24 @@ ERRORS_BY_CODE: dict[str, type[RequestError]] = {
 }
 
 
+class ChangeGapError(Exception):
+    """A change arrived whose serial is not the next one: the gap must be filled first."""
+
+    def __init__(self, expected: int, got: int) -> None:
+        super().__init__(f"change serial {got} arrived, expected {expected}")
+        self.expected = expected
+        self.got = got
+
+
+class StaleEpochError(Exception):
+    """A change from an older epoch than one already applied: refused (design invariant 3)."""
+
+
+class ApplyError(Exception):
+    """A change could not be applied to memory (it names an object memory does not
+    have): memory is not the database's, and must be reloaded."""
+
+
 class ConnectionLostError(ConfServError):
     """The connection ended while a request was in flight.
 

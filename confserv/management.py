@@ -19,10 +19,10 @@ from addp import Link, LinkEnded
 
 from . import events
 from .errors import AuthError, BackupModeError, BadRequestError, HistoryExpiredError, RequestError
+from .fanout import Subscription
 from .options_check import options_diff
 from .protocol import MANAGEMENT_OPS, READ_CHUNK, arg, error, ok, parse_request
 from .runtime import Runtime
-from .service import Subscription
 
 #: Operations too frequent or too plain to log (polls, keep-alives, relayed writes).
 _QUIET_OPS = frozenset({"status", "ack", "watch", "forward"})

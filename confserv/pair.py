@@ -22,12 +22,15 @@ from . import events
 from .client import open_management
 from .config import ServerSettings
 from .errors import (
+    ApplyError,
+    ChangeGapError,
     ClaimLostError,
     ConfServError,
     FencedError,
     LeaseHeldError,
     PromotionRefusedError,
     RequestError,
+    StaleEpochError,
     UnavailableError,
 )
 from .instance import Instance
@@ -45,7 +48,6 @@ from .roles import (
     TakeLease,
 )
 from .runtime import Runtime
-from .service import ApplyError, ChangeGapError, StaleEpochError
 from .store import Change, ConfigStore, Holder, Lease
 
 #: Seconds between a backup's attempts to reach the primary.

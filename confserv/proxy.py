@@ -33,16 +33,19 @@ from .app import serve_ports
 from .client import ManagementClient, open_management
 from .config import ServerSettings
 from .errors import (
+    ApplyError,
     BackupModeError,
+    ChangeGapError,
     ConfServError,
     ConnectionLostError,
     NoPrimaryError,
     NotSentError,
     OutcomeUnknownError,
+    StaleEpochError,
 )
 from .eventlog import EventLog
 from .runtime import Runtime
-from .service import ApplyError, ChangeGapError, ConfigService, StaleEpochError
+from .service import ConfigService
 from .store import Change, Snapshot
 
 #: Seconds between attempts to reach a primary while none is connected.

@@ -23,10 +23,10 @@ from .errors import (
     NotRegisteredError,
     RequestError,
 )
+from .fanout import SUBSCRIBER_BUFFER, Subscription, public_change
 from .objects import check_type
 from .protocol import CLIENT_OPS, READ_CHUNK, arg, error, ok, parse_request
 from .runtime import Runtime
-from .service import SUBSCRIBER_BUFFER, Subscription, public_change
 from .store import Change
 
 #: Operations whose answer must precede the notification of their own change.

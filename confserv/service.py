@@ -12,29 +12,27 @@ from __future__ import annotations
 
 import collections
 import copy
-import hashlib
-import hmac
 import logging
-import os
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 
-from addp import encode_payload
-
 from .errors import (
+    ApplyError,
     BadRequestError,
+    ChangeGapError,
     ConstraintError,
     DatabaseMismatchError,
     FencedError,
     HistoryExpiredError,
     NotFoundError,
     ReadOnlyError,
+    StaleEpochError,
     StaleMemoryError,
     UnavailableError,
 )
+from .fanout import NotificationCache, Subscription
 from .objects import (
     STORED_SECRET,
     apply_delta,
@@ -46,60 +44,12 @@ from .objects import (
     public_view,
     references,
 )
-from .passwords import verify_password
+from .passwords import PasswordChecks, off_loop_if_hashing
 from .store import Change, ConfigStore, Snapshot, Write
 
 _log = logging.getLogger(__name__)
 
-#: Changes buffered per subscriber before it is cut off as too slow.
-SUBSCRIBER_BUFFER = 10_000
-
 Key = tuple[str, int]
-
-
-class ChangeGapError(Exception):
-    """A change arrived whose serial is not the next one: the gap must be filled first."""
-
-    def __init__(self, expected: int, got: int) -> None:
-        super().__init__(f"change serial {got} arrived, expected {expected}")
-        self.expected = expected
-        self.got = got
-
-
-class StaleEpochError(Exception):
-    """A change from an older epoch than one already applied: refused (design invariant 3)."""
-
-
-class ApplyError(Exception):
-    """A change could not be applied to memory (it names an object memory does not
-    have): memory is not the database's, and must be reloaded."""
-
-
-@dataclass(eq=False)
-class Subscription:
-    """One subscriber's filter and its bounded queue of changes.
-
-    ``deliver``, when set, takes each wanted change at once, in the publisher's
-    task, instead of the queue (a client session writes it straight to its
-    socket); it returns False when the subscriber must be dropped.
-    """
-
-    types: set[str] = field(default_factory=set)
-    objects: set[Key] = field(default_factory=set)
-    everything: bool = False
-    overflowed: bool = False
-    deliver: Callable[[Change], bool] | None = None
-
-    def __post_init__(self) -> None:
-        self.send, self.receive = trio.open_memory_channel[Change](SUBSCRIBER_BUFFER)
-
-    def wants(self, change: Change) -> bool:
-        """Whether this subscriber asked for ``change``."""
-        return (
-            self.everything
-            or change.type in self.types
-            or (change.type, change.dbid) in self.objects
-        )
 
 
 class ConfigService:
@@ -125,9 +75,7 @@ class ConfigService:
         #: proxy has no database at all).
         self._recent: collections.deque[Change] = collections.deque(maxlen=history_limit)
         self.write_lock = trio.Lock()
-        self._auth_key = os.urandom(32)
-        self._auth_cache: set[tuple[str, bytes]] = set()
-        self._auth_running: dict[tuple[str, bytes], trio.Event] = {}
+        self._passwords = PasswordChecks()
         self._uncertain = False
         self._applied = trio.Event()
         #: Why nothing is served (the database is not what was served), or None.
@@ -247,30 +195,14 @@ class ConfigService:
             )
         if person is None or person.get("state") != "enabled":
             return False
-        stored = person.get(STORED_SECRET) or ""
-        if not stored:
-            return False
-        token = (stored, hmac.new(self._auth_key, password.encode(), hashlib.sha256).digest())
-        while (running := self._auth_running.get(token)) is not None:
-            await running.wait()  # the same check is under way: share its result
-        if token in self._auth_cache:
-            return True
-        self._auth_running[token] = done = trio.Event()
-        try:
-            ok = await trio.to_thread.run_sync(verify_password, password, stored)
-        finally:
-            del self._auth_running[token]
-            done.set()
-        if ok:
-            self._auth_cache.add(token)
-        return ok
+        return await self._passwords.check(person.get(STORED_SECRET) or "", password)
 
     # -- writes ---------------------------------------------------------------
 
     async def create(self, type_name: str, data: Any) -> Change:
         """Create an object; returns the committed change (with its dbid and serial)."""
         check_type(type_name)
-        obj = await _off_loop_if_hashing(new_object, type_name, data)
+        obj = await off_loop_if_hashing(new_object, type_name, data)
 
         def prepare() -> Write:
             self._check_name_free(type_name, obj["name"], None)
@@ -282,7 +214,7 @@ class ConfigService:
     async def update(self, type_name: str, dbid: Any, delta: Any, options: Any = None) -> Change:
         """Change some fields and/or options of an object."""
         check_type(type_name)
-        fields, opts = await _off_loop_if_hashing(check_delta, type_name, delta, options)
+        fields, opts = await off_loop_if_hashing(check_delta, type_name, delta, options)
         if not fields and not opts:
             raise BadRequestError("an update must change at least one field or option")
 
@@ -557,46 +489,3 @@ class ConfigService:
                 f"kept (max-records {self.history_limit}); reload the configuration"
             )
         return [c for c in changes if c.serial <= self.last_serial]
-
-
-async def _off_loop_if_hashing(fn: Any, type_name: str, *args: Any) -> Any:
-    """Validate in a worker thread when a password must be hashed (scrypt is slow)."""
-    if any(isinstance(a, Mapping) and "password" in a for a in args):
-        return await trio.to_thread.run_sync(fn, type_name, *args)
-    return fn(type_name, *args)
-
-
-class NotificationCache:
-    """The encoded ``{"notify": ...}`` message of recent changes, built once per change.
-
-    With a thousand subscribers a change is encoded once, not a thousand times.
-    """
-
-    def __init__(self, size: int = 256) -> None:
-        self._size = size
-        self._items: collections.OrderedDict[int, bytes] = collections.OrderedDict()
-
-    def encoded(self, change: Change) -> bytes:
-        """The msgpack bytes of the client notification for ``change``."""
-        data = self._items.get(change.serial)
-        if data is None:
-            data = encode_payload({"notify": public_change(change)})
-            self._items[change.serial] = data
-            if len(self._items) > self._size:
-                self._items.popitem(last=False)
-        return data
-
-
-def public_change(change: Change) -> dict[str, Any]:
-    """A change as a notification to clients: secrets removed."""
-    wire = change.to_wire()
-    data = dict(change.data)
-    if change.op == "add":
-        data = public_view(data)
-    elif change.op == "change":
-        data = {
-            **data,
-            "delta": {k: v for k, v in data.get("delta", {}).items() if k != STORED_SECRET},
-        }
-    wire["data"] = data
-    return wire
