@@ -53,6 +53,24 @@ async def stop_outside_a_transaction(pid: int, sqlite_file: str | Path | None) -
     raise AssertionError("the process never left its transaction")
 
 
+async def stop_inside_a_transaction(pid: int, sqlite_file: str | Path) -> float:
+    """SIGSTOP ``pid`` while it holds the SQLite database's write lock; the trio time
+    it was stopped. The worst case for a failover on SQLite: nobody can even take
+    the lease until the process is killed."""
+    with trio.fail_after(60):
+        while True:
+            os.kill(pid, signal.SIGSTOP)
+            stopped = trio.current_time()
+            if not sqlite_write_lock_free(sqlite_file):
+                # Another process's short transaction (the backup renewing its claim)
+                # holds the lock for a millisecond; the stopped one holds it for good.
+                await trio.sleep(0.05)
+                if not sqlite_write_lock_free(sqlite_file):
+                    return stopped
+            os.kill(pid, signal.SIGCONT)
+            await trio.sleep(0.002)
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now."""
     with socket.socket() as s:
