@@ -1,12 +1,14 @@
 """One supervisor per ``scs.conf`` on a host: an ``flock`` on a file named after it.
 
-The lock file lives in ``$XDG_RUNTIME_DIR`` (else the system's temporary
-directory) and is named by a hash of the scs.conf's real path, so every way
-of naming the same file (relative, through a symlink) finds the same lock. It
-holds the pid of the supervisor that has it. The lock is the open file's:
-the kernel releases it when that process ends, however it ends, and the
-servers it starts do not inherit it (the descriptor is close-on-exec, and
-children are started with ``close_fds``).
+The lock file is ``/tmp/scs-<hash>.lock``, the hash being of the scs.conf's
+real path, so every way of naming the same file (relative, through a
+symlink) finds the same lock. The directory is fixed on purpose: not
+``$XDG_RUNTIME_DIR`` nor ``$TMPDIR``, which differ between a login shell, a
+cron job and a service, and would let two supervisors each find a lock of
+their own. The file holds the pid of the supervisor that has the lock. The
+lock is the open file's: the kernel releases it when that process ends,
+however it ends, and the servers it starts do not inherit it (the descriptor
+is close-on-exec, and children are started with ``close_fds``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 
@@ -27,19 +28,15 @@ class AlreadySupervised(Exception):
         super().__init__(f"{conf} is already supervised by {who} (lock {lock}); stop it first")
 
 
+#: Where the lock files are (the same for every environment on the host).
+LOCK_DIR = Path("/tmp")
+
+
 def lock_path(conf: Path | str, directory: Path | str | None = None) -> Path:
-    """The lock file for ``conf`` (by the hash of its real path)."""
+    """The lock file for ``conf`` (by the hash of its real path), in ``directory`` or LOCK_DIR."""
     real = os.path.realpath(conf)
     digest = hashlib.sha256(real.encode("utf-8", "surrogateescape")).hexdigest()[:20]
-    base = Path(directory) if directory is not None else _runtime_dir()
-    return base / f"scs-{digest}.lock"
-
-
-def _runtime_dir() -> Path:
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime and os.path.isdir(runtime) and os.access(runtime, os.W_OK):
-        return Path(runtime)
-    return Path(tempfile.gettempdir())
+    return Path(directory if directory is not None else LOCK_DIR) / f"scs-{digest}.lock"
 
 
 def hold(conf: Path | str, directory: Path | str | None = None) -> int:
@@ -50,7 +47,12 @@ def hold(conf: Path | str, directory: Path | str | None = None) -> int:
         OSError: the lock file cannot be opened.
     """
     path = lock_path(conf, directory)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        writable = True
+    except PermissionError:  # another user's lock file: it locks all the same
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        writable = False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -60,8 +62,9 @@ def hold(conf: Path | str, directory: Path | str | None = None) -> int:
     except BaseException:
         os.close(fd)
         raise
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    if writable:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
 
 

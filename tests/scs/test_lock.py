@@ -44,6 +44,17 @@ def test_the_lock_is_per_real_path_and_names_its_holder(tmp_path: Path) -> None:
     os.close(lock.hold(link, tmp_path))  # released with its descriptor
 
 
+def test_the_lock_is_found_whatever_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conf = tmp_path / "scs.conf"
+    here = lock.lock_path(conf)
+    assert here.parent == lock.LOCK_DIR
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    assert lock.lock_path(conf) == here  # a cron job and a login shell find the same lock
+
+
 def refused(conf: Path, holder: int, cwd: Path | None = None) -> str:
     """Run a second ``scs -f conf``: it must exit 2 at once with one line; that line."""
     proc = subprocess.run(
