@@ -8,12 +8,20 @@ the design's invariants, as text (an empty list means the run was clean):
 1. no acknowledged write is missing afterwards;
 2. never two servers accept writes in one epoch; epochs only increase;
 3. no client sees serials go back;
-4. a fault shorter than the detection bound causes no failover.
+4. a fault shorter than the detection bound causes no failover;
+5. a misconfigured process (a third master, a second process of an
+   Application) exits 2 with one line, and the primary keeps its epoch;
+6. when the record holds the database itself (real runs), the database-wide
+   oracle of :mod:`tests.chaos.oracle`: the History Log's serials contiguous,
+   epochs only increasing, one writer per epoch, every acknowledged write
+   there as told.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from .oracle import DatabaseLog, check_database
 
 
 @dataclass
@@ -48,6 +56,25 @@ class Fault:
 
 
 @dataclass
+class Misconfig:
+    """A misconfigured process the harness started, and what came of it.
+
+    ``exit_code`` None: it was still running at the harness's deadline (then
+    killed). ``epoch_before``/``epoch_after``: the primary's epoch when it was
+    started and once it had exited (a duplicate must not move it).
+    """
+
+    kind: str  # third-master | duplicate-start
+    name: str  # the process as the checker names it (its log's label)
+    start: float
+    end: float
+    exit_code: int | None
+    line: str = ""  # its one 'confserv: ...' line
+    epoch_before: int | None = None
+    epoch_after: int | None = None
+
+
+@dataclass
 class Record:
     """Everything a schedule produced."""
 
@@ -63,6 +90,9 @@ class Record:
     #: expiry, restart): a failover inside that window is blamed on it, not on a
     #: short fault that happens to fall there.
     settle: float = 0.0
+    misconfigs: list[Misconfig] = field(default_factory=list)
+    #: The database as read at the end (real runs): the History Log, the lease, the takes.
+    database: DatabaseLog | None = None
 
     @property
     def failovers(self) -> int:
@@ -129,4 +159,35 @@ def check(record: Record) -> list[str]:
                 f"{fault.kind} of {fault.target} for {fault.duration:.3f} s (< its bound "
                 f"{bound:g} s) caused a failover at epoch {during[0][1]}"
             )
+    violations += _misconfigs(record)
+    if record.database is not None:
+        violations += check_database(record.database, acked, record.promotions)
     return violations
+
+
+def _misconfigs(record: Record) -> list[str]:
+    out: list[str] = []
+    for m in record.misconfigs:
+        if m.exit_code is None:
+            out.append(
+                f"{m.kind} {m.name} was still running {m.end - m.start:.0f} s after it started"
+            )
+        elif m.exit_code != 2:
+            out.append(f"{m.kind} {m.name} exited with code {m.exit_code}, not 2: {m.line!r}")
+        elif not m.line:
+            out.append(f"{m.kind} {m.name} exited 2 without its one line")
+        if m.epoch_before is None or m.epoch_before == m.epoch_after:
+            continue
+        near = [
+            f
+            for f in record.faults
+            if not f.kind.startswith(m.kind)
+            and f.start <= m.end
+            and f.start + f.duration + max(record.settle, record.detection_bound) >= m.start
+        ]
+        if not near:  # another fault of the schedule may have moved it
+            out.append(
+                f"the primary's epoch went from {m.epoch_before} to {m.epoch_after} while "
+                f"{m.kind} {m.name} ran"
+            )
+    return out
