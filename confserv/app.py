@@ -59,6 +59,10 @@ def make_log(settings: ServerSettings) -> EventLog:
     links.handlers[:] = [log.handler(events.BAD_PEER)]
     links.setLevel(logging.INFO)
     links.propagate = False
+    driver = logging.getLogger("asyncpg")  # the pool's reconnect attempts: one line each
+    driver.handlers[:] = [log.handler(events.DB_ERROR, field="reason", traceback=False)]
+    driver.setLevel(logging.WARNING)
+    driver.propagate = False
     return log
 
 

@@ -126,15 +126,23 @@ class EventLog:
         self.lines_written += 1
         return text
 
-    def handler(self, event: LogEvent) -> logging.Handler:
-        """A logging handler that writes library records (e.g. ADDP traces) as ``event``."""
+    def handler(
+        self, event: LogEvent, *, field: str = "text", traceback: bool = True
+    ) -> logging.Handler:
+        """A logging handler that writes library records (e.g. ADDP traces) as ``event``,
+        the record's text in ``field``. ``traceback`` False: a failure's exception is
+        summed up in one line (a driver's retries: their stack says nothing new)."""
         log = self
 
         class _Handler(logging.Handler):
             def emit(self, record: logging.LogRecord) -> None:
                 text = record.getMessage()
-                if record.exc_info:  # a failure: its traceback too, or nobody can fix it
-                    text += "\n" + logging.Formatter().formatException(record.exc_info)
-                log.emit(event, text=text)
+                if record.exc_info and record.exc_info[1] is not None:
+                    if traceback:  # a failure: its traceback too, or nobody can fix it
+                        text += "\n" + logging.Formatter().formatException(record.exc_info)
+                    else:
+                        exc = record.exc_info[1]
+                        text += f": {type(exc).__name__}: {exc}"
+                log.emit(event, **{field: text})
 
         return _Handler()
