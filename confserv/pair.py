@@ -158,7 +158,7 @@ class PairDriver:
             if lease is None or not lease.valid or lease.holder_key == holder.key:
                 return m.lease_read("", False)
             self.rt.primary_hint = _client_address(lease.address)
-            dead = lease.holder == holder.app and _known_dead(lease)
+            dead = _known_dead(lease)  # it ran on this host and is gone: proof of death
             if dead:
                 self.rt.log.emit(
                     events.HOLDER_DEAD, app=lease.holder, process=lease.process, epoch=lease.epoch

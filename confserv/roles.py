@@ -27,7 +27,8 @@ Rules (the project's design notes, ``shared/docs/design.md``, "Who decides roles
 - ``name`` is the holder key of this very process (Application plus instance):
   a lease held by another process of the same Application is another holder's.
   At start, a valid lease whose holder is *known dead* (it ran on this host
-  and its process is gone) is taken by force: that is proof of death.
+  and its process is gone: a crash, then a restart before the lease ran out)
+  is taken by force: that is proof of death.
 """
 
 from __future__ import annotations

@@ -278,3 +278,37 @@ async def test_a_deleted_sqlite_file_is_not_recreated_and_stops_the_server(
     code, line = exit_line(backup)
     assert (code, "does not exist: run 'cfgctl init'" in line) == (2, True)
     assert not await trio.Path(path).exists()
+
+
+async def test_a_lease_left_by_a_killed_process_is_taken_at_once_on_restart(
+    servers: dict[str, Proc], database: Database
+) -> None:
+    """Issue 17: a SIGKILL of the backup in the middle of its promotion took 30.6 s to
+    fail over. The lease it had just taken names a process that is gone; a server
+    started on the same host sees that (pid gone) and takes the lease by force,
+    within 2 x lease-ttl, instead of waiting as backup for somebody to promote it."""
+    import signal
+
+    primary, backup = servers["confserv"], servers["backup"]
+    primary.start()
+    await primary.wait_role("primary")
+    backup.start()
+    await backup.wait_role("backup")
+    primary.signal(signal.SIGKILL)
+    assert primary.proc is not None
+    primary.proc.wait()
+    from confserv.client import open_management
+
+    async with open_management("127.0.0.1", backup.mport, SECRET) as m:
+        assert (await m.switch_to_primary(force=True))["epoch"] == 2
+    backup.signal(signal.SIGKILL)  # killed right after taking the lease
+    assert backup.proc is not None
+    backup.proc.wait()
+    assert database.writers() == [("database", "2", "backup")]
+    started = trio.current_time()
+    primary.start()
+    status = await primary.wait_role("primary", timeout=2 * 2.0)
+    assert trio.current_time() - started < 2 * 2.0
+    assert status["epoch"] == 3
+    assert "20167" in primary.logfile.read_text()
+    assert database.writers() == [("database", "3", "confserv")]
