@@ -105,3 +105,14 @@ async def read_database(
     db.takes = read_takes(logs)
     db.members = members
     return db
+
+
+def save(db: DatabaseLog, path: Path) -> None:
+    """Write what the oracle read, for a post-mortem (a PostgreSQL database is not kept)."""
+    state = {
+        "lease": [db.lease_epoch, db.lease_holder],
+        "serial": db.last_serial,
+        "takes": [[t.epoch, t.holder, t.forced] for t in db.takes],
+        "history": [[r.serial, r.epoch, r.op, r.type, r.name] for r in db.history],
+    }
+    path.write_text(json.dumps(state))

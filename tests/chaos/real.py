@@ -14,13 +14,16 @@ server to the database. Each seeded schedule injects one or two faults:
 - ``partition``: one link cut, blackholed, half-open or delayed, short or long;
 - ``db-stall``: the database stops answering (SQLite: another process holds
   its write lock; PostgreSQL: every backend SIGSTOPped), short or long;
-- ``db-restart``: PostgreSQL restarted (fast shutdown, crash-safe start).
+- ``db-restart``: PostgreSQL restarted (fast shutdown, crash-safe start);
+- misconfigurations (:mod:`tests.chaos.misconfig`): ``third-master``,
+  ``duplicate-start``, ``scs-restart-mid-failover``.
 
 Meanwhile one client writes through the resilient client library, another
 writes and reads through the proxy (read-your-writes), a third reads through
 the proxy; every request is recorded with its start, end, outcome, serial and
 epoch. The system is left to heal, then :mod:`tests.chaos.checker` judges the
-record.
+record, with the History Log and the lease read out of the database itself
+(:mod:`tests.chaos.oracle`).
 
 Known limits of the topology: after a failover the supervisor's ``follow``
 push sends the proxy to the address the supervisor itself uses, so from then
@@ -57,7 +60,10 @@ from confserv.errors import ConfServError, ConnectionLostError, RequestError
 from confserv.resilient import open_resilient_client
 
 from ..helpers.system import PASSWORD, System, healthy, primary_of
+from . import misconfig
 from .checker import Fault, Record, Request, check
+from .dblog import read_database, save
+from .oracle import check_database
 from .relay import Relay
 from .report import Summary, print_summary
 
@@ -92,6 +98,7 @@ FAILOVER_FAULTS = (
     "partition primary-db",
     "db-stall database long",
     "db-restart",
+    "scs-restart-mid-failover",
 )
 
 
@@ -135,8 +142,11 @@ def plan(rng: random.Random, engine: str, most: int = 2) -> list[Planned]:
             ("kill", "kill", "pause", "pause", "partition", "partition", "partition")
             + ("db-stall", "kill-mid-promotion")
             + (("db-restart",) if engine == "postgre" else ())
+            + misconfig.KINDS
         )
-        if kind == "kill":
+        if kind in misconfig.KINDS:
+            faults.append(Planned(at, kind, **misconfig.draw(rng, kind)))
+        elif kind == "kill":
             what = rng.choice(("primary", "primary", "backup", "proxy", "scs"))
             faults.append(Planned(at, kind, what, rng.uniform(0.2, 1.0) if what == "scs" else 0))
         elif kind == "kill-mid-promotion":
@@ -182,6 +192,12 @@ class Harness:
     cluster: Any = None
     #: relay port -> the section it leads to (to name the server a client used)
     sections: dict[int, str] = field(default_factory=dict)
+    dbname: str = ""  # PostgreSQL's database
+    pair: tuple[str, ...] = SERVERS
+    #: the logs of misconfigured processes, by the name the oracle gives them
+    extra_logs: dict[str, Path] = field(default_factory=dict)
+    #: violations of the database's own state already reported (it outlives a schedule)
+    reported: set[str] = field(default_factory=set)
 
     def relay(self, link: str, rows: dict[str, dict[str, Any]]) -> Relay:
         """The relay of ``link`` (``scs-primary``, ``primary-db``...) for the current roles."""
@@ -199,6 +215,7 @@ async def _open_harness(
     names = [f"{src}>{dst}" for dst in SERVERS for src in ("scs", "peer", "proxy", "client")]
     names += ["scs>proxy", "client>proxy"]
     cluster = None
+    dbname = ""
     db_section = None
     extra = ""
     db_of: dict[str, str] = {}
@@ -245,7 +262,7 @@ async def _open_harness(
         relays[f"client>{s}"].target = ("127.0.0.1", system.ports[s])
     relays["scs>proxy"].target = ("127.0.0.1", system.management_ports["proxy"])
     relays["client>proxy"].target = ("127.0.0.1", system.ports["proxy"])
-    harness = Harness(system, relays, engine, cluster)
+    harness = Harness(system, relays, engine, cluster, dbname=dbname)
     harness.sections = {relays[f"client>{s}"].port: s for s in SERVERS}
     return harness
 
@@ -398,16 +415,7 @@ async def _new_log_line(
     h: Harness, offset: int, ids: tuple[int, ...], timeout: float
 ) -> str | None:
     """The first line after byte ``offset`` of the supervisor's log with one of ``ids``."""
-    marks = [f" {i:05d} " for i in ids]
-    with trio.move_on_after(timeout):
-        while True:
-            with h.system.logfile.open("rb") as f:
-                f.seek(offset)
-                for line in f.read().decode(errors="replace").splitlines():
-                    if any(m in line for m in marks):
-                        return line
-            await trio.sleep(0.002)
-    return None
+    return await misconfig.log_line(h.system.logfile, offset, ids, timeout)
 
 
 def _hold_sqlite(path: Path, seconds: float, started: Callable[[], None]) -> None:
@@ -423,6 +431,9 @@ def _hold_sqlite(path: Path, seconds: float, started: Callable[[], None]) -> Non
 
 
 async def _inject(h: Harness, p: Planned, rows: dict[str, dict[str, Any]], record: Record) -> None:
+    if p.kind in misconfig.KINDS:
+        await misconfig.inject(h, p, rows, record)
+        return
     fault = Fault(p.kind, p.label, trio.current_time(), p.duration)
     if p.kind in ("pause", "partition", "db-stall"):
         fault.bound = p.bound_or(DETECTION_BOUND)
@@ -561,7 +572,15 @@ async def one_schedule(h: Harness, seed: int, most: int = 2) -> tuple[Record, li
         if r.op == "write" and r.outcome == "ok" and r.epoch and r.epoch not in seen:
             seen.add(r.epoch)
             record.promotions.append((r.end, r.epoch, r.server or "?"))
-    return record, check(record)
+    logs = {**{s: h.system.tmp / f"{s}.log" for s in SERVERS}, **h.extra_logs}
+    record.database = await read_database(h.system.tmp / "cfg.sqlite", h.cluster, h.dbname, logs)
+    # The database outlives a schedule: what is wrong with it alone is reported once.
+    state = set(check_database(record.database))
+    violations = [v for v in check(record) if v not in state or v not in h.reported]
+    h.reported |= state
+    if violations:
+        save(record.database, h.system.tmp / "database.json")
+    return record, violations
 
 
 #: Where the files of a system that did not heal are copied for a post-mortem.
@@ -598,6 +617,7 @@ async def run(
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         h = await _open_harness(tmp, engine, stack, nursery)
         h.system.start()
+        await misconfig.prepare(h)
         try:
             for s in range(seed, seed + schedules):
                 if time.monotonic() > deadline:

@@ -34,6 +34,9 @@ def test_schedules_replay_from_their_seed_and_cover_every_fault_kind() -> None:
         "partition",
         "db-stall",
         "db-restart",
+        "third-master",
+        "duplicate-start",
+        "scs-restart-mid-failover",
     }
     links = {
         p.what
