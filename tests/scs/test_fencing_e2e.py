@@ -10,8 +10,6 @@ conditions under deadlines.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +19,14 @@ import trio
 
 from confserv.client import open_management
 
-from ..helpers.system import SECRET, System, Writer, healthy, primary_of, sqlite_write_lock_free
+from ..helpers.system import (
+    SECRET,
+    System,
+    Writer,
+    healthy,
+    primary_of,
+    stop_inside_a_transaction,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -38,18 +43,6 @@ def system(tmp_path: Path) -> Iterator[System]:
             ["pgrep", "-f", str(sys_.conf)], capture_output=True, text=True
         ).stdout.split()
         assert leftovers == [], f"processes left behind: {leftovers}"
-
-
-async def stop_inside_a_transaction(pid: int, sqlite_file: Path) -> float:
-    """SIGSTOP ``pid`` while it holds the database's write lock; the time it was stopped."""
-    with trio.fail_after(60):
-        while True:
-            os.kill(pid, signal.SIGSTOP)
-            stopped = trio.current_time()
-            if not sqlite_write_lock_free(sqlite_file):
-                return stopped
-            os.kill(pid, signal.SIGCONT)
-            await trio.sleep(0.002)
 
 
 async def test_a_sqlite_primary_stopped_inside_a_transaction_is_fenced_in_time(
