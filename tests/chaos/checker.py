@@ -93,6 +93,9 @@ class Record:
     misconfigs: list[Misconfig] = field(default_factory=list)
     #: The database as read at the end (real runs): the History Log, the lease, the takes.
     database: DatabaseLog | None = None
+    #: The primary refused the final read of what it holds (then ``committed`` is
+    #: what the database's History Log holds).
+    final_read_error: str | None = None
 
     @property
     def failovers(self) -> int:
@@ -102,7 +105,7 @@ class Record:
 
 def check(record: Record) -> list[str]:
     """Every invariant violation in ``record`` (see module docstring)."""
-    violations: list[str] = []
+    violations: list[str] = [record.final_read_error] if record.final_read_error else []
     for r in record.requests:
         if r.outcome == "hung":
             violations.append(

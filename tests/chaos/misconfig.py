@@ -41,7 +41,7 @@ from addp import LinkEnded
 from confserv.client import open_client
 from confserv.errors import ConfServError
 
-from ..helpers.system import BIN, PASSWORD, free_port, primary_of
+from ..helpers.system import BIN, PASSWORD, free_port, healthy, primary_of
 from .checker import Fault, Misconfig, Record
 
 if TYPE_CHECKING:
@@ -142,7 +142,14 @@ async def _primary_epoch(h: Harness) -> int | None:
 async def _start_misconfigured(
     h: Harness, p: Planned, section: str, name: str, record: Record, epoch: int | None
 ) -> None:
-    """Run ``confserv -s section`` from ``misconfig.conf`` until it exits; record the outcome."""
+    """Run ``confserv -s section`` from ``misconfig.conf`` until it exits; record the outcome.
+
+    ``epoch``: the primary's when the pair was healthy at the start; None means no
+    rule on failovers for this fault. The rule is the checker's on
+    :class:`~tests.chaos.checker.Misconfig` (the primary's epoch before and after),
+    not the short-fault rule on promotions seen in a window: the poller may see a
+    promotion made just before the start a little after it.
+    """
     conf = _conf(h)
     log = h.system.tmp / f"{section}{'-duplicate' if name != section else ''}.misconfig.log"
     h.extra_logs[name] = log
@@ -167,9 +174,6 @@ async def _start_misconfigured(
                 await proc.wait()
     end = trio.current_time()
     fault.duration = end - fault.start
-    fault.bound = (
-        fault.duration + record.detection_bound
-    )  # no failover while it runs, nor just after
     with log.open("rb") as f:
         f.seek(offset)
         text = f.read().decode(errors="replace")
@@ -215,7 +219,10 @@ async def _restart_supervisor_mid_failover(
 async def inject(h: Harness, p: Planned, rows: dict[str, dict[str, Any]], record: Record) -> None:
     """Inject one misconfiguration fault (see the module docstring)."""
     primary = primary_of(rows)
-    epoch = int(rows[primary]["epoch"]) if rows[primary]["epoch"] else None
+    # Judged against the primary's epoch only beside a healthy pair: while an earlier
+    # fault is still being healed, a failover may be due whatever this process does.
+    calm = healthy(rows) and rows[primary]["epoch"]
+    epoch = int(rows[primary]["epoch"]) if calm else None
     if p.kind == "third-master":
         section = UNLINKED if p.what == "unlinked" else UNKNOWN
         await _start_misconfigured(h, p, section, section, record, epoch)

@@ -90,6 +90,8 @@ def test_the_checker_runs_the_oracle_on_a_record_that_holds_the_database() -> No
     record.requests = [ack(9, 3, "backup")]
     record.committed = {"k9"}
     assert check(record) == ["acknowledged write k9 (serial 9, epoch 3) is not in the History Log"]
+    record.final_read_error = "backup refused the final read: it serves nothing"
+    assert check(record)[0] == record.final_read_error
 
 
 def test_misconfigured_processes_must_exit_2_and_leave_the_epoch_alone() -> None:
