@@ -57,6 +57,7 @@ Run alone with ``.venv/bin/python -m bench.bench_scs [sigkill|sigstop|fleet]``
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -255,7 +256,10 @@ async def failover_runs(
                 writer.tight = False
                 cont = time.time()
                 if fault == signal.SIGSTOP:
-                    os.kill(pid, signal.SIGCONT)
+                    # Gone when the supervisor fenced it (stopped inside a SQLite
+                    # transaction, it blocked the failover: fenced lease-ttl later).
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGCONT)
             if ack is None and fault != signal.SIGSTOP:
                 raise RuntimeError(
                     f"no failover {give_up:g} s after {fault.name}\n{system.log_tail()}"
