@@ -154,7 +154,9 @@ async def run_server(
 
 def _refusal(exc: BaseException) -> BaseException | None:
     """The reason not to start inside ``exc`` (trio-asyncio wraps it in a group)."""
-    if isinstance(exc, DatabaseIdentityError | MembershipError | InstanceClaimedError):
+    if isinstance(
+        exc, DatabaseIdentityError | MembershipError | InstanceClaimedError | StartRefusedError
+    ):
         return exc
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:
@@ -179,7 +181,6 @@ async def _serve_master(
         settings.section,
         Instance.this_process(settings.port, settings.management_port or 0),
     )
-    await store.claim(holder, settings.lease_ttl)
     try:
         gc.freeze()  # the loaded configuration lives on: keep it out of every full collection
         log.emit(
@@ -214,7 +215,17 @@ async def _serve_master(
         )
         async with trio.open_nursery() as nursery:
             hooks = _LateHooks()
-            ports = await serve_ports(rt, settings, nursery, hooks)
+            try:
+                ports = await serve_ports(rt, settings, nursery, hooks)
+            except OSError as exc:
+                raise StartRefusedError(
+                    f"cannot listen on {settings.listen_address} port {settings.port} or "
+                    f"{settings.management_port}: {exc.strerror or exc} (is another process "
+                    "using it?)"
+                ) from None
+            # Claimed only once the ports are ours: a copy started on the same ports
+            # must not take the claim of a stopped original (make chaos, seed 416).
+            await store.claim(holder, settings.lease_ttl)
             address = advertised_address(settings, ports)
             driver = PairDriver(rt, store, settings, address, holder)
             hooks.driver = driver

@@ -19,7 +19,8 @@ from typing import Any
 
 
 def _start_time(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot, or None if it is gone."""
+    """The process's start time in clock ticks since boot, or None if it is gone
+    (or a zombie)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
@@ -27,6 +28,8 @@ def _start_time(pid: int) -> int | None:
         return None
     # The command name (field 2) may hold spaces and parentheses: split after it.
     fields = stat[stat.rfind(b")") + 2 :].split()
+    if fields[:1] == [b"Z"]:
+        return None  # a zombie: dead, only not yet reaped by its parent
     try:
         return int(fields[19])  # field 22 of the whole line
     except (IndexError, ValueError):

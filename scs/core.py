@@ -649,14 +649,19 @@ class SupervisorCore:
         )
 
     def _no_primary(self, now: float) -> list[Action]:
-        """Both members up and backup for a while: promote the one further ahead."""
+        """No primary for a while: promote the backup further ahead (without force, so
+        the lease decides). Both members up and backup; or one up as backup and the
+        other not answering at all: a supervisor restarted while the primary hangs
+        knows of no failover, and waited for ever (found by make chaos, seed 416)."""
         out: list[Action] = []
         for pair in self.pairs.values():
             a, b = (self.members[x] for x in pair.spec.members)
+            both = a.link and b.link and a.role == b.role == "backup"
+            alone = (a.link and a.role == "backup" and not b.link) or (
+                b.link and b.role == "backup" and not a.link
+            )
             stuck = (
-                a.link
-                and b.link
-                and a.role == b.role == "backup"
+                (both or alone)
                 and pair.failover is None
                 and pair.switchover is None
                 and not pair.paused
@@ -669,7 +674,10 @@ class SupervisorCore:
                 continue
             if now < pair.no_primary_since + NO_PRIMARY_GRACE:
                 continue
-            target, other = (a, b) if (a.serial or 0) >= (b.serial or 0) else (b, a)
+            if both:
+                target, other = (a, b) if (a.serial or 0) >= (b.serial or 0) else (b, a)
+            else:
+                target, other = (a, b) if a.link else (b, a)
             self._emit(
                 out,
                 events.NO_PRIMARY,

@@ -312,3 +312,23 @@ async def test_a_lease_left_by_a_killed_process_is_taken_at_once_on_restart(
     assert status["epoch"] == 3
     assert "20167" in primary.logfile.read_text()
     assert database.writers() == [("database", "3", "confserv")]
+
+
+async def test_a_copy_on_the_same_ports_exits_2_and_leaves_the_claim_alone(
+    servers: dict[str, Proc], database: Database, tmp_path: Path
+) -> None:
+    """make chaos (sqlite seed 416): a copy of a stopped primary, started on the same
+    ports, took the stopped one's expired claim, then died of 'Address already in use'
+    with a traceback; the original, resumed, found its claim gone and stopped. The
+    ports come first now: the copy exits 2 with one line and claims nothing."""
+    primary = servers["confserv"]
+    primary.start()
+    await primary.wait_role("primary")
+    claim = database.rows("SELECT instance FROM cfg_lease WHERE name = 'app:confserv'")
+    copy = Proc(primary.conf, "confserv", primary.port, primary.mport, tmp_path / "copy.log")
+    copy.start()
+    code, line = exit_line(copy)
+    assert code == 2
+    assert "cannot listen on 127.0.0.1 port" in line
+    assert database.rows("SELECT instance FROM cfg_lease WHERE name = 'app:confserv'") == claim
+    assert (await primary.status() or {})["role"] == "primary"

@@ -326,3 +326,25 @@ def iter_plan(*sql: str):  # type: ignore[no-untyped-def]
 
     for statement in sql:
         yield Query(statement)
+
+
+def test_a_zombie_or_a_reused_pid_is_known_dead_and_a_live_process_is_not() -> None:
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    me = Instance.this_process()
+    assert not me.known_dead()
+    assert not Instance(id="x", host="another-host", pid=2**22 + 9, start=1).known_dead()
+    assert Instance(
+        id="x", host=socket.gethostname(), pid=me.pid, start=(me.start or 0) + 1
+    ).known_dead()
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    inst = Instance(id="c", host=socket.gethostname(), pid=child.pid, start=None)
+    for _ in range(500):  # until it has exited; not reaped (no wait): a zombie
+        if inst.known_dead():
+            break
+        time.sleep(0.01)
+    assert inst.known_dead()
+    child.wait()

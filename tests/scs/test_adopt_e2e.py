@@ -58,8 +58,9 @@ async def test_a_failed_duplicate_start_is_not_proof_of_the_primarys_death(
                 await trio.sleep(0.05)
     finally:
         os.kill(pid, signal.SIGCONT)  # ... and the real primary answers again
-    rows = await system.wait(lambda r: healthy(r) and r[old]["pid"] == pid, timeout=60)
-    assert rows[old]["role"] == "primary"
+    await system.wait(lambda r: healthy(r) and r[old]["pid"] == pid, timeout=60)
+    # Its lease ran out while it was stopped, so the backup may have been promoted
+    # (without force: 40305, the lease decides); never by force over it.
     assert system.logged(40304) == 0, f"force-promoted over a live primary:\n{system.log()}"
     assert system.logged(40301) == 0
     with trio.fail_after(30):  # the real one is adopted: its pid is the one watched

@@ -272,3 +272,29 @@ def test_an_exit_seen_just_after_the_silence_still_tells_the_death(tmp_path: Pat
     out = core.process_exited("a", 100, "killed by SIGKILL", 5.002)
     assert 40301 in ids(out)
     assert Promote("b", force=True) in out
+
+
+def test_a_restarted_supervisor_whose_primary_never_answers_promotes_the_backup(
+    tmp_path: Path,
+) -> None:
+    """Found by make chaos (sqlite seed 416): a supervisor restarted while the primary
+    was stopped knew of no failover, and only both members up as backup counted as
+    'no primary': the backup, up and following, was never asked to promote."""
+    core = SupervisorCore(scs_settings(tmp_path), random.Random(1))
+    core.start(0.0)
+    core.process_started("b", 101, 0.1)
+    core.link_up("b", {"role": "backup", "epoch": 1, "serial": 5, "pid": 101}, 0.2)
+    # 'a' is never reachable: no link, no failover known to this supervisor.
+    actions = [a for t in (0.5, 1.0, 2.0, 2.6, 3.0) for a in core.tick(t)]
+    assert Promote("b", force=False) in actions  # the lease decides; never by force
+    assert Promote("b", force=True) not in actions
+
+
+def test_a_primary_whose_link_comes_up_late_is_not_failed_over(tmp_path: Path) -> None:
+    core = SupervisorCore(scs_settings(tmp_path), random.Random(1))
+    core.start(0.0)
+    core.link_up("b", {"role": "backup", "epoch": 1, "serial": 5, "pid": 101}, 0.2)
+    core.tick(0.3)
+    core.link_up("a", {"role": "primary", "epoch": 1, "serial": 5, "pid": 100}, 1.0)
+    actions = [a for t in (1.5, 2.5, 3.5) for a in core.tick(t)]
+    assert not any(isinstance(a, Promote) for a in actions)
