@@ -5,7 +5,9 @@ aside. When a backup connects to its primary's change stream, it sends
 :func:`effective_options` of its own file; the primary compares them with its
 own and answers with its own, so that both raise alarm 20173 naming every
 option that differs. Ports, names, listen and advertise addresses are per
-server and not compared; neither is ``[log]``; secrets are never sent.
+server and not compared, and neither is the database's host and port (each
+server may reach the same database by its own route: a local pooler, a
+relay); nor ``[log]``; secrets are never sent.
 """
 
 from __future__ import annotations
@@ -38,8 +40,6 @@ def effective_options(settings: ServerSettings) -> dict[str, str]:
     if db is not None:
         out |= {
             "database dbengine": db.engine,
-            "database dbserver": db.host,
-            "database port": str(db.port or ""),
             "database dbname": db.dbname,
             "database username": db.username,
             "database reconnect-timeout": f"{db.reconnect_timeout:g}",
