@@ -4,8 +4,9 @@ One summary table at the end; exit status 1 on any violation. The whole run
 stops by itself within ``--minutes`` (30 by default): the simulation first
 (10,000 schedules, about three minutes), then the time left is shared
 between the two engines, each stopping when its share is used up or its
-schedules are done. Every schedule is seeded; a violation line says how to
-replay it.
+schedules are done. Every schedule is seeded; the first seed is fresh each run (from the clock)
+unless ``--seed`` is given, and is printed at the start and in the summary;
+a violation line says how to replay it (the whole sequence on its engine).
 """
 
 from __future__ import annotations
@@ -30,8 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--simulated", type=int, default=10_000, help="simulated schedules")
     parser.add_argument("--real", type=int, default=110, help="real schedules per engine")
     parser.add_argument("--minutes", type=float, default=30.0, help="the whole run's limit")
-    parser.add_argument("--seed", type=int, default=1, help="first seed")
+    parser.add_argument(
+        "--seed", type=int, default=None, help="first seed (default: a fresh one from the clock)"
+    )
     args = parser.parse_args(argv)
+    if args.seed is None:  # every run explores new schedules; the seed is printed to replay
+        args.seed = int(time.time()) % 1_000_000
+    print(f"first seed {args.seed} (replay this run with --seed {args.seed})", flush=True)
     started = time.monotonic()
     end = started + args.minutes * 60
     print(f"simulation: {args.simulated} schedules ...", flush=True)
@@ -49,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     took = time.monotonic() - started
     total = sum(s.schedules for s in summaries[1:])
     print(f"{total} real and {summaries[0].schedules} simulated schedules in {took / 60:.1f} min")
+    print(f"first seed {args.seed}: replay with python -m tests.chaos --seed {args.seed}")
     empty = [s.engine for s in summaries if s.schedules == 0]
     if empty:
         print(f"no schedule ran on: {', '.join(empty)} (out of time?)", file=sys.stderr)

@@ -31,8 +31,9 @@ on the proxy's stream goes through the ``scs>X`` relay, and a
 ``proxy-primary`` partition hits a relay the proxy may no longer use. The
 no-failover rule for short faults is judged only where no other fault is
 near (two faults of one schedule are at most 1.2 s apart, so in practice on
-one-fault schedules). A failing schedule is replayed from its seed:
-``python -m tests.chaos.real --engine sqlite --seed N --schedules 1``.
+one-fault schedules). A failing schedule is replayed with the sequence that led to it (every
+schedule of a run shares one system): ``python -m tests.chaos.real --engine
+sqlite --seed FIRST --schedules K`` where FIRST is the run's first seed.
 """
 
 from __future__ import annotations
@@ -640,10 +641,16 @@ async def run(
                     summary.violations.append(
                         f"seed {s}: the system was not healthy again within its deadline, or "
                         f"the schedule did not end within {SCHEDULE_LIMIT:g} s "
-                        f"(its files are kept in {kept})"
+                        f"(its files are kept in {kept}); replay: python -m tests.chaos.real "
+                        f"--engine {engine} --seed {seed} --schedules {s - seed + 1}"
                     )
                     break  # its state is unknown: no further schedule on it
-                replay = f"python -m tests.chaos.real --engine {engine} --seed {s} --schedules 1"
+                # Every schedule of a run shares one system, so a violation may depend
+                # on what the earlier ones left: the replay plays the whole sequence.
+                replay = (
+                    f"python -m tests.chaos.real --engine {engine} --seed {seed} "
+                    f"--schedules {s - seed + 1}"
+                )
                 replay += f" --most {most}" if most != 2 else ""
                 if violations:
                     violations.append(f"its system's files are kept in {_keep(h, s)}")
