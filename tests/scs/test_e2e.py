@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,7 +21,6 @@ import trio
 from ..helpers.system import (
     System,
     Writer,
-    free_port,
     healthy,
     primary_of,
     stop_outside_a_transaction,
@@ -121,13 +121,18 @@ async def test_switchover_and_pause(system: System) -> None:
 
 
 async def test_a_crash_loop_backs_off_and_raises_an_alarm(tmp_path: Path) -> None:
+    # Held bound until the system has chosen its own ports: no two sections get one.
+    held = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
+    port, mport = (h.getsockname()[1] for h in held)
     flappy = (
-        f"[flappy]\ntype = proxy\nport = {free_port()}\nmanagement-port = {free_port()}\n"
+        f"[flappy]\ntype = proxy\nport = {port}\nmanagement-port = {mport}\n"
         f"management-secret = x\ncommand = {sys.executable} -c 'raise SystemExit(3)'\n"
         f"working-directory = {tmp_path}\nrestart-backoff = 0.05\nrestart-backoff-max = 1\n"
         "restart-limit = 3\nrestart-window = 60\n"
     )
     system = System(tmp_path, flappy)
+    for h in held:
+        h.close()
     system.start()
     try:
         with trio.fail_after(30):
