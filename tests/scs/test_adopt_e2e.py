@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import trio
@@ -20,20 +17,6 @@ import trio
 from ..helpers.system import System, healthy, primary_of, stop_outside_a_transaction
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def system(tmp_path: Path) -> Iterator[System]:
-    sys_ = System(tmp_path)
-    sys_.start()
-    try:
-        yield sys_
-    finally:
-        sys_.stop()
-        leftovers = subprocess.run(
-            ["pgrep", "-f", str(sys_.conf)], capture_output=True, text=True
-        ).stdout.split()
-        assert leftovers == [], f"processes left behind: {leftovers}"
 
 
 def started_lines(system: System, section: str) -> list[str]:

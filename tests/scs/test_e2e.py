@@ -10,9 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,20 +25,6 @@ from ..helpers.system import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def system(tmp_path: Path) -> Iterator[System]:
-    sys_ = System(tmp_path)
-    sys_.start()
-    try:
-        yield sys_
-    finally:
-        sys_.stop()
-        leftovers = subprocess.run(
-            ["pgrep", "-f", str(sys_.conf)], capture_output=True, text=True
-        ).stdout.split()
-        assert leftovers == [], f"processes left behind: {leftovers}"
 
 
 async def test_sigkill_of_the_primary_heals_the_pair(system: System) -> None:

@@ -10,10 +10,6 @@ conditions under deadlines.
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 import trio
 
@@ -29,20 +25,6 @@ from ..helpers.system import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def system(tmp_path: Path) -> Iterator[System]:
-    sys_ = System(tmp_path)
-    sys_.start()
-    try:
-        yield sys_
-    finally:
-        sys_.stop()
-        leftovers = subprocess.run(
-            ["pgrep", "-f", str(sys_.conf)], capture_output=True, text=True
-        ).stdout.split()
-        assert leftovers == [], f"processes left behind: {leftovers}"
 
 
 async def test_a_sqlite_primary_stopped_inside_a_transaction_is_fenced_in_time(

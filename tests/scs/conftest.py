@@ -1,0 +1,27 @@
+"""Fixtures of the supervisor's tests: a running system under ``scs -f``."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ..helpers.system import System
+
+
+@pytest.fixture
+def system(tmp_path: Path) -> Iterator[System]:
+    """The generated pair and proxy under a running ``scs``; at the end, nothing of it
+    may be left running."""
+    sys_ = System(tmp_path)
+    sys_.start()
+    try:
+        yield sys_
+    finally:
+        sys_.stop()
+        leftovers = subprocess.run(
+            ["pgrep", "-f", str(sys_.conf)], capture_output=True, text=True
+        ).stdout.split()
+        assert leftovers == [], f"processes left behind: {leftovers}"
