@@ -6,7 +6,8 @@ asyncio coroutine (``aio_as_trio``) under an asyncio timeout (a trio timeout a
 little longer is only a backstop). The transactions themselves are the shared
 plans of :mod:`confserv.plan`; rows are locked with ``FOR UPDATE`` where a plan
 asks, so the epoch check and the write are atomic against a concurrent lease
-takeover.
+takeover; a read-only plan (a load, a history read) runs in one REPEATABLE
+READ snapshot, so its statements see one state of the database.
 
 A connection whose transaction was cut short (a timeout, a cancellation, the
 server restarting, any driver failure) is terminated, never handed back to the
@@ -80,7 +81,7 @@ class PgStore(PlanStore):
         self._timeout = timeout
         self.where = where
 
-    async def _run_aio(self, plan: Plan) -> Any:
+    async def _run_aio(self, plan: Plan, write: bool) -> Any:
         pool = self._pool
         if pool is None:
             raise StoreError("the PostgreSQL store is closed")
@@ -89,7 +90,14 @@ class PgStore(PlanStore):
             for attempt in range(1, attempts + 1):
                 conn = await pool.acquire()
                 try:
-                    transaction = conn.transaction()
+                    # A read-only plan reads in several statements: one snapshot for
+                    # all of them (under READ COMMITTED a load saw the serial of
+                    # commits whose objects it had not seen: acknowledged writes lost).
+                    transaction = (
+                        conn.transaction()
+                        if write
+                        else conn.transaction(isolation="repeatable_read", readonly=True)
+                    )
                     try:
                         await transaction.start()
                     except _STALE as exc:
@@ -117,10 +125,10 @@ class PgStore(PlanStore):
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _run(self, plan: Plan, *, write: bool = True) -> Any:
-        # ``write`` does not matter here: rows are locked only where a plan asks.
+        # Writes lock rows where a plan asks; reads run in one snapshot (write=False).
         try:
             with trio.fail_after(self._timeout + 1.0):  # backstop: asyncio's comes first
-                return await trio_asyncio.aio_as_trio(self._run_aio)(plan)
+                return await trio_asyncio.aio_as_trio(self._run_aio)(plan, write)
         except (trio.TooSlowError, TimeoutError) as exc:
             raise UnavailableError(f"PostgreSQL did not answer within {self._timeout:g} s") from exc
         except asyncpg.IntegrityConstraintViolationError as exc:

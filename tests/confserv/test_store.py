@@ -348,3 +348,29 @@ def test_a_zombie_or_a_reused_pid_is_known_dead_and_a_live_process_is_not() -> N
         time.sleep(0.01)
     assert inst.known_dead()
     child.wait()
+
+
+async def test_a_load_is_one_consistent_state_while_commits_land(store: ConfigStore) -> None:
+    """Found by make chaos (PostgreSQL, first seed 125367, schedule 60): a server
+    starting beside a writing primary loaded the objects, then the serial, in two
+    statements; under READ COMMITTED four commits landed between them, so its memory
+    said serial 23172 without their objects, and as the next primary it lost four
+    acknowledged writes. Every read-only plan is now one snapshot."""
+    c = Serials(store)
+    base = await c.commit(0, Write("add", "Host", None, host("base")))
+    offset = base.serial - 1  # type: ignore[attr-defined]
+    done = trio.Event()
+    inconsistent: list[tuple[int, int]] = []
+
+    async def writer() -> None:
+        for i in range(300):
+            await c.commit(0, Write("add", "Host", None, host(f"h{i}")))
+        done.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(writer)
+        while not done.is_set():
+            snap = await store.load()
+            if len(snap.objects) != snap.last_serial - offset:
+                inconsistent.append((len(snap.objects), snap.last_serial))
+    assert inconsistent == []
