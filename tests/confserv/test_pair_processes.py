@@ -132,6 +132,14 @@ addp-remote-timeout = 1
         proxy.stop()
 
 
+async def start_pair(primary: Proc, backup: Proc) -> None:
+    """Start the primary, then the backup, each once it has its role."""
+    primary.start()
+    await primary.wait_role("primary")
+    backup.start()
+    await backup.wait_role("backup")
+
+
 async def all_dn_names(server: tuple[str, int]) -> set[str]:
     async with open_client([server], app="check", user="default", password=PASSWORD) as c:
         return {d["name"] for d in await c.read("DN")}
@@ -139,10 +147,7 @@ async def all_dn_names(server: tuple[str, int]) -> set[str]:
 
 async def test_sigkill_of_the_primary(pair: tuple[Proc, Proc, Proc]) -> None:
     primary, backup, proxy = pair
-    primary.start()
-    await primary.wait_role("primary")
-    backup.start()
-    await backup.wait_role("backup")
+    await start_pair(primary, backup)
     proxy.start()
     await proxy.wait_role("proxy")
     writer = Writer([primary.address, backup.address], PASSWORD)
@@ -188,10 +193,7 @@ async def test_sigstop_of_the_primary(
     pair: tuple[Proc, Proc, Proc], db_settings: DatabaseSettings
 ) -> None:
     primary, backup, _proxy = pair
-    primary.start()
-    await primary.wait_role("primary")
-    backup.start()
-    await backup.wait_role("backup")
+    await start_pair(primary, backup)
     writer = Writer([primary.address, backup.address], PASSWORD)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(writer.run)

@@ -22,7 +22,7 @@ from confserv.config import DatabaseSettings
 
 from ..helpers.system import Writer
 from ..pg_cluster import PgCluster
-from .test_pair_processes import PASSWORD, TTL, Proc
+from .test_pair_processes import PASSWORD, TTL, Proc, start_pair
 from .test_pair_processes import pair as pair  # the fixture
 
 pytestmark = pytest.mark.integration
@@ -38,10 +38,7 @@ async def test_a_postgresql_restart_heals_without_a_traceback(
         pytest.skip("a PostgreSQL restart")
     cluster: PgCluster = request.getfixturevalue("pg_cluster")
     primary, backup, _proxy = pair
-    primary.start()
-    await primary.wait_role("primary")
-    backup.start()
-    await backup.wait_role("backup")
+    await start_pair(primary, backup)
     writer = Writer([primary.address, backup.address], PASSWORD)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(writer.run)
@@ -50,9 +47,7 @@ async def test_a_postgresql_restart_heals_without_a_traceback(
             await trio.to_thread.run_sync(cluster.restart)
             restarted = trio.current_time()
             acked = len(writer.acked)
-            with trio.fail_after(RECONNECT_TIMEOUT + TTL):
-                while len(writer.acked) < acked + 5:
-                    await trio.sleep(0.01)
+            await writer.until(acked + 5)
             assert trio.current_time() - restarted <= RECONNECT_TIMEOUT + TTL
         writer.stop.set()
     for proc in (primary, backup):
