@@ -1,9 +1,10 @@
 """ADDP: framed messages and the Advanced Disconnect Detection Protocol keep-alive.
 
 The sans-IO core (:class:`Connection`, :class:`Keepalive`, :class:`FrameDecoder`)
-knows no sockets or clocks; :func:`open_link`, :func:`connect` and :func:`serve`
-are the thin trio adapter. This package imports nothing from ``confserv`` or
-``scs``. The wire format is specified in ``docs/protocol.md``.
+knows no sockets or clocks, and importing this package loads no trio; the thin
+trio adapter (:class:`~addp.transport.Link`, :func:`~addp.transport.connect`,
+:func:`~addp.transport.serve`) is :mod:`addp.transport`. This package imports
+nothing from ``confserv`` or ``scs``. The wire format is specified in ``docs/protocol.md``.
 """
 
 from ._connection import PROTOCOL_VERSIONS, Connection, ConnectionState, combine_timeouts
@@ -48,7 +49,6 @@ from ._options import (
     parse_timeout,
     parse_trace,
 )
-from ._transport import HandshakeTimeout, Link, connect, open_link, serve
 
 __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",
@@ -71,11 +71,9 @@ __all__ = [
     "FrameTooLargeError",
     "HandshakeComplete",
     "HandshakeError",
-    "HandshakeTimeout",
     "Keepalive",
     "KeepaliveState",
     "KeepaliveStatistics",
-    "Link",
     "LinkBroken",
     "LinkClosedByPeer",
     "LinkClosedLocally",
@@ -95,13 +93,10 @@ __all__ = [
     "UnexpectedFrameError",
     "UnknownFrameKindError",
     "combine_timeouts",
-    "connect",
     "decode_payload",
     "encode_frame",
     "encode_payload",
-    "open_link",
     "parse_protocol",
     "parse_timeout",
     "parse_trace",
-    "serve",
 ]

@@ -9,7 +9,7 @@ is one ``confserv`` process of that file, started, killed and restarted at
 will; :func:`pair_nodes` stops every node it made on the way out (SIGTERM,
 then SIGKILL), whatever happened. :func:`in_process_server` runs one master
 section in the caller's trio loop instead, so that a benchmark can hook its
-:class:`~confserv.service.ConfigService`.
+:class:`~confserv.core.service.ConfigService`.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ import trio
 
 from bench import _servers as servers
 from bench._servers import HOST, ROOT, STOP_TIMEOUT, free_port, stop_process
-from confserv.client import ManagementClient, open_management
-from confserv.errors import ConfServError
+from confserv.client.session import ManagementClient, open_management
+from confserv.wire.errors import ConfServError
 
 #: The management secret every node of the generated file shares.
 SECRET = "bench-pair-secret"
@@ -239,15 +239,15 @@ def pair_nodes(
 async def in_process_server(
     config: PairConfig, section: str, log_path: Path
 ) -> AsyncIterator[dict[str, Any]]:
-    """Run master ``section`` of the file in this trio loop (``confserv.app.run_server``).
+    """Run master ``section`` of the file in this trio loop (``confserv.server.app.run_server``).
 
     Yields what ``run_server`` reports as started (``port``,
     ``management_port``, ``runtime``, ``driver``); cancelled on exit. The
     event log goes to ``log_path``.
     """
-    from confserv.app import run_server
-    from confserv.config import load_server_settings
-    from confserv.eventlog import EventLog
+    from confserv.config.settings import load_server_settings
+    from confserv.logs.eventlog import EventLog
+    from confserv.server.app import run_server
 
     settings = load_server_settings(config.path, section)
     with log_path.open("a", encoding="utf-8", buffering=1) as out:

@@ -9,13 +9,13 @@ supervisor (SIGINT, which stops its servers) and kills any server process
 left behind on the way out.
 
 :class:`Writer` creates DNs in a loop through
-:func:`confserv.resilient.open_resilient_client` and records, for every
+:func:`confserv.client.resilient.open_resilient_client` and records, for every
 acknowledged write, when (``time.monotonic()``), which server answered and
 at what epoch.
 
 :func:`serve_fake_servers` serves N management ports in one trio process with
-the real :class:`confserv.management.ManagementSession` over a dummy
-:class:`confserv.runtime.Runtime` (no database): the challenge, ``auth``,
+the real :class:`confserv.server.management.ManagementSession` over a dummy
+:class:`confserv.core.runtime.Runtime` (no database): the challenge, ``auth``,
 ``status`` and ``watch`` behave as a Configuration Server's, so the
 supervisor cannot tell them from real servers. :func:`write_fleet_config`
 writes an ``scs.conf`` that only watches them (``autostart``/``autorestart``
@@ -155,7 +155,7 @@ class ScsProcess:
 
     async def ask(self, op: str = "status", **args: Any) -> dict[str, Any]:
         """One request on the control port (a fresh authenticated connection)."""
-        from confserv.client import open_management
+        from confserv.client.session import open_management
 
         with trio.fail_after(10):
             async with open_management(HOST, self.control_port, SECRET, timeout=5) as m:
@@ -171,7 +171,7 @@ class ScsProcess:
         self, predicate: Callable[[Rows], bool], timeout: float = 60.0, every: float = 0.05
     ) -> Rows:
         """Poll the status until ``predicate`` holds; RuntimeError (with the log) at ``timeout``."""
-        from confserv.errors import ConfServError
+        from confserv.wire.errors import ConfServError
 
         deadline = time.monotonic() + timeout
         last: Rows | None = None
@@ -271,8 +271,8 @@ class ScsSystem(ScsProcess):
 
     async def member_status(self, section: str) -> dict[str, Any] | None:
         """A member's own ``status`` from its management port (None when it does not answer)."""
-        from confserv.client import open_management
-        from confserv.errors import ConfServError
+        from confserv.client.session import open_management
+        from confserv.wire.errors import ConfServError
 
         try:
             with trio.fail_after(3):
@@ -293,7 +293,7 @@ class ScsSystem(ScsProcess):
         every ``grace`` seconds while refused. Such promotions are counted in
         :attr:`operator_promotions`.
         """
-        from confserv.errors import ConfServError
+        from confserv.wire.errors import ConfServError
 
         deadline = time.monotonic() + timeout
         no_primary_since: float | None = None
@@ -328,8 +328,8 @@ class ScsSystem(ScsProcess):
             await trio.sleep(0.05)
 
     async def _promote_by_hand(self, section: str) -> None:
-        from confserv.client import open_management
-        from confserv.errors import ConfServError
+        from confserv.client.session import open_management
+        from confserv.wire.errors import ConfServError
 
         try:
             with trio.fail_after(10):
@@ -385,8 +385,8 @@ class Writer:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Write until cancelled."""
-        from confserv.errors import ConnectionLostError, RequestError
-        from confserv.resilient import open_resilient_client
+        from confserv.client.resilient import open_resilient_client
+        from confserv.wire.errors import ConnectionLostError, RequestError
 
         async with open_resilient_client(
             self.servers,
@@ -455,7 +455,7 @@ class Writer:
 
 
 class _FakeService:
-    """What :meth:`confserv.runtime.Runtime.status` reads of a ConfigService."""
+    """What :meth:`confserv.core.runtime.Runtime.status` reads of a ConfigService."""
 
     def __init__(self, epoch: int, serial: int) -> None:
         self.epoch = epoch
@@ -479,14 +479,14 @@ async def serve_fake_servers(
 
     Port ``i`` is server ``cs<i>`` of pair ``p<i // 2>``: primary at epoch 1
     when ``i`` is even, else backup. Each connection runs the real
-    :class:`~confserv.management.ManagementSession` (challenge, ``auth`` with
+    :class:`~confserv.server.management.ManagementSession` (challenge, ``auth`` with
     ``secret``, ``status``, ``watch``) with ADDP on at ``addp_timeout``
     (both ways) unless it is 0; its event log writes nothing.
     """
     from addp import AddpOptions, Link, serve
-    from confserv.eventlog import EventLog
-    from confserv.management import ManagementSession
-    from confserv.runtime import Runtime
+    from confserv.core.runtime import Runtime
+    from confserv.logs.eventlog import EventLog
+    from confserv.server.management import ManagementSession
 
     log = EventLog("fake", sys.stderr, verbose="none")
     options = (

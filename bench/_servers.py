@@ -94,8 +94,8 @@ def write_config(
 
 def init_database_sync(config: Path) -> None:
     """Create the schema and bootstrap objects, as ``cfgctl init -s confserv -c config``."""
-    from confserv.bootstrap import init_database
-    from confserv.config import load_server_settings
+    from confserv.admin.bootstrap import init_database
+    from confserv.config.settings import load_server_settings
 
     settings = load_server_settings(config, SECTION)
     trio.run(init_database, settings, None, ADMIN_PASSWORD)
@@ -109,7 +109,7 @@ def confserv_command(config: Path) -> list[str]:
     return [
         sys.executable,
         "-c",
-        "from confserv.cli import main; main()",
+        "from confserv.server.cli import main; main()",
         "-s",
         SECTION,
         "-c",

@@ -1,7 +1,7 @@
 """ADDP over loopback TCP: message rate, CPU of idle links, detection of a hung peer.
 
-(1) Small messages per second through the trio adapter (``addp.serve``,
-``addp.connect``, ``Link.send``, ``Link.receive``): server and client in one
+(1) Small messages per second through the trio adapter (``addp.transport.serve``,
+``addp.transport.connect``, ``Link.send``, ``Link.receive``): server and client in one
 trio run, the process pinned to one core, so the figure pays for both ends.
 The sender does not wait for replies (pipelined); request/response round trips
 and the sans-IO core alone are shown beside it for scale.
@@ -38,7 +38,8 @@ from typing import Any
 
 import trio
 
-from addp import AddpOptions, AddpTimeout, Connection, Link, connect, serve
+from addp import AddpOptions, AddpTimeout, Connection
+from addp.transport import Link, connect, serve
 from bench._report import Result, report
 
 ROOT = Path(__file__).resolve().parent.parent

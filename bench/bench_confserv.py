@@ -2,7 +2,7 @@
 
 Every server is a separate ``confserv`` process (the console script on a
 generated ``confserv.conf``, database prepared as ``cfgctl init`` does); the
-clients are :func:`confserv.client.open_client` clients (the real client
+clients are :func:`confserv.client.session.open_client` clients (the real client
 library) in this process or in worker processes started from this module
 (``python -m bench.bench_confserv read-worker|subscribe-worker ...``).
 Everything runs on 127.0.0.1 with ADDP off and stops by itself.
@@ -79,8 +79,8 @@ from bench._servers import (  # noqa: E402
     stop_process,
     write_config,
 )
-from confserv.client import ConfigClient, open_client  # noqa: E402
-from confserv.errors import ConfServError  # noqa: E402
+from confserv.client.session import ConfigClient, open_client  # noqa: E402
+from confserv.wire.errors import ConfServError  # noqa: E402
 
 #: Time allowed for a worker process to answer (connect its clients, report).
 WORKER_TIMEOUT = 120.0
@@ -633,7 +633,7 @@ def subscribe_worker(port: int, clients: int, prefix: str) -> None:
 def lean_subscriber(port: int, name: str) -> tuple[socket.socket, Connection]:
     """A subscriber of Host on a plain blocking socket and the sans-IO ADDP connection.
 
-    Handshake, ``register`` and ``subscribe`` as :mod:`confserv.client` sends
+    Handshake, ``register`` and ``subscribe`` as :mod:`confserv.client.session` sends
     them; returns the socket (now non-blocking) and its connection.
     """
     sock = socket.create_connection((HOST, port), timeout=WORKER_TIMEOUT)
@@ -870,9 +870,9 @@ def _object_rows(tenant: int, first_dbid: dict[str, int]) -> Iterator[tuple[str,
     """Rows ``(type, dbid, name, data)`` of the :data:`STARTUP_OBJECTS` bulk objects.
 
     One Switch, 90% DNs on it (with an options section), the rest Persons and
-    Hosts; every object as :func:`confserv.objects.new_object` makes it.
+    Hosts; every object as :func:`confserv.model.objects.new_object` makes it.
     """
-    from confserv.objects import new_object
+    from confserv.model.objects import new_object
 
     def dump(obj: dict[str, Any]) -> str:
         return json.dumps(obj, separators=(",", ":"), sort_keys=True)

@@ -5,14 +5,14 @@ One configuration file holds the primary (``[confserv]``), the backup
 on one SQLite database (WAL, ``synchronous=FULL``), initialised with
 ``cfgctl init -s confserv -c FILE --backup-section backup``. Each server is a
 separate ``confserv`` process (the console script) unless said otherwise; the
-clients are the real client library (:func:`confserv.client.open_client`,
-:func:`confserv.client.open_management`,
-:func:`confserv.resilient.open_resilient_client`) in this process. Everything
+clients are the real client library (:func:`confserv.client.session.open_client`,
+:func:`confserv.client.session.open_management`,
+:func:`confserv.client.resilient.open_resilient_client`) in this process. Everything
 runs on 127.0.0.1 with ADDP off, lease-ttl 4 s and lease-renew 1 s, and stops
 by itself; every time is ``time.monotonic()`` unless said otherwise.
 
 (1) Replication lag: the primary is a process; the backup runs in this
-process (``confserv.app.run_server`` on the same file's ``[backup]``
+process (``confserv.server.app.run_server`` on the same file's ``[backup]``
 section) with its ``ConfigService.apply`` wrapped to timestamp each change
 once it is applied to memory (and published). The writer, also in this
 process, creates one DN at a time on the primary and waits until the backup
@@ -86,8 +86,10 @@ from bench._pair import (  # noqa: E402
 )
 from bench._report import Result, report  # noqa: E402
 from bench._servers import ADMIN_PASSWORD, HOST, run_benchmarks  # noqa: E402
-from confserv.client import ConfigClient, open_client  # noqa: E402
-from confserv.errors import (  # noqa: E402
+from confserv.client.resilient import open_resilient_client  # noqa: E402
+from confserv.client.session import ConfigClient, open_client  # noqa: E402
+from confserv.store.base import Change  # noqa: E402
+from confserv.wire.errors import (  # noqa: E402
     BackupModeError,
     ConnectionLostError,
     NoPrimaryError,
@@ -95,8 +97,6 @@ from confserv.errors import (  # noqa: E402
     ReadOnlyError,
     RequestError,
 )
-from confserv.resilient import open_resilient_client  # noqa: E402
-from confserv.store import Change  # noqa: E402
 
 #: Writes measured in benchmark 1 (each variant), after a warm-up.
 LAG_WRITES = 300
@@ -517,8 +517,8 @@ def _switch_result(runs: list[SwitchRun], label: str, how: str, check: str) -> l
 
 
 def _scrypt_ms() -> float:
-    """Milliseconds one password check (``confserv.passwords.verify_password``) takes here."""
-    from confserv.passwords import hash_password, verify_password
+    """Milliseconds one password check (``confserv.model.passwords.verify_password``) takes here."""
+    from confserv.model.passwords import hash_password, verify_password
 
     stored = hash_password(ADMIN_PASSWORD)
     start = time.perf_counter()
@@ -732,7 +732,7 @@ def bench_proxy_redirect() -> list[Result]:
                 f"from the promotion answer (time.time) until the proxy's event 4503 'Connection "
                 f"to primary at <new primary> established' (its log's wall clock, truncated to "
                 f"1 ms): {_summary(logged)} over {len(logged)} runs; the proxy retries its "
-                f"masters every 25 ms (confserv.proxy.RETRY)",
+                f"masters every 25 ms (confserv.server.proxy.RETRY)",
                 precision=1,
             )
         ),

@@ -8,7 +8,7 @@ supervising both (``protocol = addp``, ``addp-timeout`` and
 ``addp-remote-timeout`` 1 s on the supervisor's links, ``failover-wait`` 0,
 ``promote-retry`` 0.05 s, ``restart-backoff`` 0.2 s), run as ``scs -f`` (a
 child process; it starts the two ``confserv`` processes). A writer in this
-process creates DNs through :func:`confserv.resilient.open_resilient_client`
+process creates DNs through :func:`confserv.client.resilient.open_resilient_client`
 (defaults: ADDP 1 s both ways, ``connect_timeout`` 2 s; ``reconnect_timeout``
 0.02 s) and records each acknowledged write with its time, the server that
 answered (the client's ``address``) and the answer's epoch. It writes in a
@@ -43,7 +43,7 @@ no failover counts as never, so its curve stops short of 100 %).
 
 (3) Supervisor CPU while watching 1,000 servers: a fake-servers process
 (``python -m bench.bench_scs fake-servers N BASEPORT``) serves 1,000
-management ports with the real :class:`confserv.management.ManagementSession`
+management ports with the real :class:`confserv.server.management.ManagementSession`
 over a dummy runtime (challenge, ``auth``, ``status``, ``watch``; ADDP on at
 1 s), as 500 pairs (one primary, one backup each). An ``scs.conf`` with 1,000
 sections (``autostart`` and ``autorestart`` off, ADDP 1 s both ways) points at
@@ -122,7 +122,7 @@ SETTLE_TIMEOUT = 10.0
 #: Event ids of the supervisor's log (scs/events.py).
 EV_DIED, EV_SILENT, EV_PROMOTED, EV_SPLIT = 40301, 40302, 40306, 40310
 EV_LINK_UP, EV_LINK_LOST = 40201, 40202
-#: A Configuration Server's database error, lease taken, role changed (confserv/events.py).
+#: A Configuration Server's database error, lease taken, role changed (confserv/logs/events.py).
 EV_DB_ERROR, EV_LEASE_TAKEN, EV_ROLE = 20150, 20160, 20162
 
 #: Servers watched in benchmark 3 (pairs), their ADDP timeout, and the measurement.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from confserv.eventlog import LogEvent
+from confserv.logs.catalog import LogEvent
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,10 +21,10 @@ import typer
 from rich.console import Console
 from rich.live import Live
 
-from confserv.client import open_management
-from confserv.config import ConfigError
-from confserv.errors import ConfServError
-from confserv.eventlog import EventLog
+from confserv.client.session import open_management
+from confserv.config.settings import ConfigError
+from confserv.logs.eventlog import EventLog
+from confserv.wire.errors import ConfServError
 
 from . import events, lock
 from .config import ScsSettings, load_scs_settings

@@ -5,7 +5,7 @@ and ``server = <peer section>``, extended with what supervising needs (see
 :data:`SERVER_OPTIONS`), plus an ``[scs]`` section for the supervisor itself.
 A section with ``type = proxy`` is a Configuration Server Proxy (no peer).
 Everything is checked at load: unknown keys, peers that do not link back,
-duplicate ports; the first problem is one :class:`~confserv.config.ConfigError`
+duplicate ports; the first problem is one :class:`~confserv.config.settings.ConfigError`
 line naming the file, section and key.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from addp import OPTION_NAMES, AddpOptions, OptionError
-from confserv.config import ConfigError, Section, read_sections
+from confserv.config.settings import ConfigError, Section, read_sections
 
 #: The supervisor's own section.
 SCS_SECTION = "scs"

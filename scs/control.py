@@ -1,8 +1,8 @@
 """The supervisor's control port: ``scs status|switchover|pause|resume`` talk to it.
 
 The same challenge-response as a Configuration Server's management port
-(:func:`confserv.management.challenge_response` with ``[scs] control-secret``),
-so :func:`confserv.client.open_management` is its client. Commands before
+(:func:`confserv.server.management.challenge_response` with ``[scs] control-secret``),
+so :func:`confserv.client.session.open_management` is its client. Commands before
 authenticating are refused and logged as an alarm.
 """
 
@@ -15,10 +15,11 @@ from typing import Any
 
 import trio
 
-from addp import AddpOptions, Link, LinkEnded, serve
-from confserv.errors import AuthError, BadRequestError, RequestError
-from confserv.management import challenge_response
-from confserv.protocol import arg, error, ok, parse_request
+from addp import AddpOptions, LinkEnded
+from addp.transport import Link, serve
+from confserv.wire.auth import challenge_response
+from confserv.wire.errors import AuthError, BadRequestError, RequestError
+from confserv.wire.messages import arg, error, ok, parse_request
 
 from . import events
 from .supervisor import Supervisor

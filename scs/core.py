@@ -35,7 +35,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from confserv.eventlog import LogEvent
+from confserv.logs.catalog import LogEvent
 
 from . import events, proof
 from .actions import Action, Adopt, Demote, Emit, Fence, Promote, Redirect, Start, Stop

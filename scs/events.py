@@ -8,7 +8,7 @@ decided (why), 40306 promoted (epoch, how long), 40308 proxies redirected,
 
 from __future__ import annotations
 
-from confserv.eventlog import Level, LogEvent
+from confserv.logs.catalog import Level, LogEvent
 
 STARTED = LogEvent(
     40001, Level.STD, "Solution Control Server started: pid {pid}, {count} servers from {file}"

@@ -21,9 +21,9 @@ from typing import Any
 import trio
 
 from addp import LinkEnded
-from confserv.client import open_management
-from confserv.errors import ConfServError, RequestError
-from confserv.eventlog import EventLog
+from confserv.client.session import open_management
+from confserv.logs.eventlog import EventLog
+from confserv.wire.errors import ConfServError, RequestError
 
 from . import events
 from .actions import Action, Adopt, Demote, Emit, Fence, Promote, Redirect, Start, Stop

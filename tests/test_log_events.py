@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from confserv.events import ALL_EVENTS as CONFSERV_EVENTS
+from confserv.logs.events import ALL_EVENTS as CONFSERV_EVENTS
 from scs.events import ALL_EVENTS as SCS_EVENTS
 
 ALL_EVENTS = CONFSERV_EVENTS + SCS_EVENTS

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from addp import AddpOptions, AddpTimeout, connect
+from addp import AddpOptions, AddpTimeout
+from addp.transport import connect
 
 PEER = Path(__file__).parent.parent / "helpers" / "addp_echo_peer.py"
 

@@ -15,20 +15,16 @@ from addp import (
     Connection,
     ConnectionClosed,
     FrameKind,
-    HandshakeTimeout,
-    Link,
     LinkBroken,
     LinkClosedByPeer,
     LinkEnded,
     LinkProtocolError,
-    connect,
     decode_payload,
     encode_frame,
     encode_payload,
-    open_link,
-    serve,
 )
 from addp._frames import FrameDecoder
+from addp.transport import HandshakeTimeout, Link, connect, open_link, serve
 
 
 async def raw_handshake(stream: trio.abc.Stream, opts: AddpOptions) -> Connection:

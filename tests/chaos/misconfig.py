@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from addp import LinkEnded
-from confserv.client import open_client
-from confserv.errors import ConfServError
+from confserv.client.session import open_client
+from confserv.wire.errors import ConfServError
 
 from ..helpers.system import BIN, PASSWORD, free_port, healthy, primary_of
 from .checker import Fault, Misconfig, Record

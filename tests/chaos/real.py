@@ -56,9 +56,9 @@ from typing import Any
 import trio
 
 from addp import LinkEnded
-from confserv.client import open_client
-from confserv.errors import ConfServError, ConnectionLostError, RequestError
-from confserv.resilient import open_resilient_client
+from confserv.client.resilient import open_resilient_client
+from confserv.client.session import open_client
+from confserv.wire.errors import ConfServError, ConnectionLostError, RequestError
 
 from ..helpers.system import PASSWORD, System, healthy, primary_of
 from . import misconfig

@@ -1,7 +1,7 @@
 """A deterministic simulation of a supervised pair: the real state machines, virtual time.
 
-The real :class:`~confserv.roles.RoleMachine` of each server, the real lease
-and write transactions (the SQL plans of :mod:`confserv.store`, on an
+The real :class:`~confserv.ha.roles.RoleMachine` of each server, the real lease
+and write transactions (the SQL plans of :mod:`confserv.store.base`, on an
 in-memory SQLite whose clock is the simulation's), the real
 :class:`~scs.core.SupervisorCore`, and the real ADDP
 :class:`~addp.Keepalive` on each of the supervisor's links, driven by one
@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from addp import Keepalive, PeerLost
-from confserv.errors import FencedError
-from confserv.roles import Role, RoleMachine
-from confserv.store import Lease
+from confserv.ha.roles import Role, RoleMachine
+from confserv.store.base import Lease
+from confserv.wire.errors import FencedError
 from scs.config import load_scs_settings
 from scs.core import Demote, Emit, Fence, Promote, Start, SupervisorCore
 

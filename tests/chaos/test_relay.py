@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import trio
 
-from addp import AddpOptions, AddpTimeout, Link, LinkEnded, connect, serve
+from addp import AddpOptions, AddpTimeout, LinkEnded
+from addp.transport import Link, connect, serve
 
 from .relay import Relay
 

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import trio
 
-from confserv.app import run_server
-from confserv.bootstrap import init_database
-from confserv.config import DatabaseSettings, ServerSettings
-from confserv.eventlog import EventLog
+from confserv.admin.bootstrap import init_database
+from confserv.config.settings import DatabaseSettings, ServerSettings
+from confserv.logs.eventlog import EventLog
+from confserv.server.app import run_server
 from tests.pg_cluster import PgCluster, require_pg_bin, running_cluster
 
 ADMIN_PASSWORD = "admin-pw"

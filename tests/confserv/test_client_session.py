@@ -8,9 +8,10 @@ import pytest
 import trio
 import trio.testing
 
-from addp import AddpOptions, LinkEnded, open_link
-from confserv.client import Session
-from confserv.errors import ConnectionLostError, NotSentError
+from addp import AddpOptions, LinkEnded
+from addp.transport import open_link
+from confserv.client.session import Session
+from confserv.wire.errors import ConnectionLostError, NotSentError
 
 
 async def test_a_request_after_the_reader_is_gone_fails_at_once(
@@ -69,9 +70,9 @@ async def _silent_peer(stream: trio.abc.Stream) -> None:
 async def test_unread_notifications_end_the_link_instead_of_stalling_every_answer(
     autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import confserv.client
+    import confserv.client.session
 
-    monkeypatch.setattr(confserv.client, "NOTIFY_BUFFER", 3)
+    monkeypatch.setattr(confserv.client.session, "NOTIFY_BUFFER", 3)
     a, b = trio.testing.memory_stream_pair()
     async with trio.open_nursery() as nursery:
 

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from addp import AddpOptions, TraceMode
-from confserv.config import (
+from confserv.config.settings import (
     DATABASE_OPTIONS,
     HISTORY_OPTIONS,
     LOG_OPTIONS,
@@ -302,7 +302,7 @@ audit-max-records = 5
 
 
 def test_advertised_address_defaults_to_what_the_server_listens_on(here: Path) -> None:
-    from confserv.app import advertised_address
+    from confserv.server.app import advertised_address
 
     text = (
         "[cs]\nport = 2120\nmanagement-port = 2121\nserver = db\n"

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 import trio
 
-from confserv.client import open_client
-from confserv.config import DatabaseSettings
-from confserv.errors import RequestError
+from confserv.client.session import open_client
+from confserv.config.settings import DatabaseSettings
+from confserv.wire.errors import RequestError
 
 from ..helpers.system import cfgctl_init
 from ..pg_cluster import PgCluster
@@ -297,7 +297,7 @@ async def test_a_lease_left_by_a_killed_process_is_taken_at_once_on_restart(
     primary.signal(signal.SIGKILL)
     assert primary.proc is not None
     primary.proc.wait()
-    from confserv.client import open_management
+    from confserv.client.session import open_management
 
     async with open_management("127.0.0.1", backup.mport, SECRET) as m:
         assert (await m.switch_to_primary(force=True))["epoch"] == 2

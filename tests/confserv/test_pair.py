@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 import trio
 
-from confserv.app import run_server
-from confserv.bootstrap import init_database
-from confserv.client import open_client, open_management
-from confserv.config import DatabaseSettings
-from confserv.errors import (
+from confserv.admin.bootstrap import init_database
+from confserv.client.session import open_client, open_management
+from confserv.config.settings import DatabaseSettings
+from confserv.core.runtime import Runtime
+from confserv.server.app import run_server
+from confserv.wire.errors import (
     BackupModeError,
     FencedError,
     NoServerError,
@@ -25,7 +26,6 @@ from confserv.errors import (
     ReadOnlyError,
     UnavailableError,
 )
-from confserv.runtime import Runtime
 
 from .conftest import ADMIN_PASSWORD, SECRET, LogCapture, make_settings
 
@@ -205,8 +205,8 @@ async def test_a_client_given_no_primary_gets_a_clear_error(pair: tuple[Server, 
 async def test_a_resilient_client_follows_a_failover_and_loses_no_acknowledged_write(
     pair: tuple[Server, Server],
 ) -> None:
-    from confserv.errors import ConnectionLostError
-    from confserv.resilient import open_resilient_client
+    from confserv.client.resilient import open_resilient_client
+    from confserv.wire.errors import ConnectionLostError
 
     primary, backup = pair
     acked: list[str] = []
@@ -271,7 +271,7 @@ class Proxy(Server):
         self.info = {}
 
     async def start(self, nursery: trio.Nursery) -> None:
-        from confserv.proxy import run_proxy
+        from confserv.server.proxy import run_proxy
 
         async def run(task_status: trio.TaskStatus[dict[str, Any]]) -> None:
             with self.scope:

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 import trio
 
-from confserv.client import open_client, open_management
-from confserv.config import DatabaseSettings
-from confserv.errors import ConnectionLostError, PromotionRefusedError, RequestError
+from confserv.client.session import open_client, open_management
+from confserv.config.settings import DatabaseSettings
+from confserv.wire.errors import ConnectionLostError, PromotionRefusedError, RequestError
 
 from ..helpers.system import Writer, cfgctl_init, stop_outside_a_transaction
 from .test_cli import free_port

@@ -18,7 +18,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from confserv.config import DatabaseSettings
+from confserv.config.settings import DatabaseSettings
 
 from ..helpers.system import Writer
 from ..pg_cluster import PgCluster

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from confserv.roles import (
+from confserv.ha.roles import (
     BecomeBackup,
     BecomePrimary,
     RenewLease,
@@ -122,7 +122,7 @@ def test_a_valid_peer_lease_makes_a_starting_server_backup() -> None:
 
 
 async def test_a_client_refuses_notifications_from_an_older_epoch() -> None:
-    from confserv.resilient import ResilientClient
+    from confserv.client.resilient import ResilientClient
 
     rc = ResilientClient(
         [("127.0.0.1", 1)], reconnect_timeout=1, reconnect_attempts=1, give_up_after=None
@@ -136,3 +136,4 @@ async def test_a_client_refuses_notifications_from_an_older_epoch() -> None:
     assert (await rc.notification())["dbid"] == 1
     assert (await rc.notification())["dbid"] == 3
     assert rc.stale_refused == 1
+

@@ -18,7 +18,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from confserv.roles import (
+from confserv.ha.roles import (
     Action,
     BecomeBackup,
     ReadLease,

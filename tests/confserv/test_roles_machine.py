@@ -1,7 +1,7 @@
 """Role and lease logic under crashes, pauses, partitions and time (hypothesis, simulated clock).
 
-Two :class:`~confserv.roles.RoleMachine` instances drive the real lease and
-write transactions (the SQL plans of :mod:`confserv.store`) on an in-memory
+Two :class:`~confserv.ha.roles.RoleMachine` instances drive the real lease and
+write transactions (the SQL plans of :mod:`confserv.store.base`) on an in-memory
 SQLite whose clock is the simulation's. Hypothesis chooses the schedule. The
 invariants are those of ``docs/design.md``:
 
@@ -20,9 +20,9 @@ from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from confserv.errors import FencedError
-from confserv.roles import Role, RoleMachine
-from confserv.store import Lease
+from confserv.ha.roles import Role, RoleMachine
+from confserv.store.base import Lease
+from confserv.wire.errors import FencedError
 
 from ..helpers.simdb import SimDatabase
 

@@ -7,10 +7,11 @@ from typing import Any
 import pytest
 import trio
 
-from addp import AddpOptions, FrameKind, connect, decode_payload, encode_frame
+from addp import AddpOptions, FrameKind, decode_payload, encode_frame
 from addp._frames import FrameDecoder
-from confserv.client import open_client, open_management
-from confserv.errors import (
+from addp.transport import connect
+from confserv.client.session import open_client, open_management
+from confserv.wire.errors import (
     AuthError,
     BadRequestError,
     ConfServError,
@@ -280,9 +281,9 @@ async def test_a_non_string_password_is_a_bad_value(server: dict[str, Any]) -> N
 async def test_a_subscriber_that_stops_reading_is_cut_off_and_told(
     server: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import confserv.server
+    import confserv.server.clients
 
-    monkeypatch.setattr(confserv.server, "SUBSCRIBER_BUFFER", 20)
+    monkeypatch.setattr(confserv.server.clients, "SUBSCRIBER_BUFFER", 20)
     host, port = server["address"]
     service = server["runtime"].service
     stream = await trio.open_tcp_stream(host, port)
@@ -410,7 +411,7 @@ async def test_memory_behind_the_database_catches_up_and_never_overwrites_newer_
     delta on the stored row, so the other's acknowledged value survives."""
     if server["settings"].db.engine != "sqlite":
         pytest.skip("a second service beside the server's needs its store's event loop")
-    from confserv.service import ConfigService
+    from confserv.core.service import ConfigService
 
     ahead = server["runtime"].service
     store = ahead.store
@@ -439,7 +440,7 @@ async def test_a_change_memory_cannot_apply_reloads_instead_of_wedging(
     other, wedged the second (KeyError in apply during catch_up). Now it reloads."""
     if server["settings"].db.engine != "sqlite":
         pytest.skip("a second service beside the server's needs its store's event loop")
-    from confserv.service import ConfigService
+    from confserv.core.service import ConfigService
 
     primary = server["runtime"].service
     follower = ConfigService(primary.store)

@@ -16,9 +16,9 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from confserv.errors import FencedError, ReadOnlyError, RequestError
-from confserv.service import ConfigService
-from confserv.sqlite_store import SqliteStore
+from confserv.core.service import ConfigService
+from confserv.store.sqlite import SqliteStore
+from confserv.wire.errors import FencedError, ReadOnlyError, RequestError
 from tests.confserv.test_store import holder
 
 T = TypeVar("T")

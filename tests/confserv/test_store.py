@@ -7,8 +7,11 @@ from collections.abc import AsyncIterator
 import pytest
 import trio
 
-from confserv.config import DatabaseSettings
-from confserv.errors import (
+from confserv.config.settings import DatabaseSettings
+from confserv.store.base import ConfigStore, Holder, Write
+from confserv.store.engines import open_store
+from confserv.store.instance import Instance
+from confserv.wire.errors import (
     ClaimLostError,
     ConstraintError,
     DatabaseIdentityError,
@@ -18,9 +21,6 @@ from confserv.errors import (
     NotFoundError,
     StaleMemoryError,
 )
-from confserv.instance import Instance
-from confserv.store import ConfigStore, Holder, Write
-from confserv.stores import open_store
 
 pytestmark = pytest.mark.integration
 
@@ -322,7 +322,7 @@ async def test_cfgctl_init_upgrades_a_version_1_database(db_settings: DatabaseSe
 
 
 def iter_plan(*sql: str):  # type: ignore[no-untyped-def]
-    from confserv.plan import Query
+    from confserv.store.plan import Query
 
     for statement in sql:
         yield Query(statement)

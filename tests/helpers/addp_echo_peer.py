@@ -11,7 +11,8 @@ import sys
 
 import trio
 
-from addp import AddpOptions, Link, LinkEnded, serve
+from addp import AddpOptions, LinkEnded
+from addp.transport import Link, serve
 
 
 async def echo(link: Link) -> None:

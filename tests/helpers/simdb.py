@@ -1,24 +1,15 @@
 """The lease and write transactions on an in-memory SQLite whose clock a simulation sets.
 
 Shared by the hypothesis simulation of the role logic and the chaos
-simulation: it carries out a :class:`~confserv.roles.RoleMachine`'s actions
-with the real SQL plans, as :mod:`confserv.pair` does with a real store.
+simulation: it carries out a :class:`~confserv.ha.roles.RoleMachine`'s actions
+with the real SQL plans, as :mod:`confserv.ha.pair` does with a real store.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from confserv.errors import FencedError, LeaseHeldError
-from confserv.instance import Instance
-from confserv.lease_plans import (
-    acquire_lease_plan,
-    read_lease_plan,
-    release_lease_plan,
-    renew_lease_plan,
-)
-from confserv.models import ddl
-from confserv.roles import (
+from confserv.ha.roles import (
     Action,
     BecomeBackup,
     BecomePrimary,
@@ -29,9 +20,18 @@ from confserv.roles import (
     StopWrites,
     TakeLease,
 )
-from confserv.schema_plans import schema_plan
-from confserv.sqlite_store import SqliteStore
-from confserv.store import Change, Holder, Lease, Write, commit_plan
+from confserv.store.base import Change, Holder, Lease, Write, commit_plan
+from confserv.store.instance import Instance
+from confserv.store.leases import (
+    acquire_lease_plan,
+    read_lease_plan,
+    release_lease_plan,
+    renew_lease_plan,
+)
+from confserv.store.schema import schema_plan
+from confserv.store.sqlite import SqliteStore
+from confserv.store.tables import ddl
+from confserv.wire.errors import FencedError, LeaseHeldError
 
 
 def sim_holder(name: str) -> Holder:

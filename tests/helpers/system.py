@@ -17,9 +17,9 @@ from typing import Any
 import trio
 
 from addp import LinkEnded
-from confserv.client import open_client, open_management
-from confserv.errors import ConnectionLostError, RequestError
-from confserv.resilient import open_resilient_client
+from confserv.client.resilient import open_resilient_client
+from confserv.client.session import open_client, open_management
+from confserv.wire.errors import ConnectionLostError, RequestError
 from scs.config import load_scs_settings
 
 

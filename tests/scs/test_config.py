@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from confserv.config import ConfigError
+from confserv.config.settings import ConfigError
 from scs.config import SERVER_OPTIONS, load_scs_settings
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "scs.conf"

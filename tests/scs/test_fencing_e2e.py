@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from confserv.client import open_management
+from confserv.client.session import open_management
 
 from ..helpers.system import (
     SECRET,

@@ -15,7 +15,7 @@ from typing import Any
 
 import trio
 
-from confserv.eventlog import EventLog
+from confserv.logs.eventlog import EventLog
 from scs.supervisor import Supervisor
 
 from .test_core import scs_settings

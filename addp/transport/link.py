@@ -1,0 +1,408 @@
+"""The trio link around :class:`~addp.Connection`: one reader task, FIFO writes.
+
+One reader task per link feeds received bytes and the trio clock into the
+sans-IO connection, serves its deadlines with ``move_on_at``, flushes what it
+queues (polls, replies) and hands application messages to the caller through
+a bounded channel. Writes go out under a FIFO lock. When the link ends the
+reader records why, and every later ``receive``/``send`` raises that reason
+as a :class:`~addp.LinkEnded` subclass. :mod:`addp.transport` (this
+subpackage) is the only part of ``addp`` that imports trio.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import trio
+
+from .._connection import Connection
+from .._errors import (
+    AddpTimeout,
+    LinkBroken,
+    LinkClosedByPeer,
+    LinkClosedLocally,
+    LinkEnded,
+    LinkProtocolError,
+    RemoteProtocolError,
+)
+from .._events import ConnectionClosed, Event, HandshakeComplete, Message, PeerLostEvent, Trace
+from .._frames import encode_payload
+
+#: Bytes asked of the stream per read.
+RECEIVE_SIZE = 65536
+#: Messages buffered between the reader task and the consumer.
+INBOX_SIZE = 1024
+#: Buffered messages handed over in a row before ``receive`` yields to the scheduler.
+FAST_RECEIVES = 64
+#: Default time allowed for the peer's HELLO.
+DEFAULT_HANDSHAKE_TIMEOUT = 10.0
+#: How long a closing side waits to flush its CLOSE frame.
+CLOSE_FLUSH_TIMEOUT = 1.0
+
+_log = logging.getLogger("addp")
+_trace_log = logging.getLogger("addp.trace")
+
+#: What a broken or closed stream raises.
+TRANSPORT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+
+
+class HandshakeTimeout(LinkEnded):
+    """The peer did not complete the handshake within the allowed time."""
+
+
+class Link:
+    """An open, handshaken link: ``send`` messages, ``receive`` or iterate them.
+
+    Created by :func:`open_link`, :func:`connect` or :func:`serve`; not by hand.
+    Iteration stops quietly after this side closed the link and raises the
+    :class:`~addp.LinkEnded` subclass that says why in every other case.
+    """
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        conn: Connection,
+        *,
+        name: str,
+        on_trace: Callable[[str], None] | None,
+    ) -> None:
+        self.name = name
+        self._stream = stream
+        self._conn = conn
+        self._on_trace = on_trace
+        self._send_lock = trio.StrictFIFOLock()
+        self._inbox_send, self._inbox = trio.open_memory_channel[Any](INBOX_SIZE)
+        self._pending: list[Event] = []
+        self._end: LinkEnded | None = None
+        self._closing: LinkEnded | None = None
+        self._fast = 0
+        self._ended = trio.Event()
+        self.handshake: HandshakeComplete | None = None
+        #: Bytes :meth:`write_nowait` took from the connection but the socket
+        #: did not accept yet; written first by the next flush.
+        self._backlog = bytearray()
+        fileno = getattr(getattr(stream, "socket", None), "fileno", None)
+        self._fd: int | None = fileno() if callable(fileno) else None
+
+    # -- public ---------------------------------------------------------------
+
+    @property
+    def peer_hello(self) -> Any:
+        """The application hello the peer sent in its HELLO frame."""
+        return self._conn.peer_hello
+
+    @property
+    def local_timeout(self) -> float:
+        """The ADDP timeout this side runs on this link (0 = off)."""
+        return self._conn.keepalive.timeout
+
+    @property
+    def ended(self) -> LinkEnded | None:
+        """Why the link ended, or ``None`` while it is up."""
+        return self._end
+
+    @property
+    def connection(self) -> Connection:
+        """The sans-IO connection, for statistics."""
+        return self._conn
+
+    async def wait_ended(self) -> LinkEnded:
+        """Wait until the link ends; returns the reason."""
+        await self._ended.wait()
+        assert self._end is not None
+        return self._end
+
+    async def send(self, message: Any) -> None:
+        """Send one application message and wait until it is written to the stream.
+
+        Raises:
+            LinkEnded: the link is over (the subclass says why).
+            MessageTooLargeError: the message exceeds the peer's frame limit.
+        """
+        self.send_nowait(message)
+        await self._flush()
+
+    def send_nowait(self, message: Any) -> None:
+        """Queue one message; it is written by the next :meth:`flush` or :meth:`send`.
+
+        For bursts (a streamed read, a fan-out): queue many, then flush once,
+        so that they share one write.
+
+        Raises:
+            LinkEnded: the link is over (the subclass says why).
+            MessageTooLargeError: the message exceeds the peer's frame limit.
+        """
+        self.send_encoded_nowait(encode_payload(message))
+
+    def send_encoded_nowait(self, data: bytes) -> None:
+        """Queue one message already encoded with :func:`~addp.encode_payload`.
+
+        The same bytes may be queued on many links (one encoding per fan-out).
+        """
+        if self._end is not None:
+            raise self._end
+        if self._conn.closed:
+            # The reader saw the end but has not recorded it yet (it may still be
+            # handing earlier messages to a full inbox).
+            raise self._closing or LinkClosedLocally("link is closing")
+        self._conn.send_encoded(data, trio.current_time())
+
+    def write_nowait(self) -> bool:
+        """Write what is queued straight to the socket, without waiting; True if all went.
+
+        For a publisher fanning one message out to many links: no task switch
+        per link when the socket has room, which is the common case. What the
+        socket does not take now stays queued, in order, for the next
+        :meth:`flush` (False is returned: the caller must see that one runs).
+        Also False when another task is writing or the stream is not a socket.
+
+        Raises:
+            LinkEnded: the link is over (the subclass says why).
+        """
+        if self._end is not None:
+            raise self._end
+        if self._fd is None:
+            return not (self._backlog or self._conn.has_data_to_send)
+        try:
+            self._send_lock.acquire_nowait()
+        except trio.WouldBlock:
+            return False
+        try:
+            self._backlog += self._conn.data_to_send()
+            if not self._backlog:
+                return True
+            try:
+                written = os.write(self._fd, self._backlog)
+            except BlockingIOError:
+                return False
+            except OSError as exc:
+                self._finish(LinkBroken(f"send failed: {exc!r}"))
+                raise self._end from exc  # type: ignore[misc]
+            del self._backlog[:written]
+            return not self._backlog
+        finally:
+            self._send_lock.release()
+
+    @property
+    def unsent(self) -> int:
+        """Bytes queued on this link and not yet handed to the socket."""
+        return len(self._backlog) + self._conn.bytes_to_send
+
+    async def flush(self) -> None:
+        """Write everything queued by :meth:`send_nowait`."""
+        if self._end is not None:
+            raise self._end
+        await self._flush()
+
+    async def receive(self) -> Any:
+        """The next application message from the peer.
+
+        Messages already buffered are handed over without a trip through the
+        scheduler (a full yield every :data:`FAST_RECEIVES` of them keeps the
+        consumer from starving other tasks).
+
+        Raises:
+            LinkEnded: the link is over (the subclass says why).
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            try:
+                message = self._inbox.receive_nowait()
+            except trio.WouldBlock:
+                self._fast = 0
+                return await self._inbox.receive()
+        except trio.EndOfChannel:
+            assert self._end is not None
+            raise self._end from None
+        self._fast += 1
+        if self._fast >= FAST_RECEIVES:
+            self._fast = 0
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        return message
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return await self.receive()
+        except LinkClosedLocally:
+            raise StopAsyncIteration from None
+
+    async def aclose(self, reason: str = "closed") -> None:
+        """Send CLOSE with ``reason`` (best effort) and close the stream."""
+        if self._end is None:
+            self._conn.close(reason, trio.current_time())
+            with trio.move_on_after(CLOSE_FLUSH_TIMEOUT) as scope:
+                scope.shield = True
+                with suppress_transport():
+                    await self._flush()
+            self._finish(LinkClosedLocally(f"closed by this side: {reason}"))
+        await trio.aclose_forcefully(self._stream)
+
+    async def abort(self, reason: str) -> None:
+        """Close the stream at once, without CLOSE: for a peer that reads nothing.
+
+        Also the only clean end after a write was cancelled half-way (a CLOSE
+        frame would land in the middle of a frame).
+        """
+        self._finish(LinkClosedLocally(f"aborted by this side: {reason}"))
+        await trio.aclose_forcefully(self._stream)
+
+    # -- internals ------------------------------------------------------------
+
+    async def _flush(self) -> None:
+        if not (self._backlog or self._conn.has_data_to_send):
+            await trio.lowlevel.checkpoint()
+            return
+        # A free lock is taken without a trip through the scheduler, so the
+        # bytes reach the socket before other woken tasks run (an answer is
+        # not queued behind a fan-out it caused).
+        try:
+            self._send_lock.acquire_nowait()
+        except trio.WouldBlock:
+            await self._send_lock.acquire()
+        try:
+            data = self._conn.data_to_send()
+            if self._backlog:
+                data, self._backlog = bytes(self._backlog + data), bytearray()
+            if data:
+                try:
+                    await self._stream.send_all(data)
+                except TRANSPORT_ERRORS as exc:
+                    self._finish(LinkBroken(f"send failed: {exc!r}"))
+                    raise self._end from exc  # type: ignore[misc]
+        finally:
+            self._send_lock.release()
+
+    def _finish(self, reason: LinkEnded) -> None:
+        if self._end is None:
+            self._end = reason
+            self._inbox_send.close()
+            self._ended.set()
+
+    def _trace(self, line: str) -> None:
+        if self._on_trace is not None:
+            self._on_trace(line)
+        else:
+            _trace_log.info("%s %s", self.name, line)
+
+    async def _handshake(self, timeout: float) -> None:
+        self._conn.start(trio.current_time())
+        with trio.move_on_after(timeout):
+            await self._flush()
+            while self.handshake is None:
+                data = await self._stream.receive_some(RECEIVE_SIZE)
+                events = self._conn.receive_data(data, trio.current_time())
+                for i, event in enumerate(events):
+                    if isinstance(event, HandshakeComplete):
+                        self.handshake = event
+                        self._pending = events[i + 1 :]
+                        break
+                    if isinstance(event, ConnectionClosed):
+                        raise LinkClosedByPeer(f"closed during handshake: {event.reason}")
+                    if isinstance(event, Trace) and self._conn.trace_enabled:
+                        self._trace(event.line)
+                await self._flush()
+            return
+        raise HandshakeTimeout(f"no HELLO from the peer within {timeout:g} s")
+
+    async def _dispatch(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, (PeerLostEvent, ConnectionClosed)):
+                self._closing = end_reason(event)
+        for event in events:
+            if isinstance(event, Message):
+                try:
+                    self._inbox_send.send_nowait(event.payload)
+                except trio.WouldBlock:
+                    await self._inbox_send.send(event.payload)
+            elif isinstance(event, Trace):
+                self._trace(event.line)
+            elif isinstance(event, (PeerLostEvent, ConnectionClosed)):
+                self._finish(end_reason(event))
+
+    async def _reader_flush(self) -> None:
+        """The reader's own writes (REPLY, POLL), bounded by the ADDP deadline.
+
+        Another task may hold the send lock in a write the peer does not read
+        (or the reader's own write may block so); waiting without a deadline
+        would keep ADDP from ever declaring the peer lost. A peer silent for
+        twice the timeout while this side cannot even write to it is lost.
+        """
+        if not (self._backlog or self._conn.has_data_to_send):
+            await trio.lowlevel.checkpoint()  # as before: lets the consumer run first
+            return
+        if self._fd is not None and self.write_nowait():
+            await trio.lowlevel.checkpoint()
+            return  # the common case: the socket took it, no lock to wait on
+        keepalive = self._conn.keepalive
+        if keepalive.timeout <= 0 or self._end is not None:
+            await self._flush()
+            return
+        limit = keepalive.last_received + 2 * keepalive.timeout
+        with trio.move_on_at(limit) as scope:
+            await self._flush()
+        if scope.cancelled_caught:
+            self._finish(
+                AddpTimeout(
+                    f"ADDP timeout: nothing from the peer for {2 * keepalive.timeout:g} s "
+                    "while a write to it was blocked"
+                )
+            )
+
+    async def _run_reader(self) -> None:
+        conn = self._conn
+        try:
+            await self._dispatch(self._pending)
+            self._pending = []
+            while self._end is None:
+                conn.raise_pending_error()
+                deadline = conn.next_deadline()
+                data: bytes | bytearray | None = None
+                if deadline is None:  # no ADDP timer: no cancel scope needed
+                    data = await self._stream.receive_some(RECEIVE_SIZE)
+                else:
+                    with trio.move_on_at(deadline):
+                        data = await self._stream.receive_some(RECEIVE_SIZE)
+                now = trio.current_time()
+                events = conn.handle_timeout(now) if data is None else conn.receive_data(data, now)
+                await self._dispatch(events)
+                await self._reader_flush()
+        except RemoteProtocolError as exc:
+            conn.close(f"protocol error: {exc}", trio.current_time())
+            with trio.move_on_after(CLOSE_FLUSH_TIMEOUT), suppress_transport():
+                await self._flush()
+            end = LinkProtocolError(f"protocol error from peer: {exc}")
+            end.__cause__ = exc
+            self._finish(end)
+        except LinkEnded:
+            pass  # _flush already recorded the reason
+        except TRANSPORT_ERRORS as exc:
+            self._finish(LinkBroken(f"transport failed: {exc!r}"))
+        finally:
+            if self._end is not None and not isinstance(self._end, LinkClosedLocally):
+                await trio.aclose_forcefully(self._stream)
+
+
+def end_reason(event: PeerLostEvent | ConnectionClosed) -> LinkEnded:
+    """The :class:`LinkEnded` that a keep-alive loss or the peer's CLOSE frame becomes."""
+    if isinstance(event, PeerLostEvent):
+        return AddpTimeout(
+            f"ADDP timeout: no answer to poll #{event.seq} within "
+            f"{event.timeout:g} s ({event.silence:.3f} s of silence)"
+        )
+    return LinkClosedByPeer(f"closed by peer: {event.reason}")
+
+
+class suppress_transport:
+    """A context manager that swallows a broken transport or an ended link (closing paths)."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: object, tb: object) -> bool:
+        return isinstance(exc, (*TRANSPORT_ERRORS, LinkEnded))

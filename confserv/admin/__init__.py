@@ -1,0 +1,1 @@
+"""``cfgctl``: bootstrap, export and import, and the administrator's command line."""

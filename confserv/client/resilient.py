@@ -1,0 +1,261 @@
+"""A client that follows a failover on its own.
+
+:func:`open_resilient_client` keeps one registered connection to whichever
+server of the list serves (the primary). When the connection is lost it
+reconnects (the Application object's ``reconnect_timeout`` and
+``reconnect_attempts`` say how), without limit unless
+``give_up_after`` is set: each server is tried ``reconnect_attempts`` times,
+``reconnect_timeout`` apart, before the next (a backup's answer names the
+primary, which is tried at once). Then:
+
+- a read that was cut off is sent again: reads are idempotent;
+- a write that was cut off raises :class:`~confserv.wire.errors.ConnectionLostError`
+  (its outcome is unknown) after the new connection is up, so the caller can
+  check and retry; a write is never reported done unless the server said so;
+- a subscription is renewed and the changes missed meanwhile are restored
+  from the History Log, so notifications continue in serial order with no gap
+  (or :class:`~confserv.wire.errors.HistoryExpiredError` tells the caller to reload).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import trio
+
+from addp import AddpOptions
+from confserv.wire.errors import BackupModeError, ConnectionLostError, NoServerError, NotSentError
+
+from .session import Address, ConfigClient, open_client
+
+T = TypeVar("T")
+
+#: ADDP on the client's connection unless the caller says otherwise: poll after
+#: 1 s of silence, and ask the server to do the same.
+DEFAULT_ADDP = AddpOptions.addp(timeout=1.0, remote_timeout=1.0)
+
+
+class ResilientClient:
+    """See module docstring. Create with :func:`open_resilient_client`.
+
+    One background task owns the connection (and the nursery under it); the
+    calls below may come from any task and only exchange messages over it.
+    """
+
+    def __init__(
+        self,
+        servers: Sequence[Address],
+        *,
+        reconnect_timeout: float,
+        reconnect_attempts: int,
+        give_up_after: float | None,
+        **register: Any,
+    ) -> None:
+        self.servers = list(servers)
+        self.reconnect_timeout = reconnect_timeout
+        self.reconnect_attempts = max(1, reconnect_attempts)
+        self.give_up_after = give_up_after
+        self._register = register
+        self._client: ConfigClient | None = None
+        self._up = trio.Event()
+        self._failed: NoServerError | None = None
+        self._subscriptions: list[tuple[str | None, int | None]] = []
+        self._last_serial = 0
+        self._backlog: list[dict[str, Any]] = []
+        self._epoch = 0
+        self.stale_refused = 0
+        self.connects = 0
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep a connection up until cancelled (started by :func:`open_resilient_client`)."""
+        started = False
+        index, tries = 0, 0
+        while True:
+            deadline = (
+                math.inf if self.give_up_after is None else trio.current_time() + self.give_up_after
+            )
+            last_error: Exception | None = None
+            while True:
+                try:
+                    server = self.servers[index % len(self.servers)]
+                    async with open_client([server], **self._register) as client:
+                        self._client = client
+                        self.connects += 1
+                        await self._resubscribe(client)
+                        self._up.set()
+                        if not started:
+                            started = True
+                            task_status.started()
+                        await client.session.closed.wait()
+                    index, tries = index + 1, 0  # the server just lost is tried last
+                    break
+                except (NoServerError, ConnectionLostError) as exc:
+                    last_error = exc
+                    tries += 1
+                    if tries >= self.reconnect_attempts:  # switch to the next server
+                        index, tries = index + 1, 0
+                finally:
+                    self._client = None
+                    if self._up.is_set():
+                        self._up = trio.Event()
+                if trio.current_time() >= deadline:
+                    self._failed = NoServerError(
+                        f"gave up after {self.give_up_after:g} s: {last_error}"
+                    )
+                    if not started:
+                        raise self._failed
+                    self._up.set()  # wake waiters so that they see the failure
+                    return
+                await trio.sleep(self.reconnect_timeout)
+
+    async def _current(self) -> ConfigClient:
+        while self._client is None:
+            if self._failed is not None:
+                raise self._failed
+            await self._up.wait()
+            if self._failed is not None:
+                raise self._failed
+        return self._client
+
+    async def _resubscribe(self, client: ConfigClient) -> None:
+        if not self._subscriptions:
+            return
+        for type_name, dbid in self._subscriptions:
+            await client.subscribe(type_name, dbid)
+        restored = await client.restore(self._last_serial)
+        self._backlog.extend(c for c in restored["changes"] if self._wanted(c))
+
+    def _wanted(self, change: dict[str, Any]) -> bool:
+        return any(
+            (t is None or t == change["type"]) and (d is None or d == change["dbid"])
+            for t, d in self._subscriptions
+        )
+
+    async def _retrying(
+        self, call: Callable[[ConfigClient], Awaitable[T]], *, idempotent: bool
+    ) -> T:
+        while True:
+            client = await self._current()
+            try:
+                return await call(client)
+            except NotSentError:
+                await client.session.closed.wait()  # never sent: safe to send again
+            except BackupModeError:
+                # The server stopped being primary: nothing was written, so any
+                # request may be sent again once reconnected to the primary.
+                await client.session.link.aclose("server is not primary")
+                await client.session.closed.wait()
+            except ConnectionLostError:
+                await client.session.closed.wait()
+                if not idempotent:
+                    raise
+
+    # -- the ConfigClient calls ----------------------------------------------
+
+    @property
+    def address(self) -> Address | None:
+        """The server currently connected to, if any."""
+        return None if self._client is None else self._client.address
+
+    async def read(self, type_name: str, flt: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Objects of a type matching the filter (retried across a failover)."""
+        return await self._retrying(lambda c: c.read(type_name, flt), idempotent=True)
+
+    async def create(self, type_name: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """Create; ConnectionLostError when cut off (outcome unknown)."""
+        return await self._retrying(lambda c: c.create(type_name, obj), idempotent=False)
+
+    async def update(
+        self,
+        type_name: str,
+        dbid: int,
+        delta: dict[str, Any] | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Update; ConnectionLostError when cut off (outcome unknown)."""
+        return await self._retrying(
+            lambda c: c.update(type_name, dbid, delta, options), idempotent=False
+        )
+
+    async def delete(self, type_name: str, dbid: int) -> dict[str, Any]:
+        """Delete; ConnectionLostError when cut off (outcome unknown)."""
+        return await self._retrying(lambda c: c.delete(type_name, dbid), idempotent=False)
+
+    async def status(self) -> dict[str, Any]:
+        """The serving server's status."""
+        return await self._retrying(lambda c: c.status(), idempotent=True)
+
+    async def subscribe(self, type_name: str | None = None, dbid: int | None = None) -> None:
+        """Subscribe, and keep the subscription across failovers."""
+        answer = await self._retrying(lambda c: c.subscribe(type_name, dbid), idempotent=True)
+        if not self._subscriptions:
+            self._last_serial = int(answer["serial"])
+        self._subscriptions.append((type_name, dbid))
+
+    async def notification(self) -> dict[str, Any]:
+        """The next change, in serial order, across failovers."""
+        while True:
+            if self._backlog:
+                change = self._backlog.pop(0)
+            else:
+                client = await self._current()
+                try:
+                    change = await client.notification()
+                except ConnectionLostError:
+                    await client.session.closed.wait()
+                    continue
+            if int(change.get("epoch", 0)) < self._epoch:
+                self.stale_refused += 1  # from a deposed primary: never applied (invariant 3)
+                continue
+            if change["serial"] > self._last_serial:
+                self._last_serial = int(change["serial"])
+                self._epoch = max(self._epoch, int(change.get("epoch", 0)))
+                return change
+
+
+@asynccontextmanager
+async def open_resilient_client(
+    servers: Sequence[Address],
+    *,
+    app: str,
+    user: str,
+    password: str,
+    reconnect_timeout: float = 10.0,
+    reconnect_attempts: int = 1,
+    give_up_after: float | None = None,
+    addp: AddpOptions | None = DEFAULT_ADDP,
+    connect_timeout: float = 2.0,
+    **register: Any,
+) -> AsyncIterator[ResilientClient]:
+    """Connect (see :class:`ResilientClient`) and keep connected for the block's lifetime.
+
+    ADDP is on by default (:data:`DEFAULT_ADDP`): a hung or cut-off server is
+    noticed and left, not waited on forever; likewise a server that accepts
+    the connection but does not handshake within ``connect_timeout``.
+    """
+    client = ResilientClient(
+        servers,
+        reconnect_timeout=reconnect_timeout,
+        reconnect_attempts=reconnect_attempts,
+        give_up_after=give_up_after,
+        app=app,
+        user=user,
+        password=password,
+        addp=addp,
+        connect_timeout=connect_timeout,
+        **register,
+    )
+    body_error: BaseException | None = None
+    async with trio.open_nursery() as nursery:
+        await nursery.start(client.run)
+        try:
+            yield client
+        except BaseException as exc:  # carried out of the nursery unwrapped
+            body_error = exc
+        finally:
+            nursery.cancel_scope.cancel()
+    if body_error is not None:
+        raise body_error

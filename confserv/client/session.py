@@ -1,0 +1,363 @@
+"""The trio client library: used by ``cfgctl``, the proxy, the supervisor and the tests.
+
+``async with open_client([("127.0.0.1", 2120), ("127.0.0.1", 2130)], ...) as c``
+connects to the first server that accepts the registration (a backup answers
+``backup-mode`` and is skipped), then ``c.read``, ``c.create``, ``c.update``,
+``c.delete``, ``c.subscribe`` and ``c.notifications()``. Every call returns
+the server's answer or raises a :class:`~confserv.wire.errors.RequestError`
+subclass; a connection lost mid-request raises
+:class:`~confserv.wire.errors.ConnectionLostError`, never a silent success.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import trio
+
+from addp import AddpOptions, LinkClosedLocally, LinkEnded
+from addp.transport import Link, connect
+from confserv.wire.auth import challenge_response
+from confserv.wire.errors import (
+    ERRORS_BY_CODE,
+    BackupModeError,
+    ConnectionLostError,
+    NoServerError,
+    NotSentError,
+    RequestError,
+)
+
+Address = tuple[str, int]
+
+#: Notifications buffered for the caller before the client stops reading.
+NOTIFY_BUFFER = 100_000
+
+
+def parse_servers(text: str) -> list[Address]:
+    """Parse ``HOST:PORT[,HOST:PORT...]``."""
+    out: list[Address] = []
+    for part in text.split(","):
+        host, sep, port = part.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{part.strip()!r} is not HOST:PORT")
+        out.append((host, int(port)))
+    if not out:
+        raise ValueError("no server given")
+    return out
+
+
+def _raise_for(answer: dict[str, Any]) -> None:
+    if answer.get("ok"):
+        return
+    cls = ERRORS_BY_CODE.get(str(answer.get("code")), RequestError)
+    message = str(answer.get("message", "request failed"))
+    if cls is BackupModeError:
+        raise BackupModeError(message, answer.get("primary"))
+    raise cls(message)
+
+
+class Session:
+    """Requests and answers over one link, correlated by request id."""
+
+    def __init__(self, link: Link) -> None:
+        self.link = link
+        self._ids = itertools.count(1)
+        self._pending: dict[int, trio.MemorySendChannel[dict[str, Any]]] = {}
+        self._notify_send, self._notify_recv = trio.open_memory_channel[dict[str, Any]](
+            NOTIFY_BUFFER
+        )
+        self.pushes: list[dict[str, Any]] = []
+        self.first: dict[str, Any] | None = None
+        self._first_event = trio.Event()
+        self.ended: LinkEnded | None = None
+        self.closed = trio.Event()
+
+    async def run_reader(self) -> None:
+        """Route every incoming message to its request, or to notifications."""
+        try:
+            async for msg in self.link:
+                if not isinstance(msg, dict):
+                    continue
+                if "re" in msg:
+                    channel = self._pending.get(msg["re"])
+                    if channel is not None:
+                        channel.send_nowait(msg)
+                elif "notify" in msg or "push" in msg:
+                    try:
+                        self._notify_send.send_nowait(msg)
+                    except trio.WouldBlock:
+                        # Waiting here would stop every answer too: requests would
+                        # hang. End the link instead; the application restores later.
+                        reason = f"{NOTIFY_BUFFER} notifications not read by the application"
+                        self.ended = LinkClosedLocally(reason)
+                        await self.link.aclose(reason)
+                        break
+                elif self.first is None:
+                    self.first = msg
+                    self._first_event.set()
+        except LinkEnded as exc:
+            self.ended = exc
+        finally:
+            for channel in self._pending.values():
+                channel.close()
+            self._notify_send.close()
+            self._first_event.set()
+            self.closed.set()
+
+    async def first_message(self) -> dict[str, Any] | None:
+        """The first unsolicited message (the management challenge)."""
+        await self._first_event.wait()
+        return self.first
+
+    async def request(self, op: str, **args: Any) -> dict[str, Any]:
+        """Send one request and return its final answer (chunks merged under ``objects``)."""
+        request_id = next(self._ids)
+        send, recv = trio.open_memory_channel[dict[str, Any]](math.inf)
+        self._pending[request_id] = send
+        objects: list[Any] = []
+        try:
+            if self.closed.is_set():
+                # The reader is gone (the link ended, or its task was cancelled while
+                # the link still took writes): no answer could ever be routed here.
+                raise NotSentError(f"{op}: not sent, the connection is closed: {self.ended}")
+            try:
+                await self.link.send({"op": op, "id": request_id, **args})
+            except LinkEnded as exc:
+                raise NotSentError(f"{op}: not sent, the connection was lost: {exc}") from exc
+            async for answer in recv:
+                if "ok" not in answer:
+                    objects.extend(answer.get("objects", ()))
+                    continue
+                _raise_for(answer)
+                if objects:
+                    answer["objects"] = objects + list(answer.get("objects", ()))
+                return answer
+            why = self.ended or "connection closed"
+            raise ConnectionLostError(f"{op}: connection lost before the answer: {why}")
+        finally:
+            del self._pending[request_id]
+
+    async def next_notification(self) -> dict[str, Any]:
+        """The next notification or push; ConnectionLostError when the link ended."""
+        try:
+            return await self._notify_recv.receive()
+        except trio.EndOfChannel:
+            raise ConnectionLostError(f"connection lost: {self.ended}") from None
+
+
+class ConfigClient:
+    """A registered client of a Configuration Server (see module docstring)."""
+
+    def __init__(self, session: Session, address: Address, info: dict[str, Any]) -> None:
+        self.session = session
+        self.address = address
+        self.info = info
+
+    async def read(self, type_name: str, flt: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Objects of a type matching the equality filter."""
+        answer = await self.session.request("read", type=type_name, filter=flt or {})
+        return list(answer.get("objects", []))
+
+    async def get(self, type_name: str, name: str) -> dict[str, Any] | None:
+        """The object of that type and name, or None."""
+        found = await self.read(type_name, {"name": name})
+        return found[0] if found else None
+
+    async def create(self, type_name: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """Create an object; the answer has ``dbid``, ``serial`` and ``epoch``."""
+        return await self.session.request("create", type=type_name, object=obj)
+
+    async def update(
+        self,
+        type_name: str,
+        dbid: int,
+        delta: dict[str, Any] | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Change fields and/or options (``None`` values in options delete)."""
+        return await self.session.request(
+            "update", type=type_name, dbid=dbid, delta=delta or {}, options=options or {}
+        )
+
+    async def delete(self, type_name: str, dbid: int) -> dict[str, Any]:
+        """Delete an object."""
+        return await self.session.request("delete", type=type_name, dbid=dbid)
+
+    async def subscribe(
+        self, type_name: str | None = None, dbid: int | None = None
+    ) -> dict[str, Any]:
+        """Ask for notifications of a type, one object, or (no arguments) everything."""
+        args: dict[str, Any] = {}
+        if type_name is not None:
+            args["type"] = type_name
+        if dbid is not None:
+            args["dbid"] = dbid
+        return await self.session.request("subscribe", **args)
+
+    async def restore(self, serial: int) -> dict[str, Any]:
+        """Changes after ``serial`` (``changes``), or HistoryExpiredError: reload."""
+        return await self.session.request("restore", serial=serial)
+
+    async def status(self) -> dict[str, Any]:
+        """The server's status."""
+        return await self.session.request("status")
+
+    async def notification(self) -> dict[str, Any]:
+        """The next change notification (the ``notify`` map's change)."""
+        msg = await self.session.next_notification()
+        return dict(msg.get("notify", msg))
+
+
+@asynccontextmanager
+async def _session_for(link: Link) -> AsyncIterator[Session]:
+    """Run a session's reader for the block; the block's own error comes out unwrapped."""
+    session = Session(link)
+    body_error: BaseException | None = None
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(session.run_reader)
+        try:
+            yield session
+        except BaseException as exc:
+            body_error = exc
+        finally:
+            nursery.cancel_scope.cancel()
+    if body_error is not None:
+        raise body_error
+
+
+@asynccontextmanager
+async def open_client(
+    servers: Sequence[Address],
+    *,
+    app: str,
+    user: str,
+    password: str,
+    app_type: str = "client",
+    daemon: bool = False,
+    addp: AddpOptions | None = None,
+    connect_timeout: float = 10.0,
+) -> AsyncIterator[ConfigClient]:
+    """Connect and register with the first server of ``servers`` that serves.
+
+    A backup's ``backup-mode`` answer names the primary; that address is
+    tried too, after the given ones.
+
+    Raises:
+        NoServerError: every server refused or could not be reached; the
+            message lists each server's reason.
+        AuthError, DuplicateApplicationError: the registration was refused.
+    """
+    reasons: list[str] = []
+    candidates = list(servers)
+    for host, port in candidates:
+        yielded = False
+        try:
+            async with AsyncExitStack() as stack:
+                # Context managers are entered outside any timeout scope: a scope
+                # must not end while a nursery opened inside it lives on.
+                link = await stack.enter_async_context(
+                    connect(
+                        host,
+                        port,
+                        addp or AddpOptions(),
+                        connect_timeout=connect_timeout,
+                        handshake_timeout=connect_timeout,
+                    )
+                )
+                session = await stack.enter_async_context(_session_for(link))
+                with trio.fail_after(connect_timeout):
+                    info = await session.request(
+                        "register",
+                        app=app,
+                        app_type=app_type,
+                        user=user,
+                        password=password,
+                        daemon=daemon,
+                    )
+                yielded = True
+                yield ConfigClient(session, (host, port), info)
+                return
+        except (OSError, LinkEnded, trio.TooSlowError, BackupModeError, ConnectionLostError) as exc:
+            if yielded:
+                raise
+            reasons.append(f"{host}:{port}: {exc or type(exc).__name__}")
+            if isinstance(exc, BackupModeError) and exc.primary:
+                try:
+                    hint = parse_servers(exc.primary)[0]
+                except ValueError:
+                    continue
+                if hint not in candidates:
+                    candidates.append(hint)
+    raise NoServerError("no Configuration Server would serve: " + "; ".join(reasons))
+
+
+class ManagementClient:
+    """An authenticated connection to a server's management port."""
+
+    def __init__(self, session: Session, status: dict[str, Any]) -> None:
+        self.session = session
+        self.initial_status = status
+
+    async def status(self) -> dict[str, Any]:
+        """Role, epoch, last serial, pid, uptime, clients."""
+        return await self.session.request("status")
+
+    async def switch_to_primary(self, *, force: bool = False) -> dict[str, Any]:
+        """Promote the server (``force`` only with proof that the primary is dead)."""
+        return await self.session.request("switch-to-primary", force=force)
+
+    async def switch_to_backup(self) -> dict[str, Any]:
+        """Planned hand-over: the server releases the lease and follows the new primary."""
+        return await self.session.request("switch-to-backup")
+
+    async def reload(self) -> dict[str, Any]:
+        """Operator's reload from the database (after alarm 20170)."""
+        return await self.session.request("reload")
+
+    async def watch(self) -> dict[str, Any]:
+        """Ask for role pushes; returns the current status."""
+        return await self.session.request("watch")
+
+    async def push(self) -> dict[str, Any]:
+        """The next role push."""
+        return await self.session.next_notification()
+
+
+@asynccontextmanager
+async def open_management(
+    host: str,
+    port: int,
+    secret: str,
+    *,
+    addp: AddpOptions | None = None,
+    timeout: float = 10.0,
+) -> AsyncIterator[ManagementClient]:
+    """Connect to a management port and authenticate with the shared secret.
+
+    Raises:
+        AuthError: the secret is wrong (the server also logs an alarm).
+        OSError, LinkEnded: the port could not be reached.
+    """
+    async with AsyncExitStack() as stack:
+        link = await stack.enter_async_context(
+            connect(
+                host,
+                port,
+                addp or AddpOptions(),
+                connect_timeout=timeout,
+                handshake_timeout=timeout,
+            )
+        )
+        session = await stack.enter_async_context(_session_for(link))
+        with trio.fail_after(timeout):
+            first = await session.first_message()
+            if first is None or "challenge" not in first:
+                raise ConnectionLostError(f"{host}:{port} sent no management challenge")
+            status = await session.request(
+                "auth", response=challenge_response(secret, str(first["challenge"]))
+            )
+        yield ManagementClient(session, status)

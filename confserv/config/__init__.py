@@ -1,0 +1,1 @@
+"""Configuration files: the Genesys file format, the settings, the pair's shared options."""

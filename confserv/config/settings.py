@@ -1,0 +1,415 @@
+"""The Configuration Server's configuration file, read and checked into frozen settings.
+
+The format is the Genesys one (``confserv.conf`` on UNIX, ``confserv.cfg`` on
+Windows): a ``[section]`` line, then ``option = value`` lines. Spaces around
+``=`` are optional; ``#`` and ``;`` start a comment line (a comment takes the
+whole line: ``port = 2120 # clients`` is a bad port, not a port with a
+comment). Section names are case-sensitive and may contain spaces
+(``[Backup CS]``); option names are not case-sensitive. An option written with
+an empty value (``server =``, as in Genesys' own sample) counts as not set.
+
+A server reads its own section (named by ``-s``), the Configuration Database
+section its ``server`` option names, ``[log]`` and ``[history-log]``. In those
+sections every option must be known: a typo is an error, never ignored. Other
+sections (``[hca]``, ``[soap]``, the other server's section) are not read at all,
+so the primary and the backup can share one file.
+
+Every problem is a :class:`ConfigError` whose text is one line naming the file,
+the section and the option, e.g.
+``confserv.conf: [confserv] port: 'abc' is not a port number (1 to 65535)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from addp import DEFAULT_MAX_FRAME_SIZE, OPTION_NAMES, AddpOptions, OptionError
+from addp._frames import MAX_MAX_FRAME_SIZE, MIN_MAX_FRAME_SIZE
+
+from .format import ConfigError, Section, read_sections
+
+__all__ = [
+    "DATABASE_OPTIONS",
+    "HISTORY_OPTIONS",
+    "LOG_OPTIONS",
+    "SERVER_OPTIONS",
+    "ConfigError",
+    "DatabaseSettings",
+    "HistorySettings",
+    "LogSettings",
+    "Section",
+    "ServerSettings",
+    "load_server_settings",
+    "read_sections",
+]
+
+_Engine = Literal["sqlite", "postgre"]
+_Verbose = Literal["all", "debug", "trace", "interaction", "standard", "none"]
+_Mode = Literal["master", "proxy"]
+
+#: Options of the server's own section (``[confserv]``, ``[Backup CS]``, ...).
+SERVER_OPTIONS: frozenset[str] = frozenset(
+    {
+        "port",
+        "management-port",
+        "management-secret",
+        "server",
+        "encryption",
+        "encoding",
+        "mode",
+        "master",
+        "pair",
+        "lease-ttl",
+        "lease-renew",
+        "max-frame-size",
+        "listen-address",
+        "advertise-host",
+        "advertise-port",
+        "advertise-management-port",
+        *OPTION_NAMES,  # protocol, addp-timeout, addp-remote-timeout, addp-trace
+    }
+)
+
+#: Options of the Configuration Database section (the one ``server`` names).
+DATABASE_OPTIONS: frozenset[str] = frozenset(
+    {
+        "dbengine",
+        "dbserver",
+        "host",
+        "port",
+        "dbname",
+        "username",
+        "password",
+        "server",  # in Genesys' sample; accepted and not used
+        "reconnect-timeout",
+        "response-timeout",
+    }
+)
+
+#: Options of ``[log]``.
+LOG_OPTIONS: frozenset[str] = frozenset(
+    {
+        "verbose",
+        "all",
+    }
+)
+
+#: Options of ``[history-log]``.
+HISTORY_OPTIONS: frozenset[str] = frozenset(
+    {
+        "expiration",
+        "max-records",
+        "audit-expiration",
+        "audit-max-records",
+    }
+)
+
+_ENGINES: dict[str, _Engine] = {"sqlite": "sqlite", "postgre": "postgre"}
+#: Engines Genesys supports and this project does not.
+_UNSUPPORTED_ENGINES = frozenset({"mssql", "oracle", "db2"})
+_VERBOSE: dict[str, _Verbose] = {
+    "all": "all",
+    "debug": "debug",
+    "trace": "trace",
+    "interaction": "interaction",
+    "standard": "standard",
+    "none": "none",
+}
+_MODES: dict[str, _Mode] = {"master": "master", "proxy": "proxy"}
+_BOOLEANS: dict[str, bool] = {
+    "true": True,
+    "false": False,
+    "yes": True,
+    "no": False,
+    "on": True,
+    "off": False,
+    "1": True,
+    "0": False,
+}
+_STREAMS = frozenset({"stdout", "stderr"})
+_SQLITE_IN_MEMORY = ":memory:"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DatabaseSettings:
+    """The Configuration Database section (the one the server's ``server`` option names).
+
+    Attributes:
+        section: The section's name, e.g. ``dbserver``.
+        engine: ``dbengine``: ``sqlite`` or ``postgre``.
+        host: The DBMS host: ``dbserver``, else ``host``, else ``127.0.0.1``.
+        port: ``port`` of the DBMS, or None for the engine's default.
+        dbname: ``dbname``. For sqlite the database file, made absolute against
+            the configuration file's directory (``:memory:`` is kept as is).
+        username: ``username`` (required for postgre).
+        password: ``password``.
+        reconnect_timeout: ``reconnect-timeout``, seconds between attempts to
+            reach a database that went away.
+        response_timeout: ``response-timeout``, seconds a database request may take.
+    """
+
+    section: str
+    engine: _Engine
+    host: str = "127.0.0.1"
+    port: int | None = None
+    dbname: str
+    username: str = ""
+    password: str = ""
+    reconnect_timeout: float = 10.0
+    response_timeout: float = 600.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogSettings:
+    """The ``[log]`` section.
+
+    Attributes:
+        verbose: ``verbose``: which messages are written.
+        all: ``all``: ``stdout``, ``stderr``, or a log file (an absolute path,
+            made so against the configuration file's directory).
+    """
+
+    verbose: _Verbose = "standard"
+    all: str = "stderr"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HistorySettings:
+    """The ``[history-log]`` section: how long and how much change history is kept.
+
+    Attributes:
+        expiration_days: ``expiration``, days a change stays in the history (1 to 30).
+        max_records: ``max-records``, most records returned for one history
+            request (1 to 1000).
+        audit_expiration_days: ``audit-expiration``, days audit records are kept (1 to 30).
+        audit_max_records: ``audit-max-records``, most audit records returned
+            for one request (1 to 1000).
+    """
+
+    expiration_days: int = 30
+    max_records: int = 1000
+    audit_expiration_days: int = 30
+    audit_max_records: int = 1000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerSettings:
+    """Everything one Configuration Server reads from its configuration file.
+
+    Attributes:
+        file: The configuration file, as the caller named it.
+        section: The server's section (``-s``), the name of its Application object.
+        port: ``port``, where clients connect.
+        management_port: ``management-port``, where the Solution Control Server
+            watches and commands this server; None when not set.
+        management_secret: ``management-secret``, what the SCS must present on
+            the management port; None when not set.
+        db: The Configuration Database settings; None only in proxy mode.
+        encryption: ``encryption``.
+        encoding: ``encoding``, the name Python gives the codec (``utf-8``).
+        addp: The ADDP options of this section (``protocol``, ``addp-timeout``,
+            ``addp-remote-timeout``, ``addp-trace``).
+        log: The ``[log]`` section, defaults when absent.
+        history: The ``[history-log]`` section, defaults when absent.
+        mode: ``mode``: ``master`` works against the database, ``proxy``
+            follows a master.
+        masters: ``master``, the ``(host, port)`` of the masters a proxy
+            follows, in order; empty in master mode.
+        pair: ``pair``, no longer needed (pair membership comes from the
+            Application objects in the database); when given it must name the
+            pair's primary Application, or the server refuses to start.
+        lease_ttl: ``lease-ttl``, seconds a primary's lease lasts.
+        lease_renew: ``lease-renew``, seconds between renewals; less than ``lease_ttl``.
+        max_frame_size: ``max-frame-size``, largest message accepted, in bytes.
+        listen_address: ``listen-address``, the address both ports listen on
+            (``127.0.0.1`` when not set; ``0.0.0.0`` for every interface).
+        advertise_host: ``advertise-host``, the host peers, proxies and
+            clients are told to reach this server at (written in the lease);
+            None: the listen address (the host name when it is a wildcard).
+        advertise_port: ``advertise-port``, the client port told to others;
+            None: ``port``. For a server reached through NAT, a load balancer
+            or a relay.
+        advertise_management_port: ``advertise-management-port``, the
+            management port told to a following backup; None: ``management-port``.
+    """
+
+    file: Path
+    section: str
+    port: int
+    management_port: int | None = None
+    management_secret: str | None = None
+    db: DatabaseSettings | None
+    encryption: bool = False
+    encoding: str = "utf-8"
+    addp: AddpOptions = field(default_factory=AddpOptions)
+    log: LogSettings = field(default_factory=LogSettings)
+    history: HistorySettings = field(default_factory=HistorySettings)
+    mode: _Mode = "master"
+    masters: tuple[tuple[str, int], ...] = ()
+    pair: str | None = None
+    lease_ttl: float = 10.0
+    lease_renew: float
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+    listen_address: str = "127.0.0.1"
+    advertise_host: str | None = None
+    advertise_port: int | None = None
+    advertise_management_port: int | None = None
+
+
+def load_server_settings(file: Path | str, section: str) -> ServerSettings:
+    """Read the settings of the server whose section is ``section``.
+
+    Reads that section, the database section its ``server`` option names
+    (required in master mode, refused in proxy mode), and ``[log]`` and
+    ``[history-log]`` when present. Relative file paths (a sqlite ``dbname``,
+    a log file) are taken against the configuration file's directory.
+
+    Raises:
+        ConfigError: the first problem found, naming file, section and option.
+    """
+    path = Path(file)
+    sections = read_sections(path)
+    if section not in sections:
+        raise ConfigError(path, f"no section [{section}]", section)
+    base = path.resolve().parent
+    own = Section(path, section, sections[section])
+    own.check_known(SERVER_OPTIONS)
+
+    mode = own.choice("mode", _MODES, "master")
+    port = own.port("port")
+    if port is None:
+        raise own.error("port", "missing (the port clients connect to)")
+    management_port = own.port("management-port")
+    if management_port == port:
+        raise own.error("management-port", f"{own.text('management-port')!r} is the same as port")
+    try:
+        addp = AddpOptions.from_mapping(
+            {name: value for name in OPTION_NAMES if (value := own.text(name)) is not None}
+        )
+    except OptionError as err:
+        detail = str(err).removeprefix(f"{err.option}: ")
+        raise own.error(err.option, detail) from None
+    lease_ttl = own.seconds("lease-ttl", 10.0, low=0.2, high=3600.0)
+    lease_renew = own.seconds("lease-renew", lease_ttl / 3, low=0.0, high=3600.0, above_low=True)
+    if lease_renew >= lease_ttl:
+        raise own.error(
+            "lease-renew",
+            f"{own.text('lease-renew')!r} is not less than lease-ttl ({lease_ttl:g} seconds)",
+        )
+
+    db_section = own.text("server")
+    db: DatabaseSettings | None = None
+    masters: tuple[tuple[str, int], ...] = ()
+    if mode == "master":
+        if own.text("master") is not None:
+            raise own.error("master", "not used when mode is master (only a proxy has a master)")
+        if db_section is None:
+            raise own.error("server", "missing (names the Configuration Database section)")
+        if db_section == section:
+            raise own.error("server", f"{db_section!r} is this server's own section")
+        if db_section not in sections:
+            raise own.error("server", f"no section [{db_section}]")
+        db = _database(Section(path, db_section, sections[db_section]), base)
+    else:
+        if db_section is not None:
+            raise own.error("server", "not used when mode is proxy (a proxy reads its master)")
+        masters = own.masters("master")
+        for option in ("advertise-host", "advertise-port", "advertise-management-port"):
+            if own.text(option) is not None:
+                raise own.error(option, "not used when mode is proxy (only a master is advertised)")
+
+    return ServerSettings(
+        file=path,
+        section=section,
+        port=port,
+        management_port=management_port,
+        management_secret=own.text("management-secret"),
+        db=db,
+        encryption=own.choice("encryption", _BOOLEANS, False),
+        encoding=own.encoding("encoding", "utf-8"),
+        addp=addp,
+        log=_log(path, sections, base),
+        history=_history(path, sections),
+        mode=mode,
+        masters=masters,
+        pair=own.text("pair"),
+        lease_ttl=lease_ttl,
+        lease_renew=lease_renew,
+        max_frame_size=own.integer(
+            "max-frame-size",
+            DEFAULT_MAX_FRAME_SIZE,
+            low=MIN_MAX_FRAME_SIZE,
+            high=MAX_MAX_FRAME_SIZE,
+            what="a size in bytes",
+        ),
+        listen_address=own.text("listen-address") or "127.0.0.1",
+        advertise_host=own.text("advertise-host"),
+        advertise_port=own.port("advertise-port"),
+        advertise_management_port=own.port("advertise-management-port"),
+    )
+
+
+def _database(db: Section, base: Path) -> DatabaseSettings:
+    """Check the Configuration Database section."""
+    db.check_known(DATABASE_OPTIONS)
+    text = db.text("dbengine")
+    if text is None:
+        raise db.error("dbengine", "missing (use sqlite or postgre)")
+    word = text.lower()
+    if word in _UNSUPPORTED_ENGINES:
+        raise db.error("dbengine", f"{text!r} is not supported (use sqlite or postgre)")
+    if word not in _ENGINES:
+        raise db.error("dbengine", f"{text!r} is not a database engine (use sqlite or postgre)")
+    engine = _ENGINES[word]
+    dbname = db.text("dbname")
+    if dbname is None:
+        what = "the database file" if engine == "sqlite" else "the database name"
+        raise db.error("dbname", f"missing ({what})")
+    if engine == "sqlite" and dbname != _SQLITE_IN_MEMORY:
+        dbname = str((base / dbname).resolve())
+    username = db.text("username")
+    if username is None and engine == "postgre":
+        raise db.error("username", "missing (postgre needs a user name)")
+    return DatabaseSettings(
+        section=db.name,
+        engine=engine,
+        host=db.text("dbserver") or db.text("host") or "127.0.0.1",
+        port=db.port("port"),
+        dbname=dbname,
+        username=username or "",
+        password=db.text("password") or "",
+        reconnect_timeout=db.seconds("reconnect-timeout", 10.0, low=0.1, high=3600.0),
+        response_timeout=db.seconds("response-timeout", 600.0, low=1.0, high=86400.0),
+    )
+
+
+def _log(path: Path, sections: Mapping[str, Mapping[str, str]], base: Path) -> LogSettings:
+    """Check ``[log]``; the defaults when the file has none."""
+    if "log" not in sections:
+        return LogSettings()
+    log = Section(path, "log", sections["log"])
+    log.check_known(LOG_OPTIONS)
+    output = log.text("all") or "stderr"
+    output = output.lower() if output.lower() in _STREAMS else str((base / output).resolve())
+    return LogSettings(verbose=log.choice("verbose", _VERBOSE, "standard"), all=output)
+
+
+def _history(path: Path, sections: Mapping[str, Mapping[str, str]]) -> HistorySettings:
+    """Check ``[history-log]``; the defaults when the file has none."""
+    if "history-log" not in sections:
+        return HistorySettings()
+    history = Section(path, "history-log", sections["history-log"])
+    history.check_known(HISTORY_OPTIONS)
+    days = "a number of days"
+    records = "a number of records"
+    return HistorySettings(
+        expiration_days=history.integer("expiration", 30, low=1, high=30, what=days),
+        max_records=history.integer("max-records", 1000, low=1, high=1000, what=records),
+        audit_expiration_days=history.integer("audit-expiration", 30, low=1, high=30, what=days),
+        audit_max_records=history.integer(
+            "audit-max-records", 1000, low=1, high=1000, what=records
+        ),
+    )

@@ -1,0 +1,87 @@
+"""Change fan-out: each subscriber's filter and bounded queue, and notifications encoded once.
+
+:class:`~confserv.core.service.ConfigService` publishes every applied change to its
+:class:`Subscription` objects; a client session writes each wanted change
+straight into its socket (``deliver``), a replication stream reads the queue.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from addp import encode_payload
+from confserv.model.objects import STORED_SECRET, public_view
+from confserv.store.base import Change
+
+#: Changes buffered per subscriber before it is cut off as too slow.
+SUBSCRIBER_BUFFER = 10_000
+
+Key = tuple[str, int]
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One subscriber's filter and its bounded queue of changes.
+
+    ``deliver``, when set, takes each wanted change at once, in the publisher's
+    task, instead of the queue (a client session writes it straight to its
+    socket); it returns False when the subscriber must be dropped.
+    """
+
+    types: set[str] = field(default_factory=set)
+    objects: set[Key] = field(default_factory=set)
+    everything: bool = False
+    overflowed: bool = False
+    deliver: Callable[[Change], bool] | None = None
+
+    def __post_init__(self) -> None:
+        self.send, self.receive = trio.open_memory_channel[Change](SUBSCRIBER_BUFFER)
+
+    def wants(self, change: Change) -> bool:
+        """Whether this subscriber asked for ``change``."""
+        return (
+            self.everything
+            or change.type in self.types
+            or (change.type, change.dbid) in self.objects
+        )
+
+
+class NotificationCache:
+    """The encoded ``{"notify": ...}`` message of recent changes, built once per change.
+
+    With a thousand subscribers a change is encoded once, not a thousand times.
+    """
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._items: collections.OrderedDict[int, bytes] = collections.OrderedDict()
+
+    def encoded(self, change: Change) -> bytes:
+        """The msgpack bytes of the client notification for ``change``."""
+        data = self._items.get(change.serial)
+        if data is None:
+            data = encode_payload({"notify": public_change(change)})
+            self._items[change.serial] = data
+            if len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return data
+
+
+def public_change(change: Change) -> dict[str, Any]:
+    """A change as a notification to clients: secrets removed."""
+    wire = change.to_wire()
+    data = dict(change.data)
+    if change.op == "add":
+        data = public_view(data)
+    elif change.op == "change":
+        data = {
+            **data,
+            "delta": {k: v for k, v in data.get("delta", {}).items() if k != STORED_SECRET},
+        }
+    wire["data"] = data
+    return wire

@@ -1,0 +1,99 @@
+"""What every connection handler of one running server shares."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from confserv.logs.eventlog import EventLog
+
+from .service import ConfigService
+
+
+@dataclass
+class Runtime:
+    """The running server: its name, role, service, log and connected clients.
+
+    ``role`` is ``primary``, ``backup`` or ``proxy``. ``role_changed`` is
+    replaced (and the old event set) at every role change, so management
+    watchers wake up.
+    """
+
+    name: str
+    pair: str
+    service: ConfigService
+    log: EventLog
+    role: str = "starting"
+    primary_hint: str | None = None
+    pid: int = field(default_factory=os.getpid)
+    started: float = field(default_factory=time.time)
+    daemons: set[str] = field(default_factory=set)
+    clients: int = 0
+    role_changed: trio.Event = field(default_factory=trio.Event)
+    #: In proxy mode: relays a client's write request to the primary and
+    #: returns the primary's answer fields.
+    forward: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None
+    #: In proxy mode: follow the master at (host, management port) now.
+    redirect: Callable[[str, int], None] | None = None
+    #: Ends the server process with a reason (set by the process's main task).
+    stop: Callable[[str], None] | None = None
+    #: Standing alarms by event id (shown by ``status`` and ``scs status``).
+    alarms: dict[int, str] = field(default_factory=dict)
+    #: Told to the supervisor: it derives its fencing delay from them.
+    lease_ttl: float | None = None
+    engine: str | None = None
+    #: The options a pair's servers must share (see :mod:`confserv.config.options`).
+    options: dict[str, str] | None = None
+    #: The operator's reload from the database (``cfgctl reload``), on a master.
+    reload: Callable[[str], Awaitable[dict[str, Any]]] | None = None
+
+    @property
+    def serving(self) -> bool:
+        """Whether clients are served (primary, or a proxy)."""
+        return self.role in ("primary", "proxy")
+
+    def set_role(self, role: str) -> None:
+        """Change the role and wake everyone waiting on ``role_changed``."""
+        self.role = role
+        old, self.role_changed = self.role_changed, trio.Event()
+        old.set()
+
+    def status(self) -> dict[str, object]:
+        """The ``status`` answer: role, epoch, last serial, pid, uptime, clients."""
+        return {
+            "name": self.name,
+            "pair": self.pair,
+            "role": self.role,
+            "epoch": self.service.epoch,
+            "serial": self.service.last_serial,
+            "writable": self.service.writable,
+            "pid": self.pid,
+            "uptime": round(time.time() - self.started, 3),
+            "clients": self.clients,
+            "subscribers": self.service.subscriber_count,
+            "objects": len(self.service),
+            "primary": self.primary_hint,
+            "alarms": [f"{event_id:05d} {text}" for event_id, text in sorted(self.alarms.items())],
+            "lease_ttl": self.lease_ttl,
+            "engine": self.engine,
+        }
+
+    def raise_alarm(self, event_id: int, text: str) -> bool:
+        """Set a standing alarm; False if the same one stands already."""
+        if self.alarms.get(event_id) == text:
+            return False
+        self.alarms[event_id] = text
+        old, self.role_changed = self.role_changed, trio.Event()
+        old.set()  # watchers (the supervisor) see it at once
+        return True
+
+    def clear_alarm(self, event_id: int) -> None:
+        """Clear a standing alarm."""
+        if self.alarms.pop(event_id, None) is not None:
+            old, self.role_changed = self.role_changed, trio.Event()
+            old.set()

@@ -1,0 +1,1 @@
+"""High availability: the role machine, pair membership, the pair driver and the database watch."""

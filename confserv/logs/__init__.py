@@ -1,0 +1,1 @@
+"""The operator's event log: its line format and the Configuration Server's event ids."""

@@ -1,0 +1,1 @@
+"""Configuration objects and their pure rules, and Person password hashing."""

@@ -1,0 +1,1 @@
+"""The server process: the client and management ports, the proxy, start-up and the command line."""

@@ -1,0 +1,275 @@
+"""Run one Configuration Server: open the database, take the role, serve both ports.
+
+The trio structure: one nursery holding the client listener, the management
+listener, the pair driver (lease and role, see :mod:`confserv.ha.pair`) and the
+history trimmer. Everything below it is in
+:mod:`confserv.server.clients`, :mod:`confserv.server.management` and :mod:`confserv.core.service`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from confserv.config.options import effective_options
+from confserv.config.settings import ServerSettings
+from confserv.core.runtime import Runtime
+from confserv.core.service import ConfigService
+from confserv.ha.dbwatch import DatabaseWatch
+from confserv.ha.membership import resolve_membership
+from confserv.ha.pair import PairDriver
+from confserv.logs import events
+from confserv.logs.eventlog import EventLog
+from confserv.store.base import ConfigStore, Holder
+from confserv.store.engines import open_store
+from confserv.store.instance import Instance
+from confserv.wire.errors import (
+    ConfServError,
+    DatabaseIdentityError,
+    InstanceClaimedError,
+    MembershipError,
+    RequestError,
+)
+
+from .ports import serve_ports
+
+#: Seconds between History Log clean-ups (Genesys: every 30 minutes).
+HISTORY_TRIM_INTERVAL = 1800.0
+
+
+def make_log(settings: ServerSettings) -> EventLog:
+    """The server's event log, with ADDP trace lines routed into it."""
+    log = EventLog.from_settings(settings.section, settings.log.verbose, settings.log.all)
+    trace = logging.getLogger("addp.trace")
+    trace.handlers[:] = [log.handler(events.ADDP_TRACE)]
+    trace.setLevel(logging.INFO)
+    trace.propagate = False
+    links = logging.getLogger("addp")  # links that ended: protocol errors, timeouts
+    links.handlers[:] = [log.handler(events.BAD_PEER)]
+    links.setLevel(logging.INFO)
+    links.propagate = False
+    driver = logging.getLogger("asyncpg")  # the pool's reconnect attempts: one line each
+    driver.handlers[:] = [log.handler(events.DB_ERROR, field="reason", traceback=False)]
+    driver.setLevel(logging.WARNING)
+    driver.propagate = False
+    return log
+
+
+async def trim_history(rt: Runtime, store: ConfigStore, settings: ServerSettings) -> None:
+    """Remove history older than ``[history-log] expiration`` days, now and every 30 min."""
+    days = settings.history.expiration_days
+    while True:
+        try:
+            count = await store.trim_history(days * 86400.0)
+            rt.log.emit(events.HISTORY_TRIMMED, count=count, days=days)
+        except RequestError as exc:
+            rt.log.emit(events.DB_ERROR, reason=f"history clean-up failed: {exc}")
+        await trio.sleep(HISTORY_TRIM_INTERVAL)
+
+
+class StartRefusedError(ConfServError):
+    """The server must not start (exit 2): its database, its Application or a running
+    copy of it says so. ``str()`` is the one line to print."""
+
+
+async def run_server(
+    settings: ServerSettings,
+    *,
+    log: EventLog | None = None,
+    stop: Callable[[str], None] | None = None,
+    task_status: trio.TaskStatus[dict[str, Any]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run a master-mode server until cancelled (``stop`` ends the process with a
+    reason: another process took this one's claim).
+
+    ``task_status.started`` receives ``{"port": ..., "management_port": ...,
+    "runtime": Runtime}`` once both ports listen (ports may be 0 in tests).
+
+    Raises:
+        StartRefusedError: the database is missing, empty, foreign or of another
+            schema; the section names no member of the database's pair; or
+            another process of the same Application runs.
+    """
+    assert settings.db is not None, "master mode needs a database section"
+    log = log or make_log(settings)
+    try:
+        async with open_store(settings.db) as store:
+            await _serve_master(settings, store, log, stop, task_status)
+    except BaseException as exc:
+        refusal = _refusal(exc)
+        if refusal is None:
+            raise
+        raise StartRefusedError(str(refusal)) from None
+
+
+def _refusal(exc: BaseException) -> BaseException | None:
+    """The reason not to start inside ``exc`` (trio-asyncio wraps it in a group)."""
+    if isinstance(
+        exc, DatabaseIdentityError | MembershipError | InstanceClaimedError | StartRefusedError
+    ):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if (found := _refusal(inner)) is not None:
+                return found
+    return None
+
+
+async def _serve_master(
+    settings: ServerSettings,
+    store: ConfigStore,
+    log: EventLog,
+    stop: Callable[[str], None] | None,
+    task_status: trio.TaskStatus[dict[str, Any]],
+) -> None:
+    identity = await store.identity()  # never creates a schema: cfgctl init does
+    service = ConfigService(store, history_limit=settings.history.max_records)
+    started = time.perf_counter()
+    await service.reload()
+    membership = resolve_membership(settings.section, service.read("Application"), settings.pair)
+    holder = Holder(
+        settings.section,
+        Instance.this_process(settings.port, settings.management_port or 0),
+    )
+    try:
+        gc.freeze()  # the loaded configuration lives on: keep it out of every full collection
+        log.emit(
+            events.LOADED,
+            count=len(service),
+            serial=service.last_serial,
+            seconds=time.perf_counter() - started,
+        )
+        if next(service.read("Person"), None) is None:
+            log.emit(events.NO_ADMIN)
+        rt = Runtime(name=settings.section, pair=membership.pair, service=service, log=log)
+        rt.lease_ttl, rt.engine, rt.stop = settings.lease_ttl, store.engine, stop
+        rt.options = effective_options(settings)
+
+        def reloading(why: str) -> None:
+            log.emit(events.APPLY_FAILED, reason=why)
+
+        service.on_reload = reloading
+        log.emit(
+            events.STARTED,
+            name=settings.section,
+            pid=rt.pid,
+            engine=store.engine,
+            db=settings.db.dbname if settings.db else "",
+        )
+        log.emit(
+            events.PAIR_MEMBERSHIP,
+            primary=membership.primary,
+            backup=f"'{membership.backup}'" if membership.backup else "none",
+            app="primary" if membership.app == membership.primary else "backup",
+            instance=holder.instance.id,
+        )
+        async with trio.open_nursery() as nursery:
+            hooks = _LateHooks()
+            try:
+                ports = await serve_ports(rt, settings, nursery, hooks)
+            except OSError as exc:
+                raise StartRefusedError(
+                    f"cannot listen on {settings.listen_address} port {settings.port} or "
+                    f"{settings.management_port}: {exc.strerror or exc} (is another process "
+                    "using it?)"
+                ) from None
+            # Claimed only once the ports are ours: a copy started on the same ports
+            # must not take the claim of a stopped original (make chaos, seed 416).
+            await store.claim(holder, settings.lease_ttl)
+            address = advertised_address(settings, ports)
+            driver = PairDriver(rt, store, settings, address, holder)
+            hooks.driver = driver
+            watch = DatabaseWatch(
+                rt, store, identity, lambda: rt.role == "primary" and driver.machine.writable
+            )
+            rt.reload = watch.reload
+            await nursery.start(driver.run)
+            nursery.start_soon(watch.run, settings.lease_renew)
+            nursery.start_soon(trim_history, rt, store, settings)
+            task_status.started({**ports, "runtime": rt, "driver": driver})
+    finally:
+        with (
+            trio.CancelScope(shield=True),
+            trio.move_on_after(2),
+            contextlib.suppress(RequestError),
+        ):
+            await store.release_claim(holder)  # a restart need not wait for it
+
+
+def advertised_address(settings: ServerSettings, ports: dict[str, Any]) -> str:
+    """``host:port:management-port`` written in the lease: where others reach this server.
+
+    The ``advertise-*`` options win over what the server listens on (a server
+    behind NAT, a load balancer or a relay); a wildcard listen address is
+    replaced by the host name.
+    """
+    host = settings.advertise_host or settings.listen_address
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.gethostname()
+    port = settings.advertise_port or ports["port"]
+    management_port = settings.advertise_management_port or ports.get("management_port", 0)
+    return f"{host}:{port}:{management_port}"
+
+
+class _LateHooks:
+    """The management port's pair hooks, bound once the driver exists (after the ports)."""
+
+    driver: PairDriver | None = None
+
+    async def promote(self, force: bool) -> dict[str, Any]:
+        assert self.driver is not None
+        return await self.driver.promote(force)
+
+    async def demote(self, force: bool = False) -> dict[str, Any]:
+        assert self.driver is not None
+        return await self.driver.demote(force)
+
+    def peer_ack(self) -> None:
+        if self.driver is not None:
+            self.driver.peer_ack()
+
+
+async def main(settings: ServerSettings) -> int:
+    """Entry point of the ``confserv`` process: run until SIGTERM or SIGINT.
+
+    Returns the exit code: 0 after a signal, 2 when the server must not run (the
+    reason is printed as one line on stderr)."""
+    log = make_log(settings)
+    refused: list[str] = []
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def server() -> None:
+                try:
+                    if settings.mode == "proxy":
+                        from .proxy import run_proxy
+
+                        await run_proxy(settings, log=log)
+                    else:
+                        await run_server(settings, log=log, stop=stop)
+                except StartRefusedError as exc:
+                    refused.append(str(exc))
+                nursery.cancel_scope.cancel()
+
+            def stop(reason: str) -> None:
+                refused.append(reason)
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(server)
+            async for signum in signals:
+                log.emit(events.STOPPING, name=settings.section, reason=signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                break
+    if refused:
+        print(f"confserv: [{settings.section}] {refused[0]}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,336 @@
+"""The client port: one :class:`ClientSession` per connected client.
+
+A session answers requests one at a time in arrival order, and forwards the
+changes its subscription asks for from a bounded queue. A bad request gets
+one error answer and the session goes on; only a broken link or a
+subscriber too slow to keep up ends it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+from addp import LinkEnded, MessageTooLargeError
+from addp.transport import Link
+from confserv.core.fanout import SUBSCRIBER_BUFFER, Subscription, public_change
+from confserv.core.runtime import Runtime
+from confserv.logs import events
+from confserv.model.objects import check_type
+from confserv.store.base import Change
+from confserv.wire.errors import (
+    AuthError,
+    BackupModeError,
+    BadRequestError,
+    DuplicateApplicationError,
+    NotRegisteredError,
+    RequestError,
+)
+from confserv.wire.messages import CLIENT_OPS, READ_CHUNK, arg, error, ok, parse_request
+
+#: Operations whose answer must precede the notification of their own change.
+_WRITE_OPS = frozenset({"create", "update", "delete"})
+
+
+class ClientSession:
+    """One client connection on the client port."""
+
+    def __init__(self, link: Link, runtime: Runtime) -> None:
+        self.link = link
+        self.rt = runtime
+        self.peer = link.name
+        self.app: str | None = None
+        self.daemon = False
+        self.sub: Subscription | None = None
+        self._forwarder_started = False
+        #: Notifications queued since the link was last written out completely.
+        self._behind = 0
+        self._wake = trio.Event()
+        self._too_large: MessageTooLargeError | None = None
+        self._flushing = trio.CancelScope()
+        #: While this session's write is answered: notifications held back until then.
+        self._held: list[Change] | None = None
+
+    async def run(self) -> None:
+        """Serve the connection until it ends."""
+        self.rt.clients += 1
+        reason = "closed"
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                try:
+                    async for msg in self.link:
+                        await self._handle(msg)
+                except LinkEnded as exc:
+                    reason = str(exc)
+                nursery.cancel_scope.cancel()
+        finally:
+            self.rt.clients -= 1
+            if self.sub is not None:
+                self.rt.service.unsubscribe(self.sub)
+            if self.app is not None:
+                if self.daemon:
+                    self.rt.daemons.discard(self.app)
+                self.rt.log.emit(events.CLIENT_GONE, app=self.app, peer=self.peer, reason=reason)
+
+    async def _handle(self, msg: Any) -> None:
+        request_id = msg.get("id") if isinstance(msg, dict) else None
+        try:
+            op, request_id = parse_request(msg, CLIENT_OPS)
+            if op != "register" and self.app is None:
+                raise NotRegisteredError(f"register before '{op}'")
+            if op not in ("register", "status") and not self.rt.serving:
+                raise BackupModeError(
+                    f"this server is in {self.rt.role} mode; it serves no clients",
+                    self.rt.primary_hint,
+                )
+            if op in _WRITE_OPS and self.sub is not None:
+                self._held = []  # the answer goes out before the notification of its change
+            answer = await getattr(self, "_op_" + op.replace("-", "_"))(msg, request_id)
+        except RequestError as exc:
+            self.rt.log.emit(
+                events.REQUEST_REFUSED,
+                op=msg.get("op") if isinstance(msg, dict) else "?",
+                peer=self.peer,
+                code=exc.code,
+                reason=exc,
+            )
+            answer = error(request_id, exc)
+            if isinstance(exc, BackupModeError) and self.app is not None and not self.rt.serving:
+                # Registered while this server was primary: it no longer is. The
+                # refusal is a definite answer (nothing was written); then the
+                # link is closed so that the client reconnects to the primary.
+                await self._send_answer(answer)
+                await self.link.aclose(f"this server is now {self.rt.role}")
+                return
+        await self._send_answer(answer)
+
+    async def _send_answer(self, answer: dict[str, Any]) -> None:
+        """Send the answer, then what was held back while it was being made: on the
+        connection that wrote a change, its answer comes before its notification
+        (docs/protocol.md 10.5)."""
+        held, self._held = self._held, None
+        if held is None:
+            await self.link.send(answer)
+            return
+        self.link.send_nowait(answer)
+        for change in held:
+            if self.sub is not None and not self._deliver(change):
+                self.rt.service.unsubscribe(self.sub)
+        await self.link.flush()
+
+    # -- operations -----------------------------------------------------------
+
+    async def _op_register(self, msg: dict[str, Any], rid: int) -> dict[str, Any]:
+        if self.app is not None:
+            raise BadRequestError(f"already registered as {self.app!r}")
+        app = arg(msg, "app", str)
+        app_type = arg(msg, "app_type", str, "client")
+        user = arg(msg, "user", str)
+        password = arg(msg, "password", str)
+        daemon = arg(msg, "daemon", bool, False)
+        if not self.rt.serving:
+            self.rt.log.emit(
+                events.REGISTRATION_REFUSED, peer=self.peer, reason=f"{self.rt.role} mode"
+            )
+            raise BackupModeError(
+                f"this server is in {self.rt.role} mode; connect to the primary",
+                self.rt.primary_hint,
+            )
+        if not await self.rt.service.authenticate(user, password):
+            self.rt.log.emit(
+                events.REGISTRATION_REFUSED, peer=self.peer, reason=f"bad password for {user!r}"
+            )
+            raise AuthError(f"user {user!r}: wrong user name or password")
+        if daemon:
+            if app in self.rt.daemons:
+                self.rt.log.emit(
+                    events.REGISTRATION_REFUSED, peer=self.peer, reason=f"{app!r} already connected"
+                )
+                raise DuplicateApplicationError(f"application {app!r} is already connected")
+            self.rt.daemons.add(app)
+        self.app, self.daemon = app, daemon
+        self.rt.log.emit(
+            events.CLIENT_REGISTERED, app=app, app_type=app_type, user=user, peer=self.peer
+        )
+        return ok(rid, **self._server_info())
+
+    def _server_info(self) -> dict[str, Any]:
+        svc = self.rt.service
+        return {
+            "server": self.rt.name,
+            "role": self.rt.role,
+            "epoch": svc.epoch,
+            "serial": svc.last_serial,
+        }
+
+    async def _op_status(self, msg: dict[str, Any], rid: int) -> dict[str, Any]:
+        return ok(rid, **self.rt.status())
+
+    async def _op_read(self, msg: dict[str, Any], rid: int) -> dict[str, Any]:
+        type_name = check_type(arg(msg, "type", str))
+        flt = arg(msg, "filter", dict, None)
+        count = 0
+        chunk: list[dict[str, Any]] = []
+        serial = self.rt.service.last_serial
+        for obj in self.rt.service.read(type_name, flt):
+            chunk.append(obj)
+            if len(chunk) >= READ_CHUNK:
+                self.link.send_nowait({"re": rid, "objects": chunk})
+                count += len(chunk)
+                chunk = []
+        count += len(chunk)
+        return ok(rid, objects=chunk, count=count, serial=serial)
+
+    async def _forwarded(self, msg: dict[str, Any], rid: int) -> dict[str, Any] | None:
+        """In proxy mode, relay the write to the primary and return its answer."""
+        if self.rt.forward is None:
+            return None
+        request = {k: v for k, v in msg.items() if k != "id"}
+        answer = await self.rt.forward(request)
+        return ok(rid, **{k: answer[k] for k in ("dbid", "serial", "epoch")})
+
+    async def _op_create(self, msg: dict[str, Any], rid: int) -> dict[str, Any]:
+        if (relayed := await self._forwarded(msg, rid)) is not None:
+            return relayed
+        change = await self.rt.service.create(arg(msg, "type", str), arg(msg, "object", dict))
+        self._log_change(change)
+        return ok(rid, dbid=change.dbid, serial=change.serial, epoch=change.epoch)
+
+    async def _op_update(self, msg: dict[str, Any], rid: int) -> dict[str, Any]:
+        if (relayed := await self._forwarded(msg, rid)) is not None:
+            return relayed
+        change = await self.rt.service.update(
+            arg(msg, "type", str),
+            arg(msg, "dbid", int),
+            arg(msg, "delta", dict, None),
+            arg(msg, "options", dict, None),
+        )
+        self._log_change(change)
+        return ok(rid, dbid=change.dbid, serial=change.serial, epoch=change.epoch)
+
+    async def _op_delete(self, msg: dict[str, Any], rid: int) -> dict[str, Any]:
+        if (relayed := await self._forwarded(msg, rid)) is not None:
+            return relayed
+        change = await self.rt.service.delete(arg(msg, "type", str), arg(msg, "dbid", int))
+        self._log_change(change)
+        return ok(rid, dbid=change.dbid, serial=change.serial, epoch=change.epoch)
+
+    def _log_change(self, change: Any) -> None:
+        name = change.data.get("name") or (self.rt.service.get(change.type, change.dbid) or {}).get(
+            "name", "?"
+        )
+        self.rt.log.emit(
+            events.OBJECT_CHANGED,
+            serial=change.serial,
+            epoch=change.epoch,
+            op=change.op,
+            type=change.type,
+            dbid=change.dbid,
+            name=name,
+            by=self.app,
+        )
+
+    async def _op_subscribe(self, msg: dict[str, Any], rid: int) -> dict[str, Any]:
+        type_name = arg(msg, "type", (str, type(None)), None)
+        dbid = arg(msg, "dbid", int, None)
+        if self.sub is None:
+            self.sub = self.rt.service.subscribe()
+            self.sub.deliver = self._deliver
+        if type_name is None:
+            if dbid is not None:
+                raise BadRequestError("'dbid' needs 'type'")
+            self.sub.everything = True
+        else:
+            check_type(type_name)
+            if dbid is None:
+                self.sub.types.add(type_name)
+            else:
+                self.sub.objects.add((type_name, dbid))
+        if not self._forwarder_started:
+            self._forwarder_started = True
+            self._nursery.start_soon(self._forward, self.sub)
+        return ok(rid, serial=self.rt.service.last_serial, epoch=self.rt.service.epoch)
+
+    async def _op_unsubscribe(self, msg: dict[str, Any], rid: int) -> dict[str, Any]:
+        if self.sub is not None:
+            self.sub.types.clear()
+            self.sub.objects.clear()
+            self.sub.everything = False
+        return ok(rid)
+
+    async def _op_restore(self, msg: dict[str, Any], rid: int) -> dict[str, Any]:
+        serial = arg(msg, "serial", int)
+        try:
+            changes = await self.rt.service.history_since(serial)
+        except RequestError:
+            self.rt.log.emit(events.HISTORY_EXPIRED, serial=serial, peer=self.peer)
+            raise
+        return ok(
+            rid,
+            changes=[public_change(c) for c in changes],
+            serial=self.rt.service.last_serial,
+            epoch=self.rt.service.epoch,
+        )
+
+    def _deliver(self, change: Change) -> bool:
+        """Called by the publisher: queue the notification, and write it out if the socket can.
+
+        One encoding per change is shared by every subscriber; a socket with
+        room takes it at once, with no task switch (a thousand subscribers
+        cost a thousand writes, not a thousand wake-ups). What a socket does
+        not take waits, in order, for this session's forwarder. False drops
+        the subscription: the link is over, or it is too far behind.
+        """
+        if self._held is not None:
+            self._held.append(change)  # this session's own write is being answered
+            return True
+        try:
+            self.link.send_encoded_nowait(self.rt.service.notifications.encoded(change))
+            if self.link.write_nowait():
+                self._behind = 0
+                return True
+        except LinkEnded:
+            return False  # the request loop sees the same end and reports it
+        except MessageTooLargeError as exc:
+            self._too_large = exc
+            self._wake.set()
+            return False
+        self._behind += 1
+        if self._behind > SUBSCRIBER_BUFFER:
+            assert self.sub is not None
+            self.sub.overflowed = True
+            self._flushing.cancel()  # a flush into a full socket would wait forever
+        self._wake.set()
+        return not (self.sub is not None and self.sub.overflowed)
+
+    async def _forward(self, sub: Subscription) -> None:
+        """Write out what :meth:`_deliver` could not; end the link of a subscriber left behind."""
+        try:
+            while not sub.overflowed and self._too_large is None:
+                await self._wake.wait()
+                self._wake = trio.Event()
+                queued = self._behind  # a flush writes everything queued when it starts
+                with self._flushing:
+                    await self.link.flush()
+                if self._flushing.cancelled_caught:
+                    break
+                self._flushing = trio.CancelScope()
+                # Only what is still unwritten counts: a client that keeps up with a
+                # full socket buffer is not "behind".
+                self._behind = 0 if self.link.unsent == 0 else max(0, self._behind - queued)
+        except LinkEnded:
+            return  # the request loop sees the same end and reports it
+        if self._too_large is not None:
+            too_large = f"a notification is larger than this client accepts: {self._too_large}"
+            await self.link.aclose(too_large)
+            return
+        self.rt.log.emit(
+            events.SUBSCRIBER_TOO_SLOW, app=self.app, peer=self.peer, count=SUBSCRIBER_BUFFER
+        )
+        reason = "too slow: notifications overflowed; restore from your serial"
+        if self._flushing.cancelled_caught:
+            await self.link.abort(reason)  # a frame was cut short: no CLOSE can follow it
+        else:
+            await self.link.aclose(reason)

@@ -1,0 +1,252 @@
+"""The management port: challenge-response authentication, status, role commands.
+
+On connect the server sends ``{"challenge": <hex nonce>}``. The client answers
+``{"op": "auth", "id": n, "response": HMAC-SHA256(secret, "cfgha-mgmt-v1:" + nonce)}``
+so the secret never crosses the wire. Until then every command is refused;
+a wrong response is logged as an alarm and closes the connection.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from typing import Any, Protocol
+
+import trio
+
+from addp import LinkEnded
+from addp.transport import Link
+from confserv.core.fanout import Subscription
+from confserv.core.runtime import Runtime
+from confserv.ha.peer_options import check_options
+from confserv.logs import events
+from confserv.wire.auth import challenge_response
+from confserv.wire.errors import (
+    AuthError,
+    BackupModeError,
+    BadRequestError,
+    HistoryExpiredError,
+    RequestError,
+)
+from confserv.wire.messages import MANAGEMENT_OPS, READ_CHUNK, arg, error, ok, parse_request
+
+#: Operations too frequent or too plain to log (polls, keep-alives, relayed writes).
+_QUIET_OPS = frozenset({"status", "ack", "watch", "forward"})
+
+
+class PairHooks(Protocol):
+    """What the management port needs of the pair driver."""
+
+    async def promote(self, force: bool) -> dict[str, Any]:
+        """``switch-to-primary``."""
+
+    async def demote(self, force: bool = False) -> dict[str, Any]:
+        """``switch-to-backup``."""
+
+    def peer_ack(self) -> None:
+        """The backup acknowledged this server as primary."""
+
+
+class ManagementSession:
+    """One connection on the management port."""
+
+    def __init__(
+        self,
+        link: Link,
+        runtime: Runtime,
+        secret: str | None,
+        pair: PairHooks | None = None,
+    ) -> None:
+        self.link = link
+        self.rt = runtime
+        self.secret = secret
+        self.pair = pair
+        self.peer = link.name
+        self.nonce = os.urandom(16).hex()
+        self.authenticated = False
+        self.watching = False
+
+    async def run(self) -> None:
+        """Serve the connection until it ends or authentication fails."""
+        await self.link.send({"challenge": self.nonce, "server": self.rt.name})
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            try:
+                async for msg in self.link:
+                    if not await self._handle(msg):
+                        break
+            except LinkEnded:
+                pass
+            nursery.cancel_scope.cancel()
+
+    async def _handle(self, msg: Any) -> bool:
+        request_id = msg.get("id") if isinstance(msg, dict) else None
+        try:
+            op, request_id = parse_request(msg, MANAGEMENT_OPS)
+            if op == "auth":
+                return await self._auth(msg, request_id)
+            if not self.authenticated:
+                self.rt.log.emit(
+                    events.MGMT_AUTH_FAILED, peer=self.peer, reason=f"'{op}' before authenticating"
+                )
+                raise AuthError(f"authenticate before '{op}'")
+            if op not in _QUIET_OPS:
+                self.rt.log.emit(events.MGMT_COMMAND, command=op, peer=self.peer)
+            if op == "status":
+                answer = ok(request_id, **self.rt.status())
+            elif op == "watch":
+                if not self.watching:
+                    self.watching = True
+                    self._nursery.start_soon(self._push_roles)
+                answer = ok(request_id, **self.rt.status())
+            elif op == "replicate":
+                answer = await self._replicate(msg, request_id)
+            elif op == "follow":
+                if self.rt.redirect is None:
+                    raise BadRequestError("'follow' is only for proxies")
+                host = arg(msg, "host", str)
+                port = arg(msg, "port", int)
+                self.rt.redirect(host, port)
+                answer = ok(request_id, **self.rt.status())
+            elif op == "snapshot":
+                answer = self._snapshot(request_id)
+            elif op == "forward":
+                answer = await self._forward_write(msg, request_id)
+            elif op == "reload":
+                if self.rt.reload is None:
+                    raise BadRequestError("'reload' is only for a server with a database")
+                answer = ok(request_id, **await self.rt.reload(f"operator at {self.peer}"))
+            elif op == "ack":
+                if self.pair is not None:
+                    self.pair.peer_ack()
+                answer = ok(request_id, serial=self.rt.service.last_serial)
+            else:
+                if self.pair is None:
+                    raise BadRequestError(f"'{op}' is not available on this server")
+                force = arg(msg, "force", bool, False)
+                command = self.pair.promote if op == "switch-to-primary" else self.pair.demote
+                answer = ok(request_id, **await command(force))
+        except RequestError as exc:
+            answer = error(request_id, exc)
+        await self.link.send(answer)
+        return True
+
+    async def _auth(self, msg: dict[str, Any], rid: int) -> bool:
+        response = arg(msg, "response", str)
+        if self.secret is None:
+            reason = "no management-secret is configured for this server"
+        elif hmac.compare_digest(
+            response.encode(), challenge_response(self.secret, self.nonce).encode()
+        ):
+            self.authenticated = True
+            self.rt.log.emit(events.MGMT_AUTH_OK, peer=self.peer)
+            await self.link.send(ok(rid, **self.rt.status()))
+            return True
+        else:
+            reason = "wrong response to the challenge"
+        self.rt.log.emit(events.MGMT_AUTH_FAILED, peer=self.peer, reason=reason)
+        await self.link.send(error(rid, AuthError(f"authentication failed: {reason}")))
+        await self.link.aclose("authentication failed")
+        return False
+
+    async def _replicate(self, msg: dict[str, Any], rid: int) -> dict[str, Any]:
+        """Start streaming every change, in full, to a backup (or proxy)."""
+        svc = self.rt.service
+        if self.rt.role != "primary":
+            raise BackupModeError("this server is not primary", self.rt.primary_hint)
+        serial = arg(msg, "serial", int)
+        sub = svc.subscribe()  # before reading history: nothing falls between
+        sub.everything = True
+        self._nursery.start_soon(self._forward_changes, sub)
+        try:
+            changes = await svc.history_since(serial)
+            expired = False
+        except HistoryExpiredError:
+            changes, expired = [], True
+        if self.pair is not None:
+            self.pair.peer_ack()
+        self.rt.log.emit(
+            events.REPLICA_CONNECTED,
+            name=self.peer,
+            serial=serial,
+            mode="history expired: reload" if expired else f"{len(changes)} changes to catch up",
+        )
+        extra: dict[str, Any] = {}
+        if "options" in msg and self.rt.options is not None:  # a backup, not a proxy
+            extra["options"] = self.rt.options
+            check_options(self.rt, f"the backup at {self.peer}", msg["options"])
+        return ok(
+            rid,
+            serial=svc.last_serial,
+            epoch=svc.epoch,
+            expired=expired,
+            changes=[c.to_wire() for c in changes],
+            **extra,
+        )
+
+    def _snapshot(self, rid: int) -> dict[str, Any]:
+        """Every object in stored form, in chunks, then the serial they are at.
+
+        No await between the first chunk and the answer: the objects are one
+        consistent state at ``serial``.
+        """
+        svc = self.rt.service
+        if self.rt.role != "primary":
+            raise BackupModeError("this server is not primary", self.rt.primary_hint)
+        chunk: list[dict[str, Any]] = []
+        for obj in svc.all_objects():
+            chunk.append(obj)
+            if len(chunk) >= READ_CHUNK:
+                self.link.send_nowait({"re": rid, "objects": chunk})
+                chunk = []
+        return ok(rid, objects=chunk, serial=svc.last_serial, epoch=svc.epoch)
+
+    async def _forward_write(self, msg: dict[str, Any], rid: int) -> dict[str, Any]:
+        """A write a proxy relays for its client (already authenticated by the proxy)."""
+        svc = self.rt.service
+        if self.rt.role != "primary":
+            raise BackupModeError("this server is not primary", self.rt.primary_hint)
+        request = arg(msg, "request", dict)
+        op = arg(request, "op", str)
+        if op == "create":
+            change = await svc.create(arg(request, "type", str), arg(request, "object", dict))
+        elif op == "update":
+            change = await svc.update(
+                arg(request, "type", str),
+                arg(request, "dbid", int),
+                arg(request, "delta", dict, None),
+                arg(request, "options", dict, None),
+            )
+        elif op == "delete":
+            change = await svc.delete(arg(request, "type", str), arg(request, "dbid", int))
+        else:
+            raise BadRequestError(f"'{op}' cannot be forwarded (only create, update, delete)")
+        return ok(rid, dbid=change.dbid, serial=change.serial, epoch=change.epoch)
+
+    async def _forward_changes(self, sub: Subscription) -> None:
+        try:
+            async for change in sub.receive:
+                self.link.send_nowait({"notify": change.to_wire()})
+                while True:
+                    try:
+                        more = sub.receive.receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                    self.link.send_nowait({"notify": more.to_wire()})
+                await self.link.flush()
+            if sub.overflowed:
+                await self.link.aclose("replica too slow: change stream overflowed; reconnect")
+        except LinkEnded:
+            return
+        finally:
+            self.rt.service.unsubscribe(sub)
+
+    async def _push_roles(self) -> None:
+        changed = self.rt.role_changed
+        try:
+            while True:
+                await changed.wait()
+                changed = self.rt.role_changed  # taken before sending: no change is missed
+                await self.link.send({"push": "role", **self.rt.status()})
+        except LinkEnded:
+            return

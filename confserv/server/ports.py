@@ -1,0 +1,53 @@
+"""The two listeners of a server or proxy: the client port and the management port."""
+
+from __future__ import annotations
+
+import trio
+
+import addp
+import addp.transport
+from confserv.config.settings import ServerSettings
+from confserv.core.runtime import Runtime
+from confserv.logs import events
+
+from .clients import ClientSession
+from .management import ManagementSession, PairHooks
+
+
+async def serve_ports(
+    rt: Runtime,
+    settings: ServerSettings,
+    nursery: trio.Nursery,
+    pair: PairHooks | None = None,
+) -> dict[str, int]:
+    """Start the client and management listeners; returns the ports they got."""
+
+    async def client(link: addp.transport.Link) -> None:
+        await ClientSession(link, rt).run()
+
+    async def management(link: addp.transport.Link) -> None:
+        await ManagementSession(link, rt, settings.management_secret, pair).run()
+
+    host = settings.listen_address
+    options = {"max_frame_size": settings.max_frame_size}
+    listeners = await nursery.start(
+        lambda task_status: addp.transport.serve(
+            client, settings.port, settings.addp, host=host, task_status=task_status, **options
+        )
+    )
+    ports = {"port": listeners[0].socket.getsockname()[1]}
+    rt.log.emit(events.LISTENING, what="clients", host=host, port=ports["port"])
+    management_port = settings.management_port
+    if management_port is not None:
+        listeners = await nursery.start(
+            lambda task_status: addp.transport.serve(
+                management,
+                management_port,
+                settings.addp,
+                host=host,
+                task_status=task_status,
+            )
+        )
+        ports["management_port"] = listeners[0].socket.getsockname()[1]
+        rt.log.emit(events.LISTENING, what="management", host=host, port=ports["management_port"])
+    return ports

@@ -1,0 +1,1 @@
+"""The Configuration Database: the store interface, its plans, the SQLite and PostgreSQL engines."""

@@ -1,0 +1,1 @@
+"""The wire: application messages, errors with their wire codes, and the challenge-response."""
