@@ -194,7 +194,7 @@ class PairDriver:
             except UnavailableError as exc:
                 self.rt.log.emit(events.DB_ERROR, reason=f"lease renewal failed: {exc}")
                 return m.db_unreachable(trio.current_time())
-            return m.renewed(action.epoch, sent)
+            return m.renewed(action.epoch, sent, trio.current_time())
         if isinstance(action, ReleaseLease):
             try:
                 await self.store.release_lease(holder, action.epoch)

@@ -3,7 +3,7 @@
 :class:`RoleMachine` is fed what happened (a lease read, taken, renewed or
 refused; the database unreachable; an operator command; the backup's
 acknowledgement; the time) and returns :class:`Action` values to carry out,
-plus its next deadline. The trio code in :mod:`confserv.pair` carries the
+plus its next deadline. The trio code in :mod:`confserv.ha.pair` carries the
 actions out against the store. Nothing here reads a clock or touches IO.
 
 Rules (the project's design notes, ``shared/docs/design.md``, "Who decides roles"):
@@ -228,18 +228,25 @@ class RoleMachine:
         """Taking the lease failed: another server holds it."""
         return [self._demote(f"'{holder}' holds the lease", holder)]
 
-    def renewed(self, epoch: int, sent: float) -> list[Action]:
-        """A renewal sent at ``sent`` succeeded."""
+    def renewed(self, epoch: int, sent: float, now: float) -> list[Action]:
+        """A renewal sent at ``sent`` succeeded; its answer arrived at ``now``.
+
+        The lease runs from when the renewal was *sent*: an answer that comes
+        later than ``ttl - margin`` does not make the server writable again
+        (found by hypothesis: a late answer re-opened writes on a lease that
+        may already have run out). ``tick`` then decides as for any lapse.
+        """
         self._renewing = False
         self._db_unreachable = False
         if self.role is not Role.PRIMARY or epoch != self.epoch:
             return []
         self.good_until = sent + self.ttl
         self._renew_at = sent + self.renew
-        if not self.writable:
+        out: list[Action] = []
+        if not self.writable and now < self.good_until - self.margin:
             self.writable = True
-            return [BecomePrimary(self.epoch)]
-        return []
+            out.append(BecomePrimary(self.epoch))
+        return out + self.tick(now)
 
     def renew_fenced(self, epoch: int, reason: str) -> list[Action]:
         """A renewal at ``epoch`` was refused: the lease moved on."""

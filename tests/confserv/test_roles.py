@@ -25,7 +25,7 @@ def test_a_primary_renews_well_before_expiry() -> None:
     m = primary()
     assert m.next_deadline() == 1.0
     assert m.tick(1.0) == [RenewLease(1)]
-    assert m.renewed(1, sent=1.0) == []
+    assert m.renewed(1, sent=1.0, now=1.0) == []
     assert m.good_until == 5.0
 
 
@@ -64,7 +64,7 @@ def test_failsafe_database_unreachable_but_the_backup_still_follows() -> None:
     assert not m.writable
     # The database comes back: a successful renewal restores writes.
     renew = next(a for a in m.tick(m.next_deadline() or t) if isinstance(a, RenewLease))
-    assert m.renewed(renew.epoch, sent=t + 1.0) == [BecomePrimary(1)]
+    assert m.renewed(renew.epoch, sent=t + 1.0, now=t + 1.0) == [BecomePrimary(1)]
     assert m.writable
 
 
@@ -109,7 +109,7 @@ def test_a_late_take_renews_before_writing() -> None:
     assert not m.writable
     assert m.role is Role.PRIMARY
     assert m.tick(3.9) == [RenewLease(1)]
-    assert m.renewed(1, sent=3.9) == [BecomePrimary(1)]
+    assert m.renewed(1, sent=3.9, now=3.9) == [BecomePrimary(1)]
     assert m.writable
 
 
@@ -137,3 +137,19 @@ async def test_a_client_refuses_notifications_from_an_older_epoch() -> None:
     assert (await rc.notification())["dbid"] == 3
     assert rc.stale_refused == 1
 
+
+def test_a_renewal_answered_too_late_does_not_reopen_writes() -> None:
+    """Found by hypothesis (tests/confserv/test_roles_epochs.py): a renewal sent at 3.0
+    and answered at 5.0 (ttl 2, margin 0.25) re-opened writes on a lease that may
+    already have run out. The lease counts from the sending; such an answer leaves
+    the server unwritable and is followed by the next renewal at once."""
+    m = RoleMachine("a", ttl=2.0, renew=0.5)
+    m.start()
+    m.lease_read("", False)
+    m.lease_taken(1, sent=0.0, now=2.0)  # late too: not writable
+    assert not m.writable
+    out = m.renewed(1, sent=3.0, now=5.0)
+    assert not m.writable
+    assert BecomePrimary(1) not in out
+    assert m.renewed(1, sent=5.0, now=5.0) == [BecomePrimary(1)]
+    assert m.writable

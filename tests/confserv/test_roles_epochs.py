@@ -79,7 +79,7 @@ class LateAnswers(RuleBasedStateMachine):
             if epoch != before[2]:
                 assert (self.m.role, self.m.writable, self.m.epoch) == before
         else:
-            self.take(self.m.renewed(epoch, sent))
+            self.take(self.m.renewed(epoch, sent, self.now))
 
     @rule()
     def lease_moves_on(self) -> None:

@@ -123,7 +123,7 @@ class SimDatabase:
                 except FencedError as exc:
                     actions += m.renew_fenced(action.epoch, str(exc))
                     continue
-                actions += m.renewed(action.epoch, now)
+                actions += m.renewed(action.epoch, now, now)
             elif isinstance(action, ReleaseLease):
                 if reachable:
                     self.store.run_sync(release_lease_plan(sim_holder(name), action.epoch))
