@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from .real import plan, run
+from .checker import Fault, Request
+from .real import MID_PROMOTION_BOUND, Record, _mid_promotion_bound, plan, run
 
 pytestmark = pytest.mark.integration
 
@@ -62,3 +63,16 @@ def test_schedules_replay_from_their_seed_and_cover_every_fault_kind() -> None:
     assert {"scs-primary", "peer-primary", "proxy-primary", "client-primary", "primary-db"} <= links
     sqlite = {p.kind for seed in range(300) for p in plan(random.Random(seed), "sqlite")}
     assert "db-restart" not in sqlite  # no server to restart for an embedded database
+
+
+def test_a_kill_mid_promotion_failed_over_later_than_two_lease_ttls_is_a_violation() -> None:
+    def record(failover_after: float) -> Record:
+        writes = [
+            Request("w", "write", 0.0, 0.1, "ok", serial=1, epoch=1),
+            Request("w", "write", 1.0, 1.0 + failover_after, "ok", serial=2, epoch=3),
+        ]
+        return Record(writes, [Fault("kill-mid-promotion", "kill-mid-promotion", 1.0, 0.0)])
+
+    assert _mid_promotion_bound(record(1.5)) == []
+    (line,) = _mid_promotion_bound(record(MID_PROMOTION_BOUND + 0.5))
+    assert "failed over in 4.50 s (bound 2 x lease-ttl = 4 s)" in line
