@@ -2,19 +2,18 @@
 
 Thin trio code around :class:`scs.core.SupervisorCore`: one task per server
 keeps a management link (ADDP on, with the section's options) and reports
-link up, role pushes and link loss; one task per started process waits for
-it to exit; the decision loop serves the core's deadlines. Every core call is
+link up, role pushes and link loss; one task per started or adopted process
+waits for it to exit, through the :class:`~scs.launcher.Launcher` (by
+default :class:`~scs.local_launcher.LocalLauncher`: this host's processes);
+the decision loop serves the core's deadlines. Every core call is
 synchronous, so the core is only ever touched by one task at a time.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import random
-import signal
-import subprocess
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,6 +28,8 @@ from . import events
 from .actions import Action, Adopt, Demote, Emit, Fence, Promote, Redirect, Start, Stop
 from .config import ScsSettings
 from .core import SupervisorCore
+from .launcher import AdoptError, Launcher, LaunchError, NotWatchedError
+from .local_launcher import LocalLauncher
 
 #: Seconds between attempts to reach a management port that does not answer.
 RECONNECT = 0.05
@@ -40,14 +41,18 @@ class Supervisor:
     """Runs a :class:`SupervisorCore` against real processes and sockets."""
 
     def __init__(
-        self, settings: ScsSettings, log: EventLog, rng: random.Random | None = None
+        self,
+        settings: ScsSettings,
+        log: EventLog,
+        rng: random.Random | None = None,
+        launcher: Launcher | None = None,
     ) -> None:
         self.settings = settings
         self.log = log
         self.core = SupervisorCore(settings, rng)
-        self.processes: dict[str, trio.Process] = {}
-        self.adopted: dict[str, int] = {}  # found running at start-up: name -> pid
-        self._pidfds: dict[str, int] = {}  # name -> pidfd of its adopted process
+        self.launcher: Launcher = launcher if launcher is not None else LocalLauncher()
+        self.processes: dict[str, int] = {}  # started by us and not yet exited: name -> pid
+        self.adopted: dict[str, int] = {}  # found running and watched: name -> pid
         self._wake = trio.Event()
         self._nursery: trio.Nursery | None = None
         self.changed = trio.Event()  # set (and replaced) whenever anything happened
@@ -118,10 +123,8 @@ class Supervisor:
     async def stop_all(self) -> None:
         """Terminate every child, then kill those still alive after their stop-timeout."""
         async with trio.open_nursery() as nursery:
-            for name in list(self.processes):
-                nursery.start_soon(self._terminate, name)
-            for name, pid in list(self.adopted.items()):
-                nursery.start_soon(self._terminate_adopted, name, pid)
+            for name, pid in [*self.processes.items(), *self.adopted.items()]:
+                nursery.start_soon(self._terminate, name, pid)
 
     # -- processes --------------------------------------------------------------
 
@@ -143,31 +146,22 @@ class Supervisor:
             return
         logfile = spec.working_directory / f"{name}.log"
         try:
-            spec.working_directory.mkdir(parents=True, exist_ok=True)
-            with logfile.open("ab") as out:
-                proc = await trio.lowlevel.open_process(
-                    list(spec.command),
-                    cwd=spec.working_directory,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-        except OSError as exc:
+            pid = await self.launcher.start(
+                name, list(spec.command), spec.working_directory, logfile
+            )
+        except LaunchError as exc:
             self.log.emit(events.START_FAILED, server=name, reason=exc)
             self.feed(self.core.start_failed, name, str(exc))
             return
-        self.processes[name] = proc
-        self.log.emit(
-            events.PROCESS_STARTED, server=name, pid=proc.pid, why=f" ({why})" if why else ""
-        )
-        self.feed(self.core.process_started, name, proc.pid)
-        code = await proc.wait()
+        self.processes[name] = pid
+        self.log.emit(events.PROCESS_STARTED, server=name, pid=pid, why=f" ({why})" if why else "")
+        self.feed(self.core.process_started, name, pid)
+        how = await self.launcher.wait(name, pid)  # (on cancellation it stays, for stop_all)
         self.processes.pop(name, None)
-        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-        self.feed(self.core.process_exited, name, proc.pid, how)
+        self.feed(self.core.process_exited, name, pid, how)
 
     async def _adopt(self, name: str, pid: int) -> None:
-        """Watch ``pid``, which the server answers as, through a pidfd; report its exit.
+        """Watch ``pid``, which the server answers as (the launcher's ``wait``); report its exit.
 
         Only the exit of that very process is reported. A pid that cannot be
         watched (no such process here) is not an exit: the server is asked
@@ -175,78 +169,40 @@ class Supervisor:
         """
         if name in self.adopted or name in self.processes:
             return
-        try:
-            fd = os.pidfd_open(pid)
-        except OSError as exc:
-            why = "no such process on this host" if isinstance(exc, ProcessLookupError) else exc
-            status, _reason = await self._ask_status(name)
-            answer = _pid_of(status) if status is not None else None
-            self.feed(self.core.adoption_failed, name, pid, answer or None, str(why))
-            return
-        self.adopted[name], self._pidfds[name] = pid, fd
-        try:
+
+        def watching() -> None:
+            self.adopted[name] = pid
             self.log.emit(events.PROCESS_ADOPTED, server=name, pid=pid)
             self.feed(self.core.process_started, name, pid)
-            await trio.lowlevel.wait_readable(fd)
-        finally:
-            del self._pidfds[name]
-            os.close(fd)  # (on cancellation it stays in self.adopted, for stop_all)
+
+        try:
+            how = await self.launcher.wait(name, pid, watching=watching)
+        except AdoptError as exc:
+            status, _reason = await self._ask_status(name)
+            answer = _pid_of(status) if status is not None else None
+            self.feed(self.core.adoption_failed, name, pid, answer or None, str(exc))
+            return
+        # (on cancellation it stays in self.adopted, for stop_all)
         self.adopted.pop(name, None)
-        self.feed(self.core.process_exited, name, pid, "exited (adopted process)")
+        self.feed(self.core.process_exited, name, pid, how)
 
     def _fence(self, name: str, pid: int) -> None:
         """SIGKILL the very process watched as ``pid`` (never a pid since reused)."""
-        with contextlib.suppress(ProcessLookupError):
-            proc = self.processes.get(name)
-            if proc is not None and proc.pid == pid:
-                proc.kill()  # our child: its pid is ours until we reap it
-                return
-            if self.adopted.get(name) == pid and name in self._pidfds:
-                signal.pidfd_send_signal(self._pidfds[name], signal.SIGKILL)
-                return
-            self.log.emit(
-                events.ACTION_FAILED,
-                action="fence",
-                server=name,
-                reason=f"pid {pid} is no longer the process watched",
-            )
+        try:
+            self.launcher.kill(name, pid)
+        except NotWatchedError as exc:
+            self.log.emit(events.ACTION_FAILED, action="fence", server=name, reason=exc)
 
     async def _ask_status(self, name: str) -> tuple[dict[str, Any] | None, str]:
         return await self._command(name, lambda m: m.status(), timeout=ASK_TIMEOUT)
 
-    async def _terminate(self, name: str) -> None:
-        proc = self.processes.get(name)
-        if proc is None:
-            return
-        timeout = self.settings.servers[name].stop_timeout
-        try:
-            os.killpg(proc.pid, signal.SIGCONT)  # a paused child cannot act on SIGTERM
-            proc.terminate()
-        except ProcessLookupError:
-            return
-        with trio.move_on_after(timeout):
-            await proc.wait()
-            return
-        proc.kill()
-        await proc.wait()
-
-    async def _terminate_adopted(self, name: str, pid: int) -> None:
-        try:
-            os.kill(pid, signal.SIGCONT)
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        with trio.move_on_after(self.settings.servers[name].stop_timeout):
-            await _wait_exit(pid)
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    async def _terminate(self, name: str, pid: int) -> None:
+        await self.launcher.terminate(name, pid, self.settings.servers[name].stop_timeout)
 
     async def _stop(self, name: str) -> None:
-        if name in self.adopted:
-            await self._terminate_adopted(name, self.adopted[name])
-        else:
-            await self._terminate(name)
+        pid = self.processes.get(name, self.adopted.get(name))
+        if pid is not None:
+            await self._terminate(name, pid)
 
     # -- management links -------------------------------------------------------
 
@@ -321,18 +277,6 @@ class Supervisor:
                 server=server,
                 where=f"{target.host}:{target.management_port}",
             )
-
-
-async def _wait_exit(pid: int) -> None:
-    """Wait for a process that is not our child to be gone (Linux pidfd: no polling)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return  # already gone (this is for stopping it, not a proof of anything)
-    try:
-        await trio.lowlevel.wait_readable(fd)
-    finally:
-        os.close(fd)
 
 
 def _pid_of(status: dict[str, Any]) -> int:
