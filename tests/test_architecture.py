@@ -380,3 +380,16 @@ def test_each_rule_catches_a_planted_violation(tmp_path: Path, case: str) -> Non
 def test_an_import_of_a_module_that_does_not_exist_is_reported(tmp_path: Path) -> None:
     with pytest.raises(AssertionError, match="does not exist"):
         _plant(tmp_path, {"confserv/server/app.py": "from ..gone import x\n"})
+
+
+def test_cfgctl_and_scs_start_without_sqlalchemy() -> None:
+    """Only ``cfgctl init`` needs the store: an HMAC must not cost an ORM (issue 11)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, confserv.admin.cfgctl, scs.cli; "
+        "print(sorted(m for m in ('sqlalchemy', 'sqlmodel', 'asyncpg') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

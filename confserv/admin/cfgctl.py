@@ -23,7 +23,6 @@ from confserv.client.session import ConfigClient, open_client, open_management, 
 from confserv.config.settings import ConfigError, load_server_settings
 from confserv.wire.errors import ConfServError
 
-from .bootstrap import init_database
 from .transfer import canonical_type, export_all, import_all, parse_fields, parse_options
 
 app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True)
@@ -107,6 +106,9 @@ def init(
         _fail(f"[{section}] is a proxy; init needs a master's configuration", 2)
 
     async def go() -> None:
+        # Only ``init`` needs the store (and SQLAlchemy): the other commands start without it.
+        from .bootstrap import init_database
+
         report = await init_database(primary, backup, password or "")
         for name in report.created:
             console.print(f"created  {name}")
