@@ -1,10 +1,22 @@
 """The trio adapter of ADDP: the :class:`Link` and the ways to open one.
 
 The only part of ``addp`` that imports trio; ``addp`` itself is the sans-IO
-core and imports none of this.
+core and imports none of this. Links reach the network through a
+replaceable :class:`Network` (real TCP unless :func:`use_network` says otherwise).
 """
 
 from .link import HandshakeTimeout, Link
-from .net import connect, open_link, serve
+from .net import TCP, Network, TcpNetwork, connect, current_network, open_link, serve, use_network
 
-__all__ = ["HandshakeTimeout", "Link", "connect", "open_link", "serve"]
+__all__ = [
+    "TCP",
+    "HandshakeTimeout",
+    "Link",
+    "Network",
+    "TcpNetwork",
+    "connect",
+    "current_network",
+    "open_link",
+    "serve",
+    "use_network",
+]

@@ -1,11 +1,19 @@
-"""Opening links: over a given stream, by connecting to a server, and by serving a port."""
+"""Opening links: over a given stream, by connecting to a server, and by serving a port.
+
+:func:`connect` and :func:`serve` reach the network through a replaceable
+:class:`Network`: real TCP (:data:`TCP`) unless a caller installed another one
+for its task and the tasks it starts, with :func:`use_network` (a simulation
+gives each simulated process its own in-memory network view). The seam is
+one context-variable lookup per connect or listen; nothing else changes.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
+from typing import Any, Protocol
 
 import trio
 
@@ -22,6 +30,54 @@ from .link import (
 )
 
 _log = logging.getLogger("addp")
+
+
+class Network(Protocol):
+    """Where :func:`connect` and :func:`serve` get their streams and listeners."""
+
+    async def open_stream(self, host: str, port: int) -> trio.abc.Stream:
+        """A connected stream to ``host:port``; ``OSError`` when it cannot be made."""
+        ...
+
+    async def open_listeners(self, host: str, port: int) -> list[trio.SocketListener]:
+        """Listeners on ``host:port`` (``port`` 0: any free one); ``OSError`` when the
+        address cannot be had. Another network returns listeners shaped alike: their
+        ``socket.getsockname()`` gives the address."""
+        ...
+
+
+class TcpNetwork:
+    """The real network: trio's TCP streams and listeners (the default)."""
+
+    async def open_stream(self, host: str, port: int) -> trio.abc.Stream:
+        """``trio.open_tcp_stream``."""
+        return await trio.open_tcp_stream(host, port)
+
+    async def open_listeners(self, host: str, port: int) -> list[trio.SocketListener]:
+        """``trio.open_tcp_listeners``."""
+        return await trio.open_tcp_listeners(port, host=host)
+
+
+#: The real network, used unless :func:`use_network` installed another.
+TCP: Network = TcpNetwork()
+
+_network: ContextVar[Network] = ContextVar("addp_network", default=TCP)
+
+
+def current_network() -> Network:
+    """The network this task connects and listens through."""
+    return _network.get()
+
+
+@contextmanager
+def use_network(network: Network) -> Iterator[None]:
+    """Connect and listen through ``network`` in this task, and in the tasks it starts
+    from here on (trio tasks inherit their parent's context), for the block's lifetime."""
+    token = _network.set(network)
+    try:
+        yield
+    finally:
+        _network.reset(token)
 
 
 @asynccontextmanager
@@ -82,16 +138,18 @@ async def connect(
     connect_timeout: float = 10.0,
     **kwargs: Any,
 ) -> AsyncIterator[Link]:
-    """Open a TCP connection to ``host:port`` and handshake (see :func:`open_link`).
+    """Open a connection to ``host:port`` and handshake (see :func:`open_link`); over TCP
+    unless :func:`use_network` says otherwise.
 
     Raises:
         OSError: the TCP connection could not be made (``TimeoutError`` after
             ``connect_timeout`` seconds).
         LinkEnded: the handshake failed.
     """
-    stream: trio.SocketStream | None = None
+    stream: trio.abc.Stream | None = None
+    network = _network.get()
     with trio.move_on_after(connect_timeout):
-        stream = await trio.open_tcp_stream(host, port)
+        stream = await network.open_stream(host, port)
     if stream is None:
         raise TimeoutError(f"connect to {host}:{port} took over {connect_timeout:g} s")
     kwargs.setdefault("name", f"{host}:{port}")
@@ -115,12 +173,8 @@ async def serve(
     ``port=0`` works for tests.
     """
 
-    async def _one(stream: trio.SocketStream) -> None:
-        try:
-            peer = stream.socket.getpeername()
-            where = f"{peer[0]}:{peer[1]}"
-        except OSError:
-            where = "?"
+    async def _one(stream: trio.abc.Stream) -> None:
+        where = _peer_name(stream)
         try:
             async with open_link(stream, options, name=where, **kwargs) as link:
                 await handler(link)
@@ -130,6 +184,16 @@ async def serve(
             # One connection's failure must not stop the server: log it in full.
             _log.exception("link %s: handler failed; link closed", where)
 
-    listeners = await trio.open_tcp_listeners(port, host=host)
+    listeners = await _network.get().open_listeners(host, port)
     task_status.started(listeners)
     await trio.serve_listeners(_one, listeners)
+
+
+def _peer_name(stream: trio.abc.Stream) -> str:
+    """``host:port`` of the peer of an accepted stream (``?`` when it cannot be told)."""
+    sock = getattr(stream, "socket", None)
+    try:
+        peer = sock.getpeername() if sock is not None else getattr(stream, "peer", None)
+    except OSError:
+        return "?"
+    return f"{peer[0]}:{peer[1]}" if peer else "?"
