@@ -62,6 +62,8 @@ PURE = (
     "addp._events",
     "confserv.ha.roles",
     "confserv.ha.membership",
+    "confserv.ha.follower",
+    "confserv.server.rotation",
     "confserv.logs.catalog",
     "confserv.model.objects",
     "confserv.store.plan",

@@ -1,42 +1,48 @@
-"""The warm-standby pair at run time: carries out the role machine's actions, follows the primary.
+"""The warm-standby pair at run time: one task owns the role machine and carries out its actions.
 
 :class:`PairDriver` feeds :class:`~confserv.ha.roles.RoleMachine` the results of
-lease operations and the time, and carries out what it decides. As backup it
-runs :func:`follow_primary`: connect to the primary's management port (the
-lease row says where it is), ask to ``replicate`` from our last serial, and
-apply every change it streams; a gap is closed from the History Log in the
-database, and an older epoch is refused.
+lease operations and the time, and carries out what it decides. The machine
+has one owner, the task in :meth:`PairDriver.run`: it alone asks the machine
+anything and carries out the answer. Every other task (the management port's
+``switch-to-primary`` and ``switch-to-backup``, the backup's acknowledgements)
+*sends* the owner a command (:class:`Promote`, :class:`Demote`,
+:class:`PeerAck`) and, where there is one, waits for its answer. The owner
+takes commands one at a time, between decisions: a command never interrupts a
+decision being carried out. An acknowledgement that arrives while the owner is
+waiting on the database still counts at the time it arrived: the owner reads
+the ones waiting before it tells the machine how the database answered.
+
+As backup, the owner starts :func:`~confserv.ha.replication.follow_primary`
+(the backup's replication stream), and cancels it on promotion.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
-from typing import Any
+from collections import deque
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import trio
 
-from addp import LinkEnded
-from confserv.client.session import open_management
 from confserv.config.settings import ServerSettings
 from confserv.core.runtime import Runtime
 from confserv.logs import events
-from confserv.store.base import Change, ConfigStore, Holder, Lease
+from confserv.store.base import ConfigStore, Holder, Lease
 from confserv.store.instance import Instance
 from confserv.wire.errors import (
-    ApplyError,
-    ChangeGapError,
     ClaimLostError,
-    ConfServError,
     FencedError,
     LeaseHeldError,
     PromotionRefusedError,
     RequestError,
-    StaleEpochError,
     UnavailableError,
 )
 
-from .peer_options import check_options
+from .follower import parse_address
+from .replication import FOLLOW_RETRY, follow_primary
 from .roles import (
     Action,
     BecomeBackup,
@@ -50,17 +56,66 @@ from .roles import (
     TakeLease,
 )
 
-#: Seconds between a backup's attempts to reach the primary.
-FOLLOW_RETRY = 0.05
+T = TypeVar("T")
+
+__all__ = ["FOLLOW_RETRY", "Demote", "PairDriver", "PairStoppedError", "PeerAck", "Promote"]
 
 
-def parse_address(address: str) -> tuple[str, int, int] | None:
-    """``host:port:management-port`` -> its parts, or None."""
-    host, _, rest = address.rpartition(":")
-    host, _, port = host.rpartition(":")
-    if not host or not port.isdigit() or not rest.isdigit():
-        return None
-    return host, int(port), int(rest)
+class PairStoppedError(RequestError):
+    """A command reached a pair driver that is not running (the server is stopping)."""
+
+    code = "stopping"
+
+
+@dataclass(eq=False)
+class Reply:
+    """The answer to one command, set once by the owner task."""
+
+    done: trio.Event = field(default_factory=trio.Event)
+    refusal: str | None = None
+    error: RequestError | None = None
+
+    def answer(self, refusal: str | None = None) -> None:
+        """The owner carried the command out (``refusal``: why it did not happen)."""
+        self.refusal = refusal
+        self.done.set()
+
+    def fail(self, error: RequestError) -> None:
+        """The command could not be carried out at all."""
+        self.error = error
+        self.done.set()
+
+    async def wait(self) -> str | None:
+        """Wait for the answer: the refusal, or None when done."""
+        await self.done.wait()
+        if self.error is not None:
+            raise self.error
+        return self.refusal
+
+
+@dataclass(frozen=True, eq=False)
+class Promote:
+    """Command: switch to primary (``force`` only with proof of death)."""
+
+    force: bool
+    reply: Reply
+
+
+@dataclass(frozen=True, eq=False)
+class Demote:
+    """Command: planned hand-over to backup."""
+
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True)
+class PeerAck:
+    """Command: the backup acknowledged this server as primary at ``at``."""
+
+    at: float
+
+
+Command = Promote | Demote | PeerAck
 
 
 class PairDriver:
@@ -79,30 +134,92 @@ class PairDriver:
         self.settings = settings
         self.address = address
         self.holder = holder or Holder(settings.section, Instance.this_process())
+        #: Owned by the task in :meth:`run`; other tasks may read it, never ask it.
         self.machine = RoleMachine(
             self.holder.key, ttl=settings.lease_ttl, renew=settings.lease_renew
         )
-        self._lock = trio.Lock()
-        self._wake = trio.Event()
+        self._send, self._commands = trio.open_memory_channel[Command](math.inf)
+        self._waiting: deque[Command] = deque()  # taken off the channel, not yet handled
+        self._current: Promote | Demote | None = None
         self._follower: trio.CancelScope | None = None
         self.last_refusal = "another server holds a valid lease"
         self._nursery: trio.Nursery | None = None
 
-    # -- running --------------------------------------------------------------
+    # -- running: the owner task ----------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Decide the role at start, then keep the lease (or follow) until cancelled."""
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            nursery.start_soon(self._keep_claim)
-            await self._execute(self.machine.start)
-            task_status.started()
-            while True:
-                deadline = self.machine.next_deadline()
-                with trio.move_on_at(math.inf if deadline is None else deadline):
-                    await self._wake.wait()
-                self._wake = trio.Event()
-                await self._execute(lambda: self.machine.tick(trio.current_time()))
+        """Decide the role at start, then keep the lease (or follow) until cancelled.
+
+        This task is the machine's only owner: it decides at the machine's
+        deadlines and on each command, one decision at a time.
+        """
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._keep_claim)
+                await self._carry_out(self.machine.start())
+                task_status.started()
+                while True:
+                    command = await self._next_command()
+                    if command is None:
+                        await self._carry_out(self.machine.tick(trio.current_time()))
+                    else:
+                        await self._handle(command)
+        finally:
+            self._close()
+
+    async def _next_command(self) -> Command | None:
+        """The next command, or None when the machine's deadline comes first."""
+        if self._waiting:
+            return self._waiting.popleft()
+        deadline = self.machine.next_deadline()
+        with trio.move_on_at(math.inf if deadline is None else deadline):
+            return await self._commands.receive()
+        return None
+
+    async def _handle(self, command: Command) -> None:
+        m = self.machine
+        if isinstance(command, PeerAck):
+            m.peer_ack(command.at)
+            return
+        self._current = command  # answered by _close if this task is cancelled meanwhile
+        if isinstance(command, Promote):
+            await self._carry_out(m.promote(force=command.force))
+            command.reply.answer(None if m.role is Role.PRIMARY else self.last_refusal)
+        else:
+            await self._carry_out(m.demote())
+            command.reply.answer()
+        self._current = None
+
+    def _close(self) -> None:
+        """The owner is gone: refuse every command still waiting."""
+        self._send.close()
+        stopped = PairStoppedError("the server is stopping: its pair driver no longer runs")
+        while True:
+            try:
+                self._waiting.append(self._commands.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+        if self._current is not None and not self._current.reply.done.is_set():
+            self._current.reply.fail(stopped)
+        for command in self._waiting:
+            if not isinstance(command, PeerAck):
+                command.reply.fail(stopped)
+        self._waiting.clear()
+        self._commands.close()
+
+    def _take_acks(self) -> None:
+        """Before the machine hears a result: the acknowledgements sent meanwhile
+        (other commands wait their turn, in order)."""
+        while True:
+            try:
+                command = self._commands.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                return
+            if isinstance(command, PeerAck):
+                self.machine.peer_ack(command.at)
+            else:
+                self._waiting.append(command)
 
     async def _keep_claim(self) -> None:
         """Renew this process's claim on its Application; another process took it
@@ -121,40 +238,57 @@ class PairDriver:
                     self.rt.stop(str(exc))
                 return
 
+    # -- commands, from any task ----------------------------------------------
+
+    async def _ask(self, command: Promote | Demote) -> str | None:
+        try:
+            self._send.send_nowait(command)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise PairStoppedError(
+                "the server is stopping: its pair driver no longer runs"
+            ) from None
+        return await command.reply.wait()
+
     async def promote(self, force: bool) -> dict[str, Any]:
         """``switch-to-primary``: take the lease (``force`` only with proof of death)."""
-        await self._execute(lambda: self.machine.promote(force=force))
-        self._wake.set()
-        if self.machine.role is not Role.PRIMARY:
-            raise PromotionRefusedError(f"not promoted: {self.last_refusal}")
+        refusal = await self._ask(Promote(force, Reply()))
+        if refusal is not None:
+            raise PromotionRefusedError(f"not promoted: {refusal}")
         return self.rt.status()
 
     async def demote(self, force: bool = False) -> dict[str, Any]:
         """``switch-to-backup``: let in-flight writes finish, release the lease, follow."""
         async with self.rt.service.write_lock:
-            await self._execute(self.machine.demote)
-        self._wake.set()
+            await self._ask(Demote(Reply()))
         return self.rt.status()
 
     def peer_ack(self) -> None:
-        """The backup acknowledged us (failsafe evidence)."""
-        self.machine.peer_ack(trio.current_time())
+        """The backup acknowledged us (failsafe evidence), now."""
+        with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
+            self._send.send_nowait(PeerAck(trio.current_time()))  # stopping: no role to keep
 
     # -- carrying out actions -------------------------------------------------
 
-    async def _execute(self, decide: Callable[[], list[Action]]) -> None:
-        """Ask the machine (``decide``) and carry out what it says, under one lock: the
-        machine is never asked while an earlier decision is still being carried out."""
-        async with self._lock:
-            actions = decide()
-            while actions:
-                action = actions.pop(0)
-                actions.extend(await self._one(action))
+    async def _carry_out(self, actions: list[Action]) -> None:
+        """Carry out the machine's actions, and what it answers to each result, in order."""
+        pending = list(actions)
+        while pending:
+            action = pending.pop(0)
+            pending.extend(await self._one(action))
+
+    async def _db(self, operation: Awaitable[T]) -> T:
+        """Await a database operation; then, before the machine hears how it went, the
+        acknowledgements that came meanwhile (they count from when they arrived)."""
+        try:
+            return await operation
+        finally:
+            self._take_acks()
 
     async def _one(self, action: Action) -> list[Action]:
+        """Carry out one action; the machine's answer to its result."""
         m, holder = self.machine, self.holder
         if isinstance(action, ReadLease):
-            lease = await self.store.read_lease()
+            lease = await self._db(self.store.read_lease())
             if lease is None or not lease.valid or lease.holder_key == holder.key:
                 return m.lease_read("", False)
             self.rt.primary_hint = _client_address(lease.address)
@@ -167,8 +301,10 @@ class PairDriver:
         if isinstance(action, TakeLease):
             sent = trio.current_time()
             try:
-                lease = await self.store.acquire_lease(
-                    holder, self.settings.lease_ttl, force=action.force, address=self.address
+                lease = await self._db(
+                    self.store.acquire_lease(
+                        holder, self.settings.lease_ttl, force=action.force, address=self.address
+                    )
                 )
             except LeaseHeldError as exc:
                 self.rt.log.emit(events.PROMOTION_REFUSED, reason=exc)
@@ -186,7 +322,9 @@ class PairDriver:
         if isinstance(action, RenewLease):
             sent = trio.current_time()
             try:
-                await self.store.renew_lease(holder, action.epoch, self.settings.lease_ttl)
+                await self._db(
+                    self.store.renew_lease(holder, action.epoch, self.settings.lease_ttl)
+                )
             except FencedError as exc:
                 if action.epoch == m.epoch:
                     self.rt.log.emit(events.LEASE_LOST, epoch=action.epoch, reason=exc)
@@ -197,13 +335,13 @@ class PairDriver:
             return m.renewed(action.epoch, sent, trio.current_time())
         if isinstance(action, ReleaseLease):
             try:
-                await self.store.release_lease(holder, action.epoch)
+                await self._db(self.store.release_lease(holder, action.epoch))
             except RequestError as exc:
                 self.rt.log.emit(events.DB_ERROR, reason=f"releasing the lease failed: {exc}")
             return []
         if isinstance(action, BecomePrimary):
             try:
-                await self._become_primary(action.epoch)
+                await self._db(self._become_primary(action.epoch))
             except UnavailableError as exc:
                 # Holding the lease without serving would block the pair until it
                 # expired: give it back, turn backup, let the supervisor retry. (Also
@@ -276,69 +414,3 @@ def _known_dead(lease: Lease) -> bool:
 def _client_address(address: str) -> str | None:
     parts = parse_address(address)
     return None if parts is None else f"{parts[0]}:{parts[1]}"
-
-
-async def follow_primary(
-    rt: Runtime, store: ConfigStore, settings: ServerSettings, holder_key: str
-) -> None:
-    """As backup: replicate from whoever holds the lease, forever (cancelled on promotion)."""
-    svc = rt.service
-    secret = settings.management_secret or ""
-    while True:
-        lease = await _read_lease(rt, store)
-        target = parse_address(lease.address) if lease is not None else None
-        if lease is None or target is None or not lease.valid or lease.holder_key == holder_key:
-            await trio.sleep(FOLLOW_RETRY)
-            continue
-        rt.primary_hint = f"{target[0]}:{target[1]}"
-        where = f"{target[0]}:{target[2]}"
-        try:
-            async with open_management(
-                target[0], target[2], secret, addp=settings.addp, timeout=5
-            ) as m:
-                rt.log.emit(events.CONNECTED, what=f"primary '{lease.holder}'", where=where)
-                extra = {} if rt.options is None else {"options": rt.options}
-                answer = await m.session.request("replicate", serial=svc.last_serial, **extra)
-                if "options" in answer:
-                    check_options(rt, f"the primary '{lease.holder}'", answer["options"])
-                await _apply_all(rt, store, [Change.from_wire(c) for c in answer["changes"]])
-                if answer.get("expired"):
-                    await svc.catch_up()
-                next_ack = trio.current_time()
-                while True:
-                    if trio.current_time() >= next_ack:  # acks go out on a busy stream too
-                        with trio.fail_after(settings.lease_renew * 2):
-                            await m.session.request("ack", serial=svc.last_serial)
-                        next_ack = trio.current_time() + settings.lease_renew
-                    with trio.move_on_at(next_ack):
-                        push = await m.session.next_notification()
-                        if "notify" in push:
-                            await _apply_all(rt, store, [Change.from_wire(push["notify"])])
-        except StaleEpochError as exc:
-            rt.log.emit(events.STALE_EPOCH, reason=exc)
-        except (OSError, LinkEnded, ConfServError, trio.TooSlowError) as exc:
-            rt.log.emit(
-                events.CONNECTION_LOST, what=f"primary '{lease.holder}'", where=where, reason=exc
-            )
-        await trio.sleep(FOLLOW_RETRY)
-
-
-async def _read_lease(rt: Runtime, store: ConfigStore) -> Lease | None:
-    try:
-        return await store.read_lease()
-    except UnavailableError as exc:
-        rt.log.emit(events.DB_ERROR, reason=f"reading the lease failed: {exc}")
-        return None
-
-
-async def _apply_all(rt: Runtime, store: ConfigStore, changes: list[Change]) -> None:
-    svc = rt.service
-    for change in changes:
-        try:
-            try:
-                svc.apply(change)
-            except ChangeGapError:
-                await svc.catch_up()  # closes the gap from the History Log in the database
-                svc.apply(change)
-        except ApplyError as exc:
-            await svc.reload_after(exc)  # memory was not the database's: reload, go on

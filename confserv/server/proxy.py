@@ -8,7 +8,9 @@ primary (``forward``), answering the client only with the primary's answer.
 
 Following a failover: when the link to the primary ends, the proxy tries the
 masters of its ``master`` list in turn, every :data:`RETRY` seconds, until
-one accepts ``replicate`` (a backup refuses until promoted). It then resumes
+one accepts ``replicate`` (a backup refuses until promoted). Which master
+and when is decided by :class:`~confserv.server.rotation.MasterRotation`; the
+trio code here carries its attempts out. It then resumes
 from its last serial; only when the primary's history no longer reaches back
 does it reload. Reads go on being served from memory meanwhile, and writes
 wait (up to :data:`WRITE_WAIT`) for the new primary. A master whose epoch is
@@ -21,7 +23,6 @@ interval after the promotion (the supervisor may also push a redirect).
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import trio
@@ -47,6 +48,7 @@ from confserv.wire.errors import (
 )
 
 from .ports import serve_ports
+from .rotation import MasterRotation
 
 #: Seconds between attempts to reach a primary while none is connected.
 RETRY = 0.025
@@ -61,21 +63,22 @@ class ProxyFollower:
         self.rt = rt
         self.settings = settings
         self.master: ManagementClient | None = None
-        self.master_name = ""
+        self.rotation = MasterRotation(settings.masters, retry=RETRY)
         self._connected = trio.Event()
         #: Set (and replaced) each time the followed master is let go.
         self._released = trio.Event()
         self.loaded = False
-        self.redirects: list[float] = []  # wall-clock times a new primary was followed
+        self.redirects: list[float] = []  # trio.current_time() when a new primary was followed
         self._attempt: trio.CancelScope | None = None
-        self._preferred: tuple[str, int] | None = None
+
+    @property
+    def master_name(self) -> str:
+        """``host:port`` of the master followed now, or ""."""
+        return self.rotation.following
 
     def redirect(self, host: str, port: int) -> None:
         """Pushed by the supervisor: follow the primary at ``host:port`` now."""
-        if self.master_name == f"{host}:{port}":
-            return
-        self._preferred = (host, port)
-        if self._attempt is not None:
+        if self.rotation.redirect(host, port) and self._attempt is not None:
             self._attempt.cancel()
 
     async def forward(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -114,34 +117,34 @@ class ProxyFollower:
 
     async def run(self) -> None:
         """Follow forever (cancelled when the proxy stops)."""
-        masters = self.settings.masters
-        index = 0
+        rotation = self.rotation
         while True:
-            host, port = masters[index % len(masters)]
-            if self._preferred is not None:
-                (host, port), self._preferred = self._preferred, None
+            address = rotation.next_master(trio.current_time())
+            if address is None:
+                deadline = rotation.next_deadline()
+                assert deadline is not None  # no master now: the rotation waits
+                await trio.sleep_until(deadline)
+                continue
+            host, port = address
             where = f"{host}:{port}"
             self._attempt = trio.CancelScope()
+            lost: Exception | None = None
             try:
                 with self._attempt:
                     await self._attempt_follow(host, port, where)
             except StaleEpochError as exc:
                 self.rt.log.emit(events.STALE_EPOCH, reason=f"{where}: {exc}")
             except (OSError, LinkEnded, ConfServError, trio.TooSlowError) as exc:
-                if self.master_name == where:  # only the loss of a followed primary
-                    self.rt.log.emit(
-                        events.CONNECTION_LOST, what="primary", where=where, reason=exc
-                    )
+                lost = exc
             finally:
                 if self.master is not None:
                     self.master = None
                     self._connected = trio.Event()
                     self._released.set()
                     self._released = trio.Event()
-                self.master_name = ""
-            index += 1
-            if self._preferred is None and index % len(masters) == 0:
-                await trio.sleep(RETRY)  # after a whole round of masters, not after each
+                was_following = rotation.attempt_ended(trio.current_time())
+            if lost is not None and was_following:  # only the loss of a followed primary
+                self.rt.log.emit(events.CONNECTION_LOST, what="primary", where=where, reason=lost)
 
     async def _attempt_follow(self, host: str, port: int, where: str) -> None:
         async with open_management(
@@ -165,8 +168,9 @@ class ProxyFollower:
         else:
             for wire in answer["changes"]:
                 self._apply(Change.from_wire(wire))
-        self.master, self.master_name = m, where
-        self.redirects.append(time.time())
+        self.master = m
+        self.rotation.followed()
+        self.redirects.append(trio.current_time())
         self._connected.set()
         if self.rt.role != "proxy":
             self.rt.set_role("proxy")
