@@ -15,8 +15,9 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TextIO
 
 import trio
 
@@ -81,11 +82,35 @@ class StartRefusedError(ConfServError):
     copy of it says so. ``str()`` is the one line to print."""
 
 
+@dataclass(frozen=True, slots=True)
+class ProcessSeams:
+    """What a server run in-process (a simulation) takes from its host instead of the OS.
+
+    The defaults are the real process's: this process's instance, its pid, a
+    frozen garbage collector after loading. (Its database and network come from
+    :func:`confserv.store.engines.use_store_opener` and
+    :func:`addp.transport.use_network`.)
+    """
+
+    #: This process's instance, from its client and management ports.
+    instance: Callable[[int, int], Instance] = Instance.this_process
+    #: The pid a status answer gives (None: this process's).
+    pid: int | None = None
+    #: ``gc.freeze()`` once the configuration is loaded (a process of its own only:
+    #: many servers in one process would freeze each other's garbage).
+    freeze_gc: bool = True
+
+
+#: The seams of a real ``confserv`` process.
+REAL_PROCESS = ProcessSeams()
+
+
 async def run_server(
     settings: ServerSettings,
     *,
     log: EventLog | None = None,
     stop: Callable[[str], None] | None = None,
+    seams: ProcessSeams = REAL_PROCESS,
     task_status: trio.TaskStatus[dict[str, Any]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run a master-mode server until cancelled (``stop`` ends the process with a
@@ -103,7 +128,7 @@ async def run_server(
     log = log or make_log(settings)
     try:
         async with open_store(settings.db) as store:
-            await _serve_master(settings, store, log, stop, task_status)
+            await _serve_master(settings, store, log, stop, seams, task_status)
     except BaseException as exc:
         refusal = _refusal(exc)
         if refusal is None:
@@ -129,6 +154,7 @@ async def _serve_master(
     store: ConfigStore,
     log: EventLog,
     stop: Callable[[str], None] | None,
+    seams: ProcessSeams,
     task_status: trio.TaskStatus[dict[str, Any]],
 ) -> None:
     identity = await store.identity()  # never creates a schema: cfgctl init does
@@ -136,12 +162,10 @@ async def _serve_master(
     started = time.perf_counter()
     await service.reload()
     membership = resolve_membership(settings.section, service.read("Application"), settings.pair)
-    holder = Holder(
-        settings.section,
-        Instance.this_process(settings.port, settings.management_port or 0),
-    )
+    holder = Holder(settings.section, seams.instance(settings.port, settings.management_port or 0))
     try:
-        gc.freeze()  # the loaded configuration lives on: keep it out of every full collection
+        if seams.freeze_gc:
+            gc.freeze()  # the loaded configuration lives on: keep it out of every full collection
         log.emit(
             events.LOADED,
             count=len(service),
@@ -150,7 +174,13 @@ async def _serve_master(
         )
         if next(service.read("Person"), None) is None:
             log.emit(events.NO_ADMIN)
-        rt = Runtime(name=settings.section, pair=membership.pair, service=service, log=log)
+        rt = Runtime(
+            name=settings.section,
+            pair=membership.pair,
+            service=service,
+            log=log,
+            pid=holder.instance.pid,
+        )
         rt.lease_ttl, rt.engine, rt.stop = settings.lease_ttl, store.engine, stop
         rt.options = effective_options(settings)
 
@@ -244,32 +274,66 @@ async def main(settings: ServerSettings) -> int:
     Returns the exit code: 0 after a signal, 2 when the server must not run (the
     reason is printed as one line on stderr)."""
     log = make_log(settings)
-    refused: list[str] = []
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with trio.open_nursery() as nursery:
 
-            async def server() -> None:
-                try:
-                    if settings.mode == "proxy":
-                        from .proxy import run_proxy
-
-                        await run_proxy(settings, log=log)
-                    else:
-                        await run_server(settings, log=log, stop=stop)
-                except StartRefusedError as exc:
-                    refused.append(str(exc))
-                nursery.cancel_scope.cancel()
-
-            def stop(reason: str) -> None:
-                refused.append(reason)
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(server)
+        async def signalled() -> str:
             async for signum in signals:
-                log.emit(events.STOPPING, name=settings.section, reason=signal.Signals(signum).name)
-                nursery.cancel_scope.cancel()
-                break
+                return signal.Signals(signum).name
+            raise AssertionError("the signal receiver ended")  # pragma: no cover
+
+        return await run_process(settings, log, signalled)
+
+
+async def run_process(
+    settings: ServerSettings,
+    log: EventLog,
+    until_stopped: Callable[[], Awaitable[str]],
+    *,
+    seams: ProcessSeams = REAL_PROCESS,
+    err: TextIO | None = None,
+) -> int:
+    """Run the server (or proxy) of ``settings`` until ``until_stopped`` returns why it
+    must stop (:func:`main`: a signal's name); the exit code, as :func:`main`.
+
+    Without signal handlers or ``sys.exit``, so that a simulation can run many
+    server processes in one (``seams``); the one line of a refusal goes to
+    ``err`` (stderr by default).
+    """
+    refused: list[str] = []
+    async with trio.open_nursery() as nursery:
+
+        async def server() -> None:
+            try:
+                if settings.mode == "proxy":
+                    await _run_proxy(settings, log, seams)
+                else:
+                    await run_server(settings, log=log, stop=stop, seams=seams)
+            except StartRefusedError as exc:
+                refused.append(str(exc))
+            nursery.cancel_scope.cancel()
+
+        def stop(reason: str) -> None:
+            refused.append(reason)
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(server)
+        reason = await until_stopped()
+        log.emit(events.STOPPING, name=settings.section, reason=reason)
+        nursery.cancel_scope.cancel()
     if refused:
-        print(f"confserv: [{settings.section}] {refused[0]}", file=sys.stderr)
+        print(f"confserv: [{settings.section}] {refused[0]}", file=err or sys.stderr)
         return 2
     return 0
+
+
+async def _run_proxy(settings: ServerSettings, log: EventLog, seams: ProcessSeams) -> None:
+    from .proxy import run_proxy
+
+    if seams.pid is None:
+        await run_proxy(settings, log=log)
+        return
+    async with trio.open_nursery() as nursery:
+        started = await nursery.start(
+            lambda task_status: run_proxy(settings, log=log, task_status=task_status)
+        )
+        started["runtime"].pid = seams.pid

@@ -1,9 +1,14 @@
-"""Open the store a database section names: SQLite or PostgreSQL."""
+"""Open the store a database section names: SQLite or PostgreSQL.
+
+A simulation may open its own stores instead, for a task and the tasks it
+starts (:func:`use_store_opener`); one context-variable lookup per open.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 from .base import ConfigStore
@@ -12,11 +17,32 @@ from .sqlite import SqliteStore
 if TYPE_CHECKING:
     from confserv.config.settings import DatabaseSettings
 
+#: Opens the store of a database section (``create``: may create a missing database).
+StoreOpener = Callable[["DatabaseSettings", bool], AbstractAsyncContextManager[ConfigStore]]
+
+_opener: ContextVar[StoreOpener | None] = ContextVar("confserv_store_opener", default=None)
+
+
+@contextmanager
+def use_store_opener(opener: StoreOpener) -> Iterator[None]:
+    """Open stores with ``opener`` in this task, and in the tasks it starts from here on,
+    for the block's lifetime (a simulated database instead of the real engines)."""
+    token = _opener.set(opener)
+    try:
+        yield
+    finally:
+        _opener.reset(token)
+
 
 @asynccontextmanager
 async def open_store(db: DatabaseSettings, *, create: bool = False) -> AsyncIterator[ConfigStore]:
     """Open the Configuration Database of ``db`` for the block's lifetime (``create``:
     ``cfgctl init`` only, may create a missing SQLite file)."""
+    opener = _opener.get()
+    if opener is not None:
+        async with opener(db, create) as store:
+            yield store
+        return
     if db.engine == "sqlite":
         store = await SqliteStore.open(db.dbname, create=create)
         try:
