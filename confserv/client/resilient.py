@@ -6,7 +6,8 @@ reconnects (the Application object's ``reconnect_timeout`` and
 ``reconnect_attempts`` say how), without limit unless
 ``give_up_after`` is set: each server is tried ``reconnect_attempts`` times,
 ``reconnect_timeout`` apart, before the next (a backup's answer names the
-primary, which is tried at once). Then:
+primary, which is tried at once); :class:`~confserv.client.reconnect.ReconnectPolicy`
+decides which server and when. Then:
 
 - a read that was cut off is sent again: reads are idempotent;
 - a write that was cut off raises :class:`~confserv.wire.errors.ConnectionLostError`
@@ -19,7 +20,6 @@ primary, which is tried at once). Then:
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -29,6 +29,7 @@ import trio
 from addp import AddpOptions
 from confserv.wire.errors import BackupModeError, ConnectionLostError, NoServerError, NotSentError
 
+from .reconnect import Decision, GiveUp, ReconnectPolicy, Wait
 from .session import Address, ConfigClient, open_client
 
 T = TypeVar("T")
@@ -58,6 +59,12 @@ class ResilientClient:
         self.reconnect_timeout = reconnect_timeout
         self.reconnect_attempts = max(1, reconnect_attempts)
         self.give_up_after = give_up_after
+        self.policy = ReconnectPolicy(
+            len(self.servers),
+            timeout=reconnect_timeout,
+            attempts=reconnect_attempts,
+            give_up_after=give_up_after,
+        )
         self._register = register
         self._client: ConfigClient | None = None
         self._up = trio.Event()
@@ -70,46 +77,46 @@ class ResilientClient:
         self.connects = 0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Keep a connection up until cancelled (started by :func:`open_resilient_client`)."""
+        """Keep a connection up until cancelled (started by :func:`open_resilient_client`).
+
+        :attr:`policy` decides which server to try, when, and when to give up;
+        this task carries out its attempts.
+        """
+        policy = self.policy
         started = False
-        index, tries = 0, 0
+        policy.begin(trio.current_time())
+        last_error: Exception | None = None
         while True:
-            deadline = (
-                math.inf if self.give_up_after is None else trio.current_time() + self.give_up_after
-            )
-            last_error: Exception | None = None
-            while True:
-                try:
-                    server = self.servers[index % len(self.servers)]
-                    async with open_client([server], **self._register) as client:
-                        self._client = client
-                        self.connects += 1
-                        await self._resubscribe(client)
-                        self._up.set()
-                        if not started:
-                            started = True
-                            task_status.started()
-                        await client.session.closed.wait()
-                    index, tries = index + 1, 0  # the server just lost is tried last
-                    break
-                except (NoServerError, ConnectionLostError) as exc:
-                    last_error = exc
-                    tries += 1
-                    if tries >= self.reconnect_attempts:  # switch to the next server
-                        index, tries = index + 1, 0
-                finally:
-                    self._client = None
-                    if self._up.is_set():
-                        self._up = trio.Event()
-                if trio.current_time() >= deadline:
-                    self._failed = NoServerError(
-                        f"gave up after {self.give_up_after:g} s: {last_error}"
-                    )
+            decision: Decision | None = None
+            try:
+                server = self.servers[policy.server]
+                async with open_client([server], **self._register) as client:
+                    self._client = client
+                    self.connects += 1
+                    await self._resubscribe(client)
+                    policy.connected()
+                    self._up.set()
                     if not started:
-                        raise self._failed
-                    self._up.set()  # wake waiters so that they see the failure
-                    return
-                await trio.sleep(self.reconnect_timeout)
+                        started = True
+                        task_status.started()
+                    await client.session.closed.wait()
+                policy.lost(trio.current_time())  # the server just lost is tried last
+                last_error = None
+            except (NoServerError, ConnectionLostError) as exc:
+                last_error = exc
+                decision = policy.failed(trio.current_time())
+            finally:
+                self._client = None
+                if self._up.is_set():
+                    self._up = trio.Event()
+            if isinstance(decision, GiveUp):
+                self._failed = NoServerError(f"gave up after {decision.after:g} s: {last_error}")
+                if not started:
+                    raise self._failed
+                self._up.set()  # wake waiters so that they see the failure
+                return
+            if isinstance(decision, Wait):
+                await trio.sleep_until(decision.until)
 
     async def _current(self) -> ConfigClient:
         while self._client is None:

@@ -3,11 +3,15 @@
 :class:`~confserv.core.service.ConfigService` publishes every applied change to its
 :class:`Subscription` objects; a client session writes each wanted change
 straight into its socket (``deliver``), a replication stream reads the queue.
+Whether a subscriber that reads too little is cut off is decided by its
+:class:`~confserv.core.backlog.Backlog`.
 """
 
 from __future__ import annotations
 
 import collections
+import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,10 +22,14 @@ from addp import encode_payload
 from confserv.model.objects import STORED_SECRET, public_view
 from confserv.store.base import Change
 
+from .backlog import Backlog
+
 #: Changes buffered per subscriber before it is cut off as too slow.
 SUBSCRIBER_BUFFER = 10_000
 
 Key = tuple[str, int]
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(eq=False)
@@ -40,7 +48,29 @@ class Subscription:
     deliver: Callable[[Change], bool] | None = None
 
     def __post_init__(self) -> None:
-        self.send, self.receive = trio.open_memory_channel[Change](SUBSCRIBER_BUFFER)
+        self.backlog = Backlog(SUBSCRIBER_BUFFER)
+        # Unbounded: the backlog, not the channel, decides when the reader is too slow.
+        self.send, self.receive = trio.open_memory_channel[Change](math.inf)
+
+    def offer(self, change: Change) -> bool:
+        """Hand ``change`` over (``deliver``) or queue it for the reader. False: drop
+        this subscriber (cut off as too slow, ``overflowed`` set; or its reader is gone).
+        One subscriber's failure never fails the publisher (the write path)."""
+        if self.deliver is not None:
+            try:
+                return self.deliver(change)
+            except Exception:
+                _log.exception("delivering serial %s to a subscriber failed", change.serial)
+                return False
+        self.backlog.unread(self.send.statistics().current_buffer_used)
+        if not self.backlog.queued():
+            self.overflowed = True
+            return False
+        try:
+            self.send.send_nowait(change)
+        except trio.BrokenResourceError:
+            return False
+        return True
 
     def wants(self, change: Change) -> bool:
         """Whether this subscriber asked for ``change``."""

@@ -5,14 +5,16 @@ writes go through :meth:`ConfigService.write`: validate against memory, commit
 in the database under the epoch check, apply to memory, publish to
 subscribers, in that order and one at a time. Backups and proxies feed
 changes they receive into :meth:`ConfigService.apply`, the same code that
-applies local commits. No sockets here.
+applies local commits. No sockets here. When memory must first catch up
+with the database around a commit is decided by
+:class:`~confserv.core.commit_guard.CommitGuard`.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import copy
-import logging
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -45,10 +47,9 @@ from confserv.wire.errors import (
     UnavailableError,
 )
 
+from .commit_guard import Action, CatchUp, CommitGuard, Outcome, Retry, StopWrites
 from .fanout import NotificationCache, Subscription
 from .password_checks import PasswordChecks, off_loop_if_hashing
-
-_log = logging.getLogger(__name__)
 
 Key = tuple[str, int]
 
@@ -77,7 +78,7 @@ class ConfigService:
         self._recent: collections.deque[Change] = collections.deque(maxlen=history_limit)
         self.write_lock = trio.Lock()
         self._passwords = PasswordChecks()
-        self._uncertain = False
+        self._commits = CommitGuard()
         self._applied = trio.Event()
         #: Why nothing is served (the database is not what was served), or None.
         self.halted: str | None = None
@@ -251,46 +252,66 @@ class ConfigService:
         memory (StaleMemoryError), catch up and validate and commit once more."""
         async with self.write_lock:
             self._check_serving()
-            try:
-                return await self._commit(prepare())
-            except StaleMemoryError:
-                await self.catch_up()
-                return await self._commit(prepare())
+            self._commits.write()
+            while True:
+                try:
+                    return await self._commit(prepare())
+                except StaleMemoryError:
+                    actions = self._commits.stale_memory()
+                    if Retry() not in actions:
+                        raise
+                    await self._carry_out(actions)
+
+    async def _carry_out(self, actions: list[Action]) -> None:
+        """Carry out the commit guard's actions; a failed catch-up is told, then raised."""
+        for action in actions:
+            if isinstance(action, CatchUp):
+                try:
+                    await self.catch_up()
+                except BaseException:
+                    self._commits.catch_up_failed()
+                    raise
+                self._commits.caught_up()
+            elif isinstance(action, StopWrites):
+                self.writable = False
 
     async def _commit(self, write: Write) -> Change:
         if not self.writable:
             raise ReadOnlyError("this server does not accept writes now")
-        if self._uncertain:
-            # A commit whose answer was lost may have landed: catch up first, so
-            # memory and serials stay in step with the database.
-            await self.catch_up()
-            self._uncertain = False
+        # A commit whose answer was lost may have landed: the guard says catch up
+        # first, so memory and serials stay in step with the database.
+        await self._carry_out(self._commits.before_commit())
         # Shielded: a requester that goes away (its link closed, its task
         # cancelled) must not leave a change committed in the database and
         # missing from memory; every later commit would then find a gap.
         # The store's own timeout bounds the wait.
         with trio.CancelScope(shield=True):
+            self._commits.sending()
             try:
                 change = await self._store().commit(self.epoch, self.last_serial, write)
             except FencedError:
-                self.writable = False
+                await self._carry_out(self._commits.ended(Outcome.FENCED))
                 raise
-            except (ConstraintError, StaleMemoryError, NotFoundError):
+            except StaleMemoryError:
+                self._commits.ended(Outcome.STALE_MEMORY)
+                raise  # refused: the database is ahead of memory, nothing committed
+            except (ConstraintError, NotFoundError):
+                self._commits.ended(Outcome.REFUSED)
                 raise  # refused by the database: nothing committed
             except BaseException:
                 # Unavailable, or anything unforeseen (a connection lost after
                 # COMMIT was sent): it may have landed, catch up before the next.
-                self._uncertain = True
+                self._commits.ended(Outcome.UNKNOWN)
                 raise
+            self._commits.ended(Outcome.COMMITTED)
             try:
                 self.apply(change)
             except (ChangeGapError, ApplyError):
                 # Memory missed a change after all: take it from the History Log
                 # (this one included) rather than refuse every write from now on.
-                try:
-                    await self.catch_up()
-                except UnavailableError:
-                    self._uncertain = True  # the next write catches up first
+                # Unreachable: the guard knows, and the next write catches up first.
+                with contextlib.suppress(UnavailableError):
+                    await self._carry_out(self._commits.apply_missed())
         return change
 
     def _existing(self, type_name: str, dbid: Any) -> dict[str, Any]:
@@ -409,23 +430,7 @@ class ConfigService:
 
     def _publish(self, change: Change) -> None:
         for sub in list(self._subscriptions):
-            if not sub.wants(change):
-                continue
-            if sub.deliver is not None:
-                try:
-                    delivered = sub.deliver(change)
-                except Exception:  # one subscriber's failure must not fail the write path
-                    _log.exception("delivering serial %s to a subscriber failed", change.serial)
-                    delivered = False
-                if not delivered:
-                    self.unsubscribe(sub)
-                continue
-            try:
-                sub.send.send_nowait(change)
-            except trio.WouldBlock:
-                sub.overflowed = True
-                self.unsubscribe(sub)
-            except trio.BrokenResourceError:
+            if sub.wants(change) and not sub.offer(change):
                 self.unsubscribe(sub)
 
     async def wait_serial(self, serial: int) -> None:

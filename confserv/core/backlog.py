@@ -1,0 +1,66 @@
+"""When a subscriber that reads too little is cut off: back-pressure, as a pure machine.
+
+The publisher never waits for a subscriber: a change it cannot hand over at
+once is queued for that subscriber, and :class:`Backlog` counts how many
+wait. A subscriber left more than :attr:`Backlog.limit` changes behind is cut
+off (its link is ended; it restores from its serial when it comes back), so
+that one client that reads nothing holds neither the write path nor memory
+without bound. Nothing here reads a clock or touches IO; the decision is by
+count alone, so there is no deadline.
+
+Rules:
+
+- Each change queued for the subscriber adds one; when that would make more
+  than ``limit`` waiting, the subscriber is cut off instead, for good.
+- A change written out at once, or a flush that left nothing unsent, leaves
+  nothing behind; a flush that left some unsent takes off what it wrote (as
+  many as were waiting when it began), never going below zero.
+- The queue's own count, when the reader takes changes off it, replaces the
+  machine's (:meth:`Backlog.unread`).
+"""
+
+from __future__ import annotations
+
+
+class Backlog:
+    """How far one subscriber is behind, and whether it is cut off (see module docstring).
+
+    Args:
+        limit: the most changes that may wait for this subscriber.
+    """
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        self.limit = limit
+        self.behind = 0
+        self.cut_off = False
+
+    def queued(self) -> bool:
+        """One more change waits for the subscriber. False: it is cut off (now or before)."""
+        if self.cut_off:
+            return False
+        if self.behind >= self.limit:
+            self.cut_off = True
+            return False
+        self.behind += 1
+        return True
+
+    def written(self) -> None:
+        """Everything queued so far was written out (nothing waits any more)."""
+        self.behind = 0
+
+    def flushed(self, waiting_at_start: int, unsent: int) -> None:
+        """A flush begun with ``waiting_at_start`` queued ended with ``unsent`` changes'
+        bytes still unwritten: only those still unwritten count."""
+        self.behind = 0 if unsent == 0 else max(0, self.behind - waiting_at_start)
+
+    def unread(self, count: int) -> None:
+        """The subscriber's queue holds ``count`` changes not yet taken by its reader."""
+        if count < 0:
+            raise ValueError(f"a queue cannot hold {count} changes")
+        self.behind = count
+
+    def cut(self) -> None:
+        """Cut the subscriber off for another reason (its caches may be wrong)."""
+        self.cut_off = True
