@@ -588,8 +588,10 @@ async def one_schedule(h: Harness, seed: int, most: int = 2) -> tuple[Record, li
                 [primary], app="chaos-c", user="default", password=PASSWORD
             ) as c:
                 record.committed = {d["name"] for d in await c.read("DN")}
-    except RequestError as exc:  # judged below from the database itself
-        record.final_read_error = f"{primary_of(rows)} refused the final read: {exc}"
+    except (RequestError, ConnectionLostError, LinkEnded, OSError) as exc:
+        # A violation itself (a healthy primary answers a reader); the losses are
+        # then judged from the database's History Log.
+        record.final_read_error = f"{primary_of(rows)} failed the final read: {exc!r}"
     seen = {epoch for _t, epoch, _s in record.promotions}
     for r in sorted(record.requests, key=lambda r: r.end):  # promotions the supervisor missed
         if r.op == "write" and r.outcome == "ok" and r.epoch and r.epoch not in seen:
@@ -607,6 +609,13 @@ async def one_schedule(h: Harness, seed: int, most: int = 2) -> tuple[Record, li
     if violations:
         save(record.database, h.system.tmp / "database.json")
     return record, violations
+
+
+def _first(error: BaseException | None) -> BaseException | None:
+    """The first leaf of an exception group (what the harness reports)."""
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return error
 
 
 #: Where the files of a system that did not heal are copied for a post-mortem.
@@ -649,19 +658,28 @@ async def run(
                 if time.monotonic() > deadline:
                     break
                 timed_out = False
+                crashed: BaseException | None = None
                 try:
                     with trio.fail_after(SCHEDULE_LIMIT):
                         record, violations = await one_schedule(h, s, most)
                 except* trio.TooSlowError:  # also from inside the schedule's nursery
                     timed_out = True
-                if timed_out:
+                except* Exception as group:  # the harness itself failed: keep what it saw
+                    crashed = group
+                if timed_out or crashed is not None:
                     kept = _keep(h, s)
-                    summary.violations.append(
-                        f"seed {s}: the system was not healthy again within its deadline, or "
-                        f"the schedule did not end within {SCHEDULE_LIMIT:g} s "
-                        f"(its files are kept in {kept}); replay: python -m tests.chaos.real "
-                        f"--engine {engine} --seed {seed} --schedules {s - seed + 1}"
+                    why = (
+                        f"the system was not healthy again within its deadline, or "
+                        f"the schedule did not end within {SCHEDULE_LIMIT:g} s"
+                        if timed_out
+                        else f"the harness failed: {_first(crashed)!r}"
                     )
+                    summary.violations.append(
+                        f"seed {s}: {why} (its files are kept in {kept}); replay: "
+                        f"python -m tests.chaos.real --engine {engine} --seed {seed} "
+                        f"--schedules {s - seed + 1}"
+                    )
+                    print(f"{engine} seed {s}: STOPPED: {why}", flush=True)
                     break  # its state is unknown: no further schedule on it
                 # Every schedule of a run shares one system, so a violation may depend
                 # on what the earlier ones left: the replay plays the whole sequence.
@@ -674,6 +692,11 @@ async def run(
                     violations.append(f"its system's files are kept in {_keep(h, s)}")
                 violations = [f"seed {s}: {v}" for v in violations]
                 summary.add(record, violations, _failover_times(record), replay)
+                # one line per schedule, so that a long run's count survives its end
+                verdict = f"{len(violations)} VIOLATION(S)" if violations else "ok"
+                print(f"{engine} seed {s}: {verdict}", flush=True)
+                for v in violations:
+                    print(f"  {v}", flush=True)
             if keep:
                 print(f"files kept in {_keep(h, seed)}")
         finally:
