@@ -1,11 +1,11 @@
 """PNG plots for the benchmark report: failover-time distributions as a :class:`Plot`.
 
-A benchmark module's ``run()`` may return :class:`Plot` objects beside its
-:class:`bench._report.Result` figures; ``bench/run_all.py`` embeds them in the
+A benchmark may return :class:`Plot` objects beside its
+:class:`bench._report.Result` figures; ``bench.run_all`` embeds them in the
 module's section of ``docs/benchmarks.md``. :func:`failover_plot` draws one
 empirical CDF per series (fault kind): the share of runs whose failover took at
 most the time on the x axis, each run a point on its curve, median and p99
-(nearest rank, as in the tables) in the legend, and the target as a vertical
+(:mod:`bench.stats`, as in the tables) in the legend, and the target as a vertical
 line. matplotlib runs on its non-interactive Agg backend (no display needed).
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import re
-import statistics
 import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,9 +24,11 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 
+from bench.stats import median, percentile
+
 ROOT = Path(__file__).resolve().parent.parent
 #: Where :func:`failover_plot` writes unless told otherwise: ``docs/benchmarks/``
-#: (``bench/run_all.py`` points it elsewhere when it leaves the docs alone).
+#: (``bench.run_all`` points it elsewhere when it leaves the docs alone).
 OUTPUT_DIR = ROOT / "docs" / "benchmarks"
 #: Size of a plot: 8 x 4.5 inches at 100 dpi (800 x 450 pixels).
 FIGSIZE = (8.0, 4.5)
@@ -51,11 +52,6 @@ class Plot:
     path: Path
 
 
-def _percentile(ordered: Sequence[float], q: float) -> float:
-    """Nearest-rank ``q``-th percentile of sorted values (as ``bench._pair.percentile``)."""
-    return ordered[max(1, math.ceil(q / 100 * len(ordered))) - 1]
-
-
 def _shown(value: float, unit: str) -> str:
     """A time with its unit, fewer decimals for larger values; ``never`` for infinity."""
     if math.isinf(value):
@@ -69,8 +65,8 @@ def _figures(kind: str, ordered: Sequence[float], unit: str) -> str:
     """``<kind>: n=20, median 183 ms, p99 612 ms[, 2 never]`` of sorted values."""
     never = sum(math.isinf(v) for v in ordered)
     text = (
-        f"{kind}: n={len(ordered)}, median {_shown(statistics.median(ordered), unit)}, "
-        f"p99 {_shown(_percentile(ordered, 99), unit)}"
+        f"{kind}: n={len(ordered)}, median {_shown(median(ordered), unit)}, "
+        f"p99 {_shown(percentile(ordered, 99), unit)}"
     )
     return text + (f", {never} never" if never else "")
 

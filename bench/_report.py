@@ -1,23 +1,36 @@
-"""Shared helpers of the benchmarks: one figure as a :class:`Result`, printing, markdown.
+"""Shared helpers of the benchmarks: a figure as a :class:`Result`, running a module, markdown.
 
-A benchmark module ``bench/bench_*.py`` exposes ``run() -> list[Result | Plot]``:
-its figures, and any PNG plots it wrote (:class:`bench._plots.Plot`, e.g. from
-:func:`bench._plots.failover_plot`). ``bench/run_all.py`` collects them, prints
-a summary table of the results and rewrites ``docs/benchmarks.md`` with
-:func:`write_markdown`, which embeds each module's plots below its table.
+A benchmark module ``bench/bench_*.py`` has ``BENCHMARKS``, its benchmarks by
+name, each returning its figures and any PNG plots it wrote
+(:class:`bench._plots.Plot`, e.g. from :func:`bench._plots.failover_plot`);
+``QUICK``, the smallest settings it runs with (module constants to replace:
+``--quick`` checks that it runs, its figures mean nothing); and optionally
+``WARNING``, what a busy machine does to its figures. :func:`run_benchmarks`
+runs them in order after noting the machine's background load, printing every
+figure as soon as it is known (:func:`figure`); :func:`main` is a module's
+command line (``python -m bench.bench_<x> [--quick] [name ...]``).
+``python -m bench.run_all`` collects every module's figures, prints a summary
+table and rewrites ``docs/benchmarks.md`` with :func:`write_markdown`, which
+embeds each module's plots below its table.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import math
 import os
 import platform
-from collections.abc import Sequence
+import tempfile
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
+from bench import _plots
 from bench._plots import Plot
+from bench.measure import background_load
 
 #: Where the report lives; image links in it are relative to this folder.
 DOCS_DIR = Path(__file__).resolve().parent.parent / "docs"
@@ -68,6 +81,74 @@ def report(result: Result) -> Result:
     if result.notes:
         print(f"      {result.notes}", flush=True)
     return result
+
+
+def figure(
+    name: str,
+    value: float,
+    unit: str,
+    target: str = "",
+    met: bool | None = None,
+    notes: str = "",
+    precision: int = 0,
+) -> Result:
+    """:func:`report` a new :class:`Result` (an informational one without ``target``)."""
+    return report(Result(name, value, unit, target, met, notes, precision))
+
+
+def plotted(plot: Plot) -> Plot:
+    """Print where a plot was written; return it."""
+    print(f"  plot: {plot.path}", flush=True)
+    return plot
+
+
+#: One benchmark of a module: its figures and plots, in order.
+Benchmark = Callable[[], Sequence[Result | Plot]]
+
+
+def quicken(module: ModuleType) -> None:
+    """Give ``module`` its ``QUICK`` settings (its smallest: runs, not figures)."""
+    for name, value in getattr(module, "QUICK", {}).items():
+        if not hasattr(module, name):
+            raise AttributeError(f"{module.__name__}.QUICK names no constant {name}")
+        setattr(module, name, value)
+
+
+def run_benchmarks(module: ModuleType, names: Sequence[str] = ()) -> list[Result | Plot]:
+    """Run the module's benchmarks (those named, default all) after noting the background load."""
+    benchmarks: dict[str, Benchmark] = module.BENCHMARKS
+    busy = background_load()
+    print(f"  (other processes use {busy:.0f}% of one core before the start)", flush=True)
+    if busy > 20:
+        warning = getattr(module, "WARNING", "the figures below will suffer")
+        print(f"  WARNING: the machine is not idle: {warning}", flush=True)
+    results: list[Result | Plot] = []
+    for name in names or list(benchmarks):
+        started = time.perf_counter()
+        results += benchmarks[name]()
+        print(f"    ({name}: {time.perf_counter() - started:.1f} s)", flush=True)
+    return results
+
+
+def main(module: ModuleType, argv: Sequence[str]) -> None:
+    """A module's command line: ``[--quick] [name ...]``; plots go to a new temporary folder."""
+    names = list(module.BENCHMARKS)
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {getattr(module.__spec__, 'name', module.__name__)}",
+        description=(module.__doc__ or "").split("\n", 1)[0],
+    )
+    parser.add_argument("names", nargs="*", help=f"of {', '.join(names)} (default: all)")
+    parser.add_argument("--quick", action="store_true", help="smallest settings: does it run")
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.names if name not in names]
+    if unknown:
+        parser.error(f"no such benchmark: {', '.join(unknown)}")
+    if args.quick:
+        quicken(module)
+    _plots.OUTPUT_DIR = Path(tempfile.mkdtemp(prefix="bench-plots-"))
+    results = run_benchmarks(module, args.names)
+    missed = sum(isinstance(r, Result) and r.met is False for r in results)
+    print(f"{sum(isinstance(r, Result) for r in results)} figures, {missed} targets missed")
 
 
 def cpu_model() -> str:
@@ -124,7 +205,7 @@ def markdown(
     lines = [
         "# Benchmarks",
         "",
-        "Written by `make bench` (`bench/run_all.py`); do not edit by hand. Every",
+        "Written by `make bench` (`python -m bench.run_all`); do not edit by hand. Every",
         "figure is shown beside its target; a target not reached is marked **MISSED**.",
         "",
         "## Machine",

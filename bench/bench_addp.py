@@ -18,20 +18,16 @@ from the last byte of an echo reply until ``Link.receive`` raises
 scheduling delay of two deadlines, shown as jitter.
 
 Everything runs on 127.0.0.1 and stops by itself. Run alone with
-``.venv/bin/python -m bench.bench_addp``."""
+``.venv/bin/python -m bench.bench_addp [--quick] [rate|idle|detection]``."""
 
 from __future__ import annotations
 
-import math
-import os
-import resource
 import signal
-import statistics
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -40,7 +36,9 @@ import trio
 
 from addp import AddpOptions, AddpTimeout, Connection
 from addp.transport import Link, connect, serve
-from bench._report import Result, report
+from bench._report import Benchmark, Result, figure, main
+from bench.measure import CpuWindow, one_core, raise_open_file_limit
+from bench.stats import median
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The echo peer run as a separate process: ``addp_echo_peer.py <addp-timeout>``.
@@ -87,6 +85,17 @@ DETECT_CONCURRENCY = 2
 DETECT_SLACK = 0.050
 #: Beyond 2T + this, a run is declared a failure (the bench must stop by itself).
 DETECT_GIVE_UP = 10.0
+#: The smallest settings (``--quick``).
+QUICK = {
+    "RATE_MESSAGES": 2_000,
+    "RATE_WARMUP": 200,
+    "RATE_REPEATS": 1,
+    "ROUND_TRIPS": 200,
+    "CORE_MESSAGES": 2_000,
+    "IDLE_LINKS": 20,
+    "IDLE_WINDOW": 1.0,
+    "DETECT_RUNS": 2,
+}
 
 
 # -- processes and CPU time ---------------------------------------------------------------
@@ -122,44 +131,6 @@ async def echo_peer(timeout: float) -> AsyncIterator[tuple[trio.Process, int]]:
             await proc.wait()
             if proc.stdout is not None:
                 await proc.stdout.aclose()
-
-
-def self_cpu() -> float:
-    """CPU seconds (user + system) used so far by this process."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def process_cpu(pid: int) -> float:
-    """CPU seconds (user + system) used so far by process ``pid``, from ``/proc/<pid>/stat``."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-        # Fields after "(comm)": state is field 3, utime field 14, stime field 15.
-        fields = stat.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def raise_open_file_limit(needed: int) -> int:
-    """Raise the soft open-file limit to at least ``needed`` if the hard limit allows it."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        new = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
-        soft = new
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        raise RuntimeError(f"open-file limit {soft} is below the {needed} needed")
-    return needed if soft == resource.RLIM_INFINITY else soft
-
-
-@contextmanager
-def one_core() -> Iterator[int]:
-    """Pin this process to one CPU for the duration; yield that CPU's number."""
-    before = os.sched_getaffinity(0)
-    cpu = min(before)
-    os.sched_setaffinity(0, {cpu})
-    try:
-        yield cpu
-    finally:
-        os.sched_setaffinity(0, before)
 
 
 # -- 1. message rate ----------------------------------------------------------------------
@@ -272,61 +243,47 @@ def bench_rate() -> list[Result]:
         trips = [trio.run(round_trip_run, ROUND_TRIPS) for _ in range(RATE_REPEATS)]
         core = core_rate(CORE_MESSAGES)
     rates = sorted(RATE_MESSAGES / wall for wall, _ in runs)
-    rate = statistics.median(rates)
-    busy = statistics.median(c / w for w, c in runs) * 100
+    rate = median(rates)
+    busy = median(c / w for w, c in runs) * 100
     trip_rates = sorted(ROUND_TRIPS / wall for wall, _ in trips)
-    trip_rate = statistics.median(trip_rates)
+    trip_rate = median(trip_rates)
     shown = ", ".join(f"{r:,.0f}" for r in rates)
-    single_rate = statistics.median(RATE_MESSAGES / wall for wall, _ in singles)
+    single_rate = median(RATE_MESSAGES / wall for wall, _ in singles)
     return [
-        report(
-            Result(
-                "Small messages/s, one way, pipelined (trio adapter, one core)",
-                rate,
-                "msg/s",
-                f">= {RATE_TARGET:,} msg/s",
-                rate >= RATE_TARGET,
-                f"{RATE_MESSAGES:,} messages {{'op': 'read', 'id': n}} queued with "
-                f"Link.send_nowait and written by Link.flush every {BATCH}, without waiting "
-                "for replies, timed from the first send until the server's handler "
-                "(iterating Link.receive) has the last one; server and client in the same "
-                f"process pinned to CPU {cpu}, so both ends share one core ({busy:.0f}% "
-                f"busy); ADDP on (timeout 10 s); runs: {shown} msg/s",
-            )
+        figure(
+            "Small messages/s, one way, pipelined (trio adapter, one core)",
+            rate,
+            "msg/s",
+            f">= {RATE_TARGET:,} msg/s",
+            rate >= RATE_TARGET,
+            f"{RATE_MESSAGES:,} messages {{'op': 'read', 'id': n}} queued with "
+            f"Link.send_nowait and written by Link.flush every {BATCH}, without waiting "
+            "for replies, timed from the first send until the server's handler "
+            "(iterating Link.receive) has the last one; server and client in the same "
+            f"process pinned to CPU {cpu}, so both ends share one core ({busy:.0f}% "
+            f"busy); ADDP on (timeout 10 s); runs: {shown} msg/s",
         ),
-        report(
-            Result(
-                "Small messages/s, one way, one Link.send (awaited) per message",
-                single_rate,
-                "msg/s",
-                "",
-                None,
-                "as above but every message is its own awaited Link.send and its own "
-                "socket write: the rate of a sender that never batches",
-            )
+        figure(
+            "Small messages/s, one way, one Link.send (awaited) per message",
+            single_rate,
+            "msg/s",
+            notes="as above but every message is its own awaited Link.send and its own "
+            "socket write: the rate of a sender that never batches",
         ),
-        report(
-            Result(
-                "Request/response round trips/s (trio adapter, one core)",
-                trip_rate,
-                "round trips/s",
-                "",
-                None,
-                f"{ROUND_TRIPS:,} Link.send then Link.receive against an echoing handler, "
-                f"same process and core; {1e6 / trip_rate:.0f} µs per round trip; runs: "
-                + ", ".join(f"{r:,.0f}" for r in trip_rates),
-            )
+        figure(
+            "Request/response round trips/s (trio adapter, one core)",
+            trip_rate,
+            "round trips/s",
+            notes=f"{ROUND_TRIPS:,} Link.send then Link.receive against an echoing handler, "
+            f"same process and core; {1e6 / trip_rate:.0f} µs per round trip; runs: "
+            + ", ".join(f"{r:,.0f}" for r in trip_rates),
         ),
-        report(
-            Result(
-                "Sans-IO core alone, messages/s (no sockets, no trio)",
-                core,
-                "msg/s",
-                "",
-                None,
-                "addp.Connection.send, data_to_send, then the peer Connection's "
-                "receive_data, one message per write: the ceiling the adapter works under",
-            )
+        figure(
+            "Sans-IO core alone, messages/s (no sockets, no trio)",
+            core,
+            "msg/s",
+            notes="addp.Connection.send, data_to_send, then the peer Connection's "
+            "receive_data, one message per write: the ceiling the adapter works under",
         ),
     ]
 
@@ -369,10 +326,10 @@ async def idle_run(peer_timeout: float) -> dict[str, Any]:
                 sum(s.polls_sent for s in stats),
                 sum(s.replies_received for s in stats),
             )
-            mine, theirs, wall = self_cpu(), process_cpu(proc.pid), time.perf_counter()
+            window = CpuWindow({"mine": None, "theirs": proc.pid})
             await trio.sleep(IDLE_WINDOW)  # the deliberate idle window
-            mine, theirs = self_cpu() - mine, process_cpu(proc.pid) - theirs
-            wall = time.perf_counter() - wall
+            used, wall = window.seconds(), time.monotonic() - window.opened
+            mine, theirs = used["mine"], used["theirs"]
             stats = [link.connection.keepalive.statistics() for link in links]
             polls = sum(s.polls_sent for s in stats) - polls
             replies = sum(s.replies_received for s in stats) - replies
@@ -418,39 +375,29 @@ def bench_idle() -> list[Result]:
     mine, theirs = got["mine"] / wall * 100, got["theirs"] / wall * 100
     total = mine + theirs
     results = [
-        report(
-            Result(
-                f"CPU, {IDLE_LINKS:,} idle links, client process (connect ends)",
-                mine,
-                "% of one core",
-                "",
-                None,
-                "AddpOptions.addp(1.0); getrusage(RUSAGE_SELF) user+system",
-                precision=2,
-            )
+        figure(
+            f"CPU, {IDLE_LINKS:,} idle links, client process (connect ends)",
+            mine,
+            "% of one core",
+            notes="AddpOptions.addp(1.0); getrusage(RUSAGE_SELF) user+system",
+            precision=2,
         ),
-        report(
-            Result(
-                f"CPU, {IDLE_LINKS:,} idle links, peer process (serve ends)",
-                theirs,
-                "% of one core",
-                "",
-                None,
-                "tests/helpers/addp_echo_peer.py 1 (addp-timeout 1 on the peer too); "
-                "/proc/<pid>/stat utime+stime",
-                precision=2,
-            )
+        figure(
+            f"CPU, {IDLE_LINKS:,} idle links, peer process (serve ends)",
+            theirs,
+            "% of one core",
+            notes="tests/helpers/addp_echo_peer.py 1 (addp-timeout 1 on the peer too); "
+            "/proc/<pid>/stat utime+stime",
+            precision=2,
         ),
-        report(
-            Result(
-                f"CPU, {IDLE_LINKS:,} idle links at addp-timeout=1, both ends",
-                total,
-                "% of one core",
-                f"< {IDLE_CPU_TARGET:g} % of one core",
-                total < IDLE_CPU_TARGET and got["ended"] == 0 and got["peer_alive"],
-                f"client {mine:.2f} % + peer {theirs:.2f} %, {_idle_summary(got, limit)}",
-                precision=2,
-            )
+        figure(
+            f"CPU, {IDLE_LINKS:,} idle links at addp-timeout=1, both ends",
+            total,
+            "% of one core",
+            f"< {IDLE_CPU_TARGET:g} % of one core",
+            total < IDLE_CPU_TARGET and got["ended"] == 0 and got["peer_alive"],
+            f"client {mine:.2f} % + peer {theirs:.2f} %, {_idle_summary(got, limit)}",
+            precision=2,
         ),
     ]
     # The same with ADDP off on the peer: only the client ends poll, the least traffic
@@ -459,17 +406,13 @@ def bench_idle() -> list[Result]:
     wall = got["wall"]
     mine, theirs = got["mine"] / wall * 100, got["theirs"] / wall * 100
     results.append(
-        report(
-            Result(
-                f"CPU, {IDLE_LINKS:,} idle links, only the client ends poll, both ends",
-                mine + theirs,
-                "% of one core",
-                "",
-                None,
-                f"peer run as addp_echo_peer.py 0 (answers polls, sends none): client "
-                f"{mine:.2f} % + peer {theirs:.2f} %, {_idle_summary(got, limit)}",
-                precision=2,
-            )
+        figure(
+            f"CPU, {IDLE_LINKS:,} idle links, only the client ends poll, both ends",
+            mine + theirs,
+            "% of one core",
+            notes=f"peer run as addp_echo_peer.py 0 (answers polls, sends none): client "
+            f"{mine:.2f} % + peer {theirs:.2f} %, {_idle_summary(got, limit)}",
+            precision=2,
         )
     )
     return results
@@ -535,7 +478,7 @@ def bench_detection() -> list[Result]:
     times = sorted(d for d, _ in got)
     jitter = [(d - two_t) * 1000 for d in times]
     lag = max(lag for _, lag in got) * 1e6
-    median, worst = statistics.median(times), times[-1]
+    mid, worst = median(times), times[-1]
     target = f"<= {bound:.3f} s (2 x {DETECT_TIMEOUT:g} s + {DETECT_SLACK * 1000:.0f} ms)"
     how = (
         f"{len(times)} runs: connect with AddpOptions.addp({DETECT_TIMEOUT:g}), one echo, "
@@ -547,70 +490,46 @@ def bench_detection() -> list[Result]:
     if early:
         how += f"; {early} runs detected BEFORE 2T"
     return [
-        report(
-            Result(
-                f"SIGSTOPped peer detected, median of {len(times)}",
-                median,
-                "s",
-                target,
-                median <= bound,
-                how,
-                precision=3,
-            )
+        figure(
+            f"SIGSTOPped peer detected, median of {len(times)}",
+            mid,
+            "s",
+            target,
+            mid <= bound,
+            how,
+            precision=3,
         ),
-        report(
-            Result(
-                f"SIGSTOPped peer detected, worst of {len(times)}",
-                worst,
-                "s",
-                target,
-                worst <= bound,
-                f"best {times[0]:.4f} s; all: " + ", ".join(f"{t:.4f}" for t in times),
-                precision=3,
-            )
+        figure(
+            f"SIGSTOPped peer detected, worst of {len(times)}",
+            worst,
+            "s",
+            target,
+            worst <= bound,
+            f"best {times[0]:.4f} s; all: " + ", ".join(f"{t:.4f}" for t in times),
+            precision=3,
         ),
-        report(
-            Result(
-                "Detection jitter (detection - 2T), median",
-                statistics.median(jitter),
-                "ms",
-                "",
-                None,
-                "scheduling delay of the two ADDP deadlines (poll at T, loss at 2T)",
-                precision=1,
-            )
+        figure(
+            "Detection jitter (detection - 2T), median",
+            median(jitter),
+            "ms",
+            notes="scheduling delay of the two ADDP deadlines (poll at T, loss at 2T)",
+            precision=1,
         ),
-        report(
-            Result(
-                "Detection jitter (detection - 2T), worst",
-                jitter[-1],
-                "ms",
-                "",
-                None,
-                f"best {jitter[0]:.1f} ms",
-                precision=1,
-            )
+        figure(
+            "Detection jitter (detection - 2T), worst",
+            jitter[-1],
+            "ms",
+            notes=f"best {jitter[0]:.1f} ms",
+            precision=1,
         ),
     ]
 
 
-def run() -> list[Result]:
-    """Run the three ADDP benchmarks in turn; every figure beside its target."""
-    results: list[Result] = []
-    for bench in (bench_rate, bench_idle, bench_detection):
-        started = time.perf_counter()
-        results += bench()
-        print(f"    ({time.perf_counter() - started:.1f} s)", flush=True)
-    return results
-
-
-def main() -> int:
-    """Run this module alone; exit status 0 even when a target is missed."""
-    results = run()
-    missed = [r for r in results if r.met is False]
-    print(f"{len(results)} figures, {len(missed)} targets missed")
-    return 0 if all(not math.isnan(r.value) for r in results) else 1
-
+BENCHMARKS: dict[str, Benchmark] = {
+    "rate": bench_rate,
+    "idle": bench_idle,
+    "detection": bench_detection,
+}
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main(sys.modules[__name__], sys.argv[1:])

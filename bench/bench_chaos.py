@@ -18,28 +18,21 @@ from __future__ import annotations
 
 import functools
 import os
-import statistics
 import sys
-import tempfile
 import time
-from collections.abc import Sequence
-from pathlib import Path
 
 import trio
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench import _plots  # noqa: E402
-from bench._plots import Plot, failover_plot  # noqa: E402
-from bench._report import Result, report  # noqa: E402
-from tests.chaos import real  # noqa: E402
-from tests.chaos.report import Summary, percentile  # noqa: E402
+from bench._plots import Plot, failover_plot
+from bench._report import Benchmark, Result, figure, main, plotted
+from bench.stats import median, percentile
+from tests.chaos import real
+from tests.chaos.report import Summary
 
 #: Schedules per engine, and the time each engine may take (whichever ends first).
 SCHEDULES = int(os.environ.get("BENCH_CHAOS_SCHEDULES", "120"))
 MINUTES = float(os.environ.get("BENCH_CHAOS_MINUTES", "5"))
+QUICK = {"SCHEDULES": 1}
 #: One fault per schedule here, so that each failover has one cause (make chaos
 #: also draws two).
 MOST = 1
@@ -61,7 +54,7 @@ def _figures(summary: Summary) -> list[Result | Plot]:
     engine = summary.engine
     out: list[Result | Plot] = []
     for kind, times in sorted(summary.failover_times.items()):
-        p50, p99 = statistics.median(times), percentile(times, 0.99)
+        p50, p99 = median(times), percentile(times, 99)
         t50, t99 = TARGETS.get(kind, (None, None))
         how = (
             f"{len(times)} faults '{kind}' in {summary.schedules} schedules on {engine}: fault to "
@@ -72,53 +65,52 @@ def _figures(summary: Summary) -> list[Result | Plot]:
             ("p99", p99, t99, "nearest rank over the same faults"),
         ):
             out.append(
-                report(
-                    Result(
-                        f"{engine}: failover after {kind}, {stat}",
-                        value,
-                        "s",
-                        f"<= {target:g} s" if target is not None else "",
-                        None if target is None else value <= target,
-                        notes,
-                        precision=3,
-                    )
+                figure(
+                    f"{engine}: failover after {kind}, {stat}",
+                    value,
+                    "s",
+                    f"<= {target:g} s" if target is not None else "",
+                    None if target is None else value <= target,
+                    notes,
+                    precision=3,
                 )
             )
     faults = ", ".join(f"{k} {v}" for k, v in sorted(summary.faults.items()))
     out.append(
-        report(
-            Result(
-                f"{engine}: invariant violations",
-                len(summary.violations),
-                "",
-                "0",
-                not summary.violations,
-                f"{summary.schedules} schedules in {summary.seconds:.0f} s, {summary.requests} "
-                f"requests, {summary.acked} acknowledged writes, {summary.failovers} failovers; "
-                f"faults: {faults}"
-                + (f"; first: {summary.violations[0]}" if summary.violations else ""),
-            )
+        figure(
+            f"{engine}: invariant violations",
+            len(summary.violations),
+            "",
+            "0",
+            not summary.violations,
+            f"{summary.schedules} schedules in {summary.seconds:.0f} s, {summary.requests} "
+            f"requests, {summary.acked} acknowledged writes, {summary.failovers} failovers; "
+            f"faults: {faults}"
+            + (f"; first: {summary.violations[0]}" if summary.violations else ""),
         )
     )
-    plotted = {
+    plotted_times = {
         SHORT.get(kind, kind): times
         for kind, times in summary.failover_times.items()
         if "not attributed" not in kind
     }
-    plot = failover_plot(
-        f"chaos_failover_{engine}",
-        f"Failover time per fault kind on {engine} ({summary.schedules} seeded one-fault "
-        "schedules of the real system): fault to the first write acknowledged in a newer epoch",
-        plotted,
-        target=STALL_P50,
-        target_label=f"target for a stalled primary: median <= {STALL_P50:g} s",
+    out.append(
+        plotted(
+            failover_plot(
+                f"chaos_failover_{engine}",
+                f"Failover time per fault kind on {engine} ({summary.schedules} seeded one-fault "
+                "schedules of the real system): fault to the first write acknowledged in a "
+                "newer epoch",
+                plotted_times,
+                target=STALL_P50,
+                target_label=f"target for a stalled primary: median <= {STALL_P50:g} s",
+            )
+        )
     )
-    print(f"  plot: {plot.path}", flush=True)
-    out.append(plot)
     return out
 
 
-def run() -> list[Result | Plot]:
+def bench_chaos() -> list[Result | Plot]:
     """Both engines, one after the other."""
     out: list[Result | Plot] = []
     for engine in ("sqlite", "postgre"):
@@ -130,12 +122,7 @@ def run() -> list[Result | Plot]:
     return out
 
 
-def main(argv: Sequence[str]) -> None:
-    """``python bench/bench_chaos.py``: run and print (plots to a temporary folder)."""
-    del argv
-    _plots.OUTPUT_DIR = Path(tempfile.mkdtemp(prefix="bench-plots-"))  # docs/ stay as they are
-    run()
-
+BENCHMARKS: dict[str, Benchmark] = {"chaos": bench_chaos}
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main(sys.modules[__name__], sys.argv[1:])

@@ -16,27 +16,18 @@ issue 10 the same fault took 21-22 s with the default ``fence-after``.
 
 from __future__ import annotations
 
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 import trio
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench._report import Result, report  # noqa: E402
-from tests.helpers.system import (  # noqa: E402
-    System,
-    Writer,
-    healthy,
-    primary_of,
-    stop_inside_a_transaction,
-)
+from bench._report import Benchmark, Result, figure, main
+from bench.stats import median
+from tests.helpers.system import System, Writer, healthy, primary_of, stop_inside_a_transaction
 
 RUNS = 10
+QUICK = {"RUNS": 1}
 LEASE_TTL, ADDP_TIMEOUT = 2.0, 1.0
 BOUND = LEASE_TTL + 2 * ADDP_TIMEOUT + 1.0
 
@@ -68,8 +59,8 @@ async def _runs(system: System) -> list[float]:
     return outages
 
 
-def run() -> list[Result]:
-    """Ten runs; the outage median and worst beside the bound."""
+def bench_fencing() -> list[Result]:
+    """:data:`RUNS` runs; the outage median and worst beside the bound."""
     print(f"[1] SIGSTOP of a SQLite primary inside a transaction, {RUNS} runs", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-fencing-") as tmp:
         system = System(Path(tmp))
@@ -79,38 +70,36 @@ def run() -> list[Result]:
             fenced = system.logged(40312)
         finally:
             system.stop()
-    median, worst = statistics.median(outages), max(outages)
     how = (
         f"{len(outages)} runs, stop to first write acknowledged after it: "
         + ", ".join(f"{o:.2f}" for o in outages)
         + f" s; the supervisor fenced {fenced} time(s) (40312)"
     )
     target = f"<= {BOUND:g} s (lease-ttl + 2 x addp-timeout + 1 s)"
+    worst = max(outages)
     return [
-        report(
-            Result(
-                "SQLite primary stopped in a transaction: outage, median",
-                median,
-                "s",
-                target,
-                median <= BOUND,
-                how,
-                precision=2,
-            )
+        figure(
+            "SQLite primary stopped in a transaction: outage, median",
+            median(outages),
+            "s",
+            target,
+            median(outages) <= BOUND,
+            how,
+            precision=2,
         ),
-        report(
-            Result(
-                "SQLite primary stopped in a transaction: outage, worst",
-                worst,
-                "s",
-                target,
-                worst <= BOUND,
-                "the slowest of the runs above",
-                precision=2,
-            )
+        figure(
+            "SQLite primary stopped in a transaction: outage, worst",
+            worst,
+            "s",
+            target,
+            worst <= BOUND,
+            "the slowest of the runs above",
+            precision=2,
         ),
     ]
 
 
+BENCHMARKS: dict[str, Benchmark] = {"fencing": bench_fencing}
+
 if __name__ == "__main__":
-    run()
+    main(sys.modules[__name__], sys.argv[1:])

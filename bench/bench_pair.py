@@ -51,7 +51,7 @@ steady-state latency of a create through the proxy. The killed server is
 restarted between runs (it comes back as backup since the lease is valid)
 and the next run kills the other one.
 
-Run alone with ``.venv/bin/python -m bench.bench_pair [replication|switchover|proxy]``.
+Run alone with ``.venv/bin/python -m bench.bench_pair [--quick] [replication|switchover|proxy]``.
 """
 
 from __future__ import annotations
@@ -59,37 +59,25 @@ from __future__ import annotations
 import functools
 import math
 import random
-import statistics
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import trio
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench._pair import (  # noqa: E402
-    BACKUP,
-    Node,
-    Nodes,
-    in_process_server,
-    log_stamps,
-    pair_nodes,
-    percentile,
-)
-from bench._report import Result, report  # noqa: E402
-from bench._servers import ADMIN_PASSWORD, HOST, run_benchmarks  # noqa: E402
-from confserv.client.resilient import open_resilient_client  # noqa: E402
-from confserv.client.session import ConfigClient, open_client  # noqa: E402
-from confserv.store.base import Change  # noqa: E402
-from confserv.wire.errors import (  # noqa: E402
+from bench._report import Benchmark, Result, figure, main
+from bench.measure import log_stamps
+from bench.stats import median, ms, percentile, summary
+from confserv.client.resilient import open_resilient_client
+from confserv.client.session import ConfigClient, open_client
+from confserv.store.base import Change
+from confserv.wire.errors import (
     BackupModeError,
     ConnectionLostError,
     NoPrimaryError,
@@ -97,6 +85,8 @@ from confserv.wire.errors import (  # noqa: E402
     ReadOnlyError,
     RequestError,
 )
+from tests.helpers.nodes import Node, Pair, pair_nodes
+from tests.helpers.system import PASSWORD
 
 #: Writes measured in benchmark 1 (each variant), after a warm-up.
 LAG_WRITES = 300
@@ -132,24 +122,56 @@ PROXY_BASELINE_WRITES = 50
 CONNECTED_EVENT = 4503
 
 
+QUICK = {
+    "LAG_WRITES": 5,
+    "LAG_WARMUP": 2,
+    "SWITCHOVERS": 1,
+    "REDIRECTS": 1,
+    "PROXY_BASELINE_WRITES": 5,
+}
+WARNING = "the latencies below will be high"
+
+
+@contextmanager
+def _pair() -> Iterator[Pair]:
+    """The benchmarked file's three nodes (unstarted): ADDP off, lease 4 s renewed every 1 s."""
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-pair-") as tmp,
+        pair_nodes(
+            Path(tmp), lease_ttl=4.0, lease_renew=1.0, addp_timeout=None, verbose="standard"
+        ) as nodes,
+    ):
+        yield nodes
+
+
+@asynccontextmanager
+async def in_process_server(conf: Path, section: str, log_path: Path) -> AsyncIterator[Any]:
+    """Run master ``section`` of the file in this trio loop (``confserv.server.app.run_server``).
+
+    Yields what ``run_server`` reports as started (``port``,
+    ``management_port``, ``runtime``, ``driver``); cancelled on exit. The
+    event log goes to ``log_path``.
+    """
+    from confserv.config.settings import load_server_settings
+    from confserv.logs.eventlog import EventLog
+    from confserv.server.app import run_server
+
+    settings = load_server_settings(conf, section)
+    with log_path.open("a", encoding="utf-8", buffering=1) as out:
+        log = EventLog(section, out, verbose=settings.log.verbose)
+        async with trio.open_nursery() as nursery:
+            info = await nursery.start(
+                lambda task_status: run_server(settings, log=log, task_status=task_status)
+            )
+            try:
+                yield info
+            finally:
+                nursery.cancel_scope.cancel()
+
+
 def _client(address: tuple[str, int], app: str) -> AbstractAsyncContextManager[ConfigClient]:
     """``open_client`` to one server as the administrator."""
-    return open_client([address], app=app, user="default", password=ADMIN_PASSWORD)
-
-
-def _ms(values: Sequence[float]) -> list[float]:
-    """Seconds to milliseconds."""
-    return [v * 1000 for v in values]
-
-
-def _summary(values_ms: Sequence[float]) -> str:
-    """``median X, p99 Y, min Z, max W ms`` of a list of milliseconds."""
-    if not values_ms:
-        return "no values"
-    return (
-        f"median {statistics.median(values_ms):.2f}, p99 {percentile(values_ms, 99):.2f}, "
-        f"min {min(values_ms):.2f}, max {max(values_ms):.2f} ms"
-    )
+    return open_client([address], app=app, user="default", password=PASSWORD)
 
 
 async def _wait_same_serial(node: Node, other: Node, timeout: float = 30.0) -> int:
@@ -179,13 +201,13 @@ class LagRun:
     poll_rtts: list[float] = field(default_factory=list)
 
 
-async def lag_in_process(nodes: Nodes, directory: Path) -> LagRun:
+async def lag_in_process(nodes: Pair, directory: Path) -> LagRun:
     """Primary as a process, backup in this trio loop with ``apply`` timestamped."""
     primary: Node = nodes.first
     primary.start()
     await primary.wait_role("primary")
     run = LagRun()
-    async with in_process_server(nodes.config, BACKUP, directory / "backup-inproc.log") as info:
+    async with in_process_server(nodes.conf, "backup", directory / "backup-inproc.log") as info:
         rt = info["runtime"]
         service = rt.service
         applied_at: dict[int, float] = {}
@@ -222,7 +244,7 @@ async def lag_in_process(nodes: Nodes, directory: Path) -> LagRun:
     return run
 
 
-async def lag_polled(nodes: Nodes) -> LagRun:
+async def lag_polled(nodes: Pair) -> LagRun:
     """Primary and backup as processes; the backup's ``serial`` polled on its management port."""
     primary: Node = nodes.first
     backup: Node = nodes.second
@@ -266,79 +288,63 @@ def bench_replication() -> list[Result]:
         "(apply timestamped), then backup as a process (status polled)",
         flush=True,
     )
-    with (
-        tempfile.TemporaryDirectory(prefix="bench-pair-") as tmp,
-        pair_nodes(Path(tmp)) as nodes,
-    ):
-        hooked = trio.run(lag_in_process, nodes, Path(tmp))
+    with _pair() as nodes:
+        hooked = trio.run(lag_in_process, nodes, nodes.conf.parent)
         polled = trio.run(lag_polled, nodes)
-    lag = _ms([a - b for a, b in zip(hooked.applied, hooked.answered, strict=True)])
-    from_send = _ms([a - s for a, s in zip(hooked.applied, hooked.sent, strict=True)])
-    write = _ms([b - s for b, s in zip(hooked.answered, hooked.sent, strict=True)])
+    lag = ms([a - b for a, b in zip(hooked.applied, hooked.answered, strict=True)])
+    from_send = ms([a - s for a, s in zip(hooked.applied, hooked.sent, strict=True)])
+    write = ms([b - s for b, s in zip(hooked.answered, hooked.sent, strict=True)])
     negative = sum(x < 0 for x in lag)
     p99 = percentile(lag, 99)
     complete = hooked.missing == 0
-    polled_lag = _ms([a - b for a, b in zip(polled.applied, polled.answered, strict=True)])
+    polled_lag = ms([a - b for a, b in zip(polled.applied, polled.answered, strict=True)])
     counts = Counter(min(p, 3) for p in polled.polls)
     polls_note = (
         ", ".join(f"{'3 or more' if k == 3 else k} for {counts[k]}" for k in sorted(counts))
         + f" of {len(polled.polls)} writes"
     )
-    rtt = _ms(polled.poll_rtts)
+    rtt = ms(polled.poll_rtts)
     return [
-        report(
-            Result(
-                "Replication lag, answer to applied on the backup, median",
-                statistics.median(lag) if lag else math.nan,
-                "ms",
-                "",
-                None,
-                f"{len(lag)} creates of DNs, one at a time, each waited for on the backup; "
-                f"backup in this process (run_server on [backup]), primary a confserv process; "
-                f"lag = time the backup's ConfigService.apply returned for that serial minus "
-                f"time the writer had the primary's answer: {_summary(lag)}; {negative} of "
-                f"{len(lag)} negative (applied before the writer read its answer)",
-                precision=3,
-            )
+        figure(
+            "Replication lag, answer to applied on the backup, median",
+            median(lag),
+            "ms",
+            notes=f"{len(lag)} creates of DNs, one at a time, each waited for on the backup; "
+            f"backup in this process (run_server on [backup]), primary a confserv process; "
+            f"lag = time the backup's ConfigService.apply returned for that serial minus "
+            f"time the writer had the primary's answer: {summary(lag)}; {negative} of "
+            f"{len(lag)} negative (applied before the writer read its answer)",
+            precision=3,
         ),
-        report(
-            Result(
-                "Replication lag, answer to applied on the backup, p99",
-                p99,
-                "ms",
-                f"<= {LAG_TARGET_MS:g} ms",
-                complete and p99 <= LAG_TARGET_MS,
-                f"nearest rank over the {len(lag)} writes above"
-                + ("" if complete else f"; {hooked.missing} writes NEVER REACHED the backup"),
-                precision=3,
-            )
+        figure(
+            "Replication lag, answer to applied on the backup, p99",
+            p99,
+            "ms",
+            f"<= {LAG_TARGET_MS:g} ms",
+            complete and p99 <= LAG_TARGET_MS,
+            f"nearest rank over the {len(lag)} writes above"
+            + ("" if complete else f"; {hooked.missing} writes NEVER REACHED the backup"),
+            precision=3,
         ),
-        report(
-            Result(
-                "Replication lag, write sent to applied on the backup, p99",
-                percentile(from_send, 99),
-                "ms",
-                "",
-                None,
-                f"same writes: {_summary(from_send)}; for comparison the write itself (sent to "
-                f"answered, SQLite commit with fsync included): {_summary(write)}",
-                precision=3,
-            )
+        figure(
+            "Replication lag, write sent to applied on the backup, p99",
+            percentile(from_send, 99),
+            "ms",
+            notes=f"same writes: {summary(from_send)}; for comparison the write itself (sent to "
+            f"answered, SQLite commit with fsync included): {summary(write)}",
+            precision=3,
         ),
-        report(
-            Result(
-                "Replication lag, backup as a process (status polled), p99 upper bound",
-                percentile(polled_lag, 99),
-                "ms",
-                "",
-                None,
-                f"{len(polled_lag)} creates; from the writer having the answer until a management "
-                f"'status' answer of the backup process shows its serial: {_summary(polled_lag)}; "
-                f"status polls needed per write: {polls_note}; one status round trip, the "
-                f"resolution of this method: {_summary(rtt)}"
-                + ("" if polled.missing == 0 else f"; {polled.missing} writes NEVER SEEN"),
-                precision=3,
-            )
+        figure(
+            "Replication lag, backup as a process (status polled), p99 upper bound",
+            percentile(polled_lag, 99),
+            "ms",
+            notes=f"{len(polled_lag)} creates; from the writer having the answer until a "
+            f"management 'status' answer of the backup process shows its serial: "
+            f"{summary(polled_lag)}; "
+            f"status polls needed per write: {polls_note}; one status round trip, the "
+            f"resolution of this method: {summary(rtt)}"
+            + ("" if polled.missing == 0 else f"; {polled.missing} writes NEVER SEEN"),
+            precision=3,
         ),
     ]
 
@@ -390,7 +396,7 @@ async def _switch_writer(
             servers,
             app=f"bench-switch-{prefix}",
             user="default",
-            password=ADMIN_PASSWORD,
+            password=PASSWORD,
             reconnect_timeout=0.01,
         ) as rc:
             while True:
@@ -408,7 +414,7 @@ async def _switch_writer(
         run.reopened += 1
 
 
-async def switchover_runs(nodes: Nodes, *, reopen: bool, runs: int, tag: str) -> list[SwitchRun]:
+async def switchover_runs(nodes: Pair, *, reopen: bool, runs: int, tag: str) -> list[SwitchRun]:
     """``runs`` planned switchovers under a continuous writer, alternating direction."""
     first: Node = nodes.first
     second: Node = nodes.second
@@ -452,7 +458,7 @@ async def _check_acked(address: tuple[str, int], runs: list[SwitchRun]) -> str:
     return f"all {len(acked):,} acknowledged creates found on the primary afterwards"
 
 
-async def _primary_of(nodes: Nodes) -> Node:
+async def _primary_of(nodes: Pair) -> Node:
     """The master node whose status says primary."""
     for node in nodes.masters:
         if (await node.status() or {}).get("role") == "primary":
@@ -463,7 +469,7 @@ async def _primary_of(nodes: Nodes) -> Node:
 def _switch_result(runs: list[SwitchRun], label: str, how: str, check: str) -> list[Result]:
     pauses = [r.longest_pause * 1000 for r in runs]
     stuck = [r for r in runs if not r.resumed]
-    median = statistics.median(pauses) if pauses else math.nan
+    mid = median(pauses)
     worst = max(pauses, default=math.nan)
     refused: Counter[str] = Counter()
     for r in runs:
@@ -484,45 +490,41 @@ def _switch_result(runs: list[SwitchRun], label: str, how: str, check: str) -> l
     )
     notes = (
         f"{len(runs)} switchovers ({how}): largest gap between consecutive acknowledged "
-        f"creates; median {median:.0f} ms, worst {worst:.0f} ms{stuck_note}; writes refused: "
+        f"creates; median {mid:.0f} ms, worst {worst:.0f} ms{stuck_note}; writes refused: "
         f"{refusals}; outcome unknown: {sum(r.unknown for r in runs)}; acknowledged: "
         f"{sum(len(r.acks) for r in runs):,}; {check}; per run: {per_run}"
     )
     return [
-        report(
-            Result(
-                f"Planned switchover, longest writer pause, median ({label})",
-                median,
-                "ms",
-                f"<= {SWITCH_TARGET_MS:g} ms",
-                not stuck and median <= SWITCH_TARGET_MS,
-                notes,
-                precision=1,
-            )
+        figure(
+            f"Planned switchover, longest writer pause, median ({label})",
+            mid,
+            "ms",
+            f"<= {SWITCH_TARGET_MS:g} ms",
+            not stuck and mid <= SWITCH_TARGET_MS,
+            notes,
+            precision=1,
         ),
-        report(
-            Result(
-                f"Planned switchover, longest writer pause, worst ({label})",
-                worst,
-                "ms",
-                f"<= {SWITCH_TARGET_MS:g} ms",
-                not stuck and worst <= SWITCH_TARGET_MS,
-                "the worst run of the same "
-                + str(len(runs))
-                + (" (at least: a run never resumed)" if stuck else ""),
-                precision=1,
-            )
+        figure(
+            f"Planned switchover, longest writer pause, worst ({label})",
+            worst,
+            "ms",
+            f"<= {SWITCH_TARGET_MS:g} ms",
+            not stuck and worst <= SWITCH_TARGET_MS,
+            "the worst run of the same "
+            + str(len(runs))
+            + (" (at least: a run never resumed)" if stuck else ""),
+            precision=1,
         ),
     ]
 
 
-def _scrypt_ms() -> float:
+def _scryptms() -> float:
     """Milliseconds one password check (``confserv.model.passwords.verify_password``) takes here."""
     from confserv.model.passwords import hash_password, verify_password
 
-    stored = hash_password(ADMIN_PASSWORD)
+    stored = hash_password(PASSWORD)
     start = time.perf_counter()
-    verify_password(ADMIN_PASSWORD, stored)
+    verify_password(PASSWORD, stored)
     return (time.perf_counter() - start) * 1000
 
 
@@ -536,7 +538,7 @@ def bench_switchover() -> list[Result]:
     )
     results: list[Result] = []
 
-    async def go(nodes: Nodes) -> list[tuple[list[SwitchRun], str]]:
+    async def go(nodes: Pair) -> list[tuple[list[SwitchRun], str]]:
         nodes.first.start()
         await nodes.first.wait_role("primary")
         nodes.second.start()
@@ -550,12 +552,9 @@ def bench_switchover() -> list[Result]:
             done.append((runs, await _check_acked(primary.address, runs)))
         return done
 
-    with (
-        tempfile.TemporaryDirectory(prefix="bench-pair-") as tmp,
-        pair_nodes(Path(tmp)) as nodes,
-    ):
+    with _pair() as nodes:
         (reopened, reopened_check), (as_is, as_is_check) = trio.run(go, nodes)
-    scrypt = _scrypt_ms()
+    scrypt = _scryptms()
     results += _switch_result(
         reopened,
         "writer reopens on backup-mode",
@@ -612,7 +611,7 @@ async def _redirect_write(pc: ConfigClient, name: str, epoch: int) -> tuple[int,
             errors["old-epoch"] += 1
 
 
-async def proxy_runs(nodes: Nodes, runs: int) -> tuple[list[RedirectRun], list[float]]:
+async def proxy_runs(nodes: Pair, runs: int) -> tuple[list[RedirectRun], list[float]]:
     """``runs`` SIGKILL + forced promotion failovers with a proxy in front; baseline too."""
     first: Node = nodes.first
     second: Node = nodes.second
@@ -645,7 +644,7 @@ async def proxy_runs(nodes: Nodes, runs: int) -> tuple[list[RedirectRun], list[f
                 promoted_wall = time.time()
             tries, errors = await _redirect_write(pc, f"redirect-{index}", int(answer["epoch"]))
             written = time.monotonic()
-            where = f"{HOST}:{backup.mport}"
+            where = f"127.0.0.1:{backup.mport}"
             stamps = log_stamps(
                 "\n".join(
                     line for line in proxy.log_text().splitlines() if f" at {where} " in line
@@ -678,10 +677,7 @@ def bench_proxy_redirect() -> list[Result]:
         "promotion of the backup), proxy and both servers as processes",
         flush=True,
     )
-    with (
-        tempfile.TemporaryDirectory(prefix="bench-pair-") as tmp,
-        pair_nodes(Path(tmp)) as nodes,
-    ):
+    with _pair() as nodes:
         runs, baseline = trio.run(proxy_runs, nodes, REDIRECTS)
     writes = [r.write_ms for r in runs]
     logged = [r.log_ms for r in runs if not math.isnan(r.log_ms)]
@@ -691,90 +687,61 @@ def bench_proxy_redirect() -> list[Result]:
         errors.update(r.errors)
     retried = sum(r.tries > 1 for r in runs)
     p99 = percentile(writes, 99)
-    base = _ms(baseline)
+    base = ms(baseline)
     per_run = ", ".join(f"{r.write_ms:.0f}" for r in runs)
     return [
-        report(
-            Result(
-                "Proxy redirect after promotion, median",
-                statistics.median(writes),
-                "ms",
-                "",
-                None,
-                f"{len(runs)} failovers, alternating which server is killed, the promotion sent "
-                f"a random 0 to {PROMOTE_DELAY_MAX * 1000:.0f} ms after the kill: from the "
-                f"switch-to-primary (force) answer until a create through the proxy succeeded "
-                f"at the new epoch (the proxy relays writes only to the primary it follows): "
-                f"{_summary(writes)}; includes the create itself (steady-state create through "
-                f"the proxy: {_summary(base)}); {retried} runs needed more than one create "
-                f"(errors: {dict(errors) or 'none'}); per run: {per_run} ms",
-                precision=1,
-            )
+        figure(
+            "Proxy redirect after promotion, median",
+            median(writes),
+            "ms",
+            notes=f"{len(runs)} failovers, alternating which server is killed, the promotion sent "
+            f"a random 0 to {PROMOTE_DELAY_MAX * 1000:.0f} ms after the kill: from the "
+            f"switch-to-primary (force) answer until a create through the proxy succeeded "
+            f"at the new epoch (the proxy relays writes only to the primary it follows): "
+            f"{summary(writes)}; includes the create itself (steady-state create through "
+            f"the proxy: {summary(base)}); {retried} runs needed more than one create "
+            f"(errors: {dict(errors) or 'none'}); per run: {per_run} ms",
+            precision=1,
         ),
-        report(
-            Result(
-                "Proxy redirect after promotion, p99",
-                p99,
-                "ms",
-                f"<= {REDIRECT_TARGET_MS:g} ms",
-                p99 <= REDIRECT_TARGET_MS,
-                f"nearest rank over the {len(writes)} runs above",
-                precision=1,
-            )
+        figure(
+            "Proxy redirect after promotion, p99",
+            p99,
+            "ms",
+            f"<= {REDIRECT_TARGET_MS:g} ms",
+            p99 <= REDIRECT_TARGET_MS,
+            f"nearest rank over the {len(writes)} runs above",
+            precision=1,
         ),
-        report(
-            Result(
-                "Proxy redirect, as the proxy logged it, p99",
-                percentile(logged, 99),
-                "ms",
-                "",
-                None,
-                f"from the promotion answer (time.time) until the proxy's event 4503 'Connection "
-                f"to primary at <new primary> established' (its log's wall clock, truncated to "
-                f"1 ms): {_summary(logged)} over {len(logged)} runs; the proxy retries its "
-                f"masters every 25 ms (confserv.server.proxy.RETRY)",
-                precision=1,
-            )
+        figure(
+            "Proxy redirect, as the proxy logged it, p99",
+            percentile(logged, 99),
+            "ms",
+            notes=f"from the promotion answer (time.time) until the proxy's event 4503 'Connection "
+            f"to primary at <new primary> established' (its log's wall clock, truncated to "
+            f"1 ms): {summary(logged)} over {len(logged)} runs; the proxy retries its "
+            f"masters every 25 ms (confserv.server.proxy.RETRY)",
+            precision=1,
         ),
-        report(
-            Result(
-                "Forced promotion (switch-to-primary, force), median",
-                statistics.median(promote),
-                "ms",
-                "",
-                None,
-                f"from sending switch-to-primary (force) to the backup, which was sent a random "
-                f"0 to {PROMOTE_DELAY_MAX * 1000:.0f} ms after the killed primary had exited, "
-                f"until its answer (management connection opened beforehand): "
-                f"{_summary(promote)}",
-                precision=1,
-            )
+        figure(
+            "Forced promotion (switch-to-primary, force), median",
+            median(promote),
+            "ms",
+            notes=f"from sending switch-to-primary (force) to the backup, which was sent a random "
+            f"0 to {PROMOTE_DELAY_MAX * 1000:.0f} ms after the killed primary had exited, "
+            f"until its answer (management connection opened beforehand): "
+            f"{summary(promote)}",
+            precision=1,
         ),
     ]
 
 
 # -- entry points ---------------------------------------------------------------------------
 
-BENCHMARKS: dict[str, Callable[[], list[Result]]] = {
+BENCHMARKS: dict[str, Benchmark] = {
     "replication": bench_replication,
     "switchover": bench_switchover,
     "proxy": bench_proxy_redirect,
 }
 
-
-def run() -> list[Result]:
-    """Run the three benchmarks in order; every figure beside its target."""
-    return run_benchmarks(BENCHMARKS, "the latencies below will be high")
-
-
-def main(argv: Sequence[str]) -> None:
-    """Run every benchmark, or those named (``replication``, ``switchover``, ``proxy``)."""
-    unknown = [a for a in argv if a not in BENCHMARKS]
-    if unknown:
-        raise SystemExit(f"usage: {sys.argv[0]} [{'|'.join(BENCHMARKS)} ...]")
-    for name in argv or list(BENCHMARKS):
-        BENCHMARKS[name]()
-
-
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main(sys.modules[__name__], sys.argv[1:])

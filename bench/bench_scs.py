@@ -42,7 +42,7 @@ The failover times are plotted as in (1) (``scs_failover_sigstop``; a run with
 no failover counts as never, so its curve stops short of 100 %).
 
 (3) Supervisor CPU while watching 1,000 servers: a fake-servers process
-(``python -m bench.bench_scs fake-servers N BASEPORT``) serves 1,000
+(``python -m bench.fake_servers N BASEPORT``) serves 1,000
 management ports with the real :class:`confserv.server.management.ManagementSession`
 over a dummy runtime (challenge, ``auth``, ``status``, ``watch``; ADDP on at
 1 s), as 500 pairs (one primary, one backup each). An ``scs.conf`` with 1,000
@@ -51,7 +51,7 @@ them; ``scs -f`` runs as a process until every link is up, then its CPU time
 (``/proc/<pid>/stat`` utime + stime) is measured over 20 s, as is the fake
 process's.
 
-Run alone with ``.venv/bin/python -m bench.bench_scs [sigkill|sigstop|fleet]``
+Run alone with ``.venv/bin/python -m bench.bench_scs [--quick] [sigkill|sigstop|fleet]``
 (the plots then go to a new temporary folder, printed, not to the docs).
 """
 
@@ -61,38 +61,34 @@ import contextlib
 import math
 import os
 import signal
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import trio
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench import _plots  # noqa: E402
-from bench._pair import log_stamps, percentile  # noqa: E402
-from bench._plots import Plot, failover_plot  # noqa: E402
-from bench._report import Result, report  # noqa: E402
-from bench._scs import (  # noqa: E402
-    FIRST,
-    SECOND,
+from addp import AddpError
+from bench._plots import Plot, failover_plot
+from bench._report import Benchmark, Result, figure, main, plotted
+from bench.fake_servers import start_fake_servers, write_fleet_config
+from bench.measure import CpuWindow, cpu_seconds, log_stamps, raise_open_file_limit, rss_kib
+from bench.stats import median, ms, percentile, summary
+from confserv.client.session import open_management
+from confserv.wire.errors import ConfServError
+from tests.helpers.system import (
+    MEMBERS,
+    SECRET,
     Rows,
-    ScsProcess,
-    ScsSystem,
+    Supervisor,
+    System,
     Writer,
-    fake_servers_main,
     healthy,
     primary_of,
-    start_fake_servers,
-    write_fleet_config,
 )
-from bench._servers import machine_cpu, process_cpu, process_rss_kib, run_benchmarks  # noqa: E402
 
 #: Failovers of benchmark 1 (SIGKILL).
 KILL_RUNS = 20
@@ -133,6 +129,18 @@ FLEET_WINDOW = 20.0
 FLEET_CONNECT_TIMEOUT = 180.0
 #: Target of benchmark 3: the supervisor's CPU, per cent of one core.
 FLEET_TARGET_PCT = 20.0
+#: The smallest settings (``--quick``): one run of each, 20 fake servers, short windows.
+QUICK = {
+    "KILL_RUNS": 1,
+    "IDLE_WINDOW": 1.0,
+    "STOP_RUNS": 1,
+    "FLEET_SERVERS": 20,
+    "FLEET_SETTLE": 0.5,
+    "FLEET_WINDOW": 2.0,
+}
+WARNING = "the figures below will suffer"
+#: The generated system's supervised sections also have these (many deliberate kills).
+SCS_LINES = "restart-limit = 1000\nrestart-window = 60\nstop-timeout = 5\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,38 +169,85 @@ class FailoverRun:
     operator: int
 
 
-def _ms(values: Sequence[float]) -> list[float]:
-    return [v * 1000 for v in values]
-
-
-def _summary(values: Sequence[float], unit: str = "ms", digits: int = 0) -> str:
-    """``median X, p99 Y, min Z, max W <unit>``."""
-    if not values:
-        return "no values"
-    f = f"{{:.{digits}f}}"
-    return (
-        f"median {f.format(statistics.median(values))}, p99 "
-        f"{f.format(percentile(values, 99))}, min {f.format(min(values))}, "
-        f"max {f.format(max(values))} {unit}"
-    )
-
-
-def _plotted(plot: Plot) -> Plot:
-    """Print where a plot was written; return it."""
-    print(f"  plot: {plot.path}", flush=True)
-    return plot
-
-
 def _first_stamp(text: str, event_id: int, wall: float) -> float | None:
     """Seconds from ``wall`` to the first ``event_id`` line at or after it (1 ms resolution)."""
     stamps = [s for s in log_stamps(text, event_id, wall) if s >= wall - 0.001]
     return min(stamps) - wall if stamps else None
 
 
-async def _settle(system: ScsSystem, writer: Writer) -> Rows:
+class Operator:
+    """Waits for the pair to heal, and promotes a backup by hand when it has no primary."""
+
+    def __init__(self, system: System) -> None:
+        self.system = system
+        #: Promotions :meth:`heal` made by hand (a pair left with no primary).
+        self.promotions = 0
+
+    async def _status(self) -> Rows | None:
+        try:
+            with trio.fail_after(10):
+                return await self.system.status()
+        except (OSError, ConfServError, AddpError, trio.TooSlowError):
+            return None
+
+    async def heal(
+        self, predicate: Callable[[Rows], bool], *, timeout: float = 60.0, grace: float = 5.0
+    ) -> Rows:
+        """Wait until ``predicate`` holds and the primary it names says so itself.
+
+        The supervisor's view is checked against the servers' own: when both
+        members say they are backup for ``grace`` seconds, the one with the
+        higher serial is asked to ``switch-to-primary`` (without force) on its
+        management port, as an operator would with ``cfgctl promote``; again
+        every ``grace`` seconds while refused. Such promotions are counted in
+        :attr:`promotions`.
+        """
+        system = self.system
+        deadline = time.monotonic() + timeout
+        no_primary_since: float | None = None
+        next_check = time.monotonic() + 1.0
+        while True:
+            system.check_alive()
+            last = await self._status()
+            now = time.monotonic()
+            if last is not None and predicate(last):
+                own = await system.member_status(primary_of(last))
+                if own is not None and own.get("role") == "primary":
+                    return last
+            if now >= next_check:
+                next_check = now + 1.0
+                mine = {s: await system.member_status(s) for s in MEMBERS}
+                serials = {s: int(m["serial"]) for s, m in mine.items() if m is not None}
+                if all(m is not None and m.get("role") == "backup" for m in mine.values()):
+                    no_primary_since = no_primary_since or now
+                    if now - no_primary_since >= grace:
+                        no_primary_since = now
+                        await self._promote(max(serials, key=lambda s: serials[s]))
+                else:
+                    no_primary_since = None
+            if now > deadline:
+                raise RuntimeError(
+                    f"condition not reached in {timeout:g} s; last status {last}\n"
+                    + system.log_tail()
+                )
+            await trio.sleep(0.05)
+
+    async def _promote(self, section: str) -> None:
+        port = self.system.management_ports[section]
+        try:
+            with trio.fail_after(10):
+                async with open_management("127.0.0.1", port, SECRET, timeout=5) as m:
+                    await m.switch_to_primary(force=False)
+            self.promotions += 1
+        except (OSError, ConfServError, AddpError, trio.TooSlowError):
+            pass
+
+
+async def _settle(operator: Operator, writer: Writer) -> Rows:
     """A healthy pair whose primary has acknowledged :data:`SETTLE_ACKS` writes of the writer."""
+    system = operator.system
     for _ in range(5):
-        rows = await system.heal(healthy, timeout=HEAL_TIMEOUT, grace=NO_PRIMARY_GRACE)
+        rows = await operator.heal(healthy, timeout=HEAL_TIMEOUT, grace=NO_PRIMARY_GRACE)
         address, since = system.address(primary_of(rows)), time.monotonic()
         with trio.move_on_after(SETTLE_TIMEOUT):
             while writer.acks_from(address, since) < SETTLE_ACKS:
@@ -202,7 +257,7 @@ async def _settle(system: ScsSystem, writer: Writer) -> Rows:
 
 
 async def failover_runs(
-    system: ScsSystem,
+    system: System,
     fault: signal.Signals,
     runs: int,
     budget: float,
@@ -217,29 +272,28 @@ async def failover_runs(
     ``idle_window``, the CPU of the supervisor and of both servers (per cent of
     one core) is first measured over that many seconds of an idle, healthy pair.
     """
-    writer = Writer([system.address(FIRST), system.address(SECOND)])
+    writer = Writer.for_system(system, pause_on_error=False)
+    operator = Operator(system)
     out: list[FailoverRun] = []
     detected_event = EV_DIED if fault == signal.SIGKILL else EV_SILENT
     idle: dict[str, float] = {}
     async with trio.open_nursery() as nursery:
-        rows = await system.heal(healthy, timeout=HEAL_TIMEOUT)
+        rows = await operator.heal(healthy, timeout=HEAL_TIMEOUT)
         if idle_window > 0:
             await trio.sleep(1.0)
-            pids = {"scs": system.pid} | {s: int(rows[s]["pid"]) for s in (FIRST, SECOND)}
-            before = {name: process_cpu(pid) for name, pid in pids.items()}
-            t = time.monotonic()
+            window = CpuWindow({"scs": system.pid} | {s: int(rows[s]["pid"]) for s in MEMBERS})
             await trio.sleep(idle_window)
-            elapsed = time.monotonic() - t
-            idle = {n: (process_cpu(p) - before[n]) / elapsed * 100 for n, p in pids.items()}
+            idle = window.percent()
+            del idle["machine"]
         await nursery.start(writer.run)
-        hand = system.operator_promotions
+        hand = operator.promotions
         started = time.monotonic()
         for _ in range(runs):
             if time.monotonic() - started > budget:
                 break
-            rows = await _settle(system, writer)
+            rows = await _settle(operator, writer)
             old = primary_of(rows)
-            new = FIRST if old == SECOND else SECOND
+            new = MEMBERS[1] if old == MEMBERS[0] else MEMBERS[0]
             pid, epoch = int(rows[old]["pid"]), int(rows[old]["epoch"])
             if not system.owns(pid):
                 raise RuntimeError(f"pid {pid} of {old!r} is not one of our servers")
@@ -268,11 +322,11 @@ async def failover_runs(
             def back(r: Rows, old: str = old, new: str = new) -> bool:
                 return healthy(r) and r[new]["role"] == "primary" and r[old]["role"] == "backup"
 
-            await system.heal(
+            await operator.heal(
                 back if ack is not None else healthy, timeout=HEAL_TIMEOUT, grace=NO_PRIMARY_GRACE
             )
             healed = time.monotonic() - t0
-            log = system.log_text()
+            log = system.log()
             new_log = system.server_log(new)
             taken = _first_stamp(new_log, EV_LEASE_TAKEN, wall)
             fenced = "\n".join(x for x in new_log.splitlines() if "self-fenced" in x)
@@ -290,10 +344,10 @@ async def failover_runs(
                 lock_wait=_first_stamp(new_log, EV_DB_ERROR, wall) is not None
                 or (fault == signal.SIGSTOP and (taken or 0.0) >= cont - wall - 0.001),
                 self_fenced=_first_stamp(fenced, EV_ROLE, wall) is not None,
-                operator=system.operator_promotions - hand,
+                operator=operator.promotions - hand,
             )
             out.append(run)
-            hand = system.operator_promotions
+            hand = operator.promotions
             shown = "NO FAILOVER" if run.to_ack is None else f"{run.to_ack * 1000:.0f} ms"
             print(
                 f"    run {len(out)}: {old} -> {new}: {shown}"
@@ -311,7 +365,7 @@ def _run_system(
 ) -> tuple[list[FailoverRun], str, dict[str, float]]:
     """One generated system under ``scs -f`` for the runs; (runs, notes on the supervisor's log)."""
     with tempfile.TemporaryDirectory(prefix="bench-scs-") as tmp:
-        system = ScsSystem(Path(tmp))
+        system = System(Path(tmp), proxy=False, verbose="standard", scs_lines=SCS_LINES)
         system.start()
         try:
             done, writer, idle = trio.run(
@@ -337,11 +391,11 @@ def bench_sigkill() -> list[Result | Plot]:
     """Benchmark 1: SIGKILL of the primary to the first write acknowledged by the new one."""
     print(f"[1] failover after SIGKILL of the primary, {KILL_RUNS} runs through scs -f", flush=True)
     runs, extra, idle = _run_system(signal.SIGKILL, KILL_RUNS, math.inf, RUN_TIMEOUT, IDLE_WINDOW)
-    times = _ms([r.to_ack for r in runs if r.to_ack is not None])
-    promoted = _ms([r.to_promoted for r in runs if r.to_promoted is not None])
-    detected = _ms([r.to_detected for r in runs if r.to_detected is not None])
+    times = ms(r.to_ack for r in runs if r.to_ack is not None)
+    promoted = ms(r.to_promoted for r in runs if r.to_promoted is not None)
+    detected = ms(r.to_detected for r in runs if r.to_detected is not None)
     healed = [r.to_healthy for r in runs]
-    p50, p99 = statistics.median(times), percentile(times, 99)
+    p50, p99 = median(times), percentile(times, 99)
     per_run = ", ".join(f"{t:.0f}" for t in times)
     how = (
         f"{len(runs)} SIGKILLs of the primary (alternating servers), each from the SIGKILL "
@@ -349,64 +403,48 @@ def bench_sigkill() -> list[Result | Plot]:
         f"through open_resilient_client writing in a tight loop"
     )
     return [
-        report(
-            Result(
-                "Failover after SIGKILL, kill to first write on the new primary, median",
-                p50,
-                "ms",
-                f"<= {KILL_TARGET_P50_MS:g} ms",
-                p50 <= KILL_TARGET_P50_MS,
-                f"{how}: {_summary(times)}; per run: {per_run} ms",
-            )
+        figure(
+            "Failover after SIGKILL, kill to first write on the new primary, median",
+            p50,
+            "ms",
+            f"<= {KILL_TARGET_P50_MS:g} ms",
+            p50 <= KILL_TARGET_P50_MS,
+            f"{how}: {summary(times, digits=0)}; per run: {per_run} ms",
         ),
-        report(
-            Result(
-                "Failover after SIGKILL, p99",
-                p99,
-                "ms",
-                f"<= {KILL_TARGET_P99_MS:g} ms",
-                p99 <= KILL_TARGET_P99_MS,
-                f"nearest rank over the {len(runs)} runs above (the max); {extra}",
-            )
+        figure(
+            "Failover after SIGKILL, p99",
+            p99,
+            "ms",
+            f"<= {KILL_TARGET_P99_MS:g} ms",
+            p99 <= KILL_TARGET_P99_MS,
+            f"nearest rank over the {len(runs)} runs above (the max); {extra}",
         ),
-        report(
-            Result(
-                "Failover after SIGKILL, max",
-                max(times),
-                "ms",
-                "",
-                None,
-                f"the slowest of the {len(runs)} runs",
-            )
+        figure(
+            "Failover after SIGKILL, max",
+            max(times),
+            "ms",
+            notes=f"the slowest of the {len(runs)} runs",
         ),
-        report(
-            Result(
-                "SIGKILL: promotion as the supervisor logged it, median",
-                statistics.median(promoted) if promoted else math.nan,
-                "ms",
-                "",
-                None,
-                f"from the SIGKILL (time.time) to scs's 40306 'is primary' line (its wall "
-                f"clock, 1 ms): {_summary(promoted)}; to its 40301 'died' line: "
-                f"{_summary(detected)}; pair healthy again (killed server restarted, back as "
-                f"backup, seen on the control port) after {_summary(healed, 's', 2)}",
-            )
+        figure(
+            "SIGKILL: promotion as the supervisor logged it, median",
+            median(promoted),
+            "ms",
+            notes=f"from the SIGKILL (time.time) to scs's 40306 'is primary' line (its wall "
+            f"clock, 1 ms): {summary(promoted, digits=0)}; to its 40301 'died' line: "
+            f"{summary(detected, digits=0)}; pair healthy again (killed server restarted, back "
+            f"as backup, seen on the control port) after {summary(healed, 's')}",
         ),
-        report(
-            Result(
-                "Supervisor CPU, one idle pair (2 servers, ADDP 1 s)",
-                idle.get("scs", math.nan),
-                "% of a core",
-                "",
-                None,
-                f"before the runs, the pair healthy and no client: utime+stime of scs over "
-                f"{IDLE_WINDOW:g} s (/proc/<pid>/stat); the two servers meanwhile: "
-                + ", ".join(f"{n} {v:.1f}%" for n, v in idle.items() if n != "scs")
-                + "; all of the failover figures above ran beside this supervisor",
-                precision=1,
-            )
+        figure(
+            "Supervisor CPU, one idle pair (2 servers, ADDP 1 s)",
+            idle.get("scs", math.nan),
+            "% of a core",
+            notes=f"before the runs, the pair healthy and no client: utime+stime of scs over "
+            f"{IDLE_WINDOW:g} s (/proc/<pid>/stat); the two servers meanwhile: "
+            + ", ".join(f"{n} {v:.1f}%" for n, v in idle.items() if n != "scs")
+            + "; all of the failover figures above ran beside this supervisor",
+            precision=1,
         ),
-        _plotted(
+        plotted(
             failover_plot(
                 "scs_failover_sigkill",
                 f"Failover after SIGKILL of the primary through scs -f, {len(runs)} runs: from "
@@ -446,97 +484,80 @@ def bench_sigstop() -> list[Result | Plot]:
         r.to_ack - r.to_promoted for r in done if r.to_promoted is not None and r.to_ack is not None
     ]
     healed = [r.to_healthy for r in done]
-    p50 = statistics.median(times_all)
+    p50 = median(times_all)
     short = "" if len(runs) >= STOP_RUNS else f" (ONLY {len(runs)} runs fit in {STOP_BUDGET:g} s)"
     per_run = ", ".join("never" if math.isinf(t) else f"{t:.2f}" for t in times_all)
     locked_stuck = sum(r.lock_wait for r in stuck)
     fenced_stuck = sum(r.self_fenced for r in stuck)
     wedged = sum(r.operator > 0 for r in runs)
     locked_done = sum(r.lock_wait for r in done)
-    side = statistics.median(after_promoted) if after_promoted else math.nan
-    dominant = "the writer's side" if side > 0.5 else "the supervisor's side"
+    dominant = "the writer's side" if median(after_promoted) > 0.5 else "the supervisor's side"
     return [
-        report(
-            Result(
-                "Failover after SIGSTOP, stop to first write on the new primary, median",
-                p50,
-                "s",
-                f"<= {STOP_TARGET_P50_S:g} s",
-                p50 <= STOP_TARGET_P50_S,
-                f"{len(runs)} SIGSTOPs of the primary{short}, each from the SIGSTOP to the "
-                f"first write acknowledged by the new primary through open_resilient_client "
-                f"(tight loop), then SIGCONT; a run with no such write within "
-                f"{STOP_GIVE_UP:g} s counts as never (inf) and gets SIGCONT then; per run: "
-                f"{per_run} s; {extra}",
-                precision=2,
-            )
+        figure(
+            "Failover after SIGSTOP, stop to first write on the new primary, median",
+            p50,
+            "s",
+            f"<= {STOP_TARGET_P50_S:g} s",
+            p50 <= STOP_TARGET_P50_S,
+            f"{len(runs)} SIGSTOPs of the primary{short}, each from the SIGSTOP to the "
+            f"first write acknowledged by the new primary through open_resilient_client "
+            f"(tight loop), then SIGCONT; a run with no such write within "
+            f"{STOP_GIVE_UP:g} s counts as never (inf) and gets SIGCONT then; per run: "
+            f"{per_run} s; {extra}",
+            precision=2,
         ),
-        report(
-            Result(
-                "SIGSTOP runs with no failover while the primary was stopped",
-                len(stuck),
-                f"of {len(runs)}",
-                "0",
-                not stuck,
-                f"in {locked_stuck} of these {len(stuck)} runs the backup's lease take waited "
-                f"for SQLite's write lock until the SIGCONT (or failed with 'database is "
-                f"locked', 20150, after the 10 s busy timeout): the primary was stopped inside "
-                f"a BEGIN IMMEDIATE transaction (a write or a lease renewal) and holds the lock "
-                f"while stopped, so no promotion can take the lease; {locked_done} of the "
-                f"{len(done)} runs that failed over waited for the lock too. In {fenced_stuck} "
-                f"stuck run(s) the take that had waited succeeded after SIGCONT and the new "
-                f"primary self-fenced at once (RoleMachine.lease_taken dates the lease from "
-                f"when the take was sent, seconds earlier); after {wedged} run(s) the pair was "
-                f"left with NO PRIMARY (both backup for {NO_PRIMARY_GRACE:g} s) and the "
-                f"benchmark promoted one by hand (switch-to-primary on its management port): "
-                f"the supervisor has no rule for a pair without a primary",
-            )
+        figure(
+            "SIGSTOP runs with no failover while the primary was stopped",
+            len(stuck),
+            f"of {len(runs)}",
+            "0",
+            not stuck,
+            f"in {locked_stuck} of these {len(stuck)} runs the backup's lease take waited "
+            f"for SQLite's write lock until the SIGCONT (or failed with 'database is "
+            f"locked', 20150, after the 10 s busy timeout): the primary was stopped inside "
+            f"a BEGIN IMMEDIATE transaction (a write or a lease renewal) and holds the lock "
+            f"while stopped, so no promotion can take the lease; {locked_done} of the "
+            f"{len(done)} runs that failed over waited for the lock too. In {fenced_stuck} "
+            f"stuck run(s) the take that had waited succeeded after SIGCONT and the new "
+            f"primary self-fenced at once (RoleMachine.lease_taken dates the lease from "
+            f"when the take was sent, seconds earlier); after {wedged} run(s) the pair was "
+            f"left with NO PRIMARY (both backup for {NO_PRIMARY_GRACE:g} s) and the "
+            f"benchmark promoted one by hand (switch-to-primary on its management port): "
+            f"the supervisor has no rule for a pair without a primary",
         ),
-        report(
-            Result(
-                "Failover after SIGSTOP, runs that failed over, median",
-                statistics.median(times) if times else math.nan,
-                "s",
-                "",
-                None,
-                f"{len(times)} runs: {_summary(times, 's', 2)}; pair healthy again (after "
-                f"SIGCONT) {_summary(healed, 's', 2)} from the SIGSTOP",
-                precision=2,
-            )
+        figure(
+            "Failover after SIGSTOP, runs that failed over, median",
+            median(times),
+            "s",
+            notes=f"{len(times)} runs: {summary(times, 's')}; pair healthy again (after "
+            f"SIGCONT) {summary(healed, 's')} from the SIGSTOP",
+            precision=2,
         ),
-        report(
-            Result(
-                "SIGSTOP: promotion as the supervisor logged it, median",
-                statistics.median(promoted) if promoted else math.nan,
-                "s",
-                "",
-                None,
-                f"runs that failed over, from the SIGSTOP (time.time) to scs's 40306 'is "
-                f"primary' line: {_summary(promoted, 's', 2)}; to its 40302 'silent' line "
-                f"(ADDP timeout on its link, all runs): {_summary(detected, 's', 2)}; the lease "
-                f"(ttl 2 s, renewed every 0.4 s) expires 1.6 to 2 s after the stop",
-                precision=2,
-            )
+        figure(
+            "SIGSTOP: promotion as the supervisor logged it, median",
+            median(promoted),
+            "s",
+            notes=f"runs that failed over, from the SIGSTOP (time.time) to scs's 40306 'is "
+            f"primary' line: {summary(promoted, 's')}; to its 40302 'silent' line "
+            f"(ADDP timeout on its link, all runs): {summary(detected, 's')}; the lease "
+            f"(ttl 2 s, renewed every 0.4 s) expires 1.6 to 2 s after the stop",
+            precision=2,
         ),
-        report(
-            Result(
-                "SIGSTOP: writer's write in flight cut off, median",
-                statistics.median(lost) if lost else math.nan,
-                "s",
-                "",
-                None,
-                f"runs that failed over, from the SIGSTOP to the writer's ConnectionLostError "
-                f"(the resilient client's own ADDP, DEFAULT_ADDP timeout 1 s: poll after 1 s "
-                f"of silence, lost 1 s later): {_summary(lost, 's', 2)}; from there to its "
-                f"first write on the new primary: {_summary(after_lost, 's', 2)} (it "
-                f"reconnects to the lost, stopped server first: the kernel accepts the TCP "
-                f"connection and the handshake waits connect_timeout = 2 s); first new ack "
-                f"minus the promotion line: {_summary(after_promoted, 's', 2)}, so "
-                f"{dominant} dominates the figure",
-                precision=2,
-            )
+        figure(
+            "SIGSTOP: writer's write in flight cut off, median",
+            median(lost),
+            "s",
+            notes=f"runs that failed over, from the SIGSTOP to the writer's ConnectionLostError "
+            f"(the resilient client's own ADDP, DEFAULT_ADDP timeout 1 s: poll after 1 s "
+            f"of silence, lost 1 s later): {summary(lost, 's')}; from there to its "
+            f"first write on the new primary: {summary(after_lost, 's')} (it "
+            f"reconnects to the lost, stopped server first: the kernel accepts the TCP "
+            f"connection and the handshake waits connect_timeout = 2 s); first new ack "
+            f"minus the promotion line: {summary(after_promoted, 's')}, so "
+            f"{dominant} dominates the figure",
+            precision=2,
         ),
-        _plotted(
+        plotted(
             failover_plot(
                 "scs_failover_sigstop",
                 f"Failover after SIGSTOP of the primary through scs -f, {len(runs)} runs: from "
@@ -565,110 +586,80 @@ def bench_fleet_cpu() -> list[Result | Plot]:
     """Benchmark 3: the supervisor's CPU while watching 1,000 (fake) servers at ADDP 1 s."""
     n = FLEET_SERVERS
     print(f"[3] supervisor CPU watching {n} servers (fake management ports), ADDP 1 s", flush=True)
+    raise_open_file_limit(n + 512)  # the supervisor inherits it
     with tempfile.TemporaryDirectory(prefix="bench-scs-fleet-") as tmp:
         directory = Path(tmp)
         fake = start_fake_servers(directory, n, addp_timeout=FLEET_ADDP)
-        scs: ScsProcess | None = None
+        scs: Supervisor | None = None
         try:
             conf, control = write_fleet_config(directory, fake.ports, addp_timeout=FLEET_ADDP)
-            scs = ScsProcess(conf, control, directory / "scs-fleet.log")
-            scs.start(nofile=n + 512)
-            trio.run(lambda: scs.wait(_all_linked(n), timeout=FLEET_CONNECT_TIMEOUT, every=0.5))
-            connected = time.monotonic() - scs.spawned
-            startup_cpu = process_cpu(scs.pid)
+            scs = Supervisor(conf, control, directory / "scs-fleet.log")
+            scs.start()
+            try:
+                trio.run(partial(scs.wait, _all_linked(n), FLEET_CONNECT_TIMEOUT, every=0.5))
+            except trio.TooSlowError:
+                scs.check_alive()
+                raise
+            connected = time.monotonic() - scs.started_at
+            startup_cpu = cpu_seconds(scs.pid)
             ups = scs.logged(EV_LINK_UP)
             time.sleep(FLEET_SETTLE)
             lost_before = scs.logged(EV_LINK_LOST)
-            s0, f0, m0 = process_cpu(scs.pid), process_cpu(fake.pid), machine_cpu()
-            t0 = time.monotonic()
+            window = CpuWindow({"scs": scs.pid, "fake": fake.pid})
             time.sleep(FLEET_WINDOW)
-            elapsed = time.monotonic() - t0
-            s1, f1, m1 = process_cpu(scs.pid), process_cpu(fake.pid), machine_cpu()
+            used, elapsed = window.percent(), window.wall
             lost = scs.logged(EV_LINK_LOST) - lost_before
-            rss = process_rss_kib(scs.pid)
+            rss = rss_kib(scs.pid)
             rows = trio.run(scs.status)
             running = sum(r["state"] == "running" for r in rows.values())
         finally:
             if scs is not None:
                 scs.stop()
             fake.stop()
-    scs_pct = (s1 - s0) / elapsed * 100
-    fake_pct = (f1 - f0) / elapsed * 100
-    machine_pct = (m1 - m0) / elapsed * 100
+    scs_pct, fake_pct, machine_pct = used["scs"], used["fake"], used["machine"]
     return [
-        report(
-            Result(
-                f"Supervisor CPU watching {n:,} servers, ADDP 1 s",
-                scs_pct,
-                "% of a core",
-                f"<= {FLEET_TARGET_PCT:g} %",
-                scs_pct <= FLEET_TARGET_PCT and lost == 0,
-                f"scs -f on {n} sections ({n // 2} pairs, autostart/autorestart off, protocol = "
-                f"addp, addp-timeout = addp-remote-timeout = 1) watching a fake-servers "
-                f"process (real ManagementSession per port, ADDP 1 s); utime+stime from "
-                f"/proc/<pid>/stat over {elapsed:.1f} s once every link was up (+{FLEET_SETTLE:g} "
-                f"s); {lost} links lost during the window, {running}/{n} running at the end; "
-                f"RSS {rss / 1024:.0f} MiB; compare the idle pair of benchmark 1: "
-                f"Supervisor.run's decision loop calls feed(core.tick), which sets the _wake "
-                f"event it then waits on, so it never sleeps",
-                precision=1,
-            )
+        figure(
+            f"Supervisor CPU watching {n:,} servers, ADDP 1 s",
+            scs_pct,
+            "% of a core",
+            f"<= {FLEET_TARGET_PCT:g} %",
+            scs_pct <= FLEET_TARGET_PCT and lost == 0,
+            f"scs -f on {n} sections ({n // 2} pairs, autostart/autorestart off, protocol = "
+            f"addp, addp-timeout = addp-remote-timeout = 1) watching a fake-servers "
+            f"process (real ManagementSession per port, ADDP 1 s); utime+stime from "
+            f"/proc/<pid>/stat over {elapsed:.1f} s once every link was up (+{FLEET_SETTLE:g} "
+            f"s); {lost} links lost during the window, {running}/{n} running at the end; "
+            f"RSS {rss / 1024:.0f} MiB; compare the idle pair of benchmark 1: "
+            f"Supervisor.run's decision loop calls feed(core.tick), which sets the _wake "
+            f"event it then waits on, so it never sleeps",
+            precision=1,
         ),
-        report(
-            Result(
-                f"Fake servers' CPU ({n:,} management ports)",
-                fake_pct,
-                "% of a core",
-                "",
-                None,
-                f"the other end of the same links over the same window; whole machine (user + "
-                f"nice + system of /proc/stat, both cores): {machine_pct:.0f}% of one core, so "
-                f"other processes used about {max(0.0, machine_pct - scs_pct - fake_pct):.0f}%",
-                precision=1,
-            )
+        figure(
+            f"Fake servers' CPU ({n:,} management ports)",
+            fake_pct,
+            "% of a core",
+            notes=f"the other end of the same links over the same window; whole machine (user "
+            f"+ nice + system of /proc/stat, both cores): {machine_pct:.0f}% of one core, so "
+            f"other processes used about {max(0.0, machine_pct - scs_pct - fake_pct):.0f}%",
+            precision=1,
         ),
-        report(
-            Result(
-                f"Supervisor start-up: every one of {n:,} links up",
-                connected,
-                "s",
-                "",
-                None,
-                f"from spawning scs -f until the control port's status showed all {n} "
-                f"running (polled every 0.5 s); {ups} 'watching' lines (40201) by then; "
-                f"the supervisor had used {startup_cpu:.1f} s of CPU",
-                precision=1,
-            )
+        figure(
+            f"Supervisor start-up: every one of {n:,} links up",
+            connected,
+            "s",
+            notes=f"from spawning scs -f until the control port's status showed all {n} "
+            f"running (polled every 0.5 s); {ups} 'watching' lines (40201) by then; "
+            f"the supervisor had used {startup_cpu:.1f} s of CPU",
+            precision=1,
         ),
     ]
 
 
-# -- entry points ---------------------------------------------------------------------------
-
-BENCHMARKS: dict[str, Callable[[], list[Result | Plot]]] = {
+BENCHMARKS: dict[str, Benchmark] = {
     "sigkill": bench_sigkill,
     "sigstop": bench_sigstop,
     "fleet": bench_fleet_cpu,
 }
 
-
-def run() -> list[Result | Plot]:
-    """Run the three benchmarks in order; every figure beside its target, and two plots."""
-    return run_benchmarks(BENCHMARKS, "the figures below will suffer")
-
-
-def main(argv: Sequence[str]) -> None:
-    """Run every benchmark, those named, or ``fake-servers N BASEPORT [...]`` (a helper)."""
-    if argv and argv[0] == "fake-servers":
-        fake_servers_main(argv[1:])
-        return
-    unknown = [a for a in argv if a not in BENCHMARKS]
-    if unknown:
-        raise SystemExit(f"usage: {sys.argv[0]} [{'|'.join(BENCHMARKS)} ...] | fake-servers ...")
-    _plots.OUTPUT_DIR = Path(tempfile.mkdtemp(prefix="bench-plots-"))
-    for name in argv or list(BENCHMARKS):
-        BENCHMARKS[name]()
-
-
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main(sys.modules[__name__], sys.argv[1:])

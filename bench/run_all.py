@@ -1,22 +1,22 @@
 """Run every benchmark module ``bench/bench_*.py``, print a summary, rewrite the docs.
 
-A benchmark module exposes ``run() -> list[Result | Plot]`` (see
-``bench/_report.py`` and ``bench/_plots.py``) and a docstring saying what it
-measures (copied into the docs). This script runs them in name order, prints a
-summary table of the results and the paths of the plots, and (re)writes
-``docs/benchmarks.md`` with the machine, every figure beside its target and,
-after each module's table, its plots (PNG files in ``docs/benchmarks/``).
-A missed target is a figure like any other (exit status 0); a module that
-crashes, or returns something else, is recorded as MISSED and makes the exit
-status 1 (plots it wrote before are not shown).
+A benchmark module has ``BENCHMARKS`` (see ``bench/_report.py``) and a
+docstring saying what it measures (copied into the docs). This runs the
+modules in name order, prints a summary table of the results and the paths of
+the plots, and (re)writes ``docs/benchmarks.md`` with the machine, every
+figure beside its target and, after each module's table, its plots (PNG files
+in ``docs/benchmarks/``). A missed target is a figure like any other (exit
+status 0); a module that crashes, or returns something else, is recorded as
+MISSED and makes the exit status 1 (plots it wrote before are not shown).
 
 Usage (from the repository root, as ``make bench`` does)::
 
-    .venv/bin/python bench/run_all.py [--no-docs] [module ...]
+    .venv/bin/python -m bench.run_all [--no-docs] [--quick] [module ...]
 
 Naming modules (``bench_addp`` or ``addp``) runs only those and leaves the
 docs alone unless ``--docs`` is given: their plots then go to a new temporary
-folder (printed) instead of ``docs/benchmarks/``.
+folder (printed) instead of ``docs/benchmarks/``. ``--quick`` runs every
+module with its smallest settings (``QUICK``) and never writes the docs.
 """
 
 from __future__ import annotations
@@ -30,14 +30,11 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench import _plots
+from bench._plots import Plot
+from bench._report import Result, quicken, run_benchmarks, write_markdown
+
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench import _plots  # noqa: E402
-from bench._plots import Plot  # noqa: E402
-from bench._report import Result, write_markdown  # noqa: E402
-
 BENCH_DIR = ROOT / "bench"
 DOCS = ROOT / "docs" / "benchmarks.md"
 
@@ -53,8 +50,8 @@ def about(module: object) -> str:
     return "\n\n".join(" ".join(part.split()) for part in doc.split("\n\n"))
 
 
-def run_module(name: str) -> tuple[str, list[Result], list[Plot], bool]:
-    """Import ``bench.<name>`` and call its ``run()``; (description, results, plots, crashed)."""
+def run_module(name: str, quick: bool = False) -> tuple[str, list[Result], list[Plot], bool]:
+    """Import ``bench.<name>`` and run its benchmarks; (description, results, plots, crashed)."""
     print(f"== {name}", flush=True)
     started = time.perf_counter()
     description = ""
@@ -62,10 +59,12 @@ def run_module(name: str) -> tuple[str, list[Result], list[Plot], bool]:
     try:
         module = importlib.import_module(f"bench.{name}")
         description = about(module)
-        items = list(module.run())
+        if quick:
+            quicken(module)
+        items = list(run_benchmarks(module))
         odd = [item for item in items if not isinstance(item, Result | Plot)]
         if odd:
-            raise TypeError(f"run() returned {type(odd[0]).__name__}, not Result or Plot")
+            raise TypeError(f"a benchmark returned {type(odd[0]).__name__}, not Result or Plot")
         results = [item for item in items if isinstance(item, Result)]
         plots = [item for item in items if isinstance(item, Plot)]
         crashed = False
@@ -107,11 +106,14 @@ def print_summary(sections: Sequence[tuple[str, str, Sequence[Result]]]) -> None
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmarks named on the command line (default: all); see the module docstring."""
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n", 1)[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run_all", description=(__doc__ or "").split("\n\n", 1)[0]
+    )
     parser.add_argument("modules", nargs="*", help="bench modules to run (default: all)")
     docs = parser.add_mutually_exclusive_group()
     docs.add_argument("--docs", action="store_true", help="write docs/benchmarks.md anyway")
     docs.add_argument("--no-docs", action="store_true", help="do not write docs/benchmarks.md")
+    parser.add_argument("--quick", action="store_true", help="smallest settings, no docs")
     args = parser.parse_args(argv)
     available = discover()
     wanted = [m if m.startswith("bench_") else f"bench_{m}" for m in args.modules]
@@ -119,13 +121,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"no such bench module: {', '.join(unknown)} (have {', '.join(available)})")
     names = wanted or available
-    write_docs = (not wanted or args.docs) and not args.no_docs
+    write_docs = (not wanted or args.docs) and not args.no_docs and not args.quick
     if not write_docs:
         _plots.OUTPUT_DIR = Path(tempfile.mkdtemp(prefix="bench-plots-"))
     runs: list[tuple[str, str, list[Result], list[Plot]]] = []
     any_crashed = False
     for name in names:
-        description, results, plots, crashed = run_module(name)
+        description, results, plots, crashed = run_module(name, args.quick)
         runs.append((name, description, results, plots))
         any_crashed |= crashed
     print()
