@@ -22,6 +22,13 @@ from confserv.wire.errors import AuthError, BadRequestError, RequestError
 from confserv.wire.messages import arg, error, ok, parse_request
 
 from . import events
+from .observations import (
+    OperatorPause,
+    OperatorResume,
+    OperatorStart,
+    OperatorStop,
+    OperatorSwitchover,
+)
 from .supervisor import Supervisor
 
 CONTROL_OPS = ("auth", "status", "switchover", "pause", "resume", "stop", "start")
@@ -72,14 +79,14 @@ class ControlSession:
         if op != "status":  # status is polled: not worth a line each time
             self.sup.log.emit(events.CONTROL_COMMAND, command=op, peer=peer)
         core = self.sup.core
+        who = f"operator at {peer}"
         if op == "status":
             return ok(rid, servers=self._status())
         if op in ("stop", "start"):
             server = arg(msg, "server", str)
-            if server not in core.members:
+            if server not in self.sup.settings.servers:
                 raise BadRequestError(f"no server [{server}]")
-            fn = core.operator_stop if op == "stop" else core.operator_start
-            self.sup.feed(fn, server, f"operator at {peer}")
+            self.sup.feed(OperatorStop(server, who) if op == "stop" else OperatorStart(server, who))
             return ok(rid, servers=self._status())
         name = arg(msg, "pair", str)
         try:
@@ -87,15 +94,15 @@ class ControlSession:
         except Exception as exc:
             raise BadRequestError(str(exc)) from None
         if op == "pause":
-            self.sup.feed(core.pause, pair, f"operator at {peer}")
+            self.sup.feed(OperatorPause(pair, who))
         elif op == "resume":
-            self.sup.feed(core.resume, pair, f"operator at {peer}")
+            self.sup.feed(OperatorResume(pair, who))
         else:
-            self.sup.feed(core.switchover, pair, f"operator at {peer}")
+            self.sup.feed(OperatorSwitchover(pair, who))
             with trio.move_on_after(SWITCHOVER_WAIT):
-                while core.pairs[pair].switchover is not None:
+                while core.switchover_under_way(pair):
                     await self.sup.changed.wait()
-            result = core.pairs[pair].switchover_result or "still under way"
+            result = core.switchover_result(pair) or "still under way"
             if result.startswith("failed"):
                 raise BadRequestError(f"switchover of {pair!r} {result}")
             return ok(rid, result=result, servers=self._status())

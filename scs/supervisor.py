@@ -1,11 +1,13 @@
 """The supervisor at run time: processes, management links, and the decision loop.
 
-Thin trio code around :class:`scs.core.SupervisorCore`: one task per server
+Thin trio code around :class:`scs.core.SupervisorCore`, fed typed observations
+(:mod:`scs.observations`; a status is parsed here, at the edge, by
+:func:`scs.status.parse_status`): one task per server
 keeps a management link (ADDP on, with the section's options) and reports
 link up, role pushes and link loss; one task per started or adopted process
 waits for it to exit, through the :class:`~scs.launcher.Launcher` (by
 default :class:`~scs.local_launcher.LocalLauncher`: this host's processes);
-the decision loop serves the core's deadlines. Every core call is
+the decision loop serves the core's deadlines. Every ``step`` is
 synchronous, so the core is only ever touched by one task at a time.
 """
 
@@ -30,6 +32,21 @@ from .config import ScsSettings
 from .core import SupervisorCore
 from .launcher import AdoptError, Launcher, LaunchError, NotWatchedError
 from .local_launcher import LocalLauncher
+from .observations import (
+    AdoptionFailed,
+    Booted,
+    DemoteDone,
+    LinkLost,
+    LinkUp,
+    Observation,
+    ProcessExited,
+    ProcessStarted,
+    PromoteDone,
+    StartFailed,
+    StatusSeen,
+    Tick,
+)
+from .status import MalformedStatus, ServerStatus, parse_status
 
 #: Seconds between attempts to reach a management port that does not answer.
 RECONNECT = 0.05
@@ -59,13 +76,13 @@ class Supervisor:
 
     # -- feeding the core -------------------------------------------------------
 
-    def feed(self, fn: Callable[..., list[Action]], *args: Any, wake: bool = True) -> None:
-        """Call a core method with the time appended, and carry out its actions.
+    def feed(self, obs: Observation, *, wake: bool = True) -> None:
+        """Step the core with ``obs`` at the current time, and carry out its actions.
 
         ``wake`` re-arms the decision loop (its next deadline may have moved);
         the loop's own tick passes False, or it would never sleep.
         """
-        actions = fn(*args, trio.current_time())
+        actions = self.core.step(obs, trio.current_time())
         self._carry_out(actions)
         if wake:
             self._wake.set()
@@ -108,14 +125,14 @@ class Supervisor:
                 )
                 for name in self.settings.servers:
                     nursery.start_soon(self._watch, name)
-                self.feed(lambda now: self.core.start(now))
+                self.feed(Booted())
                 task_status.started()
                 while True:
                     deadline = self.core.next_deadline()
                     with trio.move_on_at(math.inf if deadline is None else deadline):
                         await self._wake.wait()
                     self._wake = trio.Event()
-                    self.feed(self.core.tick, wake=False)
+                    self.feed(Tick(), wake=False)
         finally:
             with trio.CancelScope(shield=True):
                 await self.stop_all()
@@ -136,8 +153,8 @@ class Supervisor:
             # Already running (the supervisor itself was restarted)? Watch it
             # instead of starting a second copy that could not bind its ports.
             status, _reason = await self._ask_status(name)
-            if status is not None and _pid_of(status):
-                await self._adopt(name, _pid_of(status))
+            if status is not None and status.pid is not None:
+                await self._adopt(name, status.pid)
                 return
         if name in self.processes or name in self.adopted or not self.core.may_start(name):
             return  # it answered meanwhile, as a pid that is being adopted (40108)
@@ -151,14 +168,14 @@ class Supervisor:
             )
         except LaunchError as exc:
             self.log.emit(events.START_FAILED, server=name, reason=exc)
-            self.feed(self.core.start_failed, name, str(exc))
+            self.feed(StartFailed(name, str(exc)))
             return
         self.processes[name] = pid
         self.log.emit(events.PROCESS_STARTED, server=name, pid=pid, why=f" ({why})" if why else "")
-        self.feed(self.core.process_started, name, pid)
+        self.feed(ProcessStarted(name, pid))
         how = await self.launcher.wait(name, pid)  # (on cancellation it stays, for stop_all)
         self.processes.pop(name, None)
-        self.feed(self.core.process_exited, name, pid, how)
+        self.feed(ProcessExited(name, pid, how))
 
     async def _adopt(self, name: str, pid: int) -> None:
         """Watch ``pid``, which the server answers as (the launcher's ``wait``); report its exit.
@@ -173,18 +190,18 @@ class Supervisor:
         def watching() -> None:
             self.adopted[name] = pid
             self.log.emit(events.PROCESS_ADOPTED, server=name, pid=pid)
-            self.feed(self.core.process_started, name, pid)
+            self.feed(ProcessStarted(name, pid))
 
         try:
             how = await self.launcher.wait(name, pid, watching=watching)
         except AdoptError as exc:
             status, _reason = await self._ask_status(name)
-            answer = _pid_of(status) if status is not None else None
-            self.feed(self.core.adoption_failed, name, pid, answer or None, str(exc))
+            answer = status.pid if status is not None else None
+            self.feed(AdoptionFailed(name, pid, answer, str(exc)))
             return
         # (on cancellation it stays in self.adopted, for stop_all)
         self.adopted.pop(name, None)
-        self.feed(self.core.process_exited, name, pid, how)
+        self.feed(ProcessExited(name, pid, how))
 
     def _fence(self, name: str, pid: int) -> None:
         """SIGKILL the very process watched as ``pid`` (never a pid since reused)."""
@@ -193,8 +210,8 @@ class Supervisor:
         except NotWatchedError as exc:
             self.log.emit(events.ACTION_FAILED, action="fence", server=name, reason=exc)
 
-    async def _ask_status(self, name: str) -> tuple[dict[str, Any] | None, str]:
-        return await self._command(name, lambda m: m.status(), timeout=ASK_TIMEOUT)
+    async def _ask_status(self, name: str) -> tuple[ServerStatus | None, str]:
+        return _parsed(await self._command(name, lambda m: m.status(), timeout=ASK_TIMEOUT))
 
     async def _terminate(self, name: str, pid: int) -> None:
         await self.launcher.terminate(name, pid, self.settings.servers[name].stop_timeout)
@@ -220,18 +237,18 @@ class Supervisor:
                 ) as m:
                     status = await m.watch()
                     up = True
-                    self.feed(self.core.link_up, name, _fields(status))
+                    self.feed(LinkUp(name, parse_status(status)))
                     while True:
                         # Role changes are pushed; a status now and then keeps
                         # "last heard" and the serial fresh in the view.
                         with trio.move_on_after(self.settings.status_interval * 5):
                             push = await m.push()
-                            self.feed(self.core.role_seen, name, _fields(push))
+                            self.feed(StatusSeen(name, parse_status(push)))
                             continue
-                        self.feed(self.core.role_seen, name, _fields(await m.status()))
-            except (OSError, LinkEnded, ConfServError, trio.TooSlowError) as exc:
+                        self.feed(StatusSeen(name, parse_status(await m.status())))
+            except (OSError, LinkEnded, ConfServError, trio.TooSlowError, MalformedStatus) as exc:
                 if up:
-                    self.feed(self.core.link_lost, name, _reason(exc))
+                    self.feed(LinkLost(name, _reason(exc)))
             await trio.sleep(RECONNECT)
 
     async def _command(
@@ -246,17 +263,18 @@ class Supervisor:
                 async with open_management(
                     spec.host, spec.management_port, spec.management_secret, timeout=timeout
                 ) as m:
-                    return _fields(await call(m)), ""
+                    return await call(m), ""
         except (OSError, LinkEnded, ConfServError, trio.TooSlowError) as exc:
             return None, _reason(exc)
 
     async def _promote(self, name: str, force: bool) -> None:
-        status, reason = await self._command(name, lambda m: m.switch_to_primary(force=force))
-        self.feed(self.core.promote_done, name, status, reason)
+        answer = await self._command(name, lambda m: m.switch_to_primary(force=force))
+        status, reason = _parsed(answer)
+        self.feed(PromoteDone(name, status, reason))
 
     async def _demote(self, name: str) -> None:
         status, reason = await self._command(name, lambda m: m.switch_to_backup())
-        self.feed(self.core.demote_done, name, status is not None, reason)
+        self.feed(DemoteDone(name, status is not None, reason))
 
     async def _redirect(self, proxy: str, server: str) -> None:
         target = self.settings.servers[server]
@@ -279,14 +297,15 @@ class Supervisor:
             )
 
 
-def _pid_of(status: dict[str, Any]) -> int:
-    """The pid a status answer gives (0: none)."""
-    pid = status.get("pid")
-    return pid if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 else 0
-
-
-def _fields(status: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in status.items() if k not in ("re", "ok", "push")}
+def _parsed(answer: tuple[dict[str, Any] | None, str]) -> tuple[ServerStatus | None, str]:
+    """A command's status answer parsed at the edge (a malformed one: None and why)."""
+    fields, reason = answer
+    if fields is None:
+        return None, reason
+    try:
+        return parse_status(fields), ""
+    except MalformedStatus as exc:
+        return None, f"malformed answer: {exc}"
 
 
 def _reason(exc: BaseException) -> str:
@@ -294,4 +313,6 @@ def _reason(exc: BaseException) -> str:
         return f"{exc.code}: {exc}"
     if isinstance(exc, trio.TooSlowError):
         return "no answer in time"
+    if isinstance(exc, MalformedStatus):
+        return f"malformed status: {exc}"
     return str(exc) or type(exc).__name__

@@ -76,6 +76,15 @@ PURE = (
     "scs.state",
     "scs.actions",
     "scs.events",
+    "scs.observations",
+    "scs.status",
+    "scs.pair_machine",
+    "scs.pair",
+    "scs.failover",
+    "scs.pair_control",
+    "scs.startup",
+    "scs.view",
+    "scs.launcher",
 )
 IMPURE_LIBS = frozenset(
     {

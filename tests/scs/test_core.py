@@ -12,17 +12,43 @@ from __future__ import annotations
 import itertools
 import random
 from pathlib import Path
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+from scs.actions import Emit, Fence, Promote, Redirect, Start
 from scs.config import ScsSettings, load_scs_settings
-from scs.core import Emit, Fence, Promote, Redirect, Start, SupervisorCore
+from scs.core import SupervisorCore
+from scs.observations import (
+    Booted,
+    LinkLost,
+    LinkUp,
+    OperatorPause,
+    OperatorResume,
+    OperatorStop,
+    ProcessExited,
+    ProcessStarted,
+    PromoteDone,
+    StatusSeen,
+    Tick,
+)
+from scs.status import ServerStatus, parse_status
 
 from .test_config import GOOD
 
 WAIT = 2.0
+
+
+def status_of(fields: dict[str, Any]) -> ServerStatus:
+    """A status as the edge parses it from the wire."""
+    return parse_status(fields)
+
+
+def maybe_status(fields: dict[str, Any] | None) -> ServerStatus | None:
+    """A promotion's answer: a status, or None for a refusal."""
+    return None if fields is None else parse_status(fields)
 
 
 def scs_settings(tmp: Path, extra: str = "") -> ScsSettings:
@@ -36,11 +62,11 @@ def scs_settings(tmp: Path, extra: str = "") -> ScsSettings:
 
 def core_with_primary(tmp: Path, extra: str = "") -> SupervisorCore:
     core = SupervisorCore(scs_settings(tmp, extra), random.Random(1))
-    core.start(0.0)
-    core.process_started("a", 100, 0.0)
-    core.link_up("a", {"role": "primary", "epoch": 1, "serial": 5, "pid": 100}, 0.1)
-    core.process_started("b", 101, 0.1)
-    core.link_up("b", {"role": "backup", "epoch": 1, "serial": 5, "pid": 101}, 0.2)
+    core.step(Booted(), 0.0)
+    core.step(ProcessStarted("a", 100), 0.0)
+    core.step(LinkUp("a", status_of({"role": "primary", "epoch": 1, "serial": 5, "pid": 100})), 0.1)
+    core.step(ProcessStarted("b", 101), 0.1)
+    core.step(LinkUp("b", status_of({"role": "backup", "epoch": 1, "serial": 5, "pid": 101})), 0.2)
     return core
 
 
@@ -50,42 +76,46 @@ def ids(actions: list[object]) -> list[int]:
 
 def test_the_primarys_exit_force_promotes_the_backup_at_once(tmp_path: Path) -> None:
     core = core_with_primary(tmp_path)
-    out = core.process_exited("a", 100, "killed by SIGKILL", 5.0)
+    out = core.step(ProcessExited("a", 100, "killed by SIGKILL"), 5.0)
     assert Promote("b", force=True) in out
     assert ids(out)[:3] == [40102, 40301, 40304]
-    done = core.promote_done("b", {"role": "primary", "epoch": 2, "pid": 101}, "", 5.05)
+    done = core.step(
+        PromoteDone("b", status_of({"role": "primary", "epoch": 2, "pid": 101}), ""), 5.05
+    )
     assert 40306 in ids(done)
     assert Redirect("p", "b") in done
     # The old primary is restarted after its back-off, and rejoins as backup.
-    assert any(isinstance(a, Start) and a.server == "a" for a in core.tick(5.0 + 1.0))
-    back = core.link_up("a", {"role": "backup", "epoch": 2, "pid": 102}, 7.0)
+    assert any(isinstance(a, Start) and a.server == "a" for a in core.step(Tick(), 5.0 + 1.0))
+    back = core.step(LinkUp("a", status_of({"role": "backup", "epoch": 2, "pid": 102})), 7.0)
     assert 40309 in ids(back)
 
 
 def test_a_silent_primary_is_promoted_without_force_after_the_wait(tmp_path: Path) -> None:
     core = core_with_primary(tmp_path)
-    out = core.link_lost("a", "ADDP timeout", 10.0)
+    out = core.step(LinkLost("a", "ADDP timeout"), 10.0)
     assert not any(isinstance(a, Promote) for a in out)
     assert core.next_deadline() == 10.0 + WAIT
-    out = core.tick(10.0 + WAIT)
+    out = core.step(Tick(), 10.0 + WAIT)
     assert Promote("b", force=False) in out
-    refused = core.promote_done("b", None, "lease-held: 'a' holds a valid lease", 12.1)
+    refused = core.step(PromoteDone("b", None, "lease-held: 'a' holds a valid lease"), 12.1)
     assert 40307 in ids(refused)
-    assert Promote("b", force=False) in core.tick(core.next_deadline() or 0)
+    assert Promote("b", force=False) in core.step(Tick(), core.next_deadline() or 0)
 
 
 def test_a_primary_back_within_the_wait_cancels_the_failover(tmp_path: Path) -> None:
     core = core_with_primary(tmp_path)
-    core.link_lost("a", "ADDP timeout", 10.0)
-    out = core.link_up("a", {"role": "primary", "epoch": 1, "pid": 100}, 10.0 + WAIT / 2)
+    core.step(LinkLost("a", "ADDP timeout"), 10.0)
+    out = core.step(
+        LinkUp("a", status_of({"role": "primary", "epoch": 1, "pid": 100})), 10.0 + WAIT / 2
+    )
     assert 40303 in ids(out)
     assert core.next_deadline() is None
-    assert not any(isinstance(a, Promote) for a in core.tick(100.0))
+    assert not any(isinstance(a, Promote) for a in core.step(Tick(), 100.0))
 
 
 def test_both_primary_is_split_brain(tmp_path: Path) -> None:
     core = core_with_primary(tmp_path)
-    out = core.role_seen("b", {"role": "primary", "epoch": 2, "pid": 101}, 3.0)
+    out = core.step(StatusSeen("b", status_of({"role": "primary", "epoch": 2, "pid": 101})), 3.0)
     assert 40310 in ids(out)
 
 
@@ -93,16 +123,16 @@ def test_a_crash_loop_hits_the_limit_then_retries_slowly(tmp_path: Path) -> None
     core = SupervisorCore(
         scs_settings(tmp_path, "restart-limit = 3\nrestart-window = 60\n"), random.Random(2)
     )
-    core.start(0.0)
+    core.step(Booted(), 0.0)
     now, alarms, starts = 0.0, 0, []
-    core.process_started("p", 1, now)
+    core.step(ProcessStarted("p", 1), now)
     for pid in range(1, 9):
-        out = core.process_exited("p", pid, "exit code 1", now)
+        out = core.step(ProcessExited("p", pid, "exit code 1"), now)
         alarms += ids(out).count(40104)
-        now = core.members["p"].next_start or now
+        now = core.members["p"].restart.next_start or now
         starts.append(now)
-        core.tick(now)
-        core.process_started("p", pid + 1, now)
+        core.step(Tick(), now)
+        core.step(ProcessStarted("p", pid + 1), now)
     assert alarms == 1
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert gaps[-1] >= 30.0 * 0.99  # slow retries at restart-backoff-max
@@ -110,19 +140,19 @@ def test_a_crash_loop_hits_the_limit_then_retries_slowly(tmp_path: Path) -> None
 
 def test_an_operator_stop_is_never_restarted(tmp_path: Path) -> None:
     core = core_with_primary(tmp_path)
-    core.operator_stop("b", "test", 1.0)
-    out = core.process_exited("b", 101, "exit code 0", 1.5)
+    core.step(OperatorStop("b", "test"), 1.0)
+    out = core.step(ProcessExited("b", 101, "exit code 0"), 1.5)
     assert 40105 in ids(out)
-    assert core.members["b"].next_start is None
+    assert core.members["b"].restart.next_start is None
 
 
 def test_a_paused_pair_gets_no_automatic_action(tmp_path: Path) -> None:
     core = core_with_primary(tmp_path)
-    core.pause("a", "test", 1.0)
-    out = core.process_exited("a", 100, "killed by SIGKILL", 2.0)
+    core.step(OperatorPause("a", "test"), 1.0)
+    out = core.step(ProcessExited("a", 100, "killed by SIGKILL"), 2.0)
     assert not any(isinstance(a, (Promote, Start)) for a in out)
-    assert not any(isinstance(a, (Promote, Start)) for a in core.tick(1000.0))
-    resumed = core.resume("a", "test", 1001.0)
+    assert not any(isinstance(a, (Promote, Start)) for a in core.step(Tick(), 1000.0))
+    resumed = core.step(OperatorResume("a", "test"), 1001.0)
     assert 40103 in ids(resumed)  # the held restart is scheduled now
 
 
@@ -135,15 +165,15 @@ def test_no_failover_for_a_silence_shorter_than_the_wait(silences: list[float]) 
         core = core_with_primary(Path(tmp))
     now = 1.0
     for silence in silences:
-        out = core.link_lost("a", "ADDP timeout", now)
+        out = core.step(LinkLost("a", "ADDP timeout"), now)
         assert not any(isinstance(a, Promote) for a in out)
         deadline = core.next_deadline()
         assert deadline is not None
         for t in (now + silence / 2, now + silence):
             assert t < deadline
-            assert not any(isinstance(a, Promote) for a in core.tick(t))
+            assert not any(isinstance(a, Promote) for a in core.step(Tick(), t))
         now += silence
-        core.link_up("a", {"role": "primary", "epoch": 1, "pid": 100}, now)
+        core.step(LinkUp("a", status_of({"role": "primary", "epoch": 1, "pid": 100})), now)
         now += 1.0
 
 
@@ -183,14 +213,14 @@ class CoreMachine(RuleBasedStateMachine):
         for server in started:
             self.next_pid += 1
             self.pids[server] = self.next_pid
-            self.check(self.core.process_started(server, self.next_pid, self.now))
+            self.check(self.core.step(ProcessStarted(server, self.next_pid), self.now))
 
     @rule(dt=st.floats(min_value=0.0, max_value=40.0))
     def time_passes(self, dt: float) -> None:
         end = self.now + dt
         while (d := self.core.next_deadline()) is not None and d <= end:
             self.now = max(self.now, d)
-            self.check(self.core.tick(self.now))
+            self.check(self.core.step(Tick(), self.now))
         self.now = end
 
     @rule(server=st.sampled_from(["a", "b", "p"]))
@@ -200,32 +230,38 @@ class CoreMachine(RuleBasedStateMachine):
             return
         self.exited.add(server)
         self.pids[server] = None
-        self.check(self.core.process_exited(server, pid, "killed", self.now))
+        self.check(self.core.step(ProcessExited(server, pid, "killed"), self.now))
 
     @rule(server=st.sampled_from(["a", "b", "p"]), role=st.sampled_from(["primary", "backup"]))
     def link_up(self, server: str, role: str) -> None:
         pid = self.pids[server]
         if pid is not None:
-            self.check(self.core.link_up(server, {"role": role, "epoch": 1, "pid": pid}, self.now))
+            self.check(
+                self.core.step(
+                    LinkUp(server, status_of({"role": role, "epoch": 1, "pid": pid})), self.now
+                )
+            )
 
     @rule(server=st.sampled_from(["a", "b", "p"]))
     def link_lost(self, server: str) -> None:
-        self.check(self.core.link_lost(server, "ADDP timeout", self.now))
+        self.check(self.core.step(LinkLost(server, "ADDP timeout"), self.now))
 
     @rule(server=st.sampled_from(["a", "b"]), ok=st.booleans())
     def promotion_answer(self, server: str, ok: bool) -> None:
         pid = self.pids[server]
         status = {"role": "primary", "epoch": 2, "pid": pid} if ok and pid else None
-        self.check(self.core.promote_done(server, status, "lease-held", self.now))
+        self.check(
+            self.core.step(PromoteDone(server, maybe_status(status), "lease-held"), self.now)
+        )
 
     @rule(server=st.sampled_from(["a", "b", "p"]))
     def operator_stops(self, server: str) -> None:
-        self.check(self.core.operator_stop(server, "op", self.now))
+        self.check(self.core.step(OperatorStop(server, "op"), self.now))
 
     @rule(paused=st.booleans())
     def pause_or_resume(self, paused: bool) -> None:
-        fn = self.core.pause if paused else self.core.resume
-        self.check(fn("a", "op", self.now))
+        command = OperatorPause("a", "op") if paused else OperatorResume("a", "op")
+        self.check(self.core.step(command, self.now))
 
     @invariant()
     def restarts_keep_their_limit(self) -> None:
@@ -245,31 +281,35 @@ TestCoreMachine = CoreMachine.TestCase
 
 def test_a_silent_primary_blocking_the_failover_is_fenced(tmp_path: Path) -> None:
     core = core_with_primary(tmp_path, "fence-after = 5\n")
-    core.link_lost("a", "ADDP timeout", 10.0)
+    core.step(LinkLost("a", "ADDP timeout"), 10.0)
     for t in (12.0, 14.0):
-        core.promote_done("b", None, "db-unavailable: database is locked", t)
-        core.tick(t + 0.1)
-    out = core.tick(15.0)
+        core.step(PromoteDone("b", None, "db-unavailable: database is locked"), t)
+        core.step(Tick(), t + 0.1)
+    out = core.step(Tick(), 15.0)
     assert Fence("a", 100) in out
     assert 40312 in ids(out)
-    forced = core.process_exited("a", 100, "killed by SIGKILL", 15.01)
+    forced = core.step(ProcessExited("a", 100, "killed by SIGKILL"), 15.01)
     assert Promote("b", force=True) in forced
 
 
 def test_a_pair_with_no_primary_gets_one(tmp_path: Path) -> None:
     core = core_with_primary(tmp_path)
-    core.role_seen("a", {"role": "backup", "epoch": 2, "serial": 9, "pid": 100}, 1.0)
-    core.role_seen("b", {"role": "backup", "epoch": 2, "serial": 7, "pid": 101}, 1.0)
-    assert not any(isinstance(a, Promote) for a in core.tick(1.5))
-    out = core.tick(1.5 + 2.0)
+    core.step(
+        StatusSeen("a", status_of({"role": "backup", "epoch": 2, "serial": 9, "pid": 100})), 1.0
+    )
+    core.step(
+        StatusSeen("b", status_of({"role": "backup", "epoch": 2, "serial": 7, "pid": 101})), 1.0
+    )
+    assert not any(isinstance(a, Promote) for a in core.step(Tick(), 1.5))
+    out = core.step(Tick(), 1.5 + 2.0)
     assert 40313 in ids(out)
     assert Promote("a", force=False) in out  # the one further ahead
 
 
 def test_an_exit_seen_just_after_the_silence_still_tells_the_death(tmp_path: Path) -> None:
     core = core_with_primary(tmp_path)
-    core.link_lost("a", "closed by peer: end of stream", 5.0)  # the socket closed first
-    out = core.process_exited("a", 100, "killed by SIGKILL", 5.002)
+    core.step(LinkLost("a", "closed by peer: end of stream"), 5.0)  # the socket closed first
+    out = core.step(ProcessExited("a", 100, "killed by SIGKILL"), 5.002)
     assert 40301 in ids(out)
     assert Promote("b", force=True) in out
 
@@ -281,20 +321,20 @@ def test_a_restarted_supervisor_whose_primary_never_answers_promotes_the_backup(
     was stopped knew of no failover, and only both members up as backup counted as
     'no primary': the backup, up and following, was never asked to promote."""
     core = SupervisorCore(scs_settings(tmp_path), random.Random(1))
-    core.start(0.0)
-    core.process_started("b", 101, 0.1)
-    core.link_up("b", {"role": "backup", "epoch": 1, "serial": 5, "pid": 101}, 0.2)
+    core.step(Booted(), 0.0)
+    core.step(ProcessStarted("b", 101), 0.1)
+    core.step(LinkUp("b", status_of({"role": "backup", "epoch": 1, "serial": 5, "pid": 101})), 0.2)
     # 'a' is never reachable: no link, no failover known to this supervisor.
-    actions = [a for t in (0.5, 1.0, 2.0, 2.6, 3.0) for a in core.tick(t)]
+    actions = [a for t in (0.5, 1.0, 2.0, 2.6, 3.0) for a in core.step(Tick(), t)]
     assert Promote("b", force=False) in actions  # the lease decides; never by force
     assert Promote("b", force=True) not in actions
 
 
 def test_a_primary_whose_link_comes_up_late_is_not_failed_over(tmp_path: Path) -> None:
     core = SupervisorCore(scs_settings(tmp_path), random.Random(1))
-    core.start(0.0)
-    core.link_up("b", {"role": "backup", "epoch": 1, "serial": 5, "pid": 101}, 0.2)
-    core.tick(0.3)
-    core.link_up("a", {"role": "primary", "epoch": 1, "serial": 5, "pid": 100}, 1.0)
-    actions = [a for t in (1.5, 2.5, 3.5) for a in core.tick(t)]
+    core.step(Booted(), 0.0)
+    core.step(LinkUp("b", status_of({"role": "backup", "epoch": 1, "serial": 5, "pid": 101})), 0.2)
+    core.step(Tick(), 0.3)
+    core.step(LinkUp("a", status_of({"role": "primary", "epoch": 1, "serial": 5, "pid": 100})), 1.0)
+    actions = [a for t in (1.5, 2.5, 3.5) for a in core.step(Tick(), t)]
     assert not any(isinstance(a, Promote) for a in actions)

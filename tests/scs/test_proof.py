@@ -19,11 +19,25 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scs import proof
+from scs.actions import Adopt, Demote, Emit, Fence, Promote, Start
 from scs.config import ScsSettings, load_scs_settings
-from scs.core import Adopt, Demote, Emit, Fence, Promote, Start, SupervisorCore
+from scs.core import SupervisorCore
+from scs.observations import (
+    AdoptionFailed,
+    Booted,
+    DemoteDone,
+    LinkLost,
+    LinkUp,
+    OperatorPause,
+    ProcessExited,
+    ProcessStarted,
+    PromoteDone,
+    StatusSeen,
+    Tick,
+)
 
 from .test_config import GOOD
-from .test_core import core_with_primary, ids, scs_settings
+from .test_core import core_with_primary, ids, scs_settings, status_of
 
 
 def events_of(actions: list[Any], event_id: int) -> list[dict[str, Any]]:
@@ -44,7 +58,7 @@ def pair_settings(tmp: Path, lines: str) -> ScsSettings:
 def restarted_core(tmp: Path) -> SupervisorCore:
     """A supervisor just restarted: it knows nothing yet."""
     core = SupervisorCore(scs_settings(tmp), random.Random(3))
-    core.start(0.0)
+    core.step(Booted(), 0.0)
     return core
 
 
@@ -56,12 +70,14 @@ def test_a_failed_duplicate_is_not_proof_while_the_link_reports_the_primary(
 ) -> None:
     core = restarted_core(tmp_path)
     # The adoption's status request timed out, so a copy was started ...
-    core.process_started("a", 300, 0.5)
+    core.step(ProcessStarted("a", 300), 0.5)
     # ... while the busy primary did answer the watch link, as pid 200.
-    up = core.link_up("a", {"role": "primary", "epoch": 2, "serial": 9, "pid": 200}, 0.6)
+    up = core.step(
+        LinkUp("a", status_of({"role": "primary", "epoch": 2, "serial": 9, "pid": 200})), 0.6
+    )
     assert not any(isinstance(a, Adopt) for a in up)  # pid 300 is still being watched
-    core.link_up("b", {"role": "backup", "epoch": 2, "serial": 9, "pid": 201}, 0.6)
-    out = core.process_exited("a", 300, "exit code 2", 0.7)  # port in use
+    core.step(LinkUp("b", status_of({"role": "backup", "epoch": 2, "serial": 9, "pid": 201})), 0.6)
+    out = core.step(ProcessExited("a", 300, "exit code 2"), 0.7)  # port in use
     assert not forced(out)
     assert not any(isinstance(a, Promote) for a in out)
     (line,) = events_of(out, 40109)
@@ -70,19 +86,19 @@ def test_a_failed_duplicate_is_not_proof_while_the_link_reports_the_primary(
     assert Adopt("a", 200) in out  # watch the real one instead
     assert 40103 not in ids(out)  # and no restart: it runs
     assert core.members["a"].process == "running"
-    core.process_started("a", 200, 0.8)  # adopted (pidfd)
+    core.step(ProcessStarted("a", 200), 0.8)  # adopted (pidfd)
     # Now the real primary's death is proof.
-    dead = core.process_exited("a", 200, "exited (adopted process)", 9.0)
+    dead = core.step(ProcessExited("a", 200, "exited (adopted process)"), 9.0)
     assert Promote("b", force=True) in dead
 
 
 def test_a_failed_duplicate_is_not_proof_while_the_primary_is_silent(tmp_path: Path) -> None:
     core = core_with_primary(tmp_path)  # a watched as 100, b as 101
-    core.link_lost("a", "ADDP timeout", 5.0)  # silent: a failover without force begins
+    core.step(LinkLost("a", "ADDP timeout"), 5.0)  # silent: a failover without force begins
     # Say its watcher was lost and a copy started (pid 300), which fails at once.
     core.members["a"].watched = None
-    core.process_started("a", 300, 5.1)
-    out = core.process_exited("a", 300, "exit code 2", 5.2)
+    core.step(ProcessStarted("a", 300), 5.1)
+    out = core.step(ProcessExited("a", 300, "exit code 2"), 5.2)
     assert not forced(out)
     assert "'a' last answered as pid 100" in events_of(out, 40109)[0]["why"]
     assert Adopt("a", 100) in out
@@ -90,21 +106,21 @@ def test_a_failed_duplicate_is_not_proof_while_the_primary_is_silent(tmp_path: P
 
 def test_a_server_that_answers_is_adopted_not_started_twice(tmp_path: Path) -> None:
     core = restarted_core(tmp_path)
-    out = core.link_up("a", {"role": "primary", "epoch": 2, "pid": 200}, 0.1)
+    out = core.step(LinkUp("a", status_of({"role": "primary", "epoch": 2, "pid": 200})), 0.1)
     assert Adopt("a", 200) in out
     assert not core.may_start("a")
     # Its peer, held back until the first answers, answers as well: adopted, not started.
-    out = core.link_up("b", {"role": "backup", "epoch": 2, "pid": 201}, 0.2)
+    out = core.step(LinkUp("b", status_of({"role": "backup", "epoch": 2, "pid": 201})), 0.2)
     assert Adopt("b", 201) in out
-    assert not any(isinstance(a, Start) and a.server == "b" for a in core.tick(100.0))
+    assert not any(isinstance(a, Start) and a.server == "b" for a in core.step(Tick(), 100.0))
     # Adoption did not take (a race): still no second copy while the link reports it.
-    core.adoption_failed("b", 201, 201, "no such process on this host", 0.3)
+    core.step(AdoptionFailed("b", 201, 201, "no such process on this host"), 0.3)
     assert not core.may_start("b")
 
 
 def test_the_exit_of_an_unwatched_pid_is_not_proof(tmp_path: Path) -> None:
     core = core_with_primary(tmp_path)
-    out = core.process_exited("a", 555, "exit code 2", 3.0)
+    out = core.step(ProcessExited("a", 555, "exit code 2"), 3.0)
     assert not forced(out)
     assert "'a' is watched as pid 100" in events_of(out, 40109)[0]["why"]
     assert core.members["a"].process == "running"
@@ -113,40 +129,42 @@ def test_the_exit_of_an_unwatched_pid_is_not_proof(tmp_path: Path) -> None:
 
 def test_a_pid_that_cannot_be_watched_is_never_proof(tmp_path: Path) -> None:
     core = restarted_core(tmp_path)
-    core.link_up("a", {"role": "primary", "epoch": 2, "pid": 200}, 0.1)
-    core.link_up("b", {"role": "backup", "epoch": 2, "pid": 201}, 0.1)
+    core.step(LinkUp("a", status_of({"role": "primary", "epoch": 2, "pid": 200})), 0.1)
+    core.step(LinkUp("b", status_of({"role": "backup", "epoch": 2, "pid": 201})), 0.1)
     # pidfd_open failed for both (e.g. not visible from here) and neither answers when asked.
-    out = core.adoption_failed("a", 200, None, "no such process on this host", 0.2)
-    out += core.adoption_failed("b", 201, None, "no such process on this host", 0.2)
+    out = core.step(AdoptionFailed("a", 200, None, "no such process on this host"), 0.2)
+    out += core.step(AdoptionFailed("b", 201, None, "no such process on this host"), 0.2)
     assert not forced(out)
     assert not any(isinstance(a, Promote) for a in out)
     assert len(events_of(out, 40110)) == 2
     assert 40102 not in ids(out)  # no exit was seen, and none is reported
     # Still answering as the same pid: watched by its link only, never proof.
     core2 = restarted_core(tmp_path)
-    core2.link_up("a", {"role": "primary", "epoch": 2, "pid": 200}, 0.1)
-    out = core2.adoption_failed("a", 200, 200, "no such process on this host", 0.2)
+    core2.step(LinkUp("a", status_of({"role": "primary", "epoch": 2, "pid": 200})), 0.1)
+    out = core2.step(AdoptionFailed("a", 200, 200, "no such process on this host"), 0.2)
     assert "its exit cannot be seen" in events_of(out, 40110)[0]["why"]
     assert not core2.may_start("a")
-    assert not any(isinstance(a, Adopt) for a in core2.role_seen("a", {"pid": 200}, 0.3))
+    assert not any(
+        isinstance(a, Adopt) for a in core2.step(StatusSeen("a", status_of({"pid": 200})), 0.3)
+    )
     # Answering as another pid: that one is adopted.
     core3 = restarted_core(tmp_path)
-    core3.link_up("a", {"role": "primary", "epoch": 2, "pid": 200}, 0.1)
-    assert Adopt("a", 210) in core3.adoption_failed("a", 200, 210, "gone", 0.2)
+    core3.step(LinkUp("a", status_of({"role": "primary", "epoch": 2, "pid": 200})), 0.1)
+    assert Adopt("a", 210) in core3.step(AdoptionFailed("a", 200, 210, "gone"), 0.2)
 
 
 def test_a_silent_primary_gone_before_it_was_watched_fails_over_without_force(
     tmp_path: Path,
 ) -> None:
     core = restarted_core(tmp_path)
-    core.link_up("a", {"role": "primary", "epoch": 2, "pid": 200}, 0.1)
-    core.process_started("b", 201, 0.1)
-    core.link_up("b", {"role": "backup", "epoch": 2, "pid": 201}, 0.1)
-    out = core.adoption_failed("a", 200, None, "no such process on this host", 0.2)
+    core.step(LinkUp("a", status_of({"role": "primary", "epoch": 2, "pid": 200})), 0.1)
+    core.step(ProcessStarted("b", 201), 0.1)
+    core.step(LinkUp("b", status_of({"role": "backup", "epoch": 2, "pid": 201})), 0.1)
+    out = core.step(AdoptionFailed("a", 200, None, "no such process on this host"), 0.2)
     assert 40103 in ids(out)  # restarted ...
-    out = core.link_lost("a", "closed by peer", 0.3)
+    out = core.step(LinkLost("a", "closed by peer"), 0.3)
     assert 40302 in ids(out)  # ... and the failover waits for the lease
-    out = core.tick(10.0)
+    out = core.step(Tick(), 10.0)
     assert Promote("b", force=False) in out
     assert not forced(out)
 
@@ -157,26 +175,28 @@ def test_a_process_that_never_answered_proves_nothing_of_the_one_that_did(
     """The primary answered as 200, went silent, and could not be watched; the copy
     started after it (300) dies before answering: no force, and it is not fenced."""
     core = restarted_core(tmp_path)
-    core.link_up("a", {"role": "primary", "epoch": 2, "pid": 200}, 0.1)
-    core.process_started("b", 201, 0.1)
-    core.link_up("b", {"role": "backup", "epoch": 2, "pid": 201}, 0.1)
-    core.link_lost("a", "ADDP timeout", 1.0)
-    core.adoption_failed("a", 200, None, "no such process on this host", 1.1)
-    core.process_started("a", 300, 2.0)  # its restart
-    out = core.tick(1.0 + proof.FENCE_AFTER_FALLBACK)
+    core.step(LinkUp("a", status_of({"role": "primary", "epoch": 2, "pid": 200})), 0.1)
+    core.step(ProcessStarted("b", 201), 0.1)
+    core.step(LinkUp("b", status_of({"role": "backup", "epoch": 2, "pid": 201})), 0.1)
+    core.step(LinkLost("a", "ADDP timeout"), 1.0)
+    core.step(AdoptionFailed("a", 200, None, "no such process on this host"), 1.1)
+    core.step(ProcessStarted("a", 300), 2.0)  # its restart
+    out = core.step(Tick(), 1.0 + proof.FENCE_AFTER_FALLBACK)
     assert not any(isinstance(a, Fence) for a in out)  # 300 is not the silent primary
     assert 40315 in ids(out)
-    out = core.process_exited("a", 300, "exit code 2", 12.0)
+    out = core.step(ProcessExited("a", 300, "exit code 2"), 12.0)
     assert not forced(out)
 
 
 def test_only_a_watched_pid_is_fenced(tmp_path: Path) -> None:
     core = restarted_core(tmp_path)
-    core.link_up("a", {"role": "primary", "epoch": 2, "pid": 200}, 0.1)  # adoption pending
-    core.process_started("b", 201, 0.1)
-    core.link_up("b", {"role": "backup", "epoch": 2, "pid": 201}, 0.1)
-    core.link_lost("a", "ADDP timeout", 1.0)
-    out = core.tick(1.0 + proof.FENCE_AFTER_FALLBACK)
+    core.step(
+        LinkUp("a", status_of({"role": "primary", "epoch": 2, "pid": 200})), 0.1
+    )  # adoption pending
+    core.step(ProcessStarted("b", 201), 0.1)
+    core.step(LinkUp("b", status_of({"role": "backup", "epoch": 2, "pid": 201})), 0.1)
+    core.step(LinkLost("a", "ADDP timeout"), 1.0)
+    out = core.step(Tick(), 1.0 + proof.FENCE_AFTER_FALLBACK)
     assert not any(isinstance(a, Fence) for a in out)
     assert events_of(out, 40315)[0]["pid"] == 200
 
@@ -186,41 +206,41 @@ def test_only_a_watched_pid_is_fenced(tmp_path: Path) -> None:
 
 def test_of_two_primaries_the_older_epoch_is_told_to_step_down(tmp_path: Path) -> None:
     core = core_with_primary(tmp_path)  # a primary at epoch 1
-    out = core.role_seen("b", {"role": "primary", "epoch": 2, "pid": 101}, 3.0)
+    out = core.step(StatusSeen("b", status_of({"role": "primary", "epoch": 2, "pid": 101})), 3.0)
     assert 40310 in ids(out)
     (line,) = events_of(out, 40314)
     assert line == {"pair": "a", "server": "a", "epoch": 1, "other": "b", "newer": 2}
     assert Demote("a") in out
     # In flight: not asked twice.
-    again = core.role_seen("a", {"role": "primary", "epoch": 1, "pid": 100}, 3.1)
+    again = core.step(StatusSeen("a", status_of({"role": "primary", "epoch": 1, "pid": 100})), 3.1)
     assert not any(isinstance(a, Demote) for a in again)
     # Refused: logged, and asked again at the next status that still shows both.
-    failed = core.demote_done("a", False, "no answer in time", 3.2)
+    failed = core.step(DemoteDone("a", False, "no answer in time"), 3.2)
     assert events_of(failed, 40503)[0]["action"] == "step-down"
-    again = core.role_seen("a", {"role": "primary", "epoch": 1, "pid": 100}, 4.0)
+    again = core.step(StatusSeen("a", status_of({"role": "primary", "epoch": 1, "pid": 100})), 4.0)
     assert Demote("a") in again
-    done = core.demote_done("a", True, "", 4.1)
+    done = core.step(DemoteDone("a", True, ""), 4.1)
     assert not any(isinstance(a, Promote) for a in done)  # not a switchover
-    back = core.role_seen("a", {"role": "backup", "epoch": 2, "pid": 100}, 4.2)
+    back = core.step(StatusSeen("a", status_of({"role": "backup", "epoch": 2, "pid": 100})), 4.2)
     assert not any(isinstance(a, Demote) for a in back)
 
 
 def test_the_newer_epoch_is_never_told_to_step_down(tmp_path: Path) -> None:
     core = core_with_primary(tmp_path)
-    core.role_seen("a", {"role": "primary", "epoch": 5, "pid": 100}, 1.0)
-    out = core.role_seen("b", {"role": "primary", "epoch": 4, "pid": 101}, 2.0)
+    core.step(StatusSeen("a", status_of({"role": "primary", "epoch": 5, "pid": 100})), 1.0)
+    out = core.step(StatusSeen("b", status_of({"role": "primary", "epoch": 4, "pid": 101})), 2.0)
     assert Demote("b") in out
     assert Demote("a") not in out
 
 
 def test_equal_epochs_or_a_paused_pair_step_nobody_down(tmp_path: Path) -> None:
     core = core_with_primary(tmp_path)
-    out = core.role_seen("b", {"role": "primary", "epoch": 1, "pid": 101}, 2.0)
+    out = core.step(StatusSeen("b", status_of({"role": "primary", "epoch": 1, "pid": 101})), 2.0)
     assert 40310 in ids(out)
     assert not any(isinstance(a, Demote) for a in out)
     paused = core_with_primary(tmp_path)
-    paused.pause("a", "op", 1.0)
-    out = paused.role_seen("b", {"role": "primary", "epoch": 2, "pid": 101}, 2.0)
+    paused.step(OperatorPause("a", "op"), 1.0)
+    out = paused.step(StatusSeen("b", status_of({"role": "primary", "epoch": 2, "pid": 101})), 2.0)
     assert 40310 in ids(out)
     assert not any(isinstance(a, Demote) for a in out)
 
@@ -229,14 +249,16 @@ def test_a_primary_back_while_a_promotion_was_asked_cancels_the_failover(
     tmp_path: Path,
 ) -> None:
     core = SupervisorCore(pair_settings(tmp_path, "failover-wait = 0\n"), random.Random(1))
-    core.process_started("a", 100, 0.0)
-    core.link_up("a", {"role": "primary", "epoch": 1, "pid": 100}, 0.1)
-    core.process_started("b", 101, 0.1)
-    core.link_up("b", {"role": "backup", "epoch": 1, "pid": 101}, 0.2)
-    asked = core.link_lost("a", "closed by peer", 1.0)
+    core.step(ProcessStarted("a", 100), 0.0)
+    core.step(LinkUp("a", status_of({"role": "primary", "epoch": 1, "pid": 100})), 0.1)
+    core.step(ProcessStarted("b", 101), 0.1)
+    core.step(LinkUp("b", status_of({"role": "backup", "epoch": 1, "pid": 101})), 0.2)
+    asked = core.step(LinkLost("a", "closed by peer"), 1.0)
     assert Promote("b", force=False) in asked  # at once (failover-wait 0)
-    core.link_up("a", {"role": "primary", "epoch": 1, "pid": 100}, 1.5)  # back, while asked
-    out = core.promote_done("b", None, "lease-held: 'a' holds a valid lease", 1.6)
+    core.step(
+        LinkUp("a", status_of({"role": "primary", "epoch": 1, "pid": 100})), 1.5
+    )  # back, while asked
+    out = core.step(PromoteDone("b", None, "lease-held: 'a' holds a valid lease"), 1.6)
     assert 40303 in ids(out)
     assert core.pairs["a"].failover is None
     assert core.next_deadline() is None
@@ -258,29 +280,29 @@ def core_on(
     tmp: Path, ttl: float | None, engine: str | None, extra: str = "failover-wait = 2\n"
 ) -> SupervisorCore:
     core = SupervisorCore(pair_settings(tmp, extra), random.Random(1))
-    core.start(0.0)
-    core.process_started("a", 100, 0.0)
-    core.link_up("a", lease_status(100, "primary", ttl, engine), 0.1)
-    core.process_started("b", 101, 0.1)
-    core.link_up("b", lease_status(101, "backup", ttl, engine), 0.2)
+    core.step(Booted(), 0.0)
+    core.step(ProcessStarted("a", 100), 0.0)
+    core.step(LinkUp("a", status_of(lease_status(100, "primary", ttl, engine))), 0.1)
+    core.step(ProcessStarted("b", 101), 0.1)
+    core.step(LinkUp("b", status_of(lease_status(101, "backup", ttl, engine))), 0.2)
     return core
 
 
 def test_the_default_fence_after_follows_the_lease_on_sqlite(tmp_path: Path) -> None:
     core = core_on(tmp_path, 3.0, "sqlite")  # failover-wait is 2 s in these files
-    core.link_lost("a", "ADDP timeout", 10.0)
+    core.step(LinkLost("a", "ADDP timeout"), 10.0)
     assert core.fence_after("a") == 3.0
     assert 10.0 + 3.0 in (core.next_deadline(), *_deadlines_until(core, 13.0))
-    assert Fence("a", 100) in core.tick(13.0)
+    assert Fence("a", 100) in core.step(Tick(), 13.0)
 
 
 def _deadlines_until(core: SupervisorCore, end: float) -> list[float]:
     seen = []
     while (d := core.next_deadline()) is not None and d < end:
         seen.append(d)
-        for a in core.tick(d):
+        for a in core.step(Tick(), d):
             if isinstance(a, Promote):
-                core.promote_done(a.server, None, "db-unavailable: database is locked", d)
+                core.step(PromoteDone(a.server, None, "db-unavailable: database is locked"), d)
     seen.append(core.next_deadline() or end)
     return seen
 
@@ -320,7 +342,7 @@ def test_a_stopped_sqlite_primary_is_failed_over_within_the_bound(
     last_renewal = t0 - renewed * 0.3 * ttl
     detected = t0 + seen * 2 * addp  # ADDP notices the silence within two timeouts
     now, promoted_at, fenced_at = detected, None, None
-    pending = list(core.link_lost("a", "ADDP timeout", detected)) + core.tick(detected)
+    pending = list(core.step(LinkLost("a", "ADDP timeout"), detected)) + core.step(Tick(), detected)
     while promoted_at is None and now < t0 + 3600:
         for a in pending:
             if isinstance(a, Fence):
@@ -328,15 +350,15 @@ def test_a_stopped_sqlite_primary_is_failed_over_within_the_bound(
             elif isinstance(a, Promote) and a.force:
                 promoted_at = now + 0.05  # the forced take is immediate once the lock is free
             elif isinstance(a, Promote):
-                core.promote_done("b", None, "db-unavailable: database is locked", now + 0.01)
+                core.step(PromoteDone("b", None, "db-unavailable: database is locked"), now + 0.01)
         pending = []
         if fenced_at is not None and core.members["a"].process != "down":
-            pending = core.process_exited("a", 100, "killed by SIGKILL", fenced_at + 0.01)
+            pending = core.step(ProcessExited("a", 100, "killed by SIGKILL"), fenced_at + 0.01)
             continue
         deadline = core.next_deadline()
         assert deadline is not None
         now = max(now, deadline)
-        pending = core.tick(now)
+        pending = core.step(Tick(), now)
     assert fenced_at is not None
     assert promoted_at is not None
     assert fenced_at >= last_renewal + ttl, "fenced while its lease could still be valid"

@@ -16,9 +16,21 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from scs.core import Fence, Promote, Start, SupervisorCore
+from scs.actions import Fence, Promote, Start
+from scs.core import SupervisorCore
+from scs.observations import (
+    AdoptionFailed,
+    Booted,
+    LinkLost,
+    LinkUp,
+    ProcessExited,
+    ProcessStarted,
+    PromoteDone,
+    StatusSeen,
+    Tick,
+)
 
-from .test_core import scs_settings
+from .test_core import maybe_status, scs_settings, status_of
 
 
 class World(RuleBasedStateMachine):
@@ -51,7 +63,7 @@ class World(RuleBasedStateMachine):
         for name in ("a", "b"):
             self.real[name] = self._spawn()
         self.role[primary] = "primary"
-        self.apply(self.core.start(self.now))
+        self.apply(self.core.step(Booted(), self.now))
         if warm:  # both answered and were adopted before anything else happened
             for name in ("a", "b"):
                 self.link_comes_up(name)
@@ -92,7 +104,7 @@ class World(RuleBasedStateMachine):
 
     def _watch(self, name: str, pid: int) -> None:
         self.watched[pid] = name
-        self.apply(self.core.process_started(name, pid, self.now))
+        self.apply(self.core.step(ProcessStarted(name, pid), self.now))
 
     def _answer(self, name: str) -> int | None:
         """What a status request gets now (None: no answer)."""
@@ -112,7 +124,9 @@ class World(RuleBasedStateMachine):
             if visible:
                 self._watch(name, real)
             else:
-                self.apply(self.core.adoption_failed(name, real, real, "not visible", self.now))
+                self.apply(
+                    self.core.step(AdoptionFailed(name, real, real, "not visible"), self.now)
+                )
             return
         if not self.core.may_start(name):
             return
@@ -123,7 +137,7 @@ class World(RuleBasedStateMachine):
             return
         self.alive.discard(pid)  # a duplicate: port in use
         self.exits_reported.add(pid)
-        self.apply(self.core.process_exited(name, pid, "exit code 2", self.now))
+        self.apply(self.core.step(ProcessExited(name, pid, "exit code 2"), self.now))
 
     @rule(name=st.sampled_from(["a", "b"]), visible=st.booleans())
     def carry_out_adopt(self, name: str, visible: bool) -> None:
@@ -133,7 +147,9 @@ class World(RuleBasedStateMachine):
         if pid in self.alive and visible:
             self._watch(name, pid)
         else:
-            self.apply(self.core.adoption_failed(name, pid, self._answer(name), "gone", self.now))
+            self.apply(
+                self.core.step(AdoptionFailed(name, pid, self._answer(name), "gone"), self.now)
+            )
 
     @rule(name=st.sampled_from(["a", "b"]))
     def duplicate_start(self, name: str) -> None:
@@ -144,7 +160,7 @@ class World(RuleBasedStateMachine):
         self._watch(name, pid)
         self.alive.discard(pid)
         self.exits_reported.add(pid)
-        self.apply(self.core.process_exited(name, pid, "exit code 2", self.now))
+        self.apply(self.core.step(ProcessExited(name, pid, "exit code 2"), self.now))
 
     # -- the world ------------------------------------------------------------------
 
@@ -158,22 +174,22 @@ class World(RuleBasedStateMachine):
         self.role[name] = "backup"
         if self.links[name]:
             self.links[name] = False
-            self.apply(self.core.link_lost(name, "closed by peer", self.now))
+            self.apply(self.core.step(LinkLost(name, "closed by peer"), self.now))
         if self.watched.get(pid) == name:
             self.exits_reported.add(pid)
-            self.apply(self.core.process_exited(name, pid, "killed by SIGKILL", self.now))
+            self.apply(self.core.step(ProcessExited(name, pid, "killed by SIGKILL"), self.now))
 
     @rule(name=st.sampled_from(["a", "b"]))
     def link_comes_up(self, name: str) -> None:
         if self.real[name] is not None and not self.links[name]:
             self.links[name] = True
-            self.apply(self.core.link_up(name, self.status(name), self.now))
+            self.apply(self.core.step(LinkUp(name, status_of(self.status(name))), self.now))
 
     @rule(name=st.sampled_from(["a", "b"]))
     def link_goes_silent(self, name: str) -> None:
         if self.links[name]:
             self.links[name] = False
-            self.apply(self.core.link_lost(name, "ADDP timeout", self.now))
+            self.apply(self.core.step(LinkLost(name, "ADDP timeout"), self.now))
 
     @rule(name=st.sampled_from(["a", "b"]), take=st.booleans())
     def promotion_answered(self, name: str, take: bool) -> None:
@@ -182,21 +198,23 @@ class World(RuleBasedStateMachine):
         if can:
             self.epoch += 1
             self.role[name], self.role[peer] = "primary", "backup"
-            self.apply(self.core.promote_done(name, self.status(name), "", self.now))
+            self.apply(
+                self.core.step(PromoteDone(name, maybe_status(self.status(name)), ""), self.now)
+            )
         else:
-            self.apply(self.core.promote_done(name, None, "lease-held", self.now))
+            self.apply(self.core.step(PromoteDone(name, None, "lease-held"), self.now))
 
     @rule(name=st.sampled_from(["a", "b"]))
     def role_push(self, name: str) -> None:
         if self.links[name]:
-            self.apply(self.core.role_seen(name, self.status(name), self.now))
+            self.apply(self.core.step(StatusSeen(name, status_of(self.status(name))), self.now))
 
     @rule(dt=st.floats(min_value=0.0, max_value=15.0))
     def time_passes(self, dt: float) -> None:
         end = self.now + dt
         while (d := self.core.next_deadline()) is not None and d <= end:
             self.now = max(self.now, d)
-            self.apply(self.core.tick(self.now))
+            self.apply(self.core.step(Tick(), self.now))
         self.now = end
 
     @invariant()

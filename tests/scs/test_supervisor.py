@@ -16,6 +16,8 @@ from typing import Any
 import trio
 
 from confserv.logs.eventlog import EventLog
+from scs.observations import LinkUp
+from scs.status import ServerStatus
 from scs.supervisor import Supervisor
 
 from .test_core import scs_settings
@@ -72,10 +74,10 @@ async def test_a_pid_that_cannot_be_watched_is_asked_about_not_reported_as_an_ex
     for answer, expect in ((None, "does not answer either"), (0, "still answers as pid")):
         sup, out = supervisor(tmp_path)
         pid = gone_pid()
-        sup.core.link_up("a", {"role": "primary", "epoch": 1, "pid": pid}, 0.0)
+        sup.core.step(LinkUp("a", ServerStatus(role="primary", epoch=1, pid=pid)), 0.0)
 
         async def ask(name: str, pid: int = pid, answer: int | None = answer) -> Any:
-            return (None, "no answer in time") if answer is None else ({"pid": pid}, "")
+            return (None, "no answer in time") if answer is None else (ServerStatus(pid=pid), "")
 
         sup._ask_status = ask  # type: ignore[method-assign]
         async with trio.open_nursery() as nursery:
