@@ -27,7 +27,7 @@ lint: $(STAMP)
 	$(BIN)/mypy --strict addp confserv scs
 
 bench: $(STAMP)
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python -m bench.run_all
 
 # Fault injection: 10,000 simulated schedules, then real ones on SQLite and on
 # PostgreSQL (up to 110 each), seeded; one summary table; stops within 30 minutes.
