@@ -18,9 +18,7 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any
 
 #: fence-after when scs.conf does not set it and the servers' engine and lease are unknown.
 FENCE_AFTER_FALLBACK = 10.0
@@ -75,16 +73,6 @@ def may_fence(watched: int | None, reported: int | None) -> bool:
     """Whether killing the watched process is killing the server that answered (as primary):
     its exit is then proof of that server's death."""
     return watched is not None and reported == watched
-
-
-def lease_fields(status: dict[str, Any]) -> tuple[float | None, str | None]:
-    """``lease_ttl`` (seconds) and ``engine`` from a status answer (None: absent or bad)."""
-    ttl = status.get("lease_ttl")
-    seconds: float | None = None
-    if isinstance(ttl, int | float) and not isinstance(ttl, bool):
-        seconds = float(ttl) if math.isfinite(ttl) and ttl > 0 else None
-    engine = status.get("engine")
-    return seconds, engine if isinstance(engine, str) and engine else None
 
 
 def fence_delay(

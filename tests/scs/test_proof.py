@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -35,6 +36,7 @@ from scs.observations import (
     StatusSeen,
     Tick,
 )
+from scs.status import MalformedStatus, ServerStatus, parse_status
 
 from .test_config import GOOD
 from .test_core import core_with_primary, ids, scs_settings, status_of
@@ -316,10 +318,13 @@ def test_an_explicit_fence_after_wins_and_unknown_keeps_the_fallback(tmp_path: P
     assert core_on(tmp_path, None, "sqlite").fence_after("a") == proof.FENCE_AFTER_FALLBACK
     assert core_on(tmp_path, 3.0, "postgre").fence_after("a") == proof.FENCE_AFTER_FALLBACK
     assert core_on(tmp_path, 1.0, "sqlite").fence_after("a") == 2.0  # not before failover-wait
-    bad = {"lease_ttl": "soon", "engine": 7}
-    assert proof.lease_fields(bad) == (None, None)
-    assert proof.lease_fields({"lease_ttl": True}) == (None, None)
-    assert proof.lease_fields({"lease_ttl": float("nan")}) == (None, None)
+    # A lease that says nothing usable is "not said"; a wrong type is a malformed status
+    # (the edge drops that link with the reason), never a number made up.
+    assert parse_status({"lease_ttl": float("nan"), "engine": ""}) == ServerStatus()
+    assert parse_status({"lease_ttl": 0}).lease_ttl is None
+    for bad in ({"lease_ttl": "soon"}, {"engine": 7}, {"lease_ttl": True}):
+        with pytest.raises(MalformedStatus, match=next(iter(bad))):
+            parse_status(bad)
 
 
 @given(
