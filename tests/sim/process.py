@@ -103,17 +103,20 @@ class SimProcess:
             use_store_opener(world.db.opener(self.name, self.gate)),
         ):
             task_status.started()
-            with self._scope:
-                try:
-                    self.code = await self.body(self)
-                except Exception as exc:
-                    self.code = 1
-                    if not self.killed:
-                        world.crashed(self, exc)
-        self.how = "killed by SIGKILL" if self.killed else f"exit code {self.code}"
-        world.net.release(self.name)
-        world.ended(self)
-        self.ended.set()
+            try:
+                with self._scope:
+                    try:
+                        self.code = await self.body(self)
+                    except Exception as exc:
+                        self.code = 1
+                        if not self.killed:
+                            world.crashed(self, exc)
+            finally:  # also when the whole world is stopped
+                self.how = "killed by SIGKILL" if self.killed else f"exit code {self.code}"
+                self.gate.kill()
+                world.net.release(self.name)
+                world.ended(self)
+                self.ended.set()
 
     async def until_stopped(self) -> str:
         """Returns once the process is asked to stop (SIGTERM): the real process's signal."""
