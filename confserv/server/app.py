@@ -39,6 +39,7 @@ from confserv.wire.errors import (
     InstanceClaimedError,
     MembershipError,
     RequestError,
+    UnavailableError,
 )
 
 from .ports import serve_ports
@@ -75,6 +76,12 @@ async def trim_history(rt: Runtime, store: ConfigStore, settings: ServerSettings
         except RequestError as exc:
             rt.log.emit(events.DB_ERROR, reason=f"history clean-up failed: {exc}")
         await trio.sleep(HISTORY_TRIM_INTERVAL)
+
+
+class StartFailedError(ConfServError):
+    """The server stopped for a reason that may pass (the database failed where the
+    server cannot ride it out, e.g. while loading at start): one line, exit 1, and
+    the supervisor restarts it."""
 
 
 class StartRefusedError(ConfServError):
@@ -131,9 +138,25 @@ async def run_server(
             await _serve_master(settings, store, log, stop, seams, task_status)
     except BaseException as exc:
         refusal = _refusal(exc)
-        if refusal is None:
-            raise
-        raise StartRefusedError(str(refusal)) from None
+        if refusal is not None:
+            raise StartRefusedError(str(refusal)) from None
+        failure = _find(exc, UnavailableError)
+        if failure is not None:
+            raise StartFailedError(
+                f"stopped: the database failed: {failure} (exit 1: the supervisor restarts it)"
+            ) from None
+        raise
+
+
+def _find(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """The first ``kind`` inside ``exc`` (trio-asyncio wraps errors in groups)."""
+    if isinstance(exc, kind):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if (found := _find(inner, kind)) is not None:
+                return found
+    return None
 
 
 def _refusal(exc: BaseException) -> BaseException | None:
@@ -300,6 +323,7 @@ async def run_process(
     ``err`` (stderr by default).
     """
     refused: list[str] = []
+    failed: list[str] = []
     async with trio.open_nursery() as nursery:
 
         async def server() -> None:
@@ -310,6 +334,8 @@ async def run_process(
                     await run_server(settings, log=log, stop=stop, seams=seams)
             except StartRefusedError as exc:
                 refused.append(str(exc))
+            except StartFailedError as exc:
+                failed.append(str(exc))
             nursery.cancel_scope.cancel()
 
         def stop(reason: str) -> None:
@@ -323,6 +349,9 @@ async def run_process(
     if refused:
         print(f"confserv: [{settings.section}] {refused[0]}", file=err or sys.stderr)
         return 2
+    if failed:
+        print(f"confserv: [{settings.section}] {failed[0]}", file=err or sys.stderr)
+        return 1
     return 0
 
 

@@ -193,11 +193,25 @@ def _json(value: Any) -> str:
 
 
 def load_plan() -> Plan:
-    """Read every object and the last serial."""
-    rows = yield Query("SELECT data FROM cfg_object")
-    objects = [json.loads(r[0]) for r in rows]
+    """Read the last serial and every object, as stored (JSON text), in one snapshot.
+
+    The objects are decoded by :meth:`ConfigStore.load` once the transaction is
+    over: decoding 100,000 objects between two statements left the transaction
+    idle for over a second, and PostgreSQL's ``idle_in_transaction_session_timeout``
+    ended it (found by make chaos, PostgreSQL, first seed 177778: a server
+    restarted beside 111,000 objects crash-looped). The serial is read first and
+    the objects last, so nothing is done inside the transaction after its last
+    statement.
+    """
     serial = yield Query("SELECT value FROM cfg_counter WHERE name = 'serial'")
-    return Snapshot(objects=objects, last_serial=int(serial[0][0]) if serial else 0)
+    rows = yield Query("SELECT data FROM cfg_object")
+    return int(serial[0][0]) if serial else 0, [r[0] for r in rows]
+
+
+def decode_snapshot(loaded: tuple[int, list[str]]) -> Snapshot:
+    """The :class:`Snapshot` of what :func:`load_plan` read."""
+    serial, raw = loaded
+    return Snapshot(objects=[json.loads(data) for data in raw], last_serial=serial)
 
 
 def _bump(name: str) -> Plan:
@@ -326,8 +340,8 @@ class PlanStore:
 
     async def load(self) -> Snapshot:
         """Read every object and the last serial."""
-        snapshot: Snapshot = await self._run(load_plan(), write=False)
-        return snapshot
+        loaded: tuple[int, list[str]] = await self._run(load_plan(), write=False)
+        return decode_snapshot(loaded)
 
     async def commit(self, epoch: int, serial: int, write: Write) -> Change:
         """Commit ``write`` under the epoch and serial checks."""

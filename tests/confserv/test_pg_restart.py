@@ -57,3 +57,56 @@ async def test_a_postgresql_restart_heals_without_a_traceback(
         for line in log.splitlines():
             assert line[:2].isdigit(), line
             assert line[12:17] in (" Std ", " Alr ", " Int ", " Trc "), line
+
+
+async def test_a_database_failure_while_loading_is_one_line_and_exit_1(
+    db_settings: DatabaseSettings,
+) -> None:
+    """Found by make chaos (PostgreSQL, first seed 177778): a server whose start-up load
+    was ended by the database printed an 80-line traceback and exited 1, every restart.
+    It is now one line naming the failure, exit 1 (the supervisor restarts it)."""
+    import contextlib
+    import io
+    from collections.abc import AsyncIterator
+    from typing import Any
+
+    from confserv.admin.bootstrap import init_database
+    from confserv.server.app import run_process
+    from confserv.store.base import ConfigStore
+    from confserv.store.engines import open_store, use_store_opener
+    from confserv.wire.errors import UnavailableError
+
+    from .conftest import ADMIN_PASSWORD, LogCapture, make_settings
+
+    settings = make_settings(db_settings)
+    await init_database(settings, None, ADMIN_PASSWORD)
+
+    class FailingLoad:
+        def __init__(self, store: ConfigStore) -> None:
+            self.store = store
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.store, name)
+
+        async def load(self) -> Any:
+            raise UnavailableError("PostgreSQL unavailable: terminating connection")
+
+    err = io.StringIO()
+
+    async def forever() -> str:
+        await trio.sleep_forever()
+        raise AssertionError("not reached")  # pragma: no cover
+
+    assert settings.db is not None
+    async with open_store(settings.db) as store:
+
+        @contextlib.asynccontextmanager
+        async def opener(db: DatabaseSettings, create: bool) -> AsyncIterator[Any]:
+            yield FailingLoad(store)
+
+        with use_store_opener(opener):
+            code = await run_process(settings, LogCapture(), forever, err=err)  # type: ignore[arg-type]
+    assert code == 1
+    lines = err.getvalue().splitlines()
+    assert len(lines) == 1, err.getvalue()
+    assert "the database failed: PostgreSQL unavailable: terminating connection" in lines[0]

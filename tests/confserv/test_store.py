@@ -374,3 +374,39 @@ async def test_a_load_is_one_consistent_state_while_commits_land(store: ConfigSt
             if len(snap.objects) != snap.last_serial - offset:
                 inconsistent.append((len(snap.objects), snap.last_serial))
     assert inconsistent == []
+
+
+async def test_a_load_finishes_its_transaction_before_decoding(
+    store: ConfigStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by make chaos (PostgreSQL, first seed 177778): a server restarted beside
+    111,000 objects decoded them inside its load transaction, between two statements;
+    the transaction sat idle past PostgreSQL's idle_in_transaction_session_timeout
+    (1 s), was ended, and the server crash-looped. Decoding now waits for the end of
+    the transaction: here it takes 1.3 s, the load still succeeds (SQLite: no such
+    timeout; the test checks that it still loads)."""
+    import json
+    import time
+
+    from confserv.store import base
+
+    c = Serials(store)
+    await c.commit(0, Write("add", "Host", None, host("slow")))
+
+    class SlowJson:
+        slept = False
+
+        @staticmethod
+        def loads(text: str) -> object:
+            if not SlowJson.slept:  # the whole decoding, stood for by one long pause
+                SlowJson.slept = True
+                time.sleep(1.3)  # blocks the loop, as decoding 100,000 objects does
+            return json.loads(text)
+
+        dumps = staticmethod(json.dumps)
+
+    monkeypatch.setattr(base, "json", SlowJson)
+    snap = await store.load()
+    assert SlowJson.slept
+    assert [o["name"] for o in snap.objects] == ["slow"]
+    assert snap.last_serial == c.serial
