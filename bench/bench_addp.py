@@ -23,13 +23,10 @@ Everything runs on 127.0.0.1 and stops by itself. Run alone with
 from __future__ import annotations
 
 import signal
-import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import trio
@@ -37,15 +34,11 @@ import trio
 from addp import AddpOptions, AddpTimeout, Connection
 from addp.transport import Link, connect, serve
 from bench._report import Benchmark, Result, figure, main
+from bench.addp_peer import echo_peer
 from bench.measure import CpuWindow, one_core, raise_open_file_limit
 from bench.stats import median
 
-ROOT = Path(__file__).resolve().parent.parent
-#: The echo peer run as a separate process: ``addp_echo_peer.py <addp-timeout>``.
-PEER = ROOT / "tests" / "helpers" / "addp_echo_peer.py"
 HOST = "127.0.0.1"
-#: Time allowed for a peer process to print its port.
-PEER_START_TIMEOUT = 20.0
 
 #: Target of benchmark 1, one-way messages per second.
 RATE_TARGET = 50_000
@@ -93,44 +86,9 @@ QUICK = {
     "ROUND_TRIPS": 200,
     "CORE_MESSAGES": 2_000,
     "IDLE_LINKS": 20,
-    "IDLE_WINDOW": 1.0,
+    "IDLE_WINDOW": 2.5,
     "DETECT_RUNS": 2,
 }
-
-
-# -- processes and CPU time ---------------------------------------------------------------
-
-
-@asynccontextmanager
-async def echo_peer(timeout: float) -> AsyncIterator[tuple[trio.Process, int]]:
-    """Run ``tests/helpers/addp_echo_peer.py <timeout>``; yield the process and its port.
-
-    On exit the peer is continued (in case it is stopped), killed and reaped.
-    """
-    proc = await trio.lowlevel.open_process(
-        [sys.executable, str(PEER), f"{timeout:g}"], stdout=subprocess.PIPE, cwd=ROOT
-    )
-    try:
-        assert proc.stdout is not None
-        with trio.fail_after(PEER_START_TIMEOUT):
-            line = b""
-            while not line.endswith(b"\n"):
-                chunk = await proc.stdout.receive_some(1024)
-                if not chunk:
-                    raise RuntimeError(f"echo peer exited before printing its port: {line!r}")
-                line += chunk
-        word, _, port = line.decode().strip().partition(" ")
-        if word != "PORT":
-            raise RuntimeError(f"echo peer said {line!r}, expected 'PORT <n>'")
-        yield proc, int(port)
-    finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGCONT)
-            proc.kill()
-        with trio.CancelScope(shield=True), trio.move_on_after(10):
-            await proc.wait()
-            if proc.stdout is not None:
-                await proc.stdout.aclose()
 
 
 # -- 1. message rate ----------------------------------------------------------------------

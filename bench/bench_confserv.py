@@ -54,21 +54,24 @@ from bench._report import Benchmark, Result, figure, main
 from bench.confserv_clients import (
     READ_OBJECTS,
     LoadRun,
-    client,
+    create_hosts,
+    fanout_writes,
     read_load,
     workers,
+    write_latencies,
 )
 from bench.confserv_server import (
     confserv_process,
     fill_database,
+    first_read,
     init_database_sync,
     loaded,
+    postgres_server,
     sqlite_server,
     write_config,
 )
 from bench.measure import CpuWindow, fsync_ms, raise_open_file_limit, rss_kib
 from bench.stats import median, percentile
-from confserv.wire.errors import ConfServError
 from tests.helpers.nodes import Node
 from tests.helpers.system import free_port
 
@@ -117,17 +120,6 @@ WARNING = "the CPU-bound figures below will be low"
 
 
 # -- 1. reads -----------------------------------------------------------------------------
-
-
-async def create_hosts(port: int, count: int) -> None:
-    """Create ``count`` Hosts ``bench-host-<i>`` through one client."""
-    async with client(port, "bench-setup") as c:
-        tenant = (await c.read("Tenant"))[0]["dbid"]
-        for i in range(count):
-            await c.create(
-                "Host",
-                {"name": f"bench-host-{i}", "ip_address": "127.0.0.1", "tenant_dbid": tenant},
-            )
 
 
 def _cpu_note(
@@ -240,28 +232,6 @@ def read_in_processes(server: Node) -> Result:
 # -- 2. write latency ---------------------------------------------------------------------
 
 
-async def write_latencies(port: int, count: int, warmup: int) -> tuple[list[float], list[float]]:
-    """Seconds per create and per update, one at a time, after ``warmup`` writes."""
-    creates: list[float] = []
-    updates: list[float] = []
-    async with client(port, "bench-writer") as c:
-        tenant = (await c.read("Tenant"))[0]["dbid"]
-        for i in range(warmup):
-            await c.create("Host", {"name": f"warm-{i}", "tenant_dbid": tenant})
-        dbids: list[int] = []
-        for i in range(count // 2):
-            obj = {"name": f"w-{i}", "ip_address": "10.0.0.1", "tenant_dbid": tenant}
-            start = time.perf_counter()
-            answer = await c.create("Host", obj)
-            creates.append(time.perf_counter() - start)
-            dbids.append(int(answer["dbid"]))
-        for i, dbid in enumerate(dbids):
-            start = time.perf_counter()
-            await c.update("Host", dbid, {"lca_port": 5000 + i}, {"bench": {"n": str(i)}})
-            updates.append(time.perf_counter() - start)
-    return creates, updates
-
-
 def _write_results(
     engine: str, creates: list[float], updates: list[float], how: str
 ) -> list[Result]:
@@ -311,7 +281,7 @@ def bench_writes() -> list[Result]:
 
 def postgres_writes() -> list[Result]:
     """Write latency on a throwaway PostgreSQL 15 cluster."""
-    from tests.pg_cluster import find_pg_bin, running_cluster
+    from tests.pg_cluster import find_pg_bin
 
     if find_pg_bin() is None:
         return [
@@ -323,25 +293,8 @@ def postgres_writes() -> list[Result]:
                 "not measured",
             )
         ]
-    with running_cluster() as cluster, tempfile.TemporaryDirectory(prefix="bench-confserv-") as tmp:
-        settings = cluster.psql(
-            "SELECT current_setting('fsync') || ' ' || current_setting('synchronous_commit') "
-            "|| ' ' || current_setting('server_version');"
-        ).split()
-        port = free_port()
-        config = write_config(
-            Path(tmp),
-            engine="postgre",
-            dbname=cluster.create_database(),
-            port=port,
-            db_host=cluster.host,
-            db_port=cluster.port,
-            username=cluster.user,
-            password=cluster.password,
-        )
-        init_database_sync(config)
-        with confserv_process(config, port, Path(tmp) / "pg.log") as server:
-            creates, updates = trio.run(write_latencies, server.port, WRITES, WRITE_WARMUP)
+    with postgres_server() as (server, settings):
+        creates, updates = trio.run(write_latencies, server.port, WRITES, WRITE_WARMUP)
     fsync, sync_commit, version = [*settings, "?", "?", "?"][:3]
     return _write_results(
         "PostgreSQL",
@@ -353,21 +306,6 @@ def postgres_writes() -> list[Result]:
 
 
 # -- 3. fan-out ---------------------------------------------------------------------------
-
-
-async def fanout_writes(port: int, writes: int, gap: float) -> list[tuple[int, float, float]]:
-    """``writes`` updates of one Host ``gap`` s apart: (serial, sent, answered) monotonic."""
-    out: list[tuple[int, float, float]] = []
-    async with client(port, "bench-fanout-writer") as c:
-        tenant = (await c.read("Tenant"))[0]["dbid"]
-        dbid = int((await c.create("Host", {"name": "fanout", "tenant_dbid": tenant}))["dbid"])
-        await trio.sleep(gap)
-        for i in range(writes):
-            sent = time.monotonic()
-            answer = await c.update("Host", dbid, {}, {"bench": {"n": str(i)}})
-            out.append((int(answer["serial"]), sent, time.monotonic()))
-            await trio.sleep(gap)
-    return out
 
 
 def bench_fanout() -> list[Result]:
@@ -470,36 +408,6 @@ def fanout_run(worker: str, label: str) -> Result:
 
 
 # -- 4. start-up --------------------------------------------------------------------------
-
-
-async def first_read(server: Node, deadline: float) -> tuple[float, float]:
-    """Poll (every 10 ms) until a client of ``server`` registers and has a read answered.
-
-    Returns ``time.monotonic()`` of when the port first accepted a TCP
-    connection and of when the first read was answered. Raises RuntimeError
-    when the server exits or ``deadline`` (``monotonic``) passes.
-    """
-    port = server.port
-    listening = math.nan
-    while True:
-        server.check_alive()
-        if time.monotonic() > deadline:
-            raise RuntimeError("the server did not serve before the deadline")
-        try:
-            stream = await trio.open_tcp_stream("127.0.0.1", port)
-        except OSError:
-            await trio.sleep(0.01)
-            continue
-        await stream.aclose()
-        if math.isnan(listening):
-            listening = time.monotonic()
-        try:
-            async with client(port, "bench-startup") as c:
-                got = await c.read("Host", {"dbid": 1})
-                if got:
-                    return listening, time.monotonic()
-        except (OSError, ConfServError):
-            await trio.sleep(0.01)
 
 
 def bench_startup() -> list[Result]:

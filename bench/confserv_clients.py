@@ -398,6 +398,54 @@ def lean_subscribe_worker(port: int, clients: int, prefix: str) -> None:
     print(json.dumps({"seen": seen, "cpu": cpu, "opened": opened}), flush=True)
 
 
+async def create_hosts(port: int, count: int) -> None:
+    """Create ``count`` Hosts ``bench-host-<i>`` through one client."""
+    async with client(port, "bench-setup") as c:
+        tenant = (await c.read("Tenant"))[0]["dbid"]
+        for i in range(count):
+            await c.create(
+                "Host",
+                {"name": f"bench-host-{i}", "ip_address": "127.0.0.1", "tenant_dbid": tenant},
+            )
+
+
+async def write_latencies(port: int, count: int, warmup: int) -> tuple[list[float], list[float]]:
+    """Seconds per create and per update, one at a time, after ``warmup`` writes."""
+    creates: list[float] = []
+    updates: list[float] = []
+    async with client(port, "bench-writer") as c:
+        tenant = (await c.read("Tenant"))[0]["dbid"]
+        for i in range(warmup):
+            await c.create("Host", {"name": f"warm-{i}", "tenant_dbid": tenant})
+        dbids: list[int] = []
+        for i in range(count // 2):
+            obj = {"name": f"w-{i}", "ip_address": "10.0.0.1", "tenant_dbid": tenant}
+            start = time.perf_counter()
+            answer = await c.create("Host", obj)
+            creates.append(time.perf_counter() - start)
+            dbids.append(int(answer["dbid"]))
+        for i, dbid in enumerate(dbids):
+            start = time.perf_counter()
+            await c.update("Host", dbid, {"lca_port": 5000 + i}, {"bench": {"n": str(i)}})
+            updates.append(time.perf_counter() - start)
+    return creates, updates
+
+
+async def fanout_writes(port: int, writes: int, gap: float) -> list[tuple[int, float, float]]:
+    """``writes`` updates of one Host ``gap`` s apart: (serial, sent, answered) monotonic."""
+    out: list[tuple[int, float, float]] = []
+    async with client(port, "bench-fanout-writer") as c:
+        tenant = (await c.read("Tenant"))[0]["dbid"]
+        dbid = int((await c.create("Host", {"name": "fanout", "tenant_dbid": tenant}))["dbid"])
+        await trio.sleep(gap)
+        for i in range(writes):
+            sent = time.monotonic()
+            answer = await c.update("Host", dbid, {}, {"bench": {"n": str(i)}})
+            out.append((int(answer["serial"]), sent, time.monotonic()))
+            await trio.sleep(gap)
+    return out
+
+
 def main(argv: Sequence[str]) -> None:
     """Be a worker: ``read-worker PORT CLIENTS SECONDS PREFIX`` or
     ``[lean-]subscribe-worker PORT CLIENTS PREFIX``."""

@@ -6,15 +6,18 @@ runs what ``cfgctl init`` runs (schema and bootstrap objects, administrator
 password ``PASSWORD`` of ``tests/helpers/system.py``), :func:`fill_database`
 adds objects to a SQLite file directly, and :func:`confserv_process` runs the
 ``confserv`` console script on the file as a child process
-(``tests/helpers/nodes.py``'s :class:`Node`), stopping it on the way out.
+(``tests/helpers/nodes.py``'s :class:`Node`), stopping it on the way out;
+:func:`first_read` times a starting server until it serves.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import socket
 import sqlite3
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +26,8 @@ from typing import Any
 
 import trio
 
+from bench.confserv_clients import client
+from confserv.wire.errors import ConfServError
 from tests.helpers.nodes import Node
 from tests.helpers.system import PASSWORD, free_port
 
@@ -131,6 +136,33 @@ def confserv_process(
 
 
 @contextmanager
+def postgres_server() -> Iterator[tuple[Node, list[str]]]:
+    """A ``confserv`` on a bootstrapped database of a throwaway PostgreSQL cluster
+    (``tests/pg_cluster.py``); with the cluster's fsync, synchronous_commit and version."""
+    from tests.pg_cluster import running_cluster
+
+    with running_cluster() as cluster, tempfile.TemporaryDirectory(prefix="bench-confserv-") as tmp:
+        settings = cluster.psql(
+            "SELECT current_setting('fsync') || ' ' || current_setting('synchronous_commit') "
+            "|| ' ' || current_setting('server_version');"
+        ).split()
+        port = free_port()
+        config = write_config(
+            Path(tmp),
+            engine="postgre",
+            dbname=cluster.create_database(),
+            port=port,
+            db_host=cluster.host,
+            db_port=cluster.port,
+            username=cluster.user,
+            password=cluster.password,
+        )
+        init_database_sync(config)
+        with confserv_process(config, port, Path(tmp) / "pg.log") as server:
+            yield server, settings
+
+
+@contextmanager
 def sqlite_server(directory: Path, name: str) -> Iterator[Node]:
     """A bootstrapped SQLite database in ``directory`` and a ``confserv`` on it."""
     port = free_port()
@@ -223,3 +255,33 @@ def fill_database(path: Path, objects: int) -> int:
     finally:
         conn.close()
     return total
+
+
+async def first_read(server: Node, deadline: float) -> tuple[float, float]:
+    """Poll (every 10 ms) until a client of ``server`` registers and has a read answered.
+
+    Returns ``time.monotonic()`` of when the port first accepted a TCP
+    connection and of when the first read was answered. Raises RuntimeError
+    when the server exits or ``deadline`` (``monotonic``) passes.
+    """
+    port = server.port
+    listening = math.nan
+    while True:
+        server.check_alive()
+        if time.monotonic() > deadline:
+            raise RuntimeError("the server did not serve before the deadline")
+        try:
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+        except OSError:
+            await trio.sleep(0.01)
+            continue
+        await stream.aclose()
+        if math.isnan(listening):
+            listening = time.monotonic()
+        try:
+            async with client(port, "bench-startup") as c:
+                got = await c.read("Host", {"dbid": 1})
+                if got:
+                    return listening, time.monotonic()
+        except (OSError, ConfServError):
+            await trio.sleep(0.01)
