@@ -38,6 +38,7 @@ from confserv.wire.errors import (
     DatabaseIdentityError,
     InstanceClaimedError,
     MembershipError,
+    PromotionRefusedError,
     RequestError,
     UnavailableError,
 )
@@ -279,12 +280,19 @@ class _LateHooks:
     driver: PairDriver | None = None
 
     async def promote(self, force: bool) -> dict[str, Any]:
-        assert self.driver is not None
-        return await self.driver.promote(force)
+        return await self._ready().promote(force)
 
     async def demote(self, force: bool = False) -> dict[str, Any]:
-        assert self.driver is not None
-        return await self.driver.demote(force)
+        return await self._ready().demote(force)
+
+    def _ready(self) -> PairDriver:
+        """The driver; a role command in the moment between the ports and the driver
+        is refused with an answer, not an assertion (found by make chaos, PostgreSQL:
+        a ``switch-to-primary`` to a server still starting ended its link with a
+        traceback)."""
+        if self.driver is None:
+            raise PromotionRefusedError("the server is still starting: ask again in a moment")
+        return self.driver
 
     def peer_ack(self) -> None:
         if self.driver is not None:

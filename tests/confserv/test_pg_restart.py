@@ -110,3 +110,18 @@ async def test_a_database_failure_while_loading_is_one_line_and_exit_1(
     lines = err.getvalue().splitlines()
     assert len(lines) == 1, err.getvalue()
     assert "the database failed: PostgreSQL unavailable: terminating connection" in lines[0]
+
+
+async def test_a_role_command_to_a_server_still_starting_is_refused_with_an_answer() -> None:
+    """Found by make chaos (PostgreSQL, first seed 177778): a ``switch-to-primary`` that
+    reached a server between its ports and its pair driver failed an assertion, and the
+    link ended with a traceback. It is now refused, and the supervisor asks again."""
+    from confserv.server.app import _LateHooks
+    from confserv.wire.errors import PromotionRefusedError
+
+    hooks = _LateHooks()
+    with pytest.raises(PromotionRefusedError, match="still starting"):
+        await hooks.promote(False)
+    with pytest.raises(PromotionRefusedError, match="still starting"):
+        await hooks.demote()
+    hooks.peer_ack()  # an acknowledgement before the driver is dropped, as before
