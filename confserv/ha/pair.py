@@ -36,6 +36,7 @@ from confserv.wire.errors import (
     ClaimLostError,
     FencedError,
     LeaseHeldError,
+    PairStoppedError,
     PromotionRefusedError,
     RequestError,
     UnavailableError,
@@ -59,12 +60,6 @@ from .roles import (
 T = TypeVar("T")
 
 __all__ = ["FOLLOW_RETRY", "Demote", "PairDriver", "PairStoppedError", "PeerAck", "Promote"]
-
-
-class PairStoppedError(RequestError):
-    """A command reached a pair driver that is not running (the server is stopping)."""
-
-    code = "stopping"
 
 
 @dataclass(eq=False)

@@ -107,6 +107,12 @@ class PromotionRefusedError(RequestError):
     code = "lease-held"
 
 
+class PairStoppedError(RequestError):
+    """A role command reached a pair driver that is not running (the server is stopping)."""
+
+    code = "stopping"
+
+
 class NoPrimaryError(RequestError):
     """A proxy has no primary to relay a write to right now; nothing was written."""
 
@@ -189,6 +195,7 @@ ERRORS_BY_CODE: dict[str, type[RequestError]] = {
         AuthError,
         NotRegisteredError,
         DuplicateApplicationError,
+        PairStoppedError,
         BackupModeError,
         HistoryExpiredError,
         FencedError,

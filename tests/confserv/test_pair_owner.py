@@ -21,11 +21,11 @@ from confserv.config.settings import DatabaseSettings
 from confserv.core.runtime import Runtime
 from confserv.core.service import ConfigService
 from confserv.ha import pair
-from confserv.ha.pair import PairDriver, PairStoppedError
+from confserv.ha.pair import PairDriver
 from confserv.logs import events
 from confserv.store.base import Holder, Lease
 from confserv.store.instance import Instance
-from confserv.wire.errors import FencedError, LeaseHeldError, UnavailableError
+from confserv.wire.errors import FencedError, LeaseHeldError, PairStoppedError, UnavailableError
 
 from .conftest import LogCapture, make_settings
 
