@@ -14,6 +14,7 @@ import trio
 
 from addp import LinkEnded, MessageTooLargeError
 from addp.transport import Link
+from confserv.core.backlog import Backlog
 from confserv.core.fanout import SUBSCRIBER_BUFFER, Subscription, public_change
 from confserv.core.runtime import Runtime
 from confserv.logs import events
@@ -44,8 +45,9 @@ class ClientSession:
         self.daemon = False
         self.sub: Subscription | None = None
         self._forwarder_started = False
-        #: Notifications queued since the link was last written out completely.
-        self._behind = 0
+        #: Notifications queued since the link was last written out completely, and
+        #: whether that is too many (the rule is :class:`~confserv.core.backlog.Backlog`'s).
+        self._backlog = Backlog(SUBSCRIBER_BUFFER)
         self._wake = trio.Event()
         self._too_large: MessageTooLargeError | None = None
         self._flushing = trio.CancelScope()
@@ -289,7 +291,7 @@ class ClientSession:
         try:
             self.link.send_encoded_nowait(self.rt.service.notifications.encoded(change))
             if self.link.write_nowait():
-                self._behind = 0
+                self._backlog.written()
                 return True
         except LinkEnded:
             return False  # the request loop sees the same end and reports it
@@ -297,8 +299,7 @@ class ClientSession:
             self._too_large = exc
             self._wake.set()
             return False
-        self._behind += 1
-        if self._behind > SUBSCRIBER_BUFFER:
+        if not self._backlog.queued():
             assert self.sub is not None
             self.sub.overflowed = True
             self._flushing.cancel()  # a flush into a full socket would wait forever
@@ -311,7 +312,7 @@ class ClientSession:
             while not sub.overflowed and self._too_large is None:
                 await self._wake.wait()
                 self._wake = trio.Event()
-                queued = self._behind  # a flush writes everything queued when it starts
+                queued = self._backlog.behind  # a flush writes everything queued when it starts
                 with self._flushing:
                     await self.link.flush()
                 if self._flushing.cancelled_caught:
@@ -319,7 +320,7 @@ class ClientSession:
                 self._flushing = trio.CancelScope()
                 # Only what is still unwritten counts: a client that keeps up with a
                 # full socket buffer is not "behind".
-                self._behind = 0 if self.link.unsent == 0 else max(0, self._behind - queued)
+                self._backlog.flushed(queued, self.link.unsent)
         except LinkEnded:
             return  # the request loop sees the same end and reports it
         if self._too_large is not None:
