@@ -25,10 +25,16 @@ class Stop:
 
 @dataclass(frozen=True, slots=True)
 class Promote:
-    """Action: ``switch-to-primary`` on the server (``force``: proof of death)."""
+    """Action: ``switch-to-primary`` on the server (``force``: proof of death).
+
+    ``over_epoch``: the epoch the dead primary held; the server then overrides
+    only a lease still at that epoch, never one that moved on to a live holder
+    while the command was on its way (invariant 4). None: no epoch is known.
+    """
 
     server: str
     force: bool
+    over_epoch: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

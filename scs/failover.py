@@ -86,7 +86,7 @@ class PairFailover(PairBase):
         emit(out, events.DECIDED_FORCE, target, pair=self.name, server=target.name)
         self.machine.fire(E.DEATH)
         self.failover = Failover(target.name, True, detected, now, decided=True, old=dead.name)
-        out.append(Promote(target.name, force=True))
+        out.append(Promote(target.name, force=True, over_epoch=dead.epoch or None))
 
     def silent(self, m: Member, was_primary: bool, reason: str, now: float) -> list[Action]:
         """``m``'s link was lost (``was_primary``: it was up as primary)."""
@@ -312,4 +312,5 @@ class PairFailover(PairBase):
             fo.decided = True
             emit(out, events.DECIDED_WAIT, target, pair=self.name, server=fo.target)
         self.machine.fire(E.PROMOTE_SENT)
-        out.append(Promote(fo.target, force=fo.force))
+        over = self._member(fo.old).epoch or None if fo.force else None
+        out.append(Promote(fo.target, force=fo.force, over_epoch=over))

@@ -100,7 +100,9 @@ class Supervisor:
             elif isinstance(action, Stop):
                 self._nursery.start_soon(self._stop, action.server)
             elif isinstance(action, Promote):
-                self._nursery.start_soon(self._promote, action.server, action.force)
+                self._nursery.start_soon(
+                    self._promote, action.server, action.force, action.over_epoch
+                )
             elif isinstance(action, Demote):
                 self._nursery.start_soon(self._demote, action.server)
             elif isinstance(action, Redirect):
@@ -267,8 +269,8 @@ class Supervisor:
         except (OSError, LinkEnded, ConfServError, trio.TooSlowError) as exc:
             return None, _reason(exc)
 
-    async def _promote(self, name: str, force: bool) -> None:
-        answer = await self._command(name, lambda m: m.switch_to_primary(force=force))
+    async def _promote(self, name: str, force: bool, over: int | None) -> None:
+        answer = await self._command(name, lambda m: m.switch_to_primary(force=force, over=over))
         status, reason = _parsed(answer)
         self.feed(PromoteDone(name, status, reason))
 

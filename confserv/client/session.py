@@ -306,9 +306,14 @@ class ManagementClient:
         """Role, epoch, last serial, pid, uptime, clients."""
         return await self.session.request("status")
 
-    async def switch_to_primary(self, *, force: bool = False) -> dict[str, Any]:
-        """Promote the server (``force`` only with proof that the primary is dead)."""
-        return await self.session.request("switch-to-primary", force=force)
+    async def switch_to_primary(
+        self, *, force: bool = False, over: int | None = None
+    ) -> dict[str, Any]:
+        """Promote the server (``force`` only with proof that the primary is dead;
+        ``over``: the epoch it held, so that a lease that moved on since is kept)."""
+        if over is None:
+            return await self.session.request("switch-to-primary", force=force)
+        return await self.session.request("switch-to-primary", force=force, over=over)
 
     async def switch_to_backup(self) -> dict[str, Any]:
         """Planned hand-over: the server releases the lease and follows the new primary."""

@@ -90,10 +90,12 @@ class Reply:
 
 @dataclass(frozen=True, eq=False)
 class Promote:
-    """Command: switch to primary (``force`` only with proof of death)."""
+    """Command: switch to primary (``force`` only with proof of death of the holder
+    at epoch ``over``, when given)."""
 
     force: bool
     reply: Reply
+    over: int | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -179,7 +181,7 @@ class PairDriver:
             return
         self._current = command  # answered by _close if this task is cancelled meanwhile
         if isinstance(command, Promote):
-            await self._carry_out(m.promote(force=command.force))
+            await self._carry_out(m.promote(force=command.force, over=command.over))
             command.reply.answer(None if m.role is Role.PRIMARY else self.last_refusal)
         else:
             await self._carry_out(m.demote())
@@ -244,9 +246,10 @@ class PairDriver:
             ) from None
         return await command.reply.wait()
 
-    async def promote(self, force: bool) -> dict[str, Any]:
-        """``switch-to-primary``: take the lease (``force`` only with proof of death)."""
-        refusal = await self._ask(Promote(force, Reply()))
+    async def promote(self, force: bool, over: int | None = None) -> dict[str, Any]:
+        """``switch-to-primary``: take the lease (``force`` only with proof of death of
+        the holder at epoch ``over``: a lease that moved on since is not overridden)."""
+        refusal = await self._ask(Promote(force, Reply(), over))
         if refusal is not None:
             raise PromotionRefusedError(f"not promoted: {refusal}")
         return self.rt.status()
@@ -298,7 +301,11 @@ class PairDriver:
             try:
                 lease = await self._db(
                     self.store.acquire_lease(
-                        holder, self.settings.lease_ttl, force=action.force, address=self.address
+                        holder,
+                        self.settings.lease_ttl,
+                        force=action.force,
+                        address=self.address,
+                        over=action.over,
                     )
                 )
             except LeaseHeldError as exc:

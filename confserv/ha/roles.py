@@ -57,9 +57,11 @@ class ReadLease:
 
 @dataclass(frozen=True, slots=True)
 class TakeLease:
-    """Action: take the lease (``force``: regardless of its holder)."""
+    """Action: take the lease (``force``: regardless of its holder; ``over``: only
+    if the lease is still at that epoch, the one whose holder is proven dead)."""
 
     force: bool
+    over: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,12 +192,13 @@ class RoleMachine:
         self.role = Role.PROMOTING
         return [TakeLease(force=False)]
 
-    def promote(self, *, force: bool) -> list[Action]:
-        """Operator or supervisor: switch to primary (``force`` only with proof of death)."""
+    def promote(self, *, force: bool, over: int | None = None) -> list[Action]:
+        """Operator or supervisor: switch to primary (``force`` only with proof of death
+        of the holder at epoch ``over``, when given)."""
         if self.role in (Role.PRIMARY, Role.PROMOTING):
             return []  # already primary, or a take is under way: never take twice
         self.role = Role.PROMOTING
-        return [TakeLease(force=force)]
+        return [TakeLease(force=force, over=over if force else None)]
 
     def demote(self, reason: str = "switched to backup by command") -> list[Action]:
         """Operator or supervisor: planned hand-over to backup (or giving up a promotion)."""

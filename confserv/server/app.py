@@ -279,8 +279,8 @@ class _LateHooks:
 
     driver: PairDriver | None = None
 
-    async def promote(self, force: bool) -> dict[str, Any]:
-        return await self._ready().promote(force)
+    async def promote(self, force: bool, over: int | None = None) -> dict[str, Any]:
+        return await self._ready().promote(force, over)
 
     async def demote(self, force: bool = False) -> dict[str, Any]:
         return await self._ready().demote(force)

@@ -37,8 +37,8 @@ _QUIET_OPS = frozenset({"status", "ack", "watch", "forward"})
 class PairHooks(Protocol):
     """What the management port needs of the pair driver."""
 
-    async def promote(self, force: bool) -> dict[str, Any]:
-        """``switch-to-primary``."""
+    async def promote(self, force: bool, over: int | None = None) -> dict[str, Any]:
+        """``switch-to-primary`` (``over``: force only over the lease at that epoch)."""
 
     async def demote(self, force: bool = False) -> dict[str, Any]:
         """``switch-to-backup``."""
@@ -124,8 +124,11 @@ class ManagementSession:
                 if self.pair is None:
                     raise BadRequestError(f"'{op}' is not available on this server")
                 force = arg(msg, "force", bool, False)
-                command = self.pair.promote if op == "switch-to-primary" else self.pair.demote
-                answer = ok(request_id, **await command(force))
+                if op == "switch-to-primary":
+                    over = arg(msg, "over", int, None)
+                    answer = ok(request_id, **await self.pair.promote(force, over))
+                else:
+                    answer = ok(request_id, **await self.pair.demote(force))
         except RequestError as exc:
             answer = error(request_id, exc)
         await self.link.send(answer)

@@ -156,12 +156,19 @@ class ConfigStore(Protocol):
         """The database's lease."""
 
     async def acquire_lease(
-        self, holder: Holder, ttl: float, *, force: bool, address: str = ""
+        self,
+        holder: Holder,
+        ttl: float,
+        *,
+        force: bool,
+        address: str = "",
+        over: int | None = None,
     ) -> Lease:
         """Take the lease, raising the epoch; LeaseHeldError when another process holds it.
 
         ``address`` (``host:port:management-port``) tells backups and clients
-        where the new primary serves."""
+        where the new primary serves; ``over``: a forced take overrides only the
+        lease at that epoch (see :func:`~confserv.store.leases.acquire_lease_plan`)."""
 
     async def renew_lease(self, holder: Holder, epoch: int, ttl: float) -> Lease:
         """Extend our lease; FencedError when it is no longer ours at that epoch."""
@@ -364,10 +371,16 @@ class PlanStore:
         return lease
 
     async def acquire_lease(
-        self, holder: Holder, ttl: float, *, force: bool, address: str = ""
+        self,
+        holder: Holder,
+        ttl: float,
+        *,
+        force: bool,
+        address: str = "",
+        over: int | None = None,
     ) -> Lease:
         """Take the lease, raising the epoch, and publish where we serve."""
-        lease: Lease = await self._run(acquire_lease_plan(holder, ttl, force, address))
+        lease: Lease = await self._run(acquire_lease_plan(holder, ttl, force, address, over))
         return lease
 
     async def renew_lease(self, holder: Holder, epoch: int, ttl: float) -> Lease:

@@ -96,8 +96,16 @@ def read_lease_plan() -> Plan:
     return _row((yield Query(_SELECT, (LEASE_ROW,))))
 
 
-def acquire_lease_plan(holder: Holder, ttl: float, force: bool, address: str) -> Plan:
-    """Take the lease (expired, ours, unheld, or forced), raising the epoch by one."""
+def acquire_lease_plan(
+    holder: Holder, ttl: float, force: bool, address: str, over: int | None = None
+) -> Plan:
+    """Take the lease (expired, ours, unheld, or forced), raising the epoch by one.
+
+    ``over``: a forced take overrides only the lease at that epoch, the one whose
+    holder's death is proven; a lease that has moved on since (another process
+    took it, expired, at a newer epoch) is not the dead one's, and is refused
+    like any valid lease. None: force overrides whatever holds it (an operator).
+    """
     lease = _row((yield Query(_SELECT, (LEASE_ROW,), lock=True)))
     inst = holder.instance.to_json()
     if lease is None:
@@ -107,10 +115,12 @@ def acquire_lease_plan(holder: Holder, ttl: float, force: bool, address: str) ->
             (LEASE_ROW, holder.app, inst, ttl, address),
         )
     else:
-        if lease.valid and lease.holder_key != holder.key and not force:
+        moved_on = force and over is not None and lease.epoch != over
+        if lease.valid and lease.holder_key != holder.key and (not force or moved_on):
+            since = f" (the proof of death was for epoch {over})" if moved_on else ""
             raise LeaseHeldError(
                 f"the lease is held by '{lease.holder}' ({lease.process}) at epoch "
-                f"{lease.epoch} for {lease.remaining:.3f} s more",
+                f"{lease.epoch} for {lease.remaining:.3f} s more{since}",
                 holder=lease.holder,
                 epoch=lease.epoch,
                 instance=lease.instance,

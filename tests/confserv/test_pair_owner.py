@@ -55,7 +55,13 @@ class FakeStore:
         return self.lease() if self.holder else None
 
     async def acquire_lease(
-        self, holder: Holder, ttl: float, *, force: bool, address: str = ""
+        self,
+        holder: Holder,
+        ttl: float,
+        *,
+        force: bool,
+        address: str = "",
+        over: int | None = None,
     ) -> Lease:
         await trio.sleep(0.01)
         now = trio.current_time()

@@ -410,3 +410,23 @@ async def test_a_load_finishes_its_transaction_before_decoding(
     assert SlowJson.slept
     assert [o["name"] for o in snap.objects] == ["slow"]
     assert snap.last_serial == c.serial
+
+
+async def test_a_forced_take_overrides_only_the_epoch_whose_holder_is_proven_dead(
+    store: ConfigStore,
+) -> None:
+    """Invariant 4 (found in review of the supervisor's force): the supervisor saw the
+    primary of epoch 1 die and sent a forced switch-to-primary; on its way, another
+    live process took the lease (epoch 2). The forced take names the epoch its proof
+    is about, and does not override the live holder of a newer one."""
+    await store.acquire_lease(ONE, 10, force=False)  # epoch 1: the one that died
+    await store.acquire_lease(TWO, 10, force=True)  # epoch 2: alive, valid
+    three = holder("three")
+    with pytest.raises(LeaseHeldError, match="the proof of death was for epoch 1"):
+        await store.acquire_lease(three, 10, force=True, over=1)
+    lease = await store.read_lease()
+    assert lease is not None
+    assert (lease.epoch, lease.holder) == (2, "two")
+    # The proof about epoch 2 overrides it; no epoch named overrides anything (operator).
+    assert (await store.acquire_lease(three, 10, force=True, over=2)).epoch == 3
+    assert (await store.acquire_lease(ONE, 10, force=True)).epoch == 4

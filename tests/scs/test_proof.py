@@ -91,7 +91,7 @@ def test_a_failed_duplicate_is_not_proof_while_the_link_reports_the_primary(
     core.step(ProcessStarted("a", 200), 0.8)  # adopted (pidfd)
     # Now the real primary's death is proof.
     dead = core.step(ProcessExited("a", 200, "exited (adopted process)"), 9.0)
-    assert Promote("b", force=True) in dead
+    assert Promote("b", force=True, over_epoch=2) in dead
 
 
 def test_a_failed_duplicate_is_not_proof_while_the_primary_is_silent(tmp_path: Path) -> None:
