@@ -229,6 +229,11 @@ async def inject(h: Harness, p: Planned, rows: dict[str, dict[str, Any]], record
     elif p.kind == "duplicate-start":
         backup = next(s for s in h.pair if s != primary)
         section = primary if p.what == "primary" else backup
+        if rows[section]["state"] != "running" or not rows[section]["pid"]:
+            # Not a duplicate: with the server down (e.g. the supervisor's slow retry
+            # after a crash loop) this process is rightly the one instance (found by
+            # make chaos, PostgreSQL, first seed 180401, schedule 281).
+            return
         await _start_misconfigured(h, p, section, f"{section} (duplicate)", record, epoch)
     else:
         await _restart_supervisor_mid_failover(h, p, rows, record)
