@@ -36,8 +36,8 @@ from .gate import Gate
 
 #: Bytes a connection buffers one way before the sender blocks (a socket's buffers).
 CAPACITY = 256 * 1024
-#: One-way latency of every link, seconds.
-LATENCY = 0.0002
+#: One-way latency of every link, seconds (0: delivered in the same instant).
+LATENCY = 0.0
 #: What a partition may be.
 MODES = ("cut", "blackhole", "half-open", "delay")
 

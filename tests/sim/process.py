@@ -107,8 +107,10 @@ class SimProcess:
                 with self._scope:
                     try:
                         self.code = await self.body(self)
-                    except Exception as exc:
-                        self.code = 1
+                    except BaseException as exc:
+                        if _only_cancelled(exc):
+                            raise
+                        self.code = 1  # a crash, unless it is the dying of a killed process
                         if not self.killed:
                             world.crashed(self, exc)
             finally:  # also when the whole world is stopped
@@ -144,6 +146,13 @@ class SimProcess:
         """SIGCONT, then SIGTERM."""
         self.gate.resume()
         self._sigterm.set()
+
+
+def _only_cancelled(exc: BaseException) -> bool:
+    """Whether ``exc`` is trio's cancellation and nothing else (groups included)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only_cancelled(e) for e in exc.exceptions)
+    return isinstance(exc, trio.Cancelled)
 
 
 class SimLauncher:

@@ -129,12 +129,12 @@ def test_the_simulated_store_faults(fault: str) -> None:
             db.cut_off("x", 1.0, fault)
         elif fault == "pause":
             gate.pause()
+        elif fault == "kill":
+            gate.kill()
         started = trio.current_time()
         async with trio.open_nursery() as nursery:
             if fault == "pause":
                 nursery.start_soon(lambda: _later(0.7, gate.resume))
-            if fault == "kill":
-                nursery.start_soon(lambda: _later(0.0, gate.kill))
             try:
                 lease = await store.read_lease()
                 outcome = f"lease {lease.epoch if lease else None}"
