@@ -362,11 +362,12 @@ class SimNetwork:
 
     # -- processes ----------------------------------------------------------------
 
-    def release(self, name: str) -> None:
-        """Process ``name`` ended: close its listeners and its ends of every connection."""
-        for state in [s for s in self._listeners.values() if s.owner == name]:
+    def release(self, gate: Gate) -> None:
+        """The process of ``gate`` ended: close its listeners and its ends of every
+        connection (by the process itself, not its name: a copy of it may run)."""
+        for state in [s for s in self._listeners.values() if s.gate is gate]:
             self._close_listener(state)
-        for stream in [s for s in self._streams if s.owner == name]:
+        for stream in [s for s in self._streams if s.gate is gate]:
             stream.close_now()
 
     def listening(self, host: str, port: int) -> str | None:
@@ -382,7 +383,7 @@ class SimNetwork:
         if port == 0:
             port = next(self._ports)
         if (host, port) in self._listeners:
-            raise OSError(98, f"[Errno 98] address already in use: {host}:{port}")
+            raise OSError(98, f"address already in use: {host}:{port}")
         state = _Listener(self, proc.name, host, port, proc.gate)
         self._listeners[host, port] = state
         return SimListener(state)

@@ -116,7 +116,7 @@ class SimProcess:
             finally:  # also when the whole world is stopped
                 self.how = "killed by SIGKILL" if self.killed else f"exit code {self.code}"
                 self.gate.kill()
-                world.net.release(self.name)
+                world.net.release(self.gate)
                 world.ended(self)
                 self.ended.set()
 

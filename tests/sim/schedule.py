@@ -115,7 +115,9 @@ def plan(rng: random.Random, most: int = 2) -> list[Planned]:
         elif kind == "pause":
             faults.append(Planned(at, kind, rng.choice(KILLABLE), _duration(rng, (0.1, 0.8))))
         elif kind == "pause-mid-commit":
-            mode = rng.choice(("before", "inside"))  # before sending it, or holding the lock
+            # Before sending it (resumed after a while, or the moment another server takes
+            # the lease: the worst moment), or holding the database's write lock.
+            mode = rng.choice(("before", "until-deposed", "inside"))
             faults.append(Planned(at, kind, "primary", rng.uniform(2.5, 4.0), mode=mode))
         elif kind == "partition":
             a, b = rng.choice(LINKS)
@@ -156,6 +158,7 @@ class Schedule:
         self.healed_at = 0.0
         self.final: list[str] | str = []
         self._promoting = trio.Event()
+        self._taken = trio.Event()
         world.watchers.append(self._watch)
 
     # -- what the processes say -----------------------------------------------------
@@ -166,6 +169,7 @@ class Schedule:
         elif event is cs_events.LEASE_TAKEN:
             forced = bool(fields.get("how"))
             self.takes.append(Take(int(fields["epoch"]), process, forced=forced))
+            self._taken.set()
             self.record.promotions.append((now, int(fields["epoch"]), process))
         elif event is cs_events.WRITES_STOPPED and "failsafe" in str(fields.get("reason")):
             self.failsafe += 1
@@ -293,7 +297,14 @@ class Schedule:
                 world.db.pause_at_next_commit(proc.name, proc.pause, inside=p.mode == "inside")
             else:
                 proc.pause()
-            await trio.sleep(p.duration)
+            if p.mode == "until-deposed":
+                before = len(self.takes)
+                with trio.move_on_after(p.duration):
+                    while not any(t.holder != proc.name for t in self.takes[before:]):
+                        self._taken = trio.Event()
+                        await self._taken.wait()
+            else:
+                await trio.sleep(p.duration)
             proc.resume()
         elif p.kind == "kill-mid-promotion":
             primary, backup = self._resolve("primary"), self._resolve("backup")

@@ -62,7 +62,7 @@ async def test_two_links_talk_and_ports_belong_to_their_process(
                 async with connect("srv", 7001, OPTIONS):
                     pass
         world.gates["srv"].kill()
-        world.net.release("srv")
+        world.net.release(world.gates["srv"])
         assert world.net.listening("srv", 7000) is None
         nursery.cancel_scope.cancel()
 
@@ -142,7 +142,7 @@ async def test_pause_stops_io_and_death_closes_the_ends(
                 assert await link.receive() == {"echo": "while paused"}
                 # Killed: the kernel closes its sockets; the client's link ends.
                 world.gates["srv"].kill()
-                world.net.release("srv")
+                world.net.release(world.gates["srv"])
                 with pytest.raises(LinkEnded):
                     await link.receive()
             with pytest.raises(ConnectionRefusedError):

@@ -24,6 +24,7 @@ The invariants (``docs/design.md``) and where each is judged:
 from __future__ import annotations
 
 import json
+import re
 
 from ..chaos.checker import check
 from ..chaos.oracle import DatabaseLog, HistoryRow
@@ -81,8 +82,16 @@ def judge(schedule: Schedule) -> list[str]:
         f"read-your-writes: p wrote {u} through the proxy and did not read it back"
         for u in schedule.workload.unread
     ]
-    violations += [crash.splitlines()[0] + " " + crash.splitlines()[-1] for crash in world.crashes]
+    violations += [_crash_line(crash) for crash in world.crashes]
     return violations
+
+
+def _crash_line(crash: str) -> str:
+    """The first line of a crash report and its innermost error (the trace has the rest)."""
+    lines = [line.strip(" |+-") for line in crash.splitlines()]
+    errors = [line for line in lines if re.match(r"^[\w.]+(Error|Exception|Dead|Group)\b", line)]
+    innermost = next((e for e in reversed(errors) if "Group" not in e.split(":")[0]), "")
+    return f"{lines[0]} {innermost}".strip()
 
 
 def failover_times(schedule: Schedule) -> dict[str, list[float]]:

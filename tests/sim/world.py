@@ -232,12 +232,49 @@ def simulated(world: World) -> Iterator[None]:
             log.setLevel(level)
 
 
+#: Task steps without the virtual clock moving that make a livelock (a loop that never
+#: waits: in a real process, a core spinning at 100%).
+SPIN_LIMIT = 200_000
+
+
+class _SpinWatch(trio.abc.Instrument):
+    """Ends the run when the tasks spin without time passing (see :data:`SPIN_LIMIT`)."""
+
+    def __init__(self, world: World, scope: trio.CancelScope) -> None:
+        self.world = world
+        self.scope = scope
+        self.at = -1.0
+        self.steps: dict[str, int] = {}
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        now = trio.current_time()
+        if now != self.at:
+            self.at, self.steps = now, {}
+            return
+        self.steps[task.name] = self.steps.get(task.name, 0) + 1
+        if sum(self.steps.values()) > SPIN_LIMIT and not self.scope.cancel_called:
+            busiest = sorted(self.steps.items(), key=lambda kv: -kv[1])[:3]
+            self.world.crashes.append(
+                f"livelock at {now:.3f} s: {SPIN_LIMIT} task steps without time passing "
+                f"(busiest: {', '.join(f'{n} x{c}' for n, c in busiest)})"
+            )
+            self.scope.cancel()
+
+
 def run_world(world: World, scenario: Callable[[World], Awaitable[Any]]) -> Any:
-    """Run ``scenario(world)`` inside the world, on a virtual clock, from a fresh trio run."""
+    """Run ``scenario(world)`` inside the world, on a virtual clock, from a fresh trio run.
+    A livelock ends the run early, as a crash of the world."""
 
     async def main() -> Any:
-        async with world.running():
-            return await scenario(world)
+        scope = trio.CancelScope()
+        watch = _SpinWatch(world, scope)
+        trio.lowlevel.add_instrument(watch)
+        try:
+            with scope:
+                async with world.running():
+                    return await scenario(world)
+        finally:
+            trio.lowlevel.remove_instrument(watch)
 
     with simulated(world):
         return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
