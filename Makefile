@@ -29,10 +29,11 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
 
-# Fault injection: 10,000 simulated schedules, then real ones on SQLite and on
-# PostgreSQL (up to 110 each), seeded; one summary table; stops within 30 minutes.
+# Fault injection: 10,000 simulated schedules (tests/sim: the real code on a virtual
+# clock, both cores), then real ones on SQLite and on PostgreSQL (up to 110 each),
+# seeded; one summary table; stops within 40 minutes.
 chaos: $(STAMP)
-	$(BIN)/python -m tests.chaos --simulated 10000 --real 110 --minutes 30
+	$(BIN)/python -m tests.chaos --simulated 10000 --real 110 --minutes 40
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,12 +1,14 @@
 """``make chaos``: the simulation, then real schedules on SQLite and on PostgreSQL.
 
 One summary table at the end; exit status 1 on any violation. The whole run
-stops by itself within ``--minutes`` (30 by default): the simulation first
-(10,000 schedules, about three minutes), then the time left is shared
+stops by itself within ``--minutes`` (40 by default): the simulation first
+(:mod:`tests.sim`: 10,000 schedules of the real servers, supervisor and
+clients on a virtual clock, over both cores, under ten minutes), then the time left is shared
 between the two engines, each stopping when its share is used up or its
 schedules are done. Every schedule is seeded; the first seed is fresh each run (from the clock)
 unless ``--seed`` is given, and is printed at the start and in the summary;
-a violation line says how to replay it (the whole sequence on its engine).
+a violation line says how to replay it (a simulated schedule alone, from its
+seed; a real one with the whole sequence on its engine).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import time
 import trio
 
 from ..pg_cluster import find_pg_bin
-from . import real, simulation
+from ..sim import run as simulation
+from . import real
 from .report import Summary, print_summary
 
 #: Kept back from the budget for start-up and shutdown of each engine's system.
@@ -30,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--simulated", type=int, default=10_000, help="simulated schedules")
     parser.add_argument("--real", type=int, default=110, help="real schedules per engine")
-    parser.add_argument("--minutes", type=float, default=30.0, help="the whole run's limit")
+    parser.add_argument("--minutes", type=float, default=40.0, help="the whole run's limit")
+    parser.add_argument("--workers", type=int, default=2, help="processes for the simulation")
     parser.add_argument(
         "--seed", type=int, default=None, help="first seed (default: a fresh one from the clock)"
     )
@@ -41,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     end = started + args.minutes * 60
     print(f"simulation: {args.simulated} schedules ...", flush=True)
-    summaries: list[Summary] = [simulation.run_many(args.simulated, args.seed)]
+    summaries: list[Summary] = [simulation.run_many(args.simulated, args.seed, args.workers)]
     if find_pg_bin() is None:  # both engines or none: say so now, not after the simulation
         print("make chaos: PostgreSQL binaries not found (set PG_BIN)", file=sys.stderr)
         return 2

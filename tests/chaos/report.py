@@ -27,6 +27,9 @@ class Summary:
     count_by: str = "target"
     #: connections each relay carried (real runs): proof the links went through them
     relayed: dict[str, int] = field(default_factory=dict)
+    #: how often something the schedules are meant to reach was reached (the
+    #: simulation: the failsafe, for instance)
+    reached: dict[str, int] = field(default_factory=dict)
 
     def add(
         self, record: Record, violations: list[str], times: dict[str, list[float]], replay: str
@@ -99,6 +102,15 @@ def print_summary(summaries: Sequence[Summary]) -> None:
                 f"{max(values):.3f} s",
             )
     console.print(times)
+    reached = sorted({k for s in summaries for k in s.reached})
+    if reached:
+        table = Table(title="Reached by the schedules")
+        table.add_column("What")
+        for s in summaries:
+            table.add_column(s.engine, justify="right")
+        for key in reached:
+            table.add_row(key, *(str(s.reached.get(key, 0)) for s in summaries))
+        console.print(table)
     for s in summaries:
         for line in s.violations[:10]:
             console.print(f"[bold red]VIOLATION[/] {s.engine}: {line}", highlight=False)

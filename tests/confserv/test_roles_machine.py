@@ -1,218 +1,190 @@
-"""Role and lease logic under crashes, pauses, partitions and time (hypothesis, simulated clock).
+"""Role and lease logic under crashes, pauses, database cut-offs and time (hypothesis, MockClock).
 
-Two :class:`~confserv.ha.roles.RoleMachine` instances drive the real lease and
-write transactions (the SQL plans of :mod:`confserv.store.base`) on an in-memory
-SQLite whose clock is the simulation's. Hypothesis chooses the schedule. The
-invariants are those of ``docs/design.md``:
+Two real server processes (the real ``confserv`` command line: its PairDriver,
+RoleMachine, ConfigService write path, management port) run in the
+simulation of :mod:`tests.sim` on a simulated Configuration Database, with no
+supervisor: hypothesis chooses what happens to them (time passing, a crash
+and restart, a pause, a cut-off from the database, an operator's promote or
+demote, a forced promotion when the other is dead, writes). The invariants
+are those of ``docs/design.md``:
 
-1. at most one server commits in a given epoch, and epochs only increase;
-2. no write acknowledged is lost (every commit is in the database afterwards);
-3. no promotion while the holder's lease is valid, except by force on proof of death;
-4. a primary whose lease may have run out has stopped accepting writes
-   (unless paused: then only the epoch check stands between it and the database).
+1. at most one server commits in a given epoch, and epochs only increase
+   (every commit is at the lease's epoch of its moment, acknowledged writes
+   name one server per epoch);
+2. no write acknowledged is lost (every one is in the database afterwards);
+3. no promotion while the holder's lease is valid, except by force on proof
+   of death (the database sees every take);
+4. a primary that says it accepts writes holds the unexpired lease at its epoch.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import event, settings
+import trio
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from confserv.ha.roles import Role, RoleMachine
-from confserv.store.base import Lease
-from confserv.wire.errors import FencedError
+from addp import LinkEnded
+from confserv.client.session import open_client, open_management
+from confserv.wire.errors import ConfServError
 
-from ..helpers.simdb import SimDatabase
+from ..sim.process import SimProcess
+from ..sim.system import (
+    CLIENT_PORT,
+    MANAGEMENT_PORT,
+    PAIR,
+    PASSWORD,
+    SECRET,
+    USER,
+    host_of,
+    installation,
+)
+from ..sim.world import World, run_world
 
-TTL, RENEW = 2.0, 0.5
-NAMES = ("a", "b")
+#: What can happen, as often as it is drawn (waits and crashes often, so that leases run
+#: out and failovers happen in most examples).
+OPS = (
+    *("wait", "wait", "wait", "crash", "crash", "restart", "restart", "promote", "promote"),
+    *("force", "force", "pause", "resume", "cut", "heal", "demote", "write", "write", "write"),
+    *("crash the holder", "crash the holder", "pause the holder", "cut the holder"),
+)
+STEP = st.tuples(st.sampled_from(OPS), st.sampled_from(PAIR), st.floats(0.0, 2.5))
+
+Failures = (OSError, ConfServError, LinkEnded, trio.TooSlowError)
 
 
-class Node:
-    """One simulated server: its role machine and what the world does to it."""
+class Pair:
+    """The two servers and what was done to them (one hypothesis example)."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.machine = RoleMachine(name, ttl=TTL, renew=RENEW)
-        self.crashed = False
-        self.paused = False
-        self.cut_off = False  # partitioned from the database
-
-
-class PairSimulation(RuleBasedStateMachine):
-    @initialize()
-    def start(self) -> None:
-        self.now = 0.0
-        self.db = SimDatabase(TTL)
-        self.nodes = {n: Node(n) for n in NAMES}
-        self.commits: list[tuple[int, int, str]] = []  # (serial, epoch, writer)
-        self.lease_epochs: list[int] = [0]
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.acked: list[dict[str, Any]] = []
+        self.problems: list[str] = []
         self.forced_on_proof = 0
-        for node in self.nodes.values():
-            self.execute(node, node.machine.start())
 
-    # -- the world ------------------------------------------------------------
+    def alive(self, name: str) -> SimProcess | None:
+        proc = self.world.alive(name)
+        return None if proc is None or proc.killed else proc
 
-    def set_clock(self, t: float) -> None:
-        self.db.set_clock(t)
+    async def ask(self, name: str, call: Any) -> Any:
+        """A management call from an operator's process; None when it failed."""
+        result: list[Any] = []
 
-    def lease(self) -> Lease:
-        return self.db.lease()
+        async def body(_proc: SimProcess) -> int:
+            try:
+                with trio.fail_after(3):
+                    async with open_management(host_of(name), MANAGEMENT_PORT, SECRET) as m:
+                        result.append(await call(m))
+            except Failures:
+                pass
+            return 0
 
-    def execute(self, node: Node, actions: list[Any]) -> None:
-        self.db.execute(
-            node.name,
-            node.machine,
-            actions,
-            self.now,
-            reachable=not node.cut_off,
-            on_take=self._taken,
-        )
+        proc = await self.world.spawn("operator", body)
+        await proc.ended.wait()
+        return result[0] if result else None
 
-    def _taken(self, name: str, before: Lease, taken: Lease, force: bool) -> None:
-        # Invariant 3: a valid lease of another is only taken by force.
-        if before.valid and before.holder != name:
-            assert force, "promotion while the holder's lease was valid"
-        self.lease_epochs.append(taken.epoch)
+    async def write(self, name: str) -> None:
+        key = f"dn{len(self.acked)}-{trio.current_time():.3f}"
 
-    def live(self, node: Node) -> bool:
-        return not node.crashed and not node.paused
+        async def body(_proc: SimProcess) -> int:
+            try:
+                with trio.fail_after(3):
+                    async with open_client(
+                        [(host_of(name), CLIENT_PORT)], app="writer", user=USER, password=PASSWORD
+                    ) as c:
+                        answer = await c.create("DN", {"name": key})
+                        server = c.address[0].removesuffix(".sim")  # a backup names the primary
+                self.acked.append({**answer, "name": key, "server": server})
+            except Failures:
+                pass
+            return 0
 
-    # -- rules ----------------------------------------------------------------
+        proc = await self.world.spawn("writer", body)
+        await proc.ended.wait()
 
-    @rule(dt=st.floats(min_value=0.0, max_value=1.5))
-    def time_passes(self, dt: float) -> None:
-        """Time advances; every live node serves its deadlines in order."""
-        end = self.now + dt
-        while True:
-            due = [
-                (d, n)
-                for n in self.nodes.values()
-                if self.live(n) and (d := n.machine.next_deadline()) is not None and d <= end
-            ]
-            if not due:
-                break
-            deadline, node = min(due, key=lambda x: x[0])
-            self.now = max(self.now, deadline)
-            self.set_clock(self.now)
-            self.execute(node, node.machine.tick(self.now))
-        self.now = end
-        self.set_clock(self.now)
-        for name in NAMES:  # a client writes continuously to whoever accepts
-            self.write(name)
-        for node in self.nodes.values():
-            other = self.nodes[NAMES[1] if node.name == NAMES[0] else NAMES[0]]
-            if (
-                self.live(node)
-                and node.machine.role is Role.PRIMARY
-                and self.live(other)
-                and other.machine.role is Role.BACKUP
-                and not other.cut_off
-            ):
-                node.machine.peer_ack(self.now)
+    async def step(self, what: str, arg: str, seconds: float) -> None:
+        if what.endswith(" the holder"):  # aimed at the lease's holder, whoever it is
+            lease = self.world.db.lease()
+            what, arg = what.removesuffix(" the holder"), lease.holder if lease else ""
+            if arg not in PAIR:
+                return
+        world, proc = self.world, self.alive(arg)
+        if what == "wait":
+            await trio.sleep(seconds)
+        elif what == "crash" and proc is not None:
+            proc.kill()
+            await proc.ended.wait()
+        elif what == "restart" and self.world.alive(arg) is None:
+            await world.start_server(arg)
+        elif what == "pause" and proc is not None:
+            proc.pause()
+        elif what == "resume" and proc is not None:
+            proc.resume()
+        elif what == "cut":
+            world.db.cut_off(arg, 3600.0, "refuse")
+        elif what == "heal":
+            world.db.cuts.pop(arg, None)
+        elif what in ("promote", "force") and proc is not None and not proc.gate.paused:
+            other = PAIR[1] if arg == PAIR[0] else PAIR[0]
+            if what == "force" and self.alive(other) is not None:
+                return  # a forced promotion only on proof of death
+            self.forced_on_proof += what == "force"
+            await self.ask(arg, lambda m: m.switch_to_primary(force=what == "force"))
+        elif what == "demote" and proc is not None and not proc.gate.paused:
+            await self.ask(arg, lambda m: m.switch_to_backup())
+        elif what == "write" and proc is not None and not proc.gate.paused:
+            await self.write(arg)
+        await self.check_writable_primaries()
 
-    @rule(name=st.sampled_from(NAMES))
-    def write(self, name: str) -> None:
-        node = self.nodes[name]
-        if node.crashed or node.cut_off or not node.machine.writable:
-            return
-        # A paused process cannot write; a resumed one may write before its timer runs.
-        if node.paused:
-            return
-        try:
-            change = self.db.commit_host(
-                node.machine.epoch, f"h{len(self.commits)}-{name}-{self.now}"
-            )
-        except FencedError:
-            return
-        self.commits.append((change.serial, change.epoch, name))
-
-    @rule(name=st.sampled_from(NAMES))
-    def crash_and_restart(self, name: str) -> None:
-        node = self.nodes[name]
-        node.machine = RoleMachine(name, ttl=TTL, renew=RENEW)
-        node.crashed, node.paused = False, False
-        self.execute(node, node.machine.start())
-
-    @rule(name=st.sampled_from(NAMES))
-    def crash(self, name: str) -> None:
-        self.nodes[name].crashed = True
-
-    @rule(name=st.sampled_from(NAMES))
-    def pause(self, name: str) -> None:
-        self.nodes[name].paused = True
-
-    @rule(name=st.sampled_from(NAMES))
-    def resume(self, name: str) -> None:
-        node = self.nodes[name]
-        if node.paused:
-            node.paused = False
-            self.execute(node, node.machine.tick(self.now))
-
-    @rule(name=st.sampled_from(NAMES))
-    def toggle_partition(self, name: str) -> None:
-        self.nodes[name].cut_off = not self.nodes[name].cut_off
-
-    @rule(name=st.sampled_from(NAMES))
-    def operator_promotes(self, name: str) -> None:
-        node = self.nodes[name]
-        if self.live(node):
-            self.execute(node, node.machine.promote(force=False))
-
-    @rule(name=st.sampled_from(NAMES))
-    def supervisor_force_promotes_on_proof_of_death(self, name: str) -> None:
-        node = self.nodes[name]
-        other = self.nodes[NAMES[1] if name == NAMES[0] else NAMES[0]]
-        if self.live(node) and other.crashed:
-            self.forced_on_proof += 1
-            self.execute(node, node.machine.promote(force=True))
-
-    @precondition(lambda self: any(n.machine.role is Role.PRIMARY for n in self.nodes.values()))
-    @rule(name=st.sampled_from(NAMES))
-    def operator_demotes(self, name: str) -> None:
-        node = self.nodes[name]
-        if self.live(node):
-            self.execute(node, node.machine.demote())
-
-    # -- invariants -----------------------------------------------------------
-
-    def teardown(self) -> None:
-        if hasattr(
-            self, "commits"
-        ):  # coverage of the schedules, shown by --hypothesis-show-statistics
-            event(f"epochs reached: {min(max(self.lease_epochs), 4)}+")
-            event(f"commits: {'some' if self.commits else 'none'}")
-
-    @invariant()
-    def one_writer_per_epoch_and_epochs_only_increase(self) -> None:
-        if not hasattr(self, "commits"):
-            return
-        writers: dict[int, str] = {}
-        last_epoch = 0
-        for _serial, epoch, writer in sorted(self.commits):
-            assert writers.setdefault(epoch, writer) == writer, f"two writers in epoch {epoch}"
-            assert epoch >= last_epoch, "a commit from an older epoch after a newer one"
-            last_epoch = epoch
-        assert self.lease_epochs == sorted(self.lease_epochs)
-
-    @invariant()
-    def no_acknowledged_write_is_lost(self) -> None:
-        if not hasattr(self, "commits"):
-            return
-        assert len(self.db.stored_names()) == len(self.commits)
-
-    @invariant()
-    def a_writable_live_primary_holds_an_unexpired_lease(self) -> None:
-        if not hasattr(self, "nodes"):
-            return
-        lease = self.lease()
-        for node in self.nodes.values():
-            m = node.machine
-            if self.live(node) and m.writable and m.epoch == lease.epoch:
-                assert lease.expires_at > self.now, "writable after the lease ran out"
+    async def check_writable_primaries(self) -> None:
+        """Invariant 4, from each running server's own status."""
+        for name in PAIR:
+            proc = self.alive(name)
+            if proc is None or proc.gate.paused or name in self.world.db.cuts:
+                continue
+            status = await self.ask(name, lambda m: m.status())
+            if status is None or status["role"] != "primary" or not status["writable"]:
+                continue
+            lease = self.world.db.lease()
+            now = trio.current_time()
+            if lease is None or lease.epoch != status["epoch"] or lease.expires_at <= now:
+                self.problems.append(
+                    f"{name} accepts writes at epoch {status['epoch']} at {now:.3f} s, but the "
+                    f"lease is {lease}"
+                )
 
 
-PairSimulation.TestCase.settings = settings(max_examples=150, stateful_step_count=40)
-TestPairSimulation = PairSimulation.TestCase
+@settings(max_examples=150, deadline=None)
+@given(steps=st.lists(STEP, min_size=6, max_size=24))
+def test_the_pair_keeps_the_invariants(steps: list[tuple[str, str, float]]) -> None:
+    files, template = installation()
+    world = World(7, files, template)
+    pair = Pair(world)
+
+    async def scenario(w: World) -> None:
+        for name in PAIR:
+            await w.start_server(name)
+        await trio.sleep(0.5)
+        for what, arg, seconds in steps:
+            await pair.step(what, arg, seconds)
+        await trio.sleep(0.5)
+
+    run_world(world, scenario)
+    # 1 and 3: what the database saw (every commit at the lease's epoch; takes).
+    assert world.db.violations == []
+    assert world.crashes == []
+    writers: dict[int, str] = {}
+    for a in sorted(pair.acked, key=lambda a: a["serial"]):
+        assert writers.setdefault(a["epoch"], a["server"]) == a["server"], "two writers"
+    epochs = [a["epoch"] for a in sorted(pair.acked, key=lambda a: a["serial"])]
+    assert epochs == sorted(epochs), "a commit from an older epoch after a newer one"
+    # 2: nothing acknowledged is lost.
+    stored = {n for (n,) in world.db.query("SELECT name FROM cfg_object WHERE type = 'DN'")}
+    assert {a["name"] for a in pair.acked} <= stored
+    # 4.
+    assert pair.problems == []
+    lease = world.db.query("SELECT epoch FROM cfg_lease WHERE name = 'database'")[0][0]
+    event(f"epochs reached: {min(int(lease), 4)}{'+' if lease >= 4 else ''}")
+    event(f"forced on proof of death: {'yes' if pair.forced_on_proof else 'no'}")
+    event(f"acknowledged writes: {'some' if pair.acked else 'none'}")
