@@ -295,7 +295,7 @@ class PairDriver:
                 self.rt.log.emit(
                     events.HOLDER_DEAD, app=lease.holder, process=lease.process, epoch=lease.epoch
                 )
-            return m.lease_read(lease.holder_key, True, holder_dead=dead)
+            return m.lease_read(lease.holder_key, True, holder_dead=dead, epoch=lease.epoch)
         if isinstance(action, TakeLease):
             sent = trio.current_time()
             try:

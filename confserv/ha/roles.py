@@ -179,15 +179,20 @@ class RoleMachine:
         self.role = Role.STARTING
         return [ReadLease()]
 
-    def lease_read(self, holder: str, valid: bool, holder_dead: bool = False) -> list[Action]:
+    def lease_read(
+        self, holder: str, valid: bool, holder_dead: bool = False, epoch: int | None = None
+    ) -> list[Action]:
         """The lease as read at start: a valid lease of another live process makes us
-        backup; one whose holder is known dead is taken by force."""
+        backup; one whose holder is known dead is taken by force, over the ``epoch``
+        it was read at only (found by make chaos, PostgreSQL, first seed 184431: two
+        servers restarted together both read the dead holder of epoch 29; one took
+        epoch 30, the other then forced epoch 31 over that live holder)."""
         if self.role is not Role.STARTING:
             return []
         if valid and holder and holder != self.name:
             if holder_dead:
                 self.role = Role.PROMOTING
-                return [TakeLease(force=True)]
+                return [TakeLease(force=True, over=epoch)]
             return [self._demote(f"'{holder}' holds the lease", holder)]
         self.role = Role.PROMOTING
         return [TakeLease(force=False)]

@@ -153,3 +153,15 @@ def test_a_renewal_answered_too_late_does_not_reopen_writes() -> None:
     assert BecomePrimary(1) not in out
     assert m.renewed(1, sent=5.0, now=5.0) == [BecomePrimary(1)]
     assert m.writable
+
+
+def test_a_dead_holder_is_taken_over_only_at_the_epoch_it_was_read_at() -> None:
+    """Found by make chaos (PostgreSQL, first seed 184431, schedule 74): both servers,
+    restarted together, read the dead holder of epoch 29; one took epoch 30, and the
+    other's forced take then overrode that live holder (epoch 31, a split brain of
+    35 ms that the supervisor stepped down). The forced take names the epoch its
+    proof is about; the store refuses it once the lease has moved on
+    (tests/confserv/test_store.py: ..._only_the_epoch_whose_holder_is_proven_dead)."""
+    m = RoleMachine("b", ttl=2.0, renew=0.5)
+    m.start()
+    assert m.lease_read("a#1", True, holder_dead=True, epoch=29) == [TakeLease(force=True, over=29)]
