@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from ..chaos.checker import Record
 from ..chaos.report import Summary, print_summary
-from .schedule import Schedule
+from .schedule import Planned, Schedule
 from .system import installation
 from .verdict import failover_times, judge
 from .world import World, run_world
@@ -44,11 +44,14 @@ def replay_line(seed: int) -> str:
     return f"python -m tests.sim --seed {seed}"
 
 
-def run_schedule(seed: int, *, trace: bool = False) -> Outcome:
-    """Run schedule ``seed`` and judge it; ``trace``: keep the world's trace text."""
+def run_schedule(
+    seed: int, *, trace: bool = False, planned: list[Planned] | None = None
+) -> Outcome:
+    """Run schedule ``seed`` and judge it; ``trace``: keep the world's trace text;
+    ``planned``: these faults instead of those the seed draws (a regression test's)."""
     files, template = installation()
     world = World(seed, files, template)
-    schedule = Schedule(world)
+    schedule = Schedule(world, planned)
 
     async def scenario(_world: World) -> None:
         await schedule.run()

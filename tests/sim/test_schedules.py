@@ -24,6 +24,7 @@ from confserv.core.service import ConfigService
 
 from .run import replay_line, run_schedule
 from .schedule import Planned, plan
+from .system import PROXY
 
 #: The slice ``make test`` runs (about 15 s niced on this machine).
 SLICE = range(1, 81)
@@ -66,21 +67,32 @@ def test_a_seed_replays_exactly() -> None:
 
 
 def test_two_servers_restarted_together_do_not_both_force_the_dead_holders_lease() -> None:
-    """Found by the simulation (and by make chaos, fixed in 79a4bfa): after a SIGKILL in the
-    middle of a promotion both servers, restarted together, read the lease of their dead
-    predecessor and took it by force; the second took it from the first, alive."""
-    for seed in (1160, 1223, 3172, 4847):  # each failed so before the fix
-        assert run_schedule(seed).violations == [], replay_line(seed)
+    """Found by the simulation (seeds 1160, 1223, 3172, 4847 of its first schedules; by make
+    chaos too, fixed in 79a4bfa): a SIGKILL of the primary, then of the backup in the middle
+    of its promotion, during a short database stall; both servers, restarted together, read
+    the lease of their dead predecessor and took it by force, the second from the first."""
+    faults = [
+        Planned(0.7, "db-stall", "database", 0.6),
+        Planned(0.9, "kill-mid-promotion", "primary+backup", pause_after=0.02),
+    ]
+    both_saw_it = 0
+    for seed in range(1, 9):
+        outcome = run_schedule(seed, trace=True, planned=faults)
+        assert outcome.violations == [], f"seed {seed}: {outcome.violations}"
+        both_saw_it += outcome.trace.count(" 20167 ") >= 2  # the case itself was reached
+    assert both_saw_it
 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="found by the simulation: a supervisor restarted while cut off from the proxy "
-    "starts a second proxy; that copy finds its ports in use and dies with an OSError "
-    "traceback, not one line and exit 2 as a master does (confserv/server/proxy.py)",
+    reason="found by the simulation (make chaos's 10,000: seeds 25729, 28354, 28605): a "
+    "supervisor restarted while the proxy is paused or cut off from it starts a second "
+    "proxy; that copy finds its ports in use and dies with an OSError traceback, not one "
+    "line and exit 2 as a master does (confserv/server/proxy.py)",
 )
 def test_a_duplicate_proxy_exits_with_one_line() -> None:
-    assert run_schedule(1687).violations == []
+    faults = [Planned(1.97, "kill", "scs", 0.56), Planned(2.31, "pause", PROXY, 3.88)]
+    assert run_schedule(28354, planned=faults).violations == []
 
 
 def _seeds(wanted: Callable[[Planned], bool], count: int, start: int = 1) -> list[int]:
