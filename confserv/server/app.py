@@ -138,7 +138,7 @@ async def run_server(
         async with open_store(settings.db) as store:
             await _serve_master(settings, store, log, stop, seams, task_status)
     except BaseException as exc:
-        refusal = _refusal(exc)
+        refusal = _find(exc, _REFUSALS)
         if refusal is not None:
             raise StartRefusedError(str(refusal)) from None
         failure = _find(exc, UnavailableError)
@@ -149,7 +149,9 @@ async def run_server(
         raise
 
 
-def _find(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+def _find(
+    exc: BaseException, kind: type[BaseException] | tuple[type[BaseException], ...]
+) -> BaseException | None:
     """The first ``kind`` inside ``exc`` (trio-asyncio wraps errors in groups)."""
     if isinstance(exc, kind):
         return exc
@@ -160,17 +162,8 @@ def _find(exc: BaseException, kind: type[BaseException]) -> BaseException | None
     return None
 
 
-def _refusal(exc: BaseException) -> BaseException | None:
-    """The reason not to start inside ``exc`` (trio-asyncio wraps it in a group)."""
-    if isinstance(
-        exc, DatabaseIdentityError | MembershipError | InstanceClaimedError | StartRefusedError
-    ):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            if (found := _refusal(inner)) is not None:
-                return found
-    return None
+#: Reasons not to start (exit 2), wherever they are inside a group.
+_REFUSALS = (DatabaseIdentityError, MembershipError, InstanceClaimedError, StartRefusedError)
 
 
 async def _serve_master(
