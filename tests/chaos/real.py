@@ -31,9 +31,10 @@ on the proxy's stream goes through the ``scs>X`` relay, and a
 ``proxy-primary`` partition hits a relay the proxy may no longer use. The
 no-failover rule for short faults is judged only where no other fault is
 near (two faults of one schedule are at most 1.2 s apart, so in practice on
-one-fault schedules). A failing schedule is replayed with the sequence that led to it (every
-schedule of a run shares one system): ``python -m tests.chaos.real --engine
-sqlite --seed FIRST --schedules K`` where FIRST is the run's first seed.
+one-fault schedules). A failing schedule is replayed with the sequence that led to it (the
+schedules of a segment, :data:`SEGMENT` of them, share one system): ``python -m
+tests.chaos.real --engine sqlite --seed FIRST --schedules K`` where FIRST is the
+segment's first seed, as the violation's replay line prints it.
 """
 
 from __future__ import annotations
@@ -649,6 +650,13 @@ def _keep(h: Harness, seed: int) -> Path:
     return where
 
 
+#: Schedules played on one system before the next gets a fresh one (database,
+#: processes, relays). A system outlives its schedules so that what one leaves
+#: behind can break the next; a bounded segment keeps the oracle's reading of the
+#: History Log (it grows by about 300 objects a schedule) and the replay short.
+SEGMENT = 100
+
+
 async def run(
     schedules: int,
     seed: int,
@@ -657,23 +665,56 @@ async def run(
     *,
     keep: bool = False,
     most: int = 2,
+    segment: int = SEGMENT,
 ) -> Summary:
-    """Run schedules on one system until done or past ``deadline`` (monotonic seconds).
+    """Run schedules until done or past ``deadline`` (monotonic seconds).
+
+    Every ``segment`` schedules start on a fresh system; the replay line of a
+    violation plays the sequence from its segment's first seed. A system that
+    does not heal (or a harness failure) ends its segment, with its files kept;
+    the next segment starts on a fresh one.
 
     ``keep``: copy the system's files (configs, logs) under ``run/chaos-failures``
-    at the end even when nothing failed, to read what happened.
+    at the end of each segment even when nothing failed, to read what happened.
     """
     summary = Summary(engine)
     started = time.monotonic()
+    first = seed
+    while first < seed + schedules and time.monotonic() < deadline:
+        count = min(segment, seed + schedules - first)
+        await _segment(summary, first, count, engine, deadline, keep=keep, most=most)
+        first += count
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+async def _segment(
+    summary: Summary,
+    first: int,
+    count: int,
+    engine: str,
+    deadline: float,
+    *,
+    keep: bool,
+    most: int,
+) -> None:
+    """Play seeds ``first`` .. ``first + count - 1`` on one fresh system."""
     async with contextlib.AsyncExitStack() as stack, trio.open_nursery() as nursery:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         h = await _open_harness(tmp, engine, stack, nursery)
         h.system.start()
         await misconfig.prepare(h)
         try:
-            for s in range(seed, seed + schedules):
+            for s in range(first, first + count):
                 if time.monotonic() > deadline:
                     break
+                # What an earlier schedule of the segment left may cause a violation:
+                # the replay plays the segment's sequence up to this seed.
+                replay = (
+                    f"python -m tests.chaos.real --engine {engine} --seed {first} "
+                    f"--schedules {s - first + 1}"
+                )
+                replay += f" --most {most}" if most != 2 else ""
                 timed_out = False
                 crashed: BaseException | None = None
                 try:
@@ -692,19 +733,10 @@ async def run(
                         else f"the harness failed: {_first(crashed)!r}"
                     )
                     summary.violations.append(
-                        f"seed {s}: {why} (its files are kept in {kept}); replay: "
-                        f"python -m tests.chaos.real --engine {engine} --seed {seed} "
-                        f"--schedules {s - seed + 1}"
+                        f"seed {s}: {why} (its files are kept in {kept}); replay: {replay}"
                     )
                     print(f"{engine} seed {s}: STOPPED: {why}", flush=True)
-                    break  # its state is unknown: no further schedule on it
-                # Every schedule of a run shares one system, so a violation may depend
-                # on what the earlier ones left: the replay plays the whole sequence.
-                replay = (
-                    f"python -m tests.chaos.real --engine {engine} --seed {seed} "
-                    f"--schedules {s - seed + 1}"
-                )
-                replay += f" --most {most}" if most != 2 else ""
+                    break  # its state is unknown: the next segment gets a fresh system
                 if violations:
                     violations.append(f"its system's files are kept in {_keep(h, s)}")
                 violations = [f"seed {s}: {v}" for v in violations]
@@ -715,13 +747,12 @@ async def run(
                 for v in violations:
                     print(f"  {v}", flush=True)
             if keep:
-                print(f"files kept in {_keep(h, seed)}")
+                print(f"files kept in {_keep(h, first)}")
         finally:
-            summary.relayed = {name: r.connections for name, r in h.relays.items()}
+            for name, r in h.relays.items():
+                summary.relayed[name] = summary.relayed.get(name, 0) + r.connections
             await trio.to_thread.run_sync(h.system.stop)
             nursery.cancel_scope.cancel()
-    summary.seconds = time.monotonic() - started
-    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -733,10 +764,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=13.0, help="stop starting schedules after")
     parser.add_argument("--keep", action="store_true", help="keep the system's files and logs")
     parser.add_argument("--most", type=int, default=2, help="faults per schedule, at most")
+    parser.add_argument(
+        "--segment", type=int, default=SEGMENT, help="schedules on one system before a fresh one"
+    )
     args = parser.parse_args(argv)
     deadline = time.monotonic() + args.minutes * 60
     summary = trio.run(
-        functools.partial(run, keep=args.keep, most=args.most),
+        functools.partial(run, keep=args.keep, most=args.most, segment=args.segment),
         args.schedules,
         args.seed,
         args.engine,

@@ -76,3 +76,22 @@ def test_a_kill_mid_promotion_failed_over_later_than_two_lease_ttls_is_a_violati
     assert _mid_promotion_bound(record(1.5)) == []
     (line,) = _mid_promotion_bound(record(MID_PROMOTION_BOUND + 0.5))
     assert "failed over in 4.50 s (bound 2 x lease-ttl = 4 s)" in line
+
+
+async def test_a_long_run_is_cut_into_segments_each_on_a_fresh_system(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every ``segment`` schedules get a fresh system; the last segment is shorter."""
+    from tests.chaos import real
+
+    calls: list[tuple[int, int]] = []
+
+    async def segment(_summary: object, first: int, count: int, *_a: object, **_k: object) -> None:
+        calls.append((first, count))
+
+    monkeypatch.setattr(real, "_segment", segment)
+    await real.run(schedules=250, seed=7000, engine="sqlite", deadline=time.monotonic() + 60)
+    assert calls == [(7000, 100), (7100, 100), (7200, 50)]
+    calls.clear()
+    await real.run(5, 10, "sqlite", time.monotonic() + 60, segment=2)
+    assert calls == [(10, 2), (12, 2), (14, 1)]
