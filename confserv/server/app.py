@@ -34,7 +34,6 @@ from confserv.store.base import ConfigStore, Holder
 from confserv.store.engines import open_store
 from confserv.store.instance import Instance
 from confserv.wire.errors import (
-    ConfServError,
     DatabaseIdentityError,
     InstanceClaimedError,
     MembershipError,
@@ -44,6 +43,7 @@ from confserv.wire.errors import (
 )
 
 from .ports import serve_ports
+from .refusals import StartFailedError, StartRefusedError
 
 #: Seconds between History Log clean-ups (Genesys: every 30 minutes).
 HISTORY_TRIM_INTERVAL = 1800.0
@@ -77,17 +77,6 @@ async def trim_history(rt: Runtime, store: ConfigStore, settings: ServerSettings
         except RequestError as exc:
             rt.log.emit(events.DB_ERROR, reason=f"history clean-up failed: {exc}")
         await trio.sleep(HISTORY_TRIM_INTERVAL)
-
-
-class StartFailedError(ConfServError):
-    """The server stopped for a reason that may pass (the database failed where the
-    server cannot ride it out, e.g. while loading at start): one line, exit 1, and
-    the supervisor restarts it."""
-
-
-class StartRefusedError(ConfServError):
-    """The server must not start (exit 2): its database, its Application or a running
-    copy of it says so. ``str()`` is the one line to print."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,14 +210,7 @@ async def _serve_master(
         )
         async with trio.open_nursery() as nursery:
             hooks = _LateHooks()
-            try:
-                ports = await serve_ports(rt, settings, nursery, hooks)
-            except OSError as exc:
-                raise StartRefusedError(
-                    f"cannot listen on {settings.listen_address} port {settings.port} or "
-                    f"{settings.management_port}: {exc.strerror or exc} (is another process "
-                    "using it?)"
-                ) from None
+            ports = await serve_ports(rt, settings, nursery, hooks)
             # Claimed only once the ports are ours: a copy started on the same ports
             # must not take the claim of a stopped original (make chaos, seed 416).
             await store.claim(holder, settings.lease_ttl)
@@ -333,10 +315,13 @@ async def run_process(
                     await _run_proxy(settings, log, seams)
                 else:
                     await run_server(settings, log=log, stop=stop, seams=seams)
-            except StartRefusedError as exc:
-                refused.append(str(exc))
-            except StartFailedError as exc:
-                failed.append(str(exc))
+            except BaseException as exc:  # a proxy's refusal comes inside its nursery's group
+                if (refusal := _find(exc, StartRefusedError)) is not None:
+                    refused.append(str(refusal))
+                elif (failure := _find(exc, StartFailedError)) is not None:
+                    failed.append(str(failure))
+                else:
+                    raise
             nursery.cancel_scope.cancel()
 
         def stop(reason: str) -> None:

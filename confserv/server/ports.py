@@ -12,6 +12,7 @@ from confserv.logs import events
 
 from .clients import ClientSession
 from .management import ManagementSession, PairHooks
+from .refusals import StartRefusedError
 
 
 async def serve_ports(
@@ -20,7 +21,30 @@ async def serve_ports(
     nursery: trio.Nursery,
     pair: PairHooks | None = None,
 ) -> dict[str, int]:
-    """Start the client and management listeners; returns the ports they got."""
+    """Start the client and management listeners; returns the ports they got.
+
+    Raises:
+        StartRefusedError: a port cannot be bound (in use, or an address this
+            host does not have), for a master and a proxy alike: one line, exit 2.
+    """
+    try:
+        return await _serve_ports(rt, settings, nursery, pair)
+    except OSError as exc:
+        ports = f"port {settings.port}"
+        if settings.management_port is not None:
+            ports += f" or {settings.management_port}"
+        raise StartRefusedError(
+            f"cannot listen on {settings.listen_address} {ports}: {exc.strerror or exc} "
+            "(is another process using it?)"
+        ) from None
+
+
+async def _serve_ports(
+    rt: Runtime,
+    settings: ServerSettings,
+    nursery: trio.Nursery,
+    pair: PairHooks | None,
+) -> dict[str, int]:
 
     async def client(link: addp.transport.Link) -> None:
         await ClientSession(link, rt).run()

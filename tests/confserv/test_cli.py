@@ -199,6 +199,28 @@ def test_a_broken_configuration_file_is_one_line_and_status_2(
     assert "c.conf" in lines[0]
 
 
+def test_a_proxy_whose_port_is_taken_exits_2_with_one_line(tmp_path: Path) -> None:
+    """make chaos's simulation (seeds 25729, 28354, 28605): a second proxy, started by a
+    restarted supervisor while the first was paused, died of an OSError traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        conf = tmp_path / "proxy.conf"
+        conf.write_text(
+            f"[proxy]\nport = {port}\nmode = proxy\nmaster = 127.0.0.1:{free_port()}\n"
+            "management-secret = sekret\n[log]\nverbose = standard\nall = stderr\n"
+        )
+        proc = run(str(BIN / "confserv"), "-s", "proxy", "-c", str(conf), check=False)
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("confserv:")]
+    assert errors == [
+        f"confserv: [proxy] cannot listen on 127.0.0.1 port {port}: "
+        "Address already in use (is another process using it?)"
+    ]
+    assert "Traceback" not in proc.stderr
+
+
 @pytest.mark.parametrize("command", ["confserv", "cfgctl", "scs"])
 def test_every_command_answers_help(command: str) -> None:
     assert "Usage" in run(str(BIN / command), "--help").stdout

@@ -83,13 +83,6 @@ def test_two_servers_restarted_together_do_not_both_force_the_dead_holders_lease
     assert both_saw_it
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="found by the simulation (make chaos's 10,000: seeds 25729, 28354, 28605): a "
-    "supervisor restarted while the proxy is paused or cut off from it starts a second "
-    "proxy; that copy finds its ports in use and dies with an OSError traceback, not one "
-    "line and exit 2 as a master does (confserv/server/proxy.py)",
-)
 def test_a_duplicate_proxy_exits_with_one_line() -> None:
     faults = [Planned(1.97, "kill", "scs", 0.56), Planned(2.31, "pause", PROXY, 3.88)]
     assert run_schedule(28354, planned=faults).violations == []
