@@ -149,11 +149,14 @@ class DatabaseIdentityError(ConfServError):
     not a Configuration Database this server may use (``cfgctl init`` makes one)."""
 
 
-class StaleMemoryError(ConfServError):
+class StaleMemoryError(RequestError):
     """A commit refused because the database's last serial is not the one memory is
-    at: memory is behind (or ahead of) the database; catch up and try again."""
+    at: memory is behind (or ahead of) the database; the server catches up and tries
+    once more, and a second refusal is the answer (nothing committed: retry)."""
 
-    def __init__(self, message: str, database_serial: int) -> None:
+    code = "stale-memory"
+
+    def __init__(self, message: str, database_serial: int = -1) -> None:
         super().__init__(message)
         self.database_serial = database_serial
 
@@ -205,6 +208,7 @@ ERRORS_BY_CODE: dict[str, type[RequestError]] = {
         OutcomeUnknownError,
         UnavailableError,
         DatabaseMismatchError,
+        StaleMemoryError,
     )
 }
 

@@ -21,6 +21,7 @@ from confserv.wire.errors import (
     HistoryExpiredError,
     NotFoundError,
     NotRegisteredError,
+    StaleMemoryError,
     UnknownFieldError,
     UnknownTypeError,
 )
@@ -457,3 +458,27 @@ async def test_a_change_memory_cannot_apply_reloads_instead_of_wedging(
     assert "which memory does not have" in reloads[0]
     assert follower.last_serial == primary.last_serial
     assert follower.find("Host", "doomed") is None
+
+
+async def test_a_write_refused_as_stale_twice_is_answered_and_the_session_goes_on(
+    server: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The database ahead of memory again after the catch-up (a writer the lease did not
+    stop): the write is refused with ``stale-memory``, nothing committed; the refusal
+    used to escape the request handler as a StaleMemoryError traceback."""
+    service = server["runtime"].service
+    store = service.store
+
+    async def always_ahead(*_args: Any) -> Any:
+        raise StaleMemoryError("the database is at serial 99, memory at 1", 99)
+
+    async with client(server) as c:
+        before = service.last_serial
+        monkeypatch.setattr(store, "commit", always_ahead)
+        with pytest.raises(StaleMemoryError, match="serial 99"):
+            await c.create("Host", {"name": "never"})
+        monkeypatch.undo()
+        assert service.last_serial == before
+        made = await c.create("Host", {"name": "after"})  # the same connection goes on
+        assert made["serial"] == before + 1
+    assert "Traceback" not in capsys.readouterr().err
