@@ -11,7 +11,10 @@ Rules (the Application object's ``reconnect_timeout`` and ``reconnect_attempts``
 - Each server is tried ``attempts`` times, ``timeout`` seconds apart, before
   the next one of the list; the list is tried round and round.
 - A connection that was up and is lost moves on to the next server at once
-  (the server just lost is tried last), with no wait.
+  (the server just lost is tried last), with no wait; but at most once per
+  ``timeout``: a loss within ``timeout`` of the previous one waits out the
+  rest, so servers that accept a session and drop it at once (a primary
+  shutting down, a relay that cuts) are not hammered in a hot loop.
 - An outage begins at the start and at each loss; ``give_up_after`` seconds
   into it (if set), a failed attempt gives up for good instead of waiting.
 """
@@ -72,6 +75,8 @@ class ReconnectPolicy:
         self.given_up = False
         #: No attempt before then (after a failure).
         self.wait_until: float | None = None
+        #: When the last loss moved on (or will have moved on, after its wait).
+        self.last_loss: float | None = None
 
     @property
     def server(self) -> int:
@@ -95,12 +100,18 @@ class ReconnectPolicy:
         self._attempting("connected")
         self.up = True
 
-    def lost(self, now: float) -> None:
-        """The connection that was up ended at ``now``: the next server, at once."""
+    def lost(self, now: float) -> Wait | None:
+        """The connection that was up ended at ``now``: the next server, at once
+        (None), or after a wait when the previous loss was less than ``timeout`` ago."""
         if not self.up:
             raise ReconnectStateError("lost a connection that was not up")
         self.index, self.tries = self.index + 1, 0
         self.begin(now)
+        if self.last_loss is not None and now < self.last_loss + self.timeout:
+            self.wait_until = self.last_loss = self.last_loss + self.timeout
+            return Wait(self.wait_until)
+        self.last_loss = now
+        return None
 
     def failed(self, now: float) -> Decision:
         """The attempt (or the connection, before it was counted up) failed at ``now``."""

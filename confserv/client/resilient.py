@@ -100,7 +100,8 @@ class ResilientClient:
                         started = True
                         task_status.started()
                     await client.session.closed.wait()
-                policy.lost(trio.current_time())  # the server just lost is tried last
+                # the server just lost is tried last; at once, unless it flaps
+                decision = policy.lost(trio.current_time())
                 last_error = None
             except (NoServerError, ConnectionLostError) as exc:
                 last_error = exc

@@ -4,7 +4,9 @@
 Invariants:
 
 - each server is tried ``attempts`` times in a row, ``timeout`` apart, before
-  the next of the list; a lost connection moves on to the next at once;
+  the next of the list; a lost connection moves on to the next at once, unless
+  the previous loss was less than ``timeout`` before: then no sooner than
+  ``timeout`` after it (never a hot loop on servers that drop every session);
 - no attempt starts before the wait after a failure is over;
 - it gives up only with ``give_up_after`` set, on a failure at least that long
   into the outage, and then for good.
@@ -12,6 +14,7 @@ Invariants:
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -47,6 +50,7 @@ class ReconnectRules(RuleBasedStateMachine):
         self.up = False
         self.gave_up = False
         self.not_before = 0.0
+        self.last_loss: float | None = None
 
     @rule(dt=st.floats(0, 1))
     def time_passes(self, dt: float) -> None:
@@ -82,11 +86,16 @@ class ReconnectRules(RuleBasedStateMachine):
             with pytest.raises(ReconnectStateError):
                 self.p.lost(self.now)
             return
-        self.p.lost(self.now)
+        decision = self.p.lost(self.now)
         self.up = False
         self.index, self.tries = self.index + 1, 0
         self.outage_began = self.now
-        self.not_before = self.now  # at once
+        if self.last_loss is not None and self.now < self.last_loss + TIMEOUT:
+            self.not_before = self.last_loss = self.last_loss + TIMEOUT
+            assert decision == Wait(pytest.approx(self.not_before))
+        else:
+            self.not_before = self.last_loss = self.now  # at once
+            assert decision is None
 
     @invariant()
     def the_policy_agrees(self) -> None:
@@ -173,3 +182,29 @@ async def test_a_lost_connection_moves_to_the_next_server_at_once(
             (2, 5.0),
             (1, 10.0),
         ]
+
+
+async def test_servers_that_drop_every_session_at_once_are_not_hammered(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both servers accept a session and end it at once: the client used to reconnect
+    in a hot loop (thousands of attempts a second); now once per ``reconnect_timeout``."""
+    fake = FakeServers(up={1, 2})
+
+    @asynccontextmanager
+    async def dropping(servers: list[tuple[str, int]], **kw: object) -> AsyncIterator[FakeClient]:
+        # a hot loop never lets the mock clock move: stop it by count
+        assert len(fake.attempts) < 50, "reconnecting in a hot loop"
+        async with fake.open_client(servers, **kw) as client:
+            client.session.closed.set()  # ends as soon as it is up
+            yield client
+
+    monkeypatch.setattr(resilient, "open_client", dropping)
+    async with open_resilient_client(
+        SERVERS, app="t", user="u", password="p", reconnect_timeout=0.5
+    ):
+        t0 = trio.current_time()
+        await trio.sleep(3.0)
+    times = [round(t - t0, 6) for _, t in fake.attempts]
+    assert 5 <= len(times) <= 8, times  # one at once, then one per 0.5 s, on and on
+    assert all(b - a >= 0.5 - 1e-9 for a, b in itertools.pairwise(times[1:])), times
