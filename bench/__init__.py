@@ -4,5 +4,6 @@ Each ``bench_*`` module measures one part of the system and prints every
 figure beside its target (``python -m bench.bench_scs [--quick] [sigkill ...]``);
 they run the real processes through the tests' own harness
 (``tests/helpers/system.py``, ``tests/helpers/nodes.py``), with one statistics
-module (:mod:`bench.stats`) and one CPU-measurement helper (:mod:`bench.measure`).
+module (:mod:`tests.helpers.stats`, shared with the fault-injection report) and
+one CPU-measurement helper (:mod:`bench.measure`).
 """

@@ -5,7 +5,7 @@ A benchmark may return :class:`Plot` objects beside its
 module's section of ``docs/benchmarks.md``. :func:`failover_plot` draws one
 empirical CDF per series (fault kind): the share of runs whose failover took at
 most the time on the x axis, each run a point on its curve, median and p99
-(:mod:`bench.stats`, as in the tables) in the legend, and the target as a vertical
+(:mod:`tests.helpers.stats`, as in the tables) in the legend, and the target as a vertical
 line. matplotlib runs on its non-interactive Agg backend (no display needed).
 """
 
@@ -24,7 +24,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 
-from bench.stats import median, percentile
+from tests.helpers.stats import median, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Where :func:`failover_plot` writes unless told otherwise: ``docs/benchmarks/``

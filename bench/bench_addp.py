@@ -36,7 +36,7 @@ from addp.transport import Link, connect, serve
 from bench._report import Benchmark, Result, figure, main
 from bench.addp_peer import echo_peer
 from bench.measure import CpuWindow, one_core, raise_open_file_limit
-from bench.stats import median
+from tests.helpers.stats import median
 
 HOST = "127.0.0.1"
 

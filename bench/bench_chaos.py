@@ -25,9 +25,9 @@ import trio
 
 from bench._plots import Plot, failover_plot
 from bench._report import Benchmark, Result, figure, main, plotted
-from bench.stats import median, percentile
 from tests.chaos import real
 from tests.chaos.report import Summary
+from tests.helpers.stats import median, percentile
 
 #: Schedules per engine, and the time each engine may take (whichever ends first).
 SCHEDULES = int(os.environ.get("BENCH_CHAOS_SCHEDULES", "120"))

@@ -71,8 +71,8 @@ from bench.confserv_server import (
     write_config,
 )
 from bench.measure import CpuWindow, fsync_ms, raise_open_file_limit, rss_kib
-from bench.stats import median, percentile
 from tests.helpers.nodes import Node
+from tests.helpers.stats import median, percentile
 from tests.helpers.system import free_port
 
 #: Target of benchmark 1, reads per second.

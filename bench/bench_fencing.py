@@ -23,7 +23,7 @@ from pathlib import Path
 import trio
 
 from bench._report import Benchmark, Result, figure, main
-from bench.stats import median
+from tests.helpers.stats import median
 from tests.helpers.system import System, Writer, healthy, primary_of, stop_inside_a_transaction
 
 RUNS = 10

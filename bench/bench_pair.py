@@ -76,8 +76,8 @@ from bench.pair_runs import (
     proxy_runs,
     switchover_runs,
 )
-from bench.stats import median, ms, percentile, summary
 from tests.helpers.nodes import Pair
+from tests.helpers.stats import median, ms, percentile, summary
 from tests.helpers.system import PASSWORD
 
 #: Writes measured in benchmark 1 (each variant), after a warm-up.

@@ -73,7 +73,7 @@ from bench._report import Benchmark, Result, figure, main, plotted
 from bench.fake_servers import start_fake_servers, write_fleet_config
 from bench.measure import CpuWindow, cpu_seconds, raise_open_file_limit, rss_kib
 from bench.scs_failover import EV_LINK_LOST, EV_LINK_UP, NO_PRIMARY_GRACE, RUN_TIMEOUT, run_system
-from bench.stats import median, ms, percentile, summary
+from tests.helpers.stats import median, ms, percentile, summary
 from tests.helpers.system import Rows, Supervisor
 
 #: Failovers of benchmark 1 (SIGKILL).

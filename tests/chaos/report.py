@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from ..helpers.stats import median, percentile
 from .checker import Record
 
 
@@ -45,12 +46,6 @@ class Summary:
         for kind, values in times.items():
             self.failover_times.setdefault(kind, []).extend(values)
         self.violations += [f"{v}  (replay: {replay})" for v in violations]
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The ``q`` quantile (0..1) of ``values``, nearest rank."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
 def print_summary(summaries: Sequence[Summary]) -> None:
@@ -97,8 +92,8 @@ def print_summary(summaries: Sequence[Summary]) -> None:
                 kind,
                 s.timed_to,
                 str(len(values)),
-                f"{percentile(values, 0.5):.3f} s",
-                f"{percentile(values, 0.99):.3f} s",
+                f"{median(values):.3f} s",
+                f"{percentile(values, 99):.3f} s",
                 f"{max(values):.3f} s",
             )
     console.print(times)
