@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from confserv.wire.errors import (
@@ -115,9 +116,15 @@ def check_type(type_name: Any) -> str:
     return type_name
 
 
-def fields_of(type_name: str) -> dict[str, Field]:
-    """All fields of a type: the common ones, then its own."""
-    return {**COMMON_FIELDS, **TYPE_FIELDS[check_type(type_name)]}
+#: Each type's fields, common first, computed once (validation runs on every write).
+_ALL_FIELDS: dict[str, Mapping[str, Field]] = {
+    t: MappingProxyType({**COMMON_FIELDS, **own}) for t, own in TYPE_FIELDS.items()
+}
+
+
+def fields_of(type_name: str) -> Mapping[str, Field]:
+    """All fields of a type: the common ones, then its own (one shared, read-only map)."""
+    return _ALL_FIELDS[check_type(type_name)]
 
 
 def _check_value(type_name: str, name: str, field: Field, value: Any) -> Any:
