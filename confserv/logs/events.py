@@ -93,6 +93,26 @@ PAIR_MEMBERSHIP = LogEvent(
     "Member of the pair '{primary}' (backup {backup}) as {app}, instance {instance}",
 )
 
+# security helper C: login back-off and password rehash
+AUTH_BACKOFF_STARTED = LogEvent(
+    20190,
+    Level.STD,
+    "{what}: {failures} failed attempts for {key} within {window} s: its attempts are "
+    "refused unchecked for {delay} s, doubling with each further failure",
+)
+AUTH_BACKOFF_ENDED = LogEvent(
+    20191,
+    Level.STD,
+    "{what}: {key} is quiet again: {failures} failed and {refused} refused attempts "
+    "over {seconds} s",
+)
+PASSWORD_REHASHED = LogEvent(
+    20192, Level.INT, "Person '{person}': password rehashed from {old} to {new} at login"
+)
+PASSWORD_REHASH_FAILED = LogEvent(
+    20193, Level.STD, "Person '{person}': password not rehashed at login: {reason}"
+)
+
 ADDP_TRACE = LogEvent(20900, Level.TRC, "ADDP {text}")
 
 ALL_EVENTS: tuple[LogEvent, ...] = tuple(
