@@ -21,7 +21,6 @@ from typing import Any
 import trio
 
 from confserv.model.objects import (
-    STORED_SECRET,
     apply_delta,
     check_delta,
     check_filter,
@@ -49,6 +48,7 @@ from confserv.wire.errors import (
 
 from .commit_guard import Action, CatchUp, CommitGuard, Outcome, Retry, StopWrites
 from .fanout import NotificationCache, Subscription
+from .logins import login
 from .password_checks import PasswordChecks, off_loop_if_hashing
 
 Key = tuple[str, int]
@@ -187,17 +187,16 @@ class ConfigService:
         for objs in self._objects.values():
             yield from objs.values()
 
-    async def authenticate(self, user: str, password: str) -> bool:
-        """Whether ``user`` (a Person's name or user_name) has ``password``."""
-        person = self.find("Person", user)
-        if person is None:
-            person = next(
-                (p for p in self._objects.get("Person", {}).values() if p.get("user_name") == user),
-                None,
-            )
-        if person is None or person.get("state") != "enabled":
-            return False
-        return await self._passwords.check(person.get(STORED_SECRET) or "", password)
+    async def authenticate(self, user: str, password: str, *, source: str | None = None) -> bool:
+        """Whether ``user`` (a Person's name or user_name) has ``password``; ``source``
+        is the client's ``host:port``. Backs off, costs the same for unknown users and
+        rehashes weak hashes (:func:`confserv.core.logins.login`)."""
+        persons = self._objects.get("Person", {})
+        return await login(self, self._passwords, persons, user, password, source, self._write)
+
+    def log_auth_with(self, emit: Callable[..., object]) -> None:
+        """Write the login back-off's and the rehash's events with ``emit``."""
+        self._passwords.set_emit(emit)
 
     # -- writes ---------------------------------------------------------------
 

@@ -7,6 +7,7 @@ the PostgreSQL half is skipped, except under CI where it fails.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,10 +19,15 @@ import trio
 from confserv.admin.bootstrap import init_database
 from confserv.config.settings import DatabaseSettings, ServerSettings
 from confserv.logs.eventlog import EventLog
+from confserv.model.passwords import COST_ENV
 from confserv.server.app import run_server
 from tests.pg_cluster import PgCluster, require_pg_bin, running_cluster
 
 ADMIN_PASSWORD = "admin-pw"
+
+#: A low password cost for every database these tests make and every server they
+#: start (in-process or not): the suite logs in very often. Production keeps OWASP's.
+os.environ.setdefault(COST_ENV, "n=2^10,r=8,p=1")
 SECRET = "mgmt-secret"
 
 

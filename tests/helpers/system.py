@@ -30,6 +30,7 @@ import trio
 from addp import AddpError, LinkEnded
 from confserv.client.resilient import open_resilient_client
 from confserv.client.session import open_client, open_management
+from confserv.model.passwords import COST_ENV
 from confserv.wire.errors import ConfServError, ConnectionLostError, RequestError
 from scs.config import load_scs_settings
 
@@ -94,6 +95,11 @@ def free_port() -> int:
 BIN = Path(sys.executable).parent
 SECRET = "s3"
 PASSWORD = "pw"
+#: The password cost of the systems under test (and of every process they start):
+#: the lowest scrypt cost allowed, so the suite's and the chaos harness's many logins
+#: stay fast. Production keeps OWASP's (docs/configuration.md).
+TEST_PASSWORD_COST = "n=2^10,r=8,p=1"
+os.environ.setdefault(COST_ENV, TEST_PASSWORD_COST)
 #: The generated files' sections: the pair, then the proxy.
 MEMBERS = ("confserv", "backup")
 PROXY = "proxy"
@@ -151,6 +157,7 @@ def write_confserv_conf(
         )
     db = db_section or "dbengine = sqlite\ndbname = cfg.sqlite\n"
     conf.write_text(f"{text}[log]\nverbose = {verbose}\n[db]\n{db}{extra_conf}")
+    conf.chmod(0o600)  # it holds management-secret: no warning at load
 
 
 class Supervisor:
@@ -299,6 +306,7 @@ class System(Supervisor):
             + "".join(server(s) for s in sections)
             + extra_sections
         )
+        self.scs_conf.chmod(0o600)  # it holds control-secret
         self.settings = load_scs_settings(self.scs_conf)
         cfgctl_init(self.conf)
         assert self.settings.control_port is not None

@@ -1,0 +1,100 @@
+"""Thin glue over :class:`~confserv.core.auth_backoff.Backoff`: trio's clock and the log.
+
+One :class:`AuthThrottle` per thing guessed (client passwords, the management
+secret). Before checking an attempt call :meth:`AuthThrottle.check` with the
+attempt's keys (it raises :class:`LoginThrottledError` while one is blocked),
+then :meth:`AuthThrottle.failed` or :meth:`AuthThrottle.succeeded`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import trio
+
+from confserv.logs import events
+from confserv.logs.catalog import LogEvent
+from confserv.wire.errors import AuthError
+
+from .auth_backoff import Backoff, BackoffPolicy, Blocked, Event
+
+#: How often the keys quiet for long are forgotten, at most (seconds).
+_TICK = 1.0
+
+Emit = Callable[..., object]
+
+
+class LoginThrottledError(AuthError):
+    """Too many failed attempts from this source or for this user: refused unchecked."""
+
+
+def source_of(peer: str) -> str:
+    """The address part of a ``host:port`` peer name (the port changes every connection)."""
+    host, colon, port = peer.rpartition(":")
+    return host if colon and port.isdigit() else peer
+
+
+class AuthThrottle:
+    """Failed-attempt back-off for ``what`` (e.g. "login"), logging through ``emit``."""
+
+    def __init__(
+        self, what: str, policy: BackoffPolicy | None = None, emit: Emit | None = None
+    ) -> None:
+        self.what = what
+        self.emit = emit
+        self.backoff = Backoff(policy or BackoffPolicy())
+        self._next_tick = -math.inf
+
+    def _log(self, event: LogEvent, **fields: object) -> None:
+        if self.emit is not None:
+            self.emit(event, **fields)
+
+    def _events(self, happened: list[Event]) -> None:
+        for e in happened:
+            if isinstance(e, Blocked):
+                self._log(
+                    events.AUTH_BACKOFF_STARTED,
+                    what=self.what,
+                    key=e.key,
+                    failures=e.failures,
+                    window=f"{self.backoff.policy.window:g}",
+                    delay=f"{e.delay:g}",
+                )
+            else:
+                self._log(
+                    events.AUTH_BACKOFF_ENDED,
+                    what=self.what,
+                    key=e.key,
+                    failures=e.failures,
+                    refused=e.refused,
+                    seconds=f"{e.seconds:.0f}",
+                )
+
+    def _now(self) -> float:
+        now = trio.current_time()
+        if now >= self._next_tick:
+            self._next_tick = now + _TICK
+            self._events(self.backoff.tick(now))
+        return now
+
+    def check(self, *keys: str) -> None:
+        """Raise LoginThrottledError while any of ``keys`` is blocked."""
+        now = self._now()
+        waits = [self.backoff.wait(key, now) for key in keys]
+        wait = max(waits, default=0.0)
+        if wait > 0:
+            raise LoginThrottledError(
+                f"too many failed {self.what} attempts: try again in {math.ceil(wait)} s"
+            )
+
+    def failed(self, *keys: str) -> None:
+        """A checked attempt with ``keys`` failed."""
+        now = self._now()
+        for key in keys:
+            self._events(self.backoff.failed(key, now))
+
+    def succeeded(self, *keys: str) -> None:
+        """A checked attempt with ``keys`` succeeded: they start afresh."""
+        for key in keys:
+            self.backoff.succeeded(key)

@@ -1,0 +1,167 @@
+"""Issue 12, credentials: guessing backs off, unknown users cost what known ones do,
+weak hashes are rehashed at login, scrypt at OWASP's parameters."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from confserv.admin.bootstrap import init_database
+from confserv.config.settings import DatabaseSettings, ServerSettings
+from confserv.core.service import ConfigService
+from confserv.model.passwords import (
+    COST_ENV,
+    OWASP,
+    PasswordCost,
+    cost_of,
+    hash_password,
+    set_default_cost,
+    verify_password,
+)
+from confserv.store.engines import open_store
+from confserv.wire.errors import AuthError
+
+LOW = PasswordCost(2**10)
+MID = PasswordCost(2**12)
+
+
+@pytest.fixture(autouse=True)
+def low_cost() -> object:
+    set_default_cost(LOW)
+    yield
+    set_default_cost(None)
+
+
+def _settings(tmp_path: Path) -> ServerSettings:
+    db = DatabaseSettings(section="db", engine="sqlite", dbname=str(tmp_path / "cfg.sqlite"))
+    return ServerSettings(
+        file=tmp_path / "t.conf", section="confserv", port=0, db=db, lease_ttl=10.0, lease_renew=3.0
+    )
+
+
+@pytest.fixture
+async def service(tmp_path: Path) -> AsyncIterator[ConfigService]:
+    settings = _settings(tmp_path)
+    await init_database(settings, None, "admin-pw")
+    assert settings.db is not None
+    async with open_store(settings.db) as store:
+        lease = await store.read_lease()
+        assert lease is not None
+        svc = ConfigService(store)
+        await svc.reload()
+        svc.epoch, svc.writable = lease.epoch, True
+        yield svc
+
+
+def test_new_hashes_use_owasp_parameters_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Was N=2^14; OWASP's Password Storage Cheat Sheet now says N=2^17, r=8, p=1."""
+    set_default_cost(None)
+    monkeypatch.delenv(COST_ENV, raising=False)
+    stored = hash_password("pw")
+    assert cost_of(stored) == OWASP == PasswordCost(2**17, 8, 1)
+    assert verify_password("pw", stored)
+    assert not verify_password("px", stored)
+
+
+def test_a_hash_keeps_its_own_parameters_whatever_the_cost_now() -> None:
+    stored = hash_password("pw", MID)
+    set_default_cost(LOW)
+    assert cost_of(stored) == MID
+    assert verify_password("pw", stored)
+
+
+async def test_guessing_a_password_is_refused_unchecked_after_a_few_failures(
+    service: ConfigService, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Was 25-44 password guesses a second, each one checked: now 5 failures within
+    a minute block the user (and 10 the source); later guesses are refused unchecked
+    until a delay that doubles up to 60 s."""
+    checks = service._passwords
+    refused = 0
+    start = trio.current_time()
+    for i in range(200):
+        try:
+            assert not await service.authenticate("default", f"guess{i}", source="10.0.0.9:4000")
+        except AuthError as exc:
+            assert "too many failed login attempts" in str(exc)
+            refused += 1
+        await trio.sleep(0.05)  # a guess every 50 ms, 10 s of simulated time in all
+    elapsed = trio.current_time() - start
+    print(f"200 guesses in {elapsed:.0f} s simulated: {checks.hashes} checked, {refused} refused")
+    assert checks.hashes <= 10
+    assert refused >= 190
+    # the right password is refused too while blocked: the block tells nothing
+    with pytest.raises(AuthError, match="try again in"):
+        await service.authenticate("default", "admin-pw", source="10.0.0.9:4001")
+    await trio.sleep(61)
+    assert await service.authenticate("default", "admin-pw", source="10.0.0.9:4002")
+
+
+async def test_an_unknown_user_costs_what_a_known_one_does(service: ConfigService) -> None:
+    """Was 0.26 ms for an unknown user against 38 ms for a known one (enumeration by
+    timing): now both run one scrypt of the same parameters."""
+    set_default_cost(MID)
+    await service.update("Person", service.find("Person", "default")["dbid"], {"password": "pw2"})  # type: ignore[index]
+
+    async def median(user: str) -> float:
+        times = []
+        for i in range(20):
+            t = time.perf_counter()
+            # a source and user of its own each time: the back-off is not what is measured
+            await service.authenticate(user, f"wrong{i}", source=f"10.1.{i}.1:1")
+            times.append(time.perf_counter() - t)
+            service._passwords.throttle.succeeded(f"user {user!r}")
+        return statistics.median(times)
+
+    await median("nobody")  # the dummy hash is made once, on first use
+    known, unknown = await median("default"), await median("nobody")
+    print(f"median of 20: known user {known * 1000:.2f} ms, unknown user {unknown * 1000:.2f} ms")
+    assert unknown > 0.5 * known
+    assert known > 0.5 * unknown
+
+
+async def test_a_login_rehashes_an_old_parameter_hash(service: ConfigService) -> None:
+    """A stored hash weaker than the current cost is upgraded after a good login,
+    through the normal write path (a committed change with a serial)."""
+    set_default_cost(LOW)
+    dbid = service.find("Person", "default")["dbid"]  # type: ignore[index]
+    await service.update("Person", dbid, {"password": "old-pw"})
+    assert cost_of(service.get("Person", dbid)["password_hash"]) == LOW  # type: ignore[index]
+    serial = service.last_serial
+    set_default_cost(MID)
+    assert await service.authenticate("default", "old-pw")
+    stored = service.get("Person", dbid)["password_hash"]  # type: ignore[index]
+    assert cost_of(stored) == MID
+    assert verify_password("old-pw", stored)
+    assert service.last_serial == serial + 1
+    snapshot = await service._store().load()
+    [person] = [o for o in snapshot.objects if o["type"] == "Person"]
+    assert person["password_hash"] == stored  # in the database, not only in memory
+    assert await service.authenticate("default", "old-pw")
+    assert service.last_serial == serial + 1  # a hash as strong as the cost stays
+
+
+async def test_no_rehash_on_a_failed_login_or_a_stronger_hash(service: ConfigService) -> None:
+    set_default_cost(MID)
+    dbid = service.find("Person", "default")["dbid"]  # type: ignore[index]
+    await service.update("Person", dbid, {"password": "pw"})
+    stored = service.get("Person", dbid)["password_hash"]  # type: ignore[index]
+    set_default_cost(LOW)
+    assert await service.authenticate("default", "pw")
+    set_default_cost(PasswordCost(2**13))
+    assert not await service.authenticate("default", "not-it")
+    assert service.get("Person", dbid)["password_hash"] == stored  # type: ignore[index]
+
+
+def test_the_test_suite_runs_at_a_low_cost_in_child_processes() -> None:
+    """The helpers that start systems give their children a low cost (the suite logs in
+    very often); production keeps OWASP's."""
+    import tests.helpers.system as system
+
+    assert os.environ.get(COST_ENV) == system.TEST_PASSWORD_COST
