@@ -30,6 +30,7 @@ from addp import DEFAULT_MAX_FRAME_SIZE, OPTION_NAMES, AddpOptions, OptionError
 from addp._frames import MAX_MAX_FRAME_SIZE, MIN_MAX_FRAME_SIZE
 
 from .format import ConfigError, Section, read_sections
+from .permissions import warn_if_exposed
 
 __all__ = [
     "DATABASE_OPTIONS",
@@ -320,6 +321,10 @@ def load_server_settings(file: Path | str, section: str) -> ServerSettings:
         for option in ("advertise-host", "advertise-port", "advertise-management-port"):
             if own.text(option) is not None:
                 raise own.error(option, "not used when mode is proxy (only a master is advertised)")
+
+    # security helper C: one warning line when others can read the secrets in the file
+    secrets = {"management-secret": own.text("management-secret"), "password": db and db.password}
+    warn_if_exposed(path, [name for name, value in secrets.items() if value])
 
     return ServerSettings(
         file=path,
