@@ -21,8 +21,10 @@ from rich.table import Table
 
 from confserv.client.session import ConfigClient, open_client, open_management, parse_servers
 from confserv.config.settings import ConfigError, load_server_settings
+from confserv.model.passwords import COST_ENV, PasswordCostError, parse_cost, set_default_cost
 from confserv.wire.errors import ConfServError
 
+from .secret_input import ADMIN_PASSWORD, PASSWORD, SECRET, SecretInputError, SecretKind, resolve
 from .transfer import canonical_type, export_all, import_all, parse_fields, parse_options
 
 app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True)
@@ -34,12 +36,29 @@ ServerOpt = Annotated[
 UserOpt = Annotated[str, typer.Option("--user", "-u", help="The Person to log in as.")]
 PasswordOpt = Annotated[
     str | None,
-    typer.Option("--password", "-p", envvar="CFG_PASSWORD", help="Password (or CFG_PASSWORD)."),
+    typer.Option(
+        "--password",
+        "-p",
+        help="Password: every user can see it in the process list; prefer CFG_PASSWORD, "
+        "--password-file or the prompt.",
+    ),
+]
+PasswordFileOpt = Annotated[
+    Path | None,
+    typer.Option("--password-file", help="Read the password from the first line of FILE."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 SecretOpt = Annotated[
     str | None,
-    typer.Option("--secret", envvar="CFG_SECRET", help="Management secret (or CFG_SECRET)."),
+    typer.Option(
+        "--secret",
+        help="Management secret: every user can see it in the process list; prefer "
+        "CFG_SECRET, --secret-file or the prompt.",
+    ),
+]
+SecretFileOpt = Annotated[
+    Path | None,
+    typer.Option("--secret-file", help="Read the management secret from the first line of FILE."),
 ]
 
 
@@ -59,14 +78,23 @@ def _run(fn: Callable[[], Awaitable[None]]) -> None:
         _fail(str(exc), 2)
 
 
-def _client(server: str, user: str, password: str | None) -> Any:
-    if password is None:
-        _fail("a password is needed: --password or CFG_PASSWORD", 2)
+def _secret(
+    kind: SecretKind, given: str | None, file: Path | None, *, confirm: bool = False
+) -> str:
+    """The password or secret from a file, the command line, the environment or a prompt."""
+    try:
+        return resolve(kind, given, file, confirm=confirm)
+    except SecretInputError as exc:
+        _fail(str(exc), 2)
+        raise  # unreachable: _fail exits
+
+
+def _client(server: str, user: str, password: str) -> Any:
     try:
         servers = parse_servers(server)
     except ValueError as exc:
         _fail(f"--server: {exc}", 2)
-    return open_client(servers, app="cfgctl", app_type="cfgctl", user=user, password=password or "")
+    return open_client(servers, app="cfgctl", app_type="cfgctl", user=user, password=password)
 
 
 def _table(objects: list[dict[str, Any]], title: str) -> Table:
@@ -90,10 +118,25 @@ def init(
     backup_section: Annotated[str | None, typer.Option("--backup-section")] = None,
     backup_config: Annotated[Path | None, typer.Option("--backup-config")] = None,
     password: PasswordOpt = None,
+    password_file: PasswordFileOpt = None,
+    password_cost: Annotated[
+        str | None,
+        typer.Option(
+            "--password-cost",
+            help="scrypt cost of the administrator's hash: 'owasp' (N=2^17,r=8,p=1, the "
+            "default) or like 'n=2^16,r=8,p=2'; servers use CONFSERV_PASSWORD_COST.",
+        ),
+    ] = None,
 ) -> None:
     """Create the schema and the bootstrap objects in the database the file names."""
-    if password is None:
-        _fail("the administrator's password is needed: --password or CFG_PASSWORD", 2)
+    try:
+        cost = parse_cost(password_cost or os.environ.get(COST_ENV) or "owasp")
+    except PasswordCostError as exc:
+        source = "--password-cost" if password_cost else COST_ENV
+        _fail(f"{source}: {exc}", 2)
+        return
+    set_default_cost(cost)
+    admin_password = _secret(ADMIN_PASSWORD, password, password_file, confirm=True)
     try:
         primary = load_server_settings(config, section)
         backup = None
@@ -109,7 +152,7 @@ def init(
         # Only ``init`` needs the store (and SQLAlchemy): the other commands start without it.
         from .bootstrap import init_database
 
-        report = await init_database(primary, backup, password or "")
+        report = await init_database(primary, backup, admin_password)
         for name in report.created:
             console.print(f"created  {name}")
         for name in report.existing:
@@ -126,13 +169,15 @@ def get(
     server: ServerOpt = "127.0.0.1:2120",
     user: UserOpt = "default",
     password: PasswordOpt = None,
+    password_file: PasswordFileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Print objects of TYPE (all, or the one named NAME)."""
+    pw = _secret(PASSWORD, password, password_file)
 
     async def go() -> None:
         kind = canonical_type(type_name)
-        async with _client(server, user, password) as c:
+        async with _client(server, user, pw) as c:
             objects = await c.read(kind, {"name": name} if name else None)
         if name and not objects:
             _fail(f"no {kind} named {name!r}")
@@ -155,15 +200,17 @@ def put(
     server: ServerOpt = "127.0.0.1:2120",
     user: UserOpt = "default",
     password: PasswordOpt = None,
+    password_file: PasswordFileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create NAME, or update it with the given fields and options."""
+    pw = _secret(PASSWORD, password, password_file)
 
     async def go() -> None:
         kind = canonical_type(type_name)
         values = parse_fields(kind, fields or [])
         options = parse_options(option or [])
-        async with _client(server, user, password) as c:
+        async with _client(server, user, pw) as c:
             existing = await c.get(kind, name)
             if existing is None:
                 clean = {
@@ -196,12 +243,14 @@ def delete(
     server: ServerOpt = "127.0.0.1:2120",
     user: UserOpt = "default",
     password: PasswordOpt = None,
+    password_file: PasswordFileOpt = None,
 ) -> None:
     """Delete the object of TYPE named NAME."""
+    pw = _secret(PASSWORD, password, password_file)
 
     async def go() -> None:
         kind = canonical_type(type_name)
-        async with _client(server, user, password) as c:
+        async with _client(server, user, pw) as c:
             existing = await c.get(kind, name)
             if existing is None:
                 _fail(f"no {kind} named {name!r}")
@@ -218,15 +267,17 @@ def watch(
     server: ServerOpt = "127.0.0.1:2120",
     user: UserOpt = "default",
     password: PasswordOpt = None,
+    password_file: PasswordFileOpt = None,
     count: Annotated[
         int, typer.Option("--count", help="Stop after N notifications (0: never).")
     ] = 0,
 ) -> None:
     """Print change notifications as JSON lines, as they happen."""
+    pw = _secret(PASSWORD, password, password_file)
 
     async def go() -> None:
         kind = canonical_type(type_name) if type_name else None
-        async with _client(server, user, password) as c:
+        async with _client(server, user, pw) as c:
             await c.subscribe(kind)
             seen = 0
             while count == 0 or seen < count:
@@ -245,13 +296,15 @@ def export_cmd(
     server: ServerOpt = "127.0.0.1:2120",
     user: UserOpt = "default",
     password: PasswordOpt = None,
+    password_file: PasswordFileOpt = None,
 ) -> None:
     """Write the whole configuration as YAML or JSON."""
     if fmt not in ("yaml", "json"):
         _fail(f"--format: {fmt!r} is not yaml or json", 2)
+    pw = _secret(PASSWORD, password, password_file)
 
     async def go() -> None:
-        async with _client(server, user, password) as c:
+        async with _client(server, user, pw) as c:
             document = await export_all(c)
         text = (
             json.dumps(document, indent=2, sort_keys=True)
@@ -272,15 +325,17 @@ def import_cmd(
     server: ServerOpt = "127.0.0.1:2120",
     user: UserOpt = "default",
     password: PasswordOpt = None,
+    password_file: PasswordFileOpt = None,
 ) -> None:
     """Create or update every object of an export file (matched by type and name)."""
+    pw = _secret(PASSWORD, password, password_file)
     try:
         document = yaml.safe_load(file.read_text(encoding="utf-8"))  # YAML reads JSON too
     except (OSError, yaml.YAMLError) as exc:
         _fail(f"{file}: {exc}", 2)
 
     async def go() -> None:
-        async with _client(server, user, password) as c:
+        async with _client(server, user, pw) as c:
             counts = await import_all(c, document)
         print(", ".join(f"{n} {k}" for k, n in counts.items()))
 
@@ -291,11 +346,11 @@ def import_cmd(
 def status(
     server: ServerOpt = "127.0.0.1:2121",
     secret: SecretOpt = None,
+    secret_file: SecretFileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Ask a server's management port for its role, epoch, serial, pid and uptime."""
-    if secret is None:
-        _fail("the management secret is needed: --secret or CFG_SECRET", 2)
+    sec = _secret(SECRET, secret, secret_file)
     try:
         [(host, port)] = parse_servers(server)
     except ValueError as exc:
@@ -303,7 +358,7 @@ def status(
         return
 
     async def go() -> None:
-        async with open_management(host, port, secret or "") as m:
+        async with open_management(host, port, sec) as m:
             answer = await m.status()
         answer = {k: v for k, v in answer.items() if k not in ("re", "ok")}
         if as_json:
@@ -320,10 +375,13 @@ def status(
 
 
 def _management_command(
-    server: str, secret: str | None, as_json: bool, command: str, force: bool = False
+    server: str,
+    secret: tuple[str | None, Path | None],
+    as_json: bool,
+    command: str,
+    force: bool = False,
 ) -> None:
-    if secret is None:
-        _fail("the management secret is needed: --secret or CFG_SECRET", 2)
+    sec = _secret(SECRET, *secret)
     try:
         [(host, port)] = parse_servers(server)
     except ValueError as exc:
@@ -331,7 +389,7 @@ def _management_command(
         return
 
     async def go() -> None:
-        async with open_management(host, port, secret or "") as m:
+        async with open_management(host, port, sec) as m:
             if command == "promote":
                 answer = await m.switch_to_primary(force=force)
             elif command == "reload":
@@ -356,6 +414,7 @@ def _management_command(
 def promote(
     server: ServerOpt = "127.0.0.1:2131",
     secret: SecretOpt = None,
+    secret_file: SecretFileOpt = None,
     force: Annotated[
         bool,
         typer.Option(
@@ -365,28 +424,30 @@ def promote(
     as_json: JsonOpt = False,
 ) -> None:
     """Switch the server at HOST:MANAGEMENT_PORT to primary."""
-    _management_command(server, secret, as_json, "promote", force)
+    _management_command(server, (secret, secret_file), as_json, "promote", force)
 
 
 @app.command()
 def demote(
     server: ServerOpt = "127.0.0.1:2121",
     secret: SecretOpt = None,
+    secret_file: SecretFileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Planned hand-over: the primary at HOST:MANAGEMENT_PORT becomes backup."""
-    _management_command(server, secret, as_json, "demote")
+    _management_command(server, (secret, secret_file), as_json, "demote")
 
 
 @app.command()
 def reload(
     server: ServerOpt = "127.0.0.1:2121",
     secret: SecretOpt = None,
+    secret_file: SecretFileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Reload the server at HOST:MANAGEMENT_PORT from its database (after alarm 20170:
     the database went back or was replaced); it serves and writes again."""
-    _management_command(server, secret, as_json, "reload")
+    _management_command(server, (secret, secret_file), as_json, "reload")
 
 
 def main() -> None:

@@ -33,6 +33,29 @@ _NOW = "((julianday('now') - 2440587.5) * 86400.0)"
 BUSY_TIMEOUT_MS = 10_000
 
 
+#: The mode of the database file and of SQLite's -wal, -shm and -journal files,
+#: which SQLite creates with the database file's mode: the file holds the hashes.
+FILE_MODE = 0o600
+
+
+def private_file(path: str) -> None:
+    """Create ``path`` empty with mode 0600 when it is missing (SQLite takes an empty
+    file as a new database); an existing file group/world can read, and its -wal and
+    -shm files, are made 0600."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise UnavailableError(f"cannot create SQLite file {path}: {exc}") from exc
+    for name in (path, f"{path}-wal", f"{path}-shm", f"{path}-journal"):
+        try:
+            if os.stat(name).st_mode & 0o077:
+                os.chmod(name, FILE_MODE)
+        except OSError:
+            continue  # missing (or not ours): SQLite reports what matters
+
+
 class SqliteStore(PlanStore):
     """:class:`~confserv.store.base.ConfigStore` on a SQLite file."""
 
@@ -57,8 +80,9 @@ class SqliteStore(PlanStore):
         return store
 
     def _connect(self, *, create: bool = False) -> None:
-        if create:
+        if create and self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            private_file(self.path)
         elif self.path != ":memory:" and not Path(self.path).is_file():
             raise DatabaseIdentityError(
                 f"{self.where} does not exist: run 'cfgctl init' with this server's "
