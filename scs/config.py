@@ -27,6 +27,7 @@ SCS_OPTIONS: frozenset[str] = frozenset(
     {
         "control-port",
         "control-secret",
+        "auth-timeout",
         "log-format",
         "verbose",
         "status-interval",
@@ -145,6 +146,8 @@ class ScsSettings:
     file: Path
     control_port: int | None
     control_secret: str | None
+    #: ``auth-timeout``: seconds a control connection has to authenticate.
+    auth_timeout: float
     log_format: Literal["text", "json"]
     verbose: str
     status_interval: float
@@ -303,6 +306,7 @@ def load_scs_settings(file: Path | str) -> ScsSettings:
         file=path,
         control_port=control_port,
         control_secret=control_secret,
+        auth_timeout=own.seconds("auth-timeout", 5.0, low=0.0, high=3600.0, above_low=True),
         log_format=own.choice("log-format", {"text": "text", "json": "json"}, "text"),
         verbose=own.choice(
             "verbose",

@@ -1,15 +1,15 @@
 """The supervisor's control port: ``scs status|switchover|pause|resume`` talk to it.
 
-The same challenge-response as a Configuration Server's management port
-(:func:`confserv.server.management.challenge_response` with ``[scs] control-secret``),
-so :func:`confserv.client.session.open_management` is its client. Commands before
-authenticating are refused and logged as an alarm.
+Mutual authentication as on a Configuration Server's management port, with
+its own scheme (``cfgha-ctl-v2``, :class:`confserv.wire.auth.Purpose`) and
+secret (``[scs] control-secret``) and the identity ``scs``;
+:func:`confserv.client.session.open_control` is its client. Anything but a
+successful ``auth`` first, or no ``auth`` within ``[scs] auth-timeout``
+seconds: one refusal, one alarm line, and the connection is closed.
 """
 
 from __future__ import annotations
 
-import hmac
-import os
 from functools import partial
 from typing import Any
 
@@ -17,8 +17,15 @@ import trio
 
 from addp import AddpOptions, LinkEnded
 from addp.transport import Link, serve
-from confserv.wire.auth import challenge_response
-from confserv.wire.errors import AuthError, BadRequestError, RequestError
+from confserv.wire.auth import (
+    CONTROL_IDENTITY,
+    DEFAULT_AUTH_TIMEOUT,
+    HandshakeError,
+    HandshakeTimeoutError,
+    Purpose,
+    ServerHandshake,
+)
+from confserv.wire.errors import BadRequestError, RequestError
 from confserv.wire.messages import arg, error, ok, parse_request
 
 from . import events
@@ -39,43 +46,76 @@ SWITCHOVER_WAIT = 30.0
 class ControlSession:
     """One connection on the control port."""
 
-    def __init__(self, link: Link, sup: Supervisor, secret: str) -> None:
+    def __init__(
+        self,
+        link: Link,
+        sup: Supervisor,
+        secret: str,
+        *,
+        auth_timeout: float = DEFAULT_AUTH_TIMEOUT,
+    ) -> None:
         self.link, self.sup, self.secret = link, sup, secret
-        self.nonce = os.urandom(16).hex()
-        self.authenticated = False
+        self.handshake = ServerHandshake(
+            Purpose.CONTROL,
+            secret,
+            CONTROL_IDENTITY,
+            now=trio.current_time(),
+            timeout=auth_timeout,
+        )
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether the client has authenticated."""
+        return self.handshake.authenticated
 
     async def run(self) -> None:
-        """Serve until the link ends or authentication fails."""
-        await self.link.send({"challenge": self.nonce, "server": "scs"})
-        try:
-            async for msg in self.link:
-                rid = msg.get("id") if isinstance(msg, dict) else None
-                try:
-                    answer = await self._handle(msg)
-                except RequestError as exc:
-                    answer = error(rid, exc)
-                await self.link.send(answer)
-                if not self.authenticated:
-                    await self.link.aclose("authentication failed")
-                    return
-        except LinkEnded:
+        """Serve until the link ends, authentication fails or its deadline passes."""
+        await self.link.send(self.handshake.challenge())
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._auth_deadline, nursery.cancel_scope)
+            try:
+                async for msg in self.link:
+                    rid = msg.get("id") if isinstance(msg, dict) else None
+                    try:
+                        answer = await self._handle(msg)
+                    except RequestError as exc:
+                        answer = error(rid, exc)
+                    await self.link.send(answer)
+                    if not self.authenticated:
+                        await self.link.aclose("authentication failed")
+                        break
+            except LinkEnded:
+                pass
+            nursery.cancel_scope.cancel()
+
+    async def _auth_deadline(self, scope: trio.CancelScope) -> None:
+        """Close the connection when it has not authenticated by the deadline."""
+        deadline = self.handshake.deadline
+        if deadline is None:
             return
+        await trio.sleep_until(deadline)
+        try:
+            self.handshake.expire(trio.current_time())
+        except HandshakeTimeoutError as exc:
+            self.sup.log.emit(events.CONTROL_AUTH_FAILED, peer=self.link.name, reason=str(exc))
+            await self.link.aclose(f"authentication failed: {exc}")
+            scope.cancel()
 
     async def _handle(self, msg: Any) -> dict[str, Any]:
-        op, rid = parse_request(msg, CONTROL_OPS)
         peer = self.link.name
-        if op == "auth":
-            response = arg(msg, "response", str)
-            if hmac.compare_digest(
-                response.encode(), challenge_response(self.secret, self.nonce).encode()
-            ):
-                self.authenticated = True
-                return ok(rid, servers=self._status())
-            self.sup.log.emit(events.CONTROL_AUTH_FAILED, peer=peer, reason="wrong response")
-            raise AuthError("authentication failed: wrong response to the challenge")
-        if not self.authenticated:
-            self.sup.log.emit(events.CONTROL_AUTH_FAILED, peer=peer, reason=f"'{op}' first")
-            raise AuthError(f"authenticate before '{op}'")
+        try:
+            op, rid = parse_request(msg, CONTROL_OPS)
+        except RequestError:
+            if self.authenticated:
+                raise
+            raise HandshakeError("authenticate first: the first request must be 'auth'") from None
+        try:
+            if op == "auth":
+                return ok(rid, servers=self._status(), **self.handshake.answer(msg))
+            self.handshake.command(op)
+        except HandshakeError as exc:
+            self.sup.log.emit(events.CONTROL_AUTH_FAILED, peer=peer, reason=str(exc))
+            raise
         if op != "status":  # status is polled: not worth a line each time
             self.sup.log.emit(events.CONTROL_COMMAND, command=op, peer=peer)
         core = self.sup.core
@@ -120,9 +160,10 @@ async def serve_control(
     assert settings.control_port is not None
     assert settings.control_secret is not None
     secret = settings.control_secret
+    timeout = settings.auth_timeout
 
     async def handler(link: Link) -> None:
-        await ControlSession(link, sup, secret).run()
+        await ControlSession(link, sup, secret, auth_timeout=timeout).run()
 
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(

@@ -24,6 +24,7 @@ import trio
 from addp import LinkEnded
 from confserv.client.session import open_management
 from confserv.logs.eventlog import EventLog
+from confserv.wire.auth import Purpose
 from confserv.wire.errors import ConfServError, RequestError
 
 from . import events
@@ -234,6 +235,8 @@ class Supervisor:
                     spec.host,
                     spec.management_port,
                     spec.management_secret,
+                    expect=spec.section,
+                    purpose=Purpose.MANAGEMENT,
                     addp=spec.addp,
                     timeout=max(2.0, spec.addp.local_timeout * 2),
                 ) as m:
@@ -263,7 +266,12 @@ class Supervisor:
         try:
             with trio.fail_after(30):
                 async with open_management(
-                    spec.host, spec.management_port, spec.management_secret, timeout=timeout
+                    spec.host,
+                    spec.management_port,
+                    spec.management_secret,
+                    expect=spec.section,
+                    purpose=Purpose.MANAGEMENT,
+                    timeout=timeout,
                 ) as m:
                     return await call(m), ""
         except (OSError, LinkEnded, ConfServError, trio.TooSlowError) as exc:

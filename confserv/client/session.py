@@ -14,14 +14,14 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import AsyncIterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import trio
 
 from addp import AddpOptions, LinkClosedLocally, LinkEnded
 from addp.transport import Link, connect
-from confserv.wire.auth import challenge_response
+from confserv.wire.auth import CONTROL_IDENTITY, ClientHandshake, HandshakeError, Purpose
 from confserv.wire.errors import (
     ERRORS_BY_CODE,
     BackupModeError,
@@ -298,9 +298,11 @@ async def open_client(
 class ManagementClient:
     """An authenticated connection to a server's management port."""
 
-    def __init__(self, session: Session, status: dict[str, Any]) -> None:
+    def __init__(self, session: Session, status: dict[str, Any], server: str = "") -> None:
         self.session = session
         self.initial_status = status
+        #: The identity the server proved (its section name; ``scs`` for a control port).
+        self.server = server
 
     async def status(self) -> dict[str, Any]:
         """Role, epoch, last serial, pid, uptime, clients."""
@@ -338,15 +340,30 @@ async def open_management(
     port: int,
     secret: str,
     *,
+    expect: str | None = None,
+    purpose: Purpose | None = None,
     addp: AddpOptions | None = None,
     timeout: float = 10.0,
 ) -> AsyncIterator[ManagementClient]:
-    """Connect to a management port and authenticate with the shared secret.
+    """Connect to a management port and authenticate both ways with the shared secret.
+
+    ``expect``: the server's name (its section, its Application) the caller
+    means to reach; a server announcing another name is refused before any
+    answer is sent, so no answer can be relayed to another server. None
+    takes the name the server announces (:attr:`ManagementClient.server`).
+    ``purpose``: the scheme to speak, :attr:`Purpose.MANAGEMENT` or
+    :attr:`Purpose.CONTROL`; None speaks whichever of the two the port
+    announces (a supervisor's control port too). The server must prove it
+    knows the secret before any command is sent.
 
     Raises:
-        AuthError: the secret is wrong (the server also logs an alarm).
+        AuthError: the server refused the client's proof, or
+            :class:`~confserv.wire.auth.HandshakeError`: the server did not
+            prove it knows the secret, is not ``expect``, or speaks another
+            scheme (one line; the connection is closed).
         OSError, LinkEnded: the port could not be reached.
     """
+    purposes = (Purpose.MANAGEMENT, Purpose.CONTROL) if purpose is None else (purpose,)
     async with AsyncExitStack() as stack:
         link = await stack.enter_async_context(
             connect(
@@ -358,11 +375,38 @@ async def open_management(
             )
         )
         session = await stack.enter_async_context(_session_for(link))
+        handshake = ClientHandshake(purposes, secret, expect)
         with trio.fail_after(timeout):
             first = await session.first_message()
-            if first is None or "challenge" not in first:
+            if first is None:
                 raise ConnectionLostError(f"{host}:{port} sent no management challenge")
-            status = await session.request(
-                "auth", response=challenge_response(secret, str(first["challenge"]))
-            )
-        yield ManagementClient(session, status)
+            try:
+                status = await session.request("auth", **handshake.challenge(first))
+                handshake.verify(status)
+            except HandshakeError as exc:
+                await link.aclose(f"authentication failed: {exc}")
+                raise HandshakeError(f"{host}:{port}: {exc}") from None
+        status.pop("proof", None)
+        status.pop("scheme", None)
+        yield ManagementClient(session, status, handshake.identity or "")
+
+
+def open_control(
+    port: int,
+    secret: str,
+    *,
+    host: str = "127.0.0.1",
+    addp: AddpOptions | None = None,
+    timeout: float = 10.0,
+) -> AbstractAsyncContextManager[ManagementClient]:
+    """Connect to a supervisor's control port (``[scs] control-port``) with
+    ``control-secret``: :func:`open_management` with the control scheme and identity."""
+    return open_management(
+        host,
+        port,
+        secret,
+        expect=CONTROL_IDENTITY,
+        purpose=Purpose.CONTROL,
+        addp=addp,
+        timeout=timeout,
+    )

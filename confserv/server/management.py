@@ -1,15 +1,15 @@
-"""The management port: challenge-response authentication, status, role commands.
+"""The management port: mutual authentication, status, role commands.
 
-On connect the server sends ``{"challenge": <hex nonce>}``. The client answers
-``{"op": "auth", "id": n, "response": HMAC-SHA256(secret, "cfgha-mgmt-v1:" + nonce)}``
-so the secret never crosses the wire. Until then every command is refused;
-a wrong response is logged as an alarm and closes the connection.
+On connect the server sends its challenge and the client must authenticate
+within ``auth-timeout`` seconds with the ``cfgha-mgmt-v2`` scheme of
+:mod:`confserv.wire.auth` (both sides prove they know ``management-secret``;
+the secret never crosses the wire). Anything else before that, a wrong
+proof, or the deadline passing: one ``auth-failed`` answer (or none, at the
+deadline), one alarm line, and the connection is closed.
 """
 
 from __future__ import annotations
 
-import hmac
-import os
 from typing import Any, Protocol
 
 import trio
@@ -20,9 +20,14 @@ from confserv.core.fanout import Subscription
 from confserv.core.runtime import Runtime
 from confserv.ha.peer_options import check_options
 from confserv.logs import events
-from confserv.wire.auth import challenge_response
+from confserv.wire.auth import (
+    DEFAULT_AUTH_TIMEOUT,
+    HandshakeError,
+    HandshakeTimeoutError,
+    Purpose,
+    ServerHandshake,
+)
 from confserv.wire.errors import (
-    AuthError,
     BackupModeError,
     BadRequestError,
     HistoryExpiredError,
@@ -56,21 +61,34 @@ class ManagementSession:
         runtime: Runtime,
         secret: str | None,
         pair: PairHooks | None = None,
+        *,
+        auth_timeout: float = DEFAULT_AUTH_TIMEOUT,
     ) -> None:
         self.link = link
         self.rt = runtime
         self.secret = secret
         self.pair = pair
         self.peer = link.name
-        self.nonce = os.urandom(16).hex()
-        self.authenticated = False
+        self.handshake = ServerHandshake(
+            Purpose.MANAGEMENT,
+            secret,
+            runtime.name,
+            now=trio.current_time(),
+            timeout=auth_timeout,
+        )
         self.watching = False
 
+    @property
+    def authenticated(self) -> bool:
+        """Whether the client has authenticated."""
+        return self.handshake.authenticated
+
     async def run(self) -> None:
-        """Serve the connection until it ends or authentication fails."""
-        await self.link.send({"challenge": self.nonce, "server": self.rt.name})
+        """Serve the connection until it ends, authentication fails or its deadline passes."""
+        await self.link.send(self.handshake.challenge())
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            nursery.start_soon(self._auth_deadline)
             try:
                 async for msg in self.link:
                     if not await self._handle(msg):
@@ -79,17 +97,43 @@ class ManagementSession:
                 pass
             nursery.cancel_scope.cancel()
 
+    async def _auth_deadline(self) -> None:
+        """Close the connection when it has not authenticated by the deadline."""
+        deadline = self.handshake.deadline
+        if deadline is None:
+            return
+        await trio.sleep_until(deadline)
+        try:
+            self.handshake.expire(trio.current_time())
+        except HandshakeTimeoutError as exc:
+            self.rt.log.emit(events.MGMT_AUTH_FAILED, peer=self.peer, reason=str(exc))
+            await self.link.aclose(f"authentication failed: {exc}")
+            self._nursery.cancel_scope.cancel()
+
+    async def _refuse(self, rid: Any, exc: HandshakeError) -> bool:
+        """One refusal before authentication: one alarm line, one answer, then close."""
+        self.rt.log.emit(events.MGMT_AUTH_FAILED, peer=self.peer, reason=str(exc))
+        await self.link.send(error(rid, exc))
+        await self.link.aclose(f"authentication failed: {exc}")
+        return False
+
     async def _handle(self, msg: Any) -> bool:
         request_id = msg.get("id") if isinstance(msg, dict) else None
         try:
             op, request_id = parse_request(msg, MANAGEMENT_OPS)
+        except RequestError as exc:
+            if not self.authenticated:
+                first = HandshakeError("authenticate first: the first request must be 'auth'")
+                return await self._refuse(request_id, first)
+            await self.link.send(error(request_id, exc))
+            return True
+        try:
             if op == "auth":
                 return await self._auth(msg, request_id)
-            if not self.authenticated:
-                self.rt.log.emit(
-                    events.MGMT_AUTH_FAILED, peer=self.peer, reason=f"'{op}' before authenticating"
-                )
-                raise AuthError(f"authenticate before '{op}'")
+            try:
+                self.handshake.command(op)
+            except HandshakeError as exc:
+                return await self._refuse(request_id, exc)
             if op not in _QUIET_OPS:
                 self.rt.log.emit(events.MGMT_COMMAND, command=op, peer=self.peer)
             if op == "status":
@@ -135,22 +179,13 @@ class ManagementSession:
         return True
 
     async def _auth(self, msg: dict[str, Any], rid: int) -> bool:
-        response = arg(msg, "response", str)
-        if self.secret is None:
-            reason = "no management-secret is configured for this server"
-        elif hmac.compare_digest(
-            response.encode(), challenge_response(self.secret, self.nonce).encode()
-        ):
-            self.authenticated = True
-            self.rt.log.emit(events.MGMT_AUTH_OK, peer=self.peer)
-            await self.link.send(ok(rid, **self.rt.status()))
-            return True
-        else:
-            reason = "wrong response to the challenge"
-        self.rt.log.emit(events.MGMT_AUTH_FAILED, peer=self.peer, reason=reason)
-        await self.link.send(error(rid, AuthError(f"authentication failed: {reason}")))
-        await self.link.aclose("authentication failed")
-        return False
+        try:
+            extra = self.handshake.answer(msg)
+        except HandshakeError as exc:
+            return await self._refuse(rid, exc)
+        self.rt.log.emit(events.MGMT_AUTH_OK, peer=self.peer)
+        await self.link.send(ok(rid, **self.rt.status(), **extra))
+        return True
 
     async def _replicate(self, msg: dict[str, Any], rid: int) -> dict[str, Any]:
         """Start streaming every change, in full, to a backup (or proxy)."""

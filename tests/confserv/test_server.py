@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import trio
 
-from addp import AddpOptions, FrameKind, decode_payload, encode_frame
+from addp import AddpOptions, FrameKind, LinkEnded, decode_payload, encode_frame
 from addp._frames import FrameDecoder
 from addp.transport import connect
 from confserv.client.session import open_client, open_management
@@ -243,16 +243,19 @@ async def test_management_port_needs_the_secret(server: dict[str, Any]) -> None:
         assert status["epoch"] == 1
         assert status["pid"] > 0
         assert status["serial"] == server["runtime"].service.last_serial
-    with pytest.raises(AuthError, match="wrong response"):
+    with pytest.raises(AuthError, match="wrong proof"):
         async with open_management(host, port, "wrong"):
             pass
-    # Commands before authenticating are refused, and logged as an alarm.
+    # A command before authenticating gets one refusal, and the connection is closed.
     async with connect(host, port, AddpOptions()) as link:
         challenge = await link.receive()
-        assert "challenge" in challenge
+        assert challenge["scheme"] == "cfgha-mgmt-v2"
         await link.send({"op": "status", "id": 1})
         answer = await link.receive()
         assert answer["code"] == "auth-failed"
+        assert "authenticate before 'status'" in answer["message"]
+        with pytest.raises(LinkEnded, match="authentication failed"):
+            await link.receive()
     assert server["log"].ids().count(20121) >= 2
 
 
