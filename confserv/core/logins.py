@@ -29,7 +29,7 @@ from confserv.store.base import Change, Write
 from confserv.wire.errors import ConfServError
 
 from .auth_throttle import source_of
-from .password_checks import PasswordChangedError, PasswordChecks
+from .password_checks import PasswordChangedError, PasswordChecks, hash_limiter
 
 WriteFn = Callable[[Callable[[], Write]], Awaitable[Change]]
 
@@ -94,7 +94,7 @@ async def rehash(
     checks.rehashing.add(dbid)
     try:
         cost = default_cost()
-        new = await trio.to_thread.run_sync(hash_password, password, cost, limiter=checks.limiter)
+        new = await trio.to_thread.run_sync(hash_password, password, cost, limiter=hash_limiter())
 
         def prepare() -> Write:
             current = svc.get("Person", dbid)

@@ -25,6 +25,20 @@ class PasswordChangedError(ConfServError):
     """A rehash found the stored hash changed since it was verified: not written."""
 
 
+_LIMITER: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("hash-limiter")
+
+
+def hash_limiter() -> trio.CapacityLimiter:
+    """The limiter every scrypt of this trio run goes through (logins, rehashes and
+    writes that set a password): :data:`MAX_CONCURRENT_HASHES` at once."""
+    try:
+        return _LIMITER.get()
+    except LookupError:
+        limiter = trio.CapacityLimiter(MAX_CONCURRENT_HASHES)
+        _LIMITER.set(limiter)
+        return limiter
+
+
 #: Successful checks remembered, at most (then the memory starts afresh).
 _MAX_REMEMBERED = 10_000
 
@@ -35,14 +49,14 @@ class PasswordChecks:
 
     The cache holds an HMAC of the password under a per-process key, never the
     password; a changed hash (a new password) is another key. At most
-    ``concurrent`` hashes run at once (in worker threads); the others wait.
+    :data:`MAX_CONCURRENT_HASHES` hashes run at once in the whole run (in worker
+    threads, :func:`hash_limiter`); the others wait.
     """
 
-    def __init__(self, concurrent: int = MAX_CONCURRENT_HASHES) -> None:
+    def __init__(self) -> None:
         self._key = os.urandom(32)
         self._ok: set[tuple[str, bytes]] = set()
         self._running: dict[tuple[str, bytes], trio.Event] = {}
-        self.limiter = trio.CapacityLimiter(concurrent)
         #: scrypt runs so far (tests count them).
         self.hashes = 0
         #: Failed logins back off per source and per user.
@@ -71,7 +85,7 @@ class PasswordChecks:
         def run() -> bool:
             return verify_password(password, dummy_hash(cost) if stored is None else stored)
 
-        return await trio.to_thread.run_sync(run, limiter=self.limiter)
+        return await trio.to_thread.run_sync(run, limiter=hash_limiter())
 
     async def check(self, stored: str, password: str) -> bool:
         """Whether ``password`` matches the stored hash. An empty hash (no such user,
@@ -101,5 +115,5 @@ class PasswordChecks:
 async def off_loop_if_hashing(fn: Any, type_name: str, *args: Any) -> Any:
     """Validate in a worker thread when a password must be hashed (scrypt is slow)."""
     if any(isinstance(a, Mapping) and "password" in a for a in args):
-        return await trio.to_thread.run_sync(fn, type_name, *args)
+        return await trio.to_thread.run_sync(fn, type_name, *args, limiter=hash_limiter())
     return fn(type_name, *args)

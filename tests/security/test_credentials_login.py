@@ -165,3 +165,35 @@ def test_the_test_suite_runs_at_a_low_cost_in_child_processes() -> None:
     import tests.helpers.system as system
 
     assert os.environ.get(COST_ENV) == system.TEST_PASSWORD_COST
+
+
+async def test_concurrent_hashes_are_bounded(
+    service: ConfigService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flood of logins from many sources takes at most MAX_CONCURRENT_HASHES worker
+    threads (and 128 MiB each at OWASP's cost), not trio's 40 threads."""
+    import threading
+
+    from confserv.core import password_checks
+
+    lock, running, peak = threading.Lock(), [0], [0]
+
+    def slow_verify(password: str, stored: str) -> bool:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.01)  # in a worker thread: the loop goes on
+        with lock:
+            running[0] -= 1
+        return False
+
+    monkeypatch.setattr(password_checks, "verify_password", slow_verify)
+
+    async def attempt(i: int) -> None:
+        await service.authenticate(f"user{i}", "x", source=f"10.2.{i}.1:1")
+
+    async with trio.open_nursery() as nursery:
+        for i in range(30):
+            nursery.start_soon(attempt, i)
+    print(f"30 logins at once: at most {peak[0]} hashes ran together")
+    assert peak[0] == password_checks.MAX_CONCURRENT_HASHES
