@@ -57,6 +57,11 @@ def test_a_good_file(tmp_path: Path) -> None:
     settings = load(tmp_path, GOOD)
     assert settings.pairs[0].name == "a"  # type: ignore[attr-defined]
     assert settings.servers["a"].restart.limit == 5  # type: ignore[attr-defined]
+    assert settings.auth_timeout == 5.0  # type: ignore[attr-defined]
+    quick = load(
+        tmp_path, GOOD.replace("control-secret = s\n", "control-secret = s\nauth-timeout = 1.5\n")
+    )
+    assert quick.auth_timeout == 1.5  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
@@ -74,6 +79,10 @@ def test_a_good_file(tmp_path: Path) -> None:
         (("management-port = 3011\n", ""), "[b] management-port: missing"),
         (("command = confserv -s b -c b.conf\n", ""), "[b] command: missing"),
         (("control-secret = s\n", ""), "[scs] control-secret: missing"),
+        (
+            ("control-secret = s\n", "control-secret = s\nauth-timeout = 0\n"),
+            "[scs] auth-timeout: '0' is not a number of seconds",
+        ),
         (
             ("server = b\n", "server = b\nrestart-limit = 0\n"),
             "[a] restart-limit: '0' is not a number of restarts",

@@ -9,12 +9,14 @@ trio's MockClock for the deadlines.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -358,3 +360,39 @@ async def test_an_authenticated_connection_outlives_the_deadline(
         await trio.sleep(30)
         await link.send({"op": "status", "id": 2})
         assert (await link.receive())["ok"] is True
+
+
+# -- the supervisor --------------------------------------------------------------
+
+
+async def test_the_supervisor_talks_only_to_the_server_its_section_names(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """Server 'b' of the pair (same secret) answers on the port the supervisor
+    has for 'a' (as when a process took a stopped server's port): the
+    supervisor's command for 'a' is refused there before any answer is sent."""
+    from scs.config import load_scs_settings
+    from scs.supervisor import Supervisor
+
+    b_log = Capture()
+    b_port = await serve_management(nursery, runtime("b", b_log))
+    a_port = await serve_management(nursery, runtime("a"))
+    conf = tmp_path / "scs.conf"
+    conf.write_text(
+        f"[a]\nport = 3000\nserver = b\nmanagement-port = {a_port}\n"
+        f"management-secret = {SECRET}\nautostart = false\nautorestart = false\n"
+        f"[b]\nport = 3010\nserver = a\nmanagement-port = {b_port}\n"
+        f"management-secret = {SECRET}\nautostart = false\nautorestart = false\n"
+    )
+    settings = load_scs_settings(conf)
+    answer, _ = await Supervisor(settings, Capture())._command("a", lambda m: m.status())
+    assert answer is not None
+    assert answer["name"] == "a"
+    # a's port now leads to b.
+    settings.servers["a"] = dataclasses.replace(settings.servers["a"], management_port=b_port)
+    sup = Supervisor(settings, Capture())
+    answer, reason = await sup._command("a", lambda m: m.switch_to_backup())
+    assert answer is None
+    assert "the server is 'b', not 'a'" in reason
+    await trio.sleep(0.05)
+    assert 20120 not in b_log.ids  # b authenticated nobody
