@@ -268,3 +268,19 @@ def test_any_malformed_auth_is_one_handshake_error(request: dict[str, Any]) -> N
         server.answer(request)
     assert "\n" not in str(caught.value)
     assert len(str(caught.value)) < 300
+
+
+def test_the_documented_example_proofs() -> None:
+    """docs/protocol.md 10.7 gives these values: an implementation in another
+    language checks itself against them."""
+    ns, nc = "00112233445566778899aabbccddeeff", "ffeeddccbbaa99887766554433221100"
+    mgmt = Purpose.MANAGEMENT
+    assert proof("mgmt-secret", mgmt, CLIENT_TO_SERVER, "confserv", ns, nc) == (
+        "87a3fd7897a16ba5ac8b4eb0c85f8ed71bf4fea90f450850ccf27ce96c12ec24"
+    )
+    assert proof("mgmt-secret", mgmt, SERVER_TO_CLIENT, "confserv", ns, nc) == (
+        "20db1fb81e6d872d56d3db41e468c77390f0dfac125f0f1487ffbb0a3b685aa5"
+    )
+    assert proof("ctl-secret", Purpose.CONTROL, CLIENT_TO_SERVER, "scs", ns, nc) == (
+        "3da3ff6ec4ef040cadd7a1087c2af92e651d6434d0bd4fcd1a8dc55ab1911f4c"
+    )
