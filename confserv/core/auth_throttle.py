@@ -3,13 +3,15 @@
 One :class:`AuthThrottle` per thing guessed (client passwords, the management
 secret). Before checking an attempt call :meth:`AuthThrottle.check` with the
 attempt's keys (it raises :class:`LoginThrottledError` while one is blocked),
-then :meth:`AuthThrottle.failed` or :meth:`AuthThrottle.succeeded`.
+then :meth:`AuthThrottle.failed` or :meth:`AuthThrottle.succeeded`. A key is
+``"<kind> <value>"`` (``"source 10.0.0.9"``, ``"user 'default'"``); each kind
+can have its own policy, and has its own state.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import trio
 
@@ -39,12 +41,26 @@ class AuthThrottle:
     """Failed-attempt back-off for ``what`` (e.g. "login"), logging through ``emit``."""
 
     def __init__(
-        self, what: str, policy: BackoffPolicy | None = None, emit: Emit | None = None
+        self,
+        what: str,
+        policy: BackoffPolicy | None = None,
+        emit: Emit | None = None,
+        *,
+        kinds: Mapping[str, BackoffPolicy] | None = None,
     ) -> None:
         self.what = what
         self.emit = emit
-        self.backoff = Backoff(policy or BackoffPolicy())
+        self._default = policy or BackoffPolicy()
+        self._backoffs = {kind: Backoff(p) for kind, p in (kinds or {}).items()}
         self._next_tick = -math.inf
+
+    def backoff(self, key: str) -> Backoff:
+        """The state of ``key``'s kind (the word before its first space)."""
+        kind = key.split(" ", 1)[0]
+        found = self._backoffs.get(kind)
+        if found is None:
+            found = self._backoffs[kind] = Backoff(self._default)
+        return found
 
     def _log(self, event: LogEvent, **fields: object) -> None:
         if self.emit is not None:
@@ -58,7 +74,7 @@ class AuthThrottle:
                     what=self.what,
                     key=e.key,
                     failures=e.failures,
-                    window=f"{self.backoff.policy.window:g}",
+                    window=f"{self.backoff(e.key).policy.window:g}",
                     delay=f"{e.delay:g}",
                 )
             else:
@@ -75,13 +91,14 @@ class AuthThrottle:
         now = trio.current_time()
         if now >= self._next_tick:
             self._next_tick = now + _TICK
-            self._events(self.backoff.tick(now))
+            for backoff in list(self._backoffs.values()):
+                self._events(backoff.tick(now))
         return now
 
     def check(self, *keys: str) -> None:
         """Raise LoginThrottledError while any of ``keys`` is blocked."""
         now = self._now()
-        waits = [self.backoff.wait(key, now) for key in keys]
+        waits = [self.backoff(key).wait(key, now) for key in keys]
         wait = max(waits, default=0.0)
         if wait > 0:
             raise LoginThrottledError(
@@ -92,9 +109,9 @@ class AuthThrottle:
         """A checked attempt with ``keys`` failed."""
         now = self._now()
         for key in keys:
-            self._events(self.backoff.failed(key, now))
+            self._events(self.backoff(key).failed(key, now))
 
     def succeeded(self, *keys: str) -> None:
         """A checked attempt with ``keys`` succeeded: they start afresh."""
         for key in keys:
-            self.backoff.succeeded(key)
+            self.backoff(key).succeeded(key)

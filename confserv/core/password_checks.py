@@ -14,6 +14,7 @@ from confserv.logs.catalog import LogEvent
 from confserv.model.passwords import default_cost, dummy_hash, verify_password
 from confserv.wire.errors import ConfServError
 
+from .auth_backoff import BackoffPolicy
 from .auth_throttle import AuthThrottle, Emit
 
 #: Hashes running at once, at most: each takes a worker thread and, at OWASP's
@@ -39,6 +40,14 @@ def hash_limiter() -> trio.CapacityLimiter:
         return limiter
 
 
+#: Client logins: a user is blocked after 5 failures within a minute, a source
+#: address after 10 (several people may share one address); 1 s doubling to 60 s,
+#: forgotten after 10 quiet minutes.
+LOGIN_POLICIES = {
+    "user": BackoffPolicy(threshold=5),
+    "source": BackoffPolicy(threshold=10),
+}
+
 #: Successful checks remembered, at most (then the memory starts afresh).
 _MAX_REMEMBERED = 10_000
 
@@ -60,7 +69,7 @@ class PasswordChecks:
         #: scrypt runs so far (tests count them).
         self.hashes = 0
         #: Failed logins back off per source and per user.
-        self.throttle = AuthThrottle("login")
+        self.throttle = AuthThrottle("login", kinds=LOGIN_POLICIES)
         #: Persons whose password is being rehashed now.
         self.rehashing: set[int] = set()
         #: Where events are written (the server sets it; None: nowhere).

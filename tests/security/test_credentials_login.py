@@ -3,6 +3,7 @@ weak hashes are rehashed at login, scrypt at OWASP's parameters."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import time
@@ -15,6 +16,7 @@ import trio
 from confserv.admin.bootstrap import init_database
 from confserv.config.settings import DatabaseSettings, ServerSettings
 from confserv.core.service import ConfigService
+from confserv.logs.catalog import LogEvent
 from confserv.model.passwords import (
     COST_ENV,
     OWASP,
@@ -197,3 +199,28 @@ async def test_concurrent_hashes_are_bounded(
             nursery.start_soon(attempt, i)
     print(f"30 logins at once: at most {peak[0]} hashes ran together")
     assert peak[0] == password_checks.MAX_CONCURRENT_HASHES
+
+
+async def test_a_guessing_episode_is_logged_once_with_its_counts(
+    service: ConfigService, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Not a line per attempt: one when the back-off starts, one with the counts when
+    the source is quiet again (10 minutes later)."""
+    lines: list[tuple[int, str]] = []
+
+    def emit(event: LogEvent, **fields: object) -> None:
+        lines.append((event.id, event.template.format(**fields)))
+
+    service.log_auth_with(emit)
+    for i in range(300):
+        with contextlib.suppress(AuthError):
+            await service.authenticate(f"user{i % 50}", "guess", source="10.3.0.1:5")
+        await trio.sleep(0.1)
+    await trio.sleep(700)
+    with contextlib.suppress(AuthError):
+        await service.authenticate("someone", "else", source="10.9.9.9:1")  # a tick
+    source_lines = [text for _, text in lines if "10.3.0.1" in text]
+    print("\n".join(source_lines))
+    assert [i for i, t in lines if "10.3.0.1" in t] == [20190, 20191]
+    assert "10 failed attempts for source 10.3.0.1 within 60 s" in source_lines[0]
+    assert "refused attempts over" in source_lines[1]
