@@ -57,6 +57,7 @@ SERVER_OPTIONS: frozenset[str] = frozenset(
         "restart-backoff-max",
         "restart-limit",
         "restart-window",
+        "restart-min-uptime",
         "stop-timeout",
         "fence-after",
         *OPTION_NAMES,
@@ -86,12 +87,15 @@ class RestartPolicy:
         limit: at most this many restarts in ``window`` seconds; past it, an
             alarm and slow retries at ``backoff_max`` (never a silent give-up).
         window: seconds, see ``limit``.
+        min_uptime: a server that served this long was started successfully: its
+            death does not count towards ``limit`` (the count starts again).
     """
 
     backoff: float = 0.5
     backoff_max: float = 30.0
     limit: int = 5
     window: float = 60.0
+    min_uptime: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +223,7 @@ def _server(path: Path, base: Path, name: str, options: dict[str, str]) -> Serve
         ),
         limit=sec.integer("restart-limit", 5, low=1, high=1000, what="a number of restarts"),
         window=sec.seconds("restart-window", 60.0, low=0.0, high=86400.0, above_low=True),
+        min_uptime=sec.seconds("restart-min-uptime", 2.0, low=0.0, high=86400.0),
     )
     return ServerSpec(
         section=name,

@@ -288,6 +288,8 @@ class SupervisorCore:
     def _record(self, m: Member, status: ServerStatus, now: float) -> None:
         m.role, m.epoch, m.serial = status.role, status.epoch, status.serial
         m.last_heard = now
+        if status.role is not None and status.role != "starting":
+            m.restart.serving(now)
         if status.pid is not None:
             m.reported = status.pid
             if m.process == ProcessState.DOWN:

@@ -3,7 +3,13 @@
 One :class:`Restarts` object per server. Exponential back-off from
 ``restart-backoff`` up to ``restart-backoff-max``, with jitter; at most
 ``restart-limit`` restarts in ``restart-window`` seconds, then an alarm and
-slow retries at ``restart-backoff-max``, never a silent give-up. A server an
+slow retries at ``restart-backoff-max``, never a silent give-up. Only failed
+starts count towards that limit: a server that served (primary, backup or
+proxy) for ``restart-min-uptime`` seconds was started successfully, and its
+death starts the count again (supervisord's ``startsecs``). A pair killed
+five times in a minute from outside, each time back and serving within a
+second, was otherwise held down 30 s as a crash loop, both members at once
+(make chaos, PostgreSQL seed 738611). A server an
 operator stopped is never restarted (until an operator starts it), nor one
 with autorestart off; one whose pair is paused has its restart held until
 the pair is resumed.
@@ -34,6 +40,7 @@ class Restarts:
         held: it died while its pair was paused: scheduled when the pair is resumed.
         stopped: an operator stopped it: never restarted until an operator starts it.
         limit_alarmed: the intensity alarm is raised (once until below the limit again).
+        serving_since: when it was first seen serving since its last start (None: not yet).
     """
 
     server: str
@@ -45,6 +52,7 @@ class Restarts:
     held: bool = False
     stopped: bool = False
     limit_alarmed: bool = False
+    serving_since: float | None = None
 
     def schedule(self, now: float, rng: random.Random, *, paused: bool) -> list[Emit]:
         """The server is down: schedule its restart (or say why not); the lines to log."""
@@ -60,6 +68,9 @@ class Restarts:
             return [Emit(events.NOT_RESTARTED, {"server": name, "reason": "its pair is paused"})]
         out: list[Emit] = []
         policy = self.settings
+        if self.serving_since is not None and now - self.serving_since >= policy.min_uptime:
+            self.history.clear()  # it was started successfully: not a crash loop
+        self.serving_since = None
         self._forget_before(now - policy.window)
         if len(self.history) >= policy.limit:
             delay = policy.backoff_max
@@ -92,6 +103,7 @@ class Restarts:
     def restarted(self, now: float) -> str:
         """A restart is started at ``now`` (it counts towards the limit); why, for the log."""
         self.history.append(now)
+        self.serving_since = None
         return f"restart {self.consecutive}"
 
     def cancel(self) -> None:
@@ -101,6 +113,11 @@ class Restarts:
     def seen_up(self) -> None:
         """The server answered: the back-off starts again from ``restart-backoff``."""
         self.consecutive = 0
+
+    def serving(self, now: float) -> None:
+        """The server says it serves (a role other than starting) at ``now``."""
+        if self.serving_since is None:
+            self.serving_since = now
 
     def stop_by_operator(self) -> None:
         """An operator stopped the server: nothing is restarted until :meth:`start_by_operator`."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -88,3 +89,65 @@ def test_restarts_obey_the_intensity_limit_and_never_give_up(
     assert alarms <= len(lifetimes)
     if over:
         assert alarms >= 1
+
+
+def test_only_failed_starts_count_towards_the_crash_loop_limit() -> None:
+    """make chaos (PostgreSQL, seed 738611): both servers of a pair, killed from outside
+    five times in a minute, each time back and serving within a second, were held down
+    30 s as a crash loop. A server that served for restart-min-uptime was started
+    successfully; one that dies before (or while still starting) is a failed start."""
+    rng = random.Random(3)
+    served = Restarts("a", POLICY)
+    now = 0.0
+    for _ in range(10):  # killed 5 s after each start, serving from 1 s after it
+        assert 40104 not in ids(served.schedule(now, rng, paused=False))
+        assert served.next_start is not None
+        assert served.next_start - now <= POLICY.backoff * 1.2 + 1e-9
+        now = served.next_start
+        served.restarted(now)
+        served.seen_up()
+        served.serving(now + 1.0)
+        now += 5.0
+    failing = Restarts("b", POLICY)
+    now, alarms = 0.0, []
+    for _ in range(7):  # serves for 1 s only (below restart-min-uptime), then dies
+        alarms += ids(failing.schedule(now, rng, paused=False))
+        assert failing.next_start is not None
+        now = failing.next_start
+        failing.restarted(now)
+        failing.serving(now + 0.5)
+        now += 1.5
+    assert 40104 in alarms
+
+
+@given(
+    lives=st.lists(
+        st.tuples(st.floats(0.0, 10.0), st.none() | st.floats(0.0, 10.0)), min_size=1, max_size=30
+    ),
+    seed=st.integers(0, 1000),
+)
+@settings(max_examples=200)
+def test_the_limit_counts_the_failed_starts_since_the_last_successful_one(
+    lives: list[tuple[float, float | None]], seed: int
+) -> None:
+    """Each life: it dies ``life`` seconds after its start, having served from ``serving``
+    seconds after it (None: never). The restarts counted are those in the window since
+    the last successful start; with ``limit`` of them the restart is slow (backoff-max)."""
+    policy = RestartPolicy(backoff=0.1, backoff_max=30.0, limit=3, window=60.0, min_uptime=2.0)
+    r, rng = Restarts("a", policy), random.Random(seed)
+    now, counted = 0.0, []
+    for life, serving in lives:
+        r.schedule(now, rng, paused=False)
+        assert r.next_start is not None
+        counted = [t for t in counted if t > now - policy.window]
+        assert list(r.history) == counted
+        if len(counted) >= policy.limit:
+            assert r.next_start - now == pytest.approx(policy.backoff_max)
+        now = r.next_start
+        r.restarted(now)
+        counted.append(now)
+        if serving is not None and serving <= life:
+            r.serving(now + serving)
+            if life - serving >= policy.min_uptime:
+                counted = []  # a successful start: the count starts again
+        now += life
