@@ -142,6 +142,17 @@ def test_secrets_come_from_a_file_the_environment_or_a_prompt(tmp_path: Path) ->
     got = resolve(SECRET, None, None, environ={}, stdin_is_tty=lambda: True, prompt=prompt)
     assert got == "typed"
     assert asked == ["The management secret: "]
+    answers = iter(["one", "two"])
+    with pytest.raises(SecretInputError, match="differ"):
+        resolve(
+            SECRET,
+            None,
+            None,
+            environ={},
+            stdin_is_tty=lambda: True,
+            prompt=lambda _: next(answers),
+            confirm=True,
+        )
     with pytest.raises(SecretInputError, match="CFG_SECRET"):
         resolve(SECRET, None, None, environ={}, stdin_is_tty=no_tty)
     with pytest.raises(SecretInputError, match="not both"):
