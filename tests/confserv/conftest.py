@@ -26,8 +26,9 @@ from tests.pg_cluster import PgCluster, require_pg_bin, running_cluster
 ADMIN_PASSWORD = "admin-pw"
 
 #: A low password cost for every database these tests make and every server they
-#: start (in-process or not): the suite logs in very often. Production keeps OWASP's.
-os.environ.setdefault(COST_ENV, "n=2^10,r=8,p=1")
+#: start (in-process or not): the suite logs in very often. scrypt's cheapest, as
+#: tests/helpers/system.py and the simulation use. Production keeps OWASP's.
+os.environ.setdefault(COST_ENV, "n=2,r=1,p=1")
 SECRET = "mgmt-secret"
 
 

@@ -22,7 +22,7 @@ from confserv.config.settings import load_server_settings
 from confserv.model.passwords import COST_ENV, PasswordCost, cost_of
 
 BIN = Path(sys.executable).parent
-LOW = "n=2^10,r=8,p=1"
+LOW = "n=2,r=1,p=1"
 BASE_ENV = {k: v for k, v in os.environ.items() if k not in ("CFG_PASSWORD", "CFG_SECRET")}
 BASE_ENV |= {COST_ENV: LOW, "COLUMNS": "200"}
 
