@@ -29,8 +29,10 @@ from ._frames import (
     encode_frame,
     encode_payload,
 )
+from ._guard import DEFAULT_FRAME_TIMEOUT, ConnectionGuard
 from ._keepalive import Keepalive, PeerLost, SendPoll
 from ._options import MAX_TIMEOUT, AddpOptions
+from ._peer_text import peer_repr, peer_text
 
 #: Protocol versions this implementation speaks (inclusive range).
 PROTOCOL_VERSIONS = (1, 1)
@@ -76,6 +78,13 @@ class Connection:
         hello: the application's own hello, carried in our HELLO frame.
         max_frame_size: the largest payload accepted from the peer.
         now: the current time, for the keep-alive timer.
+        auth_timeout: seconds the peer has to be declared authenticated
+            (:meth:`authenticate`); None: no such deadline.
+        frame_timeout: seconds a frame may take from its first byte to its
+            last; None: no such deadline.
+        unauthenticated_frame_size: the largest payload accepted until
+            :meth:`authenticate` (None: ``max_frame_size`` from the start).
+            The HELLO still announces ``max_frame_size``.
     """
 
     def __init__(
@@ -85,6 +94,9 @@ class Connection:
         hello: Any = None,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         now: float = 0.0,
+        auth_timeout: float | None = None,
+        frame_timeout: float | None = DEFAULT_FRAME_TIMEOUT,
+        unauthenticated_frame_size: int | None = None,
     ) -> None:
         self.options = options
         self.hello = hello
@@ -93,8 +105,13 @@ class Connection:
         self.peer_hello: Any = None
         self.trace_enabled = options.enabled and options.trace.local
         self._decoder = FrameDecoder(max_frame_size)
+        self._max_frame_size = self._decoder.max_frame_size
+        if unauthenticated_frame_size is not None:
+            self._decoder.max_frame_size = min(unauthenticated_frame_size, max_frame_size)
         self._keepalive = Keepalive(0.0, now)
+        self.guard = ConnectionGuard(now, auth_timeout=auth_timeout, frame_timeout=frame_timeout)
         self._out: list[bytes] = []
+        self._sizes: list[int] = []
         self.peer_max_frame_size = MAX_MAX_FRAME_SIZE
 
     # -- outgoing -------------------------------------------------------------
@@ -107,7 +124,7 @@ class Connection:
             "versions": list(PROTOCOL_VERSIONS),
             "remote-timeout": _ms(self.options.requested_remote_timeout),
             "remote-trace": self.options.enabled and self.options.trace.remote,
-            "max-frame-size": self._decoder.max_frame_size,
+            "max-frame-size": self._max_frame_size,
             "app": self.hello,
         }
         data = encode_payload(payload)
@@ -118,6 +135,23 @@ class Connection:
             )
         self._queue(FrameKind.HELLO, data, now)
         self.state = ConnectionState.HANDSHAKE
+
+    def authenticate(self) -> None:
+        """The application authenticated the peer: the authentication deadline is met
+        and frames up to ``max_frame_size`` are accepted from now on."""
+        self.guard.authenticate()
+        self._decoder.max_frame_size = self._max_frame_size
+
+    @property
+    def frame_limit(self) -> int:
+        """The largest payload accepted from the peer now."""
+        return self._decoder.max_frame_size
+
+    def take_message_sizes(self) -> list[int]:
+        """The payload sizes of the :class:`Message` events returned since the last
+        call, in order (for a caller that bounds its inbox in bytes)."""
+        sizes, self._sizes = self._sizes, []
+        return sizes
 
     def send(self, payload: Any, now: float) -> None:
         """Queue one application message."""
@@ -145,6 +179,7 @@ class Connection:
         if self.state in (ConnectionState.HANDSHAKE, ConnectionState.OPEN, ConnectionState.ERROR):
             if len(reason) > MAX_REASON:
                 reason = reason[: MAX_REASON - 3] + "..."
+            reason = peer_text(reason, MAX_REASON)  # no control characters either
             self._queue(FrameKind.CLOSE, encode_payload({"reason": reason}), now)
         self.state = ConnectionState.CLOSED
 
@@ -204,7 +239,9 @@ class Connection:
         self._keepalive.bytes_received(now)
         events: list[Event] = []
         try:
-            for kind, payload in self._decoder.feed(data):
+            frames = self._decoder.feed(data)
+            self.guard.bytes_received(now, buffered=self._decoder.buffered, completed=len(frames))
+            for kind, payload in frames:
                 self._handle_frame(kind, payload, now, events)
                 if self.closed:
                     break
@@ -221,6 +258,7 @@ class Connection:
             if self.state is not ConnectionState.OPEN:
                 raise UnexpectedFrameError("MESSAGE frame before the handshake completed")
             out.append(Message(value))
+            self._sizes.append(len(payload))
         elif kind is FrameKind.POLL:
             seq = _seq_of(value, "POLL")
             self._queue(FrameKind.REPLY, payload, now)
@@ -253,7 +291,9 @@ class Connection:
             or not all(isinstance(v, int) and not isinstance(v, bool) for v in versions)
             or versions[0] > versions[1]
         ):
-            raise HandshakeError(f"HELLO 'versions' must be [min, max] integers, got {versions!r}")
+            raise HandshakeError(
+                f"HELLO 'versions' must be [min, max] integers, got {peer_repr(versions)}"
+            )
         low, high = max(versions[0], PROTOCOL_VERSIONS[0]), min(versions[1], PROTOCOL_VERSIONS[1])
         if low > high:
             raise HandshakeError(
@@ -267,7 +307,7 @@ class Connection:
             or not 0 <= pushed_ms <= MAX_TIMEOUT * 1000
         ):
             raise HandshakeError(
-                f"HELLO 'remote-timeout' must be 0 to 3600000 ms, got {pushed_ms!r}"
+                f"HELLO 'remote-timeout' must be 0 to 3600000 ms, got {peer_repr(pushed_ms)}"
             )
         peer_max = value.get("max-frame-size", MAX_MAX_FRAME_SIZE)
         if (
@@ -275,10 +315,12 @@ class Connection:
             or isinstance(peer_max, bool)
             or not MIN_MAX_FRAME_SIZE <= peer_max <= MAX_MAX_FRAME_SIZE
         ):
-            raise HandshakeError(f"HELLO 'max-frame-size' out of range: {peer_max!r}")
+            raise HandshakeError(f"HELLO 'max-frame-size' out of range: {peer_repr(peer_max)}")
         remote_trace = value.get("remote-trace", False)
         if not isinstance(remote_trace, bool):
-            raise HandshakeError(f"HELLO 'remote-trace' must be a boolean, got {remote_trace!r}")
+            raise HandshakeError(
+                f"HELLO 'remote-trace' must be a boolean, got {peer_repr(remote_trace)}"
+            )
         self.version = high
         self.peer_max_frame_size = peer_max
         self.peer_hello = value.get("app")
@@ -300,11 +342,23 @@ class Connection:
         """When :meth:`handle_timeout` must next be called; ``None`` if never."""
         if self.state is not ConnectionState.OPEN:
             return None
-        return self._keepalive.next_deadline()
+        keepalive, guard = self._keepalive.next_deadline(), self.guard.next_deadline()
+        if keepalive is None or guard is None:
+            return guard if keepalive is None else keepalive
+        return min(keepalive, guard)
 
     def handle_timeout(self, now: float) -> list[Event]:
-        """Time is ``now``: may queue a POLL, or report the peer lost."""
+        """Time is ``now``: may queue a POLL, or report the peer lost.
+
+        A :attr:`guard` deadline that passed (not authenticated in time, a frame
+        not completed in time) queues a CLOSE naming it and returns nothing:
+        :attr:`guard` ``.expired`` then says why the connection is over.
+        """
         if self.state is not ConnectionState.OPEN:
+            return []
+        reason = self.guard.check(now)
+        if reason is not None:
+            self.close(reason, now)
             return []
         action = self._keepalive.handle_timeout(now)
         if isinstance(action, SendPoll):
@@ -331,5 +385,7 @@ class Connection:
 
 def _seq_of(value: Any, kind: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise MalformedPayloadError(f"{kind} payload must be a non-negative integer, got {value!r}")
+        raise MalformedPayloadError(
+            f"{kind} payload must be a non-negative integer, got {peer_repr(value)}"
+        )
     return value

@@ -37,6 +37,12 @@ DEFAULT_MAX_FRAME_SIZE = 4 * 1024 * 1024
 MIN_MAX_FRAME_SIZE = 1024
 #: The largest limit the 32-bit length field can express.
 MAX_MAX_FRAME_SIZE = 0xFFFFFFFF
+#: Deepest nesting of maps and lists a payload may have (a message is a few levels).
+MAX_PAYLOAD_DEPTH = 32
+# msgpack's own decoder refuses more than 1024 nested containers (StackError);
+# a payload behind this many one-element arrays gets MAX_PAYLOAD_DEPTH of them.
+_MSGPACK_STACK = 1024
+_DEPTH_PREFIX = b"\x91" * (_MSGPACK_STACK - MAX_PAYLOAD_DEPTH)
 
 _HEADER = struct.Struct(">2sBBI")
 
@@ -90,16 +96,29 @@ def _refuse_timestamps(value: Any) -> None:
 def decode_payload(payload: bytes) -> Any:
     """Decode one msgpack payload; any defect raises :class:`MalformedPayloadError`.
 
-    Map keys may be strings or integers; extension types (timestamps too) are refused.
+    Map keys may be strings or integers; extension types (timestamps too) are refused,
+    and so is nesting deeper than :data:`MAX_PAYLOAD_DEPTH` maps and lists (one
+    clear error, instead of recursion in whatever formats or walks the value).
     """
+    # The prefix makes msgpack's own stack limit the depth limit: no walk of the value.
     try:
         value = msgpack.unpackb(
-            payload, raw=False, use_list=True, ext_hook=_no_ext, strict_map_key=False
+            _DEPTH_PREFIX + payload,
+            raw=False,
+            use_list=True,
+            ext_hook=_no_ext,
+            strict_map_key=False,
         )
     except MalformedPayloadError:
         raise
+    except msgpack.StackError:
+        raise MalformedPayloadError(
+            f"payload nests maps and lists deeper than {MAX_PAYLOAD_DEPTH} levels"
+        ) from None
     except Exception as exc:  # msgpack raises many types for bad input; all mean one thing
         raise MalformedPayloadError(f"payload is not valid msgpack: {exc}") from None
+    for _ in range(len(_DEPTH_PREFIX)):
+        value = value[0]
     if any(marker in payload for marker in _TIMESTAMP_MARKERS):
         _refuse_timestamps(value)
     return value

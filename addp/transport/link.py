@@ -12,6 +12,7 @@ subpackage) is the only part of ``addp`` that imports trio.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -30,11 +31,16 @@ from .._errors import (
 )
 from .._events import ConnectionClosed, Event, HandshakeComplete, Message, PeerLostEvent, Trace
 from .._frames import encode_payload
+from .._peer_text import peer_text
 
 #: Bytes asked of the stream per read.
 RECEIVE_SIZE = 65536
 #: Messages buffered between the reader task and the consumer.
 INBOX_SIZE = 1024
+#: Payload bytes buffered between the reader task and the consumer; past it the
+#: reader stops reading the socket (TCP back-pressure) until the consumer catches
+#: up. Until the peer is authenticated the bound is its frame limit instead.
+INBOX_BYTES = 4 * 1024 * 1024
 #: Buffered messages handed over in a row before ``receive`` yields to the scheduler.
 FAST_RECEIVES = 64
 #: Default time allowed for the peer's HELLO.
@@ -53,6 +59,10 @@ class HandshakeTimeout(LinkEnded):
     """The peer did not complete the handshake within the allowed time."""
 
 
+class DeadlineExpired(LinkEnded):
+    """This side closed the link: the peer did not authenticate, or finish a frame, in time."""
+
+
 class Link:
     """An open, handshaken link: ``send`` messages, ``receive`` or iterate them.
 
@@ -68,13 +78,23 @@ class Link:
         *,
         name: str,
         on_trace: Callable[[str], None] | None,
+        inbox_bytes: int = INBOX_BYTES,
     ) -> None:
         self.name = name
         self._stream = stream
         self._conn = conn
         self._on_trace = on_trace
         self._send_lock = trio.StrictFIFOLock()
-        self._inbox_send, self._inbox = trio.open_memory_channel[Any](INBOX_SIZE)
+        # Unbounded channel: _wait_for_room bounds it, in messages and in bytes.
+        self._inbox_send, self._inbox = trio.open_memory_channel[tuple[Any, int]](math.inf)
+        self._inbox_limit = inbox_bytes
+        #: Payload bytes of the messages in the inbox, and an event set when they
+        #: fall to the limit or below (the reader waits on it).
+        self.inbox_bytes = 0
+        self._room = trio.Event()
+        self._room.set()
+        #: Called once when the application declares the peer authenticated.
+        self.on_authenticated: Callable[[], None] | None = None
         self._pending: list[Event] = []
         self._end: LinkEnded | None = None
         self._closing: LinkEnded | None = None
@@ -108,6 +128,29 @@ class Link:
     def connection(self) -> Connection:
         """The sans-IO connection, for statistics."""
         return self._conn
+
+    @property
+    def inbox_limit(self) -> int:
+        """Payload bytes the inbox holds before the reader stops reading the socket."""
+        if self._conn.guard.authenticated:
+            return self._inbox_limit
+        return min(self._inbox_limit, self._conn.frame_limit)
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether no authentication deadline is pending on this link."""
+        return self._conn.guard.authenticated
+
+    def authenticate(self) -> None:
+        """The application authenticated the peer: its deadline is met, and frames up
+        to the full ``max_frame_size`` and the full inbox are accepted from now on."""
+        if self._conn.guard.authenticated:
+            return
+        self._conn.authenticate()
+        if self._has_room():
+            self._room.set()
+        if self.on_authenticated is not None:
+            self.on_authenticated()
 
     async def wait_ended(self) -> LinkEnded:
         """Wait until the link ends; returns the reason."""
@@ -210,18 +253,30 @@ class Link:
         await trio.lowlevel.checkpoint_if_cancelled()
         try:
             try:
-                message = self._inbox.receive_nowait()
+                message, size = self._inbox.receive_nowait()
             except trio.WouldBlock:
                 self._fast = 0
-                return await self._inbox.receive()
+                message, size = await self._inbox.receive()
+                self._taken(size)
+                return message
         except trio.EndOfChannel:
             assert self._end is not None
             raise self._end from None
+        self._taken(size)
         self._fast += 1
         if self._fast >= FAST_RECEIVES:
             self._fast = 0
             await trio.lowlevel.cancel_shielded_checkpoint()
         return message
+
+    def _taken(self, size: int) -> None:
+        self.inbox_bytes -= size
+        if self._has_room():
+            self._room.set()
+
+    def _has_room(self) -> bool:
+        used = self._inbox_send.statistics().current_buffer_used
+        return self.inbox_bytes <= self.inbox_limit and used < INBOX_SIZE
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self
@@ -303,7 +358,8 @@ class Link:
                         self._pending = events[i + 1 :]
                         break
                     if isinstance(event, ConnectionClosed):
-                        raise LinkClosedByPeer(f"closed during handshake: {event.reason}")
+                        reason = peer_text(event.reason, 300)
+                        raise LinkClosedByPeer(f"closed during handshake: {reason}")
                     if isinstance(event, Trace) and self._conn.trace_enabled:
                         self._trace(event.line)
                 await self._flush()
@@ -314,12 +370,14 @@ class Link:
         for event in events:
             if isinstance(event, (PeerLostEvent, ConnectionClosed)):
                 self._closing = end_reason(event)
+        sizes = iter(self._conn.take_message_sizes())
         for event in events:
             if isinstance(event, Message):
-                try:
-                    self._inbox_send.send_nowait(event.payload)
-                except trio.WouldBlock:
-                    await self._inbox_send.send(event.payload)
+                item = (event.payload, next(sizes, 0))
+                self.inbox_bytes += item[1]
+                self._inbox_send.send_nowait(item)  # unbounded: the reader waits after
+                if not self._has_room() and self._room.is_set():
+                    self._room = trio.Event()
             elif isinstance(event, Trace):
                 self._trace(event.line)
             elif isinstance(event, (PeerLostEvent, ConnectionClosed)):
@@ -354,12 +412,38 @@ class Link:
                 )
             )
 
+    async def _wait_for_room(self) -> None:
+        """Stop reading while the inbox holds more than its limit in bytes: the
+        peer meets TCP back-pressure. An authentication deadline still holds; the
+        time waited is not counted against the peer's frame deadline."""
+        if self._room.is_set() or self._end is not None:
+            return
+        guard = self._conn.guard
+        started = trio.current_time()
+        deadline = guard.auth_deadline
+        with trio.move_on_at(math.inf if deadline is None else deadline):
+            await self._room.wait()
+        now = trio.current_time()
+        guard.paused(now - started)
+        if guard.check(now) is not None:
+            self._conn.close(guard.expired or "deadline", now)
+
+    async def _expire(self, reason: str) -> None:
+        """A guard deadline passed: the CLOSE is queued; flush it (briefly) and end."""
+        with trio.move_on_after(CLOSE_FLUSH_TIMEOUT), suppress_transport():
+            await self._flush()
+        self._finish(DeadlineExpired(f"closed by this side: {reason}"))
+
     async def _run_reader(self) -> None:
         conn = self._conn
         try:
             await self._dispatch(self._pending)
             self._pending = []
+            await self._wait_for_room()
             while self._end is None:
+                if conn.guard.expired is not None:
+                    await self._expire(conn.guard.expired)
+                    break
                 conn.raise_pending_error()
                 deadline = conn.next_deadline()
                 data: bytes | bytearray | None = None
@@ -372,6 +456,7 @@ class Link:
                 events = conn.handle_timeout(now) if data is None else conn.receive_data(data, now)
                 await self._dispatch(events)
                 await self._reader_flush()
+                await self._wait_for_room()
         except RemoteProtocolError as exc:
             conn.close(f"protocol error: {exc}", trio.current_time())
             with trio.move_on_after(CLOSE_FLUSH_TIMEOUT), suppress_transport():
@@ -395,7 +480,7 @@ def end_reason(event: PeerLostEvent | ConnectionClosed) -> LinkEnded:
             f"ADDP timeout: no answer to poll #{event.seq} within "
             f"{event.timeout:g} s ({event.silence:.3f} s of silence)"
         )
-    return LinkClosedByPeer(f"closed by peer: {event.reason}")
+    return LinkClosedByPeer(f"closed by peer: {peer_text(event.reason, 300)}")
 
 
 class suppress_transport:

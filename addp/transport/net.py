@@ -20,6 +20,7 @@ import trio
 from .._connection import Connection
 from .._errors import LinkBroken, LinkEnded, LinkProtocolError, RemoteProtocolError
 from .._frames import DEFAULT_MAX_FRAME_SIZE
+from .._guard import DEFAULT_FRAME_TIMEOUT
 from .._options import AddpOptions
 from .link import (
     CLOSE_FLUSH_TIMEOUT,
@@ -28,6 +29,12 @@ from .link import (
     Link,
     suppress_transport,
 )
+
+#: Largest frame an unauthenticated peer may send on a port with an
+#: authentication deadline (its requests before authenticating are small).
+DEFAULT_UNAUTHENTICATED_FRAME_SIZE = 64 * 1024
+#: Seconds between two log lines about refused connections on one port.
+REFUSAL_LOG_INTERVAL = 10.0
 
 _log = logging.getLogger("addp")
 
@@ -90,15 +97,34 @@ async def open_link(
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
     on_trace: Callable[[str], None] | None = None,
+    auth_timeout: float | None = None,
+    frame_timeout: float | None = DEFAULT_FRAME_TIMEOUT,
+    unauthenticated_frame_size: int | None = None,
+    on_link: Callable[[Link], None] | None = None,
 ) -> AsyncIterator[Link]:
     """Handshake over ``stream`` and yield the open :class:`Link`.
 
     The stream is closed when the block exits. Raises :class:`LinkEnded`
     (:class:`HandshakeTimeout`, :class:`~addp.LinkProtocolError`, ...) when
-    the handshake fails.
+    the handshake fails. ``auth_timeout``: the peer must be declared
+    authenticated (:meth:`Link.authenticate`) within that many seconds, and
+    until then sends frames of at most ``unauthenticated_frame_size`` bytes;
+    ``frame_timeout``: a frame must be complete within that many seconds of
+    its first byte (see :class:`~addp._guard.ConnectionGuard`). ``on_link``
+    is called with the link before its handshake.
     """
-    conn = Connection(options, hello=hello, max_frame_size=max_frame_size, now=trio.current_time())
+    conn = Connection(
+        options,
+        hello=hello,
+        max_frame_size=max_frame_size,
+        now=trio.current_time(),
+        auth_timeout=auth_timeout,
+        frame_timeout=frame_timeout,
+        unauthenticated_frame_size=unauthenticated_frame_size,
+    )
     link = Link(stream, conn, name=name, on_trace=on_trace)
+    if on_link is not None:
+        on_link(link)
     try:
         await link._handshake(handshake_timeout)
     except RemoteProtocolError as exc:
@@ -164,6 +190,9 @@ async def serve(
     *,
     host: str = "127.0.0.1",
     task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+    max_connections: int | None = None,
+    max_unauthenticated: int | None = None,
+    auth_timeout: float | None = None,
     **kwargs: Any,
 ) -> None:
     """Accept links on ``host:port`` and run ``handler(link)`` for each one.
@@ -171,22 +200,103 @@ async def serve(
     A link that fails its handshake or ends is logged and closed; it never
     stops the server. ``task_status.started`` receives the listeners, so
     ``port=0`` works for tests.
+
+    ``auth_timeout`` (seconds, None: none): each link must be declared
+    authenticated by its handler (:meth:`Link.authenticate`) within that
+    time, and sends small frames until then (``unauthenticated_frame_size``,
+    :data:`DEFAULT_UNAUTHENTICATED_FRAME_SIZE` by default); a link that does
+    not is closed with a CLOSE saying so. ``max_connections`` caps the open
+    links, ``max_unauthenticated`` those not authenticated yet; a connection
+    over either cap gets this side's HELLO and a CLOSE naming the cap, and
+    is closed at once (logged at most once per :data:`REFUSAL_LOG_INTERVAL`).
     """
+    if auth_timeout is not None:
+        kwargs.setdefault("unauthenticated_frame_size", DEFAULT_UNAUTHENTICATED_FRAME_SIZE)
+    counts = _Counts()
 
     async def _one(stream: trio.abc.Stream) -> None:
         where = _peer_name(stream)
+        full = counts.refusal(max_connections, max_unauthenticated, auth_timeout is not None)
+        if full is not None:
+            await _refuse(stream, options, full, kwargs.get("max_frame_size"))
+            counts.log_refusal(where, full, trio.current_time())
+            return
+        counts.open += 1
+        counts.unauthenticated += auth_timeout is not None
+        authenticated = auth_timeout is None
+
+        def on_authenticated() -> None:
+            nonlocal authenticated
+            if not authenticated:
+                authenticated = True
+                counts.unauthenticated -= 1
+
+        def on_link(link: Link) -> None:
+            link.on_authenticated = on_authenticated
+
         try:
-            async with open_link(stream, options, name=where, **kwargs) as link:
+            async with open_link(
+                stream, options, name=where, auth_timeout=auth_timeout, on_link=on_link, **kwargs
+            ) as link:
                 await handler(link)
         except LinkEnded as exc:
             _log.info("link %s ended: %s", where, exc)
         except Exception:
             # One connection's failure must not stop the server: log it in full.
             _log.exception("link %s: handler failed; link closed", where)
+        finally:
+            counts.open -= 1
+            on_authenticated()
 
     listeners = await _network.get().open_listeners(host, port)
     task_status.started(listeners)
     await trio.serve_listeners(_one, listeners)
+
+
+class _Counts:
+    """Open and unauthenticated links of one port, and its refusals (for the log)."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.unauthenticated = 0
+        self.refused = 0
+        self._logged_at: float | None = None
+
+    def refusal(
+        self, max_connections: int | None, max_unauthenticated: int | None, counted: bool
+    ) -> str | None:
+        """Why one more connection is refused now, or None to accept it."""
+        if max_connections is not None and self.open >= max_connections:
+            return f"too many connections: this port serves at most {max_connections}; try later"
+        waiting = self.unauthenticated
+        if counted and max_unauthenticated is not None and waiting >= max_unauthenticated:
+            return (
+                f"too many connections not authenticated yet (at most "
+                f"{max_unauthenticated}); try later"
+            )
+        return None
+
+    def log_refusal(self, where: str, reason: str, now: float) -> None:
+        """Log the first refusal, then at most one line per interval with the count."""
+        self.refused += 1
+        if self._logged_at is not None and now < self._logged_at + REFUSAL_LOG_INTERVAL:
+            return
+        more = f" ({self.refused - 1} more refused before it)" if self.refused > 1 else ""
+        _log.info("link %s refused: %s%s", where, reason, more)
+        self._logged_at, self.refused = now, 0
+
+
+async def _refuse(
+    stream: trio.abc.Stream, options: AddpOptions, reason: str, max_frame_size: int | None
+) -> None:
+    """Send this side's HELLO and a CLOSE with ``reason`` without reading, then close."""
+    now = trio.current_time()
+    conn = Connection(options, max_frame_size=max_frame_size or DEFAULT_MAX_FRAME_SIZE, now=now)
+    conn.start(now)
+    conn.close(reason, now)
+    with trio.move_on_after(CLOSE_FLUSH_TIMEOUT), suppress_transport():
+        await stream.send_all(conn.data_to_send())
+    await trio.aclose_forcefully(stream)
 
 
 def _peer_name(stream: trio.abc.Stream) -> str:
