@@ -19,8 +19,17 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .catalog import VERBOSITY, Level, LogEvent
+from .peer_text import peer_text
+from .ratelimit import DEFAULT_INTERVAL, RateLimiter, Summary
 
 __all__ = ["VERBOSITY", "EventLog", "Level", "LogEvent"]
+
+#: Longest field written in a line; longer ones are cut (``… (N chars)``). Fields
+#: quoting a peer are cut shorter where they are made (200 characters).
+FIELD_LIMIT = 1000
+#: Events rate-limited besides alarms: refusals a peer can cause at will
+#: (registration refused, request refused, bad ADDP peer).
+LIMITED_IDS = frozenset({20112, 20113, 20115})
 
 
 class EventLog:
@@ -34,6 +43,8 @@ class EventLog:
         verbose: str = "standard",
         json_lines: bool = False,
         color: bool = False,
+        rate_interval: float = DEFAULT_INTERVAL,
+        limited_ids: frozenset[int] = LIMITED_IDS,
     ) -> None:
         self.app = app
         self.out = out if out is not None else sys.stderr
@@ -45,6 +56,11 @@ class EventLog:
 
             self._console = Console(file=self.out, highlight=False, soft_wrap=True)
         self.lines_written = 0
+        #: Repeats of an alarm (or of a listed refusal) by one peer, or of one text,
+        #: are written once per ``rate_interval`` seconds, then summed up in a line.
+        self.limiter = RateLimiter(rate_interval)
+        self.limited_ids = limited_ids
+        self.lines_held = 0
 
     @classmethod
     def from_settings(cls, app: str, verbose: str, destination: str) -> EventLog:
@@ -61,12 +77,49 @@ class EventLog:
         """Whether lines of ``level`` are written."""
         return self.threshold is not None and level >= self.threshold
 
-    def emit(self, event: LogEvent, **fields: Any) -> str:
-        """Write ``event`` with its fields; returns the message text."""
+    def emit(self, event: LogEvent, _tail: str = "", **fields: Any) -> str:
+        """Write ``event`` with its fields; returns the message text.
+
+        Every field but numbers is written on one line (control characters
+        escaped) and cut at :data:`FIELD_LIMIT` characters. An alarm, or an
+        event of :attr:`limited_ids`, repeated for one peer (or with one text)
+        is written once per ``rate_interval``; the repeats held back are told
+        in one line with their count. ``_tail`` (a traceback) is written as is,
+        after the line.
+        """
+        fields = {key: _safe(value) for key, value in fields.items()}
         text = event.template.format(**fields)
         if not self.enabled(event.level):
             return text
         now = time.time()
+        for summary in self.limiter.due(now):
+            self._summary(summary, now)
+        if event.level >= Level.ALR or event.id in self.limited_ids:
+            key = (event.id, fields.get("peer", text))
+            note: tuple[LogEvent, str] = (event, text)
+            if not self.limiter.allow(key, now, note):
+                self.lines_held += 1
+                return text
+        self._write(event, text, fields, now, _tail)
+        return text
+
+    def flush_summaries(self) -> None:
+        """Write the summary of every rate-limit window that is over (for a timer:
+        a burst that stopped is told without waiting for the next line)."""
+        now = time.time()
+        for summary in self.limiter.due(now):
+            self._summary(summary, now)
+
+    def _summary(self, summary: Summary, now: float) -> None:
+        last = summary.last
+        assert isinstance(last, tuple)
+        event, text = last
+        more = f" ({summary.count} more in the last {summary.seconds:.0f} s)"
+        self._write(event, text + more, {}, now, "")
+
+    def _write(
+        self, event: LogEvent, text: str, fields: dict[str, Any], now: float, tail: str
+    ) -> None:
         if self.json_lines:
             record = {
                 "time": now,
@@ -76,6 +129,8 @@ class EventLog:
                 "msg": text,
                 **{k: v for k, v in fields.items() if isinstance(v, (str, int, float, bool))},
             }
+            if tail:
+                record["traceback"] = tail
             self.out.write(json.dumps(record) + "\n")
         else:
             stamp = (
@@ -86,12 +141,11 @@ class EventLog:
                 style = {Level.ALR: "bold red", Level.STD: "", Level.INT: "cyan"}.get(
                     event.level, "dim"
                 )
-                self._console.print(line, style=style or None, markup=False)
+                self._console.print(line + tail, style=style or None, markup=False)
             else:
-                self.out.write(line + "\n")
+                self.out.write(line + tail + "\n")
         self.out.flush()
         self.lines_written += 1
-        return text
 
     def handler(
         self, event: LogEvent, *, field: str = "text", traceback: bool = True
@@ -103,13 +157,20 @@ class EventLog:
 
         class _Handler(logging.Handler):
             def emit(self, record: logging.LogRecord) -> None:
-                text = record.getMessage()
+                text, tail = record.getMessage(), ""
                 if record.exc_info and record.exc_info[1] is not None:
                     if traceback:  # a failure: its traceback too, or nobody can fix it
-                        text += "\n" + logging.Formatter().formatException(record.exc_info)
+                        tail = "\n" + logging.Formatter().formatException(record.exc_info)
                     else:
                         exc = record.exc_info[1]
                         text += f": {type(exc).__name__}: {exc}"
-                log.emit(event, **{field: text})
+                log.emit(event, _tail=tail, **{field: text})
 
         return _Handler()
+
+
+def _safe(value: Any) -> Any:
+    """A field as written: numbers as they are, anything else as one bounded line."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return peer_text(value if isinstance(value, str) else str(value), FIELD_LIMIT)
