@@ -29,6 +29,14 @@ from typing import Literal
 from addp import DEFAULT_MAX_FRAME_SIZE, OPTION_NAMES, AddpOptions, OptionError
 from addp._frames import MAX_MAX_FRAME_SIZE, MIN_MAX_FRAME_SIZE
 
+from .bounds import (  # security helper A
+    DEFAULT_AUTH_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_OBJECT_SIZE,
+    DEFAULT_MAX_UNAUTHENTICATED,
+    object_size_limit,
+    parse_bounds,
+)
 from .format import ConfigError, Section, read_sections
 from .permissions import warn_if_exposed
 
@@ -70,6 +78,11 @@ SERVER_OPTIONS: frozenset[str] = frozenset(
         "advertise-host",
         "advertise-port",
         "advertise-management-port",
+        # security helper A: bounds of the client port and of an object
+        "auth-timeout",
+        "max-connections",
+        "max-unauthenticated",
+        "max-object-size",
         *OPTION_NAMES,  # protocol, addp-timeout, addp-remote-timeout, addp-trace
     }
 )
@@ -235,6 +248,15 @@ class ServerSettings:
             or a relay.
         advertise_management_port: ``advertise-management-port``, the
             management port told to a following backup; None: ``management-port``.
+        auth_timeout: ``auth-timeout``, seconds a client connection has to
+            register before it is closed (other ports may use it too).
+        max_connections: ``max-connections``, the most client connections open at once.
+        max_unauthenticated: ``max-unauthenticated``, the most client
+            connections open at once that have not registered yet.
+        max_object_size: ``max-object-size``, the largest an object or one
+            change may encode to, in bytes; at most ``max_frame_size`` less
+            the margin of :func:`~.bounds.object_size_limit`. A write over
+            it is refused before commit.
     """
 
     file: Path
@@ -258,6 +280,21 @@ class ServerSettings:
     advertise_host: str | None = None
     advertise_port: int | None = None
     advertise_management_port: int | None = None
+    # security helper A
+    auth_timeout: float = DEFAULT_AUTH_TIMEOUT
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_unauthenticated: int = DEFAULT_MAX_UNAUTHENTICATED
+    max_object_size: int = DEFAULT_MAX_OBJECT_SIZE
+
+    def __post_init__(self) -> None:
+        limit = object_size_limit(self.max_frame_size)
+        if self.max_object_size > limit and self.max_object_size != DEFAULT_MAX_OBJECT_SIZE:
+            raise ValueError(
+                f"max_object_size {self.max_object_size} leaves no room in max_frame_size "
+                f"{self.max_frame_size}: at most {limit}"
+            )
+        if self.max_object_size > limit:  # the default under a small frame limit: follow it
+            object.__setattr__(self, "max_object_size", limit)
 
 
 def load_server_settings(file: Path | str, section: str) -> ServerSettings:
@@ -354,6 +391,7 @@ def load_server_settings(file: Path | str, section: str) -> ServerSettings:
         advertise_host=own.text("advertise-host"),
         advertise_port=own.port("advertise-port"),
         advertise_management_port=own.port("advertise-management-port"),
+        **parse_bounds(own),  # security helper A
     )
 
 
