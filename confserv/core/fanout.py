@@ -26,6 +26,8 @@ from .backlog import Backlog
 
 #: Changes buffered per subscriber before it is cut off as too slow.
 SUBSCRIBER_BUFFER = 10_000
+#: Bytes of changes buffered per subscriber before it is cut off as too slow.
+SUBSCRIBER_BYTES = 16 * 1024 * 1024
 
 Key = tuple[str, int]
 
@@ -48,28 +50,39 @@ class Subscription:
     deliver: Callable[[Change], bool] | None = None
 
     def __post_init__(self) -> None:
-        self.backlog = Backlog(SUBSCRIBER_BUFFER)
+        self.backlog = Backlog(SUBSCRIBER_BUFFER, SUBSCRIBER_BYTES)
         # Unbounded: the backlog, not the channel, decides when the reader is too slow.
         self.send, self.receive = trio.open_memory_channel[Change](math.inf)
+        #: Sizes of the changes in the queue, oldest first, and their sum.
+        self._sizes: collections.deque[int] = collections.deque()
+        self._queued_bytes = 0
 
-    def offer(self, change: Change) -> bool:
+    def offer(self, change: Change, encoded: Callable[[Change], bytes] | None = None) -> bool:
         """Hand ``change`` over (``deliver``) or queue it for the reader. False: drop
         this subscriber (cut off as too slow, ``overflowed`` set; or its reader is gone).
-        One subscriber's failure never fails the publisher (the write path)."""
+        One subscriber's failure never fails the publisher (the write path).
+        ``encoded`` gives a change's encoding, whose size counts against the queue's
+        byte limit (:data:`SUBSCRIBER_BYTES`)."""
         if self.deliver is not None:
             try:
                 return self.deliver(change)
             except Exception:
                 _log.exception("delivering serial %s to a subscriber failed", change.serial)
                 return False
-        self.backlog.unread(self.send.statistics().current_buffer_used)
-        if not self.backlog.queued():
+        unread = self.send.statistics().current_buffer_used
+        while len(self._sizes) > unread:  # the reader took these, oldest first
+            self._queued_bytes -= self._sizes.popleft()
+        self.backlog.unread(unread, self._queued_bytes)
+        size = len(encoded(change)) if encoded is not None else 0
+        if not self.backlog.queued(size):
             self.overflowed = True
             return False
         try:
             self.send.send_nowait(change)
         except trio.BrokenResourceError:
             return False
+        self._sizes.append(size)
+        self._queued_bytes += size
         return True
 
     def wants(self, change: Change) -> bool:

@@ -49,6 +49,7 @@ from confserv.wire.errors import (
 from .commit_guard import Action, CatchUp, CommitGuard, Outcome, Retry, StopWrites
 from .fanout import NotificationCache, Subscription
 from .logins import login
+from .object_size import DEFAULT_MAX_OBJECT_SIZE, check_write_size
 from .password_checks import PasswordChecks, off_loop_if_hashing
 
 Key = tuple[str, int]
@@ -65,6 +66,8 @@ class ConfigService:
     def __init__(self, store: ConfigStore | None, *, history_limit: int = 1000) -> None:
         self.store = store
         self.history_limit = history_limit
+        #: ``max-object-size``: a write whose object or change encodes larger is refused.
+        self.max_object_size = DEFAULT_MAX_OBJECT_SIZE
         self.epoch = 0
         self.last_serial = 0
         self.writable = False
@@ -254,7 +257,7 @@ class ConfigService:
             self._commits.write()
             while True:
                 try:
-                    return await self._commit(prepare())
+                    return await self._commit(check_write_size(prepare(), self.max_object_size))
                 except StaleMemoryError:
                     actions = self._commits.stale_memory()
                     if Retry() not in actions:
@@ -429,7 +432,7 @@ class ConfigService:
 
     def _publish(self, change: Change) -> None:
         for sub in list(self._subscriptions):
-            if sub.wants(change) and not sub.offer(change):
+            if sub.wants(change) and not sub.offer(change, self.notifications.encoded):
                 self.unsubscribe(sub)
 
     async def wait_serial(self, serial: int) -> None:

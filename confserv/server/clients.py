@@ -15,9 +15,15 @@ import trio
 from addp import LinkEnded, MessageTooLargeError
 from addp.transport import Link
 from confserv.core.backlog import Backlog
-from confserv.core.fanout import SUBSCRIBER_BUFFER, Subscription, public_change
+from confserv.core.fanout import (
+    SUBSCRIBER_BUFFER,
+    SUBSCRIBER_BYTES,
+    Subscription,
+    public_change,
+)
 from confserv.core.runtime import Runtime
 from confserv.logs import events
+from confserv.logs.peer_text import peer_repr, peer_text
 from confserv.model.objects import check_type
 from confserv.store.base import Change
 from confserv.wire.errors import (
@@ -32,6 +38,8 @@ from confserv.wire.messages import CLIENT_OPS, READ_CHUNK, arg, error, ok, parse
 
 #: Operations whose answer must precede the notification of their own change.
 _WRITE_OPS = frozenset({"create", "update", "delete"})
+#: Longest error text answered; an error may quote the request (an op name of 4 MiB).
+MAX_ERROR_TEXT = 500
 
 
 class ClientSession:
@@ -47,7 +55,7 @@ class ClientSession:
         self._forwarder_started = False
         #: Notifications queued since the link was last written out completely, and
         #: whether that is too many (the rule is :class:`~confserv.core.backlog.Backlog`'s).
-        self._backlog = Backlog(SUBSCRIBER_BUFFER)
+        self._backlog = Backlog(SUBSCRIBER_BUFFER, SUBSCRIBER_BYTES)
         self._wake = trio.Event()
         self._too_large: MessageTooLargeError | None = None
         self._flushing = trio.CancelScope()
@@ -91,14 +99,15 @@ class ClientSession:
                 self._held = []  # the answer goes out before the notification of its change
             answer = await getattr(self, "_op_" + op.replace("-", "_"))(msg, request_id)
         except RequestError as exc:
+            answer = error(request_id, exc)
+            answer["message"] = peer_text(answer["message"], MAX_ERROR_TEXT)
             self.rt.log.emit(
                 events.REQUEST_REFUSED,
-                op=msg.get("op") if isinstance(msg, dict) else "?",
+                op=peer_repr(msg.get("op")) if isinstance(msg, dict) else "?",
                 peer=self.peer,
                 code=exc.code,
-                reason=exc,
+                reason=answer["message"],
             )
-            answer = error(request_id, exc)
             if isinstance(exc, BackupModeError) and self.app is not None and not self.rt.serving:
                 # Registered while this server was primary: it no longer is. The
                 # refusal is a definite answer (nothing was written); then the
@@ -142,17 +151,24 @@ class ClientSession:
             )
         if not await self.rt.service.authenticate(user, password):
             self.rt.log.emit(
-                events.REGISTRATION_REFUSED, peer=self.peer, reason=f"bad password for {user!r}"
+                events.REGISTRATION_REFUSED,
+                peer=self.peer,
+                reason=f"bad password for {peer_repr(user)}",
             )
-            raise AuthError(f"user {user!r}: wrong user name or password")
+            raise AuthError(f"user {peer_repr(user)}: wrong user name or password")
         if daemon:
             if app in self.rt.daemons:
                 self.rt.log.emit(
-                    events.REGISTRATION_REFUSED, peer=self.peer, reason=f"{app!r} already connected"
+                    events.REGISTRATION_REFUSED,
+                    peer=self.peer,
+                    reason=f"{peer_repr(app)} already connected",
                 )
-                raise DuplicateApplicationError(f"application {app!r} is already connected")
+                raise DuplicateApplicationError(
+                    f"application {peer_repr(app)} is already connected"
+                )
             self.rt.daemons.add(app)
         self.app, self.daemon = app, daemon
+        self.link.authenticate()  # the port's deadline is met; full frames from now on
         self.rt.log.emit(
             events.CLIENT_REGISTERED, app=app, app_type=app_type, user=user, peer=self.peer
         )
@@ -299,7 +315,7 @@ class ClientSession:
             self._too_large = exc
             self._wake.set()
             return False
-        if not self._backlog.queued():
+        if not self._backlog.queued(len(self.rt.service.notifications.encoded(change))):
             assert self.sub is not None
             self.sub.overflowed = True
             self._flushing.cancel()  # a flush into a full socket would wait forever

@@ -53,10 +53,21 @@ async def _serve_ports(
         await ManagementSession(link, rt, settings.management_secret, pair).run()
 
     host = settings.listen_address
-    options = {"max_frame_size": settings.max_frame_size}
+    # Bounds of the client port: a client must register within auth-timeout and
+    # sends small frames until then; at most max-connections (max-unauthenticated
+    # of them not registered yet) at once, the excess refused with a CLOSE.
+    rt.service.max_object_size = settings.max_object_size  # refused before commit when over
     listeners = await nursery.start(
         lambda task_status: addp.transport.serve(
-            client, settings.port, settings.addp, host=host, task_status=task_status, **options
+            client,
+            settings.port,
+            settings.addp,
+            host=host,
+            task_status=task_status,
+            max_frame_size=settings.max_frame_size,
+            auth_timeout=settings.auth_timeout,
+            max_connections=settings.max_connections,
+            max_unauthenticated=settings.max_unauthenticated,
         )
     )
     ports = {"port": listeners[0].socket.getsockname()[1]}
