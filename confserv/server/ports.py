@@ -14,6 +14,10 @@ from .clients import ClientSession
 from .management import ManagementSession, PairHooks
 from .refusals import StartRefusedError
 
+#: The most management connections open at once (supervisors, a backup, proxies,
+#: cfgctl); the excess is refused with a CLOSE naming the cap.
+MANAGEMENT_MAX_CONNECTIONS = 256
+
 
 async def serve_ports(
     rt: Runtime,
@@ -50,7 +54,10 @@ async def _serve_ports(
         await ClientSession(link, rt).run()
 
     async def management(link: addp.transport.Link) -> None:
-        await ManagementSession(link, rt, settings.management_secret, pair).run()
+        session = ManagementSession(
+            link, rt, settings.management_secret, pair, auth_timeout=settings.auth_timeout
+        )
+        await session.run()
 
     host = settings.listen_address
     # Bounds of the client port: a client must register within auth-timeout and
@@ -81,6 +88,7 @@ async def _serve_ports(
                 settings.addp,
                 host=host,
                 task_status=task_status,
+                max_connections=MANAGEMENT_MAX_CONNECTIONS,
             )
         )
         ports["management_port"] = listeners[0].socket.getsockname()[1]
