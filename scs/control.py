@@ -39,6 +39,9 @@ from .observations import (
 from .supervisor import Supervisor
 
 CONTROL_OPS = ("auth", "status", "switchover", "pause", "resume", "stop", "start")
+#: Connections the control port serves at once; the excess gets a CLOSE naming
+#: the cap (idle connections exhausted the supervisor's file descriptors).
+CONTROL_MAX_CONNECTIONS = 64
 #: How long ``switchover`` waits for the outcome before answering.
 SWITCHOVER_WAIT = 30.0
 
@@ -111,7 +114,9 @@ class ControlSession:
             raise HandshakeError("authenticate first: the first request must be 'auth'") from None
         try:
             if op == "auth":
-                return ok(rid, servers=self._status(), **self.handshake.answer(msg))
+                proof = self.handshake.answer(msg)
+                self.link.authenticate()
+                return ok(rid, servers=self._status(), **proof)
             self.handshake.command(op)
         except HandshakeError as exc:
             self.sup.log.emit(events.CONTROL_AUTH_FAILED, peer=peer, reason=str(exc))
@@ -167,7 +172,16 @@ async def serve_control(
 
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(
-            partial(serve, handler, settings.control_port, AddpOptions())
+            partial(
+                serve,
+                handler,
+                settings.control_port,
+                AddpOptions(),
+                max_connections=CONTROL_MAX_CONNECTIONS,
+                # A backstop behind the session's own deadline; until then addp
+                # takes only small frames (a 4 MiB frame before auth is refused).
+                auth_timeout=timeout + 1.0,
+            )
         )
         bound: int = listeners[0].socket.getsockname()[1]
         sup.log.emit(events.CONTROL_LISTENING, host="127.0.0.1", port=bound)

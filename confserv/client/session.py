@@ -379,7 +379,8 @@ async def open_management(
         with trio.fail_after(timeout):
             first = await session.first_message()
             if first is None:
-                raise ConnectionLostError(f"{host}:{port} sent no management challenge")
+                why = f": {session.ended}" if session.ended else ""
+                raise ConnectionLostError(f"{host}:{port} sent no management challenge{why}")
             try:
                 status = await session.request("auth", **handshake.challenge(first))
                 handshake.verify(status)

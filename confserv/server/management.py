@@ -183,6 +183,7 @@ class ManagementSession:
             extra = self.handshake.answer(msg)
         except HandshakeError as exc:
             return await self._refuse(rid, exc)
+        self.link.authenticate()  # for a listener with an addp auth_timeout, too
         self.rt.log.emit(events.MGMT_AUTH_OK, peer=self.peer)
         await self.link.send(ok(rid, **self.rt.status(), **extra))
         return True

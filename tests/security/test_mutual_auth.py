@@ -31,7 +31,7 @@ from confserv.core.runtime import Runtime
 from confserv.logs.eventlog import EventLog
 from confserv.server.management import ManagementSession
 from confserv.wire.auth import CONTROL_IDENTITY, HandshakeError, Purpose
-from confserv.wire.errors import AuthError
+from confserv.wire.errors import AuthError, ConnectionLostError
 from scs.control import ControlSession
 
 SECRET = "management-secret-of-the-pair"
@@ -396,3 +396,56 @@ async def test_the_supervisor_talks_only_to_the_server_its_section_names(
     assert "the server is 'b', not 'a'" in reason
     await trio.sleep(0.05)
     assert 20120 not in b_log.ids  # b authenticated nobody
+
+
+async def test_the_control_port_caps_its_connections(nursery: trio.Nursery) -> None:
+    """Idle connections no longer exhaust the supervisor's file descriptors: past
+    CONTROL_MAX_CONNECTIONS the next one is refused with a CLOSE naming the cap,
+    and an authenticated operator still gets in once one is gone."""
+    from scs.control import CONTROL_MAX_CONNECTIONS, serve_control
+
+    log = Capture()
+    settings = SimpleNamespace(
+        control_port=0, control_secret=CONTROL_SECRET, auth_timeout=30.0, servers={}
+    )
+    sup = SimpleNamespace(settings=settings, **vars(fake_supervisor(log)))
+    port = await nursery.start(serve_control, cast("Any", sup))
+    async with contextlib.AsyncExitStack() as stack:
+        idle = [
+            await stack.enter_async_context(connect("127.0.0.1", port, AddpOptions()))
+            for _ in range(CONTROL_MAX_CONNECTIONS)
+        ]
+        for link in idle:
+            await link.receive()  # each got its challenge
+        with pytest.raises(LinkEnded, match="too many connections"):
+            async with connect("127.0.0.1", port, AddpOptions()) as extra:
+                await extra.receive()
+        await idle[0].aclose()
+        with trio.fail_after(10):
+            while True:
+                try:
+                    async with open_control(port, CONTROL_SECRET) as c:
+                        assert c.server == CONTROL_IDENTITY
+                        break
+                except ConnectionLostError as exc:  # the closed one not yet counted out
+                    assert "too many connections" in str(exc)
+                    await trio.sleep(0.01)
+
+
+async def test_the_control_port_refuses_a_big_frame_before_auth(nursery: trio.Nursery) -> None:
+    from scs.control import serve_control
+
+    settings = SimpleNamespace(
+        control_port=0, control_secret=CONTROL_SECRET, auth_timeout=30.0, servers={}
+    )
+    sup = SimpleNamespace(settings=settings, **vars(fake_supervisor(Capture())))
+    port = await nursery.start(serve_control, cast("Any", sup))
+    async with connect("127.0.0.1", port, AddpOptions()) as link:
+        await link.receive()
+
+        async def send_big_then_receive() -> None:
+            await link.send({"op": "auth", "id": 1, "junk": "x" * (1024 * 1024)})
+            await link.receive()
+
+        with trio.fail_after(10), pytest.raises(LinkEnded, match="exceeds the limit of 65536"):
+            await send_big_then_receive()
