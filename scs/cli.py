@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.live import Live
 
-from confserv.client.session import open_management
+from confserv.client.session import open_control
 from confserv.config.settings import ConfigError
 from confserv.logs.eventlog import EventLog
 from confserv.wire.errors import ConfServError
@@ -110,7 +110,7 @@ async def _live(sup: Supervisor, console: Console) -> None:
 async def _ask(settings: ScsSettings, op: str, **args: Any) -> dict[str, Any]:
     if settings.control_port is None or settings.control_secret is None:
         raise ConfServError(f"{settings.file}: [scs] has no control-port/control-secret")
-    async with open_management("127.0.0.1", settings.control_port, settings.control_secret) as m:
+    async with open_control(settings.control_port, settings.control_secret) as m:
         answer: dict[str, Any] = await m.session.request(op, **args)
         return answer
 

@@ -15,6 +15,10 @@ import os
 
 from hypothesis import HealthCheck, settings
 
+# Every Person the suite creates is hashed at a test cost (0.03 ms, not OWASP's 0.45 s):
+# the suite logs in thousands of times. Servers and cfgctl it starts inherit it.
+os.environ.setdefault("CONFSERV_PASSWORD_COST", "n=2,r=1,p=1")
+
 settings.register_profile(
     "default",
     deadline=None,

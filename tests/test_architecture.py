@@ -66,6 +66,8 @@ PURE = (
     "confserv.server.rotation",
     "confserv.core.backlog",
     "confserv.core.commit_guard",
+    "confserv.core.auth_backoff",
+    "confserv.config.permissions",
     "confserv.client.reconnect",
     "confserv.logs.catalog",
     "confserv.model.objects",

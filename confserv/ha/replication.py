@@ -21,6 +21,7 @@ from confserv.config.settings import ServerSettings
 from confserv.core.runtime import Runtime
 from confserv.logs import events
 from confserv.store.base import Change, ConfigStore, Lease
+from confserv.wire.auth import Purpose
 from confserv.wire.errors import (
     ApplyError,
     ChangeGapError,
@@ -70,8 +71,15 @@ async def follow_primary(
         rt.primary_hint = target.client_address
         where = target.management_address
         try:
+            # expect: a server on that port that proves another name is not followed
             async with open_management(
-                target.host, target.management_port, secret, addp=settings.addp, timeout=5
+                target.host,
+                target.management_port,
+                secret,
+                expect=target.holder,
+                purpose=Purpose.MANAGEMENT,
+                addp=settings.addp,
+                timeout=5,
             ) as m:
                 follower.connected()
                 rt.log.emit(events.CONNECTED, what=f"primary '{target.holder}'", where=where)

@@ -165,6 +165,7 @@ async def _serve_master(
 ) -> None:
     identity = await store.identity()  # never creates a schema: cfgctl init does
     service = ConfigService(store, history_limit=settings.history.max_records)
+    service.log_auth_with(log.emit)  # the login back-off's and rehash's events
     started = time.perf_counter()
     await service.reload()
     membership = resolve_membership(settings.section, service.read("Application"), settings.pair)

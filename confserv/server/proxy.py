@@ -35,6 +35,7 @@ from confserv.core.service import ConfigService
 from confserv.logs import events
 from confserv.logs.eventlog import EventLog
 from confserv.store.base import Change, Snapshot
+from confserv.wire.auth import Purpose
 from confserv.wire.errors import (
     ApplyError,
     BackupModeError,
@@ -148,7 +149,12 @@ class ProxyFollower:
 
     async def _attempt_follow(self, host: str, port: int, where: str) -> None:
         async with open_management(
-            host, port, self.settings.management_secret or "", addp=self.settings.addp, timeout=2
+            host,
+            port,
+            self.settings.management_secret or "",
+            purpose=Purpose.MANAGEMENT,  # its master list names no servers: no expect
+            addp=self.settings.addp,
+            timeout=2,
         ) as m:
             await self._follow(m, where)
 
@@ -203,6 +209,7 @@ async def run_proxy(
 ) -> None:
     """Run a proxy until cancelled; ``task_status`` gets its ports and runtime."""
     service = ConfigService(None, history_limit=settings.history.max_records)
+    service.log_auth_with(log.emit)
     rt = Runtime(name=settings.section, pair=settings.pair or "", service=service, log=log)
     follower = ProxyFollower(rt, settings)
     rt.forward = follower.forward

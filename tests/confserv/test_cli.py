@@ -152,14 +152,16 @@ def test_wrong_password_and_secret_are_one_line_errors(
 ) -> None:
     _conf, port, mport, _proc = running
     ctl = str(BIN / "cfgctl")
-    bad = run(
-        ctl, "get", "Host", "--server", f"127.0.0.1:{port}", "--password", "nope", check=False
-    )
+    wrong = {**ENV, "CFG_PASSWORD": "nope", "CFG_SECRET": "nope"}
+    args = [ctl, "get", "Host", "--server", f"127.0.0.1:{port}"]
+    bad = subprocess.run(args, env=wrong, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1
     assert bad.stderr.strip().count("\n") == 0
     assert "wrong user name or password" in bad.stderr
-    bad = run(ctl, "status", "--server", f"127.0.0.1:{mport}", "--secret", "nope", check=False)
+    args = [ctl, "status", "--server", f"127.0.0.1:{mport}"]
+    bad = subprocess.run(args, env=wrong, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1
+    assert bad.stderr.strip().count("\n") == 0
     assert "authentication failed" in bad.stderr
 
 

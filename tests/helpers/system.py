@@ -29,7 +29,7 @@ import trio
 
 from addp import AddpError, LinkEnded
 from confserv.client.resilient import open_resilient_client
-from confserv.client.session import open_client, open_management
+from confserv.client.session import open_client, open_control, open_management
 from confserv.model.passwords import COST_ENV
 from confserv.wire.errors import ConfServError, ConnectionLostError, RequestError
 from scs.config import load_scs_settings
@@ -94,6 +94,8 @@ def free_port() -> int:
 
 BIN = Path(sys.executable).parent
 SECRET = "s3"
+#: The supervisor's control-secret: a secret of its own, not the management one.
+CONTROL_SECRET = "c4"
 PASSWORD = "pw"
 #: The password cost of the systems under test (and of every process they start):
 #: scrypt's cheapest, the simulation's (tests/sim/system.py cheap_hash), so the
@@ -217,7 +219,7 @@ class Supervisor:
 
     async def control(self, op: str, **args: Any) -> dict[str, Any]:
         """One request on the control port (a fresh authenticated connection)."""
-        async with open_management("127.0.0.1", self.control_port, SECRET) as m:
+        async with open_control(self.control_port, CONTROL_SECRET) as m:
             answer: dict[str, Any] = await m.session.request(op, **args)
             return answer
 
@@ -303,7 +305,7 @@ class System(Supervisor):
 
         self.scs_conf = tmp / "scs.conf"
         self.scs_conf.write_text(
-            f"[scs]\ncontrol-port = {free_port()}\ncontrol-secret = {SECRET}\n"
+            f"[scs]\ncontrol-port = {free_port()}\ncontrol-secret = {CONTROL_SECRET}\n"
             + "".join(server(s) for s in sections)
             + extra_sections
         )
