@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	mkdir -p run
+	chmod 600 examples/*.conf  # they hold secrets: the servers and scs warn otherwise
 	CFG_PASSWORD=$${CFG_PASSWORD:-admin} $(BIN)/cfgctl init -s confserv -c examples/confserv.conf \
 		--backup-section "Backup CS" --backup-config examples/backup.conf
 	$(BIN)/scs -f examples/scs.conf

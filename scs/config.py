@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from addp import OPTION_NAMES, AddpOptions, OptionError
+from confserv.config.permissions import warn_if_exposed
 from confserv.config.settings import ConfigError, Section, read_sections
 
 #: The supervisor's own section.
@@ -307,6 +308,10 @@ def load_scs_settings(file: Path | str) -> ScsSettings:
     if control_port is not None and ("127.0.0.1", control_port) in seen:
         first = seen[("127.0.0.1", control_port)]
         raise own.error("control-port", f"{control_port} is also [{first[0]}] {first[1]}")
+    # one warning line when others can read the secrets in the file
+    holds = ["control-secret"] if control_secret else []
+    holds += ["management-secret"] if any(s.management_secret for s in servers.values()) else []
+    warn_if_exposed(path, holds)
     return ScsSettings(
         file=path,
         control_port=control_port,

@@ -126,3 +126,20 @@ def test_the_command_line_exits_2_with_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0
     assert "does not link back" in proc.stderr
+
+
+def test_a_readable_scs_conf_holding_secrets_is_warned_about_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 12: scs.conf holds control-secret and the servers' management-secret."""
+    path = tmp_path / "scs.conf"
+    path.write_text(GOOD)
+    path.chmod(0o644)
+    load_scs_settings(path)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line]
+    assert len(lines) == 1, lines
+    assert "control-secret" in lines[0] and "management-secret" in lines[0]
+    assert f"chmod 600 {path}" in lines[0]
+    path.chmod(0o600)
+    load_scs_settings(path)
+    assert capsys.readouterr().err == ""
