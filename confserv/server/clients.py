@@ -12,7 +12,7 @@ from typing import Any
 
 import trio
 
-from addp import LinkEnded, MessageTooLargeError
+from addp import LinkEnded, MessageTooLargeError, encode_payload
 from addp.transport import Link
 from confserv.core.backlog import Backlog
 from confserv.core.fanout import (
@@ -31,13 +31,18 @@ from confserv.wire.errors import (
     BackupModeError,
     BadRequestError,
     DuplicateApplicationError,
+    HistoryExpiredError,
     NotRegisteredError,
     RequestError,
 )
 from confserv.wire.messages import CLIENT_OPS, READ_CHUNK, arg, error, ok, parse_request
 
+from .read_chunks import ReadChunker
+
 #: Operations whose answer must precede the notification of their own change.
 _WRITE_OPS = frozenset({"create", "update", "delete"})
+#: A read answer's chunk is sent once its objects encode to this many bytes.
+READ_CHUNK_BYTES = 1024 * 1024
 #: Longest error text answered; an error may quote the request (an op name of 4 MiB).
 MAX_ERROR_TEXT = 500
 
@@ -122,10 +127,14 @@ class ClientSession:
         connection that wrote a change, its answer comes before its notification
         (docs/protocol.md 10.5)."""
         held, self._held = self._held, None
+        try:
+            self.link.send_nowait(answer)
+        except MessageTooLargeError as exc:  # e.g. an object stored before max-object-size
+            refused = BadRequestError(f"the answer does not fit this client's frame limit: {exc}")
+            self.link.send_nowait(error(answer.get("re"), refused))
         if held is None:
-            await self.link.send(answer)
+            await self.link.flush()
             return
-        self.link.send_nowait(answer)
         for change in held:
             if self.sub is not None and not self._deliver(change):
                 self.rt.service.unsubscribe(self.sub)
@@ -189,17 +198,18 @@ class ClientSession:
     async def _op_read(self, msg: dict[str, Any], rid: int) -> dict[str, Any]:
         type_name = check_type(arg(msg, "type", str))
         flt = arg(msg, "filter", dict, None)
-        count = 0
-        chunk: list[dict[str, Any]] = []
         serial = self.rt.service.last_serial
+        # Chunks bounded in objects and in bytes (objects up to max-object-size).
+        limit = min(READ_CHUNK_BYTES, self.link.connection.peer_max_frame_size // 2)
+        chunks = ReadChunker(rid, max_count=READ_CHUNK, max_bytes=max(limit, 1))
         for obj in self.rt.service.read(type_name, flt):
-            chunk.append(obj)
-            if len(chunk) >= READ_CHUNK:
-                self.link.send_nowait({"re": rid, "objects": chunk})
-                count += len(chunk)
-                chunk = []
-        count += len(chunk)
-        return ok(rid, objects=chunk, count=count, serial=serial)
+            if (chunk := chunks.add(obj)) is not None:
+                try:
+                    self.link.send_encoded_nowait(chunk)
+                except MessageTooLargeError as exc:  # one object stored before the limit
+                    raise BadRequestError(f"{type_name} {obj.get('dbid')}: {exc}") from None
+        rest = chunks.rest()
+        return ok(rid, objects=rest, count=chunks.sent + len(rest), serial=serial)
 
     async def _forwarded(self, msg: dict[str, Any], rid: int) -> dict[str, Any] | None:
         """In proxy mode, relay the write to the primary and return its answer."""
@@ -285,12 +295,21 @@ class ClientSession:
         except RequestError:
             self.rt.log.emit(events.HISTORY_EXPIRED, serial=serial, peer=self.peer)
             raise
-        return ok(
+        answer = ok(
             rid,
             changes=[public_change(c) for c in changes],
             serial=self.rt.service.last_serial,
             epoch=self.rt.service.epoch,
         )
+        if len(encode_payload(answer)) > self.link.connection.peer_max_frame_size:
+            # One answer cannot carry them: the client reloads instead (as for an
+            # expired history), rather than the answer failing to go out.
+            self.rt.log.emit(events.HISTORY_EXPIRED, serial=serial, peer=self.peer)
+            raise HistoryExpiredError(
+                f"the {len(changes)} changes since serial {serial} are larger than one "
+                "answer may be: reload"
+            )
+        return answer
 
     def _deliver(self, change: Change) -> bool:
         """Called by the publisher: queue the notification, and write it out if the socket can.

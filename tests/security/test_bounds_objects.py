@@ -1,4 +1,5 @@
-"""An object has a size limit; a change too large for a peer is refused before commit (issue 12).
+"""An object has a size limit; a change too large for a peer is refused before commit, and a
+read answer is cut in chunks bounded in bytes (issue 12).
 
 The audit: one write that encoded to just over 4 MiB (the frame limit) was
 committed, then could not be replicated: the backup reconnected 364 times in
@@ -13,13 +14,17 @@ from pathlib import Path
 
 import pytest
 import trio
+from hypothesis import given
+from hypothesis import strategies as st
 
+from addp import decode_payload, encode_payload
 from confserv.admin.bootstrap import init_database
 from confserv.config.bounds import DEFAULT_MAX_OBJECT_SIZE, object_size_limit
 from confserv.config.settings import DatabaseSettings, ServerSettings
 from confserv.core.object_size import ObjectTooLargeError, check_write_size
+from confserv.server.read_chunks import ReadChunker
 from confserv.store.base import Write
-from confserv.wire.errors import BadRequestError
+from confserv.wire.errors import BadRequestError, HistoryExpiredError
 from tests.confserv.conftest import ADMIN_PASSWORD
 from tests.confserv.test_pair import Server, client, wait_for
 
@@ -81,3 +86,59 @@ async def test_a_write_just_over_the_frame_limit_is_refused_and_the_backup_keeps
     await wait_for(lambda: backup.rt.service.last_serial == primary.rt.service.last_serial)
     assert backup.rt.service.find("Host", "after") is not None
     assert backup.rt.service.find("Host", "under") is not None
+
+
+@given(
+    st.lists(st.integers(min_value=0, max_value=5000), max_size=60),
+    st.integers(min_value=1, max_value=7),
+    st.integers(min_value=1, max_value=9000),
+)
+def test_read_chunks_carry_every_object_once_in_bounded_messages(
+    sizes: list[int], max_count: int, max_bytes: int
+) -> None:
+    chunker = ReadChunker(7, max_count=max_count, max_bytes=max_bytes)
+    got: list[object] = []
+    objects = [{"dbid": i, "name": "x" * size} for i, size in enumerate(sizes)]
+    for obj in objects:
+        chunk = chunker.add(obj)
+        if chunk is not None:
+            message = decode_payload(chunk)
+            assert message["re"] == 7
+            assert 1 <= len(message["objects"]) <= max_count
+            # over max_bytes only by the object that filled it
+            largest = max(len(encode_payload(o)) for o in message["objects"])
+            assert len(chunk) <= max_bytes + largest + 64
+            got.extend(message["objects"])
+    got.extend(chunker.rest())
+    assert got == objects
+    assert chunker.sent + len(chunker.rest()) == len(objects)
+
+
+@pytest.mark.integration
+async def test_a_read_of_large_objects_is_cut_into_chunks_under_the_frame_limit(
+    pair: tuple[Server, Server],
+) -> None:
+    primary, _ = pair
+    async with client(primary) as c:
+        for i in range(6):  # each just under max-object-size: 5.4 MB in all
+            await c.create("Host", {"name": f"big{i}", "options": {"s": {"k": "b" * (MiB - 900)}}})
+        hosts = await c.read("Host")
+        big = sorted(h["name"] for h in hosts if h["name"].startswith("big"))
+        assert big == [f"big{i}" for i in range(6)]
+        assert all(len(h["options"]["s"]["k"]) == MiB - 900 for h in hosts if h["name"] in big)
+        assert (await c.status())["role"] == "primary"
+
+
+@pytest.mark.integration
+async def test_a_restore_too_large_for_one_answer_says_reload(
+    pair: tuple[Server, Server],
+) -> None:
+    primary, _ = pair
+    async with client(primary) as c:
+        serial = (await c.status())["serial"]
+        for i in range(5):  # 5 changes of almost 1 MiB: over one 4 MiB answer
+            await c.create("Host", {"name": f"r{i}", "options": {"s": {"k": "r" * (MiB - 900)}}})
+        with pytest.raises(HistoryExpiredError, match="reload"):
+            await c.restore(serial)
+        assert len((await c.restore(serial + 3))["changes"]) == 2  # a smaller one still goes
+        assert (await c.status())["role"] == "primary"
