@@ -56,8 +56,8 @@ class EventLog:
 
             self._console = Console(file=self.out, highlight=False, soft_wrap=True)
         self.lines_written = 0
-        #: Repeats of an alarm (or of a listed refusal) by one peer, or of one text,
-        #: are written once per ``rate_interval`` seconds, then summed up in a line.
+        #: Repeats of a peer's alarm (or of a listed refusal) by one peer, or of one
+        #: text, are written once per ``rate_interval`` seconds, then summed up.
         self.limiter = RateLimiter(rate_interval)
         self.limited_ids = limited_ids
         self.lines_held = 0
@@ -81,11 +81,12 @@ class EventLog:
         """Write ``event`` with its fields; returns the message text.
 
         Every field but numbers is written on one line (control characters
-        escaped) and cut at :data:`FIELD_LIMIT` characters. An alarm, or an
-        event of :attr:`limited_ids`, repeated for one peer (or with one text)
-        is written once per ``rate_interval``; the repeats held back are told
-        in one line with their count. ``_tail`` (a traceback) is written as is,
-        after the line.
+        escaped) and cut at :data:`FIELD_LIMIT` characters. An alarm naming a
+        ``peer``, or an event of :attr:`limited_ids`, repeated for one peer (or
+        with one text) is written once per ``rate_interval``; the repeats held
+        back are told in one line with their count. (Alarms of the server's own
+        making, a failover, are all written.) ``_tail`` (a traceback) is written
+        as is, after the line.
         """
         fields = {key: _safe(value) for key, value in fields.items()}
         text = event.template.format(**fields)
@@ -94,7 +95,7 @@ class EventLog:
         now = time.time()
         for summary in self.limiter.due(now):
             self._summary(summary, now)
-        if event.level >= Level.ALR or event.id in self.limited_ids:
+        if event.id in self.limited_ids or (event.level >= Level.ALR and "peer" in fields):
             key = (event.id, fields.get("peer", text))
             note: tuple[LogEvent, str] = (event, text)
             if not self.limiter.allow(key, now, note):

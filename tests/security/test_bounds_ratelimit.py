@@ -121,3 +121,14 @@ def test_ordinary_events_are_not_limited(monkeypatch: pytest.MonkeyPatch) -> Non
             by="t",
         )
     assert len(out.getvalue().splitlines()) == 100
+
+
+def test_alarms_of_the_servers_own_making_are_all_written(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("confserv.logs.eventlog.time.time", lambda: 5.0)
+    out = io.StringIO()
+    log = EventLog("t", out, verbose="all")
+    for _ in range(3):  # e.g. two failovers with the same text within 10 s
+        log.emit(events.LEASE_LOST, epoch=3, reason="renewal failed")
+    assert len(out.getvalue().splitlines()) == 3
