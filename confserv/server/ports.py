@@ -17,6 +17,8 @@ from .refusals import StartRefusedError
 #: The most management connections open at once (supervisors, a backup, proxies,
 #: cfgctl); the excess is refused with a CLOSE naming the cap.
 MANAGEMENT_MAX_CONNECTIONS = 256
+#: The most of them not authenticated yet.
+MANAGEMENT_MAX_UNAUTHENTICATED = 64
 
 
 async def serve_ports(
@@ -89,6 +91,10 @@ async def _serve_ports(
                 host=host,
                 task_status=task_status,
                 max_connections=MANAGEMENT_MAX_CONNECTIONS,
+                max_unauthenticated=MANAGEMENT_MAX_UNAUTHENTICATED,
+                # Behind the session's own deadline (its message names the scheme):
+                # counts the connection as unauthenticated, frames of 64 KiB until then.
+                auth_timeout=settings.auth_timeout + 1.0,
             )
         )
         ports["management_port"] = listeners[0].socket.getsockname()[1]

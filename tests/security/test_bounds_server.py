@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import trio
 
-from addp import FrameKind, encode_frame, encode_payload
+from addp import FrameKind, LinkEnded, encode_frame, encode_payload
 from confserv.admin.bootstrap import init_database
 from confserv.client.session import open_client
 from confserv.config.settings import DatabaseSettings
@@ -274,3 +274,36 @@ async def inner_enter(nursery: trio.Nursery, manager: Any) -> Any:
             await trio.sleep_forever()
 
     return await nursery.start(hold)
+
+
+async def test_the_management_port_caps_unauthenticated_connections(
+    server: dict[str, Any],
+) -> None:
+    from confserv.client.session import open_management
+    from confserv.server.ports import MANAGEMENT_MAX_UNAUTHENTICATED
+    from tests.confserv.conftest import SECRET
+
+    address = ("127.0.0.1", server["management_port"])
+    crowd = []
+    for _ in range(MANAGEMENT_MAX_UNAUTHENTICATED):
+        stream = await trio.open_tcp_stream(*address)
+        await stream.send_all(HELLO)
+        crowd.append(stream)
+    extra = await trio.open_tcp_stream(*address)
+    await extra.send_all(HELLO)
+    with trio.fail_after(10):
+        reason = await close_reason(extra)
+    assert reason == (
+        f"too many connections not authenticated yet (at most "
+        f"{MANAGEMENT_MAX_UNAUTHENTICATED}); try later"
+    )
+    for stream in crowd:
+        await stream.aclose()
+    with trio.fail_after(10):
+        while True:  # the server sees them go; then a supervisor gets in as before
+            try:
+                async with open_management(*address, SECRET) as m:
+                    assert m.initial_status["role"] == "primary"
+                    break
+            except (LinkEnded, OSError):  # still counted: refused with the cap's CLOSE
+                await trio.sleep(0.1)
