@@ -9,6 +9,7 @@ import addp.transport
 from confserv.config.settings import ServerSettings
 from confserv.core.runtime import Runtime
 from confserv.logs import events
+from confserv.logs.eventlog import EventLog
 
 from .clients import ClientSession
 from .management import ManagementSession, PairHooks
@@ -19,6 +20,14 @@ from .refusals import StartRefusedError
 MANAGEMENT_MAX_CONNECTIONS = 256
 #: The most of them not authenticated yet.
 MANAGEMENT_MAX_UNAUTHENTICATED = 64
+
+
+async def flush_log_summaries(log: EventLog) -> None:
+    """Write the rate limiter's summaries once per interval, so that a burst of
+    repeated alarms that stopped is told without waiting for the next line."""
+    while True:
+        await trio.sleep(log.limiter.interval)
+        log.flush_summaries()
 
 
 async def serve_ports(
@@ -62,6 +71,7 @@ async def _serve_ports(
         await session.run()
 
     host = settings.listen_address
+    nursery.start_soon(flush_log_summaries, rt.log)
     # Bounds of the client port: a client must register within auth-timeout and
     # sends small frames until then; at most max-connections (max-unauthenticated
     # of them not registered yet) at once, the excess refused with a CLOSE.

@@ -132,3 +132,28 @@ def test_alarms_of_the_servers_own_making_are_all_written(
     for _ in range(3):  # e.g. two failovers with the same text within 10 s
         log.emit(events.LEASE_LOST, epoch=3, reason="renewal failed")
     assert len(out.getvalue().splitlines()) == 3
+
+
+async def test_the_server_writes_a_summary_without_waiting_for_the_next_line(
+    autojump_clock: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import trio
+
+    from confserv.server.ports import flush_log_summaries
+
+    clock = [100.0]
+    monkeypatch.setattr("confserv.logs.eventlog.time.time", lambda: clock[0])
+    out = io.StringIO()
+    log = EventLog("t", out, verbose="all")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(flush_log_summaries, log)
+        for _ in range(5):
+            log.emit(events.MGMT_AUTH_FAILED, peer="127.0.0.1:9", reason="before auth")
+        await trio.sleep(5)
+        assert len(out.getvalue().splitlines()) == 1
+        clock[0] = 110.5
+        await trio.sleep(5.1)  # the flusher wakes at 10 s
+        lines = out.getvalue().splitlines()
+        assert len(lines) == 2
+        assert lines[1].endswith("(4 more in the last 10 s)")
+        nursery.cancel_scope.cancel()
