@@ -39,6 +39,7 @@ from ._frames import (
     encode_frame,
     encode_payload,
 )
+from ._guard import DEFAULT_FRAME_TIMEOUT, ConnectionGuard
 from ._keepalive import Keepalive, KeepaliveState, KeepaliveStatistics, PeerLost, SendPoll
 from ._options import (
     MAX_TIMEOUT,
@@ -49,8 +50,10 @@ from ._options import (
     parse_timeout,
     parse_trace,
 )
+from ._peer_text import peer_repr, peer_text
 
 __all__ = [
+    "DEFAULT_FRAME_TIMEOUT",
     "DEFAULT_MAX_FRAME_SIZE",
     "HEADER_SIZE",
     "MAGIC",
@@ -64,6 +67,7 @@ __all__ = [
     "BadMagicError",
     "Connection",
     "ConnectionClosed",
+    "ConnectionGuard",
     "ConnectionState",
     "Event",
     "FrameDecoder",
@@ -99,4 +103,6 @@ __all__ = [
     "parse_protocol",
     "parse_timeout",
     "parse_trace",
+    "peer_repr",
+    "peer_text",
 ]

@@ -10,13 +10,32 @@ for the message around it). Pure: no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, Protocol, TypeVar
+
 from addp import encode_payload
 from confserv.config.bounds import DEFAULT_MAX_OBJECT_SIZE
 from confserv.logs.peer_text import peer_repr
-from confserv.store.base import Write
 from confserv.wire.errors import BadRequestError
 
 __all__ = ["DEFAULT_MAX_OBJECT_SIZE", "ObjectTooLargeError", "check_write_size"]
+
+
+class SizedWrite(Protocol):
+    """What the check reads of a write (:class:`confserv.store.base.Write`): its
+    type, the whole object and the change's data."""
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def obj(self) -> Mapping[str, Any] | None: ...
+
+    @property
+    def data(self) -> Mapping[str, Any]: ...
+
+
+W = TypeVar("W", bound=SizedWrite)
 
 
 class ObjectTooLargeError(BadRequestError):
@@ -24,7 +43,7 @@ class ObjectTooLargeError(BadRequestError):
     (code ``bad-request``: the request must be made smaller)."""
 
 
-def check_write_size(write: Write, limit: int) -> Write:
+def check_write_size(write: W, limit: int) -> W:
     """``write`` itself when its object and its change each encode to at most
     ``limit`` bytes.
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import resource
 import signal
 import socket
 import sys
@@ -275,11 +276,21 @@ class _LateHooks:
             self.driver.peer_ack()
 
 
+def _raise_open_file_limit() -> None:
+    """Raise the soft limit on open files to the hard one: ``max-connections``
+    (2000 by default) exceeds the usual soft limit of 1024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 async def main(settings: ServerSettings) -> int:
     """Entry point of the ``confserv`` process: run until SIGTERM or SIGINT.
 
     Returns the exit code: 0 after a signal, 2 when the server must not run (the
     reason is printed as one line on stderr)."""
+    _raise_open_file_limit()
     log = make_log(settings)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
 

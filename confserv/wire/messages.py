@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from addp import peer_repr
+
 from .errors import BackupModeError, BadRequestError, RequestError
 
 #: Objects per streamed read chunk.
@@ -67,7 +69,7 @@ def parse_request(msg: Any, ops: tuple[str, ...]) -> tuple[str, int]:
         raise BadRequestError("a request needs an integer 'id'")
     op = msg.get("op")
     if op not in ops:
-        raise BadRequestError(f"unknown op {op!r} (known: {', '.join(ops)})")
+        raise BadRequestError(f"unknown op {peer_repr(op)} (known: {', '.join(ops)})")
     return str(op), request_id
 
 
