@@ -37,12 +37,11 @@ from confserv.wire.errors import (
 )
 from confserv.wire.messages import CLIENT_OPS, READ_CHUNK, arg, error, ok, parse_request
 
-from .read_chunks import ReadChunker
+from .read_chunks import chunker_for
 
 #: Operations whose answer must precede the notification of their own change.
 _WRITE_OPS = frozenset({"create", "update", "delete"})
 #: A read answer's chunk is sent once its objects encode to this many bytes.
-READ_CHUNK_BYTES = 1024 * 1024
 #: Longest error text answered; an error may quote the request (an op name of 4 MiB).
 MAX_ERROR_TEXT = 500
 
@@ -200,8 +199,7 @@ class ClientSession:
         flt = arg(msg, "filter", dict, None)
         serial = self.rt.service.last_serial
         # Chunks bounded in objects and in bytes (objects up to max-object-size).
-        limit = min(READ_CHUNK_BYTES, self.link.connection.peer_max_frame_size // 2)
-        chunks = ReadChunker(rid, max_count=READ_CHUNK, max_bytes=max(limit, 1))
+        chunks = chunker_for(rid, self.link.connection.peer_max_frame_size, READ_CHUNK)
         for obj in self.rt.service.read(type_name, flt):
             if (chunk := chunks.add(obj)) is not None:
                 try:

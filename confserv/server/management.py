@@ -35,6 +35,8 @@ from confserv.wire.errors import (
 )
 from confserv.wire.messages import MANAGEMENT_OPS, READ_CHUNK, arg, error, ok, parse_request
 
+from .read_chunks import chunker_for
+
 #: Operations too frequent or too plain to log (polls, keep-alives, relayed writes).
 _QUIET_OPS = frozenset({"status", "ack", "watch", "forward"})
 
@@ -232,13 +234,12 @@ class ManagementSession:
         svc = self.rt.service
         if self.rt.role != "primary":
             raise BackupModeError("this server is not primary", self.rt.primary_hint)
-        chunk: list[dict[str, Any]] = []
+        # Chunks bounded in objects and in bytes (objects up to max-object-size each).
+        chunks = chunker_for(rid, self.link.connection.peer_max_frame_size, READ_CHUNK)
         for obj in svc.all_objects():
-            chunk.append(obj)
-            if len(chunk) >= READ_CHUNK:
-                self.link.send_nowait({"re": rid, "objects": chunk})
-                chunk = []
-        return ok(rid, objects=chunk, serial=svc.last_serial, epoch=svc.epoch)
+            if (chunk := chunks.add(obj)) is not None:
+                self.link.send_encoded_nowait(chunk)
+        return ok(rid, objects=chunks.rest(), serial=svc.last_serial, epoch=svc.epoch)
 
     async def _forward_write(self, msg: dict[str, Any], rid: int) -> dict[str, Any]:
         """A write a proxy relays for its client (already authenticated by the proxy)."""

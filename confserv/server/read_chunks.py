@@ -25,6 +25,16 @@ def _array_header(count: int) -> bytes:
     return b"\xdd" + struct.pack(">I", count)
 
 
+#: The most bytes of objects in one chunk (half the peer's frame limit when smaller).
+READ_CHUNK_BYTES = 1024 * 1024
+
+
+def chunker_for(request_id: int, peer_max_frame_size: int, max_count: int) -> ReadChunker:
+    """A chunker whose chunks fit a peer that accepts ``peer_max_frame_size`` bytes."""
+    limit = min(READ_CHUNK_BYTES, peer_max_frame_size // 2)
+    return ReadChunker(request_id, max_count=max_count, max_bytes=max(limit, 1))
+
+
 class ReadChunker:
     """Objects of one read answer, cut into chunk messages (see module docstring).
 

@@ -142,3 +142,21 @@ async def test_a_restore_too_large_for_one_answer_says_reload(
             await c.restore(serial)
         assert len((await c.restore(serial + 3))["changes"]) == 2  # a smaller one still goes
         assert (await c.status())["role"] == "primary"
+
+
+@pytest.mark.integration
+async def test_a_snapshot_of_large_objects_is_cut_into_chunks_under_the_frame_limit(
+    pair: tuple[Server, Server],
+) -> None:
+    """A proxy loads the primary's memory with ``snapshot``: its chunks were cut by count
+    only (500 objects), so six objects of ~1 MiB made one 5.4 MB message, over the
+    proxy's 4 MiB frame limit, and the proxy could never load."""
+    primary, _ = pair
+    async with client(primary) as c:
+        for i in range(6):
+            await c.create("Host", {"name": f"snap{i}", "options": {"s": {"k": "s" * (MiB - 900)}}})
+    async with primary.manage() as m:
+        snap = await m.session.request("snapshot")
+    names = sorted(o["name"] for o in snap["objects"] if o["type"] == "Host")
+    assert [n for n in names if n.startswith("snap")] == [f"snap{i}" for i in range(6)]
+    assert snap["serial"] == primary.rt.service.last_serial
