@@ -110,6 +110,7 @@ def servers(
         text += f"[{name}]\nport = {ports[2 * i]}\nmanagement-port = {ports[2 * i + 1]}\n{common}"
     text += f"[log]\nverbose = all\nall = stderr\n[dbserver]\n{db_section(db_settings)}\n"
     conf.write_text(text)
+    conf.chmod(0o600)  # it holds secrets (else a warning line at every start)
     # The same Application 'confserv' on other ports: a second file, as an operator
     # who copied the first one would write it.
     again = tmp_path / "again.conf"
@@ -118,6 +119,7 @@ def servers(
             f"management-port = {ports[1]}\n", f"management-port = {ports[7]}\n"
         )
     )
+    again.chmod(0o600)
     cfgctl_init(conf, PASSWORD)
     procs = {
         name: Proc(

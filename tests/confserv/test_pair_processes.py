@@ -120,6 +120,7 @@ addp-remote-timeout = 1
         f"management-secret = {SECRET}\nmaster = 127.0.0.1:{ports[1]},127.0.0.1:{ports[3]}\n"
         f"[log]\nverbose = all\nall = stderr\n[dbserver]\n{db_section(db_settings)}\n"
     )
+    conf.chmod(0o600)  # it holds secrets, as an operator's would (else one warning line)
     cfgctl_init(conf, PASSWORD)
     primary = Proc(conf, "confserv", ports[0], ports[1], tmp_path / "primary.log")
     backup = Proc(conf, "backup", ports[2], ports[3], tmp_path / "backup.log")

@@ -138,7 +138,8 @@ def test_a_readable_scs_conf_holding_secrets_is_warned_about_once(
     load_scs_settings(path)
     lines = [line for line in capsys.readouterr().err.splitlines() if line]
     assert len(lines) == 1, lines
-    assert "control-secret" in lines[0] and "management-secret" in lines[0]
+    assert "control-secret" in lines[0]
+    assert "management-secret" in lines[0]
     assert f"chmod 600 {path}" in lines[0]
     path.chmod(0o600)
     load_scs_settings(path)

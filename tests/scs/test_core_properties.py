@@ -17,9 +17,10 @@ action it returns:
    promote, demote, fence, redirect) until an operator starts it again,
    except the stop itself.
 3. Restarts obey the intensity limit: a restart that finds ``restart-limit``
-   restarts within ``restart-window`` before it comes at least
-   ``restart-backoff-max`` after the previous one; a server that is down is
-   never silently given up.
+   restarts within ``restart-window`` since the last successful start (one
+   that served, a role other than starting, for ``restart-min-uptime``)
+   comes at least ``restart-backoff-max`` after the previous one; a server
+   that is down is never silently given up.
 4. Only the very process watched, the server's own, is fenced; no automatic
    promotion in a paused pair.
 5. Every transition is in the pair's table (the machine raises otherwise),
@@ -59,7 +60,7 @@ from scs.observations import (
 )
 from scs.pair_machine import FAILOVER_STATES
 from scs.state import ProcessState
-from scs.status import parse_status
+from scs.status import ServerStatus, parse_status
 
 from .test_core import scs_settings
 
@@ -92,6 +93,8 @@ class World(RuleBasedStateMachine):
         self.expires = 0.0
         self.stopped_by_op: set[str] = set()
         self.restarts: dict[str, list[float]] = {name: [] for name in NAMES}
+        #: when the core was first told each server serves since its last start
+        self.serving_since: dict[str, float | None] = dict.fromkeys(NAMES)
         self.starts: set[str] = set()
         self.adopts: dict[str, int] = {}
         self.promotes: list[tuple[str, bool]] = []
@@ -113,12 +116,24 @@ class World(RuleBasedStateMachine):
 
     def feed(self, obs: Observation) -> None:
         """Step the core and check every action (see module docstring)."""
+        status = getattr(obs, "status", None)  # a link up, a status, a promotion's answer
+        if isinstance(status, ServerStatus) and status.role not in (None, "starting"):
+            server = str(getattr(obs, "server", ""))
+            if server in self.serving_since and self.serving_since[server] is None:
+                self.serving_since[server] = self.now
         actions = self.core.step(obs, self.now)
         for action in actions:
             self.check(action, obs)
 
     def check(self, a: Action, obs: Observation) -> None:
         if isinstance(a, Emit):
+            if a.event.id == 40103:  # a restart scheduled: was the last start a success?
+                name = str(a.fields["server"])
+                since = self.serving_since[name]
+                policy = self.core.settings.servers[name].restart
+                if since is not None and self.now - since >= policy.min_uptime:
+                    self.restarts[name].clear()
+                self.serving_since[name] = None
             return
         named = {a.proxy, a.server} if isinstance(a, Redirect) else {a.server}
         for name in named & self.stopped_by_op:
@@ -152,6 +167,7 @@ class World(RuleBasedStateMachine):
                     gap = self.now - times[-1]
                     assert gap >= policy.backoff_max - EPS, f"past the limit, a restart {gap} s on"
                 times.append(self.now)
+            self.serving_since[a.server] = None
             self.starts.add(a.server)
         elif isinstance(a, Adopt):
             self.adopts[a.server] = a.pid

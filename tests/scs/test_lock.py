@@ -115,6 +115,7 @@ async def test_without_a_control_port_and_released_when_the_holder_dies(
         f"management-secret = x\nworking-directory = {tmp_path}\n"
         f"command = {sys.executable} -c 'import time; time.sleep(600)'\n"
     )
+    conf.chmod(0o600)  # it holds a secret (else a warning line before the refusal)
     logs = [tmp_path / "first.log", tmp_path / "third.log"]
     procs: list[subprocess.Popen[bytes]] = []
     orphan: int | None = None
