@@ -90,6 +90,7 @@ def write_files(directory: Path) -> Files:
     )
     conf = directory / "confserv.conf"
     conf.write_text(text)
+    conf.chmod(0o600)  # it holds secrets (else a warning at every load)
 
     def supervised(section: str, peer: str | None) -> str:
         link = f"server = {peer}\n" if peer else "type = proxy\n"
@@ -109,6 +110,7 @@ def write_files(directory: Path) -> Files:
         + supervised(PAIR[1], PAIR[0])
         + supervised(PROXY, None)
     )
+    scs_conf.chmod(0o600)
     return Files(
         directory=directory,
         confserv_conf=conf,
@@ -120,7 +122,7 @@ def write_files(directory: Path) -> Files:
 
 def cheap_hash(password: str) -> str:
     """The stored form of ``password`` with the cheapest scrypt (the simulation's
-    registrations check it; the real cost, 2**14, would dominate the run)."""
+    registrations check it; the real cost, OWASP's 2**17, would dominate the run)."""
     n, r, p, salt = 2, 1, 1, b"simulated-salt!!"
     digest = hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p)
     return f"scrypt${n}${r}${p}${salt.hex()}${digest.hex()}"
