@@ -43,6 +43,12 @@ MAX_PAYLOAD_DEPTH = 32
 # a payload behind this many one-element arrays gets MAX_PAYLOAD_DEPTH of them.
 _MSGPACK_STACK = 1024
 _DEPTH_PREFIX = b"\x91" * (_MSGPACK_STACK - MAX_PAYLOAD_DEPTH)
+# Every level of nesting starts with one of these bytes (fixmap, fixarray, array
+# 16/32, map 16/32). A payload holding at most MAX_PAYLOAD_DEPTH of them, wherever
+# they are (strings included), cannot nest deeper, and is decoded without the
+# prefix: building the prefix's 992 lists cost 37 us a decode (0.5 us without), a
+# ninefold slowdown of the whole simulation.
+_NOT_CONTAINER_START = bytes(b for b in range(256) if not (0x80 <= b <= 0x9F or 0xDC <= b <= 0xDF))
 
 _HEADER = struct.Struct(">2sBBI")
 
@@ -101,9 +107,11 @@ def decode_payload(payload: bytes) -> Any:
     clear error, instead of recursion in whatever formats or walks the value).
     """
     # The prefix makes msgpack's own stack limit the depth limit: no walk of the value.
+    deep = len(payload.translate(None, _NOT_CONTAINER_START)) > MAX_PAYLOAD_DEPTH
+    prefix = _DEPTH_PREFIX if deep else b""
     try:
         value = msgpack.unpackb(
-            _DEPTH_PREFIX + payload,
+            prefix + payload,
             raw=False,
             use_list=True,
             ext_hook=_no_ext,
@@ -117,7 +125,7 @@ def decode_payload(payload: bytes) -> Any:
         ) from None
     except Exception as exc:  # msgpack raises many types for bad input; all mean one thing
         raise MalformedPayloadError(f"payload is not valid msgpack: {exc}") from None
-    for _ in range(len(_DEPTH_PREFIX)):
+    for _ in range(len(prefix)):
         value = value[0]
     if any(marker in payload for marker in _TIMESTAMP_MARKERS):
         _refuse_timestamps(value)

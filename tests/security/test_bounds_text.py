@@ -150,3 +150,25 @@ def test_nesting_deeper_than_the_limit_is_one_clear_error() -> None:
 )
 def test_decoding_is_unchanged_within_the_depth_limit(value: object) -> None:
     assert decode_payload(encode_payload(value)) == value
+
+
+@given(
+    depth=st.integers(min_value=1, max_value=80),
+    filler=st.binary(max_size=64),
+    wrap=st.sampled_from(["list", "map"]),
+)
+def test_the_depth_limit_holds_whatever_else_the_payload_holds(
+    depth: int, filler: bytes, wrap: str
+) -> None:
+    """Payloads with few container bytes skip the depth prefix (a fast path): the limit
+    is the same either way, with binary full of container-like bytes beside it."""
+    value: object = filler
+    for _ in range(depth):
+        value = [value] if wrap == "list" else {"k": value}
+    # depth levels around the bytes, inside a list that holds the bytes again
+    payload = encode_payload([filler, value])
+    if depth + 1 <= MAX_PAYLOAD_DEPTH:
+        assert decode_payload(payload) == [filler, value]
+    else:
+        with pytest.raises(MalformedPayloadError, match="deeper than"):
+            decode_payload(payload)

@@ -15,6 +15,7 @@ import atexit
 import functools
 import hashlib
 import json
+import os
 import shutil
 import sqlite3
 import tempfile
@@ -26,11 +27,18 @@ import trio
 from confserv.admin.bootstrap import init_database
 from confserv.config.settings import ServerSettings, load_server_settings
 from confserv.model.objects import STORED_SECRET
+from confserv.model.passwords import COST_ENV
 from confserv.store.engines import use_store_opener
 from scs.config import ScsSettings, load_scs_settings
 
+from ..helpers.system import TEST_PASSWORD_COST
 from .gate import Gate
 from .store import SimDatabase
+
+# The simulated servers hash at the test cost too: at OWASP's (the default), each
+# registration rehashed the simulation's cheap hashes at 0.45 s of real CPU and
+# checked unknown users against an OWASP dummy (100 schedules took 75 s, not 8).
+os.environ.setdefault(COST_ENV, TEST_PASSWORD_COST)
 
 #: The pair's two masters (the first is meant as primary), then the proxy.
 PAIR = ("confserv", "backup")
