@@ -69,6 +69,7 @@ PURE = (
     "confserv.core.backlog",
     "confserv.core.commit_guard",
     "confserv.core.auth_backoff",
+    "confserv.wire.auth",
     "confserv.core.object_size",
     "confserv.logs.ratelimit",
     "confserv.server.read_chunks",
