@@ -17,11 +17,11 @@ import trio
 
 from addp import AddpOptions, LinkEnded
 from addp.transport import Link, serve
+from confserv.server.auth_deadline import close_at_auth_deadline
 from confserv.wire.auth import (
     CONTROL_IDENTITY,
     DEFAULT_AUTH_TIMEOUT,
     HandshakeError,
-    HandshakeTimeoutError,
     Purpose,
     ServerHandshake,
 )
@@ -75,7 +75,15 @@ class ControlSession:
         """Serve until the link ends, authentication fails or its deadline passes."""
         await self.link.send(self.handshake.challenge())
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._auth_deadline, nursery.cancel_scope)
+            nursery.start_soon(
+                close_at_auth_deadline,
+                self.handshake,
+                self.link,
+                lambda why: self.sup.log.emit(
+                    events.CONTROL_AUTH_FAILED, peer=self.link.name, reason=why
+                ),
+                nursery.cancel_scope,
+            )
             try:
                 async for msg in self.link:
                     rid = msg.get("id") if isinstance(msg, dict) else None
@@ -90,19 +98,6 @@ class ControlSession:
             except LinkEnded:
                 pass
             nursery.cancel_scope.cancel()
-
-    async def _auth_deadline(self, scope: trio.CancelScope) -> None:
-        """Close the connection when it has not authenticated by the deadline."""
-        deadline = self.handshake.deadline
-        if deadline is None:
-            return
-        await trio.sleep_until(deadline)
-        try:
-            self.handshake.expire(trio.current_time())
-        except HandshakeTimeoutError as exc:
-            self.sup.log.emit(events.CONTROL_AUTH_FAILED, peer=self.link.name, reason=str(exc))
-            await self.link.aclose(f"authentication failed: {exc}")
-            scope.cancel()
 
     async def _handle(self, msg: Any) -> dict[str, Any]:
         peer = self.link.name

@@ -23,7 +23,6 @@ from confserv.logs import events
 from confserv.wire.auth import (
     DEFAULT_AUTH_TIMEOUT,
     HandshakeError,
-    HandshakeTimeoutError,
     Purpose,
     ServerHandshake,
 )
@@ -35,6 +34,7 @@ from confserv.wire.errors import (
 )
 from confserv.wire.messages import MANAGEMENT_OPS, READ_CHUNK, arg, error, ok, parse_request
 
+from .auth_deadline import close_at_auth_deadline
 from .read_chunks import chunker_for
 
 #: Operations too frequent or too plain to log (polls, keep-alives, relayed writes).
@@ -90,7 +90,13 @@ class ManagementSession:
         await self.link.send(self.handshake.challenge())
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            nursery.start_soon(self._auth_deadline)
+            nursery.start_soon(
+                close_at_auth_deadline,
+                self.handshake,
+                self.link,
+                lambda why: self.rt.log.emit(events.MGMT_AUTH_FAILED, peer=self.peer, reason=why),
+                nursery.cancel_scope,
+            )
             try:
                 async for msg in self.link:
                     if not await self._handle(msg):
@@ -98,19 +104,6 @@ class ManagementSession:
             except LinkEnded:
                 pass
             nursery.cancel_scope.cancel()
-
-    async def _auth_deadline(self) -> None:
-        """Close the connection when it has not authenticated by the deadline."""
-        deadline = self.handshake.deadline
-        if deadline is None:
-            return
-        await trio.sleep_until(deadline)
-        try:
-            self.handshake.expire(trio.current_time())
-        except HandshakeTimeoutError as exc:
-            self.rt.log.emit(events.MGMT_AUTH_FAILED, peer=self.peer, reason=str(exc))
-            await self.link.aclose(f"authentication failed: {exc}")
-            self._nursery.cancel_scope.cancel()
 
     async def _refuse(self, rid: Any, exc: HandshakeError) -> bool:
         """One refusal before authentication: one alarm line, one answer, then close."""
