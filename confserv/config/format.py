@@ -176,8 +176,9 @@ class Section:
         text = self.text(option)
         if text is None:
             return None
-        if not (text.isascii() and text.isdigit() and low <= int(text) <= high):
-            raise self.error(option, f"{text!r} is not {what} ({low} to {high})")
+        # a length bound first: int() of a 5,000-digit string raises (and is no number here)
+        if not (_digits(text) and low <= int(text) <= high):
+            raise self.error(option, f"{_shown(text)} is not {what} ({low} to {high})")
         return int(text)
 
     def seconds(
@@ -221,10 +222,22 @@ class Section:
                 host = host[1:-1]
             elif ":" in host:
                 host = ""  # an IPv6 address must be written in brackets
-            port_ok = port_text.isascii() and port_text.isdigit() and 1 <= int(port_text) <= 65535
+            port_ok = _digits(port_text) and 1 <= int(port_text) <= 65535
             if not host or not port_ok:
-                raise self.error(option, f"{item!r} is not host:port (port 1 to 65535)")
+                raise self.error(option, f"{_shown(item)} is not host:port (port 1 to 65535)")
             if (host, int(port_text)) in masters:
                 raise self.error(option, f"{item!r} is listed twice")
             masters.append((host, int(port_text)))
         return tuple(masters)
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only, and few enough for a number an option may hold."""
+    return text.isascii() and text.isdigit() and len(text) <= 20
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """``repr`` of an option's value for an error line, cut when long."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"

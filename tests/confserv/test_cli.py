@@ -185,6 +185,16 @@ def test_wrong_password_and_secret_are_one_line_errors(
             "confserv",
             "[db] dbengine: 'mssql' is not supported",
         ),
+        (  # issue 12: int() of a 5,000-digit string raised a ValueError traceback
+            f"[confserv]\nport = {'9' * 5000}\nserver = db\n[db]\ndbengine = sqlite\ndbname = x\n",
+            "confserv",
+            "(5000 characters) is not a port number (1 to 65535)",
+        ),
+        (
+            f"[p]\nport = 2140\nmode = proxy\nmaster = h:{'9' * 5000}\n",
+            "p",
+            "(5002 characters) is not host:port",
+        ),
     ],
 )
 def test_a_broken_configuration_file_is_one_line_and_status_2(
