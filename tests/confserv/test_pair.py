@@ -76,15 +76,20 @@ def client(*servers: Server) -> Any:
     )
 
 
-@pytest.fixture
-async def pair(db_settings: DatabaseSettings, nursery: trio.Nursery) -> tuple[Server, Server]:
-    primary, backup = Server(db_settings, "confserv"), Server(db_settings, "backup")
+async def start_pair(db: DatabaseSettings, nursery: trio.Nursery) -> tuple[Server, Server]:
+    """A fresh database's pair, started: the primary serving, the backup following."""
+    primary, backup = Server(db, "confserv"), Server(db, "backup")
     await init_database(primary.settings, backup.settings, ADMIN_PASSWORD)
     await primary.start(nursery)
     await wait_for(lambda: primary.rt.role == "primary")
     await backup.start(nursery)
     await wait_for(lambda: backup.rt.role == "backup")
     return primary, backup
+
+
+@pytest.fixture
+async def pair(db_settings: DatabaseSettings, nursery: trio.Nursery) -> tuple[Server, Server]:
+    return await start_pair(db_settings, nursery)
 
 
 async def test_the_backup_follows_every_change_and_refuses_clients(

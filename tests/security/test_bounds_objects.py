@@ -18,15 +18,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from addp import decode_payload, encode_payload
-from confserv.admin.bootstrap import init_database
 from confserv.config.bounds import DEFAULT_MAX_OBJECT_SIZE, object_size_limit
 from confserv.config.settings import DatabaseSettings, ServerSettings
 from confserv.core.object_size import ObjectTooLargeError, check_write_size
 from confserv.server.read_chunks import ReadChunker
 from confserv.store.base import Write
 from confserv.wire.errors import BadRequestError, HistoryExpiredError
-from tests.confserv.conftest import ADMIN_PASSWORD
-from tests.confserv.test_pair import Server, client, wait_for
+from tests.confserv.test_pair import Server, client, start_pair, wait_for
 
 MiB = 1 << 20
 
@@ -54,13 +52,7 @@ def test_the_default_limit_leaves_room_in_every_frame_limit() -> None:
 @pytest.fixture
 async def pair(tmp_path: Path, nursery: trio.Nursery) -> tuple[Server, Server]:
     db = DatabaseSettings(section="db", engine="sqlite", dbname=str(tmp_path / "cfg.sqlite"))
-    primary, backup = Server(db, "confserv"), Server(db, "backup")
-    await init_database(primary.settings, backup.settings, ADMIN_PASSWORD)
-    await primary.start(nursery)
-    await wait_for(lambda: primary.rt.role == "primary")
-    await backup.start(nursery)
-    await wait_for(lambda: backup.rt.role == "backup")
-    return primary, backup
+    return await start_pair(db, nursery)
 
 
 @pytest.mark.integration
