@@ -117,18 +117,20 @@ async def serve_one(
     return None
 
 
+async def _idle(link: Any) -> None:
+    """A handler that takes every message and answers none."""
+    async for _ in link:
+        pass
+
+
 async def test_a_link_answering_polls_but_not_authenticating_is_closed_at_the_deadline(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     left, right = trio.testing.memory_stream_pair()
     ended: list[LinkEnded | None] = []
 
-    async def idle(link: Any) -> None:
-        async for _ in link:
-            pass
-
     async def server() -> None:
-        ended.append(await serve_one(right, idle, auth_timeout=5.0))
+        ended.append(await serve_one(right, _idle, auth_timeout=5.0))
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(server)
@@ -164,12 +166,8 @@ async def test_a_frame_dripped_one_byte_every_2_s_is_closed_at_the_frame_deadlin
     left, right = trio.testing.memory_stream_pair()
     ended: list[LinkEnded | None] = []
 
-    async def idle(link: Any) -> None:
-        async for _ in link:
-            pass
-
     async def server() -> None:
-        ended.append(await serve_one(right, idle, AddpOptions.addp(3.0), frame_timeout=10.0))
+        ended.append(await serve_one(right, _idle, AddpOptions.addp(3.0), frame_timeout=10.0))
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(server)
