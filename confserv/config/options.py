@@ -32,6 +32,7 @@ def effective_options(settings: ServerSettings) -> dict[str, str]:
         "server lease-renew": f"{settings.lease_renew:g}",
         "server max-frame-size": str(settings.max_frame_size),
         "server max-object-size": str(settings.max_object_size),  # security helper A
+        "server no-default-access": str(settings.no_default_access).lower(),
         "history-log expiration": str(settings.history.expiration_days),
         "history-log max-records": str(settings.history.max_records),
         "history-log audit-expiration": str(settings.history.audit_expiration_days),

@@ -83,6 +83,8 @@ SERVER_OPTIONS: frozenset[str] = frozenset(
         "max-connections",
         "max-unauthenticated",
         "max-object-size",
+        # access control: new Persons start with no rights (compared between the pair)
+        "no-default-access",
         *OPTION_NAMES,  # protocol, addp-timeout, addp-remote-timeout, addp-trace
     }
 )
@@ -257,6 +259,10 @@ class ServerSettings:
             change may encode to, in bytes; at most ``max_frame_size`` less
             the margin of :func:`~.bounds.object_size_limit`. A write over
             it is refused before commit.
+        no_default_access: ``no-default-access``: a Person created on this
+            server starts with no rights until an administrator grants some
+            (the seed's "No Default Access for New Users"); compared between
+            the primary and the backup.
     """
 
     file: Path
@@ -285,6 +291,7 @@ class ServerSettings:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     max_unauthenticated: int = DEFAULT_MAX_UNAUTHENTICATED
     max_object_size: int = DEFAULT_MAX_OBJECT_SIZE
+    no_default_access: bool = False
 
     def __post_init__(self) -> None:
         limit = object_size_limit(self.max_frame_size)
@@ -391,6 +398,7 @@ def load_server_settings(file: Path | str, section: str) -> ServerSettings:
         advertise_host=own.text("advertise-host"),
         advertise_port=own.port("advertise-port"),
         advertise_management_port=own.port("advertise-management-port"),
+        no_default_access=own.choice("no-default-access", _BOOLEANS, False),
         **parse_bounds(own),  # security helper A
     )
 
