@@ -84,6 +84,11 @@ class Backoff:
         self._entries.move_to_end(key)
         return entry.until - now
 
+    def delay(self, key: str, now: float) -> float:
+        """Seconds ``key`` stays blocked from ``now`` (0.0: not blocked); counts nothing."""
+        entry = self._entries.get(key)
+        return 0.0 if entry is None else max(0.0, entry.until - now)
+
     def failed(self, key: str, now: float) -> list[Event]:
         """A checked attempt of ``key`` failed: a :class:`Blocked` when it starts a block."""
         p = self.policy

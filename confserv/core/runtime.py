@@ -12,6 +12,7 @@ import trio
 
 from confserv.logs.eventlog import EventLog
 
+from .secret_tarpit import SecretTarpit
 from .service import ConfigService
 
 
@@ -51,6 +52,11 @@ class Runtime:
     options: dict[str, str] | None = None
     #: The operator's reload from the database (``cfgctl reload``), on a master.
     reload: Callable[[str], Awaitable[dict[str, Any]]] | None = None
+    #: Holds back the answers to wrong management secrets, per source.
+    secret_tarpit: SecretTarpit = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.secret_tarpit = SecretTarpit("management secret", self.log.emit)
 
     @property
     def serving(self) -> bool:

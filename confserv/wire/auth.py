@@ -96,6 +96,11 @@ class HandshakeTimeoutError(HandshakeError):
     """No authentication before the deadline."""
 
 
+class WrongProofError(HandshakeError):
+    """The client's proof does not match this side's secret: a wrong or guessed
+    secret (what :class:`~confserv.core.secret_tarpit.SecretTarpit` slows down)."""
+
+
 class State(enum.Enum):
     """Where a handshake is."""
 
@@ -242,7 +247,7 @@ class ServerHandshake:
             given = request.get("proof")
             want = self._mac(CLIENT_TO_SERVER, client_nonce)
             if not (isinstance(given, str) and hmac.compare_digest(given.encode(), want.encode())):
-                raise HandshakeError(
+                raise WrongProofError(
                     f"wrong proof: the client's {self.purpose.secret_option} is not this server's"
                 )
         except HandshakeError as exc:
