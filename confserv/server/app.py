@@ -291,7 +291,15 @@ async def main(settings: ServerSettings) -> int:
     Returns the exit code: 0 after a signal, 2 when the server must not run (the
     reason is printed as one line on stderr)."""
     _raise_open_file_limit()
-    log = make_log(settings)
+    try:
+        log = make_log(settings)
+    except OSError as exc:
+        print(
+            f"confserv: [log] all: cannot open the log file {settings.log.all}: "
+            f"{exc.strerror or exc} (create its folder, fix the path, or use stderr)",
+            file=sys.stderr,
+        )
+        return 2
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
 
         async def signalled() -> str:

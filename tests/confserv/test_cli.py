@@ -236,3 +236,19 @@ def test_a_proxy_whose_port_is_taken_exits_2_with_one_line(tmp_path: Path) -> No
 @pytest.mark.parametrize("command", ["confserv", "cfgctl", "scs"])
 def test_every_command_answers_help(command: str) -> None:
     assert "Usage" in run(str(BIN / command), "--help").stdout
+
+
+def test_a_log_file_that_cannot_be_created_is_one_line_and_status_2(tmp_path: Path) -> None:
+    """Issue 12: a log file in a folder that cannot exist was a FileNotFoundError traceback."""
+    conf = tmp_path / "proxy.conf"
+    conf.write_text(
+        f"[proxy]\nport = {free_port()}\nmode = proxy\nmaster = 127.0.0.1:{free_port()}\n"
+        "management-secret = sekret\n[log]\nverbose = standard\nall = /proc/no/such/cs.log\n"
+    )
+    conf.chmod(0o600)
+    proc = run(str(BIN / "confserv"), "-s", "proxy", "-c", str(conf), check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "confserv: [log] all: cannot open the log file /proc/no/such/cs.log: "
+        "No such file or directory (create its folder, fix the path, or use stderr)"
+    ]
