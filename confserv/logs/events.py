@@ -113,6 +113,9 @@ PASSWORD_REHASH_FAILED = LogEvent(
     20193, Level.STD, "Person '{person}': password not rehashed at login: {reason}"
 )
 
+# security helper AC: access control
+ACCESS_DENIED = LogEvent(20198, Level.STD, "Request {op} from {peer} denied: {reason}")
+
 ADDP_TRACE = LogEvent(20900, Level.TRC, "ADDP {text}")
 
 ALL_EVENTS: tuple[LogEvent, ...] = tuple(
