@@ -2,8 +2,11 @@
 
 Creates, when missing: the tenant ``Environment``, the host the servers run
 on, the Application objects of the primary (and backup, linked as a
-warm-standby pair), and the administrator Person ``default``. Existing
-objects are left as they are, so running it twice changes nothing.
+warm-standby pair), the administrator group ``Administrators`` (every right)
+and the administrator Person ``default`` in it. Existing objects are left as
+they are, so running it twice changes nothing; only an administrator Person
+that is not in the administrator group (a database made before access
+control) is put in it, so that someone can still administer it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from confserv.wire.errors import ConfServError
 
 TENANT = "Environment"
 ADMIN = "default"
+ADMIN_GROUP = "Administrators"
 
 
 class BootstrapError(ConfServError):
@@ -93,8 +97,18 @@ async def init_database(
         if backup_dbid is not None:
             app |= {"backup_server_dbid": backup_dbid, "redundancy_type": "warm-standby"}
         await ensure("Application", app)
-        await ensure(
-            "Person",
-            {"name": ADMIN, "user_name": ADMIN, "password": password, "tenant_dbid": tenant},
+        group = await ensure(
+            "AccessGroup", {"name": ADMIN_GROUP, "is_administrator": True, "tenant_dbid": tenant}
         )
+        admin = {"name": ADMIN, "user_name": ADMIN, "password": password, "tenant_dbid": tenant}
+        admin_dbid = await ensure("Person", {**admin, "access_group_dbids": [group]})
+        joined = list((service.get("Person", admin_dbid) or {}).get("access_group_dbids") or [])
+        if group not in joined:
+            if lease.valid:
+                raise BootstrapError(
+                    f"Person {ADMIN!r} is not in {ADMIN_GROUP!r} but server {lease.holder!r} "
+                    "holds the database's lease: stop the servers first"
+                )
+            await service.update("Person", admin_dbid, {"access_group_dbids": [*joined, group]})
+            created.append(f"Person {ADMIN} in AccessGroup {ADMIN_GROUP}")
     return BootstrapReport(created=created, existing=existing, uuid=identity.uuid)

@@ -1,13 +1,12 @@
 """The configuration held in memory, the one write path, and change fan-out.
 
-:class:`ConfigService` owns the in-memory copy every read is served from. All
-writes go through :meth:`ConfigService.write`: validate against memory, commit
-in the database under the epoch check, apply to memory, publish to
-subscribers, in that order and one at a time. Backups and proxies feed
-changes they receive into :meth:`ConfigService.apply`, the same code that
-applies local commits. No sockets here. When memory must first catch up
-with the database around a commit is decided by
-:class:`~confserv.core.commit_guard.CommitGuard`.
+:class:`ConfigService` owns the in-memory copy every read is served from. All writes go
+through :meth:`ConfigService.write`: validate against memory, commit in the database under
+the epoch check, apply to memory, publish to subscribers, in that order and one at a time.
+Backups and proxies feed changes they receive into :meth:`ConfigService.apply`, the same
+code that applies local commits (and tells :class:`~.access_checks.AccessWatch`). No
+sockets here. When memory must first catch up with the database around a commit is
+decided by :class:`~confserv.core.commit_guard.CommitGuard`.
 """
 
 from __future__ import annotations
@@ -46,6 +45,7 @@ from confserv.wire.errors import (
     UnavailableError,
 )
 
+from .access_checks import AccessWatch
 from .commit_guard import Action, CatchUp, CommitGuard, Outcome, Retry, StopWrites
 from .fanout import NotificationCache, Subscription
 from .logins import login
@@ -76,8 +76,7 @@ class ConfigService:
         self._referrers: dict[Key, set[Key]] = {}
         self._subscriptions: set[Subscription] = set()
         self.notifications = NotificationCache()
-        #: The latest changes applied, for restores without a database trip (a
-        #: proxy has no database at all).
+        #: The latest changes applied, for restores without a database trip (a proxy has none).
         self._recent: collections.deque[Change] = collections.deque(maxlen=history_limit)
         self.write_lock = trio.Lock()
         self._passwords = PasswordChecks()
@@ -88,9 +87,9 @@ class ConfigService:
         #: The highest dbid ever seen per type, deleted objects included: a reload
         #: over a database that went back must not let it issue them again.
         self.max_dbids: dict[str, int] = {}
-        #: Called with (change, error) when a change could not be applied and
-        #: memory was reloaded (the server logs it).
+        #: Called with the reason when a change could not be applied and memory was reloaded.
         self.on_reload: Callable[[str], None] | None = None
+        self.access = AccessWatch()  # ends the sessions of a disabled Person
 
     # -- loading --------------------------------------------------------------
 
@@ -384,6 +383,7 @@ class ConfigService:
         self.epoch = max(self.epoch, change.epoch)
         self._recent.append(change)
         self._publish(change)
+        self.access.applied(change)
         self._applied.set()
         self._applied = trio.Event()
         return True

@@ -13,6 +13,7 @@ applies deltas; it knows nothing of storage, sockets or time.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from copy import copy
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -24,6 +25,7 @@ from confserv.wire.errors import (
     UnknownTypeError,
 )
 
+from .access import EVERY_TYPE, FOLDER_KEY, RightsTextError, parse_letters
 from .passwords import hash_password
 
 
@@ -32,7 +34,9 @@ class Field:
     """One field of an object type.
 
     Attributes:
-        kind: the Python type of the value (``int``, ``str``, ``bool``).
+        kind: the Python type of the value (``int``, ``str``, ``bool``; ``list``: a
+            list of dbids of ``ref``; ``dict``: access rights, see
+            :mod:`confserv.model.access`).
         default: the value when a creation does not give one.
         ref: the object type an ``*_dbid`` field points at, if any.
         choices: the allowed values, if restricted.
@@ -79,6 +83,10 @@ TYPE_FIELDS: dict[str, dict[str, Field]] = {
         "command_line_arguments": Field(str, ""),
         "working_directory": Field(str, ""),
     },
+    "AccessGroup": {
+        "is_administrator": Field(bool, False),
+        "permissions": Field(dict, MappingProxyType({})),
+    },
     "Person": {
         "user_name": Field(str, ""),
         "first_name": Field(str, ""),
@@ -86,6 +94,8 @@ TYPE_FIELDS: dict[str, dict[str, Field]] = {
         "employee_id": Field(str, ""),
         "is_agent": Field(bool, False),
         "password": Field(str, ""),  # accepted in writes; stored hashed as password_hash
+        "access_group_dbids": Field(list, (), ref="AccessGroup"),
+        "permissions": Field(dict, MappingProxyType({})),
     },
     "Switch": {"switch_type": Field(str, ""), "physical_switch": Field(str, "")},
     "DN": {
@@ -127,7 +137,47 @@ def fields_of(type_name: str) -> Mapping[str, Field]:
     return _ALL_FIELDS[check_type(type_name)]
 
 
+def _check_dbids(type_name: str, name: str, value: Any) -> list[int]:
+    if not isinstance(value, (list, tuple)):
+        raise FieldValueError(f"{type_name}.{name} must be a list of dbids")
+    out: list[int] = []
+    for item in value:
+        if not isinstance(item, int) or isinstance(item, bool) or item <= 0:
+            raise FieldValueError(f"{type_name}.{name} must hold positive dbids, got {item!r}")
+        if item not in out:
+            out.append(item)
+    return out
+
+
+def _check_permissions(type_name: str, name: str, value: Any) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise FieldValueError(f"{type_name}.{name} must be a map of key to rights (rcud)")
+    out: dict[str, str] = {}
+    for key, text in value.items():
+        folder = key[len(FOLDER_KEY) :] if isinstance(key, str) else ""
+        if not (
+            key == EVERY_TYPE
+            or key in TYPE_FIELDS
+            or (isinstance(key, str) and key.startswith(FOLDER_KEY) and folder.isdigit())
+        ):
+            raise FieldValueError(
+                f"{type_name}.{name}: key {str(key)[:40]!r} must be '*', an object type or "
+                "'folder:<dbid>'"
+            )
+        try:
+            letters = parse_letters(text)
+        except RightsTextError as exc:
+            raise FieldValueError(f"{type_name}.{name}[{key!r}]: {exc}") from None
+        if letters:
+            out[key] = letters
+    return out
+
+
 def _check_value(type_name: str, name: str, field: Field, value: Any) -> Any:
+    if field.kind is list:
+        return _check_dbids(type_name, name, [] if value is None else value)
+    if field.kind is dict:
+        return _check_permissions(type_name, name, {} if value is None else value)
     if value is None:
         if field.ref is not None or name in ("folder_dbid", "tenant_dbid"):
             return None
@@ -245,10 +295,13 @@ def apply_delta(obj: dict[str, Any], delta: Mapping[str, Any], options: Mapping[
 
 
 def public_view(obj: Mapping[str, Any]) -> dict[str, Any]:
-    """The object as clients see it: secrets removed, a copy (values are scalars,
-    options two levels of str maps, so copying those levels is a full copy)."""
+    """The object as clients see it: secrets removed, a copy (values are scalars, lists
+    of ints or maps of str; options two levels of str maps: a full copy)."""
     out = dict(obj)
     out.pop(STORED_SECRET, None)
+    for key, value in out.items():
+        if isinstance(value, (list, dict)):
+            out[key] = copy(value)
     out["options"] = {s: dict(kv) for s, kv in obj.get("options", {}).items()}
     return out
 
@@ -273,8 +326,9 @@ def references(obj: Mapping[str, Any]) -> list[tuple[str, str, int]]:
     out = []
     for name, target in REFERENCE_FIELDS[obj["type"]]:
         value = obj.get(name)
-        if isinstance(value, int) and not isinstance(value, bool):
-            out.append((name, target, value))
+        for item in value if isinstance(value, list) else (value,):
+            if isinstance(item, int) and not isinstance(item, bool):
+                out.append((name, target, item))
     return out
 
 
@@ -288,6 +342,8 @@ def check_filter(type_name: str, flt: Any) -> dict[str, Any]:
     for key in flt:
         if (key not in fields and key not in FILTER_EXTRA) or key in SECRET_FIELDS:
             raise UnknownFieldError(f"{type_name} has no field {key!r} to filter on")
+        if key in fields and fields[key].kind in (list, dict):
+            raise UnknownFieldError(f"{type_name}.{key} is not a field to filter on")
         value = flt[key]
         if value is not None and not isinstance(value, (str, int, bool, float)):
             raise FieldValueError(f"filter value for {key!r} must be a scalar, got {value!r}")

@@ -14,6 +14,18 @@ import trio
 
 from addp import LinkEnded, MessageTooLargeError, encode_payload
 from addp.transport import Link
+from confserv.core.access_checks import (
+    Gate,
+    PersonGoneError,
+    authorize,
+    change_readable,
+    check_read_type,
+    find_person,
+    log_denied,
+    no_default_access,
+    readable,
+    with_default_access,
+)
 from confserv.core.backlog import Backlog
 from confserv.core.fanout import (
     SUBSCRIBER_BUFFER,
@@ -24,6 +36,7 @@ from confserv.core.fanout import (
 from confserv.core.runtime import Runtime
 from confserv.logs import events
 from confserv.logs.peer_text import peer_repr, peer_text
+from confserv.model.access import Principal
 from confserv.model.objects import check_type
 from confserv.store.base import Change
 from confserv.wire.errors import (
@@ -33,6 +46,7 @@ from confserv.wire.errors import (
     DuplicateApplicationError,
     HistoryExpiredError,
     NotRegisteredError,
+    PermissionDeniedError,
     RequestError,
 )
 from confserv.wire.messages import CLIENT_OPS, READ_CHUNK, arg, error, ok, parse_request
@@ -65,6 +79,9 @@ class ClientSession:
         self._flushing = trio.CancelScope()
         #: While this session's write is answered: notifications held back until then.
         self._held: list[Change] | None = None
+        #: The logged-in Person (set at registration) and, per request, as it is now.
+        self.gate: Gate | None = None
+        self._actor: Principal | None = None
 
     async def run(self) -> None:
         """Serve the connection until it ends."""
@@ -81,6 +98,8 @@ class ClientSession:
                 nursery.cancel_scope.cancel()
         finally:
             self.rt.clients -= 1
+            if self.gate is not None:
+                self.rt.service.access.unwatch(self.gate.dbid, id(self))
             if self.sub is not None:
                 self.rt.service.unsubscribe(self.sub)
             if self.app is not None:
@@ -99,9 +118,18 @@ class ClientSession:
                     f"this server is in {self.rt.role} mode; it serves no clients",
                     self.rt.primary_hint,
                 )
+            if self.gate is not None and op not in ("register", "status"):
+                self._actor = self.gate.actor()  # the Person's rights as they are now
             if op in _WRITE_OPS and self.sub is not None:
                 self._held = []  # the answer goes out before the notification of its change
             answer = await getattr(self, "_op_" + op.replace("-", "_"))(msg, request_id)
+        except PermissionDeniedError as exc:
+            answer = error(request_id, exc)
+            log_denied(self.rt.log, self.peer, msg.get("op") if isinstance(msg, dict) else "?", exc)
+            if isinstance(exc, PersonGoneError):
+                await self._send_answer(answer)
+                await self.link.aclose(str(exc))
+                return
         except RequestError as exc:
             answer = error(request_id, exc)
             answer["message"] = peer_text(answer["message"], MAX_ERROR_TEXT)
@@ -164,6 +192,10 @@ class ClientSession:
                 reason=f"bad password for {peer_repr(user)}",
             )
             raise AuthError(f"user {peer_repr(user)}: wrong user name or password")
+        person = find_person(self.rt.service, user)
+        if person is None:  # deleted while its login was checked
+            raise AuthError(f"user {peer_repr(user)}: wrong user name or password")
+        gate = Gate(self.rt.service, self.rt.service.access, person)
         if daemon:
             if app in self.rt.daemons:
                 self.rt.log.emit(
@@ -175,7 +207,8 @@ class ClientSession:
                     f"application {peer_repr(app)} is already connected"
                 )
             self.rt.daemons.add(app)
-        self.app, self.daemon = app, daemon
+        self.app, self.daemon, self.gate = app, daemon, gate
+        self.rt.service.access.watch(gate.dbid, id(self), self._person_ended)
         self.link.authenticate()  # the port's deadline is met; full frames from now on
         self.rt.log.emit(
             events.CLIENT_REGISTERED, app=app, app_type=app_type, user=user, peer=self.peer
@@ -194,13 +227,27 @@ class ClientSession:
     async def _op_status(self, msg: dict[str, Any], rid: int) -> dict[str, Any]:
         return ok(rid, **self.rt.status())
 
+    def _person_ended(self, why: str) -> None:
+        """Told by the service's AccessWatch: this session's Person was disabled or deleted."""
+        name = self.gate.name if self.gate is not None else "?"
+        self._nursery.start_soon(self.link.aclose, f"person {name!r} was {why}")
+
+    def _who(self) -> Principal:
+        """The Person making this request (resolved by :meth:`_handle`)."""
+        assert self._actor is not None, "registered sessions have a Person"
+        return self._actor
+
     async def _op_read(self, msg: dict[str, Any], rid: int) -> dict[str, Any]:
         type_name = check_type(arg(msg, "type", str))
         flt = arg(msg, "filter", dict, None)
+        who = self._who()
+        check_read_type(who, type_name)
         serial = self.rt.service.last_serial
         # Chunks bounded in objects and in bytes (objects up to max-object-size).
         chunks = chunker_for(rid, self.link.connection.peer_max_frame_size, READ_CHUNK)
         for obj in self.rt.service.read(type_name, flt):
+            if not readable(who, obj):
+                continue
             if (chunk := chunks.add(obj)) is not None:
                 try:
                     self.link.send_encoded_nowait(chunk)
@@ -211,16 +258,23 @@ class ClientSession:
 
     async def _forwarded(self, msg: dict[str, Any], rid: int) -> dict[str, Any] | None:
         """In proxy mode, relay the write to the primary and return its answer."""
+        authorize(self.rt.service, self._who(), str(msg.get("op")), msg, self.rt.name)
         if self.rt.forward is None:
             return None
-        request = {k: v for k, v in msg.items() if k != "id"}
+        # The primary checks the write again as this Person (the proxy names it).
+        request = {k: v for k, v in msg.items() if k not in ("id", "as_person")}
+        request["as_person"] = self._who().dbid
         answer = await self.rt.forward(request)
         return ok(rid, **{k: answer[k] for k in ("dbid", "serial", "epoch")})
 
     async def _op_create(self, msg: dict[str, Any], rid: int) -> dict[str, Any]:
         if (relayed := await self._forwarded(msg, rid)) is not None:
             return relayed
-        change = await self.rt.service.create(arg(msg, "type", str), arg(msg, "object", dict))
+        type_name = arg(msg, "type", str)
+        obj = with_default_access(
+            type_name, arg(msg, "object", dict), no_default_access(self.rt.options)
+        )
+        change = await self.rt.service.create(type_name, obj)
         self._log_change(change)
         return ok(rid, dbid=change.dbid, serial=change.serial, epoch=change.epoch)
 
@@ -270,6 +324,7 @@ class ClientSession:
             self.sub.everything = True
         else:
             check_type(type_name)
+            check_read_type(self._who(), type_name)
             if dbid is None:
                 self.sub.types.add(type_name)
             else:
@@ -288,6 +343,7 @@ class ClientSession:
 
     async def _op_restore(self, msg: dict[str, Any], rid: int) -> dict[str, Any]:
         serial = arg(msg, "serial", int)
+        who, svc = self._who(), self.rt.service
         try:
             changes = await self.rt.service.history_since(serial)
         except RequestError:
@@ -295,7 +351,7 @@ class ClientSession:
             raise
         answer = ok(
             rid,
-            changes=[public_change(c) for c in changes],
+            changes=[public_change(c) for c in changes if change_readable(who, svc, c)],
             serial=self.rt.service.last_serial,
             epoch=self.rt.service.epoch,
         )
@@ -321,6 +377,11 @@ class ClientSession:
         if self._held is not None:
             self._held.append(change)  # this session's own write is being answered
             return True
+        try:
+            if self.gate is None or not change_readable(self.gate.actor(), self.rt.service, change):
+                return True  # not for this Person's eyes
+        except PersonGoneError:
+            return True  # the session is being closed
         try:
             self.link.send_encoded_nowait(self.rt.service.notifications.encoded(change))
             if self.link.write_nowait():

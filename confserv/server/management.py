@@ -16,6 +16,13 @@ import trio
 
 from addp import LinkEnded
 from addp.transport import Link
+from confserv.core.access_checks import (
+    authorize,
+    log_denied,
+    no_default_access,
+    resolve,
+    with_default_access,
+)
 from confserv.core.fanout import Subscription
 from confserv.core.runtime import Runtime
 from confserv.ha.peer_options import check_options
@@ -30,6 +37,7 @@ from confserv.wire.errors import (
     BackupModeError,
     BadRequestError,
     HistoryExpiredError,
+    PermissionDeniedError,
     RequestError,
 )
 from confserv.wire.messages import MANAGEMENT_OPS, READ_CHUNK, arg, error, ok, parse_request
@@ -170,6 +178,8 @@ class ManagementSession:
                     answer = ok(request_id, **await self.pair.demote(force))
         except RequestError as exc:
             answer = error(request_id, exc)
+            if isinstance(exc, PermissionDeniedError):
+                log_denied(self.rt.log, self.peer, op, exc)
         await self.link.send(answer)
         return True
 
@@ -235,14 +245,29 @@ class ManagementSession:
         return ok(rid, objects=chunks.rest(), serial=svc.last_serial, epoch=svc.epoch)
 
     async def _forward_write(self, msg: dict[str, Any], rid: int) -> dict[str, Any]:
-        """A write a proxy relays for its client (already authenticated by the proxy)."""
+        """A write a proxy relays for its client (already authenticated by the proxy),
+        checked here again as the Person the proxy names in ``as_person`` (the proxy
+        proved the management secret: it is trusted to name the Person)."""
         svc = self.rt.service
         if self.rt.role != "primary":
             raise BackupModeError("this server is not primary", self.rt.primary_hint)
         request = arg(msg, "request", dict)
         op = arg(request, "op", str)
+        dbid = arg(request, "as_person", int, None)
+        person = svc.get("Person", dbid) if dbid is not None else None
+        if person is None or person.get("state") != "enabled":
+            raise PermissionDeniedError(
+                "a forwarded write must name the enabled Person who made it (as_person); "
+                f"got {dbid!r}"
+            )
+        if op in ("create", "update", "delete"):
+            authorize(svc, resolve(svc, person), op, request, self.rt.name)
         if op == "create":
-            change = await svc.create(arg(request, "type", str), arg(request, "object", dict))
+            type_name = arg(request, "type", str)
+            obj = with_default_access(
+                type_name, arg(request, "object", dict), no_default_access(self.rt.options)
+            )
+            change = await svc.create(type_name, obj)
         elif op == "update":
             change = await svc.update(
                 arg(request, "type", str),

@@ -60,6 +60,13 @@ class AuthError(RequestError):
     code = "auth-failed"
 
 
+class PermissionDeniedError(RequestError):
+    """The logged-in Person lacks the right the request needs (the message names the
+    Person, the right and the object or type), or was disabled or deleted."""
+
+    code = "permission-denied"
+
+
 class NotRegisteredError(RequestError):
     """A request other than ``register`` came before registration."""
 
@@ -196,6 +203,7 @@ ERRORS_BY_CODE: dict[str, type[RequestError]] = {
         NotFoundError,
         ConstraintError,
         AuthError,
+        PermissionDeniedError,
         NotRegisteredError,
         DuplicateApplicationError,
         PairStoppedError,
