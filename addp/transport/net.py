@@ -10,6 +10,7 @@ one context-variable lookup per connect or listen; nothing else changes.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
@@ -28,6 +29,14 @@ from .link import (
     TRANSPORT_ERRORS,
     Link,
     suppress_transport,
+)
+from .tls import (
+    PLAIN_ON_TLS_PORT,
+    PlainPeer,
+    TlsHandshakeError,
+    client_handshake,
+    server_handshake,
+    tls_reason,
 )
 
 #: Largest frame an unauthenticated peer may send on a port with an
@@ -135,6 +144,8 @@ async def open_link(
         raise LinkProtocolError(f"handshake failed: {exc}") from exc
     except TRANSPORT_ERRORS as exc:
         await trio.aclose_forcefully(stream)
+        if isinstance(stream, trio.SSLStream):  # e.g. the server refused our certificate
+            raise TlsHandshakeError(name, tls_reason(exc)) from None
         raise LinkBroken(f"transport failed during handshake: {exc!r}") from exc
     except BaseException:
         await trio.aclose_forcefully(stream)
@@ -162,23 +173,39 @@ async def connect(
     options: AddpOptions,
     *,
     connect_timeout: float = 10.0,
+    ssl_context: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
     **kwargs: Any,
 ) -> AsyncIterator[Link]:
     """Open a connection to ``host:port`` and handshake (see :func:`open_link`); over TCP
     unless :func:`use_network` says otherwise.
 
+    With ``ssl_context`` the link runs over TLS: the TLS handshake is done
+    first, within ``connect_timeout`` too, verifying the server's certificate
+    as the context says, for ``server_hostname`` (default ``host``).
+
     Raises:
         OSError: the TCP connection could not be made (``TimeoutError`` after
             ``connect_timeout`` seconds).
+        TlsHandshakeError: the TLS handshake failed (one line: why).
         LinkEnded: the handshake failed.
     """
+    where = f"{host}:{port}"
+    raw: trio.abc.Stream | None = None
     stream: trio.abc.Stream | None = None
     network = _network.get()
     with trio.move_on_after(connect_timeout):
-        stream = await network.open_stream(host, port)
+        raw = await network.open_stream(host, port)
+        if ssl_context is None:
+            stream = raw
+        else:
+            stream = await client_handshake(raw, ssl_context, server_hostname or host, where)
     if stream is None:
-        raise TimeoutError(f"connect to {host}:{port} took over {connect_timeout:g} s")
-    kwargs.setdefault("name", f"{host}:{port}")
+        if raw is not None:
+            await trio.aclose_forcefully(raw)
+            raise TlsHandshakeError(where, f"not finished within {connect_timeout:g} s")
+        raise TimeoutError(f"connect to {where} took over {connect_timeout:g} s")
+    kwargs.setdefault("name", where)
     async with open_link(stream, options, **kwargs) as link:
         yield link
 
@@ -193,6 +220,7 @@ async def serve(
     max_connections: int | None = None,
     max_unauthenticated: int | None = None,
     auth_timeout: float | None = None,
+    ssl_context: ssl.SSLContext | None = None,
     **kwargs: Any,
 ) -> None:
     """Accept links on ``host:port`` and run ``handler(link)`` for each one.
@@ -209,16 +237,50 @@ async def serve(
     links, ``max_unauthenticated`` those not authenticated yet; a connection
     over either cap gets this side's HELLO and a CLOSE naming the cap, and
     is closed at once (logged at most once per :data:`REFUSAL_LOG_INTERVAL`).
+
+    ``ssl_context`` (a server-side context): every connection speaks TLS. Its
+    TLS handshake must finish within ``auth_timeout`` (``handshake_timeout``
+    when None) and counts against both caps meanwhile; one that fails or
+    stalls is closed, logged at most once per interval with a count. A peer
+    speaking plain ADDP is answered in plain ADDP with a CLOSE saying the
+    port speaks TLS. A connection over a cap is refused over TLS too (its
+    handshake bounded by :data:`CLOSE_FLUSH_TIMEOUT`).
     """
     if auth_timeout is not None:
         kwargs.setdefault("unauthenticated_frame_size", DEFAULT_UNAUTHENTICATED_FRAME_SIZE)
     counts = _Counts()
+    tls_failures = _RateLog()
+    tls_timeout = auth_timeout or kwargs.get("handshake_timeout", DEFAULT_HANDSHAKE_TIMEOUT)
+    frame_size = kwargs.get("max_frame_size")
+
+    async def _tls(stream: trio.abc.Stream, where: str, timeout: float) -> trio.abc.Stream | None:
+        """The stream over TLS, or None after answering a plain peer or logging a failure."""
+        assert ssl_context is not None
+        plain: trio.abc.Stream | None = None
+        try:
+            with trio.fail_after(timeout):
+                return await server_handshake(stream, ssl_context, where)
+        except PlainPeer as exc:
+            plain, reason = exc.stream, "the peer did not speak TLS (plain ADDP)"
+        except TlsHandshakeError as exc:
+            reason = exc.reason
+        except trio.TooSlowError:
+            reason = f"not finished within {timeout:g} s"
+        tls_failures.note(where, f"TLS handshake failed: {reason}", trio.current_time())
+        if plain is not None:  # a plain ADDP client: told in plain ADDP
+            await _refuse(plain, options, PLAIN_ON_TLS_PORT, frame_size)
+        await trio.aclose_forcefully(stream)
+        return None
 
     async def _one(stream: trio.abc.Stream) -> None:
         where = _peer_name(stream)
         full = counts.refusal(max_connections, max_unauthenticated, auth_timeout is not None)
         if full is not None:
-            await _refuse(stream, options, full, kwargs.get("max_frame_size"))
+            secured: trio.abc.Stream | None = stream
+            if ssl_context is not None:
+                secured = await _tls(stream, where, CLOSE_FLUSH_TIMEOUT)
+            if secured is not None:
+                await _refuse(secured, options, full, frame_size)
             counts.log_refusal(where, full, trio.current_time())
             return
         counts.open += 1
@@ -235,6 +297,11 @@ async def serve(
             link.on_authenticated = on_authenticated
 
         try:
+            if ssl_context is not None:
+                tls = await _tls(stream, where, tls_timeout)
+                if tls is None:
+                    return
+                stream = tls
             async with open_link(
                 stream, options, name=where, auth_timeout=auth_timeout, on_link=on_link, **kwargs
             ) as link:
@@ -253,14 +320,31 @@ async def serve(
     await trio.serve_listeners(_one, listeners)
 
 
+class _RateLog:
+    """Lines about refused connections of one kind: the first, then at most one per
+    :data:`REFUSAL_LOG_INTERVAL` with the count of those not told."""
+
+    def __init__(self) -> None:
+        self.refused = 0
+        self._logged_at: float | None = None
+
+    def note(self, where: str, reason: str, now: float) -> None:
+        """Count one refusal; log it if the interval since the last line has passed."""
+        self.refused += 1
+        if self._logged_at is not None and now < self._logged_at + REFUSAL_LOG_INTERVAL:
+            return
+        more = f" ({self.refused - 1} more refused before it)" if self.refused > 1 else ""
+        _log.info("link %s refused: %s%s", where, reason, more)
+        self._logged_at, self.refused = now, 0
+
+
 class _Counts:
     """Open and unauthenticated links of one port, and its refusals (for the log)."""
 
     def __init__(self) -> None:
         self.open = 0
         self.unauthenticated = 0
-        self.refused = 0
-        self._logged_at: float | None = None
+        self._refusals = _RateLog()
 
     def refusal(
         self, max_connections: int | None, max_unauthenticated: int | None, counted: bool
@@ -278,12 +362,7 @@ class _Counts:
 
     def log_refusal(self, where: str, reason: str, now: float) -> None:
         """Log the first refusal, then at most one line per interval with the count."""
-        self.refused += 1
-        if self._logged_at is not None and now < self._logged_at + REFUSAL_LOG_INTERVAL:
-            return
-        more = f" ({self.refused - 1} more refused before it)" if self.refused > 1 else ""
-        _log.info("link %s refused: %s%s", where, reason, more)
-        self._logged_at, self.refused = now, 0
+        self._refusals.note(where, reason, now)
 
 
 async def _refuse(
