@@ -62,6 +62,8 @@ PURE = (
     "addp._events",
     "addp._guard",
     "addp._peer_text",
+    "lca.protocol",
+    "lca.core",
     "confserv.ha.roles",
     "confserv.ha.membership",
     "confserv.ha.follower",
