@@ -82,6 +82,7 @@ class ClientSession:
         #: The logged-in Person (set at registration) and, per request, as it is now.
         self.gate: Gate | None = None
         self._actor: Principal | None = None
+        self._ended_why: str | None = None
 
     async def run(self) -> None:
         """Serve the connection until it ends."""
@@ -97,6 +98,7 @@ class ClientSession:
                     reason = str(exc)
                 nursery.cancel_scope.cancel()
         finally:
+            reason = self._ended_why or reason
             self.rt.clients -= 1
             if self.gate is not None:
                 self.rt.service.access.unwatch(self.gate.dbid, id(self))
@@ -127,6 +129,7 @@ class ClientSession:
             answer = error(request_id, exc)
             log_denied(self.rt.log, self.peer, msg.get("op") if isinstance(msg, dict) else "?", exc)
             if isinstance(exc, PersonGoneError):
+                self._ended_why = str(exc)
                 await self._send_answer(answer)
                 await self.link.aclose(str(exc))
                 return
@@ -230,7 +233,8 @@ class ClientSession:
     def _person_ended(self, why: str) -> None:
         """Told by the service's AccessWatch: this session's Person was disabled or deleted."""
         name = self.gate.name if self.gate is not None else "?"
-        self._nursery.start_soon(self.link.aclose, f"person {name!r} was {why}")
+        self._ended_why = f"person {name!r} was {why}"
+        self._nursery.start_soon(self.link.aclose, self._ended_why)
 
     def _who(self) -> Principal:
         """The Person making this request (resolved by :meth:`_handle`)."""
