@@ -113,6 +113,19 @@ PASSWORD_REHASH_FAILED = LogEvent(
     20193, Level.STD, "Person '{person}': password not rehashed at login: {reason}"
 )
 
+# the secret tarpit: answers to wrong management/control secrets delayed per source
+SECRET_TARPIT_STARTED = LogEvent(
+    20194,
+    Level.STD,
+    "{what}: {failures} wrong proofs from {key} within {window} s: its wrong proofs are "
+    "answered {delay} s late from now on, doubling with each further one (right ones at once)",
+)
+SECRET_TARPIT_ENDED = LogEvent(
+    20195,
+    Level.STD,
+    "{what}: {key} is quiet again: {failures} wrong proofs over {seconds} s",
+)
+
 # security helper AC: access control
 ACCESS_DENIED = LogEvent(20198, Level.STD, "Request {op} from {peer} denied: {reason}")
 
