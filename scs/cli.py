@@ -110,7 +110,9 @@ async def _live(sup: Supervisor, console: Console) -> None:
 async def _ask(settings: ScsSettings, op: str, **args: Any) -> dict[str, Any]:
     if settings.control_port is None or settings.control_secret is None:
         raise ConfServError(f"{settings.file}: [scs] has no control-port/control-secret")
-    async with open_control(settings.control_port, settings.control_secret) as m:
+    async with open_control(
+        settings.control_port, settings.control_secret, tls=settings.control_tls
+    ) as m:
         answer: dict[str, Any] = await m.session.request(op, **args)
         return answer
 

@@ -11,14 +11,17 @@ line naming the file, section and key.
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from addp import OPTION_NAMES, AddpOptions, OptionError
 from confserv.config.permissions import warn_if_exposed
 from confserv.config.settings import ConfigError, Section, read_sections
+from confserv.config.tls import TLS_OPTIONS, TlsSettings, parse_tls
+from confserv.wire.tls import ClientTls
 
 #: The supervisor's own section.
 SCS_SECTION = "scs"
@@ -32,6 +35,9 @@ SCS_OPTIONS: frozenset[str] = frozenset(
         "log-format",
         "verbose",
         "status-interval",
+        # security helper T: the control port over TLS, and the certificates of every link
+        "encryption",
+        *TLS_OPTIONS,
     }
 )
 
@@ -61,6 +67,8 @@ SERVER_OPTIONS: frozenset[str] = frozenset(
         "restart-min-uptime",
         "stop-timeout",
         "fence-after",
+        "encryption",  # its management port speaks TLS (default: [scs] encryption)
+        "tls-server-name",  # the name its certificate carries (default: its host)
         *OPTION_NAMES,
     }
 )
@@ -134,6 +142,9 @@ class ServerSpec:
     restart: RestartPolicy
     stop_timeout: float
     fence_after: float | None = None
+    #: ``encryption``: how the supervisor reaches the management port over TLS
+    #: (``[scs]``'s CA and certificate, ``tls-server-name``); None: plain TCP.
+    tls: ClientTls | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +169,14 @@ class ScsSettings:
     status_interval: float
     servers: dict[str, ServerSpec]
     pairs: tuple[PairSpec, ...]
+    #: ``[scs] encryption`` and ``tls-*``: the control port's context (``tls.server``)
+    #: and what ``scs status`` and the links to the servers use (``tls.client``).
+    tls: TlsSettings = field(default_factory=TlsSettings)
+
+    @property
+    def control_tls(self) -> ClientTls | None:
+        """How ``scs status`` reaches the control port: over TLS with ``[scs] encryption``."""
+        return self.tls.client if self.tls.server is not None else None
 
     @property
     def proxies(self) -> tuple[ServerSpec, ...]:
@@ -180,6 +199,7 @@ def _boolean(sec: Section, option: str, default: bool) -> bool:
 def _server(path: Path, base: Path, name: str, options: dict[str, str]) -> ServerSpec:
     sec = Section(path, name, options)
     sec.check_known(SERVER_OPTIONS)
+    sec.choice("encryption", _BOOLEANS, False)  # checked here, used by _with_tls
     kinds: dict[str, Literal["pair", "proxy"]] = {
         "pair": "pair",
         "proxy": "proxy",
@@ -312,6 +332,7 @@ def load_scs_settings(file: Path | str) -> ScsSettings:
     holds = ["control-secret"] if control_secret else []
     holds += ["management-secret"] if any(s.management_secret for s in servers.values()) else []
     warn_if_exposed(path, holds)
+    tls, servers = _with_tls(path, base, own, sections, servers)
     return ScsSettings(
         file=path,
         control_port=control_port,
@@ -326,4 +347,36 @@ def load_scs_settings(file: Path | str) -> ScsSettings:
         status_interval=own.seconds("status-interval", 1.0, low=0.05, high=3600.0),
         servers=servers,
         pairs=tuple(pairs),
+        tls=tls,
     )
+
+
+def _with_tls(
+    path: Path,
+    base: Path,
+    own: Section,
+    sections: dict[str, dict[str, str]],
+    servers: dict[str, ServerSpec],
+) -> tuple[TlsSettings, dict[str, ServerSpec]]:
+    """``[scs]``'s TLS (its certificates are needed once any link uses TLS) and each
+    server's: ``encryption`` of its section, ``[scs] encryption`` by default."""
+    control = own.choice("encryption", _BOOLEANS, False)
+    wanted: dict[str, tuple[bool, str | None]] = {}
+    for name in servers:
+        sec = Section(path, name, sections[name])
+        on = sec.choice("encryption", _BOOLEANS, control)
+        if not on and sec.text("tls-server-name") is not None:
+            raise sec.error("tls-server-name", "not used when encryption is false")
+        wanted[name] = (on, sec.text("tls-server-name"))
+    tls = parse_tls(
+        own, base, encryption=control or any(on for on, _ in wanted.values()), serve=control
+    )
+    if tls.client is None:
+        return tls, servers
+    context = tls.client.context
+    return tls, {
+        name: dataclasses.replace(spec, tls=ClientTls(context, wanted[name][1]))
+        if wanted[name][0]
+        else spec
+        for name, spec in servers.items()
+    }

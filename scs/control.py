@@ -5,7 +5,8 @@ its own scheme (``cfgha-ctl-v2``, :class:`confserv.wire.auth.Purpose`) and
 secret (``[scs] control-secret``) and the identity ``scs``;
 :func:`confserv.client.session.open_control` is its client. Anything but a
 successful ``auth`` first, or no ``auth`` within ``[scs] auth-timeout``
-seconds: one refusal, one alarm line, and the connection is closed.
+seconds: one refusal, one alarm line, and the connection is closed. With
+``[scs] encryption = true`` the port speaks TLS (``[scs] tls-*``).
 """
 
 from __future__ import annotations
@@ -176,6 +177,7 @@ async def serve_control(
                 # A backstop behind the session's own deadline; until then addp
                 # takes only small frames (a 4 MiB frame before auth is refused).
                 auth_timeout=timeout + 1.0,
+                ssl_context=settings.tls.server,  # [scs] encryption = true: TLS
             )
         )
         bound: int = listeners[0].socket.getsockname()[1]

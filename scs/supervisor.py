@@ -239,6 +239,7 @@ class Supervisor:
                     purpose=Purpose.MANAGEMENT,
                     addp=spec.addp,
                     timeout=max(2.0, spec.addp.local_timeout * 2),
+                    tls=spec.tls,
                 ) as m:
                     status = await m.watch()
                     up = True
@@ -272,6 +273,7 @@ class Supervisor:
                     expect=spec.section,
                     purpose=Purpose.MANAGEMENT,
                     timeout=timeout,
+                    tls=spec.tls,
                 ) as m:
                     return await call(m), ""
         except (OSError, LinkEnded, ConfServError, trio.TooSlowError) as exc:

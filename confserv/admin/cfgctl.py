@@ -23,8 +23,17 @@ from confserv.client.session import ConfigClient, open_client, open_management, 
 from confserv.config.settings import ConfigError, load_server_settings
 from confserv.model.passwords import COST_ENV, PasswordCostError, parse_cost, set_default_cost
 from confserv.wire.errors import ConfServError
+from confserv.wire.tls import ClientTls
 
 from .secret_input import ADMIN_PASSWORD, PASSWORD, SECRET, SecretInputError, SecretKind, resolve
+from .tls_options import (
+    TlsCaOpt,
+    TlsCertificateOpt,
+    TlsKeyOpt,
+    TlsOpt,
+    TlsServerNameOpt,
+    client_tls,
+)
 from .transfer import canonical_type, export_all, import_all, parse_fields, parse_options
 
 app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True)
@@ -62,6 +71,25 @@ SecretFileOpt = Annotated[
 ]
 
 
+#: The TLS the options before the command asked for (None: plain TCP).
+_tls: dict[str, ClientTls | None] = {"client": None}
+
+
+@app.callback()
+def _options(
+    tls: TlsOpt = False,
+    tls_ca: TlsCaOpt = None,
+    tls_certificate: TlsCertificateOpt = None,
+    tls_private_key: TlsKeyOpt = None,
+    tls_server_name: TlsServerNameOpt = None,
+) -> None:
+    """Options of every command (TLS: see confserv.admin.tls_options)."""
+    try:
+        _tls["client"] = client_tls(tls, tls_ca, tls_certificate, tls_private_key, tls_server_name)
+    except ValueError as exc:
+        _fail(str(exc), 2)
+
+
 def _fail(message: str, code: int = 1) -> None:
     print(f"cfgctl: {message}", file=sys.stderr)
     raise SystemExit(code)
@@ -94,7 +122,9 @@ def _client(server: str, user: str, password: str) -> Any:
         servers = parse_servers(server)
     except ValueError as exc:
         _fail(f"--server: {exc}", 2)
-    return open_client(servers, app="cfgctl", app_type="cfgctl", user=user, password=password)
+    return open_client(
+        servers, app="cfgctl", app_type="cfgctl", user=user, password=password, tls=_tls["client"]
+    )
 
 
 def _table(objects: list[dict[str, Any]], title: str) -> Table:
@@ -358,7 +388,7 @@ def status(
         return
 
     async def go() -> None:
-        async with open_management(host, port, sec) as m:
+        async with open_management(host, port, sec, tls=_tls["client"]) as m:
             answer = await m.status()
         answer = {k: v for k, v in answer.items() if k not in ("re", "ok")}
         if as_json:
@@ -389,7 +419,7 @@ def _management_command(
         return
 
     async def go() -> None:
-        async with open_management(host, port, sec) as m:
+        async with open_management(host, port, sec, tls=_tls["client"]) as m:
             if command == "promote":
                 answer = await m.switch_to_primary(force=force)
             elif command == "reload":

@@ -28,6 +28,7 @@ import trio
 
 from addp import AddpOptions
 from confserv.wire.errors import BackupModeError, ConnectionLostError, NoServerError, NotSentError
+from confserv.wire.tls import ClientTls
 
 from .reconnect import Decision, GiveUp, ReconnectPolicy, Wait
 from .session import Address, ConfigClient, open_client
@@ -236,9 +237,13 @@ async def open_resilient_client(
     give_up_after: float | None = None,
     addp: AddpOptions | None = DEFAULT_ADDP,
     connect_timeout: float = 2.0,
+    tls: ClientTls | None = None,
     **register: Any,
 ) -> AsyncIterator[ResilientClient]:
     """Connect (see :class:`ResilientClient`) and keep connected for the block's lifetime.
+
+    ``tls``: every connection over TLS, each server's certificate verified
+    (:func:`~confserv.client.session.open_client`).
 
     ADDP is on by default (:data:`DEFAULT_ADDP`): a hung or cut-off server is
     noticed and left, not waited on forever; likewise a server that accepts
@@ -254,6 +259,7 @@ async def open_resilient_client(
         password=password,
         addp=addp,
         connect_timeout=connect_timeout,
+        tls=tls,
         **register,
     )
     body_error: BaseException | None = None

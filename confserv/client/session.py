@@ -30,6 +30,7 @@ from confserv.wire.errors import (
     NotSentError,
     RequestError,
 )
+from confserv.wire.tls import ClientTls
 
 Address = tuple[str, int]
 
@@ -229,6 +230,13 @@ async def _session_for(link: Link) -> AsyncIterator[Session]:
         raise body_error
 
 
+def _tls_arguments(tls: ClientTls | None) -> dict[str, Any]:
+    """:func:`addp.transport.connect`'s TLS arguments (none: plain TCP)."""
+    if tls is None:
+        return {}
+    return {"ssl_context": tls.context, "server_hostname": tls.server_name}
+
+
 @asynccontextmanager
 async def open_client(
     servers: Sequence[Address],
@@ -240,11 +248,15 @@ async def open_client(
     daemon: bool = False,
     addp: AddpOptions | None = None,
     connect_timeout: float = 10.0,
+    tls: ClientTls | None = None,
 ) -> AsyncIterator[ConfigClient]:
     """Connect and register with the first server of ``servers`` that serves.
 
     A backup's ``backup-mode`` answer names the primary; that address is
-    tried too, after the given ones.
+    tried too, after the given ones. ``tls``: connect over TLS, verifying
+    each server's certificate (:func:`~confserv.wire.tls.client_context`);
+    a server that fails the TLS handshake is one reason of the
+    :class:`NoServerError`, e.g. ``certificate verify failed: ...``.
 
     Raises:
         NoServerError: every server refused or could not be reached; the
@@ -266,6 +278,7 @@ async def open_client(
                         addp or AddpOptions(),
                         connect_timeout=connect_timeout,
                         handshake_timeout=connect_timeout,
+                        **_tls_arguments(tls),
                     )
                 )
                 session = await stack.enter_async_context(_session_for(link))
@@ -344,6 +357,7 @@ async def open_management(
     purpose: Purpose | None = None,
     addp: AddpOptions | None = None,
     timeout: float = 10.0,
+    tls: ClientTls | None = None,
 ) -> AsyncIterator[ManagementClient]:
     """Connect to a management port and authenticate both ways with the shared secret.
 
@@ -354,7 +368,8 @@ async def open_management(
     ``purpose``: the scheme to speak, :attr:`Purpose.MANAGEMENT` or
     :attr:`Purpose.CONTROL`; None speaks whichever of the two the port
     announces (a supervisor's control port too). The server must prove it
-    knows the secret before any command is sent.
+    knows the secret before any command is sent. ``tls``: over TLS, the
+    server's certificate verified (before any of the handshake is sent).
 
     Raises:
         AuthError: the server refused the client's proof, or
@@ -372,6 +387,7 @@ async def open_management(
                 addp or AddpOptions(),
                 connect_timeout=timeout,
                 handshake_timeout=timeout,
+                **_tls_arguments(tls),
             )
         )
         session = await stack.enter_async_context(_session_for(link))
@@ -399,6 +415,7 @@ def open_control(
     host: str = "127.0.0.1",
     addp: AddpOptions | None = None,
     timeout: float = 10.0,
+    tls: ClientTls | None = None,
 ) -> AbstractAsyncContextManager[ManagementClient]:
     """Connect to a supervisor's control port (``[scs] control-port``) with
     ``control-secret``: :func:`open_management` with the control scheme and identity."""
@@ -410,4 +427,5 @@ def open_control(
         purpose=Purpose.CONTROL,
         addp=addp,
         timeout=timeout,
+        tls=tls,
     )

@@ -39,6 +39,7 @@ from .bounds import (  # security helper A
 )
 from .format import ConfigError, Section, read_sections
 from .permissions import warn_if_exposed
+from .tls import TLS_OPTIONS, TlsSettings, parse_tls
 
 __all__ = [
     "DATABASE_OPTIONS",
@@ -85,6 +86,7 @@ SERVER_OPTIONS: frozenset[str] = frozenset(
         "max-object-size",
         # access control: new Persons start with no rights (compared between the pair)
         "no-default-access",
+        *TLS_OPTIONS,  # security helper T: encryption = true and its certificates
         *OPTION_NAMES,  # protocol, addp-timeout, addp-remote-timeout, addp-trace
     }
 )
@@ -224,7 +226,8 @@ class ServerSettings:
         management_secret: ``management-secret``, what the SCS must present on
             the management port; None when not set.
         db: The Configuration Database settings; None only in proxy mode.
-        encryption: ``encryption``.
+        encryption: ``encryption``: every port speaks TLS, and so do this
+            server's links to its primary or master (see ``tls``).
         encoding: ``encoding``, the name Python gives the codec (``utf-8``).
         addp: The ADDP options of this section (``protocol``, ``addp-timeout``,
             ``addp-remote-timeout``, ``addp-trace``).
@@ -263,6 +266,9 @@ class ServerSettings:
             server starts with no rights until an administrator grants some
             (the seed's "No Default Access for New Users"); compared between
             the primary and the backup.
+        tls: ``encryption`` and the ``tls-*`` options, with the contexts of the
+            listeners and of this server's own connections
+            (:class:`~.tls.TlsSettings`; plain TCP when encryption is false).
     """
 
     file: Path
@@ -292,6 +298,7 @@ class ServerSettings:
     max_unauthenticated: int = DEFAULT_MAX_UNAUTHENTICATED
     max_object_size: int = DEFAULT_MAX_OBJECT_SIZE
     no_default_access: bool = False
+    tls: TlsSettings = field(default_factory=TlsSettings)  # security helper T
 
     def __post_init__(self) -> None:
         limit = object_size_limit(self.max_frame_size)
@@ -378,6 +385,7 @@ def load_server_settings(file: Path | str, section: str) -> ServerSettings:
         management_secret=own.text("management-secret"),
         db=db,
         encryption=own.choice("encryption", _BOOLEANS, False),
+        tls=parse_tls(own, base),  # security helper T
         encoding=own.encoding("encoding", "utf-8"),
         addp=addp,
         log=_log(path, sections, base),

@@ -80,6 +80,7 @@ async def follow_primary(
                 purpose=Purpose.MANAGEMENT,
                 addp=settings.addp,
                 timeout=5,
+                tls=settings.tls.client,  # encryption = true: the primary's certificate verified
             ) as m:
                 follower.connected()
                 rt.log.emit(events.CONNECTED, what=f"primary '{target.holder}'", where=where)

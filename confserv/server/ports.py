@@ -1,4 +1,9 @@
-"""The two listeners of a server or proxy: the client port and the management port."""
+"""The two listeners of a server or proxy: the client port and the management port.
+
+Both speak TLS when the server's section says ``encryption = true``
+(``settings.tls.server``): the TLS handshake must finish within ``auth-timeout``
+and counts against the port's caps meanwhile (:func:`addp.transport.serve`).
+"""
 
 from __future__ import annotations
 
@@ -87,6 +92,7 @@ async def _serve_ports(
             auth_timeout=settings.auth_timeout,
             max_connections=settings.max_connections,
             max_unauthenticated=settings.max_unauthenticated,
+            ssl_context=settings.tls.server,  # None: plain TCP
         )
     )
     ports = {"port": listeners[0].socket.getsockname()[1]}
@@ -105,6 +111,7 @@ async def _serve_ports(
                 # Behind the session's own deadline (its message names the scheme):
                 # counts the connection as unauthenticated, frames of 64 KiB until then.
                 auth_timeout=settings.auth_timeout + 1.0,
+                ssl_context=settings.tls.server,
             )
         )
         ports["management_port"] = listeners[0].socket.getsockname()[1]
