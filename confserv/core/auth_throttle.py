@@ -38,7 +38,8 @@ def source_of(peer: str) -> str:
 
 
 class AuthThrottle:
-    """Failed-attempt back-off for ``what`` (e.g. "login"), logging through ``emit``."""
+    """Failed-attempt back-off for ``what`` (e.g. "login"), logging through ``emit``
+    (``started`` when a key starts being held back, ``ended`` when it is forgotten)."""
 
     def __init__(
         self,
@@ -47,9 +48,12 @@ class AuthThrottle:
         emit: Emit | None = None,
         *,
         kinds: Mapping[str, BackoffPolicy] | None = None,
+        started: LogEvent = events.AUTH_BACKOFF_STARTED,
+        ended: LogEvent = events.AUTH_BACKOFF_ENDED,
     ) -> None:
         self.what = what
         self.emit = emit
+        self._started, self._ended = started, ended
         self._default = policy or BackoffPolicy()
         self._backoffs = {kind: Backoff(p) for kind, p in (kinds or {}).items()}
         self._next_tick = -math.inf
@@ -70,7 +74,7 @@ class AuthThrottle:
         for e in happened:
             if isinstance(e, Blocked):
                 self._log(
-                    events.AUTH_BACKOFF_STARTED,
+                    self._started,
                     what=self.what,
                     key=e.key,
                     failures=e.failures,
@@ -79,7 +83,7 @@ class AuthThrottle:
                 )
             else:
                 self._log(
-                    events.AUTH_BACKOFF_ENDED,
+                    self._ended,
                     what=self.what,
                     key=e.key,
                     failures=e.failures,

@@ -16,14 +16,16 @@ how many it can wait on at once: 64 connections on the management port, each
 held for up to the authentication deadline (5 s by default), is at most about
 13 guesses a second where it was 1,500 (see ``docs/protocol.md``).
 
-The policy is :class:`~confserv.core.auth_backoff.Backoff`'s, so the log is the
-login back-off's: one line (20190) when a source starts being slowed, one (20191)
-with the counts when it has been quiet for ``quiet`` seconds.
+The policy is :class:`~confserv.core.auth_backoff.Backoff`'s; the log has one
+line (20194) when a source starts being slowed, and one (20195) with the count
+when it has been quiet for ``quiet`` seconds.
 """
 
 from __future__ import annotations
 
 import trio
+
+from confserv.logs import events
 
 from .auth_backoff import BackoffPolicy
 from .auth_throttle import AuthThrottle, Emit, source_of
@@ -36,7 +38,13 @@ class SecretTarpit:
     """Per-source delay of the answers to wrong ``what`` proofs (one per port)."""
 
     def __init__(self, what: str, emit: Emit | None, policy: BackoffPolicy = TARPIT_POLICY) -> None:
-        self._throttle = AuthThrottle(what, policy, emit)
+        self._throttle = AuthThrottle(
+            what,
+            policy,
+            emit,
+            started=events.SECRET_TARPIT_STARTED,
+            ended=events.SECRET_TARPIT_ENDED,
+        )
 
     def delay_for(self, peer: str) -> float:
         """Record a wrong proof from ``peer`` (``host:port``); the seconds to wait

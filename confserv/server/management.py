@@ -32,6 +32,7 @@ from confserv.wire.auth import (
     HandshakeError,
     Purpose,
     ServerHandshake,
+    WrongProofError,
 )
 from confserv.wire.errors import (
     BackupModeError,
@@ -186,6 +187,9 @@ class ManagementSession:
     async def _auth(self, msg: dict[str, Any], rid: int) -> bool:
         try:
             extra = self.handshake.answer(msg)
+        except WrongProofError as exc:
+            await self.rt.secret_tarpit.wrong_proof(self.peer)  # guessing is slowed
+            return await self._refuse(rid, exc)
         except HandshakeError as exc:
             return await self._refuse(rid, exc)
         self.link.authenticate()  # for a listener with an addp auth_timeout, too
