@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench chaos clean
+.PHONY: run test lint bench chaos fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,12 @@ bench: $(STAMP)
 # seeded; one summary table; stops within 40 minutes.
 chaos: $(STAMP)
 	$(BIN)/python -m tests.chaos --simulated 10000 --real 110 --minutes 40
+
+# Fuzz: 1,000,000 cases on the primary's client and management ports and the supervisor's
+# control port of a real pair under scs -f (tests/fuzz), seeded; one summary table; exit 1
+# on any finding; stops within 30 minutes.
+fuzz: $(STAMP)
+	$(BIN)/python -m tests.fuzz --cases 1000000 --seed 12 --minutes 30 --fresh-share 0.3
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
