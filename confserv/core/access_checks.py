@@ -217,7 +217,9 @@ def authorize(
             changed = frozenset(str(k) for k in delta)
             new = copy.deepcopy(current)
             apply_delta(new, {k: v for k, v in delta.items() if k != "password"}, {})
-    target = resolve(svc, current) if type_name == "Person" and current is not None else None
+    target = None
+    if type_name == "Person" and current is not None:  # as if enabled: enabling hands it out
+        target = principal(current, groups_for(svc, group_dbids(current)), assume_enabled=True)
     joined = group_dbids(new) if type_name == "Person" and new is not None else []
     req = WriteRequest(
         op=op,

@@ -126,9 +126,15 @@ def group_dbids(person: Mapping[str, Any]) -> list[int]:
     return [g for g in raw if isinstance(g, int) and not isinstance(g, bool)]
 
 
-def principal(person: Mapping[str, Any], groups: Mapping[int, Mapping[str, Any]]) -> Principal:
+def principal(
+    person: Mapping[str, Any],
+    groups: Mapping[int, Mapping[str, Any]],
+    *,
+    assume_enabled: bool = False,
+) -> Principal:
     """Resolve ``person`` with ``groups`` (AccessGroup objects by dbid; missing and
-    disabled groups grant nothing)."""
+    disabled groups grant nothing). ``assume_enabled``: what it would hold once
+    enabled (a disabled account's rights are what enabling it hands out)."""
     grants = grants_of(person)
     admin = False
     for dbid in group_dbids(person):
@@ -137,7 +143,7 @@ def principal(person: Mapping[str, Any], groups: Mapping[int, Mapping[str, Any]]
             continue
         admin = admin or group.get("is_administrator") is True
         _merge(grants, grants_of(group))
-    enabled = person.get("state") == "enabled"
+    enabled = assume_enabled or person.get("state") == "enabled"
     return Principal(
         dbid=int(person.get("dbid") or 0),
         name=str(person.get("name", "?")),
@@ -274,7 +280,9 @@ def check_write(
             "or delete it"
         )
     if req.new is not None and t in ("Person", "AccessGroup"):
-        before = grants_of(req.current)
+        # Enabling a disabled Person or group hands out all its grants at once.
+        was_on = req.current is not None and req.current.get("state") == "enabled"
+        before = grants_of(req.current) if was_on or req.new.get("state") != "enabled" else {}
         added = {k: v - before.get(k, frozenset()) for k, v in grants_of(req.new).items()}
         check_grant(actor, {k: v for k, v in added.items() if v}, what)
     if t == "Person":
