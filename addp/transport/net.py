@@ -20,6 +20,7 @@ import trio
 
 from .._connection import Connection
 from .._errors import LinkBroken, LinkEnded, LinkProtocolError, RemoteProtocolError
+from .._events import ConnectionClosed, PeerLostEvent
 from .._frames import DEFAULT_MAX_FRAME_SIZE
 from .._guard import DEFAULT_FRAME_TIMEOUT
 from .._options import AddpOptions
@@ -28,6 +29,7 @@ from .link import (
     DEFAULT_HANDSHAKE_TIMEOUT,
     TRANSPORT_ERRORS,
     Link,
+    end_reason,
     suppress_transport,
 )
 from .tls import (
@@ -150,6 +152,11 @@ async def open_link(
     except BaseException:
         await trio.aclose_forcefully(stream)
         raise
+    # A refusal's CLOSE comes with the peer's HELLO: its reason is known before the
+    # reader runs, so that a first send says it rather than "link is closing".
+    for event in link._pending:
+        if isinstance(event, (PeerLostEvent, ConnectionClosed)):
+            link._closing = end_reason(event)
     # The body's exception is carried out of the nursery by hand, so callers
     # catch LinkEnded itself rather than an ExceptionGroup wrapping it.
     body_error: BaseException | None = None

@@ -26,8 +26,10 @@ import trio
 from addp import AddpError
 from confserv.client.session import ManagementClient, open_management
 from confserv.wire.errors import ConfServError
+from confserv.wire.tls import ClientTls
 
 from .system import BIN, MEMBERS, PROXY, SECRET, cfgctl_init, free_port, write_confserv_conf
+from .tls import TlsFiles
 
 
 class Node:
@@ -43,6 +45,8 @@ class Node:
         #: ``time.monotonic()`` just before the last start.
         self.started_at = 0.0
         self._offset = 0
+        #: How :meth:`manage` reaches the management port (None: plain TCP).
+        self.client_tls: ClientTls | None = None
 
     @property
     def pid(self) -> int:
@@ -108,7 +112,9 @@ class Node:
     def manage(self, timeout: float = 5.0) -> AbstractAsyncContextManager[ManagementClient]:
         """``open_management`` to this node (an async context manager)."""
         assert self.mport is not None
-        return open_management("127.0.0.1", self.mport, SECRET, timeout=timeout)
+        return open_management(
+            "127.0.0.1", self.mport, SECRET, timeout=timeout, tls=self.client_tls
+        )
 
     async def status(self) -> dict[str, Any] | None:
         """The management ``status`` answer, or None while the node does not answer."""
@@ -151,14 +157,19 @@ class Pair:
 
 
 @contextmanager
-def pair_nodes(directory: Path, **options: Any) -> Iterator[Pair]:
+def pair_nodes(directory: Path, tls: TlsFiles | None = None, **options: Any) -> Iterator[Pair]:
     """A generated, initialised ``directory/confserv.conf`` (``options`` as for
-    :func:`write_confserv_conf`) and its three unstarted nodes; all stopped on exit."""
+    :func:`write_confserv_conf`) and its three unstarted nodes; all stopped on exit.
+    ``tls``: every port and link over TLS with those files (and :meth:`Node.manage`)."""
     ports = {s: (free_port(), free_port()) for s in (*MEMBERS, PROXY)}
     conf = directory / "confserv.conf"
+    if tls is not None:
+        options["server_lines"] = {s: tls.lines() for s in ports}
     write_confserv_conf(conf, ports, **options)
     cfgctl_init(conf)
     first, second, proxy = (Node(conf, s, *ports[s], directory / f"{s}.log") for s in ports)
+    for node in (first, second, proxy):
+        node.client_tls = None if tls is None else tls.client()
     try:
         yield Pair(conf, first, second, proxy)
     finally:

@@ -16,7 +16,6 @@ import contextlib
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -32,57 +31,15 @@ from confserv.client.resilient import open_resilient_client
 from confserv.client.session import open_client, open_control, open_management
 from confserv.model.passwords import COST_ENV
 from confserv.wire.errors import ConfServError, ConnectionLostError, RequestError
+from confserv.wire.tls import ClientTls
 from scs.config import load_scs_settings
 
+from .sqlite_stops import sqlite_write_lock_free as sqlite_write_lock_free
+from .sqlite_stops import stop_inside_a_transaction as stop_inside_a_transaction
+from .sqlite_stops import stop_outside_a_transaction as stop_outside_a_transaction
+from .tls import TlsFiles
+
 Rows = dict[str, dict[str, Any]]
-
-
-def sqlite_write_lock_free(path: str | Path) -> bool:
-    """Whether no process holds the SQLite database's write lock right now."""
-    conn = sqlite3.connect(str(path), timeout=0.05)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute("ROLLBACK")
-        return True
-    except sqlite3.OperationalError:
-        return False
-    finally:
-        conn.close()
-
-
-async def stop_outside_a_transaction(pid: int, sqlite_file: str | Path | None) -> None:
-    """SIGSTOP ``pid``; with SQLite (``sqlite_file``), not while it holds the write lock.
-
-    A process stopped inside a SQLite transaction keeps the database's lock,
-    and nobody can take the lease until it is resumed or killed (the supervisor
-    kills it after ``fence-after``). Tests about the lease running out stop
-    the primary between transactions.
-    """
-    for _ in range(200):
-        os.kill(pid, signal.SIGSTOP)
-        if sqlite_file is None or sqlite_write_lock_free(sqlite_file):
-            return
-        os.kill(pid, signal.SIGCONT)
-        await trio.sleep(0.003)
-    raise AssertionError("the process never left its transaction")
-
-
-async def stop_inside_a_transaction(pid: int, sqlite_file: str | Path) -> float:
-    """SIGSTOP ``pid`` while it holds the SQLite database's write lock; the trio time
-    it was stopped. The worst case for a failover on SQLite: nobody can even take
-    the lease until the process is killed."""
-    with trio.fail_after(60):
-        while True:
-            os.kill(pid, signal.SIGSTOP)
-            stopped = trio.current_time()
-            if not sqlite_write_lock_free(sqlite_file):
-                # Another process's short transaction (the backup renewing its claim)
-                # holds the lock for a millisecond; the stopped one holds it for good.
-                await trio.sleep(0.05)
-                if not sqlite_write_lock_free(sqlite_file):
-                    return stopped
-            os.kill(pid, signal.SIGCONT)
-            await trio.sleep(0.002)
 
 
 def free_port() -> int:
@@ -142,6 +99,7 @@ def write_confserv_conf(
     None leaves ADDP off; ``server_lines`` adds options to a member's section,
     ``db_of`` names its database section (default ``db``; ``extra_conf`` then
     defines it), ``masters`` overrides the proxy's management ports of the pair.
+    ``server_lines`` may name the proxy too (``PROXY``).
     """
     lines, dbs = server_lines or {}, db_of or {}
     addp = "" if addp_timeout is None else f"protocol = addp\naddp-timeout = {addp_timeout:g}\n"
@@ -156,7 +114,7 @@ def write_confserv_conf(
         text += (
             f"[{PROXY}]\nmode = proxy\nport = {ports[PROXY][0]}\n"
             f"management-port = {ports[PROXY][1]}\nmanagement-secret = {SECRET}\n"
-            f"master = {master}\n"
+            f"master = {master}\n{lines.get(PROXY, '')}"
         )
     db = db_section or "dbengine = sqlite\ndbname = cfg.sqlite\n"
     conf.write_text(f"{text}[log]\nverbose = {verbose}\n[db]\n{db}{extra_conf}")
@@ -173,6 +131,8 @@ class Supervisor:
         self.proc: subprocess.Popen[bytes] | None = None
         #: ``time.monotonic()`` just before the last start.
         self.started_at = 0.0
+        #: How the test reaches the control port and the servers (None: plain TCP).
+        self.client_tls: ClientTls | None = None
 
     @property
     def pid(self) -> int:
@@ -219,7 +179,7 @@ class Supervisor:
 
     async def control(self, op: str, **args: Any) -> dict[str, Any]:
         """One request on the control port (a fresh authenticated connection)."""
-        async with open_control(self.control_port, CONTROL_SECRET) as m:
+        async with open_control(self.control_port, CONTROL_SECRET, tls=self.client_tls) as m:
             answer: dict[str, Any] = await m.session.request(op, **args)
             return answer
 
@@ -254,7 +214,8 @@ class System(Supervisor):
     adds options to a server's section of confserv.conf (``advertise-*``),
     ``reach`` overrides the management port the supervisor uses per section,
     ``masters`` the proxy's list of masters, and ``db_of`` names each
-    server's database section (``extra_conf`` then defines it).
+    server's database section (``extra_conf`` then defines it); ``tls`` puts
+    every port and link on TLS with those files (the test's clients too).
     """
 
     def __init__(
@@ -271,9 +232,13 @@ class System(Supervisor):
         proxy: bool = True,
         verbose: str = "all",
         scs_lines: str = "",
+        tls: TlsFiles | None = None,
     ) -> None:
         self.tmp = tmp
         sections = (*MEMBERS, PROXY) if proxy else MEMBERS
+        tls_lines = "" if tls is None else tls.lines()
+        if tls is not None:
+            server_lines = {s: (server_lines or {}).get(s, "") + tls_lines for s in sections}
         ports = {s: (free_port(), free_port()) for s in sections}
         self.ports = {s: p[0] for s, p in ports.items()}
         self.management_ports = {s: p[1] for s, p in ports.items()}
@@ -305,7 +270,7 @@ class System(Supervisor):
 
         self.scs_conf = tmp / "scs.conf"
         self.scs_conf.write_text(
-            f"[scs]\ncontrol-port = {free_port()}\ncontrol-secret = {CONTROL_SECRET}\n"
+            f"[scs]\ncontrol-port = {free_port()}\ncontrol-secret = {CONTROL_SECRET}\n{tls_lines}"
             + "".join(server(s) for s in sections)
             + extra_sections
         )
@@ -314,6 +279,7 @@ class System(Supervisor):
         cfgctl_init(self.conf)
         assert self.settings.control_port is not None
         super().__init__(self.scs_conf, self.settings.control_port, tmp / "scs.log")
+        self.client_tls = None if tls is None else tls.client()
         self.seen_pids: set[int] = set()  # every server pid a status showed
 
     def stop(self) -> None:
@@ -347,7 +313,11 @@ class System(Supervisor):
         try:
             with trio.fail_after(3):
                 async with open_management(
-                    "127.0.0.1", self.management_ports[section], SECRET, timeout=2
+                    "127.0.0.1",
+                    self.management_ports[section],
+                    SECRET,
+                    timeout=2,
+                    tls=self.client_tls,
                 ) as m:
                     return await m.status()
         except (OSError, ConfServError, AddpError, trio.BrokenResourceError, trio.TooSlowError):
@@ -405,8 +375,9 @@ class Writer:
         *,
         pace: float = 0.01,
         pause_on_error: bool = True,
+        tls: ClientTls | None = None,
     ) -> None:
-        self.servers = servers
+        self.servers, self.tls = servers, tls
         self.password = password
         self.pace = pace
         self.pause_on_error = pause_on_error
@@ -422,7 +393,8 @@ class Writer:
 
     @classmethod
     def for_system(cls, system: System, **options: Any) -> Writer:
-        """A writer to the pair of ``system``."""
+        """A writer to the pair of ``system`` (over TLS when the system is)."""
+        options.setdefault("tls", system.client_tls)
         return cls([system.address("confserv"), system.address("backup")], **options)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -433,6 +405,7 @@ class Writer:
             user="default",
             password=self.password,
             reconnect_timeout=0.02,
+            tls=self.tls,
         ) as rc:
             task_status.started()
             n = 0
@@ -489,6 +462,8 @@ class Writer:
 
     async def check(self, server: tuple[str, int]) -> None:
         """AssertionError unless every acknowledged write is on ``server``."""
-        async with open_client([server], app="chk", user="default", password=self.password) as c:
+        async with open_client(
+            [server], app="chk", user="default", password=self.password, tls=self.tls
+        ) as c:
             names = {d["name"] for d in await c.read("DN")}
         assert set(self.acked) <= names, "an acknowledged write was lost"

@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import trustme
-
 from confserv.wire.tls import ClientTls, client_context
 
 #: Names the test certificate is good for.
@@ -29,6 +27,7 @@ class TlsFiles:
         stranger_ca: A CA that signed nothing of ours.
         stranger_certificate: For :data:`NAMES` too, signed by the stranger's CA.
         stranger_key: Its key.
+        client_certificates: ``tls-client-certificates`` of :meth:`lines` by default.
     """
 
     directory: Path
@@ -38,9 +37,11 @@ class TlsFiles:
     stranger_ca: Path
     stranger_certificate: Path
     stranger_key: Path
+    client_certificates: str = "none"
 
-    def lines(self, client_certificates: str = "none") -> str:
+    def lines(self, client_certificates: str | None = None) -> str:
         """The options of a section (a server's, or ``[scs]``) that turn TLS on."""
+        client_certificates = client_certificates or self.client_certificates
         return (
             f"encryption = true\ntls-certificate = {self.certificate}\n"
             f"tls-private-key = {self.private_key}\ntls-ca = {self.ca}\n"
@@ -57,6 +58,8 @@ class TlsFiles:
 
 def make_tls_files(directory: Path) -> TlsFiles:
     """Write a CA, our certificate and a stranger's into ``directory``."""
+    import trustme  # a dev dependency: imported only by the tests that make certificates
+
     directory.mkdir(parents=True, exist_ok=True)
     ca, stranger = trustme.CA(), trustme.CA()
     ours, theirs = ca.issue_cert(*NAMES), stranger.issue_cert(*NAMES)
