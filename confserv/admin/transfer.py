@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from confserv.client.session import ConfigClient
+from confserv.model.access import FOLDER_KEY
 from confserv.model.objects import OBJECT_TYPES, fields_of, references
 from confserv.wire.errors import FieldValueError, UnknownFieldError, UnknownTypeError
 
@@ -37,7 +38,11 @@ def parse_fields(type_name: str, pairs: list[str]) -> dict[str, Any]:
         field = fields.get(key)
         if field is None:
             raise UnknownFieldError(f"{type_name} has no field {key!r}")
-        if text == "" and field.ref is not None:
+        if field.kind is list:  # access_group_dbids=3,5 (empty: none)
+            out[key] = _dbids(type_name, key, text)
+        elif field.kind is dict:  # permissions=*:r,DN:rcud,folder:7:ru (empty: none)
+            out[key] = _grants(type_name, key, text)
+        elif text == "" and field.ref is not None:
             out[key] = None
         elif field.kind is int:
             try:
@@ -50,6 +55,27 @@ def parse_fields(type_name: str, pairs: list[str]) -> dict[str, Any]:
             out[key] = text.lower() in _TRUE
         else:
             out[key] = text
+    return out
+
+
+def _dbids(type_name: str, key: str, text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise FieldValueError(f"{type_name}.{key} needs dbids like 3,5, got {text!r}") from None
+
+
+def _grants(type_name: str, key: str, text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for part in (p.strip() for p in text.split(",")):
+        grant_key, sep, letters = part.rpartition(":")
+        if not part:
+            continue
+        if not sep or not grant_key:
+            raise FieldValueError(
+                f"{type_name}.{key} needs grants like *:r,DN:rcud,folder:7:ru, got {part!r}"
+            )
+        out[grant_key] = letters
     return out
 
 
@@ -86,8 +112,11 @@ async def import_all(client: ConfigClient, document: Any) -> dict[str, int]:
     for item in items:
         type_name = canonical_type(str(item.get("type")))
         obj = {k: v for k, v in item.items() if k not in ("type", "dbid")}
+        _remap_access(obj, mapping)
         for field_name, target, old in references({**item, "type": type_name}):
             new = mapping.get((target, old))
+            if isinstance(obj.get(field_name), list):
+                continue  # a list of groups: remapped by _remap_access
             if new is None:
                 obj.pop(field_name)  # points forward (same type): set once all exist
                 deferred.append((type_name, int(item["dbid"]), field_name, old))
@@ -121,6 +150,31 @@ async def import_all(client: ConfigClient, document: Any) -> dict[str, int]:
         if new_ref is not None:
             await client.update(type_name, mapping[(type_name, old_dbid)], {field_name: new_ref})
     return counts
+
+
+def _remap_access(obj: dict[str, Any], mapping: dict[tuple[str, int], int]) -> None:
+    """Rewrite a Person's groups and a grant's ``folder:<dbid>`` keys through the
+    target database's dbids (groups and folders are imported before Persons)."""
+    groups = obj.get("access_group_dbids")
+    if isinstance(groups, list):
+        obj["access_group_dbids"] = [
+            mapping[("AccessGroup", g)] for g in groups if ("AccessGroup", g) in mapping
+        ]
+    grants = obj.get("permissions")
+    if isinstance(grants, dict):
+        out = {}
+        for key, letters in grants.items():
+            if (
+                isinstance(key, str)
+                and key.startswith(FOLDER_KEY)
+                and key[len(FOLDER_KEY) :].isdigit()
+            ):
+                folder = mapping.get(("Folder", int(key[len(FOLDER_KEY) :])))
+                if folder is None:
+                    continue
+                key = f"{FOLDER_KEY}{folder}"
+            out[key] = letters
+        obj["permissions"] = out
 
 
 def _options_delta(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
