@@ -237,14 +237,16 @@ def authorize(
 
 
 def with_default_access(type_name: str, obj: Any, no_default_access: bool) -> Any:
-    """The object to create: a new Person without grants or groups gets
-    :data:`DEFAULT_GRANT` unless the server has ``no-default-access = true``."""
+    """The object to create: a new Person that names neither ``permissions`` nor
+    ``access_group_dbids`` gets :data:`DEFAULT_GRANT` unless the server has
+    ``no-default-access = true``. The grant is checked as given by its creator
+    (who must hold it): nobody gains a right by creating a Person."""
     if (
         type_name != "Person"
         or no_default_access
         or not isinstance(obj, Mapping)
-        or obj.get("permissions")
-        or obj.get("access_group_dbids")
+        or "permissions" in obj
+        or "access_group_dbids" in obj
     ):
         return obj
     return {**obj, "permissions": dict(DEFAULT_GRANT)}

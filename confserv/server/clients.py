@@ -261,7 +261,9 @@ class ClientSession:
         return ok(rid, objects=rest, count=chunks.sent + len(rest), serial=serial)
 
     async def _forwarded(self, msg: dict[str, Any], rid: int) -> dict[str, Any] | None:
-        """In proxy mode, relay the write to the primary and return its answer."""
+        """Check the write as this session's Person; in proxy mode, relay it to the
+        primary and return its answer (the proxy does not know the primary's
+        no-default-access: a new Person's default grant is checked there)."""
         authorize(self.rt.service, self._who(), str(msg.get("op")), msg, self.rt.name)
         if self.rt.forward is None:
             return None
@@ -272,12 +274,12 @@ class ClientSession:
         return ok(rid, **{k: answer[k] for k in ("dbid", "serial", "epoch")})
 
     async def _op_create(self, msg: dict[str, Any], rid: int) -> dict[str, Any]:
-        if (relayed := await self._forwarded(msg, rid)) is not None:
-            return relayed
         type_name = arg(msg, "type", str)
-        obj = with_default_access(
-            type_name, arg(msg, "object", dict), no_default_access(self.rt.options)
-        )
+        obj = arg(msg, "object", dict)
+        if self.rt.forward is None:  # the default grant counts as given by the creator
+            obj = with_default_access(type_name, obj, no_default_access(self.rt.options))
+        if (relayed := await self._forwarded({**msg, "object": obj}, rid)) is not None:
+            return relayed
         change = await self.rt.service.create(type_name, obj)
         self._log_change(change)
         return ok(rid, dbid=change.dbid, serial=change.serial, epoch=change.epoch)

@@ -264,13 +264,15 @@ class ManagementSession:
                 "a forwarded write must name the enabled Person who made it (as_person); "
                 f"got {dbid!r}"
             )
-        if op in ("create", "update", "delete"):
-            authorize(svc, resolve(svc, person), op, request, self.rt.name)
-        if op == "create":
+        if op == "create":  # the default grant counts as given by the creator
             type_name = arg(request, "type", str)
             obj = with_default_access(
                 type_name, arg(request, "object", dict), no_default_access(self.rt.options)
             )
+            request = {**request, "object": obj}
+        if op in ("create", "update", "delete"):
+            authorize(svc, resolve(svc, person), op, request, self.rt.name)
+        if op == "create":
             change = await svc.create(type_name, obj)
         elif op == "update":
             change = await svc.update(

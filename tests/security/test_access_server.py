@@ -201,6 +201,9 @@ async def test_no_person_grants_itself_a_right_or_takes_over_a_stronger_account(
         await denied(op.update("Person", hr, {"access_group_dbids": [admins["dbid"]]}))
         await denied(op.update("Person", boss, {"password": "taken"}))
         await denied(op.create("Person", {"name": "alt", "permissions": {"DN": "rcud"}}))
+        # The default grant (read on everything) counts as given by the creator.
+        names(await denied(op.create("Person", {"name": "bare"})), "read", "'*'")
+        await op.create("Person", {"name": "bare", "permissions": {}})
         # What it holds it may pass on.
         made = await op.create("Person", {"name": "junior", "permissions": {"Host": "r"}})
         await op.update("Person", made["dbid"], {"password": "pw"})
