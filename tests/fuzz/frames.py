@@ -227,6 +227,32 @@ class Mutator:
             msg[self.scalar_key()] = self.wrong()  # an extra key
         return msg
 
+    def not_of(self, kind: str) -> Any:
+        """A :meth:`wrong` value that is surely not of argument kind ``kind``."""
+        checks: dict[str, Callable[[Any], bool]] = {
+            "bool": lambda v: isinstance(v, bool),
+            "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+            "str": lambda v: isinstance(v, str),
+            "object": lambda v: isinstance(v, dict),
+        }
+        while True:
+            value = self.wrong()
+            if not checks[kind](value):
+                return value
+
+    def authed_request(self, port: str, table: Mapping[str, Mapping[str, str]]) -> Any:
+        """A request for an authenticated management or control connection: a reading
+        operation with any arguments, or an acting one refused for a wrong argument."""
+        safe = shapes.AUTHED_SAFE[port]
+        guarded = shapes.AUTHED_GUARDED[port]
+        ops = [*safe, *guarded]
+        msg = self.request({op: table.get(op, {}) for op in ops})
+        op = msg.get("op") if isinstance(msg, dict) else None
+        if isinstance(op, str) and op in guarded:
+            name, kind = guarded[op]
+            msg[name] = self.not_of(kind)
+        return msg
+
     def hello(self) -> Any:
         """A HELLO payload, mostly with one field wrong."""
         r = self.rng

@@ -4,11 +4,15 @@
 are fresh-connection cases (a third per port: ``random`` bytes, ``frames``
 broken around requests, ``requests`` before authentication, ``auth`` answers
 near the right one on the management and control ports, and ``hypothesis``
-frames drawn by the strategies); the rest go to registered sessions on the
-client port (``session``: the fast mutator's requests, ``session-hyp``: a
-pool of hypothesis-drawn requests), many per connection, pipelined in
-batches. While it runs, every ``check_every`` seconds the good client
-(:class:`~tests.fuzz.checks.Probe`) is timed on each port and the processes
+frames drawn by the strategies); the rest go to authenticated sessions, many
+per connection, pipelined in batches: 60 % to registered sessions on the
+client port (``session``: the fast mutator's requests; 10 % ``session-hyp``:
+a pool of hypothesis-drawn requests), and 15 % each to ``authed`` sessions
+on the management and control ports (the reading operations with any
+arguments, the acting ones with an argument of a wrong kind, so that the
+pair is never switched or stopped by the fuzz). While it runs, every
+``check_every`` seconds the good client (:class:`~tests.fuzz.checks.Probe`)
+is timed on each port and the processes
 and logs are checked (:class:`~tests.fuzz.checks.Watch`). It stops after the
 cases or after ``minutes``, whichever comes first.
 """
@@ -23,7 +27,8 @@ from functools import partial
 
 import trio
 
-from tests.helpers.system import System
+from confserv.wire.auth import HandshakeError
+from tests.helpers.system import CONTROL_SECRET, SECRET, System
 
 from . import frames, shapes, strategies
 from .checks import FUZZ_PASSWORD, FUZZ_USER, Probe, Watch
@@ -137,11 +142,15 @@ async def run(system: System, primary: str, plan: Plan) -> Report:
         frames.message_frame(v)
         for v in strategies.sample(strategies.request(shapes.CLIENT_SHAPES), plan.pool, plan.seed)
     ]
+    # Of the session cases: 60 % fast-mutator requests and 10 % hypothesis-drawn ones on
+    # the client port, 15 % each on authenticated management and control connections.
     session_quota = {
-        "session": session_total - session_total // 7,
-        "session-hyp": session_total // 7,
+        ("client", "session"): session_total - 3 * (session_total // 20) * 2 - session_total // 10,
+        ("client", "session-hyp"): session_total // 10,
+        ("management", "authed"): 3 * (session_total // 20),
+        ("control", "authed"): 3 * (session_total // 20),
     }
-    for key in [*makers, *(("client", g) for g in session_quota)]:
+    for key in [*makers, *session_quota]:
         report.tallies[key] = Tally()
 
     def next_fresh() -> Iterator[tuple[tuple[str, str], frames.Case]]:
@@ -157,36 +166,35 @@ async def run(system: System, primary: str, plan: Plan) -> Report:
     fresh = next_fresh()
     hyp_index = iter(range(1 << 62))
 
-    def next_batch() -> tuple[str, list[bytes]] | None:
-        for gen in (
-            ("session-hyp", "session")
-            if session_rng.random() < 1 / 7
-            else ("session", "session-hyp")
-        ):
-            n = min(plan.batch, session_quota[gen])
+    def messages(key: tuple[str, str], n: int) -> list[bytes]:
+        port, gen = key
+        if gen == "session-hyp":
+            return [session_pool[next(hyp_index) % len(session_pool)] for _ in range(n)]
+        if gen == "authed":
+            table = ports[port].table
+            return [frames.message_frame(session_mut.authed_request(port, table)) for _ in range(n)]
+        return [frames.message_frame(session_mut.request(shapes.CLIENT_SHAPES)) for _ in range(n)]
+
+    def next_batch(keys: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], list[bytes]] | None:
+        for key in sorted(keys, key=lambda k: -session_quota[k] * session_rng.random()):
+            n = min(plan.batch, session_quota[key])
             if n > 0:
-                session_quota[gen] -= n
-                if gen == "session":
-                    return gen, [
-                        frames.message_frame(session_mut.request(shapes.CLIENT_SHAPES))
-                        for _ in range(n)
-                    ]
-                return gen, [session_pool[next(hyp_index) % len(session_pool)] for _ in range(n)]
+                session_quota[key] -= n
+                return key, messages(key, n)
         return None
 
     async def fresh_worker() -> None:
         for key, case in fresh:
             await send_case(ports[key[0]], case, report.tallies[key])
 
-    async def session_worker() -> None:
-        session = Session(ports["client"], FUZZ_USER, FUZZ_PASSWORD)
+    async def session_worker(keys: tuple[tuple[str, str], ...], session: Session) -> None:
         try:
-            while (job := next_batch()) is not None:
-                gen, messages = job
+            while (job := next_batch(keys)) is not None:
+                key, batch = job
                 try:
-                    await session.batch(messages, report.tallies[("client", gen)])
-                except (OSError, ConnectionError, trio.TooSlowError) as exc:
-                    report.notes.append(f"session: {type(exc).__name__}: {exc}"[:200])
+                    await session.batch(batch, report.tallies[key])
+                except (OSError, ConnectionError, trio.TooSlowError, HandshakeError) as exc:
+                    report.notes.append(f"{key[0]} session: {type(exc).__name__}: {exc}"[:200])
                     await session.aclose()
                     await trio.sleep(0.5)
         finally:
@@ -208,8 +216,13 @@ async def run(system: System, primary: str, plan: Plan) -> Report:
             async with trio.open_nursery() as nursery:
                 for _ in range(plan.workers):
                     nursery.start_soon(fresh_worker)
+                client_keys = (("client", "session"), ("client", "session-hyp"))
                 for _ in range(plan.sessions):
-                    nursery.start_soon(session_worker)
+                    session = Session(ports["client"], FUZZ_USER, FUZZ_PASSWORD)
+                    nursery.start_soon(session_worker, client_keys, session)
+                for name, secret in (("management", SECRET), ("control", CONTROL_SECRET)):
+                    session = Session(ports[name], secret=secret)
+                    nursery.start_soon(session_worker, ((name, "authed"),), session)
         done.set()
     report.timed_out = scope.cancelled_caught
     report.elapsed = time.monotonic() - started

@@ -103,3 +103,26 @@ NAME_POOL = tuple(f"fz{i}" for i in range(20))
 #: dbids at or above :data:`FAR_DBID`, which do not exist.
 PROTECTED_TYPES = frozenset({"Person", "Application"})
 FAR_DBID = 100_000
+#: Authenticated fuzz of the management and control ports (the fuzzer knows the secrets):
+#: the operations that only read, sent with any arguments ...
+AUTHED_SAFE: Mapping[str, tuple[str, ...]] = {
+    "management": ("status", "watch", "snapshot", "follow"),
+    "control": ("status",),
+}
+#: ... and the ones that act, always with this argument of a wrong kind, so that each
+#: is refused (bad-request) and the pair under fuzz is never switched or stopped.
+AUTHED_GUARDED: Mapping[str, Mapping[str, tuple[str, str]]] = {
+    "management": {
+        "switch-to-primary": ("force", "bool"),
+        "switch-to-backup": ("force", "bool"),
+        "replicate": ("serial", "int"),
+        "forward": ("request", "object"),
+    },
+    "control": {
+        "stop": ("server", "str"),
+        "start": ("server", "str"),
+        "pause": ("pair", "str"),
+        "resume": ("pair", "str"),
+        "switchover": ("pair", "str"),
+    },
+}

@@ -4,8 +4,9 @@ A fresh-connection case (:func:`send_case`) connects, sends our HELLO (unless
 the case replaces it) and the case's bytes, then half-closes: the server
 reads everything, answers what it answers, and closes (EOF is the end of
 the case; a server that neither closes nor answers within
-:data:`CASE_TIMEOUT` is a hang). A :class:`Session` is a registered
-connection to the client port that takes many cases: batches of requests
+:data:`CASE_TIMEOUT` is a hang). A :class:`Session` is an authenticated
+connection (registered on the client port; authenticated with the secret, which
+the fuzzer knows, on the management and control ports) that takes many cases: batches of requests
 written at once, each answered exactly once (the order rule of
 docs/protocol.md 10.2), polls answered; when the server closes it, the next
 batch reconnects. Outcomes are counted in :class:`Tally` by kind: ``ok``, an
@@ -30,6 +31,7 @@ from typing import Any
 import trio
 
 from addp import FrameDecoder, FrameKind, decode_payload, encode_frame, encode_payload
+from confserv.wire.auth import ClientHandshake, Purpose
 
 from .frames import GOOD_HELLO, Case, message_frame
 
@@ -163,41 +165,53 @@ async def send_case(port: Port, case: Case, tally: Tally) -> None:
 
 
 class Session:
-    """A registered connection to the client port taking batches of requests."""
+    """An authenticated connection taking batches of requests: registered on the client
+    port (``user``, ``password``), or authenticated with ``secret`` on a management or
+    control port."""
 
-    def __init__(self, port: Port, user: str, password: str) -> None:
-        self.port, self.user, self.password = port, user, password
+    def __init__(self, port: Port, user: str = "", password: str = "", secret: str = "") -> None:
+        self.port, self.user, self.password, self.secret = port, user, password, secret
         self._stream: trio.SocketStream | None = None
         self._decoder = FrameDecoder()
-        self._pending = b""
 
     async def _open(self, tally: Tally) -> trio.SocketStream:
         stream = await connect(self.port.host, self.port.port, SESSION_SOURCE)
         tally.connections += 1
         self._decoder = FrameDecoder()
-        register = {
+        handshake: ClientHandshake | None = None
+        if self.port.name == "client":
+            await stream.send_all(GOOD_HELLO + message_frame(self._register()))
+        else:
+            purpose = Purpose.MANAGEMENT if self.port.name == "management" else Purpose.CONTROL
+            handshake = ClientHandshake((purpose,), self.secret)
+            await stream.send_all(GOOD_HELLO)
+        with trio.fail_after(CASE_TIMEOUT):
+            while True:
+                data = await stream.receive_some(65536)
+                if not data:
+                    raise ConnectionError(f"{self.port.name}: closed before authenticating")
+                for kind, value in _read_frames(self._decoder, data, tally):
+                    if kind is not FrameKind.MESSAGE or not isinstance(value, dict):
+                        continue
+                    if handshake is not None and "challenge" in value:
+                        auth = {"op": "auth", "id": 0, **handshake.challenge(value)}
+                        await stream.send_all(message_frame(auth))
+                    elif value.get("re") == 0:
+                        if value.get("ok") is not True:
+                            raise ConnectionError(f"{self.port.name}: refused the fuzzer: {value}")
+                        if handshake is not None:
+                            handshake.verify(value)
+                        self._stream = stream
+                        return stream
+
+    def _register(self) -> dict[str, Any]:
+        return {
             "op": "register",
             "id": 0,
             "app": "fuzz",
             "user": self.user,
             "password": self.password,
         }
-        await stream.send_all(GOOD_HELLO + message_frame(register))
-        with trio.fail_after(CASE_TIMEOUT):
-            while True:
-                data = await stream.receive_some(65536)
-                if not data:
-                    raise ConnectionError("the server closed the session before registering")
-                for kind, value in _read_frames(self._decoder, data, tally):
-                    if (
-                        kind is FrameKind.MESSAGE
-                        and isinstance(value, dict)
-                        and value.get("re") == 0
-                    ):
-                        if value.get("ok") is not True:
-                            raise ConnectionError(f"the fuzz session could not register: {value}")
-                        self._stream = stream
-                        return stream
 
     async def batch(self, messages: Sequence[bytes], tally: Tally) -> None:
         """Send ``messages`` (encoded frames) at once and read until each is answered."""
@@ -224,7 +238,7 @@ class Session:
                 for kind, value in _read_frames(self._decoder, data, tally):
                     if kind is FrameKind.MESSAGE:
                         what = answer_kind(value)
-                        if what is not None and what != "challenge":
+                        if what is not None and what != "challenge":  # pushes are not answers
                             waiting -= 1
                             tally.answers[what] += 1
                     elif kind is FrameKind.POLL:

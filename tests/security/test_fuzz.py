@@ -1,8 +1,8 @@
 """Bounded fuzz of the three ports of a real pair under ``scs -f`` (issue 12).
 
 Ten thousand cases (``tests/fuzz``: random bytes, broken frames, mutated
-requests before and after authentication, near-miss ``auth`` answers, and
-hypothesis-drawn frames) on the primary's client and management ports and
+requests before and after authentication on every port, near-miss ``auth``
+answers, and hypothesis-drawn frames and requests) on the primary's client and management ports and
 the supervisor's control port, over real loopback TCP. Between batches, and
 at the end, the good client must still log in, write and read (client port)
 and authenticate (management, control), every process must be the one that
@@ -66,6 +66,10 @@ async def test_a_few_thousand_fuzz_cases_leave_every_port_answering(tmp_path: Pa
         assert seen.answers["close: protocol error"] > 0, port
         assert seen.answers[refusal] > 0, port
     assert report.tallies[("client", "session")].answers["ok"] > 0
+    for port in ("management", "control"):  # authenticated: read, or refused as bad-request
+        authed = report.tallies[(port, "authed")].answers
+        assert authed["ok"] > 0, port
+        assert authed["bad-request"] > 0, port
     assert report.probe.rounds >= 2
     for port, values in report.probe.latencies.items():
         assert values, port

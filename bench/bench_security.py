@@ -1,0 +1,496 @@
+"""Security: RSS and good-client latency under unauthenticated crowds and 4 MiB floods; failover.
+
+Every benchmark runs the whole system as an operator would (``tests/helpers/system.py``'s
+:class:`System`: the pair ``confserv`` and ``backup`` on SQLite under ``scs -f``, no proxy,
+ADDP at 1 s, ``auth-timeout`` 5 s). The supervisor and the servers start with a soft
+open-file limit of 1,024 (the usual default; the servers raise their own to the hard
+limit, the supervisor does not); this process then raises its own to open the crowds.
+
+(1) A crowd of 1,000 unauthenticated connections on each of the primary's client and
+management ports and the supervisor's control port at once (3,000): each connection
+sends a HELLO and nothing more, and reconnects 0.2 s after the server closes it (the
+caps' refusals, the authentication deadline), so the crowd never thins for ``WINDOW``
+seconds. Meanwhile the good client (127.0.0.1, like the crowd) writes and reads on one
+registered connection every 50 ms, and every 0.5 s logs in afresh and authenticates on
+the management and control ports (``status``); each answer is timed and each refusal
+counted. RSS (``/proc/<pid>/status`` VmRSS) of the primary and of ``scs`` is sampled
+every 0.1 s: growth = peak - before.
+
+(2) A 4 MiB-frame flood for ``WINDOW`` seconds: four unauthenticated connections on each
+of the three ports sending HELLO then 4 MiB MESSAGE frames back to back, reconnecting
+when refused, and two registered client connections sending 4 MiB unknown-op requests
+without reading the answers. Same good client, same RSS figures.
+
+(3) Failover under a crowd: ``FAILOVER_RUNS`` SIGKILLs of the primary with a writer
+(``open_resilient_client``, tight loop), first without a crowd, then with 1,000
+unauthenticated connections on the supervisor's control port and 1,000 on each
+server's management port. Failover time = SIGKILL to the first write acknowledged by
+the new primary; restart = SIGKILL to the supervisor's "healthy again" line (40309:
+the killed server restarted and back as backup).
+
+Run alone with ``.venv/bin/python -m bench.bench_security [--quick] [crowd|flood|failover]``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import signal
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import trio
+
+from bench._report import Benchmark, Result, figure, main
+from bench.measure import log_stamps, raise_open_file_limit
+from bench.scs_failover import SCS_LINES
+from confserv.client.session import open_client, open_control, open_management
+from tests.fuzz.frames import GOOD_HELLO, message_frame
+from tests.helpers.stats import median, percentile
+from tests.helpers.system import (
+    CONTROL_SECRET,
+    MEMBERS,
+    PASSWORD,
+    SECRET,
+    System,
+    Writer,
+    healthy,
+    primary_of,
+)
+
+#: Unauthenticated connections per port, and how long each crowd or flood lasts.
+CROWD = 1000
+WINDOW = 20.0
+#: Flooders per port (unauthenticated) and registered flooders on the client port.
+FLOODERS = 4
+REGISTERED_FLOODERS = 2
+#: SIGKILL failovers without, then with, the crowd.
+FAILOVER_RUNS = 3
+#: Targets (issue 12).
+RSS_TARGET_MIB = 64.0
+LATENCY_TARGET_MS = 100.0
+#: The soft open-file limit the system starts with.
+SYSTEM_NOFILE = 1024
+QUICK = {"CROWD": 30, "WINDOW": 3.0, "FLOODERS": 1, "REGISTERED_FLOODERS": 1, "FAILOVER_RUNS": 1}
+WARNING = "latencies and failover times suffer on a busy machine"
+MiB = 1 << 20
+BIG_OP = message_frame({"op": "o" * (4 * MiB - 100), "id": 2})
+EV_HEALTHY = 40309
+_RETRY = 0.2
+
+
+def rss_kib(pid: int) -> int:
+    """VmRSS of ``pid`` in KiB (0 when gone)."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def server_pid(system: System, section: str) -> int:
+    """The pid of ``section``'s running server process (its command line names our files)."""
+    want = f"-s\0{section}\0-c\0{system.conf}".encode()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if want in Path(f"/proc/{entry}/cmdline").read_bytes():
+                    return int(entry)
+    raise RuntimeError(f"no process of [{section}]")
+
+
+@contextlib.asynccontextmanager
+async def running_system() -> AsyncIterator[System]:
+    """The pair under ``scs -f``, started with :data:`SYSTEM_NOFILE` open files, healthy."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    system = System(
+        Path(tempfile.mkdtemp(prefix="bench-security-")), proxy=False, scs_lines=SCS_LINES
+    )
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(SYSTEM_NOFILE, soft), hard))
+    try:
+        system.start()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    raise_open_file_limit(min(hard, 4 * CROWD + 2000))
+    try:
+        await system.wait(healthy, timeout=60)
+        yield system
+    finally:
+        system.stop()
+
+
+@dataclass
+class Load:
+    """Connections a crowd or flood made, and what became of them."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    open_now: int = 0
+    open_max: int = 0
+
+
+async def _hold(address: tuple[str, int], first: bytes, load: Load, stop: trio.Event) -> None:
+    """One member of a crowd: connect, send ``first``, read until closed; again."""
+    while not stop.is_set():
+        try:
+            stream = await trio.open_tcp_stream(*address)
+        except OSError:
+            load.counts["connect failed"] += 1
+            await trio.sleep(_RETRY)
+            continue
+        load.counts["opened"] += 1
+        load.open_now += 1
+        load.open_max = max(load.open_max, load.open_now)
+        try:
+            async with stream:
+                with trio.move_on_after(60):
+                    await stream.send_all(first)
+                    while not stop.is_set() and await stream.receive_some(65536):
+                        pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        load.open_now -= 1
+        await trio.sleep(_RETRY)
+
+
+async def _flood(address: tuple[str, int], load: Load, stop: trio.Event) -> None:
+    """Unauthenticated: HELLO, then 4 MiB frames until refused; again."""
+    while not stop.is_set():
+        try:
+            stream = await trio.open_tcp_stream(*address)
+        except OSError:
+            await trio.sleep(_RETRY)
+            continue
+        async with stream:
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                await stream.send_all(GOOD_HELLO)
+                with trio.move_on_after(5):
+                    while not stop.is_set():
+                        load.counts["4 MiB frames offered unauthenticated"] += 1
+                        await stream.send_all(BIG_OP)
+        await trio.sleep(_RETRY)
+
+
+async def _registered_flood(address: tuple[str, int], load: Load, stop: trio.Event) -> None:
+    """Registered: 4 MiB unknown-op requests, never reading an answer."""
+    register = message_frame(
+        {"op": "register", "id": 1, "app": "flood", "user": "default", "password": PASSWORD}
+    )
+    while not stop.is_set():
+        stream = await trio.open_tcp_stream(*address)
+        async with stream:
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                await stream.send_all(GOOD_HELLO + register)
+                await trio.sleep(0.5)  # frames over 64 KiB wait for the answer to register
+                with trio.move_on_after(10):
+                    while not stop.is_set():
+                        await stream.send_all(BIG_OP)
+                        load.counts["4 MiB frames sent registered"] += 1
+        await trio.sleep(_RETRY)
+
+
+@dataclass
+class Good:
+    """The good client's timed answers (seconds) and refusals, per port."""
+
+    latency: dict[str, list[float]] = field(
+        default_factory=lambda: {"client": [], "login": [], "management": [], "control": []}
+    )
+    refused: Counter[str] = field(default_factory=Counter)
+    reasons: dict[str, str] = field(default_factory=dict)
+
+
+async def _timed(good: Good, port: str, call: Callable[[], Awaitable[object]]) -> None:
+    started = time.monotonic()
+    try:
+        with trio.fail_after(10):
+            await call()
+        good.latency[port].append(time.monotonic() - started)
+    except Exception as exc:  # a refusal is a figure: counted, its text kept
+        good.refused[port] += 1
+        good.reasons.setdefault(port, f"{type(exc).__name__}: {exc}"[:160])
+
+
+async def good_client(system: System, primary: str, good: Good, stop: trio.Event) -> None:
+    """Write+read every 50 ms on one connection; login, management and control every 0.5 s."""
+    address = system.address(primary)
+    mport = system.management_ports[primary]
+
+    async def login() -> None:
+        async with open_client([address], app="login", user="default", password=PASSWORD) as c:
+            await c.status()
+
+    async def management() -> None:
+        async with open_management("127.0.0.1", mport, SECRET, timeout=5) as m:
+            await m.status()
+
+    async def control() -> None:
+        async with open_control(system.control_port, CONTROL_SECRET, timeout=5) as m:
+            await m.status()
+
+    async with open_client([address], app="good", user="default", password=PASSWORD) as c:
+        dn = await c.create("DN", {"name": f"probe{time.monotonic_ns()}"})
+        n = 0
+        async with trio.open_nursery() as nursery:
+
+            async def slow() -> None:
+                while not stop.is_set():
+                    for port, call in (
+                        ("login", login),
+                        ("management", management),
+                        ("control", control),
+                    ):
+                        await _timed(good, port, call)
+                    await trio.sleep(0.5)
+
+            nursery.start_soon(slow)
+            while not stop.is_set():
+                n += 1
+                delta = {"number": str(n)}
+                await _timed(good, "client", partial(c.update, "DN", dn["dbid"], delta))
+                await _timed(good, "client", partial(c.read, "DN", {"dbid": dn["dbid"]}))
+                await trio.sleep(0.05)
+
+
+async def sample_rss(pids: dict[str, int], peak: dict[str, int], stop: trio.Event) -> None:
+    """Peak VmRSS of each process, sampled every 0.1 s."""
+    while not stop.is_set():
+        for name, pid in pids.items():
+            peak[name] = max(peak.get(name, 0), rss_kib(pid))
+        await trio.sleep(0.1)
+
+
+def ms_summary(values: list[float]) -> str:
+    """``p50 / p99 / max ms (n)`` of ``values`` in seconds."""
+    if not values:
+        return "no answers"
+    ms = sorted(v * 1000 for v in values)
+    p50, p99 = median(ms), percentile(ms, 99)
+    return f"p50 {p50:.1f}, p99 {p99:.1f}, max {ms[-1]:.1f} ms ({len(ms)} answers)"
+
+
+async def _under_load(
+    label: str, start_load: Callable[[System, str, Load, trio.Event, trio.Nursery], None]
+) -> list[Result]:
+    async with running_system() as system:
+        rows = await system.status()
+        primary = primary_of(rows)
+        pids = {"primary": server_pid(system, primary), "scs": system.pid}
+        before = {name: rss_kib(pid) for name, pid in pids.items()}
+        peak = dict(before)
+        load, good, stop = Load(), Good(), trio.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sample_rss, pids, peak, stop)
+            nursery.start_soon(good_client, system, primary, good, stop)
+            start_load(system, primary, load, stop, nursery)
+            await trio.sleep(WINDOW)
+            stop.set()
+        await trio.sleep(6)  # past the authentication deadline: what is still held
+        after = {name: rss_kib(pid) for name, pid in pids.items()}
+        alive = (
+            rss_kib(pids["primary"]) > 0 and system.proc is not None and system.proc.poll() is None
+        )
+    growth = {n: (peak[n] - before[n]) / 1024 for n in pids}
+    lat = [v for k in ("client", "login", "management", "control") for v in good.latency[k]]
+    worst = max(lat, default=float("nan")) * 1000
+    p99 = percentile([v * 1000 for v in lat], 99)
+    refused = sum(good.refused.values())
+    how = ", ".join(f"{k} {v:,}" for k, v in sorted(load.counts.items()))
+    per_port = "; ".join(f"{k}: {ms_summary(v)}" for k, v in good.latency.items())
+    return [
+        figure(
+            f"{label}: primary's RSS growth",
+            growth["primary"],
+            "MiB",
+            f"<= {RSS_TARGET_MIB:g} MiB",
+            growth["primary"] <= RSS_TARGET_MIB,
+            f"peak - before over {WINDOW:g} s: {before['primary'] / 1024:.0f} -> "
+            f"{peak['primary'] / 1024:.0f} MiB, {after['primary'] / 1024:.0f} MiB 6 s after; "
+            f"load: {how}; most connections held at once {load.open_max:,}; "
+            f"processes alive: {alive}",
+            precision=1,
+        ),
+        figure(
+            f"{label}: supervisor's RSS growth",
+            growth["scs"],
+            "MiB",
+            f"<= {RSS_TARGET_MIB:g} MiB",
+            growth["scs"] <= RSS_TARGET_MIB,
+            f"{before['scs'] / 1024:.0f} -> {peak['scs'] / 1024:.0f} MiB, "
+            f"{after['scs'] / 1024:.0f} MiB 6 s after",
+            precision=1,
+        ),
+        figure(
+            f"{label}: good client, p99 of every answer",
+            p99,
+            "ms",
+            f"<= {LATENCY_TARGET_MS:g} ms",
+            p99 <= LATENCY_TARGET_MS,
+            f"max {worst:.1f} ms; {per_port}",
+            precision=1,
+        ),
+        figure(
+            f"{label}: good client's requests refused or failed",
+            refused,
+            f"of {refused + len(lat)}",
+            "0",
+            refused == 0,
+            "; ".join(f"{k}: {n} ({good.reasons.get(k, '')})" for k, n in good.refused.items())
+            or "none",
+        ),
+    ]
+
+
+def bench_crowd() -> list[Result]:
+    """Benchmark 1: 1,000 unauthenticated connections on each of the three ports."""
+    print(f"[1] {CROWD} unauthenticated connections on each port for {WINDOW:g} s", flush=True)
+
+    def start(
+        system: System, primary: str, load: Load, stop: trio.Event, nursery: trio.Nursery
+    ) -> None:
+        for address in (
+            system.address(primary),
+            ("127.0.0.1", system.management_ports[primary]),
+            ("127.0.0.1", system.control_port),
+        ):
+            for _ in range(CROWD):
+                nursery.start_soon(_hold, address, GOOD_HELLO, load, stop)
+
+    return trio.run(_under_load, f"{CROWD:,} unauthenticated x 3 ports", start)
+
+
+def bench_flood() -> list[Result]:
+    """Benchmark 2: 4 MiB frames before and after authentication."""
+    print(f"[2] 4 MiB-frame flood for {WINDOW:g} s", flush=True)
+
+    def start(
+        system: System, primary: str, load: Load, stop: trio.Event, nursery: trio.Nursery
+    ) -> None:
+        for address in (
+            system.address(primary),
+            ("127.0.0.1", system.management_ports[primary]),
+            ("127.0.0.1", system.control_port),
+        ):
+            for _ in range(FLOODERS):
+                nursery.start_soon(_flood, address, load, stop)
+        for _ in range(REGISTERED_FLOODERS):
+            nursery.start_soon(_registered_flood, system.address(primary), load, stop)
+
+    return trio.run(_under_load, "4 MiB-frame flood", start)
+
+
+@dataclass(frozen=True, slots=True)
+class Kill:
+    """One SIGKILL failover: seconds to the new primary's first write and to 'healthy'."""
+
+    to_ack: float
+    to_healthy: float | None
+
+
+async def _failovers(system: System, writer: Writer, runs: int) -> list[Kill]:
+    out = []
+    for _ in range(runs):
+        rows = await system.wait(healthy, timeout=60)
+        old = primary_of(rows)
+        new = next(m for m in MEMBERS if m != old)
+        epoch = int(rows[old]["epoch"])
+        start = len(writer.acked)
+        await writer.until(start + 20)
+        writer.tight = True
+        pid = server_pid(system, old)
+        wall, t0 = time.time(), time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        with trio.fail_after(30):
+            while (ack := writer.first_ack(t0, system.address(new), epoch + 1)) is None:
+                await writer.next_ack()
+        writer.tight = False
+        healed = None
+        with trio.move_on_after(60):
+            while healed is None:
+                stamps = log_stamps(system.log(), EV_HEALTHY, wall)
+                healed = min((s for s in stamps if s >= wall), default=None)
+                await trio.sleep(0.1)
+        out.append(Kill(ack.at - t0, None if healed is None else healed - wall))
+    return out
+
+
+async def _failover_main() -> tuple[list[Kill], list[Kill], Load]:
+    async with running_system() as system:
+        writer = Writer.for_system(system)
+        load, stop = Load(), trio.Event()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(writer.run)
+            calm = await _failovers(system, writer, FAILOVER_RUNS)
+            for address in (
+                ("127.0.0.1", system.control_port),
+                *(("127.0.0.1", system.management_ports[m]) for m in MEMBERS),
+            ):
+                for _ in range(CROWD):
+                    nursery.start_soon(_hold, address, GOOD_HELLO, load, stop)
+            await trio.sleep(3)
+            crowded = await _failovers(system, writer, FAILOVER_RUNS)
+            stop.set()
+            writer.stop.set()
+    return calm, crowded, load
+
+
+def bench_failover() -> list[Result]:
+    """Benchmark 3: SIGKILL failover and restart, without and with a crowd."""
+    print(
+        f"[3] {FAILOVER_RUNS} SIGKILL failovers, then {FAILOVER_RUNS} under "
+        f"{CROWD} x 3 unauthenticated",
+        flush=True,
+    )
+    calm, crowded, load = trio.run(_failover_main)
+    out = []
+    for label, kills in (
+        ("no crowd", calm),
+        (f"{CROWD:,} unauthenticated on control + both management ports", crowded),
+    ):
+        acks = [k.to_ack * 1000 for k in kills]
+        heals = [k.to_healthy for k in kills if k.to_healthy is not None]
+        out.append(
+            figure(
+                f"SIGKILL failover, {label}: kill to first write on the new primary, median",
+                median(acks),
+                "ms",
+                "<= 250 ms (bench_scs's target)",
+                median(acks) <= 250,
+                f"{len(kills)} runs: "
+                + ", ".join(f"{a:.0f}" for a in acks)
+                + " ms"
+                + (
+                    f"; crowd: {', '.join(f'{k} {v:,}' for k, v in sorted(load.counts.items()))}"
+                    if kills is crowded
+                    else ""
+                ),
+            )
+        )
+        out.append(
+            figure(
+                f"SIGKILL, {label}: kill to the pair healthy again (restarted), median",
+                median(heals) if heals else float("nan"),
+                "s",
+                notes=f"the supervisor's 40309 line; {len(heals)} of {len(kills)} runs "
+                "healed within 60 s: " + ", ".join(f"{h:.2f}" for h in heals) + " s",
+                precision=2,
+            )
+        )
+    return out
+
+
+BENCHMARKS: dict[str, Benchmark] = {
+    "crowd": bench_crowd,
+    "flood": bench_flood,
+    "failover": bench_failover,
+}
+
+
+if __name__ == "__main__":
+    main(sys.modules[__name__], sys.argv[1:])
