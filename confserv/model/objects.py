@@ -132,6 +132,13 @@ _ALL_FIELDS: dict[str, Mapping[str, Field]] = {
 }
 
 
+#: Each type's fields whose values are lists or maps (copied by :func:`public_view`).
+_CONTAINER_FIELDS: dict[str, tuple[str, ...]] = {
+    t: tuple(n for n, f in fields.items() if f.kind in (list, dict))
+    for t, fields in _ALL_FIELDS.items()
+}
+
+
 def fields_of(type_name: str) -> Mapping[str, Field]:
     """All fields of a type: the common ones, then its own (one shared, read-only map)."""
     return _ALL_FIELDS[check_type(type_name)]
@@ -299,8 +306,8 @@ def public_view(obj: Mapping[str, Any]) -> dict[str, Any]:
     of ints or maps of str; options two levels of str maps: a full copy)."""
     out = dict(obj)
     out.pop(STORED_SECRET, None)
-    for key, value in out.items():
-        if isinstance(value, (list, dict)):
+    for key in _CONTAINER_FIELDS.get(obj["type"], ()):
+        if isinstance(value := out.get(key), (list, dict)):
             out[key] = copy(value)
     out["options"] = {s: dict(kv) for s, kv in obj.get("options", {}).items()}
     return out

@@ -36,7 +36,7 @@ from confserv.core.fanout import (
 from confserv.core.runtime import Runtime
 from confserv.logs import events
 from confserv.logs.peer_text import peer_repr, peer_text
-from confserv.model.access import Principal
+from confserv.model.access import Principal, rights_of
 from confserv.model.objects import check_type
 from confserv.store.base import Change
 from confserv.wire.errors import (
@@ -249,8 +249,9 @@ class ClientSession:
         serial = self.rt.service.last_serial
         # Chunks bounded in objects and in bytes (objects up to max-object-size).
         chunks = chunker_for(rid, self.link.connection.peer_max_frame_size, READ_CHUNK)
+        whole_type = rights_of(who, type_name).has("r")  # else object by object (folders)
         for obj in self.rt.service.read(type_name, flt):
-            if not readable(who, obj):
+            if not whole_type and not readable(who, obj):
                 continue
             if (chunk := chunks.add(obj)) is not None:
                 try:
