@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from addp import AddpOptions, LinkClosedByPeer, LinkEnded
 from addp.transport import Link, TlsHandshakeError, connect, serve, use_network
@@ -217,3 +219,66 @@ async def test_garbage_instead_of_a_tls_handshake_closes_that_connection_only(
     async with connect("127.0.0.1", 1, AddpOptions(), ssl_context=client_context(files.ca)) as link:
         await link.send("ping")
         assert await link.receive() == "ping"
+
+
+_first_bytes = st.one_of(
+    st.binary(min_size=1, max_size=600),
+    st.binary(max_size=600).map(lambda rest: b"\x16\x03\x01" + rest),  # a TLS record's start
+)
+
+
+@settings(max_examples=60)
+@given(data=_first_bytes, stall=st.booleans())
+def test_any_first_bytes_close_that_connection_only(
+    files: TlsFiles, data: bytes, stall: bool
+) -> None:
+    """Whatever a peer sends first (then silence, or its end of stream), its connection
+    is closed within the TLS deadline, nothing escapes the port's handler, and a good
+    client is served over TLS next."""
+    context = server_context(files.certificate, files.private_key)
+    good = client_context(files.ca)
+    failures: list[str] = []
+
+    class _Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.exc_info or "handler failed" in record.getMessage():
+                failures.append(record.getMessage())
+
+    async def scenario() -> None:
+        network = _MemoryNetwork()
+        async with trio.open_nursery() as nursery:
+            with use_network(network):
+                await nursery.start(
+                    lambda task_status: serve(
+                        _echo,
+                        0,
+                        AddpOptions(),
+                        ssl_context=context,
+                        auth_timeout=5.0,
+                        task_status=task_status,
+                    )
+                )
+                peer = await network.open_stream("127.0.0.1", 1)
+                await peer.send_all(data)
+                if not stall:
+                    await peer.send_eof()
+                started = trio.current_time()
+                with trio.fail_after(30):
+                    try:
+                        while await peer.receive_some(65536):
+                            pass
+                    except trio.BrokenResourceError:
+                        pass
+                assert trio.current_time() - started <= 5.0 + 1e-6
+                async with connect("127.0.0.1", 1, AddpOptions(), ssl_context=good) as link:
+                    await link.send("ping")
+                    assert await link.receive() == "ping"
+            nursery.cancel_scope.cancel()
+
+    handler = _Catch()
+    logging.getLogger("addp").addHandler(handler)
+    try:
+        trio.run(scenario, clock=trio.testing.MockClock(autojump_threshold=0))
+    finally:
+        logging.getLogger("addp").removeHandler(handler)
+    assert failures == []
