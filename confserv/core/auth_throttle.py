@@ -17,6 +17,7 @@ import trio
 
 from confserv.logs import events
 from confserv.logs.catalog import LogEvent
+from confserv.logs.peer_text import source_of
 from confserv.wire.errors import AuthError
 
 from .auth_backoff import Backoff, BackoffPolicy, Blocked, Event
@@ -31,10 +32,7 @@ class LoginThrottledError(AuthError):
     """Too many failed attempts from this source or for this user: refused unchecked."""
 
 
-def source_of(peer: str) -> str:
-    """The address part of a ``host:port`` peer name (the port changes every connection)."""
-    host, colon, port = peer.rpartition(":")
-    return host if colon and port.isdigit() else peer
+__all__ = ["AuthThrottle", "Emit", "LoginThrottledError", "source_of"]
 
 
 class AuthThrottle:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .catalog import VERBOSITY, Level, LogEvent
-from .peer_text import peer_text
+from .peer_text import peer_text, source_of
 from .ratelimit import DEFAULT_INTERVAL, RateLimiter, Summary
 
 __all__ = ["VERBOSITY", "EventLog", "Level", "LogEvent"]
@@ -82,8 +82,8 @@ class EventLog:
 
         Every field but numbers is written on one line (control characters
         escaped) and cut at :data:`FIELD_LIMIT` characters. An alarm naming a
-        ``peer``, or an event of :attr:`limited_ids`, repeated for one peer (or
-        with one text) is written once per ``rate_interval``; the repeats held
+        ``peer``, or an event of :attr:`limited_ids`, repeated for one source
+        address (or with one text) is written once per ``rate_interval``; the repeats held
         back are told in one line with their count. (Alarms of the server's own
         making, a failover, are all written.) ``_tail`` (a traceback) is written
         as is, after the line.
@@ -96,7 +96,9 @@ class EventLog:
         for summary in self.limiter.due(now):
             self._summary(summary, now)
         if event.id in self.limited_ids or (event.level >= Level.ALR and "peer" in fields):
-            key = (event.id, fields.get("peer", text))
+            # By source address: a peer that opens a new connection for every try
+            # has a new port each time (the fuzz's finding).
+            key = (event.id, source_of(fields["peer"]) if "peer" in fields else text)
             note: tuple[LogEvent, str] = (event, text)
             if not self.limiter.allow(key, now, note):
                 self.lines_held += 1

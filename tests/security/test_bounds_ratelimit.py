@@ -94,7 +94,7 @@ def test_the_event_log_folds_20556_alarms_from_one_peer_into_two_lines(
         clock[0] = 1000.0 + i * 0.00005  # 20,556 in about one second
         log.emit(events.MGMT_AUTH_FAILED, peer="127.0.0.1:5000", reason="command before auth")
     assert len(out.getvalue().splitlines()) == 1
-    log.emit(events.MGMT_AUTH_FAILED, peer="127.0.0.1:5001", reason="another peer")
+    log.emit(events.MGMT_AUTH_FAILED, peer="127.0.0.2:5001", reason="another source")
     assert len(out.getvalue().splitlines()) == 2
     clock[0] = 1011.0
     log.flush_summaries()

@@ -15,11 +15,6 @@ from confserv.logs import events
 from confserv.logs.eventlog import EventLog
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="confserv/logs/eventlog.py EventLog.emit keys the rate limit on the peer's "
-    "host:port, a new key for every connection: key it on the source address",
-)
 def test_alarms_from_one_source_on_many_connections_are_folded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
