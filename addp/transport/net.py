@@ -46,6 +46,9 @@ from .tls import (
 DEFAULT_UNAUTHENTICATED_FRAME_SIZE = 64 * 1024
 #: Seconds between two log lines about refused connections on one port.
 REFUSAL_LOG_INTERVAL = 10.0
+#: Connections over a cap of a TLS port told why (over TLS, a handshake each, of at
+#: most CLOSE_FLUSH_TIMEOUT) at once; past it they are closed without a word.
+MAX_TLS_REFUSALS = 16
 
 _log = logging.getLogger("addp")
 
@@ -251,7 +254,8 @@ async def serve(
     stalls is closed, logged at most once per interval with a count. A peer
     speaking plain ADDP is answered in plain ADDP with a CLOSE saying the
     port speaks TLS. A connection over a cap is refused over TLS too (its
-    handshake bounded by :data:`CLOSE_FLUSH_TIMEOUT`).
+    handshake bounded by :data:`CLOSE_FLUSH_TIMEOUT`, at most
+    :data:`MAX_TLS_REFUSALS` at once; past that closed without a word).
     """
     if auth_timeout is not None:
         kwargs.setdefault("unauthenticated_frame_size", DEFAULT_UNAUTHENTICATED_FRAME_SIZE)
@@ -283,12 +287,19 @@ async def serve(
         where = _peer_name(stream)
         full = counts.refusal(max_connections, max_unauthenticated, auth_timeout is not None)
         if full is not None:
+            counts.log_refusal(where, full, trio.current_time())
             secured: trio.abc.Stream | None = stream
-            if ssl_context is not None:
-                secured = await _tls(stream, where, CLOSE_FLUSH_TIMEOUT)
+            if ssl_context is not None and counts.refusing >= MAX_TLS_REFUSALS:
+                secured = None  # a flood: closed without a word rather than held
+            elif ssl_context is not None:
+                counts.refusing += 1
+                try:
+                    secured = await _tls(stream, where, CLOSE_FLUSH_TIMEOUT)
+                finally:
+                    counts.refusing -= 1
             if secured is not None:
                 await _refuse(secured, options, full, frame_size)
-            counts.log_refusal(where, full, trio.current_time())
+            await trio.aclose_forcefully(stream)
             return
         counts.open += 1
         counts.unauthenticated += auth_timeout is not None
@@ -351,6 +362,8 @@ class _Counts:
     def __init__(self) -> None:
         self.open = 0
         self.unauthenticated = 0
+        #: Connections over a cap being refused over TLS now.
+        self.refusing = 0
         self._refusals = _RateLog()
 
     def refusal(

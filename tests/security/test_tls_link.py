@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from addp import AddpOptions, LinkClosedByPeer, LinkEnded
 from addp.transport import Link, TlsHandshakeError, connect, serve, use_network
+from addp.transport.net import MAX_TLS_REFUSALS
 from confserv.wire.tls import client_context, server_context
 
 from ..helpers.tls import TlsFiles, make_tls_files
@@ -205,6 +206,31 @@ async def test_a_stalled_tls_handshake_is_closed_at_the_deadline(
     async with connect("127.0.0.1", 1, AddpOptions(), ssl_context=client_context(files.ca)) as link:
         await link.send("ping")
         assert await link.receive() == "ping"
+
+
+async def test_a_flood_over_the_cap_is_not_held_for_tls_refusals(
+    memory_port: _MemoryNetwork, autojump_clock: trio.testing.MockClock
+) -> None:
+    holder = await memory_port.open_stream("127.0.0.1", 1)
+    await holder.send_all(b"\x16\x03\x01\x02\x00")  # takes the one unauthenticated place
+    await trio.testing.wait_all_tasks_blocked()
+    flood = [await memory_port.open_stream("127.0.0.1", 1) for _ in range(MAX_TLS_REFUSALS + 4)]
+    await trio.testing.wait_all_tasks_blocked()
+    closed_at: list[float] = []
+
+    async def until_closed(stream: trio.abc.Stream) -> None:
+        while await stream.receive_some(1024):
+            pass
+        closed_at.append(trio.current_time())
+
+    started = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        for stream in flood:
+            nursery.start_soon(until_closed, stream)
+    waited = sorted(t - started for t in closed_at)
+    # 16 are given a TLS handshake (1 s at most, to tell them why); the rest go at once
+    assert waited[:4] == [0.0] * 4
+    assert waited[4:] == pytest.approx([1.0] * MAX_TLS_REFUSALS, abs=0.01)
 
 
 async def test_garbage_instead_of_a_tls_handshake_closes_that_connection_only(
