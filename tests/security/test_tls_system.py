@@ -62,10 +62,11 @@ def system(request: pytest.FixtureRequest, tmp_path: Path, files: TlsFiles) -> I
         sys_.stop()
 
 
-def _cfgctl(*args: str) -> subprocess.CompletedProcess[str]:
+def _run(command: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``cfgctl`` or ``scs`` as an operator runs it (the system's other processes go on)."""
     env = {**os.environ, "CFG_PASSWORD": PASSWORD, "CFG_SECRET": SECRET, "COLUMNS": "200"}
     return subprocess.run(
-        [str(BIN / "cfgctl"), *args], capture_output=True, text=True, timeout=60, env=env
+        [str(BIN / command), *args], capture_output=True, text=True, timeout=60, env=env
     )
 
 
@@ -111,14 +112,20 @@ async def test_sigkill_failover_over_tls_loses_no_acknowledged_write(
     tls = ["--tls-ca", str(files.ca)]
     mine = [*tls, "--tls-certificate", str(files.certificate)]
     mine += ["--tls-private-key", str(files.private_key)]
-    got = _cfgctl(*mine, "get", "DN", writer.acked[0], "--server", server, "--json")
+    got = _run("cfgctl", *mine, "get", "DN", writer.acked[0], "--server", server, "--json")
     assert got.returncode == 0, got.stderr
-    refused = _cfgctl(*tls, "get", "DN", "--server", server)
+    refused = _run("cfgctl", *tls, "get", "DN", "--server", server)
     assert refused.returncode == 1
     assert "certificate required" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
-    status = _cfgctl(*mine, "status", "--server", f"127.0.0.1:{system.management_ports[new]}")
+    status = _run(
+        "cfgctl", *mine, "status", "--server", f"127.0.0.1:{system.management_ports[new]}"
+    )
     assert status.returncode == 0, status.stderr
+    # scs status reaches the control port over TLS with [scs]'s certificate.
+    scs = _run("scs", "status", "-f", str(system.scs_conf), "--json")
+    assert scs.returncode == 0, scs.stderr
+    assert '"role": "primary"' in scs.stdout
     # The server logged the plain client's refusal (so the check above could see one).
     with trio.fail_after(10):
         while "TLS handshake failed: the peer did not speak TLS" not in system.server_log(new):
