@@ -23,6 +23,7 @@ def effective_options(settings: ServerSettings) -> dict[str, str]:
     addp = settings.addp
     out = {
         "server encryption": str(settings.encryption).lower(),
+        "server tls-client-certificates": settings.tls.client_certificates,
         "server encoding": settings.encoding,
         "server protocol": "addp" if addp.enabled else "default",
         "server addp-timeout": f"{addp.timeout:g}",

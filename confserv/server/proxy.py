@@ -155,6 +155,7 @@ class ProxyFollower:
             purpose=Purpose.MANAGEMENT,  # its master list names no servers: no expect
             addp=self.settings.addp,
             timeout=2,
+            tls=self.settings.tls.client,  # encryption = true: the master's certificate verified
         ) as m:
             await self._follow(m, where)
 

@@ -259,6 +259,9 @@ def test_proxy_mode(here: Path) -> None:
 
 
 def test_every_option_set(here: Path) -> None:
+    from tests.helpers.tls import make_tls_files
+
+    tls = make_tls_files(here / "certs")
     text = """\
 [confserv]
 port = 2120
@@ -266,6 +269,9 @@ management-port = 2121
 management-secret = s3
 server = dbserver
 encryption = yes
+tls-certificate = certs/cert.pem
+tls-private-key = certs/key.pem
+tls-ca = certs/ca.pem
 encoding = UTF8
 mode = Master
 pair = p
@@ -291,6 +297,7 @@ audit-max-records = 5
     got = load_server_settings(write(text), "confserv")
     assert got.management_secret == "s3"
     assert (got.encryption, got.encoding, got.pair) == (True, "utf-8", "p")
+    assert got.tls.certificate == tls.certificate.resolve()
     assert (got.lease_ttl, got.lease_renew, got.max_frame_size) == (4.0, 1.5, 1024)
     assert got.addp == AddpOptions.addp(2.5, 5.0, TraceMode.BOTH)
     assert got.db is not None

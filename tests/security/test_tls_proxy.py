@@ -31,9 +31,6 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
     return dataclasses.replace(made, client_certificates="required")
 
 
-@pytest.mark.xfail(
-    reason="confserv/server/proxy.py does not pass tls= to open_management yet", strict=True
-)
 async def test_a_proxy_follows_and_serves_over_tls(tmp_path: Path, files: TlsFiles) -> None:
     with pair_nodes(tmp_path, tls=files, verbose="standard") as pair:
         pair.first.start()
