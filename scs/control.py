@@ -18,6 +18,7 @@ import trio
 
 from addp import AddpOptions, LinkEnded
 from addp.transport import Link, serve
+from confserv.core.secret_tarpit import SecretTarpit
 from confserv.server.auth_deadline import close_at_auth_deadline
 from confserv.wire.auth import (
     CONTROL_IDENTITY,
@@ -25,6 +26,7 @@ from confserv.wire.auth import (
     HandshakeError,
     Purpose,
     ServerHandshake,
+    WrongProofError,
 )
 from confserv.wire.errors import BadRequestError, RequestError
 from confserv.wire.messages import arg, error, ok, parse_request
@@ -57,8 +59,10 @@ class ControlSession:
         secret: str,
         *,
         auth_timeout: float = DEFAULT_AUTH_TIMEOUT,
+        tarpit: SecretTarpit | None = None,
     ) -> None:
         self.link, self.sup, self.secret = link, sup, secret
+        self.tarpit = tarpit  # the port's: slows the answers to wrong secrets, per source
         self.handshake = ServerHandshake(
             Purpose.CONTROL,
             secret,
@@ -116,6 +120,8 @@ class ControlSession:
             self.handshake.command(op)
         except HandshakeError as exc:
             self.sup.log.emit(events.CONTROL_AUTH_FAILED, peer=peer, reason=str(exc))
+            if isinstance(exc, WrongProofError) and self.tarpit is not None:
+                await self.tarpit.wrong_proof(peer)
             raise
         if op != "status":  # status is polled: not worth a line each time
             self.sup.log.emit(events.CONTROL_COMMAND, command=op, peer=peer)
@@ -164,8 +170,10 @@ async def serve_control(
     timeout = settings.auth_timeout
     tls = getattr(settings, "tls", None)  # a stand-in's settings may have none: plain TCP
 
+    tarpit = SecretTarpit("control secret", sup.log.emit)
+
     async def handler(link: Link) -> None:
-        await ControlSession(link, sup, secret, auth_timeout=timeout).run()
+        await ControlSession(link, sup, secret, auth_timeout=timeout, tarpit=tarpit).run()
 
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(
