@@ -31,7 +31,7 @@ from confserv.model.access import (
 )
 from confserv.model.objects import apply_delta, check_type
 from confserv.store.base import Change
-from confserv.wire.errors import PermissionDeniedError
+from confserv.wire.errors import ConstraintError, PermissionDeniedError
 
 #: What a Person created without grants or groups gets when the server does not
 #: have ``no-default-access = true``: read on everything (Genesys' default access).
@@ -194,10 +194,11 @@ def authorize(
 ) -> None:
     """Raise PermissionDeniedError unless ``who`` may make the write ``request``
     (``create``/``update``/``delete``). A malformed request passes here and is
-    refused by the write path with its own error."""
-    if who.admin:
-        return
+    refused by the write path with its own error. Whoever asks, a write that
+    would leave no enabled administrator is refused (ConstraintError)."""
     type_name = check_type(request.get("type"))
+    if who.admin and type_name not in ("Person", "AccessGroup"):
+        return
     current = None
     new: dict[str, Any] | None = None
     changed: frozenset[str] = frozenset()
@@ -217,6 +218,23 @@ def authorize(
             changed = frozenset(str(k) for k in delta)
             new = copy.deepcopy(current)
             apply_delta(new, {k: v for k, v in delta.items() if k != "password"}, {})
+    if not who.admin:
+        _check(svc, who, op, type_name, current, new, changed, bool(options), own_app)
+    if type_name in ("Person", "AccessGroup") and current is not None:
+        keep_an_administrator(svc, current, new)
+
+
+def _check(
+    svc: Memory,
+    who: Principal,
+    op: str,
+    type_name: str,
+    current: Mapping[str, Any] | None,
+    new: Mapping[str, Any] | None,
+    changed: frozenset[str],
+    options_changed: bool,
+    own_app: str,
+) -> None:
     target = None
     if type_name == "Person" and current is not None:  # as if enabled: enabling hands it out
         target = principal(current, groups_for(svc, group_dbids(current)), assume_enabled=True)
@@ -227,13 +245,49 @@ def authorize(
         current=current,
         new=new,
         changed=changed,
-        options_changed=bool(options),
+        options_changed=options_changed,
         protected=type_name == "Application"
         and current is not None
         and int(current["dbid"]) in protected_apps(svc, own_app),
         target=target,
     )
     check_write(who, req, groups_for(svc, joined))
+
+
+def _persons(svc: Memory) -> Iterable[dict[str, Any]]:
+    return (o for o in svc.all_objects() if o["type"] == "Person")
+
+
+def keep_an_administrator(
+    svc: Memory, current: Mapping[str, Any], new: Mapping[str, Any] | None
+) -> None:
+    """Refuse a change or deletion of a Person or AccessGroup that leaves no enabled
+    administrator (nobody could administer the configuration any more). Only
+    writes that touch an administrator are looked at; then every Person is."""
+    kind, dbid = current["type"], current["dbid"]
+    if kind == "AccessGroup" and current.get("is_administrator") is not True:
+        return
+    if kind == "Person" and not resolve(svc, current).admin:
+        return
+
+    def after(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        return new if obj["type"] == kind and obj["dbid"] == dbid else obj
+
+    for person in _persons(svc):
+        p = after(person)
+        if p is None or p.get("state") != "enabled":
+            continue
+        groups = {}
+        for g, group in groups_for(svc, group_dbids(p)).items():
+            if (changed := after(group)) is not None:
+                groups[g] = changed
+        if principal(p, groups).admin:
+            return
+    raise ConstraintError(
+        f"{kind} {dbid} ({str(current.get('name'))[:64]!r}): this write would leave no "
+        "enabled administrator, and nobody could administer the configuration; make "
+        "another Person an administrator first"
+    )
 
 
 def with_default_access(type_name: str, obj: Any, no_default_access: bool) -> Any:

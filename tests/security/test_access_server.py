@@ -15,7 +15,7 @@ import pytest
 import trio
 
 from confserv.client.session import ConfigClient, open_client
-from confserv.wire.errors import AuthError, ConnectionLostError, RequestError
+from confserv.wire.errors import AuthError, ConnectionLostError, ConstraintError, RequestError
 from tests.security.test_bounds_server import good_client, start
 
 DENIED = "permission-denied"
@@ -244,9 +244,26 @@ async def test_the_administrator_does_everything(server: dict[str, Any]) -> None
     async with good_client(server) as admin:
         group = await admin.create("AccessGroup", {"name": "g", "permissions": {"DN": "r"}})
         p = await admin.create("Person", {"name": "x", "access_group_dbids": [group["dbid"]]})
-        from confserv.wire.errors import ConstraintError
-
         with pytest.raises(ConstraintError, match="referenced by Person"):
             await admin.delete("AccessGroup", group["dbid"])
         await admin.delete("Person", p["dbid"])
         await admin.delete("AccessGroup", group["dbid"])
+
+
+async def test_the_last_administrator_cannot_be_removed(server: dict[str, Any]) -> None:
+    async with good_client(server) as admin:
+        [root] = await admin.read("Person", {"name": "default"})
+        [admins] = await admin.read("AccessGroup", {"name": "Administrators"})
+        for call in (
+            admin.update("Person", root["dbid"], {"state": "disabled"}),
+            admin.update("Person", root["dbid"], {"access_group_dbids": []}),
+            admin.update("AccessGroup", admins["dbid"], {"is_administrator": False}),
+            admin.update("AccessGroup", admins["dbid"], {"state": "disabled"}),
+        ):
+            with pytest.raises(ConstraintError, match="no enabled administrator"):
+                await call
+        # With a second administrator, the first may go.
+        await admin.create(
+            "Person", {"name": "root2", "password": "pw", "access_group_dbids": [admins["dbid"]]}
+        )
+        await admin.update("Person", root["dbid"], {"access_group_dbids": []})
