@@ -79,6 +79,7 @@ PURE = (
     "confserv.client.reconnect",
     "confserv.logs.catalog",
     "confserv.model.objects",
+    "confserv.model.access",
     "confserv.store.plan",
     "scs.core",
     "scs.proof",
