@@ -188,7 +188,7 @@ class ClientSession:
                 f"this server is in {self.rt.role} mode; connect to the primary",
                 self.rt.primary_hint,
             )
-        if not await self.rt.service.authenticate(user, password):
+        if not await self.rt.service.authenticate(user, password, source=self.peer):
             self.rt.log.emit(
                 events.REGISTRATION_REFUSED,
                 peer=self.peer,
