@@ -4,7 +4,8 @@ Every benchmark runs the whole system as an operator would (``tests/helpers/syst
 :class:`System`: the pair ``confserv`` and ``backup`` on SQLite under ``scs -f``, no proxy,
 ADDP at 1 s, ``auth-timeout`` 5 s). The supervisor and the servers start with a soft
 open-file limit of 1,024 (the usual default; the servers raise their own to the hard
-limit, the supervisor does not); this process then raises its own to open the crowds.
+limit, the supervisor does not). The crowds and floods run in a process of their own
+(``bench/security_load.py``), so that their event loop is not the good client's.
 
 (1) A crowd of 1,000 unauthenticated connections on each of the primary's client and
 management ports and the supervisor's control port at once (3,000): each connection
@@ -37,10 +38,12 @@ Run alone with ``.venv/bin/python -m bench.bench_security [--quick] [crowd|flood
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import resource
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -56,7 +59,6 @@ from bench._report import Benchmark, Result, figure, main
 from bench.measure import log_stamps, raise_open_file_limit
 from bench.scs_failover import SCS_LINES
 from confserv.client.session import open_client, open_control, open_management
-from tests.fuzz.frames import GOOD_HELLO, message_frame
 from tests.helpers.stats import median, percentile
 from tests.helpers.system import (
     CONTROL_SECRET,
@@ -85,12 +87,9 @@ LATENCY_TARGET_MS = 100.0
 SYSTEM_NOFILE = 1024
 QUICK = {"CROWD": 30, "WINDOW": 3.0, "FLOODERS": 1, "REGISTERED_FLOODERS": 1, "FAILOVER_RUNS": 1}
 WARNING = "latencies and failover times suffer on a busy machine"
-MiB = 1 << 20
-BIG_OP = message_frame({"op": "o" * (4 * MiB - 100), "id": 2})
 EV_HEALTHY = 40309
 #: Pause of a crowd member after the server closed it, before it connects again.
 CROWD_RETRY = 1.0
-_RETRY = 0.2
 
 
 def rss_kib(pid: int) -> int:
@@ -135,71 +134,38 @@ async def running_system() -> AsyncIterator[System]:
 
 @dataclass
 class Load:
-    """Connections a crowd or flood made, and what became of them."""
+    """What the attackers' process did (``bench/security_load.py``)."""
 
     counts: Counter[str] = field(default_factory=Counter)
-    open_now: int = 0
     open_max: int = 0
 
 
-async def _hold(address: tuple[str, int], first: bytes, load: Load, stop: trio.Event) -> None:
-    """One member of a crowd: connect, send ``first``, read until closed; again."""
-    while not stop.is_set():
-        try:
-            stream = await trio.open_tcp_stream(*address)
-        except OSError:
-            load.counts["connect failed"] += 1
-            await trio.sleep(CROWD_RETRY)
-            continue
-        load.counts["opened"] += 1
-        load.open_now += 1
-        load.open_max = max(load.open_max, load.open_now)
-        try:
-            async with stream:
-                with trio.move_on_after(60):
-                    await stream.send_all(first)
-                    while not stop.is_set() and await stream.receive_some(65536):
-                        pass
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass
-        load.open_now -= 1
-        await trio.sleep(CROWD_RETRY)
+def _addr(address: tuple[str, int]) -> str:
+    return f"{address[0]}:{address[1]}"
 
 
-async def _flood(address: tuple[str, int], load: Load, stop: trio.Event) -> None:
-    """Unauthenticated: HELLO, then 4 MiB frames until refused; again."""
-    while not stop.is_set():
-        try:
-            stream = await trio.open_tcp_stream(*address)
-        except OSError:
-            await trio.sleep(_RETRY)
-            continue
-        async with stream:
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                await stream.send_all(GOOD_HELLO)
-                with trio.move_on_after(5):
-                    while not stop.is_set():
-                        load.counts["4 MiB frames offered unauthenticated"] += 1
-                        await stream.send_all(BIG_OP)
-        await trio.sleep(_RETRY)
-
-
-async def _registered_flood(address: tuple[str, int], load: Load, stop: trio.Event) -> None:
-    """Registered: 4 MiB unknown-op requests, never reading an answer."""
-    register = message_frame(
-        {"op": "register", "id": 1, "app": "flood", "user": "default", "password": PASSWORD}
-    )
-    while not stop.is_set():
-        stream = await trio.open_tcp_stream(*address)
-        async with stream:
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                await stream.send_all(GOOD_HELLO + register)
-                await trio.sleep(0.5)  # frames over 64 KiB wait for the answer to register
-                with trio.move_on_after(10):
-                    while not stop.is_set():
-                        await stream.send_all(BIG_OP)
-                        load.counts["4 MiB frames sent registered"] += 1
-        await trio.sleep(_RETRY)
+@contextlib.asynccontextmanager
+async def attackers(args: list[str], load: Load) -> AsyncIterator[None]:
+    """The crowds and floods of ``args`` in their own process, from 1 s after the start
+    (its imports) until the block ends; what they did into ``load``."""
+    command = [sys.executable, "-m", "bench.security_load", "--seconds", "3600"]
+    command += ["--retry", f"{CROWD_RETRY:g}", *args]
+    proc = await trio.lowlevel.open_process(command, stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    try:
+        await trio.sleep(1.0)
+        yield
+    finally:
+        with trio.CancelScope(shield=True), trio.fail_after(60):
+            proc.send_signal(signal.SIGTERM)
+            out = b""
+            while chunk := await proc.stdout.receive_some():
+                out += chunk
+            await proc.wait()
+            if out.strip():
+                done = json.loads(out.strip().splitlines()[-1])
+                load.counts.update(done["counts"])
+                load.open_max = int(done["open_max"])
 
 
 @dataclass
@@ -211,6 +177,8 @@ class Good:
     )
     refused: Counter[str] = field(default_factory=Counter)
     reasons: dict[str, str] = field(default_factory=dict)
+    #: (when it was asked, ``time.monotonic()``; latency) of every answer.
+    series: list[tuple[float, float]] = field(default_factory=list)
 
 
 async def _timed(good: Good, port: str, call: Callable[[], Awaitable[object]]) -> None:
@@ -219,6 +187,7 @@ async def _timed(good: Good, port: str, call: Callable[[], Awaitable[object]]) -
         with trio.fail_after(10):
             await call()
         good.latency[port].append(time.monotonic() - started)
+        good.series.append((started, time.monotonic() - started))
     except Exception as exc:  # a refusal is a figure: counted, its text kept
         good.refused[port] += 1
         good.reasons.setdefault(port, f"{type(exc).__name__}: {exc}"[:160])
@@ -290,9 +259,7 @@ def ms_summary(values: list[float]) -> str:
     return f"p50 {p50:.1f}, p99 {p99:.1f}, max {ms[-1]:.1f} ms ({len(ms)} answers)"
 
 
-async def _under_load(
-    label: str, start_load: Callable[[System, str, Load, trio.Event, trio.Nursery], None]
-) -> list[Result]:
+async def _under_load(label: str, load_args: Callable[[System, str], list[str]]) -> list[Result]:
     async with running_system() as system:
         rows = await system.status()
         primary = primary_of(rows)
@@ -303,8 +270,9 @@ async def _under_load(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(sample_rss, pids, peak, stop)
             await nursery.start(good_client, system, primary, good, stop)
-            start_load(system, primary, load, stop, nursery)
-            await trio.sleep(WINDOW)
+            async with attackers(load_args(system, primary), load):
+                loaded = time.monotonic()
+                await trio.sleep(WINDOW)
             stop.set()
         await trio.sleep(6)  # past the authentication deadline: what is still held
         after = {name: rss_kib(pid) for name, pid in pids.items()}
@@ -315,6 +283,11 @@ async def _under_load(
     lat = [v for k in ("client", "login", "management", "control") for v in good.latency[k]]
     worst = max(lat, default=float("nan")) * 1000
     p99 = percentile([v * 1000 for v in lat], 99)
+    steady = [v * 1000 for t, v in good.series if t >= loaded + 2.0]
+    worst_by_second = [
+        max((v for t, v in good.series if loaded + i <= t < loaded + i + 1), default=0.0) * 1000
+        for i in range(int(WINDOW))
+    ]
     refused = sum(good.refused.values())
     how = ", ".join(f"{k} {v:,}" for k, v in sorted(load.counts.items()))
     if load.counts["opened"]:
@@ -349,7 +322,19 @@ async def _under_load(
             "ms",
             f"<= {LATENCY_TARGET_MS:g} ms",
             p99 <= LATENCY_TARGET_MS,
-            f"max {worst:.1f} ms; {per_port}",
+            f"max {worst:.1f} ms; {per_port}; worst answer in each second of the load: "
+            + ", ".join(f"{w:.0f}" for w in worst_by_second)
+            + " ms",
+            precision=1,
+        ),
+        figure(
+            f"{label}: good client, p99 from 2 s into the load",
+            percentile(steady, 99),
+            "ms",
+            f"<= {LATENCY_TARGET_MS:g} ms",
+            percentile(steady, 99) <= LATENCY_TARGET_MS,
+            f"{len(steady)} answers, max {max(steady, default=float('nan')):.1f} ms (the load's "
+            "first 2 s left out: the crowd connecting at once)",
             precision=1,
         ),
         figure(
@@ -368,16 +353,15 @@ def bench_crowd() -> list[Result]:
     """Benchmark 1: 1,000 unauthenticated connections on each of the three ports."""
     print(f"[1] {CROWD} unauthenticated connections on each port for {WINDOW:g} s", flush=True)
 
-    def start(
-        system: System, primary: str, load: Load, stop: trio.Event, nursery: trio.Nursery
-    ) -> None:
+    def start(system: System, primary: str) -> list[str]:
+        args = []
         for address in (
             system.address(primary),
             ("127.0.0.1", system.management_ports[primary]),
             ("127.0.0.1", system.control_port),
         ):
-            for _ in range(CROWD):
-                nursery.start_soon(_hold, address, GOOD_HELLO, load, stop)
+            args += ["--hold", str(CROWD), _addr(address)]
+        return args
 
     return trio.run(_under_load, f"{CROWD:,} unauthenticated x 3 ports", start)
 
@@ -386,18 +370,16 @@ def bench_flood() -> list[Result]:
     """Benchmark 2: 4 MiB frames before and after authentication."""
     print(f"[2] 4 MiB-frame flood for {WINDOW:g} s", flush=True)
 
-    def start(
-        system: System, primary: str, load: Load, stop: trio.Event, nursery: trio.Nursery
-    ) -> None:
+    def start(system: System, primary: str) -> list[str]:
+        args = []
         for address in (
             system.address(primary),
             ("127.0.0.1", system.management_ports[primary]),
             ("127.0.0.1", system.control_port),
         ):
-            for _ in range(FLOODERS):
-                nursery.start_soon(_flood, address, load, stop)
-        for _ in range(REGISTERED_FLOODERS):
-            nursery.start_soon(_registered_flood, system.address(primary), load, stop)
+            args += ["--flood", str(FLOODERS), _addr(address)]
+        registered = ["--registered", str(REGISTERED_FLOODERS)]
+        return [*args, *registered, _addr(system.address(primary)), PASSWORD]
 
     return trio.run(_under_load, "4 MiB-frame flood", start)
 
@@ -467,19 +449,16 @@ async def _healthy_again(system: System) -> Rows:
 async def _failover_main() -> tuple[list[Kill], list[Kill], Load]:
     async with running_system() as system:
         writer = Writer.for_system(system)
-        load, stop = Load(), trio.Event()
+        load = Load()
         async with trio.open_nursery() as nursery:
             await nursery.start(writer.run)
             calm = await _failovers(system, writer, FAILOVER_RUNS)
-            for address in (
-                ("127.0.0.1", system.control_port),
-                *(("127.0.0.1", system.management_ports[m]) for m in MEMBERS),
-            ):
-                for _ in range(CROWD):
-                    nursery.start_soon(_hold, address, GOOD_HELLO, load, stop)
-            await trio.sleep(3)
-            crowded = await _failovers(system, writer, FAILOVER_RUNS)
-            stop.set()
+            args = ["--hold", str(CROWD), _addr(("127.0.0.1", system.control_port))]
+            for m in MEMBERS:
+                args += ["--hold", str(CROWD), _addr(("127.0.0.1", system.management_ports[m]))]
+            async with attackers(args, load):
+                await trio.sleep(2)
+                crowded = await _failovers(system, writer, FAILOVER_RUNS)
             writer.stop.set()
     return calm, crowded, load
 
