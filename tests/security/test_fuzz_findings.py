@@ -54,13 +54,6 @@ async def _crowd_member(address: tuple[str, int], stop: trio.Event) -> None:
 
 
 @pytest.mark.integration
-@pytest.mark.xfail(
-    reason="the supervisor's commands go on new connections that count against the backup's "
-    "cap of 64 unauthenticated management connections (confserv/server/ports.py), which a "
-    "crowd keeps full: send them on the supervisor's authenticated watch link "
-    "(scs/supervisor.py _command), and/or close the oldest unauthenticated connection "
-    "instead of refusing the newest"
-)
 async def test_the_supervisor_promotes_the_backup_while_its_management_port_is_crowded(
     tmp_path: Path,
 ) -> None:
