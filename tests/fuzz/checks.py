@@ -25,8 +25,10 @@ from tests.helpers.system import CONTROL_SECRET, PASSWORD, SECRET, System, healt
 #: case names it, so the login back-off per user never falls on it.
 GOOD_USER = FUZZ_USER = "default"
 GOOD_PASSWORD = FUZZ_PASSWORD = PASSWORD
-#: Bytes a log line must never hold: control characters other than tab and newline.
-CONTROL_CHARS = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]")
+#: Bytes a log line must never hold: control characters other than tab and newline,
+#: C1 controls (U+0080 to U+009F, NEL among them) and the Unicode line and paragraph
+#: separators (U+2028, U+2029), which some readers take for a new line.
+CONTROL_CHARS = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]|\xc2[\x80-\x9f]|\xe2\x80[\xa8\xa9]")
 
 
 async def start_system(tmp: Path) -> System:

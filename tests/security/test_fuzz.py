@@ -118,3 +118,25 @@ async def test_a_case_on_a_closed_port_is_counted_not_raised() -> None:
         await send_case(port, frames.raw_case(random.Random(1)), tally)
     assert tally.cases == 1
     assert tally.answers["connect refused"] == 1
+
+
+def test_the_watch_finds_tracebacks_and_unescaped_characters(tmp_path: Path) -> None:
+    """The fuzz's 'tracebacks found: 0' means something: the scan sees each kind."""
+    import os
+
+    from tests.fuzz.checks import Watch
+
+    log = tmp_path / "x.log"
+    log.write_bytes(b"old line with \x1b before the watch starts\n")
+    watch = Watch({"me": os.getpid()}, [log])
+    with log.open("ab") as f:
+        f.write(b"18:00:00.000 Std 20110 fine, escaped: '\\x1b[31m' and '\\u2028'\n")
+        f.write(b"Traceback (most recent call last):\n")
+        f.write(b"a raw escape \x1b[31m\n")
+        f.write("a raw line separator \u2028 and NEL \x85\n".encode())
+        f.write(b"a line not finished yet \x1b")
+    watch.check()
+    assert len(watch.tracebacks) == 1
+    assert len(watch.control_lines) == 2
+    assert watch.problems == []
+    assert watch.rss_last["me"] > 0
