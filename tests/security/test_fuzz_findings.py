@@ -1,8 +1,8 @@
 """What the fuzz runs (``tests/fuzz``) found, each as a minimal regression test (issue 12).
 
-A test here that still fails on today's code is marked ``xfail(strict=True)``
-with the fix it waits for: it documents the finding in ``make test`` without
-breaking it, and turns into a failure (drop the marker) the day the fix lands.
+A test here that still fails on today's code is marked ``xfail`` with the fix
+it waits for: it documents the finding in ``make test`` without breaking it;
+drop the marker the day the fix lands.
 """
 
 from __future__ import annotations
