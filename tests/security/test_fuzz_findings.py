@@ -3,7 +3,8 @@
 Both were fixed (the event log folds by source address, 5f5efe9; the supervisor
 sends its commands on its authenticated watch link, ea7b2c7); each test fails on
 the code before its fix (the crowded failover in 4 runs of 5: it is a race for a
-free slot under the cap).
+free slot under the cap). The third is open: marked ``xfail`` with the fix it
+waits for.
 """
 
 from __future__ import annotations
@@ -83,3 +84,42 @@ async def test_the_supervisor_promotes_the_backup_while_its_management_port_is_c
     finally:
         system.stop()
     assert promoted, system.log_tail()
+
+
+@pytest.mark.integration
+@pytest.mark.xfail(
+    strict=False,  # a login wins a free slot now and then
+    reason="a port at its cap of unauthenticated connections refuses the newest "
+    "(confserv/server/ports.py; scs/control.py caps all connections at 64): close the "
+    "oldest unauthenticated one instead, so that a client that authenticates at once "
+    "always gets in",
+)
+async def test_a_good_client_logs_in_while_the_client_port_is_crowded(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    """bench_security's open finding: under 1,000 unauthenticated connections per port,
+    22 of 46 fresh logins, 31 of 46 management and 40 of 46 control authentications were
+    refused with 'too many connections ...; try later' (the established client was
+    answered within 52 ms). Here: 400 on the client port of an in-process server."""
+    from confserv.client.session import open_client
+    from tests.confserv.conftest import ADMIN_PASSWORD
+    from tests.security.test_bounds_server import start
+
+    server = await start(tmp_path, nursery)
+    stop = trio.Event()
+    for _ in range(400):
+        nursery.start_soon(_crowd_member, server["address"], stop)
+    await trio.sleep(1.0)
+    refused = 0
+    for _ in range(10):
+        try:
+            with trio.fail_after(5):
+                async with open_client(
+                    [server["address"]], app="good", user="default", password=ADMIN_PASSWORD
+                ) as c:
+                    await c.status()
+        except Exception:  # the refusal under test, whatever the client library calls it
+            refused += 1
+        await trio.sleep(0.1)
+    stop.set()
+    assert refused == 0
