@@ -44,7 +44,10 @@ from .supervisor import Supervisor
 CONTROL_OPS = ("auth", "status", "switchover", "pause", "resume", "stop", "start")
 #: Connections the control port serves at once; the excess gets a CLOSE naming
 #: the cap (idle connections exhausted the supervisor's file descriptors).
-CONTROL_MAX_CONNECTIONS = 64
+CONTROL_MAX_CONNECTIONS = 256
+#: Of them, not authenticated yet: at the cap the oldest is closed for a newcomer,
+#: so that an operator who authenticates at once gets in through a crowd.
+CONTROL_MAX_UNAUTHENTICATED = 64
 #: How long ``switchover`` waits for the outcome before answering.
 SWITCHOVER_WAIT = 30.0
 
@@ -183,6 +186,7 @@ async def serve_control(
                 settings.control_port,
                 AddpOptions(),
                 max_connections=CONTROL_MAX_CONNECTIONS,
+                max_unauthenticated=CONTROL_MAX_UNAUTHENTICATED,
                 # A backstop behind the session's own deadline; until then addp
                 # takes only small frames (a 4 MiB frame before auth is refused).
                 auth_timeout=timeout + 1.0,

@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import trio
@@ -95,6 +96,8 @@ class Link:
         self._room.set()
         #: Called once when the application declares the peer authenticated.
         self.on_authenticated: Callable[[], None] | None = None
+        #: Told True while the application checks the peer's credentials, then False.
+        self.on_authenticating: Callable[[bool], None] | None = None
         self._pending: list[Event] = []
         self._end: LinkEnded | None = None
         self._closing: LinkEnded | None = None
@@ -151,6 +154,19 @@ class Link:
             self._room.set()
         if self.on_authenticated is not None:
             self.on_authenticated()
+
+    @contextmanager
+    def authenticating(self) -> Iterator[None]:
+        """The application is checking the peer's credentials (a password hash) for the
+        block's duration: a port at its cap of unauthenticated connections does not
+        close this one to make room meanwhile (see :func:`~addp.transport.serve`)."""
+        if self.on_authenticating is not None:
+            self.on_authenticating(True)
+        try:
+            yield
+        finally:
+            if self.on_authenticating is not None:
+                self.on_authenticating(False)
 
     async def wait_ended(self) -> LinkEnded:
         """Wait until the link ends; returns the reason."""

@@ -44,6 +44,8 @@ from .tls import (
 #: Largest frame an unauthenticated peer may send on a port with an
 #: authentication deadline (its requests before authenticating are small).
 DEFAULT_UNAUTHENTICATED_FRAME_SIZE = 64 * 1024
+#: The CLOSE reason of an unauthenticated connection closed to make room for a newer one.
+EVICTED = "too many connections not authenticated yet: the oldest is closed first; try again"
 #: Seconds between two log lines about refused connections on one port.
 REFUSAL_LOG_INTERVAL = 10.0
 #: Connections over a cap of a TLS port told why (over TLS, a handshake each, of at
@@ -244,9 +246,16 @@ async def serve(
     time, and sends small frames until then (``unauthenticated_frame_size``,
     :data:`DEFAULT_UNAUTHENTICATED_FRAME_SIZE` by default); a link that does
     not is closed with a CLOSE saying so. ``max_connections`` caps the open
-    links, ``max_unauthenticated`` those not authenticated yet; a connection
-    over either cap gets this side's HELLO and a CLOSE naming the cap, and
-    is closed at once (logged at most once per :data:`REFUSAL_LOG_INTERVAL`).
+    links, ``max_unauthenticated`` those not authenticated yet. A connection
+    over ``max_connections`` gets this side's HELLO and a CLOSE naming the cap,
+    and is closed at once (logged at most once per :data:`REFUSAL_LOG_INTERVAL`).
+    At ``max_unauthenticated``, the *oldest* unauthenticated connection is
+    closed (CLOSE :data:`EVICTED`) to make room for the new one, but for those
+    whose credentials are being checked (:meth:`Link.authenticating`); when all
+    are, the new one is refused. A crowd that
+    keeps the cap full cannot keep out a peer that authenticates at once (the
+    supervisor, a backup, a proxy), while each of the crowd's connections
+    lives only until newer ones push it out.
 
     ``ssl_context`` (a server-side context): every connection speaks TLS. Its
     TLS handshake must finish within ``auth_timeout`` (``handshake_timeout``
@@ -286,6 +295,11 @@ async def serve(
     async def _one(stream: trio.abc.Stream) -> None:
         where = _peer_name(stream)
         full = counts.refusal(max_connections, max_unauthenticated, auth_timeout is not None)
+        victim = None
+        if full is not None and full.startswith("too many connections not authenticated"):
+            victim = counts.evict_oldest()  # its place is this one's, before any await
+            if victim is not None:
+                full = counts.refusal(max_connections, max_unauthenticated, True)
         if full is not None:
             counts.log_refusal(where, full, trio.current_time())
             secured: trio.abc.Stream | None = stream
@@ -302,28 +316,46 @@ async def serve(
             await trio.aclose_forcefully(stream)
             return
         counts.open += 1
-        counts.unauthenticated += auth_timeout is not None
         authenticated = auth_timeout is None
+        waiting = _Waiting(where, trio.CancelScope())
+        if not authenticated:
+            counts.wait(waiting)
+        if victim is not None:
+            counts.log_refusal(victim.where, EVICTED, trio.current_time())
+            await victim.close(EVICTED)
 
         def on_authenticated() -> None:
             nonlocal authenticated
             if not authenticated:
                 authenticated = True
-                counts.unauthenticated -= 1
+                counts.done_waiting(waiting)
+
+        def on_authenticating(busy: bool) -> None:
+            waiting.busy = busy
 
         def on_link(link: Link) -> None:
             link.on_authenticated = on_authenticated
+            link.on_authenticating = on_authenticating
+            waiting.link = link
 
         try:
-            if ssl_context is not None:
-                tls = await _tls(stream, where, tls_timeout)
-                if tls is None:
-                    return
-                stream = tls
-            async with open_link(
-                stream, options, name=where, auth_timeout=auth_timeout, on_link=on_link, **kwargs
-            ) as link:
-                await handler(link)
+            with waiting.scope:
+                if ssl_context is not None:
+                    tls = await _tls(stream, where, tls_timeout)
+                    if tls is None:
+                        return
+                    stream = tls
+                async with open_link(
+                    stream,
+                    options,
+                    name=where,
+                    auth_timeout=auth_timeout,
+                    on_link=on_link,
+                    **kwargs,
+                ) as link:
+                    await handler(link)
+            if waiting.scope.cancelled_caught:
+                await trio.aclose_forcefully(stream)
         except LinkEnded as exc:
             _log.info("link %s ended: %s", where, exc)
         except Exception:
@@ -356,15 +388,54 @@ class _RateLog:
         self._logged_at, self.refused = now, 0
 
 
+class _Waiting:
+    """One connection of a port not authenticated yet: what evicting it takes."""
+
+    def __init__(self, where: str, scope: trio.CancelScope) -> None:
+        self.where = where
+        self.scope = scope  # the connection's task (cancelled: closed without a word)
+        self.link: Link | None = None  # once its ADDP handshake began: closed with a CLOSE
+        self.busy = False  # its credentials are being checked (Link.authenticating)
+
+    async def close(self, reason: str) -> None:
+        """Close it: a CLOSE with ``reason`` when it has a link, else cancel its task."""
+        if self.link is not None:
+            await self.link.aclose(reason)
+        else:
+            self.scope.cancel()
+
+
 class _Counts:
     """Open and unauthenticated links of one port, and its refusals (for the log)."""
 
     def __init__(self) -> None:
         self.open = 0
-        self.unauthenticated = 0
+        #: The unauthenticated connections, oldest first (the next to be evicted).
+        self._waiting: dict[_Waiting, None] = {}
         #: Connections over a cap being refused over TLS now.
         self.refusing = 0
         self._refusals = _RateLog()
+
+    @property
+    def unauthenticated(self) -> int:
+        """How many connections have not authenticated yet."""
+        return len(self._waiting)
+
+    def wait(self, waiting: _Waiting) -> None:
+        """A new connection is not authenticated yet."""
+        self._waiting[waiting] = None
+
+    def done_waiting(self, waiting: _Waiting) -> None:
+        """``waiting`` authenticated, ended or was evicted."""
+        self._waiting.pop(waiting, None)
+
+    def evict_oldest(self) -> _Waiting | None:
+        """Take the oldest unauthenticated connection whose credentials are not being
+        checked out of the count (None: none)."""
+        oldest = next((w for w in self._waiting if not w.busy), None)
+        if oldest is not None:
+            del self._waiting[oldest]
+        return oldest
 
     def refusal(
         self, max_connections: int | None, max_unauthenticated: int | None, counted: bool

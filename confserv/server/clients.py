@@ -188,7 +188,9 @@ class ClientSession:
                 f"this server is in {self.rt.role} mode; connect to the primary",
                 self.rt.primary_hint,
             )
-        if not await self.rt.service.authenticate(user, password, source=self.peer):
+        with self.link.authenticating():  # not evicted by a crowd while its hash runs
+            known = await self.rt.service.authenticate(user, password, source=self.peer)
+        if not known:
             self.rt.log.emit(
                 events.REGISTRATION_REFUSED,
                 peer=self.peer,

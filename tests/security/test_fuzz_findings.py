@@ -3,8 +3,9 @@
 Both were fixed (the event log folds by source address, 5f5efe9; the supervisor
 sends its commands on its authenticated watch link, ea7b2c7); each test fails on
 the code before its fix (the crowded failover in 4 runs of 5: it is a race for a
-free slot under the cap). The third is open: marked ``xfail`` with the fix it
-waits for.
+free slot under the cap). The third is fixed too: a port at its cap of
+unauthenticated connections closes the oldest of them instead of refusing the
+newest (``addp.transport.serve``), so a client that authenticates at once gets in.
 """
 
 from __future__ import annotations
@@ -87,17 +88,10 @@ async def test_the_supervisor_promotes_the_backup_while_its_management_port_is_c
 
 
 @pytest.mark.integration
-@pytest.mark.xfail(
-    strict=False,  # a login wins a free slot now and then
-    reason="a port at its cap of unauthenticated connections refuses the newest "
-    "(confserv/server/ports.py; scs/control.py caps all connections at 64): close the "
-    "oldest unauthenticated one instead, so that a client that authenticates at once "
-    "always gets in",
-)
 async def test_a_good_client_logs_in_while_the_client_port_is_crowded(
     tmp_path: Path, nursery: trio.Nursery
 ) -> None:
-    """bench_security's open finding: under 1,000 unauthenticated connections per port,
+    """bench_security's third finding: under 1,000 unauthenticated connections per port,
     22 of 46 fresh logins, 31 of 46 management and 40 of 46 control authentications were
     refused with 'too many connections ...; try later' (the established client was
     answered within 52 ms). Here: 400 on the client port of an in-process server."""
