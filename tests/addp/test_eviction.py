@@ -1,0 +1,52 @@
+"""The admission rule of a port with a cap of unauthenticated connections, as a property:
+the count never passes the cap, the one closed for a newcomer is the oldest one not
+having its credentials checked, and a connection being checked is never closed."""
+
+from __future__ import annotations
+
+import trio
+from hypothesis import given
+from hypothesis import strategies as st
+
+from addp.transport.net import _Counts, _Waiting
+
+CAP = 4
+steps = st.lists(
+    st.tuples(
+        st.sampled_from(["arrive", "authenticate", "end", "busy", "idle"]), st.integers(0, 9)
+    ),
+    max_size=80,
+)
+
+
+@given(steps)
+def test_admission_keeps_the_cap_and_evicts_the_oldest_idle(script: list[tuple[str, int]]) -> None:
+    counts = _Counts()
+    waiting: list[_Waiting] = []  # ours, oldest first (the model)
+    for n, (step, pick) in enumerate(script):
+        if step == "arrive":
+            full = counts.refusal(None, CAP, True)
+            if full is None:
+                new = _Waiting(f"c{n}", trio.CancelScope())
+                counts.wait(new)
+                waiting.append(new)
+                continue
+            idle = [w for w in waiting if not w.busy]
+            victim = counts.evict_oldest()
+            if not idle:
+                assert victim is None  # every one is being checked: the newcomer is refused
+                continue
+            assert victim is idle[0]
+            waiting.remove(victim)
+            assert counts.refusal(None, CAP, True) is None  # its place is free now
+            new = _Waiting(f"c{n}", trio.CancelScope())
+            counts.wait(new)
+            waiting.append(new)
+        elif waiting:
+            chosen = waiting[pick % len(waiting)]
+            if step in ("authenticate", "end"):
+                counts.done_waiting(chosen)
+                waiting.remove(chosen)
+            else:
+                chosen.busy = step == "busy"
+        assert counts.unauthenticated == len(waiting) <= CAP
