@@ -183,19 +183,25 @@ async def _under_load(label: str, load_args: Callable[[System, str], list[str]])
     ]
 
 
+def on_three_ports(system: System, primary: str, flag: str, count: int) -> list[str]:
+    """The attackers' arguments: ``flag count address`` for the primary's client and
+    management ports and the supervisor's control port."""
+    args = []
+    for address in (
+        system.address(primary),
+        ("127.0.0.1", system.management_ports[primary]),
+        ("127.0.0.1", system.control_port),
+    ):
+        args += [flag, str(count), address_arg(address)]
+    return args
+
+
 def bench_crowd() -> list[Result]:
     """Benchmark 1: 1,000 unauthenticated connections on each of the three ports."""
     print(f"[1] {CROWD} unauthenticated connections on each port for {WINDOW:g} s", flush=True)
 
     def start(system: System, primary: str) -> list[str]:
-        args = []
-        for address in (
-            system.address(primary),
-            ("127.0.0.1", system.management_ports[primary]),
-            ("127.0.0.1", system.control_port),
-        ):
-            args += ["--hold", str(CROWD), address_arg(address)]
-        return args
+        return on_three_ports(system, primary, "--hold", CROWD)
 
     return trio.run(_under_load, f"{CROWD:,} unauthenticated x 3 ports", start)
 
@@ -205,13 +211,7 @@ def bench_flood() -> list[Result]:
     print(f"[2] 4 MiB-frame flood for {WINDOW:g} s", flush=True)
 
     def start(system: System, primary: str) -> list[str]:
-        args = []
-        for address in (
-            system.address(primary),
-            ("127.0.0.1", system.management_ports[primary]),
-            ("127.0.0.1", system.control_port),
-        ):
-            args += ["--flood", str(FLOODERS), address_arg(address)]
+        args = on_three_ports(system, primary, "--flood", FLOODERS)
         registered = ["--registered", str(REGISTERED_FLOODERS)]
         return [*args, *registered, address_arg(system.address(primary)), PASSWORD]
 

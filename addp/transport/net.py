@@ -46,6 +46,10 @@ from .tls import (
 DEFAULT_UNAUTHENTICATED_FRAME_SIZE = 64 * 1024
 #: The CLOSE reason of an unauthenticated connection closed to make room for a newer one.
 EVICTED = "too many connections not authenticated yet: the oldest is closed first; try again"
+#: An unauthenticated connection is closed for a newcomer only after this many seconds:
+#: a crowd then turns a port's places over at most once a second (each admission costs
+#: the server a handshake), and a peer that authenticates at once still finds one.
+EVICT_MIN_AGE = 1.0
 #: Seconds between two log lines about refused connections on one port.
 REFUSAL_LOG_INTERVAL = 10.0
 #: Connections over a cap of a TLS port told why (over TLS, a handshake each, of at
@@ -250,9 +254,9 @@ async def serve(
     over ``max_connections`` gets this side's HELLO and a CLOSE naming the cap,
     and is closed at once (logged at most once per :data:`REFUSAL_LOG_INTERVAL`).
     At ``max_unauthenticated``, the *oldest* unauthenticated connection is
-    closed (CLOSE :data:`EVICTED`) to make room for the new one, but for those
-    whose credentials are being checked (:meth:`Link.authenticating`); when all
-    are, the new one is refused. A crowd that
+    closed (CLOSE :data:`EVICTED`) to make room for the new one, if it has
+    waited :data:`EVICT_MIN_AGE` and its credentials are not being checked
+    (:meth:`Link.authenticating`); else the new one is refused. A crowd that
     keeps the cap full cannot keep out a peer that authenticates at once (the
     supervisor, a backup, a proxy), while each of the crowd's connections
     lives only until newer ones push it out.
@@ -297,7 +301,7 @@ async def serve(
         full = counts.refusal(max_connections, max_unauthenticated, auth_timeout is not None)
         victim = None
         if full is not None and full.startswith("too many connections not authenticated"):
-            victim = counts.evict_oldest()  # its place is this one's, before any await
+            victim = counts.evict_oldest(trio.current_time())  # its place: before any await
             if victim is not None:
                 full = counts.refusal(max_connections, max_unauthenticated, True)
         if full is not None:
@@ -317,7 +321,7 @@ async def serve(
             return
         counts.open += 1
         authenticated = auth_timeout is None
-        waiting = _Waiting(where, trio.CancelScope())
+        waiting = _Waiting(where, trio.CancelScope(), trio.current_time())
         if not authenticated:
             counts.wait(waiting)
         if victim is not None:
@@ -391,8 +395,9 @@ class _RateLog:
 class _Waiting:
     """One connection of a port not authenticated yet: what evicting it takes."""
 
-    def __init__(self, where: str, scope: trio.CancelScope) -> None:
+    def __init__(self, where: str, scope: trio.CancelScope, since: float = 0.0) -> None:
         self.where = where
+        self.since = since  # when it was let in
         self.scope = scope  # the connection's task (cancelled: closed without a word)
         self.link: Link | None = None  # once its ADDP handshake began: closed with a CLOSE
         self.busy = False  # its credentials are being checked (Link.authenticating)
@@ -429,12 +434,13 @@ class _Counts:
         """``waiting`` authenticated, ended or was evicted."""
         self._waiting.pop(waiting, None)
 
-    def evict_oldest(self) -> _Waiting | None:
+    def evict_oldest(self, now: float) -> _Waiting | None:
         """Take the oldest unauthenticated connection whose credentials are not being
-        checked out of the count (None: none)."""
+        checked out of the count, if it has waited :data:`EVICT_MIN_AGE` (None: none)."""
         oldest = next((w for w in self._waiting if not w.busy), None)
-        if oldest is not None:
-            del self._waiting[oldest]
+        if oldest is None or now - oldest.since < EVICT_MIN_AGE:
+            return None
+        del self._waiting[oldest]
         return oldest
 
     def refusal(

@@ -467,3 +467,20 @@ class Writer:
         ) as c:
             names = {d["name"] for d in await c.read("DN")}
         assert set(self.acked) <= names, "an acknowledged write was lost"
+
+
+async def sigkill_primary_under_writes(system: System, writer: Writer) -> tuple[str, str]:
+    """SIGKILL the pair's primary while ``writer`` writes, after 20 acknowledged writes;
+    ``(old, new)`` once the other server is primary and 20 more writes are acknowledged
+    (``writer`` is stopped then)."""
+    rows = await system.wait(healthy, timeout=60)
+    old = primary_of(rows)
+    new = "backup" if old == "confserv" else "confserv"
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(writer.run)
+        await writer.until(20)
+        os.kill(rows[old]["pid"], signal.SIGKILL)
+        await system.wait(lambda r: r[new]["role"] == "primary")
+        await writer.until(len(writer.acked) + 20)
+        writer.stop.set()
+    return old, new

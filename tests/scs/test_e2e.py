@@ -21,6 +21,7 @@ from ..helpers.system import (
     Writer,
     healthy,
     primary_of,
+    sigkill_primary_under_writes,
     stop_outside_a_transaction,
 )
 
@@ -28,17 +29,8 @@ pytestmark = pytest.mark.integration
 
 
 async def test_sigkill_of_the_primary_heals_the_pair(system: System) -> None:
-    rows = await system.wait(healthy)
-    old = primary_of(rows)
-    new = "backup" if old == "confserv" else "confserv"
     writer = Writer.for_system(system)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(writer.run)
-        await writer.until(20)
-        os.kill(rows[old]["pid"], signal.SIGKILL)
-        rows = await system.wait(lambda r: r[new]["role"] == "primary")
-        await writer.until(len(writer.acked) + 20)
-        writer.stop.set()
+    old, new = await sigkill_primary_under_writes(system, writer)
     # The story: died, force-promoted, promoted, proxy redirected, restarted, healthy.
     rows = await system.wait(lambda r: healthy(r) and r[old]["role"] == "backup")
     for event_id in (40301, 40304, 40306, 40308, 40101, 40309):

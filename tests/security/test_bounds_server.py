@@ -232,8 +232,9 @@ async def test_1000_deep_nesting_is_one_clear_error_and_closes_only_that_connect
 
 
 async def test_connections_over_the_caps_are_refused_with_a_clear_close(
-    tmp_path: Path, nursery: trio.Nursery
+    tmp_path: Path, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr("addp.transport.net.EVICT_MIN_AGE", 0.0)  # its rule: test_eviction.py
     server = await start(tmp_path, nursery, max_connections=40, max_unauthenticated=20)
     async with trio.open_nursery() as inner, good_client(server, "good") as good:
         registered = []
@@ -279,8 +280,9 @@ async def inner_enter(nursery: trio.Nursery, manager: Any) -> Any:
 
 
 async def test_the_management_port_caps_unauthenticated_connections(
-    server: dict[str, Any],
+    server: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr("addp.transport.net.EVICT_MIN_AGE", 0.0)  # its rule: test_eviction.py
     from confserv.client.session import open_management
     from confserv.server.ports import MANAGEMENT_MAX_UNAUTHENTICATED
     from tests.confserv.conftest import SECRET

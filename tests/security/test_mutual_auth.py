@@ -399,13 +399,16 @@ async def test_the_supervisor_talks_only_to_the_server_its_section_names(
     assert 20120 not in b_log.ids  # b authenticated nobody
 
 
-async def test_the_control_port_caps_its_connections(nursery: trio.Nursery) -> None:
+async def test_the_control_port_caps_its_connections(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Idle connections no longer exhaust the supervisor's file descriptors: at
     CONTROL_MAX_UNAUTHENTICATED the oldest unauthenticated one is closed for a
     newcomer, so an operator who authenticates at once gets in through the crowd."""
     from addp.transport.net import EVICTED
     from scs.control import CONTROL_MAX_UNAUTHENTICATED, serve_control
 
+    monkeypatch.setattr("addp.transport.net.EVICT_MIN_AGE", 0.0)  # its rule: test_eviction.py
     log = Capture()
     settings = SimpleNamespace(
         control_port=0, control_secret=CONTROL_SECRET, auth_timeout=30.0, servers={}

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +24,15 @@ from confserv.client.session import open_client
 from confserv.wire.errors import NoServerError
 from tests.pg_cluster import PgCluster, require_pg_bin, running_cluster
 
-from ..helpers.system import BIN, PASSWORD, SECRET, System, Writer, healthy, primary_of
+from ..helpers.system import (
+    BIN,
+    PASSWORD,
+    SECRET,
+    System,
+    Writer,
+    healthy,
+    sigkill_primary_under_writes,
+)
 from ..helpers.tls import TlsFiles, make_tls_files
 
 pytestmark = pytest.mark.integration
@@ -73,17 +80,8 @@ def _run(command: str, *args: str) -> subprocess.CompletedProcess[str]:
 async def test_sigkill_failover_over_tls_loses_no_acknowledged_write(
     system: System, files: TlsFiles
 ) -> None:
-    rows = await system.wait(healthy, timeout=60)
-    old = primary_of(rows)
-    new = "backup" if old == "confserv" else "confserv"
     writer = Writer.for_system(system)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(writer.run)
-        await writer.until(20)
-        os.kill(rows[old]["pid"], signal.SIGKILL)
-        rows = await system.wait(lambda r: r[new]["role"] == "primary")
-        await writer.until(len(writer.acked) + 20)
-        writer.stop.set()
+    old, new = await sigkill_primary_under_writes(system, writer)
     rows = await system.wait(lambda r: healthy(r) and r[old]["role"] == "backup")
     assert rows[new]["epoch"] >= 2
     await writer.check(system.address(new))  # every acknowledged write is there
