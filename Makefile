@@ -23,9 +23,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check addp confserv scs tests bench
-	$(BIN)/ruff format --check addp confserv scs tests bench
-	$(BIN)/mypy --strict addp confserv scs
+	$(BIN)/ruff check addp confserv scs lca tests bench
+	$(BIN)/ruff format --check addp confserv scs lca tests bench
+	$(BIN)/mypy --strict addp confserv scs lca
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
