@@ -62,6 +62,7 @@ PURE = (
     "addp._events",
     "addp._guard",
     "addp._peer_text",
+    "addp.auth",
     "lca.protocol",
     "lca.core",
     "confserv.ha.roles",
