@@ -69,6 +69,7 @@ class _Watched:
     pidfd: int  # the command's
     shim_fd: int | None  # the shim's (None: it is gone)
     ended: str | None = None  # set once the exit is known
+    waiter: trio.Event | None = None  # set when a wait() that reads the pidfd has seen the end
 
 
 class Processes:
@@ -166,16 +167,16 @@ class Processes:
         self._watched[record.name] = watched
         return watched
 
-    def recover(self) -> tuple[dict[str, int], dict[str, str], list[str]]:
+    def recover(self) -> tuple[dict[str, int], dict[str, tuple[int, str]], list[str]]:
         """After a restart of the agent: watch again what runs, from the records.
 
         Returns ``(running, ended, problems)``: ``name -> pid`` found running,
-        ``name -> how it ended`` for exits not delivered yet (call :meth:`delivered`
+        ``name -> (pid, how it ended)`` for exits not delivered yet (call :meth:`delivered`
         once the supervisor has them), and a line per record that could not be read.
         """
         records, problems = read_records(self.state_dir)
         running: dict[str, int] = {}
-        ended: dict[str, str] = {}
+        ended: dict[str, tuple[int, str]] = {}
         for record in records:
             if record.name in self._watched:
                 continue
@@ -184,8 +185,9 @@ class Processes:
             if watched is not None:
                 running[record.name] = record.pid
             else:
-                ended[record.name] = how or "exited while the agent was away (how: unknown)"
-                self._watched[record.name] = _Watched(record, -1, None, ended[record.name])
+                how = how or "exited while the agent was away (how: unknown)"
+                ended[record.name] = (record.pid, how)
+                self._watched[record.name] = _Watched(record, -1, None, how)
         return running, ended, problems
 
     async def wait(self, name: str, pid: int, *, watching: Callable[[], None] | None = None) -> str:
@@ -199,7 +201,11 @@ class Processes:
         if watching is not None:
             watching()
         if watched.ended is None:
-            await trio.lowlevel.wait_readable(watched.pidfd)
+            watched.waiter = trio.Event()
+            try:
+                await trio.lowlevel.wait_readable(watched.pidfd)
+            finally:
+                watched.waiter.set()
             # The command ended; its shim records how, then exits.
             if watched.shim_fd is not None:
                 with trio.move_on_after(START_TIMEOUT):
@@ -242,10 +248,18 @@ class Processes:
         self.signal(name, pid, signal.SIGCONT)  # a paused process cannot act on SIGTERM
         self.signal(name, pid, signal.SIGTERM)
         with trio.move_on_after(timeout):
-            await trio.lowlevel.wait_readable(watched.pidfd)
+            await self._gone(watched)
             return
         self.kill(name, pid)
-        await trio.lowlevel.wait_readable(watched.pidfd)
+        await self._gone(watched)
+
+    async def _gone(self, watched: _Watched) -> None:
+        """Until the process has ended (one task only may read a pidfd: a wait() in
+        progress is waited on instead)."""
+        if watched.waiter is not None:
+            await watched.waiter.wait()
+        elif watched.pidfd >= 0:
+            await trio.lowlevel.wait_readable(watched.pidfd)
 
     def _get(self, name: str, pid: int) -> _Watched:
         watched = self._watched.get(name)

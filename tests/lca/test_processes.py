@@ -96,7 +96,7 @@ async def test_a_restarted_agent_finds_what_runs_and_the_exits_it_missed(tmp_pat
     second = Processes(state)
     found, ended, problems = second.recover()
     assert found == {"runs": running}
-    assert ended == {"dies": "killed by SIGKILL"}
+    assert ended == {"dies": (dies, "killed by SIGKILL")}
     assert problems == []
     with pytest.raises(AlreadyRunningError):
         await second.start("runs", SLEEP, tmp_path, tmp_path / "r.log")
@@ -118,7 +118,7 @@ async def test_a_reused_pid_is_never_taken_for_the_recorded_process(tmp_path: Pa
     procs = Processes(state)
     found, ended, problems = procs.recover()
     assert found == {}
-    assert ended == {"x": "exited while the agent was away (how: unknown)"}
+    assert ended == {"x": (os.getpid(), "exited while the agent was away (how: unknown)")}
     assert len(problems) == 1
     assert "junk.json: not a process record" in problems[0]
     procs.kill("x", os.getpid())  # an ended process: nothing is signalled (we live on)
