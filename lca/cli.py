@@ -1,0 +1,82 @@
+"""``lca -c FILE [-s SECTION]``: run the Local Control Agent of this host until SIGTERM or SIGINT.
+
+Its processes keep running when it stops; started again, it finds them.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import trio
+import typer
+
+from .agent import Agent
+from .config import AgentConfigError, AgentSettings, load_agent_settings
+
+app = typer.Typer(add_completion=False, help=__doc__)
+
+
+async def _run(settings: AgentSettings) -> None:
+    agent = Agent(settings.state_dir, settings.secret, settings.host_name)
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(
+                lambda task_status: agent.run(
+                    settings.port, host=settings.listen_address, task_status=task_status
+                )
+            )
+            logging.getLogger("lca").info(
+                "agent of %s listening on %s:%d", settings.host_name, settings.listen_address, port
+            )
+            async for signum in signals:
+                logging.getLogger("lca").info("stopping: %s", signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+
+
+@app.command()
+def serve(
+    config: Annotated[Path, typer.Option("-c", "--config", help="The agent's file.")],
+    section: Annotated[str, typer.Option("-s", "--section", help="Its section.")] = "lca",
+) -> None:
+    """Run the agent from SECTION of the file."""
+    try:
+        settings = load_agent_settings(config, section)
+    except AgentConfigError as exc:
+        print(f"lca: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    for line in settings.warnings:
+        print(f"lca: {line}", file=sys.stderr)
+    logging.basicConfig(
+        stream=sys.stderr, format="%(asctime)s.%(msecs)03d %(message)s", datefmt="%H:%M:%S"
+    )
+    logging.getLogger("lca").setLevel(logging.INFO)
+    try:
+        trio.run(_run, settings)
+    except (OSError, BaseExceptionGroup) as caught:
+        failed = _first_os_error(caught)
+        if failed is None:
+            raise
+        print(
+            f"lca: cannot listen on {settings.listen_address}:{settings.port}: "
+            f"{failed.strerror or failed} (is another agent running?)",
+            file=sys.stderr,
+        )
+        raise SystemExit(2) from None
+
+
+def _first_os_error(exc: BaseException) -> OSError | None:
+    """The OSError of a failed listen, through the nurseries' exception groups."""
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        return _first_os_error(exc.exceptions[0])
+    return None
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
