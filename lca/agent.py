@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -75,10 +76,11 @@ class Agent:
         port: int = DEFAULT_PORT,
         *,
         host: str = "127.0.0.1",
+        ssl_context: ssl.SSLContext | None = None,
         task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Find again what runs (and the exits missed), then serve ``host:port`` until
-        cancelled; ``task_status`` gets the port."""
+        """Find again what runs (and the exits missed), then serve ``host:port`` (over
+        TLS with ``ssl_context``) until cancelled; ``task_status`` gets the port."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             running, ended, problems = self.processes.recover()
@@ -98,6 +100,7 @@ class Agent:
                     auth_timeout=AUTH_TIMEOUT,
                     max_connections=MAX_CONNECTIONS,
                     max_unauthenticated=MAX_UNAUTHENTICATED,
+                    ssl_context=ssl_context,
                 )
             )
             task_status.started(int(listeners[0].socket.getsockname()[1]))

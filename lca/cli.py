@@ -26,7 +26,10 @@ async def _run(settings: AgentSettings) -> None:
         async with trio.open_nursery() as nursery:
             port = await nursery.start(
                 lambda task_status: agent.run(
-                    settings.port, host=settings.listen_address, task_status=task_status
+                    settings.port,
+                    host=settings.listen_address,
+                    ssl_context=settings.ssl_context,
+                    task_status=task_status,
                 )
             )
             logging.getLogger("lca").info(

@@ -8,6 +8,10 @@
     state-dir = lca-state       # the agent's records (relative to this file)
     listen-address = 127.0.0.1
     host-name = hostA           # the identity supervisors expect (default: this host's name)
+    encryption = true           # TLS on the port, with:
+    tls-certificate = agent.pem # its certificate chain (and key, or tls-private-key)
+    tls-ca = ca.pem             # the CA of supervisors' certificates, with
+    tls-client-certificates = required   # none (default), optional or required
 
 Every problem is one :class:`AgentConfigError` line naming the file, the
 section and the option. The agent uses only :mod:`addp`, so it reads the
@@ -20,14 +24,32 @@ from __future__ import annotations
 import configparser
 import os
 import socket
+import ssl
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from addp.tls_contexts import TlsFileError, server_context
 
 from .agent import DEFAULT_PORT
 
 #: Options of the agent's section.
-OPTIONS = frozenset({"port", "agent-secret", "state-dir", "listen-address", "host-name"})
+OPTIONS = frozenset(
+    {
+        "port",
+        "agent-secret",
+        "state-dir",
+        "listen-address",
+        "host-name",
+        "encryption",
+        "tls-certificate",
+        "tls-private-key",
+        "tls-ca",
+        "tls-client-certificates",
+    }
+)
+_TLS_OPTIONS = ("tls-certificate", "tls-private-key", "tls-ca", "tls-client-certificates")
 #: Genesys: an LCA port below this falls back to the default.
 LOWEST_PORT = 2000
 
@@ -48,6 +70,8 @@ class AgentSettings:
     listen_address: str
     host_name: str
     warnings: tuple[str, ...] = ()
+    #: ``encryption = true``: the port's TLS context; None: plain TCP.
+    ssl_context: ssl.SSLContext | None = None
 
 
 def load_agent_settings(file: Path, section: str = "lca") -> AgentSettings:
@@ -93,6 +117,7 @@ def load_agent_settings(file: Path, section: str = "lca") -> AgentSettings:
             f"warning: {file} holds agent-secret and is readable by others: run 'chmod 600 {file}'"
         )
     state = Path(own.get("state-dir", "lca-state").strip() or "lca-state")
+    context = _tls(own, file, error)
     return AgentSettings(
         file=file,
         section=section,
@@ -102,4 +127,45 @@ def load_agent_settings(file: Path, section: str = "lca") -> AgentSettings:
         listen_address=own.get("listen-address", "127.0.0.1").strip() or "127.0.0.1",
         host_name=own.get("host-name", "").strip() or socket.gethostname(),
         warnings=tuple(warnings),
+        ssl_context=context,
     )
+
+
+def _tls(
+    own: configparser.SectionProxy, file: Path, error: Callable[[str, str], AgentConfigError]
+) -> ssl.SSLContext | None:
+    """The port's TLS context from ``encryption`` and the ``tls-*`` options."""
+    encryption = own.get("encryption", "false").strip().lower()
+    if encryption not in ("true", "false", "yes", "no", "1", "0"):
+        raise error("encryption", f"{encryption[:20]!r} is not true or false")
+    if encryption in ("false", "no", "0"):
+        for option in _TLS_OPTIONS:
+            if option in own:
+                raise error(option, "not used with encryption = false")
+        return None
+
+    def path(option: str) -> Path | None:
+        text = own.get(option, "").strip()
+        return None if not text else (file.parent / text).resolve()
+
+    certificate = path("tls-certificate")
+    if certificate is None:
+        raise error("tls-certificate", "missing (encryption = true needs the agent's certificate)")
+    mode = own.get("tls-client-certificates", "none").strip().lower()
+    if mode not in ("none", "optional", "required"):
+        raise error("tls-client-certificates", f"{mode[:20]!r} is not none, optional or required")
+    ca = path("tls-ca")
+    if mode != "none" and ca is None:
+        raise error("tls-client-certificates", f"{mode} needs tls-ca (the supervisors' CA)")
+    try:
+        return server_context(
+            certificate,
+            path("tls-private-key"),
+            ca=ca,
+            client_certificates="required"
+            if mode == "required"
+            else ("optional" if mode == "optional" else "none"),
+        )
+    except TlsFileError as exc:
+        names = {"certificate": "tls-certificate", "private key": "tls-private-key"}
+        raise error(names.get(exc.what, "tls-ca"), str(exc)) from None

@@ -26,6 +26,7 @@ from addp import LinkEnded
 from confserv.client.session import ManagementClient, open_management
 from confserv.wire.auth import Purpose
 from confserv.wire.errors import ConfServError, RequestError
+from confserv.wire.tls import ClientTls
 
 from .launcher import AdoptError, LaunchError, NotWatchedError
 
@@ -47,9 +48,10 @@ class AgentLauncher:
         *,
         epoch: Callable[[], int] = lambda: 0,
         timeout: float = 10.0,
+        tls: ClientTls | None = None,
     ) -> None:
         self.host, self.port, self.secret, self.identity = host, port, secret, identity
-        self.epoch, self.timeout = epoch, timeout
+        self.epoch, self.timeout, self.tls = epoch, timeout, tls
         self._client: ManagementClient | None = None
         self._up = trio.Event()
         self._running: dict[str, int] = {}
@@ -75,6 +77,7 @@ class AgentLauncher:
                     expect=self.identity,
                     purpose=Purpose.AGENT,
                     timeout=self.timeout,
+                    tls=self.tls,
                 ) as client:
                     self._client = client
                     await self._resync(client, client.initial_status)

@@ -114,3 +114,23 @@ def test_a_port_below_2000_falls_back_to_4999_as_in_genesys(tmp_path: Path) -> N
     settings = load_agent_settings(write_conf(tmp_path, "[lca]\nport = 1500\nagent-secret = s\n"))
     assert settings.port == 4999
     assert settings.warnings == ("[lca] port 1500 is below 2000: using 4999",)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("encryption = true\n", "[lca] tls-certificate: missing"),
+        ("tls-ca = ca.pem\n", "[lca] tls-ca: not used with encryption = false"),
+        ("encryption = true\ntls-certificate = nope.pem\n", "[lca] tls-certificate: certificate"),
+        (
+            "encryption = true\ntls-certificate = c.pem\ntls-client-certificates = required\n",
+            "required needs tls-ca",
+        ),
+    ],
+)
+def test_bad_tls_options_are_one_line(tmp_path: Path, body: str, message: str) -> None:
+    from lca.config import AgentConfigError, load_agent_settings
+
+    with pytest.raises(AgentConfigError, match=message.replace("[", r"\[")) as info:
+        load_agent_settings(write_conf(tmp_path, f"[lca]\nagent-secret = s\n{body}"))
+    assert "\n" not in str(info.value)

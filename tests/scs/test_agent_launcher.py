@@ -82,3 +82,40 @@ async def start_agent_on(nursery: trio.Nursery, state: Path, port: int) -> None:
                 return
             except OSError:  # the port not free yet
                 await trio.sleep(0.05)
+
+
+async def test_the_agent_link_speaks_tls_with_client_certificates(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    from lca.agent import Agent
+    from lca.config import load_agent_settings
+    from tests.helpers.tls import make_tls_files
+
+    files = make_tls_files(tmp_path / "certs")
+    conf = tmp_path / "lca.conf"
+    conf.write_text(
+        f"[lca]\nagent-secret = {SECRET}\nhost-name = host-a\nencryption = true\n"
+        f"tls-certificate = {files.certificate}\ntls-private-key = {files.private_key}\n"
+        f"tls-ca = {files.ca}\ntls-client-certificates = required\n"
+    )
+    conf.chmod(0o600)
+    settings = load_agent_settings(conf)
+
+    async def run(task_status: trio.TaskStatus[int]) -> None:
+        agent = Agent(tmp_path / "state", SECRET, "host-a")
+        await agent.run(0, ssl_context=settings.ssl_context, task_status=task_status)
+
+    port = await nursery.start(run)
+    launcher = AgentLauncher("127.0.0.1", port, SECRET, "host-a", tls=files.client())
+    await nursery.start(launcher.run)
+    pid = await launcher.start("cs", SLEEP, tmp_path, tmp_path / "cs.log")
+    launcher.kill("cs", pid)
+    with trio.fail_after(20):
+        assert await launcher.wait("cs", pid) == "killed by SIGKILL"
+    # Without a client certificate the agent refuses it in the TLS handshake.
+    plain = AgentLauncher(
+        "127.0.0.1", port, SECRET, "host-a", tls=files.client(certificate=False), timeout=1.0
+    )
+    await nursery.start(plain.run)
+    with pytest.raises(LaunchError, match="cannot be reached"):
+        await plain.start("x", SLEEP, tmp_path, tmp_path / "x.log")
