@@ -171,7 +171,7 @@ async def serve_control(
     assert settings.control_secret is not None
     secret = settings.control_secret
     timeout = settings.auth_timeout
-    tls = getattr(settings, "tls", None)  # a stand-in's settings may have none: plain TCP
+    tls = settings.tls
 
     tarpit = SecretTarpit("control secret", sup.log.emit)
 
@@ -190,7 +190,7 @@ async def serve_control(
                 # A backstop behind the session's own deadline; until then addp
                 # takes only small frames (a 4 MiB frame before auth is refused).
                 auth_timeout=timeout + 1.0,
-                ssl_context=None if tls is None else tls.server,  # [scs] encryption = true
+                ssl_context=tls.server,  # [scs] encryption = true (None: plain TCP)
             )
         )
         bound: int = listeners[0].socket.getsockname()[1]

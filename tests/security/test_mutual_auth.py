@@ -27,6 +27,7 @@ import trio.testing
 from addp import AddpOptions, FrameKind, LinkEnded, encode_frame, encode_payload
 from addp.transport import Link, connect, open_link, serve
 from confserv.client.session import open_control, open_management
+from confserv.config.tls import TlsSettings
 from confserv.core.runtime import Runtime
 from confserv.logs.eventlog import EventLog
 from confserv.server.management import ManagementSession
@@ -411,7 +412,11 @@ async def test_the_control_port_caps_its_connections(
     monkeypatch.setattr("addp.transport.net.EVICT_MIN_AGE", 0.0)  # its rule: test_eviction.py
     log = Capture()
     settings = SimpleNamespace(
-        control_port=0, control_secret=CONTROL_SECRET, auth_timeout=30.0, servers={}
+        control_port=0,
+        control_secret=CONTROL_SECRET,
+        auth_timeout=30.0,
+        servers={},
+        tls=TlsSettings(),  # plain TCP
     )
     sup = SimpleNamespace(settings=settings, **vars(fake_supervisor(log)))
     port = await nursery.start(serve_control, cast("Any", sup))
@@ -433,7 +438,11 @@ async def test_the_control_port_refuses_a_big_frame_before_auth(nursery: trio.Nu
     from scs.control import serve_control
 
     settings = SimpleNamespace(
-        control_port=0, control_secret=CONTROL_SECRET, auth_timeout=30.0, servers={}
+        control_port=0,
+        control_secret=CONTROL_SECRET,
+        auth_timeout=30.0,
+        servers={},
+        tls=TlsSettings(),  # plain TCP
     )
     sup = SimpleNamespace(settings=settings, **vars(fake_supervisor(Capture())))
     port = await nursery.start(serve_control, cast("Any", sup))
