@@ -79,8 +79,8 @@ class LogCapture(EventLog):
         super().__init__("test", sys.stderr, verbose="all")
         self.events: list[tuple[int, str]] = []
 
-    def emit(self, event: Any, **fields: Any) -> str:
-        text = super().emit(event, **fields)
+    def emit(self, event: Any, _tail: str = "", **fields: Any) -> str:
+        text = super().emit(event, _tail, **fields)
         self.events.append((event.id, text))
         return text
 
