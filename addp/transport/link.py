@@ -33,6 +33,7 @@ from .._errors import (
 from .._events import ConnectionClosed, Event, HandshakeComplete, Message, PeerLostEvent, Trace
 from .._frames import encode_payload
 from .._peer_text import peer_text
+from .ends import TRANSPORT_ERRORS, end_reason, suppress_transport
 
 #: Bytes asked of the stream per read.
 RECEIVE_SIZE = 65536
@@ -51,9 +52,6 @@ CLOSE_FLUSH_TIMEOUT = 1.0
 
 _log = logging.getLogger("addp")
 _trace_log = logging.getLogger("addp.trace")
-
-#: What a broken or closed stream raises.
-TRANSPORT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
 
 class HandshakeTimeout(LinkEnded):
@@ -487,23 +485,3 @@ class Link:
         finally:
             if self._end is not None and not isinstance(self._end, LinkClosedLocally):
                 await trio.aclose_forcefully(self._stream)
-
-
-def end_reason(event: PeerLostEvent | ConnectionClosed) -> LinkEnded:
-    """The :class:`LinkEnded` that a keep-alive loss or the peer's CLOSE frame becomes."""
-    if isinstance(event, PeerLostEvent):
-        return AddpTimeout(
-            f"ADDP timeout: no answer to poll #{event.seq} within "
-            f"{event.timeout:g} s ({event.silence:.3f} s of silence)"
-        )
-    return LinkClosedByPeer(f"closed by peer: {peer_text(event.reason, 300)}")
-
-
-class suppress_transport:
-    """A context manager that swallows a broken transport or an ended link (closing paths)."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: object, exc: object, tb: object) -> bool:
-        return isinstance(exc, (*TRANSPORT_ERRORS, LinkEnded))

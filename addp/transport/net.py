@@ -24,14 +24,8 @@ from .._events import ConnectionClosed, PeerLostEvent
 from .._frames import DEFAULT_MAX_FRAME_SIZE
 from .._guard import DEFAULT_FRAME_TIMEOUT
 from .._options import AddpOptions
-from .link import (
-    CLOSE_FLUSH_TIMEOUT,
-    DEFAULT_HANDSHAKE_TIMEOUT,
-    TRANSPORT_ERRORS,
-    Link,
-    end_reason,
-    suppress_transport,
-)
+from .ends import TRANSPORT_ERRORS, end_reason, suppress_transport
+from .link import CLOSE_FLUSH_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, Link
 from .tls import (
     PLAIN_ON_TLS_PORT,
     PlainPeer,

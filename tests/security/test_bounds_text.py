@@ -114,7 +114,7 @@ def test_a_hello_with_4_mib_of_versions_is_refused_with_a_short_error() -> None:
 
 def test_close_reasons_both_ways_have_no_newline() -> None:
     from addp import ConnectionClosed, FrameDecoder
-    from addp.transport.link import end_reason
+    from addp.transport.ends import end_reason
 
     a = Connection(AddpOptions())
     a.start(0)
