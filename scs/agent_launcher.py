@@ -80,7 +80,7 @@ class AgentLauncher:
                     tls=self.tls,
                 ) as client:
                     self._client = client
-                    await self._resync(client, client.initial_status)
+                    await self._resync(client.initial_status)
                     self._up.set()
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(self._flusher, client)
@@ -107,7 +107,8 @@ class AgentLauncher:
                 self._flush_wanted = trio.Event()
                 await client.session.link.flush()
 
-    async def _resync(self, client: ManagementClient, hello: dict[str, Any]) -> None:
+    async def _resync(self, hello: dict[str, Any]) -> None:
+        """What the agent said on connecting: what runs, and the exits it owes."""
         self._running = {str(n): int(p) for n, p in dict(hello.get("running", {})).items()}
         for gone in hello.get("exits", []):
             await self._exited(str(gone["name"]), int(gone["pid"]), str(gone["how"]))

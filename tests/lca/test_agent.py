@@ -43,6 +43,13 @@ class AgentClient:
             assert msg["re"] == self._ids
             return msg
 
+    async def start(self, name: str, where: Path, epoch: int = 1, **args: Any) -> dict[str, Any]:
+        """``start`` of a sleeper called ``name`` in ``where``, its output in ``where/name.log``."""
+        log = str(where / f"{name}.log")
+        return await self.ask(
+            "start", epoch=epoch, name=name, argv=SLEEP, cwd=str(where), log=log, **args
+        )
+
     async def push(self) -> dict[str, Any]:
         if self.pushes:
             return self.pushes.pop(0)
@@ -79,13 +86,9 @@ async def test_a_supervisor_starts_signals_and_hears_of_the_exit(
     port, _ = await start_agent(nursery, tmp_path / "state")
     async with agent_link(port) as a:
         assert a.hello["running"] == {}
-        started = await a.ask(
-            "start", epoch=1, name="cs", argv=SLEEP, cwd=str(tmp_path), log=str(tmp_path / "l")
-        )
+        started = await a.start("cs", tmp_path, epoch=1)
         pid = started["pid"]
-        twice = await a.ask(
-            "start", epoch=1, name="cs", argv=SLEEP, cwd=str(tmp_path), log=str(tmp_path / "l")
-        )
+        twice = await a.start("cs", tmp_path, epoch=1)
         assert (twice["ok"], twice["code"], twice["pid"]) == (False, "already-running", pid)
         assert (await a.ask("list", epoch=1))["running"] == {"cs": pid}
         assert (await a.ask("signal", epoch=1, name="cs", pid=pid, signal="SIGKILL"))["ok"]
@@ -111,9 +114,7 @@ async def test_a_wrong_secret_and_an_older_supervisor_are_refused(
             pass
     async with agent_link(port) as a:
         assert (await a.ask("list", epoch=5))["epoch"] == 5
-        old = await a.ask(
-            "start", epoch=4, name="x", argv=SLEEP, cwd=str(tmp_path), log=str(tmp_path / "l")
-        )
+        old = await a.start("x", tmp_path, epoch=4)
         assert (old["ok"], old["code"]) == (False, "stale-supervisor")
         assert "epoch 4 is older than epoch 5" in old["message"]
         bad = await a.ask("start", epoch=5, name="../x", argv=SLEEP, cwd="/", log="/l")
@@ -127,26 +128,8 @@ async def test_an_agent_started_again_finds_its_processes_exits_and_epoch(
     state = tmp_path / "state"
     port, scope = await start_agent(nursery, state)
     async with agent_link(port) as a:
-        runs = (
-            await a.ask(
-                "start",
-                epoch=3,
-                name="runs",
-                argv=SLEEP,
-                cwd=str(tmp_path),
-                log=str(tmp_path / "r"),
-            )
-        )["pid"]
-        dies = (
-            await a.ask(
-                "start",
-                epoch=3,
-                name="dies",
-                argv=SLEEP,
-                cwd=str(tmp_path),
-                log=str(tmp_path / "d"),
-            )
-        )["pid"]
+        runs = (await a.start("runs", tmp_path, epoch=3))["pid"]
+        dies = (await a.start("dies", tmp_path, epoch=3))["pid"]
     scope.cancel()  # the agent goes away; its processes do not
     os.kill(dies, signal.SIGKILL)
     with trio.fail_after(20):
