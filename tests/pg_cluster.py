@@ -59,7 +59,7 @@ import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, TypedDict
@@ -189,11 +189,28 @@ def require_pg_bin() -> Path:
 # --------------------------------------------------------------------------- #
 
 
-def _free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (the kernel's pick)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
+def _free_port(listen: str = HOST) -> int:
+    """A TCP port on ``listen`` that was free a moment ago (the kernel's pick).
+
+    An address that does not exist here (it lives in another network
+    namespace, reached through a command prefix) cannot be bound: the kernel's
+    pick on 127.0.0.1 is taken instead, a guess that the start's retry on
+    "Address already in use" corrects.
+    """
+    family = socket.AF_INET6 if ":" in listen else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.bind((listen, 0))
+            return int(sock.getsockname()[1])
+    except OSError:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((HOST, 0))
+            return int(sock.getsockname()[1])
+
+
+def _cidr(address: str) -> str:
+    """The pg_hba.conf address of exactly one host."""
+    return f"{address}/128" if ":" in address else f"{address}/32"
 
 
 def _proc_stat(pid: int) -> tuple[str, int] | None:
@@ -352,6 +369,16 @@ class PgCluster:
 
     Connection parameters for the application: :attr:`host`, :attr:`port`,
     :attr:`user`, :attr:`password`, :attr:`dbname` and :attr:`dsn`.
+
+    :attr:`host` is the listen address (127.0.0.1 unless ``listen`` says
+    otherwise); ``clients`` are the addresses (CIDR) allowed to log in over
+    TCP, by default that address alone. ``prefix`` is a command put before
+    every PostgreSQL program this class runs (``["ip", "netns", "exec",
+    "cfgha-d"]``: the server lives in that network namespace); when root,
+    the switch to the ``postgres`` OS user then happens after the prefix, by
+    ``setpriv``. The postmaster's pid is then read from ``postmaster.pid``,
+    so that :meth:`kill`, :meth:`stop` and :meth:`pause` signal the server
+    itself even when the prefix does not ``exec`` it.
     """
 
     host: str = HOST
@@ -359,7 +386,16 @@ class PgCluster:
     password: str = APP_PASSWORD
     dbname: str = APP_DBNAME
 
-    def __init__(self, *, bin_dir: Path, work_dir: Path, os_user: str | None) -> None:
+    def __init__(
+        self,
+        *,
+        bin_dir: Path,
+        work_dir: Path,
+        os_user: str | None,
+        listen: str = HOST,
+        prefix: Sequence[str] = (),
+        clients: Sequence[str] = (),
+    ) -> None:
         """Prepare the paths; :meth:`start` does the work."""
         self.bin_dir = bin_dir
         self.work_dir = work_dir
@@ -367,6 +403,13 @@ class PgCluster:
         self.socket_dir = work_dir / "sock"
         self.log_path = work_dir / "postgres.log"
         self.port = 0
+        self.host = listen
+        self.prefix: tuple[str, ...] = tuple(prefix)
+        self.clients: tuple[str, ...] = tuple(clients) or (_cidr(listen),)
+        #: Extra ``pg_hba.conf`` lines (e.g. replication) and ``postgresql.conf`` text.
+        self.extra_hba: tuple[str, ...] = ()
+        self.extra_conf = ""
+        self._postmaster: int | None = None
         self._os_user = os_user
         self._ids: tuple[int, int] | None = None
         if os_user is not None:
@@ -384,15 +427,22 @@ class PgCluster:
         *,
         bin_dir: Path | None = None,
         os_user: str = "postgres",
+        listen: str = HOST,
+        prefix: Sequence[str] = (),
+        clients: Sequence[str] = (),
+        extra_hba: Sequence[str] = (),
+        extra_conf: str = "",
     ) -> PgCluster:
         """Create a cluster in a new directory under ``base_dir`` and start it.
 
         ``base_dir`` must exist; when running as root its ancestors must be
         traversable by ``os_user`` (checked, with a clear error). ``os_user``
-        is only used when this process is root. Returns once the server
-        accepts TCP connections and ``cfg``/``cfgdb`` exist. On failure the
-        server is stopped, its directory removed, and :class:`PgClusterError`
-        carries the last lines of the server log.
+        is only used when this process is root. ``listen``, ``prefix`` and
+        ``clients`` are as for the class; ``extra_hba`` lines go to
+        ``pg_hba.conf`` and ``extra_conf`` to ``postgresql.conf``. Returns
+        once the server accepts TCP connections and ``cfg``/``cfgdb`` exist.
+        On failure the server is stopped, its directory removed, and
+        :class:`PgClusterError` carries the last lines of the server log.
         """
         if bin_dir is None:
             bin_dir = find_pg_bin()
@@ -407,7 +457,15 @@ class PgCluster:
                     f"running as root, but there is no OS user {as_user!r} to run postgres as"
                 ) from None
         work_dir = Path(tempfile.mkdtemp(prefix="pg-", dir=Path(base_dir).resolve()))
-        cluster = cls(bin_dir=bin_dir, work_dir=work_dir, os_user=as_user)
+        cluster = cls(
+            bin_dir=bin_dir,
+            work_dir=work_dir,
+            os_user=as_user,
+            listen=listen,
+            prefix=prefix,
+            clients=clients,
+        )
+        cluster.extra_hba, cluster.extra_conf = tuple(extra_hba), extra_conf
         try:
             cluster._initdb()
             cluster._launch_on_free_port()
@@ -418,20 +476,26 @@ class PgCluster:
         return cluster
 
     def _run(
-        self, args: list[str], *, timeout: float, input_text: str | None = None
+        self,
+        args: list[str],
+        *,
+        timeout: float,
+        input_text: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run a PostgreSQL program as the cluster's OS user; raise on failure."""
+        """Run a PostgreSQL program as the cluster's OS user (after the prefix); raise on
+        failure. ``env`` adds variables (e.g. ``PGPASSWORD``) to the clean environment."""
         result = subprocess.run(
-            args,
+            self._command(args),
             input=input_text,
             stdin=None if input_text is not None else subprocess.DEVNULL,
             capture_output=True,
             text=True,
-            env=_child_env(),
+            env={**_child_env(), **(env or {})},
             cwd=self.work_dir,
             timeout=timeout,
             check=False,
-            **self._as_os_user(),
+            **self._popen_user(),
         )
         if result.returncode != 0:
             raise PgClusterError(
@@ -446,7 +510,30 @@ class PgCluster:
             return {}
         return {"user": self._ids[0], "group": self._ids[1], "extra_groups": []}
 
-    def _initdb(self) -> None:
+    def _popen_user(self) -> _UserArgs:
+        """The user switch by ``subprocess``: none with a prefix (``setpriv`` does it after
+        the prefix, which may need root, as ``ip netns exec`` does)."""
+        return {} if self.prefix else self._as_os_user()
+
+    def _command(self, args: list[str]) -> list[str]:
+        """``args`` behind the prefix (and ``setpriv`` to the OS user when root)."""
+        if not self.prefix:
+            return args
+        if self._ids is None:
+            return [*self.prefix, *args]
+        uid, gid = self._ids
+        return [
+            *self.prefix,
+            "setpriv",
+            f"--reuid={uid}",
+            f"--regid={gid}",
+            "--clear-groups",
+            "--",
+            *args,
+        ]
+
+    def _make_dirs(self) -> None:
+        """The work, data (empty, 0700) and socket directories, owned by the OS user."""
         self.work_dir.chmod(0o755)
         self.data_dir.mkdir(mode=0o700)
         self.socket_dir.mkdir(mode=0o700)
@@ -456,6 +543,35 @@ class PgCluster:
             for d in (self.work_dir, self.data_dir, self.socket_dir):
                 os.chown(d, *self._ids)
             _assert_traversable(self.data_dir, *self._ids)
+
+    def _hba_text(self) -> str:
+        """``pg_hba.conf``: trust on the socket, SCRAM from each client address."""
+        lines = [
+            "# Written by tests/pg_cluster.py for a throwaway test cluster.",
+            "# TYPE  DATABASE  USER  ADDRESS        METHOD",
+            "local   all       all                  trust",
+            *(f"host    all       all   {cidr}   scram-sha-256" for cidr in self.clients),
+            *self.extra_hba,
+        ]
+        return "\n".join(lines) + "\n"
+
+    def _conf_text(self) -> str:
+        """What this class adds to ``postgresql.conf`` (later lines win)."""
+        return (
+            "\n# --- tests/pg_cluster.py (port is given on the command line) ---\n"
+            f"listen_addresses = '{self.host}'\n"
+            f"unix_socket_directories = '{self.socket_dir}'\n"
+            "unix_socket_permissions = 0700\n"
+            "password_encryption = 'scram-sha-256'\n"
+            "max_connections = 200\n"
+            "shared_buffers = 16MB\n"
+            "# fsync and synchronous_commit stay at their defaults (on): the\n"
+            "# benchmarks measure real commit latency.\n"
+            f"{self.extra_conf}"
+        )
+
+    def _initdb(self) -> None:
+        self._make_dirs()
         self._run(
             [
                 str(self.bin_dir / "initdb"),
@@ -474,30 +590,15 @@ class PgCluster:
             ],
             timeout=120,
         )
-        (self.data_dir / "pg_hba.conf").write_text(
-            "# Written by tests/pg_cluster.py for a throwaway test cluster.\n"
-            "# TYPE  DATABASE  USER  ADDRESS        METHOD\n"
-            "local   all       all                  trust\n"
-            "host    all       all   127.0.0.1/32   scram-sha-256\n"
-        )
+        (self.data_dir / "pg_hba.conf").write_text(self._hba_text())
         with (self.data_dir / "postgresql.conf").open("a") as conf:
-            conf.write(
-                "\n# --- tests/pg_cluster.py (port is given on the command line) ---\n"
-                f"listen_addresses = '{HOST}'\n"
-                f"unix_socket_directories = '{self.socket_dir}'\n"
-                "unix_socket_permissions = 0700\n"
-                "password_encryption = 'scram-sha-256'\n"
-                "max_connections = 200\n"
-                "shared_buffers = 16MB\n"
-                "# fsync and synchronous_commit stay at their defaults (on): the\n"
-                "# benchmarks measure real commit latency.\n"
-            )
+            conf.write(self._conf_text())
 
     def _launch_on_free_port(self) -> None:
         """Start the server on a kernel-picked port, retrying if someone else takes it."""
         for attempt in range(1, PORT_ATTEMPTS + 1):
             try:
-                self._launch(_free_port())
+                self._launch(_free_port(self.host))
                 return
             except _PortInUse:
                 if attempt == PORT_ATTEMPTS:
@@ -512,19 +613,24 @@ class PgCluster:
             # Its own session: a Ctrl-C or Ctrl-Z at the terminal goes to pytest,
             # whose teardown stops the server, rather than straight to postgres.
             self._proc = subprocess.Popen(
-                [str(self.bin_dir / "postgres"), "-D", str(self.data_dir), "-p", str(port)],
+                self._command(
+                    [str(self.bin_dir / "postgres"), "-D", str(self.data_dir), "-p", str(port)]
+                ),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=_child_env(),
                 cwd=self.work_dir,
                 start_new_session=True,
-                **self._as_os_user(),
+                **self._popen_user(),
             )
         self.port = port
         self._stopped_pids = []
+        self._postmaster = None if self.prefix else self._proc.pid
         try:
             self._wait_ready(log_offset)
+            if self.prefix:
+                self._postmaster = self._read_postmaster_pid()
         except BaseException:
             self._terminate_after_failed_start()
             raise
@@ -536,7 +642,7 @@ class PgCluster:
         isready = [
             str(self.bin_dir / "pg_isready"),
             "--host",
-            HOST,
+            self.host,
             "--port",
             str(self.port),
             "--timeout",
@@ -556,29 +662,55 @@ class PgCluster:
                 )
             # 0: accepting; 1: rejecting (still starting up / in recovery); 2: no response.
             rc = subprocess.run(
-                isready, env=_child_env(), stdin=subprocess.DEVNULL, check=False, timeout=10
+                self._command(isready),
+                env=_child_env(),
+                stdin=subprocess.DEVNULL,
+                check=False,
+                timeout=10,
+                **self._popen_user(),
             ).returncode
             if rc == 0:
                 return
             if time.monotonic() > deadline:
                 raise PgClusterError(
-                    f"postgres did not accept connections on {HOST}:{self.port} within "
+                    f"postgres did not accept connections on {self.host}:{self.port} within "
                     f"{START_TIMEOUT:.0f}s; last lines of {self.log_path}:\n"
                     f"{_tail(self.log_path)}"
                 )
             time.sleep(0.02)
+
+    def _read_postmaster_pid(self) -> int:
+        """The postmaster's pid, from the first line of ``postmaster.pid`` (a prefix may
+        have forked on the way, so the process started is not always the server)."""
+        assert self._proc is not None
+        return self._read_pid_file_quietly() or self._proc.pid
+
+    def _server_pid(self) -> int:
+        """The pid to signal: the postmaster (known once started), else the process."""
+        assert self._proc is not None
+        return self._postmaster if self._postmaster is not None else self._proc.pid
 
     def _terminate_after_failed_start(self) -> None:
         proc, self._proc = self._proc, None
         if proc is None:
             return
         if proc.poll() is None:
-            children = _children_of(proc.pid)
-            _signal(proc.pid, signal.SIGKILL)
+            pids = {proc.pid, self._read_pid_file_quietly() or proc.pid}
+            children = [c for p in pids for c in _children_of(p)]
+            for pid in pids:
+                _signal(pid, signal.SIGKILL)
             for pid in children:
                 _signal(pid, signal.SIGKILL)
             _wait_gone(children, 10)
         proc.wait()
+        self._postmaster = None
+
+    def _read_pid_file_quietly(self) -> int | None:
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return None
+        return pid if _is_alive(pid) else None
 
     def _create_app_role(self) -> None:
         self.psql(
@@ -602,7 +734,7 @@ class PgCluster:
         """The postmaster's pid while it runs (or is paused), else ``None``."""
         if self._proc is None or self._proc.poll() is not None:
             return None
-        return self._proc.pid
+        return self._server_pid()
 
     @property
     def running(self) -> bool:
@@ -678,8 +810,9 @@ class PgCluster:
             self.resume()
         children: list[int] = []
         if proc.poll() is None:  # never signal a reaped pid: it may have been reused
-            children = _children_of(proc.pid)
-            _signal(proc.pid, _SHUTDOWN_SIGNALS[mode])
+            server = self._server_pid()
+            children = _children_of(server)
+            _signal(server, _SHUTDOWN_SIGNALS[mode])
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -688,7 +821,7 @@ class PgCluster:
                 f"{mode} shutdown took over {timeout}s; killed. Last lines of "
                 f"{self.log_path}:\n{_tail(self.log_path)}"
             ) from None
-        self._proc = None
+        self._proc = self._postmaster = None
         leftover = _wait_gone(children, 10)
         if leftover:  # never expected: the postmaster waits for its children
             for pid in leftover:
@@ -713,10 +846,11 @@ class PgCluster:
             kids: list[int] = []
             if proc.poll() is None:  # never signal a reaped pid: it may have been reused
                 # Freeze it first so that it forks nothing after the snapshot.
-                _signal(proc.pid, signal.SIGSTOP)
-                _wait_state([proc.pid], "Tt", 5)
-                kids = _children_of(proc.pid, zombies=True)
-                _signal(proc.pid, signal.SIGKILL)
+                server = self._server_pid()
+                _signal(server, signal.SIGSTOP)
+                _wait_state([server], "Tt", 5)
+                kids = _children_of(server, zombies=True)
+                _signal(server, signal.SIGKILL)
             if children:
                 for pid in kids:
                     _signal(pid, signal.SIGKILL)
@@ -725,7 +859,7 @@ class PgCluster:
                 _signal(pid, signal.SIGCONT)
             self._stopped_pids = []
             proc.wait()
-            self._proc = None
+            self._proc = self._postmaster = None
             leftover = _wait_gone(kids, 10)
             for pid in leftover:  # e.g. a backend busy in a long query
                 _signal(pid, signal.SIGKILL)
