@@ -9,8 +9,9 @@ Each exit is acknowledged once it has been handed out. Every command carries
 the supervisor epoch (``epoch``), so an agent that has seen a newer
 supervisor refuses it (issue 14).
 
-The supervisor does not use it yet: ``scs.conf`` has no agent addresses
-(issue 13 goes on). It is tested against a real agent.
+The supervisor uses one per host section of ``scs.conf`` that names an
+agent (:mod:`scs.hosts`); ``on_link`` tells it when the agent link comes
+and goes, for its log.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from confserv.wire.auth import Purpose
 from confserv.wire.errors import ConfServError, RequestError
 from confserv.wire.tls import ClientTls
 
-from .launcher import AdoptError, LaunchError, NotWatchedError
+from .launcher import AdoptError, AlreadyRunningError, LaunchError, NotWatchedError
 
 #: Seconds between two attempts to reach the agent.
 RECONNECT = 0.5
@@ -49,9 +50,12 @@ class AgentLauncher:
         epoch: Callable[[], int] = lambda: 0,
         timeout: float = 10.0,
         tls: ClientTls | None = None,
+        on_link: Callable[[dict[str, int] | None, str], None] | None = None,
     ) -> None:
         self.host, self.port, self.secret, self.identity = host, port, secret, identity
         self.epoch, self.timeout, self.tls = epoch, timeout, tls
+        #: Called with what runs when the link comes up, and with None and why when it ends.
+        self.on_link = on_link
         self._client: ManagementClient | None = None
         self._up = trio.Event()
         self._running: dict[str, int] = {}
@@ -82,21 +86,28 @@ class AgentLauncher:
                     self._client = client
                     await self._resync(client.initial_status)
                     self._up.set()
+                    if self.on_link is not None:
+                        self.on_link(dict(self._running), "")
+                    why = "the link ended"
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(self._flusher, client)
-                        with contextlib.suppress(LinkEnded, ConfServError):  # the link ended
+                        try:
                             while True:
                                 push = await client.session.next_notification()
                                 if push.get("push") == "exit":
                                     name, pid = str(push["name"]), int(push["pid"])
                                     await self._exited(name, pid, str(push["how"]))
+                        except (LinkEnded, ConfServError) as exc:
+                            why = str(exc) or why
                         nursery.cancel_scope.cancel()
             except (OSError, LinkEnded, ConfServError, trio.TooSlowError):
-                pass
+                why = ""
             finally:
                 self._client = None
                 if self._up.is_set():
                     self._up = trio.Event()
+                    if self.on_link is not None:
+                        self.on_link(None, why or "the link ended")
             await trio.sleep(RECONNECT)
 
     async def _flusher(self, client: ManagementClient) -> None:
@@ -142,7 +153,13 @@ class AgentLauncher:
             )
         except trio.TooSlowError:
             raise LaunchError(f"{self.where} cannot be reached") from None
-        except (RequestError, LinkEnded) as exc:
+        except RequestError as exc:
+            running = (exc.details or {}).get("pid")
+            if exc.code == "already-running" and isinstance(running, int):
+                self._running[name] = running
+                raise AlreadyRunningError(f"{self.where}: {exc}", running) from None
+            raise LaunchError(f"{self.where}: {exc}") from None
+        except LinkEnded as exc:
             raise LaunchError(f"{self.where}: {exc}") from None
         pid = int(answer["pid"])
         self._running[name] = pid

@@ -23,6 +23,15 @@ from confserv.config.settings import ConfigError, Section, read_sections
 from confserv.config.tls import TLS_OPTIONS, TlsSettings, parse_tls
 from confserv.wire.tls import ClientTls
 
+from .hosts import (
+    HostSpec,
+    check_own_hosts,
+    database_engine,
+    find_host,
+    is_host_section,
+    parse_host,
+)
+
 #: The supervisor's own section.
 SCS_SECTION = "scs"
 
@@ -145,6 +154,9 @@ class ServerSpec:
     #: ``encryption``: how the supervisor reaches the management port over TLS
     #: (``[scs]``'s CA and certificate, ``tls-server-name``); None: plain TCP.
     tls: ClientTls | None = None
+    #: The host section (:class:`scs.hosts.HostSpec`) whose agent runs it; None: the
+    #: supervisor's own host.
+    machine: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +184,8 @@ class ScsSettings:
     #: ``[scs] encryption`` and ``tls-*``: the control port's context (``tls.server``)
     #: and what ``scs status`` and the links to the servers use (``tls.client``).
     tls: TlsSettings = field(default_factory=TlsSettings)
+    #: The ``type = host`` sections: where the servers run and where their agents listen.
+    hosts: dict[str, HostSpec] = field(default_factory=dict)
 
     @property
     def control_tls(self) -> ClientTls | None:
@@ -286,10 +300,16 @@ def load_scs_settings(file: Path | str) -> ScsSettings:
     control_secret = own.text("control-secret")
     if control_port is not None and control_secret is None:
         raise own.error("control-secret", "missing (the control port needs it)")
-    servers = {
-        name: _server(path, base, name, options)
+    hosts = {
+        name: parse_host(path, name, options)
         for name, options in sections.items()
-        if name != SCS_SECTION
+        if name != SCS_SECTION and is_host_section(options)
+    }
+    check_own_hosts(path, hosts)
+    servers = {
+        name: _on_host(_server(path, base, name, options), hosts)
+        for name, options in sections.items()
+        if name != SCS_SECTION and not is_host_section(options)
     }
     if not servers:
         raise ConfigError(path, "no server sections: nothing to supervise")
@@ -315,6 +335,8 @@ def load_scs_settings(file: Path | str) -> ScsSettings:
         if not any(spec.section in p.members for p in pairs):
             name = spec.pair or other.pair or spec.section
             pairs.append(PairSpec(name=name, members=(spec.section, other.section)))
+            if spec.machine != other.machine:
+                _check_shared_database(sec, spec, other)
     seen: dict[tuple[str, int], tuple[str, str]] = {}
     for spec in servers.values():
         for key, port in (("port", spec.port), ("management-port", spec.management_port)):
@@ -332,7 +354,7 @@ def load_scs_settings(file: Path | str) -> ScsSettings:
     holds = ["control-secret"] if control_secret else []
     holds += ["management-secret"] if any(s.management_secret for s in servers.values()) else []
     warn_if_exposed(path, holds)
-    tls, servers = _with_tls(path, base, own, sections, servers)
+    tls, servers, hosts = _with_tls(path, base, own, sections, servers, hosts)
     return ScsSettings(
         file=path,
         control_port=control_port,
@@ -348,7 +370,31 @@ def load_scs_settings(file: Path | str) -> ScsSettings:
         servers=servers,
         pairs=tuple(pairs),
         tls=tls,
+        hosts=hosts,
     )
+
+
+def _on_host(spec: ServerSpec, hosts: dict[str, HostSpec]) -> ServerSpec:
+    """``spec`` placed on the host section its ``host`` names: reached at the host's
+    address, run through its agent (a host without one is the supervisor's own)."""
+    host = find_host(hosts, spec.host)
+    if host is None:
+        return spec
+    machine = host.name if host.has_agent else None
+    return dataclasses.replace(spec, host=host.address, machine=machine)
+
+
+def _check_shared_database(sec: Section, spec: ServerSpec, other: ServerSpec) -> None:
+    """Two members on different hosts cannot share an SQLite file: refused, one line."""
+    for member in (spec, other):
+        if database_engine(member.command, member.working_directory) == "sqlite":
+            where = member.machine or "the supervisor's host"
+            raise sec.error(
+                "host",
+                f"[{spec.section}] and [{other.section}] run on different hosts but "
+                f"[{member.section}] (on {where}) uses SQLite, a file of one host: put the "
+                "pair on a shared PostgreSQL database (dbengine = postgre), or both on one host",
+            )
 
 
 def _with_tls(
@@ -357,12 +403,14 @@ def _with_tls(
     own: Section,
     sections: dict[str, dict[str, str]],
     servers: dict[str, ServerSpec],
-) -> tuple[TlsSettings, dict[str, ServerSpec]]:
+    hosts: dict[str, HostSpec],
+) -> tuple[TlsSettings, dict[str, ServerSpec], dict[str, HostSpec]]:
     """``[scs]``'s TLS (its certificates are needed once any link uses TLS) and each
-    server's: ``encryption`` of its section, ``[scs] encryption`` by default."""
+    server's and agent's: ``encryption`` of its section, ``[scs] encryption`` by default."""
     control = own.choice("encryption", _BOOLEANS, False)
     wanted: dict[str, tuple[bool, str | None]] = {}
-    for name in servers:
+    linked = [*servers, *(name for name, host in hosts.items() if host.has_agent)]
+    for name in linked:
         sec = Section(path, name, sections[name])
         on = sec.choice("encryption", _BOOLEANS, control)
         if not on and sec.text("tls-server-name") is not None:
@@ -372,11 +420,15 @@ def _with_tls(
         own, base, encryption=control or any(on for on, _ in wanted.values()), serve=control
     )
     if tls.client is None:
-        return tls, servers
+        return tls, servers, hosts
     context = tls.client.context
-    return tls, {
-        name: dataclasses.replace(spec, tls=ClientTls(context, wanted[name][1]))
-        if wanted[name][0]
-        else spec
-        for name, spec in servers.items()
-    }
+
+    def client(name: str) -> ClientTls | None:
+        on, server_name = wanted.get(name, (False, None))
+        return ClientTls(context, server_name) if on else None
+
+    return (
+        tls,
+        {name: dataclasses.replace(spec, tls=client(name)) for name, spec in servers.items()},
+        {name: dataclasses.replace(host, tls=client(name)) for name, host in hosts.items()},
+    )

@@ -208,6 +208,9 @@ class SupervisorCore:
             self._down(m, now, out)  # nothing of it is known to run: fail nothing over
             return out
         was_primary = m.role == "primary"
+        if pair is not None and was_primary:
+            peer = pair.peer(m)
+            was_primary = not proof.superseded(m.epoch, peer.up_as("primary"), peer.epoch)
         m.process, m.reported, m.link, m.role = ProcessState.DOWN, None, False, None
         out.extend(self.startup.first_settled(m.name))
         if pair is not None:

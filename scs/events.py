@@ -126,6 +126,18 @@ CONTROL_AUTH_FAILED = LogEvent(
 CONTROL_COMMAND = LogEvent(40502, Level.STD, "Control command '{command}' from {peer}")
 ACTION_FAILED = LogEvent(40503, Level.ALR, "Action {action} on '{server}' failed: {reason}")
 
+AGENT_UP = LogEvent(
+    40601,
+    Level.STD,
+    "Host '{host}': agent at {where} connected, {running} of its processes running",
+)
+AGENT_LOST = LogEvent(
+    40602,
+    Level.ALR,
+    "Host '{host}': agent at {where} lost ({reason}): exits there are not seen until it returns "
+    "(a silent server of that host is failed over by lease, not as a death)",
+)
+
 ALL_EVENTS: tuple[LogEvent, ...] = tuple(
     value for value in list(globals().values()) if isinstance(value, LogEvent)
 )

@@ -28,6 +28,15 @@ class LaunchError(LauncherError):
     """The process could not be started (no such command, no permission, ...)."""
 
 
+class AlreadyRunningError(LaunchError):
+    """The host runs a process for that server already (``pid``): not started twice;
+    the supervisor watches that one instead."""
+
+    def __init__(self, message: str, pid: int) -> None:
+        super().__init__(message)
+        self.pid = pid
+
+
 class AdoptError(LauncherError):
     """The process cannot be watched (no such process on this host, ...): its exit would
     never be seen, so nothing about it may be concluded from the launcher."""

@@ -97,3 +97,15 @@ def older_primary(epoch_a: int | None, epoch_b: int | None) -> int | None:
     if not isinstance(epoch_a, int) or not isinstance(epoch_b, int) or epoch_a == epoch_b:
         return None
     return 0 if epoch_a < epoch_b else 1
+
+
+def superseded(epoch: int | None, peer_up_as_primary: bool, peer_epoch: int | None) -> bool:
+    """Whether a member last seen as primary at ``epoch`` was already replaced: its peer
+    is up as primary at a newer epoch (its exit, learnt late from a returning agent,
+    then ends a primary that had been failed over: nothing to fail over again)."""
+    return (
+        peer_up_as_primary
+        and isinstance(epoch, int)
+        and isinstance(peer_epoch, int)
+        and peer_epoch > epoch
+    )

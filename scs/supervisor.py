@@ -29,9 +29,11 @@ from confserv.wire.errors import ConfServError, NotSentError, RequestError
 
 from . import events
 from .actions import Action, Adopt, Demote, Emit, Fence, Promote, Redirect, Start, Stop
+from .agent_launcher import AgentLauncher
 from .config import ScsSettings
 from .core import SupervisorCore
-from .launcher import AdoptError, Launcher, LaunchError, NotWatchedError
+from .hosts import HostSpec
+from .launcher import AdoptError, AlreadyRunningError, Launcher, LaunchError, NotWatchedError
 from .local_launcher import LocalLauncher
 from .observations import (
     AdoptionFailed,
@@ -68,7 +70,11 @@ class Supervisor:
         self.settings = settings
         self.log = log
         self.core = SupervisorCore(settings, rng)
+        #: The supervisor's own host's processes; the other hosts' go through their agents.
         self.launcher: Launcher = launcher if launcher is not None else LocalLauncher()
+        self.agents: dict[str, AgentLauncher] = {
+            host.name: self._agent(host) for host in settings.hosts.values() if host.has_agent
+        }
         self.processes: dict[str, int] = {}  # started by us and not yet exited: name -> pid
         self.adopted: dict[str, int] = {}  # found running and watched: name -> pid
         #: The authenticated watch link of each server while it is up: commands go on
@@ -76,8 +82,36 @@ class Supervisor:
         #: port cannot keep a promotion out (bench_security's finding).
         self._links: dict[str, Any] = {}
         self._wake = trio.Event()
+        self._stopping = False
         self._nursery: trio.Nursery | None = None
         self.changed = trio.Event()  # set (and replaced) whenever anything happened
+
+    def _agent(self, host: HostSpec) -> AgentLauncher:
+        assert host.agent_port is not None
+        assert host.agent_secret is not None
+        where = f"{host.address}:{host.agent_port}"
+
+        def on_link(running: dict[str, int] | None, why: str) -> None:
+            if self._stopping:
+                return  # the supervisor's own way out, not a lost host
+            if running is None:
+                self.log.emit(events.AGENT_LOST, host=host.name, where=where, reason=why)
+            else:
+                self.log.emit(events.AGENT_UP, host=host.name, where=where, running=len(running))
+
+        return AgentLauncher(
+            host.address,
+            host.agent_port,
+            host.agent_secret,
+            host.name,
+            tls=host.tls,
+            on_link=on_link,
+        )
+
+    def launcher_of(self, name: str) -> Launcher:
+        """The launcher of server ``name``'s host: its agent's, or this host's own."""
+        machine = self.settings.servers[name].machine
+        return self.agents[machine] if machine is not None else self.launcher
 
     # -- feeding the core -------------------------------------------------------
 
@@ -120,7 +154,21 @@ class Supervisor:
     # -- running ----------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Supervise until cancelled; on the way out stop every process we started."""
+        """Supervise until cancelled; on the way out stop every process we started.
+
+        The agent links live in an outer nursery: they outlast the supervising,
+        so that the servers of other hosts can still be stopped on the way out.
+        """
+        async with trio.open_nursery() as links:
+            for agent in self.agents.values():
+                await links.start(agent.run)
+            try:
+                await self._supervise(task_status)
+            finally:
+                self._stopping = True
+                links.cancel_scope.cancel()
+
+    async def _supervise(self, task_status: trio.TaskStatus[None]) -> None:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -170,9 +218,12 @@ class Supervisor:
             return
         logfile = spec.working_directory / f"{name}.log"
         try:
-            pid = await self.launcher.start(
+            pid = await self.launcher_of(name).start(
                 name, list(spec.command), spec.working_directory, logfile
             )
+        except AlreadyRunningError as exc:
+            await self._adopt(name, exc.pid)  # its host runs it already: never a second copy
+            return
         except LaunchError as exc:
             self.log.emit(events.START_FAILED, server=name, reason=exc)
             self.feed(StartFailed(name, str(exc)))
@@ -180,7 +231,8 @@ class Supervisor:
         self.processes[name] = pid
         self.log.emit(events.PROCESS_STARTED, server=name, pid=pid, why=f" ({why})" if why else "")
         self.feed(ProcessStarted(name, pid))
-        how = await self.launcher.wait(name, pid)  # (on cancellation it stays, for stop_all)
+        # (on cancellation it stays in self.processes, for stop_all)
+        how = await self.launcher_of(name).wait(name, pid)
         self.processes.pop(name, None)
         self.feed(ProcessExited(name, pid, how))
 
@@ -200,7 +252,7 @@ class Supervisor:
             self.feed(ProcessStarted(name, pid))
 
         try:
-            how = await self.launcher.wait(name, pid, watching=watching)
+            how = await self.launcher_of(name).wait(name, pid, watching=watching)
         except AdoptError as exc:
             status, _reason = await self._ask_status(name)
             answer = status.pid if status is not None else None
@@ -213,7 +265,7 @@ class Supervisor:
     def _fence(self, name: str, pid: int) -> None:
         """SIGKILL the very process watched as ``pid`` (never a pid since reused)."""
         try:
-            self.launcher.kill(name, pid)
+            self.launcher_of(name).kill(name, pid)
         except NotWatchedError as exc:
             self.log.emit(events.ACTION_FAILED, action="fence", server=name, reason=exc)
 
@@ -221,7 +273,8 @@ class Supervisor:
         return _parsed(await self._command(name, lambda m: m.status(), timeout=ASK_TIMEOUT))
 
     async def _terminate(self, name: str, pid: int) -> None:
-        await self.launcher.terminate(name, pid, self.settings.servers[name].stop_timeout)
+        spec = self.settings.servers[name]
+        await self.launcher_of(name).terminate(name, pid, spec.stop_timeout)
 
     async def _stop(self, name: str) -> None:
         pid = self.processes.get(name, self.adopted.get(name))

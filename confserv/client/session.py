@@ -58,7 +58,10 @@ def _raise_for(answer: dict[str, Any]) -> None:
     message = str(answer.get("message", "request failed"))
     if cls is BackupModeError:
         raise BackupModeError(message, answer.get("primary"))
-    raise cls(message)
+    exc = cls(message)
+    if cls is RequestError:
+        exc.code, exc.details = str(answer.get("code", RequestError.code)), answer
+    raise exc
 
 
 class Session:

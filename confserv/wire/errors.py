@@ -7,15 +7,23 @@ goes on. The others are failures of the server's own parts.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ConfServError(Exception):
     """Root of every exception this package raises on purpose."""
 
 
 class RequestError(ConfServError):
-    """A request that cannot be carried out; ``code`` is sent to the client."""
+    """A request that cannot be carried out; ``code`` is sent to the client.
+
+    On the client side, an answer whose code no class here has keeps its
+    ``code`` and the whole answer as ``details`` (a peer such as the host
+    agent has codes of its own).
+    """
 
     code = "error"
+    details: dict[str, Any] | None = None
 
 
 class BadRequestError(RequestError):

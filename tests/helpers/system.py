@@ -215,7 +215,8 @@ class System(Supervisor):
     ``reach`` overrides the management port the supervisor uses per section,
     ``masters`` the proxy's list of masters, and ``db_of`` names each
     server's database section (``extra_conf`` then defines it); ``tls`` puts
-    every port and link on TLS with those files (the test's clients too).
+    every port and link on TLS with those files (the test's clients too);
+    ``hosts`` gives a section's ``host`` (a host section of ``extra_sections``).
     """
 
     def __init__(
@@ -233,6 +234,7 @@ class System(Supervisor):
         verbose: str = "all",
         scs_lines: str = "",
         tls: TlsFiles | None = None,
+        hosts: dict[str, str] | None = None,
     ) -> None:
         self.tmp = tmp
         sections = (*MEMBERS, PROXY) if proxy else MEMBERS
@@ -260,7 +262,8 @@ class System(Supervisor):
         def server(section: str) -> str:
             link = f"server = {peers[section]}\n" if section in peers else "type = proxy\n"
             return (
-                f"[{section}]\nhost = 127.0.0.1\nport = {self.ports[section]}\n{link}"
+                f"[{section}]\nhost = {(hosts or {}).get(section, '127.0.0.1')}\n"
+                f"port = {self.ports[section]}\n{link}"
                 f"management-port = {reach.get(section, self.management_ports[section])}\n"
                 f"management-secret = {SECRET}\n"
                 f"command = {confserv} -s {section} -c {self.conf}\nworking-directory = {tmp}\n"
