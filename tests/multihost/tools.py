@@ -1,0 +1,290 @@
+"""The system tools behind the test bed: ``ip``, ``iptables`` (installed when missing).
+
+``iptables`` backends: Debian 12's package installs both ``iptables-nft`` (the
+default through ``update-alternatives``) and ``iptables-legacy``; the kernel may
+offer either. The first of ``iptables``, ``iptables-nft``, ``iptables-legacy`` that
+can add and delete a rule inside a fresh namespace is used for the whole process,
+so one namespace never mixes backends. ``-w`` is always passed: the legacy
+backend takes the host-wide ``/run/xtables.lock`` even for rules in another
+namespace, so parallel runs must wait for it rather than fail.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+__all__ = [
+    "APT_TIMEOUT",
+    "PREFIX",
+    "BedCommandError",
+    "IptablesUnavailable",
+    "NetnsUnavailable",
+    "disable_ipv6",
+    "ensure_iptables",
+    "ignore_sigint",
+    "in_namespace",
+    "ip",
+    "ip_error",
+    "iptables_command",
+    "kill_all",
+    "netns_pids",
+    "pid_alive",
+    "reap",
+    "sweep_leftovers",
+]
+
+#: Every namespace the bed makes starts with this; the owning pid follows.
+PREFIX = "cfgha"
+#: Signal-delivery rounds in :func:`kill_all` (a forking process may race us).
+KILL_ROUNDS = 20
+
+#: How long the one-time ``apt-get install iptables`` may take, in seconds.
+APT_TIMEOUT = 300.0
+#: How long one ``ip`` command may take.
+IP_TIMEOUT = 30.0
+_SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+_BACKENDS = ("iptables", "iptables-nft", "iptables-legacy")
+_PROBE_ADDRESS = "198.18.0.255"
+_chosen: list[str] | None = None
+_OWNED = re.compile(rf"{PREFIX}-(\d+)-\d+-[a-z0-9]+")
+_CLONE_NEWNET = 0x40000000
+_T = TypeVar("_T")
+
+
+class NetnsUnavailable(RuntimeError):
+    """Network namespaces (or iptables for them) cannot be made on this machine."""
+
+
+class IptablesUnavailable(NetnsUnavailable):
+    """``iptables`` is missing and could not be installed, or works in no backend."""
+
+
+class BedCommandError(RuntimeError):
+    """A command building, changing or tearing down the test bed failed."""
+
+
+def _which(program: str) -> str | None:
+    return shutil.which(program, path=_SBIN_PATH)
+
+
+def _ip_binary() -> str:
+    found = _which("ip")
+    if found is None:
+        raise NetnsUnavailable("`ip` (iproute2) is not installed: apt-get install iproute2")
+    return found
+
+
+def ip_error(*args: str, ns: str | None = None) -> str:
+    """Run ``ip [-n ns] args``; return its error text, or ``""`` when it succeeded."""
+    argv = [_ip_binary(), *(["-n", ns] if ns else []), *args]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=IP_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired:
+        return f"timed out after {IP_TIMEOUT:g} s"
+    if done.returncode == 0:
+        return ""
+    return done.stderr.strip().replace("\n", " / ") or f"exit status {done.returncode}"
+
+
+def ip(*args: str, ns: str | None = None) -> str:
+    """Run ``ip [-n ns] args`` and return its output; raise :class:`BedCommandError`."""
+    argv = [_ip_binary(), *(["-n", ns] if ns else []), *args]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=IP_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired:
+        raise BedCommandError(f"{' '.join(argv)}: timed out after {IP_TIMEOUT:g} s") from None
+    if done.returncode != 0:
+        raise BedCommandError(f"{' '.join(argv)}: {done.stderr.strip()}")
+    return done.stdout
+
+
+def netns_pids(namespace: str) -> list[int]:
+    """The pids of every process in ``namespace`` (``ip netns pids``); [] if it is gone."""
+    argv = [_ip_binary(), "netns", "pids", namespace]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=IP_TIMEOUT, check=False)
+    if done.returncode != 0:
+        return []
+    return [int(word) for word in done.stdout.split()]
+
+
+def _apt_install() -> str:
+    """Install Debian's ``iptables``; return the error line, ``""`` on success."""
+    apt = _which("apt-get")
+    if apt is None:
+        return "no apt-get to install it with"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    lock = ["-o", "DPkg::Lock::Timeout=120"]
+    install = [apt, *lock, "install", "-y", "--no-install-recommends", "iptables"]
+    for attempt in range(2):
+        try:
+            done = subprocess.run(
+                install, capture_output=True, text=True, timeout=APT_TIMEOUT, env=env, check=False
+            )
+        except subprocess.TimeoutExpired:
+            return f"apt-get install iptables took over {APT_TIMEOUT:g} s"
+        if done.returncode == 0:
+            return ""
+        lines = (done.stderr.strip() or done.stdout.strip()).splitlines() or ["no output"]
+        if attempt == 0 and "Unable to locate package" in done.stderr:
+            subprocess.run(
+                [apt, *lock, "update"], capture_output=True, timeout=APT_TIMEOUT, env=env
+            )
+            continue
+        return lines[-1]
+    return "apt-get could not find the iptables package"
+
+
+def ensure_iptables() -> None:
+    """Make sure some ``iptables`` exists: as root, install Debian's package if missing."""
+    if any(_which(b) for b in _BACKENDS):
+        return
+    if os.geteuid() != 0:
+        raise IptablesUnavailable("iptables is not installed (and this process is not root)")
+    error = _apt_install()
+    if error or not any(_which(b) for b in _BACKENDS):
+        raise IptablesUnavailable(
+            f"iptables is missing and `apt-get install -y --no-install-recommends iptables` "
+            f"failed: {error or 'no iptables binary afterwards'}"
+        )
+
+
+def iptables_command(namespace: str) -> list[str]:
+    """The ``iptables`` argv prefix that works inside ``namespace`` (probed once)."""
+    global _chosen
+    if _chosen is not None:
+        return list(_chosen)
+    ensure_iptables()
+    tried: list[str] = []
+    rule = ["INPUT", "-s", _PROBE_ADDRESS, "-j", "DROP"]
+    for backend in _BACKENDS:
+        path = _which(backend)
+        if path is None:
+            continue
+        argv = [path, "-w", "10"]
+        in_ns = [_ip_binary(), "netns", "exec", namespace, *argv]
+        added = subprocess.run(
+            [*in_ns, "-A", *rule], capture_output=True, text=True, timeout=60, check=False
+        )
+        if added.returncode == 0:
+            subprocess.run([*in_ns, "-D", *rule], capture_output=True, timeout=60, check=True)
+            _chosen = argv
+            return list(argv)
+        tried.append(f"{backend}: {added.stderr.strip().splitlines()[-1:] or '?'}")
+    raise IptablesUnavailable("no iptables backend works in a namespace: " + "; ".join(tried))
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def kill_all(namespace: str, sig: signal.Signals = signal.SIGKILL) -> list[int]:
+    """Send ``sig`` to every process of ``namespace`` until none is left (SIGKILL)."""
+    hit: list[int] = []
+    for _ in range(KILL_ROUNDS):
+        pids = [p for p in netns_pids(namespace) if p not in hit or sig == signal.SIGKILL]
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                continue
+            if pid not in hit:
+                hit.append(pid)
+        if sig != signal.SIGKILL:
+            continue
+        deadline = time.monotonic() + 1.0
+        while netns_pids(namespace) and time.monotonic() < deadline:
+            time.sleep(0.005)
+    return hit
+
+
+def sweep_leftovers() -> list[str]:
+    """Delete the namespaces of earlier runs whose owning process is gone.
+
+    Only names of this module's form (``cfgha-<pid>-<run>-<host>``) are touched,
+    and only when ``<pid>`` no longer exists. Returns the names deleted.
+    """
+    listing = ip("netns", "list")
+    gone: list[str] = []
+    for line in listing.splitlines():
+        name = line.split(" ", 1)[0]
+        match = _OWNED.fullmatch(name)
+        if match is None or pid_alive(int(match.group(1))):
+            continue
+        kill_all(name)
+        ip_error("netns", "delete", name)
+        gone.append(name)
+    return gone
+
+
+def in_namespace(namespace: str, work: Callable[[], _T]) -> _T:
+    """Run ``work`` in a fresh thread that has joined ``namespace`` (setns)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    box: dict[str, Any] = {}
+
+    def body() -> None:
+        try:
+            fd = os.open(f"/run/netns/{namespace}", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                if libc.setns(fd, _CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"setns into {namespace}: {os.strerror(err)}")
+            finally:
+                os.close(fd)
+            box["result"] = work()
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=body, name=f"setns-{namespace}", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["result"]  # type: ignore[no-any-return]
+
+
+def disable_ipv6() -> None:
+    for conf in ("all", "default"):
+        with open(f"/proc/sys/net/ipv6/conf/{conf}/disable_ipv6", "w") as f:
+            f.write("1")
+
+
+def reap(proc: subprocess.Popen[Any]) -> None:
+    """Kill (if still running), wait for and close the pipes of ``proc``."""
+    try:
+        proc.kill()
+        proc.wait(timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+
+
+def ignore_sigint() -> Callable[[], None]:
+    """Ignore Ctrl-C while tearing down (main thread only); returns the restorer."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def restore() -> None:
+        signal.signal(signal.SIGINT, previous)
+
+    return restore
