@@ -48,10 +48,12 @@ import atexit
 import contextlib
 import ipaddress
 import os
+import pwd
 import re
 import signal
 import socket
 import subprocess
+import time
 import weakref
 from collections.abc import Sequence
 from types import TracebackType
@@ -85,6 +87,8 @@ __all__ = [
 #: The addresses of the bed (RFC 2544 benchmarking range); host i gets .(i + 1).
 NETWORK = ipaddress.IPv4Network("198.18.0.0/24")
 DEFAULT_HOSTS = ("A", "B", "C", "D", "E")
+#: How long :meth:`TestBed.spawn` waits for the new process to enter its host.
+SPAWN_TIMEOUT = 10.0
 
 _HOST_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{0,9}")
 _live_beds: weakref.WeakSet[TestBed] = weakref.WeakSet()
@@ -203,7 +207,9 @@ class TestBed:
         """
         prefix = ["ip", "netns", "exec", self.namespace(host)]
         if user is not None:
-            prefix += ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--"]
+            entry = pwd.getpwnam(user)
+            prefix += ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}"]
+            prefix += ["--init-groups", "--"]
         return [*prefix, *argv]
 
     def spawn(
@@ -217,7 +223,9 @@ class TestBed:
     ) -> subprocess.Popen[Any]:
         """Start ``argv`` in ``host``; its pid is the program's own (``ip`` execs it).
 
-        ``name`` registers the pid for :meth:`pid_of` (the faults' named processes).
+        Returns once the process is inside the host's namespace (``ip`` has joined
+        it), so a fault that follows at once hits it. ``name`` registers the pid for
+        :meth:`pid_of` (the faults' named processes).
         The bed reaps and closes every process it spawned at teardown.
         """
         self._check_open()
@@ -225,17 +233,32 @@ class TestBed:
             self.command(host, argv, user=user), **popen_kwargs
         )
         self._spawned.append(proc)
+        deadline = time.monotonic() + SPAWN_TIMEOUT
+        while self.host_of(proc.pid) != host and proc.poll() is None:
+            if time.monotonic() > deadline:
+                raise BedCommandError(f"{argv[0]} did not enter {host} in {SPAWN_TIMEOUT:g} s")
+            time.sleep(0.001)
         if name is not None:
             self.register(name, proc.pid)
         return proc
 
     def run(
-        self, host: str, argv: Sequence[str], *, timeout: float = 10.0, check: bool = True
+        self,
+        host: str,
+        argv: Sequence[str],
+        *,
+        user: str | None = None,
+        timeout: float = 10.0,
+        check: bool = True,
     ) -> subprocess.CompletedProcess[str]:
         """Run a quick command in ``host``; text output captured; raise on failure if ``check``."""
         self._check_open()
         done = subprocess.run(
-            self.command(host, argv), capture_output=True, text=True, timeout=timeout, check=False
+            self.command(host, argv, user=user),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
         if check and done.returncode != 0:
             line = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:] or ["no output"]
@@ -263,19 +286,49 @@ class TestBed:
         except KeyError:
             raise KeyError(f"no process registered as {name!r}") from None
 
-    @staticmethod
-    def pause(pid: int) -> None:
-        """SIGSTOP ``pid``."""
-        os.kill(pid, signal.SIGSTOP)
+    def host_of(self, pid: int) -> str | None:
+        """The host whose namespace ``pid`` lives in now, or ``None`` (gone, or not ours).
 
-    @staticmethod
-    def resume(pid: int) -> None:
-        """SIGCONT ``pid``."""
-        os.kill(pid, signal.SIGCONT)
+        A host recovered after a crash is a new namespace: its old pids are not in it.
+        """
+        try:
+            st = os.stat(f"/proc/{pid}/ns/net")
+        except OSError:
+            return None
+        for host in self.hosts:
+            try:
+                ns = os.stat(f"/run/netns/{self.namespace(host)}")
+            except OSError:
+                continue
+            if (ns.st_dev, ns.st_ino) == (st.st_dev, st.st_ino):
+                return host
+        return None
 
-    @staticmethod
-    def kill(pid: int, sig: signal.Signals = signal.SIGKILL) -> None:
-        """Send ``sig`` (SIGKILL by default) to ``pid``."""
+    def pause(self, pid: int) -> None:
+        """SIGSTOP ``pid`` (a process of this bed); returns once it is stopped."""
+        self.kill(pid, signal.SIGSTOP)
+        deadline = time.monotonic() + SPAWN_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] in "TtZX":
+                        return
+            except (OSError, IndexError):
+                return
+            time.sleep(0.001)
+
+    def resume(self, pid: int) -> None:
+        """SIGCONT ``pid`` (a process of this bed)."""
+        self.kill(pid, signal.SIGCONT)
+
+    def kill(self, pid: int, sig: signal.Signals = signal.SIGKILL) -> None:
+        """Send ``sig`` (SIGKILL by default) to ``pid``, which must be a process of this bed.
+
+        Raises ProcessLookupError for any other pid, so that a stale pid reused by
+        an unrelated process of the machine is never signalled.
+        """
+        if self.host_of(pid) is None:
+            raise ProcessLookupError(f"pid {pid} is not a process of this test bed")
         os.kill(pid, sig)
 
     # ---------------------------------------------------------------- faults

@@ -237,7 +237,7 @@ def test_pause_and_resume(bed: TestBed) -> None:
     proc = bed.spawn("C", ["sleep", "60"], name="sleeper")
     assert bed.pid_of("sleeper") == proc.pid
     bed.pause(proc.pid)
-    assert wait_for_state(proc.pid, "T")
+    assert state(proc.pid) == "T"
     bed.resume(proc.pid)
     assert wait_for_state(proc.pid, "SR")
 
