@@ -95,8 +95,12 @@ class ReplicatedCluster:
         return self.primary.password
 
     def create_database(self, name: str | None = None) -> str:
-        """A fresh database owned by ``cfg`` on the writable server (replicated)."""
-        return self.writable.create_database(name)
+        """A fresh database owned by ``cfg`` on the writable server; returns once the
+        standby has it too (a commit waits for its flush, not for its replay)."""
+        name = self.writable.create_database(name)
+        if self.writable is self.primary:
+            self.wait_replayed()
+        return name
 
     def kill_primary(self) -> None:
         """SIGKILL the primary's postmaster and all its children at once (a crash)."""

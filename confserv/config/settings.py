@@ -37,6 +37,7 @@ from .bounds import (  # security helper A
     object_size_limit,
     parse_bounds,
 )
+from .dbhosts import HostListError, parse_db_hosts
 from .format import ConfigError, Section, read_sections
 from .permissions import warn_if_exposed
 from .tls import TLS_OPTIONS, TlsSettings, parse_tls
@@ -104,6 +105,7 @@ DATABASE_OPTIONS: frozenset[str] = frozenset(
         "server",  # in Genesys' sample; accepted and not used
         "reconnect-timeout",
         "response-timeout",
+        "connect-timeout",  # multihost helper P: per server of the host list
     }
 )
 
@@ -158,8 +160,11 @@ class DatabaseSettings:
     Attributes:
         section: The section's name, e.g. ``dbserver``.
         engine: ``dbengine``: ``sqlite`` or ``postgre``.
-        host: The DBMS host: ``dbserver``, else ``host``, else ``127.0.0.1``.
-        port: ``port`` of the DBMS, or None for the engine's default.
+        host: The DBMS host: ``dbserver``, else ``host``, else ``127.0.0.1``; for
+            PostgreSQL a list of servers too (``a:5432, b:5432``, see
+            :mod:`~.dbhosts`): the one that accepts writes is used.
+        port: ``port`` of the DBMS, or None for the engine's default (5432):
+            the port of the entries of ``host`` that give none.
         dbname: ``dbname``. For sqlite the database file, made absolute against
             the configuration file's directory (``:memory:`` is kept as is).
         username: ``username`` (required for postgre).
@@ -167,6 +172,9 @@ class DatabaseSettings:
         reconnect_timeout: ``reconnect-timeout``, seconds between attempts to
             reach a database that went away.
         response_timeout: ``response-timeout``, seconds a database request may take.
+        connect_timeout: ``connect-timeout``, seconds one server of ``host`` may
+            take to accept a connection (and, once connected, to acknowledge
+            what is sent to it) before it counts as unreachable.
     """
 
     section: str
@@ -178,6 +186,12 @@ class DatabaseSettings:
     password: str = ""
     reconnect_timeout: float = 10.0
     response_timeout: float = 600.0
+    connect_timeout: float = 5.0
+
+    @property
+    def addresses(self) -> tuple[tuple[str, int], ...]:
+        """``(host, port)`` of every server ``host`` lists (HostListError if it is bad)."""
+        return parse_db_hosts(self.host, self.port)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -432,16 +446,27 @@ def _database(db: Section, base: Path) -> DatabaseSettings:
     username = db.text("username")
     if username is None and engine == "postgre":
         raise db.error("username", "missing (postgre needs a user name)")
+    host_option = "dbserver" if db.text("dbserver") else "host"
+    host, port = db.text(host_option) or "127.0.0.1", db.port("port")
+    if engine == "sqlite" and "," in host:
+        raise db.error(host_option, "lists several servers, but sqlite is one file (postgre?)")
+    try:
+        if engine == "postgre":
+            parse_db_hosts(host, port)
+    except HostListError as exc:
+        raise db.error(host_option, str(exc)) from None
+    response_timeout = db.seconds("response-timeout", 600.0, low=1.0, high=86400.0)
     return DatabaseSettings(
         section=db.name,
         engine=engine,
-        host=db.text("dbserver") or db.text("host") or "127.0.0.1",
-        port=db.port("port"),
+        host=host,
+        port=port,
         dbname=dbname,
         username=username or "",
         password=db.text("password") or "",
         reconnect_timeout=db.seconds("reconnect-timeout", 10.0, low=0.1, high=3600.0),
-        response_timeout=db.seconds("response-timeout", 600.0, low=1.0, high=86400.0),
+        response_timeout=response_timeout,
+        connect_timeout=db.seconds("connect-timeout", 5.0, low=0.1, high=response_timeout),
     )
 
 

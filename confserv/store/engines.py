@@ -53,11 +53,11 @@ async def open_store(db: DatabaseSettings, *, create: bool = False) -> AsyncIter
     from .postgres import open_pg_store  # asyncio enters only with PostgreSQL
 
     async with open_pg_store(
-        host=db.host,
-        port=db.port,
+        addresses=db.addresses,  # several: the one that accepts writes (multihost helper P)
         dbname=db.dbname,
         user=db.username,
         password=db.password,
         timeout=min(db.response_timeout, 30.0),
+        connect_timeout=db.connect_timeout,
     ) as pg:
         yield pg

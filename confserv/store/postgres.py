@@ -18,6 +18,21 @@ refusal (fenced, stale memory, not found) or a constraint violation rolls back
 on a healthy connection. Every asyncpg failure becomes the store's own
 :class:`~confserv.wire.errors.UnavailableError` or ``ConstraintError``: one line for
 the log, never a traceback.
+
+A replicated database (multihost helper P) lists all its servers; each new
+connection goes to the one that accepts writes. Every listed server is tried
+*at once*, each with asyncpg's ``target_session_attrs = "read-write"`` and its
+own ``connect-timeout``, and the first writable one is taken (asyncpg's own
+list is tried in order under one timeout, so a crashed host that swallows the
+connect would use it all up before the promoted standby is tried). When none
+accepts writes the error names each server and why (read-only: a standby).
+After a connection fails (the server died, restarted, turned read-only, did
+not answer), the pool's other connections are expired: each is replaced by a
+fresh one to the writable server at its next use, instead of each costing a
+timeout of its own. Every connection keeps TCP keep-alives and a
+``TCP_USER_TIMEOUT`` of ``connect-timeout``, so that the kernel ends one whose
+server went silent (a crashed or cut-off host) instead of a request waiting
+for ``response-timeout``.
 """
 
 from __future__ import annotations
@@ -26,7 +41,8 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -65,6 +81,15 @@ _STALE = (
 #: Failures after which the connection is still in a known state (rolled back).
 _CLEAN = (ConfServError, asyncpg.IntegrityConstraintViolationError)
 
+#: Failures that say the server itself is gone or no longer the writable one: every
+#: pooled connection to it is expired (replaced at its next use).
+_SERVER_LOST = (
+    *_STALE,
+    TimeoutError,
+    asyncpg.ReadOnlySQLTransactionError,
+    asyncpg.CannotConnectNowError,
+)
+
 
 def _to_pg(query: Query) -> str:
     counter = iter(range(1, len(query.params) + 1))
@@ -81,11 +106,25 @@ class PgStore(PlanStore):
         self._pool: asyncpg.Pool | None = pool
         self._timeout = timeout
         self.where = where
+        #: Times the pool's connections were expired after a lost server (for tests).
+        self.expiries = 0
+        #: Seconds a graceful close of the pool may take before it is terminated.
+        self.grace = min(timeout, 5.0)
 
     async def _run_aio(self, plan: Plan, write: bool) -> Any:
         pool = self._pool
         if pool is None:
             raise StoreError("the PostgreSQL store is closed")
+        try:
+            return await self._attempts(pool, plan, write)
+        except (*_SERVER_LOST, UnavailableError):
+            # The other pooled connections went to the same server: replace each at
+            # its next use (on the writable server) rather than let each time out.
+            self.expiries += 1
+            await pool.expire_connections()
+            raise
+
+    async def _attempts(self, pool: asyncpg.Pool, plan: Plan, write: bool) -> Any:
         async with asyncio.timeout(self._timeout):
             attempts = pool.get_max_size() + 1  # every idle one may be stale, then a new one
             for attempt in range(1, attempts + 1):
@@ -108,6 +147,8 @@ class PgStore(PlanStore):
                         if attempt == attempts:
                             raise
                         _log.info("a pooled connection was stale (%s); another one", exc)
+                        self.expiries += 1
+                        await pool.expire_connections()  # the others are likely stale too
                         continue
                     try:
                         result = await _steps(conn, plan)
@@ -144,11 +185,103 @@ class PgStore(PlanStore):
             raise UnavailableError(f"PostgreSQL unavailable: {type(exc).__name__}: {exc}") from exc
 
     async def aclose(self) -> None:
-        """Close the pool (shielded: clean-up must finish)."""
+        """Close the pool (shielded: clean-up must finish): gracefully for ``grace``
+        seconds, then by terminating what is left (a server that went silent would
+        otherwise hold the close for its full 5 s)."""
         pool, self._pool = self._pool, None
         if pool is not None:
             with trio.CancelScope(shield=True), trio.move_on_after(5):
-                await trio_asyncio.aio_as_trio(pool.close)()
+                await trio_asyncio.aio_as_trio(_close_pool)(pool, self.grace)
+
+
+async def _close_pool(pool: asyncpg.Pool, grace: float) -> None:
+    try:
+        await asyncio.wait_for(pool.close(), grace)
+    except TimeoutError:
+        pool.terminate()
+
+
+def _keep_alive(conn: Any, timeout: float) -> None:
+    """TCP keep-alives and ``TCP_USER_TIMEOUT`` on a new connection (Linux; a no-op
+    elsewhere): a server that goes silent is given up after about ``timeout``."""
+    sock = conn._transport.get_extra_info("socket")  # asyncpg has no public handle
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    seconds = max(1, round(timeout))
+    options = [
+        (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPIDLE", None), seconds),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPINTVL", None), 1),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPCNT", None), seconds),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_USER_TIMEOUT", None), int(timeout * 1000)),
+    ]
+    for level, name, value in options:
+        if name is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(level, name, value)
+
+
+def _why(exc: BaseException, timeout: float) -> str:
+    """Why one server was not taken, for the one-line error."""
+    if isinstance(exc, asyncpg.TargetServerAttributeNotMatched):
+        return "is read-only (a standby?)"
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return f"did not answer within {timeout:g} s"
+    if isinstance(exc, OSError):
+        return f"refused or unreachable ({exc.strerror or exc})"
+    return f"failed: {type(exc).__name__}: {exc}"
+
+
+def _writable_connector(addresses: Sequence[tuple[str, int]], timeout: float) -> Any:
+    """The pool's ``connect``: a connection to the server of ``addresses`` that accepts
+    writes, trying all at once (module docstring); UnavailableError naming each
+    server and why when none does."""
+
+    async def connect_one(host: str, port: int, kwargs: dict[str, Any]) -> Any:
+        conn = await asyncpg.connect(
+            host=host, port=port, timeout=timeout, target_session_attrs="read-write", **kwargs
+        )
+        _keep_alive(conn, timeout)
+        return conn
+
+    async def connect(*_args: Any, loop: Any = None, **kwargs: Any) -> Any:
+        tasks = {
+            asyncio.ensure_future(connect_one(host, port, kwargs)): (host, port)
+            for host, port in addresses
+        }
+        why: dict[tuple[str, int], str] = {}
+        chosen: Any = None
+        pending = set(tasks)
+        try:
+            while pending and chosen is None:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    exc = task.exception()
+                    if exc is not None:
+                        why[tasks[task]] = _why(exc, timeout)
+                    elif chosen is None:
+                        chosen = task.result()
+                    else:
+                        task.result().terminate()  # two writable servers: take one
+        finally:
+            for task in pending:
+                task.cancel()
+            for late in await asyncio.gather(*pending, return_exceptions=True):
+                if isinstance(late, asyncpg.Connection):
+                    late.terminate()
+        if chosen is not None:
+            return chosen
+        reasons = "; ".join(f"{h}:{p} {why[(h, p)]}" for h, p in addresses)
+        if len(addresses) == 1:
+            raise UnavailableError(f"PostgreSQL at {reasons}")
+        hint = (
+            " (only standbys: promote one, or list the primary in host)"
+            if all(w.startswith("is read-only") for w in why.values())
+            else ""
+        )
+        raise UnavailableError(f"no PostgreSQL server accepts writes: {reasons}{hint}")
+
+    return connect
 
 
 async def _steps(conn: Any, plan: Plan) -> Any:
@@ -165,21 +298,22 @@ async def _steps(conn: Any, plan: Plan) -> Any:
 @asynccontextmanager
 async def open_pg_store(
     *,
-    host: str,
-    port: int | None,
+    addresses: Sequence[tuple[str, int]],
     dbname: str,
     user: str,
     password: str,
     timeout: float = 30.0,
+    connect_timeout: float = 5.0,
     pool_size: int = 4,
 ) -> AsyncIterator[PgStore]:
-    """Run a trio-asyncio loop and an asyncpg pool for the block's lifetime."""
+    """Run a trio-asyncio loop and an asyncpg pool for the block's lifetime, on the
+    server of ``addresses`` that accepts writes (whichever it is at each connect)."""
+    where = ", ".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in addresses)
     async with trio_asyncio.open_loop():
         try:
             with trio.fail_after(timeout):
                 pool = await trio_asyncio.aio_as_trio(asyncpg.create_pool)(
-                    host=host,
-                    port=port or 5432,
+                    connect=_writable_connector(tuple(addresses), min(connect_timeout, timeout)),
                     database=dbname,
                     user=user,
                     password=password,
@@ -192,10 +326,11 @@ async def open_pg_store(
                     server_settings={"idle_in_transaction_session_timeout": "1000"},
                 )
         except trio.TooSlowError as exc:
-            raise UnavailableError(f"PostgreSQL at {host}:{port} did not answer") from exc
+            raise UnavailableError(f"PostgreSQL at {where} did not answer") from exc
         except _UNAVAILABLE as exc:
-            raise UnavailableError(f"cannot connect to PostgreSQL at {host}:{port}: {exc}") from exc
-        store = PgStore(pool, timeout, f"PostgreSQL database {dbname!r} at {host}:{port or 5432}")
+            raise UnavailableError(f"cannot connect to PostgreSQL at {where}: {exc}") from exc
+        store = PgStore(pool, timeout, f"PostgreSQL database {dbname!r} at {where}")
+        store.grace = min(connect_timeout, store.grace)
         try:
             yield store
         finally:
