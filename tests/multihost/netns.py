@@ -13,6 +13,9 @@ Usage (as root, which CI is)::
         bed.recover("A")                         # a fresh host A (new namespace, same address)
         bed.pause(server.pid); bed.resume(server.pid)
         sock = bed.socket("A")                   # a socket living in host A's namespace
+        stream = trio.socket.from_stdlib_socket(sock)   # ... usable from trio too
+        bed.command("D", ["postgres", ...], user="postgres")  # an argv prefix for others
+        bed.spawn("A", argv, name="confserv-A"); bed.pid_of("confserv-A")  # named processes
 
 What it builds: one network namespace per host, named ``cfgha-<pid>-<run>-<host>``
 (unique per process and per bed, so parallel or leftover runs never clash), with
@@ -50,11 +53,11 @@ import ipaddress
 import os
 import pwd
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import time
-import weakref
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
@@ -64,15 +67,19 @@ from tests.multihost.tools import (
     BedCommandError,
     NetnsUnavailable,
     disable_ipv6,
+    executable,
     ignore_sigint,
     in_namespace,
     ip,
     ip_error,
+    iptables,
     iptables_command,
     kill_all,
     netns_pids,
     reap,
     sweep_leftovers,
+    wait_link_ready,
+    wait_stopped,
 )
 
 __all__ = [
@@ -91,7 +98,7 @@ DEFAULT_HOSTS = ("A", "B", "C", "D", "E")
 SPAWN_TIMEOUT = 10.0
 
 _HOST_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{0,9}")
-_live_beds: weakref.WeakSet[TestBed] = weakref.WeakSet()
+_live_beds: set[TestBed] = set()  # strong: a forgotten bed is still torn down at exit
 _run_counter = iter(range(1, 1 << 30))
 
 
@@ -173,6 +180,7 @@ class TestBed:
         ip("addr", "add", f"{self._address[host]}/{NETWORK.prefixlen}", "dev", "eth0", ns=ns)
         if host not in self._down:
             ip("link", "set", "eth0", "up", ns=ns)
+            wait_link_ready(self.switch, port, ns, SPAWN_TIMEOUT)
         for receiver, sender in sorted(self._rules):
             if receiver == host:
                 self._iptables_rule("-A", receiver, sender)
@@ -223,24 +231,32 @@ class TestBed:
     ) -> subprocess.Popen[Any]:
         """Start ``argv`` in ``host``; its pid is the program's own (``ip`` execs it).
 
-        Returns once the process is inside the host's namespace (``ip`` has joined
-        it), so a fault that follows at once hits it. ``name`` registers the pid for
-        :meth:`pid_of` (the faults' named processes).
-        The bed reaps and closes every process it spawned at teardown.
+        Returns once the program runs inside the host (``ip``, and ``setpriv`` for
+        ``user``, have exec'd it), so a fault that follows at once hits it. ``name``
+        registers the pid for :meth:`pid_of` (the faults' named processes). The bed
+        reaps and closes every process it spawned at teardown.
         """
         self._check_open()
         proc: subprocess.Popen[Any] = subprocess.Popen(
             self.command(host, argv, user=user), **popen_kwargs
         )
         self._spawned.append(proc)
+        launchers = {
+            os.path.realpath(p) for p in (shutil.which("ip"), shutil.which("setpriv")) if p
+        }
+        launchers.discard(os.path.realpath(shutil.which(argv[0]) or argv[0]))
         deadline = time.monotonic() + SPAWN_TIMEOUT
-        while self.host_of(proc.pid) != host and proc.poll() is None:
+        while proc.poll() is None and not self._started(proc.pid, host, launchers):
             if time.monotonic() > deadline:
-                raise BedCommandError(f"{argv[0]} did not enter {host} in {SPAWN_TIMEOUT:g} s")
+                raise BedCommandError(f"{argv[0]} did not start in {host} in {SPAWN_TIMEOUT:g} s")
             time.sleep(0.001)
         if name is not None:
             self.register(name, proc.pid)
         return proc
+
+    def _started(self, pid: int, host: str, launchers: set[str]) -> bool:
+        """Whether ``pid`` is in ``host`` and no longer one of the launchers (ip, setpriv)."""
+        return executable(pid) not in launchers and self.host_of(pid) == host
 
     def run(
         self,
@@ -307,15 +323,7 @@ class TestBed:
     def pause(self, pid: int) -> None:
         """SIGSTOP ``pid`` (a process of this bed); returns once it is stopped."""
         self.kill(pid, signal.SIGSTOP)
-        deadline = time.monotonic() + SPAWN_TIMEOUT
-        while time.monotonic() < deadline:
-            try:
-                with open(f"/proc/{pid}/stat") as f:
-                    if f.read().rsplit(")", 1)[1].split()[0] in "TtZX":
-                        return
-            except (OSError, IndexError):
-                return
-            time.sleep(0.001)
+        wait_stopped(pid, SPAWN_TIMEOUT)
 
     def resume(self, pid: int) -> None:
         """SIGCONT ``pid`` (a process of this bed)."""
@@ -381,11 +389,12 @@ class TestBed:
             ip("link", "set", "eth0", "down", ns=self.namespace(host))
 
     def link_up(self, host: str) -> None:
-        """Set ``host``'s veth up again (its address and route come back)."""
+        """Set ``host``'s veth up again; returns once its switch port forwards again."""
         self._check_host(host)
         self._down.discard(host)
         if host not in self._crashed:
             ip("link", "set", "eth0", "up", ns=self.namespace(host))
+            wait_link_ready(self.switch, self._port[host], self.namespace(host), SPAWN_TIMEOUT)
 
     def crash(self, host: str) -> list[int]:
         """Crash ``host``: every process stopped, veth deleted, every process SIGKILLed.
@@ -433,17 +442,8 @@ class TestBed:
             raise ValueError(f"cannot partition {a} from itself")
 
     def _iptables_rule(self, op: str, receiver: str, sender: str) -> None:
-        rule = ["INPUT", "-s", self._address[sender], "-j", "DROP"]
-        ip_exec = ["ip", "netns", "exec", self.namespace(receiver)]
-        done = subprocess.run(
-            [*ip_exec, *self._iptables, op, *rule],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise BedCommandError(f"iptables {op} {' '.join(rule)} in {receiver}: {done.stderr}")
+        rule = [op, "INPUT", "-s", self._address[sender], "-j", "DROP"]
+        iptables(self.namespace(receiver), self._iptables, rule)
 
     # -------------------------------------------------------------- teardown
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import pwd
 import signal
 import socket
 import subprocess
@@ -148,6 +149,14 @@ def test_no_route_out_of_the_bed(bed: TestBed, sockets: list[socket.socket]) -> 
             with pytest.raises(OSError, match="unreachable") as info:
                 udp.connect(("1.1.1.1", 53))  # a route lookup only: UDP connect sends nothing
             assert info.value.errno == errno.ENETUNREACH
+    for host in bed.hosts:
+        names = [
+            line.split(":")[1].strip()
+            for line in ip("-o", "link", ns=bed.namespace(host)).splitlines()
+        ]
+        assert [n.split("@")[0] for n in names] == ["lo", "eth0"]
+    assert ip("-4", "addr", ns=bed.switch) == ""  # the switch is layer 2 only
+    assert ip("route", ns=bed.switch) == ""
     links = ip("-o", "link", ns=bed.switch)
     assert "br0" in links
     assert all("master br0" in line for line in links.splitlines() if "port" in line)
@@ -312,6 +321,18 @@ def test_sweep_removes_only_dead_owners(bed: TestBed) -> None:
     finally:
         for name in (stale, alive):
             subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+
+
+def test_spawn_as_another_user(bed: TestBed) -> None:
+    """``user=`` runs the command as that user, still inside the host (setpriv after ip)."""
+    nobody = pwd.getpwnam("nobody")
+    done = bed.run("D", ["sh", "-c", "id -u; id -g; ip -4 -o addr show eth0"], user="nobody")
+    uid, gid, addr = done.stdout.splitlines()
+    assert (int(uid), int(gid)) == (nobody.pw_uid, nobody.pw_gid)
+    assert bed.address("D") in addr
+    proc = bed.spawn("E", ["sleep", "60"], user="nobody")
+    assert bed.host_of(proc.pid) == "E"
+    assert os.stat(f"/proc/{proc.pid}").st_uid == nobody.pw_uid
 
 
 def test_unavailable_skips_but_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -30,16 +30,20 @@ __all__ = [
     "NetnsUnavailable",
     "disable_ipv6",
     "ensure_iptables",
+    "executable",
     "ignore_sigint",
     "in_namespace",
     "ip",
     "ip_error",
+    "iptables",
     "iptables_command",
     "kill_all",
     "netns_pids",
     "pid_alive",
     "reap",
     "sweep_leftovers",
+    "wait_link_ready",
+    "wait_stopped",
 ]
 
 #: Every namespace the bed makes starts with this; the owning pid follows.
@@ -288,3 +292,59 @@ def ignore_sigint() -> Callable[[], None]:
         signal.signal(signal.SIGINT, previous)
 
     return restore
+
+
+def executable(pid: int) -> str | None:
+    """The resolved path of the program ``pid`` runs, or ``None`` if it is gone."""
+    try:
+        return os.path.realpath(os.readlink(f"/proc/{pid}/exe"))
+    except OSError:
+        return None
+
+
+def wait_stopped(pid: int, timeout: float) -> None:
+    """Wait (up to ``timeout`` s) until ``pid`` is stopped, a zombie or gone."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] in "TtZX":
+                    return
+        except (OSError, IndexError):
+            return
+        time.sleep(0.001)
+
+
+def wait_link_ready(switch: str, port: str, host_ns: str, timeout: float) -> None:
+    """Wait until a host's ``eth0`` and its switch port are up and the port forwards.
+
+    The kernel tells the bridge of a carrier change through its link-watch work,
+    which may run up to a second later: until then frames are dropped, so a
+    fault healed "at once" would not be.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        port_line = ip("-o", "-d", "link", "show", port, ns=switch)
+        host_line = ip("-o", "link", "show", "eth0", ns=host_ns)
+        if (
+            "state UP" in host_line
+            and "state UP" in port_line
+            and "bridge_slave state forwarding" in port_line
+        ):
+            return
+        if time.monotonic() > deadline:
+            raise BedCommandError(f"{port} of {switch} not forwarding after {timeout:g} s")
+        time.sleep(0.002)
+
+
+def iptables(namespace: str, command: list[str], rule: list[str]) -> None:
+    """Run ``command`` (from :func:`iptables_command`) with ``rule`` inside ``namespace``."""
+    done = subprocess.run(
+        [_ip_binary(), "netns", "exec", namespace, *command, *rule],
+        capture_output=True,
+        text=True,
+        timeout=IP_TIMEOUT,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise BedCommandError(f"iptables {' '.join(rule)} in {namespace}: {done.stderr.strip()}")
