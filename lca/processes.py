@@ -69,7 +69,8 @@ class _Watched:
     pidfd: int  # the command's
     shim_fd: int | None  # the shim's (None: it is gone)
     ended: str | None = None  # set once the exit is known
-    waiter: trio.Event | None = None  # set when a wait() that reads the pidfd has seen the end
+    waiter: trio.Event | None = None  # a wait() reading the pidfds: set when it stops
+    gone: bool = False  # the command and its shim have ended
 
 
 class Processes:
@@ -201,15 +202,13 @@ class Processes:
         if watching is not None:
             watching()
         if watched.ended is None:
-            watched.waiter = trio.Event()
+            waiter = watched.waiter = trio.Event()
             try:
-                await trio.lowlevel.wait_readable(watched.pidfd)
+                await _ended(watched)
+                watched.gone = True
             finally:
-                watched.waiter.set()
-            # The command ended; its shim records how, then exits.
-            if watched.shim_fd is not None:
-                with trio.move_on_after(START_TIMEOUT):
-                    await trio.lowlevel.wait_readable(watched.shim_fd)
+                watched.waiter = None  # also when cancelled: then others read the pidfds
+                waiter.set()
             how = read_exit(self.state_dir, name, pid)
             watched.ended = how or "exited (its shim is gone: how is unknown)"
             self._close(watched)
@@ -254,12 +253,16 @@ class Processes:
         await self._gone(watched)
 
     async def _gone(self, watched: _Watched) -> None:
-        """Until the process has ended (one task only may read a pidfd: a wait() in
-        progress is waited on instead)."""
-        if watched.waiter is not None:
-            await watched.waiter.wait()
-        elif watched.pidfd >= 0:
-            await trio.lowlevel.wait_readable(watched.pidfd)
+        """Until the process and its shim have ended (a wait() in progress is waited on
+        instead of reading the same pidfds)."""
+        while not watched.gone and watched.ended is None:
+            if watched.waiter is not None:
+                await watched.waiter.wait()  # it ended, or that wait() was cancelled
+            elif watched.pidfd >= 0:
+                await _ended(watched)
+                watched.gone = True
+            else:
+                return
 
     def _get(self, name: str, pid: int) -> _Watched:
         watched = self._watched.get(name)
@@ -277,6 +280,15 @@ class Processes:
         """Close every pidfd (the processes keep running)."""
         for watched in self._watched.values():
             self._close(watched)
+
+
+async def _ended(watched: _Watched) -> None:
+    """Until the command has ended and its shim, having recorded how, has gone too (so
+    that a stop leaves nothing of it behind)."""
+    await trio.lowlevel.wait_readable(watched.pidfd)
+    if watched.shim_fd is not None:
+        with trio.move_on_after(START_TIMEOUT):
+            await trio.lowlevel.wait_readable(watched.shim_fd)
 
 
 def _open_log(cwd: Path, log_path: Path) -> BinaryIO:

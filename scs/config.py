@@ -44,6 +44,7 @@ SCS_OPTIONS: frozenset[str] = frozenset(
         "log-format",
         "verbose",
         "status-interval",
+        "state-dir",
         # security helper T: the control port over TLS, and the certificates of every link
         "encryption",
         *TLS_OPTIONS,
@@ -186,6 +187,9 @@ class ScsSettings:
     tls: TlsSettings = field(default_factory=TlsSettings)
     #: The ``type = host`` sections: where the servers run and where their agents listen.
     hosts: dict[str, HostSpec] = field(default_factory=dict)
+    #: ``state-dir``: the records of the processes of the supervisor's own host (default
+    #: ``scs-state`` beside the file), kept so that a restarted supervisor finds them.
+    state_dir: Path = Path("scs-state")
 
     @property
     def control_tls(self) -> ClientTls | None:
@@ -371,6 +375,7 @@ def load_scs_settings(file: Path | str) -> ScsSettings:
         pairs=tuple(pairs),
         tls=tls,
         hosts=hosts,
+        state_dir=base / (own.text("state-dir") or "scs-state"),
     )
 
 

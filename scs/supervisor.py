@@ -6,7 +6,9 @@ Thin trio code around :class:`scs.core.SupervisorCore`, fed typed observations
 keeps a management link (ADDP on, with the section's options) and reports
 link up, role pushes and link loss; one task per started or adopted process
 waits for it to exit, through the :class:`~scs.launcher.Launcher` (by
-default :class:`~scs.local_launcher.LocalLauncher`: this host's processes);
+default :class:`~scs.host_launcher.HostLauncher`: this host's processes, by
+the agent's own code; another host's through its agent,
+:class:`~scs.agent_launcher.AgentLauncher`);
 the decision loop serves the core's deadlines. Every ``step`` is
 synchronous, so the core is only ever touched by one task at a time.
 """
@@ -32,9 +34,9 @@ from .actions import Action, Adopt, Demote, Emit, Fence, Promote, Redirect, Star
 from .agent_launcher import AgentLauncher
 from .config import ScsSettings
 from .core import SupervisorCore
+from .host_launcher import HostLauncher
 from .hosts import HostSpec
 from .launcher import AdoptError, AlreadyRunningError, Launcher, LaunchError, NotWatchedError
-from .local_launcher import LocalLauncher
 from .observations import (
     AdoptionFailed,
     Booted,
@@ -71,7 +73,9 @@ class Supervisor:
         self.log = log
         self.core = SupervisorCore(settings, rng)
         #: The supervisor's own host's processes; the other hosts' go through their agents.
-        self.launcher: Launcher = launcher if launcher is not None else LocalLauncher()
+        self.launcher: Launcher = (
+            launcher if launcher is not None else HostLauncher(settings.state_dir)
+        )
         self.agents: dict[str, AgentLauncher] = {
             host.name: self._agent(host) for host in settings.hosts.values() if host.has_agent
         }

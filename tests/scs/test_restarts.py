@@ -148,6 +148,7 @@ def test_the_limit_counts_the_failed_starts_since_the_last_successful_one(
         counted.append(now)
         if serving is not None and serving <= life:
             r.serving(now + serving)
-            if life - serving >= policy.min_uptime:
+            # the uptime as the code computes it, from the two instants (floats)
+            if (now + life) - (now + serving) >= policy.min_uptime:
                 counted = []  # a successful start: the count starts again
         now += life
