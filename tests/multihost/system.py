@@ -1,0 +1,383 @@
+"""The whole installation on the multi-host test bed, as the seed deploys it.
+
+::
+
+    A: lca, confserv (the pair's first member)     B: lca, confserv "backup"
+    C: lca, scs (supervising through the three agents), the proxy
+    D: PostgreSQL primary    E: its synchronous standby    F: the clients
+
+Each host is a network namespace of :class:`~tests.multihost.netns.TestBed`;
+the servers reach each other, the agents and the database over the bed's
+bridge only. Every server is started by its host's agent; the supervisor has
+no server of its own host. The database section lists D and E, so the
+servers follow PostgreSQL to whichever is writable.
+
+:class:`MultiHost` starts it all and gives the test what it needs to judge a
+run: the supervisor's log (its events, with their times), ``scs status``
+(run inside C), the pid of each server, and the clients' record
+(:mod:`tests.multihost.workload`) turned into a chaos :class:`Record`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.chaos.checker import Record, Request
+from tests.chaos.dblog import read_postgre, read_takes
+from tests.helpers.system import BIN, CONTROL_SECRET, PASSWORD, SECRET
+from tests.multihost.netns import TestBed
+from tests.pg_replica import ReplicatedCluster, replicated_cluster
+
+#: The pair's sections and their hosts; the proxy's.
+MEMBERS = {"confserv": "A", "backup": "B"}
+PROXY_HOST = "C"
+CLIENT_HOST = "F"
+HOSTS = ("A", "B", "C", "D", "E", "F")
+#: The ports (the same on every host: each host is its own namespace).
+PORT, MANAGEMENT_PORT, AGENT_PORT, CONTROL_PORT = 2120, 2121, 4999, 2190
+AGENT_SECRET = "agent-secret-of-the-bed"
+#: ADDP and the lease, as the benchmarks' targets say.
+ADDP_TIMEOUT, LEASE_TTL = 1.0, 2.0
+
+#: ``cfgctl init`` of the pair's first member, with the administrator's password.
+INIT = ["env", f"CFG_PASSWORD={PASSWORD}", str(BIN / "cfgctl"), "init", "-s", "confserv"]
+
+_LOG_LINE = re.compile(r"^(\d\d):(\d\d):(\d\d)\.(\d{3}) \w+ (\d{5}) (.*)$")
+
+
+@dataclass
+class Event:
+    """One line of the supervisor's log: when (``time.time()``), its id, its text."""
+
+    at: float
+    id: int
+    text: str
+
+
+@dataclass
+class MultiHost:
+    """The installation on ``bed`` (see the module docstring); build with :func:`multi_host`."""
+
+    bed: TestBed
+    tmp: Path
+    pg: ReplicatedCluster
+    conf: Path
+    scs_conf: Path
+    agents: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    scs: subprocess.Popen[bytes] | None = None
+    workload: subprocess.Popen[bytes] | None = None
+
+    # -- processes ---------------------------------------------------------------
+
+    def start_agent(self, host: str) -> None:
+        """``lca`` on ``host`` (again, after a crash or a kill)."""
+        out = (self.tmp / f"lca-{host}.log").open("ab")
+        self.agents[host] = self.bed.spawn(
+            host,
+            [str(BIN / "lca"), "-c", str(self.tmp / f"lca-{host}.conf")],
+            stdout=out,
+            stderr=out,
+            name=f"lca-{host}",
+        )
+        out.close()
+
+    def start_scs(self) -> None:
+        """``scs -f`` on C, its log appended to ``scs.log``."""
+        out = (self.tmp / "scs.log").open("ab")
+        self.scs = self.bed.spawn(
+            "C", [str(BIN / "scs"), "-f", str(self.scs_conf)], stdout=out, stderr=out, name="scs"
+        )
+        out.close()
+
+    def start_workload(self) -> None:
+        """The writer and the proxy reader, on the client host."""
+        pair = ",".join(f"{self.bed.address(h)}:{PORT}" for h in MEMBERS.values())
+        proxy = f"{self.bed.address(PROXY_HOST)}:{PORT + 20}"
+        out = (self.tmp / "workload.log").open("ab")
+        self.workload = self.bed.spawn(
+            CLIENT_HOST,
+            [
+                sys.executable,
+                "-m",
+                "tests.multihost.workload",
+                str(self.tmp / "requests.jsonl"),
+                str(self.tmp / "stop"),
+                pair,
+                proxy,
+            ],
+            stdout=out,
+            stderr=out,
+            cwd=Path(__file__).parents[2],
+        )
+        out.close()
+
+    def stop_workload(self, timeout: float = 40.0) -> None:
+        """Ask the clients to stop, and wait for them (their requests in flight end)."""
+        (self.tmp / "stop").touch()
+        if self.workload is not None:
+            try:
+                self.workload.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.workload.kill()
+                self.workload.wait()
+
+    def server_pid(self, section: str) -> int | None:
+        """The pid of ``section``'s Configuration Server on its host, None if none runs."""
+        host = MEMBERS.get(section, PROXY_HOST)
+        for pid in self.bed.pids(host):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    argv = f.read().rstrip(b"\0").split(b"\0")
+            except FileNotFoundError:
+                continue
+            # the server itself (a script: its interpreter comes first), not its shim
+            program = str(BIN / "confserv").encode()
+            if program in argv[:2] and argv[-4:-2] == [b"-s", section.encode()]:
+                return pid
+        return None
+
+    # -- what the supervisor says ------------------------------------------------
+
+    def events(self) -> list[Event]:
+        """The supervisor's log so far, as events with their times."""
+        path = self.tmp / "scs.log"
+        if not path.exists():
+            return []
+        out = []
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            match = _LOG_LINE.match(line)
+            if match:
+                h, m, s, ms, event, text = match.groups()
+                out.append(Event(_today_at(int(h), int(m), int(s), int(ms)), int(event), text))
+        return out
+
+    def logged(self, event: int, since: float = 0.0) -> list[Event]:
+        """The lines of ``event`` logged at or after ``since``."""
+        return [e for e in self.events() if e.id == event and e.at >= since]
+
+    def wait_event(self, event: int, since: float = 0.0, timeout: float = 30.0) -> Event:
+        """The first line of ``event`` at or after ``since``, waiting up to ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.logged(event, since)
+            if found:
+                return found[0]
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no {event} in the supervisor's log:\n{self.log_tail()}")
+            time.sleep(0.05)
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The end of the supervisor's log, for failure messages."""
+        path = self.tmp / "scs.log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        """``scs status --json``, run inside C (the control port is C's loopback)."""
+        done = self.bed.run(
+            "C", [str(BIN / "scs"), "status", "-f", str(self.scs_conf), "--json"], check=False
+        )
+        if done.returncode != 0:
+            return {}
+        return {row["section"]: row for row in json.loads(done.stdout)}
+
+    def wait_status(
+        self, predicate: Callable[[dict[str, dict[str, Any]]], bool], timeout: float = 60.0
+    ) -> dict[str, dict[str, Any]]:
+        """Poll ``scs status`` until ``predicate`` holds (TimeoutError after ``timeout`` s)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = self.status()
+            if rows and predicate(rows):
+                return rows
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"status never as wanted: {rows}\n{self.log_tail()}")
+            time.sleep(0.2)
+
+    # -- what the clients saw ----------------------------------------------------
+
+    def requests(self) -> list[Request]:
+        """Every request the clients recorded so far."""
+        path = self.tmp / "requests.jsonl"
+        if not path.exists():
+            return []
+        out = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            with contextlib.suppress(ValueError, TypeError):
+                out.append(Request(**json.loads(line)))
+        return out
+
+    def wait_acks(self, count: int, since: float, timeout: float = 30.0) -> list[Request]:
+        """Until ``count`` writes started at or after ``since`` were acknowledged."""
+        deadline = time.monotonic() + timeout
+        while True:
+            acks = [
+                r
+                for r in self.requests()
+                if r.op == "write" and r.outcome == "ok" and r.start >= since
+            ]
+            if len(acks) >= count:
+                return acks
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(acks)} of {count} writes acknowledged since the fault")
+            time.sleep(0.05)
+
+    def record(self) -> Record:
+        """The clients' requests (a server named by its section), the promotions of the
+        supervisor's log and what the writable database holds (for the oracle)."""
+        sections = {f"{self.bed.address(h)}:{PORT}": s for s, h in MEMBERS.items()}
+        requests = self.requests()
+        for r in requests:
+            r.server = sections.get(r.server or "", r.server)
+        record = Record(
+            requests=requests,
+            detection_bound=2 * ADDP_TIMEOUT,
+            settle=LEASE_TTL + 2 * ADDP_TIMEOUT + 5,
+        )
+        for event in self.logged(40306):
+            match = re.search(r"'([^']+)' is primary at epoch (\d+)", event.text)
+            if match:
+                record.promotions.append((event.at, int(match.group(2)), match.group(1)))
+        names = self.pg.writable.psql("SELECT name FROM cfg_object", dbname=self.dbname)
+        record.committed = {line.strip() for line in names.splitlines() if line.strip()}
+        database = read_postgre(self.pg.writable, self.dbname)
+        database.takes = read_takes({s: self.tmp / h / f"{s}.log" for s, h in MEMBERS.items()})
+        record.database = database
+        return record
+
+    @property
+    def dbname(self) -> str:
+        """The Configuration Database's name."""
+        return "cfgha"
+
+    def stop(self) -> None:
+        """Stop the clients and the supervisor (which stops the servers through the agents)."""
+        self.stop_workload()
+        if self.scs is not None and self.scs.poll() is None:
+            self.scs.send_signal(2)
+            try:
+                self.scs.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                self.scs.kill()
+
+
+def _today_at(h: int, m: int, s: int, ms: int) -> float:
+    """``time.time()`` of a log line's HH:MM:SS.mmm (local time, today or yesterday)."""
+    now = time.time()
+    day = time.localtime(now)
+    at = time.mktime((day.tm_year, day.tm_mon, day.tm_mday, h, m, s, 0, 0, -1)) + ms / 1000
+    return at - 86400 if at > now + 3600 else at
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    path.chmod(0o600)
+    return path
+
+
+def _files(bed: TestBed, tmp: Path, pg: ReplicatedCluster) -> tuple[Path, Path]:
+    """confserv.conf (all three servers' sections), scs.conf and each agent's lca.conf."""
+    addr = bed.address
+    addp = f"protocol = addp\naddp-timeout = {ADDP_TIMEOUT:g}\naddp-remote-timeout = 1\n"
+    lease = f"lease-ttl = {LEASE_TTL:g}\nlease-renew = 0.4\n"
+    text = ""
+    for section, host in MEMBERS.items():
+        text += (
+            f"[{section}]\nport = {PORT}\nmanagement-port = {MANAGEMENT_PORT}\n"
+            f"management-secret = {SECRET}\nserver = db\nlisten-address = {addr(host)}\n"
+            f"{lease}{addp}"
+        )
+    masters = ",".join(f"{addr(h)}:{MANAGEMENT_PORT}" for h in MEMBERS.values())
+    text += (
+        f"[proxy]\nmode = proxy\nport = {PORT + 20}\nmanagement-port = {MANAGEMENT_PORT + 20}\n"
+        f"management-secret = {SECRET}\nlisten-address = {addr(PROXY_HOST)}\nmaster = {masters}\n"
+    )
+    text += (
+        f"[log]\nverbose = all\n[db]\ndbengine = postgre\nhost = {pg.hosts}\n"
+        f"dbname = cfgha\nusername = {pg.user}\npassword = {pg.password}\n"
+        "reconnect-timeout = 0.5\nresponse-timeout = 10\nconnect-timeout = 2\n"
+    )
+    conf = _write(tmp / "confserv.conf", text)
+    scs = (
+        f"[scs]\ncontrol-port = {CONTROL_PORT}\ncontrol-secret = {CONTROL_SECRET}\n"
+        f"state-dir = {tmp / 'scs-state'}\n"
+    )
+    for host in ("A", "B", "C"):
+        scs += (
+            f"[host{host}]\ntype = host\naddress = {addr(host)}\nagent-port = {AGENT_PORT}\n"
+            f"agent-secret = {AGENT_SECRET}\n"
+        )
+        (tmp / host).mkdir(exist_ok=True)
+        _write(
+            tmp / f"lca-{host}.conf",
+            f"[lca]\nport = {AGENT_PORT}\nagent-secret = {AGENT_SECRET}\n"
+            f"state-dir = {tmp / host / 'lca-state'}\nlisten-address = {addr(host)}\n"
+            f"host-name = host{host}\n",
+        )
+    peers = {"confserv": "backup", "backup": "confserv"}
+    for section, host in [*MEMBERS.items(), ("proxy", PROXY_HOST)]:
+        link = f"server = {peers[section]}\n" if section in peers else "type = proxy\n"
+        ports = (PORT + 20, MANAGEMENT_PORT + 20) if section == "proxy" else (PORT, MANAGEMENT_PORT)
+        scs += (
+            f"[{section}]\nhost = host{host}\nport = {ports[0]}\n{link}"
+            f"management-port = {ports[1]}\nmanagement-secret = {SECRET}\n"
+            f"command = {BIN / 'confserv'} -s {section} -c {conf}\n"
+            f"working-directory = {tmp / host}\n{addp}"
+            "failover-wait = 0\npromote-retry = 0.05\nrestart-backoff = 0.2\n"
+        )
+    return conf, _write(tmp / "scs.conf", scs)
+
+
+@contextlib.contextmanager
+def multi_host(bed: TestBed, tmp: Path, *, workload: bool = True) -> Iterator[MultiHost]:
+    """Start PostgreSQL on D and E, the agents, ``cfgctl init``, ``scs`` (and the clients);
+    on exit stop it all (the bed's own teardown then removes what is left)."""
+    with replicated_cluster(
+        primary_listen=bed.address("D"),
+        standby_listen=bed.address("E"),
+        primary_prefix=bed.command("D", []),
+        standby_prefix=bed.command("E", []),
+        clients=("198.18.0.0/24",),
+    ) as pg:
+        pg.create_database("cfgha")
+        conf, scs_conf = _files(bed, tmp, pg)
+        system = MultiHost(bed, tmp, pg, conf, scs_conf)
+        bed.run(
+            "A",
+            [*INIT, "-c", str(conf), "--backup-section", "backup"],
+            timeout=60,
+        )
+        try:
+            for host in ("A", "B", "C"):
+                system.start_agent(host)
+            system.start_scs()
+            system.wait_status(healthy, timeout=90)
+            if workload:
+                system.start_workload()
+            yield system
+        finally:
+            system.stop()
+
+
+def healthy(rows: dict[str, dict[str, Any]]) -> bool:
+    """One primary, one backup, the proxy a proxy, all running."""
+    roles = {rows.get(s, {}).get("role") for s in MEMBERS}
+    return (
+        roles == {"primary", "backup"}
+        and rows.get("proxy", {}).get("role") == "proxy"
+        and all(r.get("state") == "running" for r in rows.values())
+    )
+
+
+def primary_of(rows: dict[str, dict[str, Any]]) -> str:
+    """The member the rows show as primary (StopIteration if none)."""
+    return next(s for s in MEMBERS if rows[s]["role"] == "primary")
