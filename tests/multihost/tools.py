@@ -320,9 +320,11 @@ def wait_link_ready(switch: str, port: str, host_ns: str, timeout: float) -> Non
 
     Measured here: connecting at once after ``link set eth0 up`` lost the first
     ARP exchange in 5 of 400 tries (a 1 s retry); after this wait, in 0 of 800.
-    The port always reported "forwarding" at the first look, so the cause (a
-    carrier change reaches the bridge through the kernel's link-watch work) is
-    not pinned down; the wait is cheap (two ``ip`` calls) and keeps heals exact.
+    The likely cause: the bridge port leaves "disabled" only when a kernel worker
+    handles the carrier event (link-watch), which on a loaded machine can come a
+    few ms after ``ip link set up`` returns; frames in between are dropped. (An
+    ``ip`` call itself takes about 3 ms, so the port already read "forwarding" at
+    the first look in every try.) The wait costs two ``ip`` calls.
     """
     deadline = time.monotonic() + timeout
     while True:
