@@ -12,9 +12,11 @@ pooled connection to the dead server cost a full timeout of its own).
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import trio
@@ -23,6 +25,7 @@ from confserv.config.settings import DatabaseSettings
 from confserv.store.engines import open_store
 from confserv.store.instance import Instance
 from confserv.store.leases import Holder
+from confserv.store.postgres import _keep_alive
 from confserv.wire.errors import UnavailableError
 from tests.pg_cluster import PgCluster, require_pg_bin
 from tests.pg_replica import ReplicatedCluster, replicated_cluster
@@ -234,3 +237,19 @@ async def test_the_pair_rides_through_a_database_failover(
     for proc in (primary, backup):
         log = proc.logfile.read_text()
         assert "Traceback" not in log, log[-4000:]
+
+
+def test_every_connection_gives_up_on_a_silent_server_after_the_connect_timeout() -> None:
+    """TCP keep-alives and TCP_USER_TIMEOUT: the kernel ends a connection whose server
+    went silent (a crashed or cut-off host) after about ``connect-timeout``, so that a
+    request on it fails then rather than after ``response-timeout``."""
+    with (
+        socket.create_server(("127.0.0.1", 0)) as server,
+        socket.create_connection(server.getsockname()) as sock,
+    ):
+        conn = SimpleNamespace(_transport=SimpleNamespace(get_extra_info=lambda _: sock))
+        _keep_alive(conn, 2.5)
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 2500
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 2
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 1
