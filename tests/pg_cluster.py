@@ -38,6 +38,17 @@ reaped, and :meth:`PgCluster.kill`, :meth:`PgCluster.pause` and
 the server's documented signals (SIGTERM smart, SIGINT fast, SIGQUIT
 immediate), which is exactly what ``pg_ctl stop -m ...`` sends.
 
+For a server on another (network-namespace) host, :meth:`PgCluster.start`
+takes ``listen`` (the listen address, default 127.0.0.1), ``clients`` (the
+CIDRs allowed to log in over TCP, default that address), ``extra_hba`` and
+``extra_conf``, and ``prefix``, a command put before every PostgreSQL
+program (``["ip", "netns", "exec", "cfgha-d"]``). With a prefix the user
+switch happens after it (``setpriv``) and the postmaster's pid is read from
+``postmaster.pid``, since the process started may then not be the server;
+:meth:`~PgCluster.kill`, :meth:`~PgCluster.stop` and :meth:`~PgCluster.pause`
+signal the postmaster itself. ``tests/pg_replica.py`` builds a primary and a
+synchronous standby on it.
+
 Set-up SQL runs through the ``psql`` next to ``initdb`` over the unix socket,
 so this module needs no Python database driver. Process inspection
 (children of the postmaster, stopped/zombie states) reads ``/proc`` and is
