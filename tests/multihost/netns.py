@@ -47,8 +47,6 @@ except under CI where it fails.
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import ipaddress
 import os
 import pwd
@@ -78,6 +76,8 @@ from tests.multihost.tools import (
     netns_pids,
     reap,
     sweep_leftovers,
+    track_live,
+    untrack_live,
     wait_link_ready,
     wait_stopped,
 )
@@ -98,7 +98,6 @@ DEFAULT_HOSTS = ("A", "B", "C", "D", "E")
 SPAWN_TIMEOUT = 10.0
 
 _HOST_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{0,9}")
-_live_beds: set[TestBed] = set()  # strong: a forgotten bed is still torn down at exit
 _run_counter = iter(range(1, 1 << 30))
 
 
@@ -140,7 +139,7 @@ class TestBed:
         if os.geteuid() != 0:
             raise NetnsUnavailable("network namespaces need root (this process is not root)")
         sweep_leftovers()
-        _live_beds.add(self)
+        track_live(self)
         try:
             self._add_namespace(self.switch)
             ip("link", "add", "br0", "type", "bridge", ns=self.switch)
@@ -456,7 +455,7 @@ class TestBed:
         if self._closed:
             return
         self._closed = True
-        _live_beds.discard(self)
+        untrack_live(self)
         restore = ignore_sigint()
         try:
             problems: list[str] = []
@@ -486,10 +485,3 @@ class TestBed:
         except BedCommandError:
             if exc is None:
                 raise
-
-
-@atexit.register
-def _close_forgotten_beds() -> None:
-    for bed in list(_live_beds):
-        with contextlib.suppress(BedCommandError):
-            bed.close()

@@ -278,14 +278,15 @@ def test_failure_inside_the_block_still_tears_down() -> None:
     assert subprocess.run(["iptables-save"], capture_output=True, text=True).stdout == rules
 
 
-def test_ctrl_c_tears_down() -> None:
-    """SIGINT to a process inside ``with TestBed()`` still removes everything."""
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_tears_down(sig: signal.Signals) -> None:
+    """SIGINT or SIGTERM (``timeout``'s) to a process inside ``with TestBed()`` removes all."""
     script = (
         "import sys,time\n"
         "from tests.multihost.netns import TestBed\n"
         "with TestBed() as bed:\n"
-        "    bed.spawn('A', ['sleep', '60'])\n"
-        "    print(bed.prefix, flush=True)\n"
+        "    sleeper = bed.spawn('A', ['sleep', '60'])\n"
+        "    print(bed.prefix, sleeper.pid, flush=True)\n"
         "    time.sleep(60)\n"
     )
     child = subprocess.Popen(
@@ -297,12 +298,13 @@ def test_ctrl_c_tears_down() -> None:
     )
     assert child.stdout is not None
     with child:
-        prefix = child.stdout.readline().strip()
+        prefix, sleeper = child.stdout.readline().split()
         assert prefix.startswith(f"cfgha-{child.pid}-")
         assert ip("netns", "list").count(prefix) == 6
-        child.send_signal(signal.SIGINT)
+        child.send_signal(sig)
         assert child.wait(timeout=10) != 0
     assert prefix not in ip("netns", "list")
+    assert not Path(f"/proc/{sleeper}").exists()
 
 
 def test_sweep_removes_only_dead_owners(bed: TestBed) -> None:

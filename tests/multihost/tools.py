@@ -11,6 +11,8 @@ namespace, so parallel runs must wait for it rather than fail.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import ctypes
 import os
 import re
@@ -20,7 +22,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 __all__ = [
     "APT_TIMEOUT",
@@ -42,6 +44,8 @@ __all__ = [
     "pid_alive",
     "reap",
     "sweep_leftovers",
+    "track_live",
+    "untrack_live",
     "wait_link_ready",
     "wait_stopped",
 ]
@@ -352,3 +356,49 @@ def iptables(namespace: str, command: list[str], rule: list[str]) -> None:
     )
     if done.returncode != 0:
         raise BedCommandError(f"iptables {' '.join(rule)} in {namespace}: {done.stderr.strip()}")
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+#: Beds built and not yet closed (strong references: a forgotten bed is still torn down).
+_live: set[_Closable] = set()
+_previous_sigterm: Any = None
+
+
+def _sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}: tearing the test bed down")
+
+
+def track_live(bed: _Closable) -> None:
+    """Remember a live bed; while any lives, SIGTERM (if not handled) acts as Ctrl-C.
+
+    So ``timeout`` or a CI runner stopping the run still tears the bed down
+    (pytest runs its fixtures' teardown on KeyboardInterrupt); an ``atexit``
+    hook closes any bed left open.
+    """
+    global _previous_sigterm
+    main = threading.current_thread() is threading.main_thread()
+    if not _live and main and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        _previous_sigterm = signal.signal(signal.SIGTERM, _sigterm)
+    _live.add(bed)
+
+
+def untrack_live(bed: _Closable) -> None:
+    """Forget a closed bed; the last one gone restores SIGTERM's previous handler."""
+    global _previous_sigterm
+    _live.discard(bed)
+    if _live or _previous_sigterm is None:
+        return
+    main = threading.current_thread() is threading.main_thread()
+    if main and signal.getsignal(signal.SIGTERM) is _sigterm:  # not if replaced since
+        signal.signal(signal.SIGTERM, _previous_sigterm)
+    _previous_sigterm = None
+
+
+@atexit.register
+def _close_forgotten_beds() -> None:
+    for bed in list(_live):
+        with contextlib.suppress(BedCommandError):
+            bed.close()
