@@ -265,12 +265,14 @@ def test_failure_inside_the_block_still_tears_down() -> None:
             bed.partition("C", "D", one_way=True)
             bed.link_down("E")
             seen["namespaces"] = ip("netns", "list").count(bed.prefix)
+            seen["links"] = root_links()  # nothing of the bed in the root namespace, ever
             raise RuntimeError("forced")
 
     with pytest.raises(RuntimeError, match="forced"):
         break_things_then_fail()
     prefix, sleeper = seen["prefix"], seen["sleeper"]
     assert seen["namespaces"] == 6
+    assert seen["links"] == links
     assert prefix not in ip("netns", "list")
     assert not list(Path("/run/netns").glob(f"{prefix}-*"))
     assert sleeper.returncode == -signal.SIGKILL
