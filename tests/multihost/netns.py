@@ -32,13 +32,14 @@ not the EPERM a rule in OUTPUT would give it); ``link_down`` sets the host's vet
 down; ``crash`` first SIGSTOPs every process of the namespace (``ip netns pids``),
 deletes the host's veth (so no FIN or RST leaves the dying host) and SIGKILLs them
 all; ``recover`` reboots the host: a fresh namespace with the same name, address and
-partition rules, no process and no kernel socket state of the old one.
+partition rules (and MAC), no process and no kernel socket state of the old one.
 
-Teardown (``__exit__``, also after an exception or Ctrl-C, plus an ``atexit``
-backstop) kills every process of the namespaces, reaps what :meth:`TestBed.spawn`
-started and deletes every namespace: the veths, the bridge and the iptables rules
-go with them. :func:`sweep_leftovers` (called on entry) removes the namespaces of
-earlier runs whose owning process is gone.
+Teardown (``__exit__``, also after an exception, Ctrl-C or SIGTERM, which acts as
+Ctrl-C while a bed lives, plus an ``atexit`` backstop) kills every process of the
+namespaces, reaps what :meth:`TestBed.spawn` started and deletes every namespace:
+the veths, the bridge and the iptables rules go with them. :func:`sweep_leftovers`
+(called on entry) removes the namespaces of earlier runs whose owning process is
+gone.
 
 :class:`NetnsUnavailable` is raised when namespaces cannot be made here (not root,
 no ``ip``, no permission, no iptables); ``tests/multihost/conftest.py`` skips on it,

@@ -176,8 +176,11 @@ def test_partition_both_ways_then_heal(bed: TestBed, sockets: list[socket.socket
     bed.heal("A", "B")
     assert tcp(bed, "A", "B", port["B"]) == "ok"
     assert tcp(bed, "B", "A", port["A"]) == "ok"
+    bed.isolate("C")
+    assert bed.partitions() == {(h, "C") for h in "ABDE"} | {("C", h) for h in "ABDE"}
+    assert tcp(bed, "A", "C", port["C"]) == "timeout"
+    assert tcp(bed, "A", "B", port["B"]) == "ok"
     bed.partition("A", "B")
-    bed.partition("C", "D")
     bed.heal_all()
     assert bed.partitions() == set()
     for host in bed.hosts:
