@@ -23,7 +23,7 @@ from typing import Any
 
 import trio
 
-from addp import LinkEnded
+from addp import AddpOptions, LinkEnded
 from confserv.client.session import ManagementClient, open_management
 from confserv.wire.auth import Purpose
 from confserv.wire.errors import ConfServError, RequestError
@@ -51,11 +51,14 @@ class AgentLauncher:
         timeout: float = 10.0,
         tls: ClientTls | None = None,
         on_link: Callable[[dict[str, int] | None, str], None] | None = None,
+        addp: AddpOptions | None = None,
     ) -> None:
         self.host, self.port, self.secret, self.identity = host, port, secret, identity
         self.epoch, self.timeout, self.tls = epoch, timeout, tls
         #: Called with what runs when the link comes up, and with None and why when it ends.
         self.on_link = on_link
+        #: The link's keep-alive: a host that dies or is cut off is noticed by it.
+        self.addp = addp if addp is not None else AddpOptions(True, 1.0, 1.0)
         self._client: ManagementClient | None = None
         self._up = trio.Event()
         self._running: dict[str, int] = {}
@@ -80,6 +83,7 @@ class AgentLauncher:
                     self.secret,
                     expect=self.identity,
                     purpose=Purpose.AGENT,
+                    addp=self.addp,
                     timeout=self.timeout,
                     tls=self.tls,
                 ) as client:

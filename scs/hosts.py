@@ -25,9 +25,10 @@ at load (when the server's own file can be read here), with one line.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from addp import AddpOptions, OptionError
 from confserv.config.settings import ConfigError, Section, read_sections
 from confserv.wire.tls import ClientTls
 
@@ -36,8 +37,20 @@ AGENT_PORT = 4999
 
 #: Options of a host's section.
 HOST_OPTIONS: frozenset[str] = frozenset(
-    {"type", "address", "agent-port", "agent-secret", "encryption", "tls-server-name"}
+    {
+        "type",
+        "address",
+        "agent-port",
+        "agent-secret",
+        "encryption",
+        "tls-server-name",
+        "addp-timeout",
+        "addp-remote-timeout",
+        "addp-trace",
+    }
 )
+#: The agent link always runs ADDP; these are its defaults (a lost host is seen in 2 s).
+AGENT_ADDP = {"protocol": "addp", "addp-timeout": "1", "addp-remote-timeout": "1"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +63,8 @@ class HostSpec:
         agent_port: the agent's port; None for the supervisor's own host (no agent).
         agent_secret: what the agent asks the supervisor to prove.
         tls: how the agent link runs TLS (None: plain TCP).
+        addp: the agent link's ADDP (always on: ``addp-timeout`` and
+            ``addp-remote-timeout`` default to 1 s).
     """
 
     name: str
@@ -57,6 +72,7 @@ class HostSpec:
     agent_port: int | None
     agent_secret: str | None
     tls: ClientTls | None = None
+    addp: AddpOptions = field(default_factory=lambda: AddpOptions(True, 1.0, 1.0))
 
     @property
     def has_agent(self) -> bool:
@@ -83,13 +99,22 @@ def parse_host(path: Path, name: str, options: dict[str, str]) -> HostSpec:
         raise sec.error("agent-secret", "missing (the agent at agent-port needs it)")
     if secret is not None and port is None:
         port = AGENT_PORT
-    if secret is None and sec.text("tls-server-name") is not None:
-        raise sec.error("tls-server-name", "not used without an agent (set agent-secret)")
+    for option in ("tls-server-name", "addp-timeout", "addp-remote-timeout", "addp-trace"):
+        if secret is None and sec.text(option) is not None:
+            raise sec.error(option, "not used without an agent (set agent-secret)")
+    given = {
+        k: v for k in ("addp-timeout", "addp-remote-timeout", "addp-trace") if (v := sec.text(k))
+    }
+    try:
+        addp = AddpOptions.from_mapping({**AGENT_ADDP, **given})
+    except OptionError as err:
+        raise sec.error(err.option, str(err).removeprefix(f"{err.option}: ")) from None
     return HostSpec(
         name=name,
         address=sec.text("address") or name,
         agent_port=port,
         agent_secret=secret,
+        addp=addp,
     )
 
 

@@ -110,6 +110,7 @@ class Supervisor:
             host.name,
             tls=host.tls,
             on_link=on_link,
+            addp=host.addp,
         )
 
     def launcher_of(self, name: str) -> Launcher:
@@ -160,17 +161,20 @@ class Supervisor:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Supervise until cancelled; on the way out stop every process we started.
 
-        The agent links live in an outer nursery: they outlast the supervising,
-        so that the servers of other hosts can still be stopped on the way out.
+        The agent links run shielded, in an outer nursery: they outlast the
+        supervising (also its cancellation), so that the servers of other hosts
+        can still be stopped on the way out; then they are cancelled.
         """
+        scopes = [trio.CancelScope(shield=True) for _ in self.agents]
         async with trio.open_nursery() as links:
-            for agent in self.agents.values():
-                await links.start(agent.run)
+            for agent, scope in zip(self.agents.values(), scopes, strict=True):
+                await links.start(_shielded, agent.run, scope)
             try:
                 await self._supervise(task_status)
             finally:
                 self._stopping = True
-                links.cancel_scope.cancel()
+                for scope in scopes:
+                    scope.cancel()
 
     async def _supervise(self, task_status: trio.TaskStatus[None]) -> None:
         try:
@@ -380,6 +384,17 @@ class Supervisor:
                 server=server,
                 where=f"{target.host}:{target.management_port}",
             )
+
+
+async def _shielded(
+    run: Callable[..., Awaitable[None]],
+    scope: trio.CancelScope,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """``run(task_status=...)`` inside ``scope`` (shielded: only its own cancel ends it)."""
+    with scope:
+        await run(task_status=task_status)
 
 
 def _parsed(answer: tuple[dict[str, Any] | None, str]) -> tuple[ServerStatus | None, str]:

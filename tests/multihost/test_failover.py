@@ -75,6 +75,11 @@ def test_a_server_killed_on_its_host_is_failed_over_at_once(system: MultiHost) -
     acks = system.wait_acks(1, since=fault)
     assert acks[0].server != old
     _judge(system, [Fault("kill", old, fault, 0.0)])
+    # The supervisor stopped (SIGINT) stops the servers of every host through the agents.
+    system.stop()
+    assert system.scs is not None
+    assert system.scs.returncode == 0
+    assert [s for s in (*MEMBERS, "proxy") if system.server_pid(s) is not None] == []
 
 
 def test_the_primarys_host_crashed_is_failed_over_by_the_lease(system: MultiHost) -> None:
