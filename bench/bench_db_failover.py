@@ -6,14 +6,18 @@ database section (``host = primary:port, standby:port``, ``connect-timeout =
 1``), a pair of ``confserv`` processes on it (lease-ttl 2 s, lease-renew 0.4
 s, no supervisor), and a client writing through the resilient client library.
 After 30 acknowledged writes the PostgreSQL primary is SIGKILLed (postmaster
-and children at once) and the standby promoted at once (``pg_promote``,
-returning when it accepts writes); the run ends 30 writes later. Measured:
-the longest pause between two acknowledged writes (it includes PostgreSQL's
-own promotion), the time from the promotion to the first write acknowledged
-after it (the servers' part: the bound is the next request plus at most one
-``connect-timeout``), and the acknowledged writes missing afterwards from the
-new primary database, read from it directly (must be 0). Every write must be
-acknowledged by the same server at one epoch (one writer throughout).
+and children at once) and the standby promoted (``pg_promote``, returning
+when it accepts writes): first at once, then, in as many runs again,
+``lease-ttl`` + 1 s later (past the lease: the primary keeps its role by the
+failsafe rule, without writes, and renews on the promoted standby). Each run
+ends 30 writes after the promotion. Measured: the longest pause between two
+acknowledged writes (it includes the outage and PostgreSQL's own promotion),
+the time from the promotion to the first write acknowledged after it (the
+servers' part, bounded by the next request, plus at most one
+``connect-timeout``, plus the renewal retry once the lease has run out), and
+the acknowledged writes missing afterwards from the new primary database,
+read from it directly (must be 0). Every write must be acknowledged by the
+same server at one epoch (one writer throughout).
 ``python -m bench.bench_db_failover --runs N`` (default 10).
 """
 
@@ -23,6 +27,7 @@ import itertools
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import trio
@@ -42,6 +47,11 @@ WARNING = "PostgreSQL, two servers and the writer share the cores: pauses grow"
 LEASE_TTL, LEASE_RENEW, CONNECT_TIMEOUT = 2.0, 0.4, 1.0
 #: Writes acknowledged before the fault, and after the promotion, in each run.
 BEFORE = AFTER = 30
+#: Seconds from the kill to a late promotion: past the lease (the failsafe holds the role).
+LATE = LEASE_TTL + 1.0
+#: The renewal retry of a primary that cannot reach its database: min(renew, margin / 2),
+#: margin = min(ttl / 4, max(renew / 2, 0.05)) (confserv/ha/roles.py).
+RETRY = min(LEASE_RENEW, min(LEASE_TTL / 4, max(LEASE_RENEW / 2, 0.05)) / 2)
 
 
 def _db_section(rc: ReplicatedCluster, dbname: str) -> str:
@@ -68,8 +78,19 @@ async def _names_in(rc: ReplicatedCluster, dbname: str) -> set[str]:
     return {o["name"] for o in snapshot.objects if o["type"] == "DN"}
 
 
-async def _run(directory: Path) -> tuple[float, float, int, int]:
-    """One run: (longest pause, promotion to first write, lost, acknowledged)."""
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One run's figures, in seconds."""
+
+    pause: float  # the longest gap between two acknowledged writes after the kill
+    promotion: float  # the kill to the standby accepting writes (PostgreSQL's part)
+    resume: float  # the promotion to the first write acknowledged after it (ours)
+    lost: int
+    acked: int
+
+
+async def _run(directory: Path, outage: float) -> Run:
+    """One run; the standby is promoted ``outage`` seconds after the kill."""
     with replicated_cluster() as rc:
         dbname = rc.create_database()
         with pair_nodes(
@@ -89,6 +110,7 @@ async def _run(directory: Path) -> tuple[float, float, int, int]:
                 await writer.until(BEFORE)
                 killed = time.monotonic()
                 await trio.to_thread.run_sync(rc.kill_primary)
+                await trio.sleep(outage)
                 await trio.to_thread.run_sync(rc.promote_standby)
                 promoted = time.monotonic()
                 await writer.until(len(writer.acked) + AFTER)
@@ -101,66 +123,94 @@ async def _run(directory: Path) -> tuple[float, float, int, int]:
             times = [a.at for a in writer.acks]
             pause = max(b - a for a, b in itertools.pairwise(times) if b > killed)
             lost = len(set(writer.acked) - await _names_in(rc, dbname))
-            return pause, resumed.at - promoted, lost, len(writer.acked)
+            return Run(pause, promoted - killed, resumed.at - promoted, lost, len(writer.acked))
 
 
-async def _runs() -> list[tuple[float, float, int, int]]:
+async def _runs(outage: float) -> list[Run]:
     out = []
     with tempfile.TemporaryDirectory(prefix="bench-db-failover-") as tmp:
         for i in range(RUNS):
             directory = Path(tmp) / f"run{i}"
             directory.mkdir()
-            pause, resume, lost, acked = await _run(directory)
-            out.append((pause, resume, lost, acked))
+            run = await _run(directory, outage)
+            out.append(run)
             print(
-                f"    run {i + 1}: longest pause {pause * 1000:.0f} ms, promotion to first "
-                f"write {resume * 1000:.0f} ms, {lost} lost of {acked} acknowledged",
+                f"    run {i + 1}: longest pause {run.pause * 1000:.0f} ms, kill to promoted "
+                f"{run.promotion * 1000:.0f} ms, promotion to first write "
+                f"{run.resume * 1000:.0f} ms, {run.lost} lost of {run.acked} acknowledged",
                 flush=True,
             )
     return out
 
 
-def bench_db_failover() -> list[Result | Plot]:
-    """:data:`RUNS` PostgreSQL failovers; the pause median and worst, the lost count."""
-    print(f"[1] PostgreSQL primary SIGKILLed, standby promoted at once, {RUNS} runs", flush=True)
-    runs = trio.run(_runs)
-    pauses = [p for p, _, _, _ in runs]
-    resumes = [r for _, r, _, _ in runs]
-    lost = sum(n for _, _, n, _ in runs)
-    acked = sum(a for _, _, _, a in runs)
-    how = (
-        f"{RUNS} runs, longest gap between two acknowledged writes around the fault (it "
-        "includes pg_promote): " + ", ".join(f"{p * 1000:.0f}" for p in pauses) + " ms"
-    )
-    bound = CONNECT_TIMEOUT
+def _ms(values: list[float]) -> str:
+    return ", ".join(f"{v * 1000:.0f}" for v in values) + " ms"
+
+
+def _figures(kind: str, runs: list[Run], bound: float, why: str) -> list[Result]:
+    pauses = [r.pause for r in runs]
+    resumes = [r.resume for r in runs]
+    lost, acked = sum(r.lost for r in runs), sum(r.acked for r in runs)
     return [
-        figure("longest write pause, median", median(pauses) * 1000, "ms", notes=how),
-        figure("longest write pause, max", max(pauses) * 1000, "ms", notes="the worst run"),
         figure(
-            "promotion to first write, max",
-            max(resumes) * 1000,
+            f"{kind}: longest write pause, median",
+            median(pauses) * 1000,
             "ms",
-            f"<= {bound * 1000:.0f} ms (connect-timeout)",
-            max(resumes) <= bound,
-            "per run: " + ", ".join(f"{r * 1000:.0f}" for r in resumes) + " ms",
+            notes=f"{len(runs)} runs, longest gap between two acknowledged writes after the "
+            f"kill (it includes PostgreSQL's promotion): {_ms(pauses)}; kill to promoted: "
+            f"{_ms([r.promotion for r in runs])}",
         ),
         figure(
-            "acknowledged writes lost",
+            f"{kind}: longest write pause, max", max(pauses) * 1000, "ms", notes="the worst run"
+        ),
+        figure(
+            f"{kind}: promotion to first write, max",
+            max(resumes) * 1000,
+            "ms",
+            f"<= {bound * 1000:.0f} ms ({why})",
+            max(resumes) <= bound,
+            f"per run: {_ms(resumes)}",
+        ),
+        figure(
+            f"{kind}: acknowledged writes lost",
             lost,
             "",
             "0",
             lost == 0,
             f"of {acked} acknowledged, read back from the promoted standby",
         ),
+    ]
+
+
+def bench_db_failover() -> list[Result | Plot]:
+    """:data:`RUNS` failovers promoted at once, then :data:`RUNS` promoted after the lease
+    ran out; each kind's pause median and worst, its bound, its lost count; one plot."""
+    print(f"[1] PostgreSQL primary SIGKILLed, standby promoted at once, {RUNS} runs", flush=True)
+    prompt = trio.run(_runs, 0.0)
+    results: list[Result | Plot] = [
+        *_figures("promoted at once", prompt, CONNECT_TIMEOUT, "connect-timeout")
+    ]
+    print(
+        f"[2] PostgreSQL primary SIGKILLed, standby promoted {LATE:g} s later (the lease has "
+        f"run out: failsafe), {RUNS} runs",
+        flush=True,
+    )
+    late = trio.run(_runs, LATE)
+    results += _figures("promoted late", late, CONNECT_TIMEOUT + RETRY, "connect-timeout + retry")
+    results.append(
         plotted(
             failover_plot(
                 "db_failover",
                 "PostgreSQL failover under a running pair: longest write pause",
-                {"primary SIGKILLed, standby promoted at once": [p * 1000 for p in pauses]},
+                {
+                    "primary SIGKILLed, standby promoted at once": [r.pause * 1000 for r in prompt],
+                    f"promoted {LATE:g} s later": [r.pause * 1000 for r in late],
+                },
                 unit="ms",
             )
-        ),
-    ]
+        )
+    )
+    return results
 
 
 BENCHMARKS: dict[str, Benchmark] = {"db_failover": bench_db_failover}
