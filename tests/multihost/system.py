@@ -51,6 +51,7 @@ ADDP_TIMEOUT, LEASE_TTL = 1.0, 2.0
 #: ``cfgctl init`` of the pair's first member, with the administrator's password.
 INIT = ["env", f"CFG_PASSWORD={PASSWORD}", str(BIN / "cfgctl"), "init", "-s", "confserv"]
 
+_PRIMARY = re.compile(r"'([^']+)' is (?:now )?primary at epoch (\d+)")
 _LOG_LINE = re.compile(r"^(\d\d):(\d\d):(\d\d)\.(\d{3}) \w+ (\d{5}) (.*)$")
 
 
@@ -130,20 +131,31 @@ class MultiHost:
                 self.workload.kill()
                 self.workload.wait()
 
-    def server_pid(self, section: str) -> int | None:
-        """The pid of ``section``'s Configuration Server on its host, None if none runs."""
-        host = MEMBERS.get(section, PROXY_HOST)
-        for pid in self.bed.pids(host):
+    def server_pids(self, section: str) -> list[int]:
+        """Every process running ``section``'s Configuration Server of this installation,
+        on any host (its shim not counted)."""
+        program, conf = str(BIN / "confserv").encode(), str(self.conf).encode()
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
             try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    argv = f.read().rstrip(b"\0").split(b"\0")
-            except FileNotFoundError:
+                argv = (entry / "cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+            except OSError:
                 continue
             # the server itself (a script: its interpreter comes first), not its shim
-            program = str(BIN / "confserv").encode()
-            if program in argv[:2] and argv[-4:-2] == [b"-s", section.encode()]:
-                return pid
-        return None
+            if program in argv[:2] and argv[-4:] == [b"-s", section.encode(), b"-c", conf]:
+                found.append(int(entry.name))
+        return found
+
+    def server_pid(self, section: str) -> int | None:
+        """The pid of ``section``'s Configuration Server, None if none runs."""
+        pids = self.server_pids(section)
+        return pids[0] if pids else None
+
+    def server_count(self, section: str) -> int:
+        """How many processes run ``section``'s server now (more than one: started twice)."""
+        return len(self.server_pids(section))
 
     # -- what the supervisor says ------------------------------------------------
 
@@ -243,10 +255,15 @@ class MultiHost:
             detection_bound=2 * ADDP_TIMEOUT,
             settle=LEASE_TTL + 2 * ADDP_TIMEOUT + 5,
         )
-        for event in self.logged(40306):
-            match = re.search(r"'([^']+)' is primary at epoch (\d+)", event.text)
-            if match:
-                record.promotions.append((event.at, int(match.group(2)), match.group(1)))
+        # Every primary the supervisor saw, by epoch, first sight: promoted by it (40306)
+        # or found so (40203: at start-up, or a server that took an expired lease).
+        first: dict[int, tuple[float, int, str]] = {}
+        for event in self.events():
+            match = _PRIMARY.search(event.text) if event.id in (40203, 40306) else None
+            if match and int(match.group(2)) not in first:
+                epoch = int(match.group(2))
+                first[epoch] = (event.at, epoch, match.group(1))
+        record.promotions = sorted(first.values())
         names = self.pg.writable.psql("SELECT name FROM cfg_object", dbname=self.dbname)
         record.committed = {line.strip() for line in names.splitlines() if line.strip()}
         database = read_postgre(self.pg.writable, self.dbname)

@@ -1,0 +1,32 @@
+"""A bounded slice of the multi-host chaos engine in ``make test``: one seeded schedule
+(``make chaos`` runs 50). See :mod:`tests.multihost.chaos`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.multihost.chaos import one_schedule, schedule
+from tests.multihost.conftest import bed_or_skip
+from tests.multihost.system import HOSTS
+
+pytestmark = pytest.mark.integration
+
+#: A schedule that crashes the primary's host, kills the supervisor's agent and pauses the
+#: proxy, among others (see ``schedule(SEED)``).
+SEED = 0
+
+
+def test_the_schedule_is_a_real_mix_of_faults() -> None:
+    kinds = {f.kind for f in schedule(SEED).faults}
+    assert {"crash", "kill", "pause"} <= kinds
+    assert not any(f.kind == "crash" and f.hosts & {"D", "E"} for f in schedule(SEED).faults)
+
+
+def test_one_seeded_schedule_on_the_bed_is_clean(tmp_path: Path) -> None:
+    with bed_or_skip(HOSTS) as bed:
+        outcome = one_schedule(bed, tmp_path, SEED)
+    assert outcome.acked > 0
+    assert len(outcome.faults) == len(schedule(SEED).faults) + (SEED % 3 == 0)
+    assert outcome.violations == [], "\n".join(outcome.violations)
