@@ -32,9 +32,11 @@ bench: $(STAMP)
 
 # Fault injection: 10,000 simulated schedules (tests/sim: the real code on a virtual
 # clock, both cores), then real ones on SQLite and on PostgreSQL (up to 110 each),
-# seeded; one summary table; stops within 40 minutes.
+# seeded; one summary table; stops within 40 minutes. Then 50 seeded schedules on the
+# multi-host bed (tests/multihost: network namespaces, iptables; needs root), within 30.
 chaos: $(STAMP)
 	$(BIN)/python -m tests.chaos --simulated 10000 --real 110 --minutes 40
+	$(BIN)/python -m tests.multihost.chaos --schedules 50 --minutes 30
 
 # Fuzz: 1,000,000 cases on the primary's client and management ports and the supervisor's
 # control port of a real pair under scs -f (tests/fuzz), seeded; one summary table; exit 1

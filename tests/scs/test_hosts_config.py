@@ -61,6 +61,9 @@ def test_servers_are_placed_on_their_hosts(tmp_path: Path) -> None:
     assert (b.machine, b.host) == ("hostB", "198.18.0.2")
     assert settings.hosts["hostA"].agent_port == 5000
     assert settings.hosts["hostB"].agent_port == AGENT_PORT  # the Genesys default
+    for host in settings.hosts.values():  # the agent link always runs ADDP, 1 s by default
+        assert host.addp.enabled
+        assert (host.addp.timeout, host.addp.remote_timeout) == (1.0, 1.0)
     assert set(settings.servers) == {"a", "b"}  # a host section is no server
 
 
@@ -106,6 +109,8 @@ def test_a_pair_on_one_agent_host_may_use_sqlite(tmp_path: Path) -> None:
         ("[h]\ntype = host\ntls-server-name = x\n", ["[h]", "tls-server-name"]),
         ("[h1]\ntype = host\n[h2]\ntype = host\n", ["h1", "h2", "agent"]),
         ("[h]\ntype = host\nagent-secret = s\nencryption = maybe\n", ["[h]", "encryption"]),
+        ("[h]\ntype = host\nagent-secret = s\naddp-timeout = -1\n", ["[h]", "addp-timeout"]),
+        ("[h]\ntype = host\naddp-timeout = 2\n", ["[h]", "addp-timeout", "agent"]),
     ],
 )
 def test_each_broken_host_section_is_one_line(tmp_path: Path, extra: str, words: list[str]) -> None:
