@@ -323,10 +323,21 @@ class PairDriver:
             return m.lease_taken(lease.epoch, sent, trio.current_time())
         if isinstance(action, RenewLease):
             sent = trio.current_time()
+            # A renewal still unanswered when writes must stop (a silent database) is
+            # given up then: the owner must be free to self-fence on time.
+            fence_at = m.good_until - m.margin if m.writable else math.inf
             try:
-                await self._db(
-                    self.store.renew_lease(holder, action.epoch, self.settings.lease_ttl)
-                )
+                with trio.move_on_at(fence_at) as unanswered:
+                    await self._db(
+                        self.store.renew_lease(holder, action.epoch, self.settings.lease_ttl)
+                    )
+                if unanswered.cancelled_caught:
+                    self.rt.log.emit(
+                        events.DB_ERROR,
+                        reason="lease renewal unanswered when the lease may run out: "
+                        "writes stop",
+                    )
+                    return m.db_unreachable(trio.current_time())
             except FencedError as exc:
                 if action.epoch == m.epoch:
                     self.rt.log.emit(events.LEASE_LOST, epoch=action.epoch, reason=exc)

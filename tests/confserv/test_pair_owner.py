@@ -206,6 +206,24 @@ async def test_acks_that_arrive_during_a_stalled_renewal_keep_the_failsafe(
     assert p.one_owner()
 
 
+async def test_a_renewal_that_never_answers_still_self_fences_before_the_lease_ends(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    """A silent database (its host crashed, a partition): the renewal hangs for ever.
+    The owner gives it up at the fence point, so the primary stops writing (and, with
+    no backup vouching for it, steps down) before its lease may run out."""
+    p = Pair(tmp_path)
+    await nursery.start(p.driver.run)
+    assert p.rt.role == "primary"
+    p.store.stall = trio.Event()  # never set
+    t0 = trio.current_time()
+    await trio.sleep_until(t0 + TTL)  # the last renewal before t0 was at most RENEW ago
+    assert not p.rt.service.writable
+    assert p.rt.role == "backup"
+    assert any("lease renewal unanswered" in text for _, text in p.log.events)
+    assert p.one_owner()
+
+
 async def test_commands_to_a_stopped_driver_are_refused(
     autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
