@@ -121,6 +121,14 @@ class MultiHost:
         )
         out.close()
 
+    def restart_workload(self) -> None:
+        """Stop the clients if they run, and start them again on a fresh record."""
+        if self.workload is not None and self.workload.poll() is None:
+            self.stop_workload()
+        (self.tmp / "stop").unlink(missing_ok=True)
+        (self.tmp / "requests.jsonl").unlink(missing_ok=True)
+        self.start_workload()
+
     def stop_workload(self, timeout: float = 40.0) -> None:
         """Ask the clients to stop, and wait for them (their requests in flight end)."""
         (self.tmp / "stop").touch()

@@ -17,13 +17,11 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.chaos.checker import Fault, check
 from tests.multihost.conftest import bed_or_skip
-from tests.multihost.netns import TestBed
 from tests.multihost.system import (
     ADDP_TIMEOUT,
     HOSTS,
@@ -38,17 +36,22 @@ from tests.multihost.system import (
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def bed() -> Iterator[TestBed]:
-    with bed_or_skip(HOSTS) as built:
-        yield built
-
-
-@pytest.fixture
-def system(bed: TestBed, tmp_path: Path) -> Iterator[MultiHost]:
-    with multi_host(bed, tmp_path) as built:
+@pytest.fixture(scope="module")
+def installation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MultiHost]:
+    """One installation for the module's tests (its set-up is the slow part): each
+    test starts from a healthy pair, and the database failover comes last."""
+    with bed_or_skip(HOSTS) as bed, multi_host(bed, tmp_path_factory.mktemp("mh")) as built:
         built.wait_acks(5, since=0.0)
         yield built
+
+
+@pytest.fixture
+def system(installation: MultiHost) -> MultiHost:
+    """The installation, healthy and taking writes, its clients' record started afresh."""
+    installation.wait_status(healthy, timeout=60)
+    installation.restart_workload()
+    installation.wait_acks(3, since=time.time())
+    return installation
 
 
 def _judge(system: MultiHost, faults: list[Fault]) -> None:
@@ -75,11 +78,6 @@ def test_a_server_killed_on_its_host_is_failed_over_at_once(system: MultiHost) -
     acks = system.wait_acks(1, since=fault)
     assert acks[0].server != old
     _judge(system, [Fault("kill", old, fault, 0.0)])
-    # The supervisor stopped (SIGINT) stops the servers of every host through the agents.
-    system.stop()
-    assert system.scs is not None
-    assert system.scs.returncode == 0
-    assert [s for s in (*MEMBERS, "proxy") if system.server_pid(s) is not None] == []
 
 
 def test_the_primarys_host_crashed_is_failed_over_by_the_lease(system: MultiHost) -> None:
@@ -121,3 +119,11 @@ def test_a_database_failover_under_the_pair_loses_nothing(system: MultiHost) -> 
     system.pg.promote_standby()
     system.wait_acks(3, since=time.time(), timeout=60)
     _judge(system, [Fault("kill", "postgres-D", fault, time.time() - fault)])
+
+
+def test_the_supervisor_stopped_stops_every_hosts_servers(system: MultiHost) -> None:
+    """Last: SIGINT to scs stops the servers of every host through their agents."""
+    system.stop()
+    assert system.scs is not None
+    assert system.scs.returncode == 0
+    assert [s for s in (*MEMBERS, "proxy") if system.server_pid(s) is not None] == []
