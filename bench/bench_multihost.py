@@ -7,16 +7,18 @@ C, PostgreSQL on D with a synchronous standby on E, and on F a writer
 creating DNs through the resilient client library (one after another, 5 ms
 apart) and a reader of the proxy, every request recorded with its
 ``time.time()``. ADDP timeout 1 s on every link, lease-ttl 2 s renewed every
-0.4 s, ``failover-wait = 0``. Three kinds of fault, :data:`RUNS` runs each,
+0.4 s, ``failover-wait = 0``. Three kinds of fault, 20 runs each (``RUNS``),
 always on the current primary:
 
 - a server SIGKILLed on its host: its agent reports the exit (proof of death)
   and the supervisor force-promotes the backup; target median <= 50 ms;
+
 - the primary's host crashed (``TestBed.crash``: every process stopped, its
   veth deleted so that nothing more leaves it, all SIGKILLed): its agent's
   link is lost without proof of anything, so the backup is promoted once the
   old lease has expired; target median <= ``lease-ttl`` + 2 x
   ``addp-timeout`` + 300 ms = 4.3 s;
+
 - the primary isolated by iptables from every other host, both ways
   (``TestBed.isolate``, one DROP rule per host and direction): it fences
   itself by its lease, the backup is promoted once the lease has expired;
