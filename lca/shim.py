@@ -79,13 +79,13 @@ def main(argv: list[str]) -> int:
         started=proc_start_time(pid),
         argv=command,
     )
-    write_atomically(record_path(directory, name), record.to_json())
+    write_atomically(record_path(directory, name), record.to_json(), durable=False)
     if not failure:  # a command that could not start: its exit is recorded first
         _notify(notify, pid)
     info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
     assert info is not None
     how = f"could not start: {failure}" if failure else describe(info.si_code, info.si_status)
-    write_atomically(exit_path(directory, name, pid), how + "\n")
+    write_atomically(exit_path(directory, name, pid), how + "\n", durable=False)
     if failure:
         _notify(notify, pid)
     os.waitpid(pid, 0)

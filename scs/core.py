@@ -94,8 +94,8 @@ class SupervisorCore:
                 return self._link_up(self._member(server), status, now)
             case StatusSeen(server, status):
                 return self._status_seen(self._member(server), status, now)
-            case LinkLost(server, reason):
-                return self._link_lost(self._member(server), reason, now)
+            case LinkLost(server, reason, abrupt):
+                return self._link_lost(self._member(server), reason, now, abrupt)
             case PromoteDone(server, status, reason):
                 return self._promote_done(self._member(server), status, reason, now)
             case DemoteDone(server, ok, reason):
@@ -305,7 +305,7 @@ class SupervisorCore:
         if pair is not None:
             out.extend(pair.seen(m, now))
 
-    def _link_lost(self, m: Member, reason: str, now: float) -> list[Action]:
+    def _link_lost(self, m: Member, reason: str, now: float, abrupt: bool) -> list[Action]:
         out: list[Action] = []
         was_primary = m.up_as("primary")
         m.link = False
@@ -313,7 +313,7 @@ class SupervisorCore:
         emit(out, events.LINK_LOST, m, server=m.name, where=where, reason=reason)
         pair = self.pair_of(m.name)
         if pair is not None:
-            out.extend(pair.silent(m, was_primary, reason, now))
+            out.extend(pair.silent(m, was_primary, reason, now, abrupt=abrupt))
         return out
 
     def _promote_done(

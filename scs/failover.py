@@ -88,8 +88,11 @@ class PairFailover(PairBase):
         self.failover = Failover(target.name, True, detected, now, decided=True, old=dead.name)
         out.append(Promote(target.name, force=True, over_epoch=dead.epoch or None))
 
-    def silent(self, m: Member, was_primary: bool, reason: str, now: float) -> list[Action]:
-        """``m``'s link was lost (``was_primary``: it was up as primary)."""
+    def silent(
+        self, m: Member, was_primary: bool, reason: str, now: float, *, abrupt: bool = False
+    ) -> list[Action]:
+        """``m``'s link was lost (``was_primary``: it was up as primary; ``abrupt``: closed
+        or reset by its end, so its watched process's exit may be on its way)."""
         out: list[Action] = []
         if not was_primary or self.state is not PairState.IDLE:
             return out  # paused, or a failover or switchover under way
@@ -109,8 +112,9 @@ class PairFailover(PairBase):
             wait=wait,
         )
         self.machine.fire(E.SILENCE)
+        grace = proof.exit_grace(abrupt, m.watched is not None)
         self.failover = Failover(
-            target.name, False, now, now + wait, old=m.name, old_pid=m.reported
+            target.name, False, now, now + max(wait, grace), old=m.name, old_pid=m.reported
         )
         self._due_promotion(now, out)
         return out

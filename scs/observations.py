@@ -73,10 +73,15 @@ class StatusSeen:
 
 @dataclass(frozen=True, slots=True)
 class LinkLost:
-    """The management link to ``server`` ended (``reason``: closed, ADDP timeout, ...)."""
+    """The management link to ``server`` ended (``reason``: closed, ADDP timeout, ...).
+
+    ``abrupt``: the peer's end closed it or reset it (its process may have died:
+    an exit report usually follows), as opposed to a silence (ADDP timeout).
+    """
 
     server: str
     reason: str
+    abrupt: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,9 @@ from dataclasses import dataclass
 
 #: fence-after when scs.conf does not set it and the servers' engine and lease are unknown.
 FENCE_AFTER_FALLBACK = 10.0
+#: Seconds a failover waits, after a watched primary's link was closed or reset by its
+#: end, for the exit report that usually follows (see :func:`exit_grace`).
+EXIT_GRACE = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,3 +112,18 @@ def superseded(epoch: int | None, peer_up_as_primary: bool, peer_epoch: int | No
         and isinstance(peer_epoch, int)
         and peer_epoch > epoch
     )
+
+
+def exit_grace(abrupt: bool, watched: bool) -> float:
+    """How long, after the primary's link was lost, to wait before the first promotion
+    without proof (:data:`EXIT_GRACE` or 0).
+
+    A link closed or reset by its end (``abrupt``) of a process the supervisor
+    watches (``watched``) most often means that process died, and its exit, proof
+    of death, is reported within milliseconds (by its host's agent, or this host's
+    pidfd). A promotion without proof sent at once could not succeed before the
+    old lease expires anyway, and it would hold up the forced one behind it (the
+    backup answers commands in turn: ~35 ms across hosts). A silence (an ADDP
+    timeout) gets no grace: nothing is on its way.
+    """
+    return EXIT_GRACE if abrupt and watched else 0.0

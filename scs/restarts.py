@@ -57,6 +57,12 @@ class Restarts:
     def schedule(self, now: float, rng: random.Random, *, paused: bool) -> list[Emit]:
         """The server is down: schedule its restart (or say why not); the lines to log."""
         name = self.server
+        policy = self.settings
+        # Judged at its death, whatever happens next: a start that failed later (an
+        # operator's, after a stop) must not count the time it was down as served.
+        if self.serving_since is not None and now - self.serving_since >= policy.min_uptime:
+            self.history.clear()  # it was started successfully: not a crash loop
+        self.serving_since = None
         if self.stopped:
             return [
                 Emit(events.NOT_RESTARTED, {"server": name, "reason": "stopped by an operator"})
@@ -67,10 +73,6 @@ class Restarts:
             self.held = True
             return [Emit(events.NOT_RESTARTED, {"server": name, "reason": "its pair is paused"})]
         out: list[Emit] = []
-        policy = self.settings
-        if self.serving_since is not None and now - self.serving_since >= policy.min_uptime:
-            self.history.clear()  # it was started successfully: not a crash loop
-        self.serving_since = None
         self._forget_before(now - policy.window)
         if len(self.history) >= policy.limit:
             delay = policy.backoff_max

@@ -23,7 +23,7 @@ from typing import Any
 
 import trio
 
-from addp import LinkEnded
+from addp import AddpTimeout, LinkBroken, LinkClosedByPeer, LinkEnded
 from confserv.client.session import open_management
 from confserv.logs.eventlog import EventLog
 from confserv.wire.auth import Purpose
@@ -320,7 +320,7 @@ class Supervisor:
                         self.feed(StatusSeen(name, parse_status(await m.status())))
             except (OSError, LinkEnded, ConfServError, trio.TooSlowError, MalformedStatus) as exc:
                 if up:
-                    self.feed(LinkLost(name, _reason(exc)))
+                    self.feed(LinkLost(name, _reason(exc), abrupt=_abrupt(exc)))
             finally:
                 self._links.pop(name, None)
             await trio.sleep(RECONNECT)
@@ -406,6 +406,21 @@ def _parsed(answer: tuple[dict[str, Any] | None, str]) -> tuple[ServerStatus | N
         return parse_status(fields), ""
     except MalformedStatus as exc:
         return None, f"malformed answer: {exc}"
+
+
+def _abrupt(exc: BaseException) -> bool:
+    """Whether the link was closed or reset by the server's end (not a silence): the
+    exception, or what it was raised from, is a close, a reset or a broken pipe."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, (LinkClosedByPeer, LinkBroken, ConnectionError)):
+            return True
+        if isinstance(seen, AddpTimeout):
+            return False
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _reason(exc: BaseException) -> str:

@@ -14,10 +14,14 @@ import random
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+from addp import AddpTimeout, LinkBroken, LinkClosedByPeer
+from confserv.wire.errors import ConnectionLostError
+from scs import proof
 from scs.actions import Emit, Fence, Promote, Redirect, Start
 from scs.config import ScsSettings, load_scs_settings
 from scs.core import SupervisorCore
@@ -51,17 +55,17 @@ def maybe_status(fields: dict[str, Any] | None) -> ServerStatus | None:
     return None if fields is None else parse_status(fields)
 
 
-def scs_settings(tmp: Path, extra: str = "") -> ScsSettings:
+def scs_settings(tmp: Path, extra: str = "", wait: float = WAIT) -> ScsSettings:
     conf = tmp / "scs.conf"
-    text = GOOD.replace("[a]\n", f"[a]\nfailover-wait = {WAIT}\n{extra}").replace(
-        "[b]\n", f"[b]\nfailover-wait = {WAIT}\n{extra}"
+    text = GOOD.replace("[a]\n", f"[a]\nfailover-wait = {wait}\n{extra}").replace(
+        "[b]\n", f"[b]\nfailover-wait = {wait}\n{extra}"
     )
     conf.write_text(text)
     return load_scs_settings(conf)
 
 
-def core_with_primary(tmp: Path, extra: str = "") -> SupervisorCore:
-    core = SupervisorCore(scs_settings(tmp, extra), random.Random(1))
+def core_with_primary(tmp: Path, extra: str = "", wait: float = WAIT) -> SupervisorCore:
+    core = SupervisorCore(scs_settings(tmp, extra, wait), random.Random(1))
     core.step(Booted(), 0.0)
     core.step(ProcessStarted("a", 100), 0.0)
     core.step(LinkUp("a", status_of({"role": "primary", "epoch": 1, "serial": 5, "pid": 100})), 0.1)
@@ -338,3 +342,48 @@ def test_a_primary_whose_link_comes_up_late_is_not_failed_over(tmp_path: Path) -
     core.step(LinkUp("a", status_of({"role": "primary", "epoch": 1, "serial": 5, "pid": 100})), 1.0)
     actions = [a for t in (1.5, 2.5, 3.5) for a in core.step(Tick(), t)]
     assert not any(isinstance(a, Promote) for a in actions)
+
+
+def test_an_abrupt_close_waits_a_moment_for_the_exit_before_asking_without_proof(
+    tmp_path: Path,
+) -> None:
+    """Found by bench_multihost: at the close of a killed primary's link the supervisor
+    asked the backup to promote without proof at once; the backup's refusal (the
+    lease still held) then held up the forced promotion behind it by ~35 ms."""
+    core = core_with_primary(tmp_path, wait=0.0)
+    out = core.step(LinkLost("a", "closed by peer: end of stream", abrupt=True), 5.0)
+    assert not any(isinstance(a, Promote) for a in out)  # the exit report is awaited
+    out = core.step(ProcessExited("a", 100, "killed by SIGKILL"), 5.03)
+    assert Promote("b", force=True, over_epoch=1) in out
+    assert not any(isinstance(a, Promote) and not a.force for a in out)
+
+
+def test_an_abrupt_close_with_no_exit_asks_without_proof_after_the_grace(tmp_path: Path) -> None:
+    core = core_with_primary(tmp_path, wait=0.0)
+    core.step(LinkLost("a", "connection reset", abrupt=True), 5.0)
+    assert not any(isinstance(a, Promote) for a in core.step(Tick(), 5.05))
+    deadline = core.next_deadline()
+    assert deadline is not None
+    assert deadline == pytest.approx(5.0 + proof.EXIT_GRACE)
+    assert Promote("b", force=False) in core.step(Tick(), deadline)
+
+
+def test_a_silence_asks_without_proof_at_once(tmp_path: Path) -> None:
+    core = core_with_primary(tmp_path, wait=0.0)
+    assert Promote("b", force=False) in core.step(LinkLost("a", "ADDP timeout"), 5.0)
+
+
+def test_what_reads_as_an_abrupt_close() -> None:
+    from scs.supervisor import _abrupt
+
+    def wrapped(cause: BaseException) -> BaseException:
+        try:
+            raise ConnectionLostError(f"connection lost: {cause}") from cause
+        except ConnectionLostError as exc:
+            return exc
+
+    assert _abrupt(wrapped(LinkClosedByPeer("closed by peer: end of stream")))
+    assert _abrupt(wrapped(LinkBroken("reset")))
+    assert _abrupt(ConnectionResetError())
+    assert not _abrupt(wrapped(AddpTimeout("ADDP timeout")))
+    assert not _abrupt(ValueError("malformed"))

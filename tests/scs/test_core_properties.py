@@ -127,7 +127,9 @@ class World(RuleBasedStateMachine):
 
     def check(self, a: Action, obs: Observation) -> None:
         if isinstance(a, Emit):
-            if a.event.id == 40103:  # a restart scheduled: was the last start a success?
+            # A restart scheduled (40103), or not restarted (40105): the death is judged
+            # then, whatever comes next: was the last start a success?
+            if a.event.id in (40103, 40105):
                 name = str(a.fields["server"])
                 since = self.serving_since[name]
                 policy = self.core.settings.servers[name].restart
