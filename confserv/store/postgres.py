@@ -142,8 +142,11 @@ class PgStore(PlanStore):
                         await transaction.start()
                     except _STALE as exc:
                         # An idle connection the server ended (a restart): nothing of
-                        # the plan was sent, so another try on another one is safe.
-                        conn.terminate()
+                        # the plan was sent, so another try on another one is safe. Its
+                        # loss may have handed it back to the pool already (asyncpg then
+                        # refuses the proxy: "released back to the pool").
+                        with contextlib.suppress(asyncpg.InterfaceError):
+                            conn.terminate()
                         if attempt == attempts:
                             raise
                         _log.info("a pooled connection was stale (%s); another one", exc)
