@@ -49,7 +49,13 @@ async def test_a_sqlite_primary_stopped_inside_a_transaction_is_fenced_in_time(
         await writer.until(len(writer.acked) + 10)
         writer.stop.set()
     assert took <= bound, f"failed over in {took:.2f} s, bound {bound:.2f} s:\n{system.log()}"
-    for event_id in (40302, 40312, 40304, 40306):  # silent, fenced, forced, promoted
+    for event_id in (40302, 40312, 40306):  # silent, fenced, promoted
         assert system.logged(event_id) >= 1, f"event {event_id} missing:\n{system.log()}"
+    # The kill releases SQLite's lock and the lease has expired by then: the promotion
+    # without proof already under way may win the race against the forced one (40304)
+    # that the kill's exit brings. Either way the backup was promoted after the fence.
+    lines = system.log().splitlines()
+    fenced = next(i for i, line in enumerate(lines) if " 40312 " in line)
+    assert any(" 40306 " in line for line in lines[fenced:]), system.log()
     await system.wait(lambda r: healthy(r) and r[old]["role"] == "backup")
     await writer.check(system.address(new))
