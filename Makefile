@@ -19,8 +19,9 @@ run: $(STAMP)
 		--backup-section "Backup CS" --backup-config examples/backup.conf
 	$(BIN)/scs -f examples/scs.conf
 
+# Two processes (pytest-xdist); a file's tests run in one of them, in order.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check addp confserv scs lca tests bench
