@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,4 +27,7 @@ def system(tmp_path: Path) -> Iterator[System]:
         leftovers = subprocess.run(
             ["pgrep", "-f", str(sys_.conf)], capture_output=True, text=True
         ).stdout.split()
+        for pid in leftovers:  # killed, so that a failure does not leave them running
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), signal.SIGKILL)
         assert leftovers == [], f"processes left behind: {leftovers}"
