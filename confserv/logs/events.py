@@ -131,6 +131,17 @@ ACCESS_DENIED = LogEvent(20198, Level.STD, "Request {op} from {peer} denied: {re
 
 ADDP_TRACE = LogEvent(20900, Level.TRC, "ADDP {text}")
 
+# supervisor helper S3: the supervisor fence on the management port
+SUPERVISOR_COMMAND_REFUSED = LogEvent(
+    20123, Level.STD, "Management command '{command}' from {peer} refused: {reason}"
+)
+SUPERVISOR_EPOCH_SEEN = LogEvent(
+    20124,
+    Level.STD,
+    "Supervisor epoch {epoch} seen in '{command}' from {peer} (newest before: {was}): "
+    "commands of older supervisor epochs are refused from now on",
+)
+
 ALL_EVENTS: tuple[LogEvent, ...] = tuple(
     value for value in list(globals().values()) if isinstance(value, LogEvent)
 )
