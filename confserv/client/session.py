@@ -29,6 +29,7 @@ from confserv.wire.errors import (
     NoServerError,
     NotSentError,
     RequestError,
+    StaleSupervisorError,
 )
 from confserv.wire.tls import ClientTls
 
@@ -58,6 +59,11 @@ def _raise_for(answer: dict[str, Any]) -> None:
     message = str(answer.get("message", "request failed"))
     if cls is BackupModeError:
         raise BackupModeError(message, answer.get("primary"))
+    if cls is StaleSupervisorError:
+        newest = answer.get("supervisor_epoch")
+        if not isinstance(newest, int) or isinstance(newest, bool):
+            newest = -1
+        raise StaleSupervisorError(message, newest=newest)
     exc = cls(message)
     if cls is RequestError:
         exc.code, exc.details = str(answer.get("code", RequestError.code)), answer
@@ -325,17 +331,30 @@ class ManagementClient:
         return await self.session.request("status")
 
     async def switch_to_primary(
-        self, *, force: bool = False, over: int | None = None
+        self, *, force: bool = False, over: int | None = None, supervisor_epoch: int | None = None
     ) -> dict[str, Any]:
         """Promote the server (``force`` only with proof that the primary is dead;
-        ``over``: the epoch it held, so that a lease that moved on since is kept)."""
-        if over is None:
-            return await self.session.request("switch-to-primary", force=force)
-        return await self.session.request("switch-to-primary", force=force, over=over)
+        ``over``: the epoch it held, so that a lease that moved on since is kept;
+        ``supervisor_epoch``: the sending supervisor's, refused with
+        ``StaleSupervisorError`` when the server has seen a newer one)."""
+        args: dict[str, Any] = {"force": force}
+        if over is not None:
+            args["over"] = over
+        return await self.session.request("switch-to-primary", **args, **_fenced(supervisor_epoch))
 
-    async def switch_to_backup(self) -> dict[str, Any]:
-        """Planned hand-over: the server releases the lease and follows the new primary."""
-        return await self.session.request("switch-to-backup")
+    async def switch_to_backup(self, *, supervisor_epoch: int | None = None) -> dict[str, Any]:
+        """Planned hand-over: the server releases the lease and follows the new primary
+        (``supervisor_epoch``: as for :meth:`switch_to_primary`)."""
+        return await self.session.request("switch-to-backup", **_fenced(supervisor_epoch))
+
+    async def follow(
+        self, host: str, port: int, *, supervisor_epoch: int | None = None
+    ) -> dict[str, Any]:
+        """Tell a proxy to follow the primary at ``host:port`` (its management port)
+        now (``supervisor_epoch``: as for :meth:`switch_to_primary`)."""
+        return await self.session.request(
+            "follow", host=host, port=port, **_fenced(supervisor_epoch)
+        )
 
     async def reload(self) -> dict[str, Any]:
         """Operator's reload from the database (after alarm 20170)."""
@@ -348,6 +367,11 @@ class ManagementClient:
     async def push(self) -> dict[str, Any]:
         """The next role push."""
         return await self.session.next_notification()
+
+
+def _fenced(supervisor_epoch: int | None) -> dict[str, int]:
+    """The ``supervisor_epoch`` argument of a supervisor's command, when given."""
+    return {} if supervisor_epoch is None else {"supervisor_epoch": supervisor_epoch}
 
 
 @asynccontextmanager

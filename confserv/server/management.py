@@ -11,6 +11,7 @@ deadline), one alarm line, and the connection is closed.
 from __future__ import annotations
 
 from typing import Any, Protocol
+from weakref import WeakKeyDictionary
 
 import trio
 
@@ -25,6 +26,8 @@ from confserv.core.access_checks import (
 )
 from confserv.core.fanout import Subscription
 from confserv.core.runtime import Runtime
+from confserv.core.service import ConfigService
+from confserv.core.supervisor_fence import SupervisorFence
 from confserv.ha.peer_options import check_options
 from confserv.logs import events
 from confserv.wire.auth import (
@@ -40,6 +43,7 @@ from confserv.wire.errors import (
     HistoryExpiredError,
     PermissionDeniedError,
     RequestError,
+    StaleSupervisorError,
 )
 from confserv.wire.messages import MANAGEMENT_OPS, READ_CHUNK, arg, error, ok, parse_request
 
@@ -48,6 +52,18 @@ from .read_chunks import chunker_for
 
 #: Operations too frequent or too plain to log (polls, keep-alives, relayed writes).
 _QUIET_OPS = frozenset({"status", "ack", "watch", "forward"})
+
+#: Each running server's supervisor fence, shared by its management sessions
+#: (keyed by its service: one per server; Runtime, a dataclass, is not hashable).
+_FENCES: WeakKeyDictionary[ConfigService, SupervisorFence] = WeakKeyDictionary()
+
+
+def supervisor_fence(rt: Runtime) -> SupervisorFence:
+    """The newest supervisor epoch ``rt``'s server has seen, and the rule on it."""
+    fence = _FENCES.get(rt.service)
+    if fence is None:
+        fence = _FENCES[rt.service] = SupervisorFence()
+    return fence
 
 
 class PairHooks(Protocol):
@@ -88,6 +104,24 @@ class ManagementSession:
             timeout=auth_timeout,
         )
         self.watching = False
+        self.fence = supervisor_fence(runtime)
+
+    def _status(self) -> dict[str, Any]:
+        """The ``status`` fields, with the newest supervisor epoch seen."""
+        return {**self.rt.status(), "supervisor_epoch": self.fence.newest}
+
+    def _admit(self, op: str, msg: dict[str, Any]) -> None:
+        """Check a supervisor command's ``supervisor_epoch`` against the fence:
+        a ``StaleSupervisorError`` when older than the newest seen (nothing done)."""
+        epoch = arg(msg, "supervisor_epoch", int, None)
+        if epoch is not None and epoch < 0:
+            raise BadRequestError(f"argument 'supervisor_epoch' must be 0 or more, got {epoch}")
+        was = self.fence.newest
+        self.fence.admit(epoch)
+        if self.fence.newest != was:
+            self.rt.log.emit(
+                events.SUPERVISOR_EPOCH_SEEN, epoch=epoch, command=op, peer=self.peer, was=was
+            )
 
     @property
     def authenticated(self) -> bool:
@@ -141,12 +175,12 @@ class ManagementSession:
             if op not in _QUIET_OPS:
                 self.rt.log.emit(events.MGMT_COMMAND, command=op, peer=self.peer)
             if op == "status":
-                answer = ok(request_id, **self.rt.status())
+                answer = ok(request_id, **self._status())
             elif op == "watch":
                 if not self.watching:
                     self.watching = True
                     self._nursery.start_soon(self._push_roles)
-                answer = ok(request_id, **self.rt.status())
+                answer = ok(request_id, **self._status())
             elif op == "replicate":
                 answer = await self._replicate(msg, request_id)
             elif op == "follow":
@@ -154,8 +188,9 @@ class ManagementSession:
                     raise BadRequestError("'follow' is only for proxies")
                 host = arg(msg, "host", str)
                 port = arg(msg, "port", int)
+                self._admit(op, msg)
                 self.rt.redirect(host, port)
-                answer = ok(request_id, **self.rt.status())
+                answer = ok(request_id, **self._status())
             elif op == "snapshot":
                 answer = self._snapshot(request_id)
             elif op == "forward":
@@ -174,13 +209,21 @@ class ManagementSession:
                 force = arg(msg, "force", bool, False)
                 if op == "switch-to-primary":
                     over = arg(msg, "over", int, None)
-                    answer = ok(request_id, **await self.pair.promote(force, over))
+                    self._admit(op, msg)
+                    status = await self.pair.promote(force, over)
                 else:
-                    answer = ok(request_id, **await self.pair.demote(force))
+                    self._admit(op, msg)
+                    status = await self.pair.demote(force)
+                answer = ok(request_id, **{**status, "supervisor_epoch": self.fence.newest})
         except RequestError as exc:
             answer = error(request_id, exc)
             if isinstance(exc, PermissionDeniedError):
                 log_denied(self.rt.log, self.peer, op, exc)
+            elif isinstance(exc, StaleSupervisorError):
+                answer["supervisor_epoch"] = exc.newest
+                self.rt.log.emit(
+                    events.SUPERVISOR_COMMAND_REFUSED, command=op, peer=self.peer, reason=str(exc)
+                )
         await self.link.send(answer)
         return True
 
@@ -194,7 +237,7 @@ class ManagementSession:
             return await self._refuse(rid, exc)
         self.link.authenticate()  # for a listener with an addp auth_timeout, too
         self.rt.log.emit(events.MGMT_AUTH_OK, peer=self.peer)
-        await self.link.send(ok(rid, **self.rt.status(), **extra))
+        await self.link.send(ok(rid, **self._status(), **extra))
         return True
 
     async def _replicate(self, msg: dict[str, Any], rid: int) -> dict[str, Any]:
@@ -311,6 +354,6 @@ class ManagementSession:
             while True:
                 await changed.wait()
                 changed = self.rt.role_changed  # taken before sending: no change is missed
-                await self.link.send({"push": "role", **self.rt.status()})
+                await self.link.send({"push": "role", **self._status()})
         except LinkEnded:
             return

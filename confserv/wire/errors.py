@@ -155,6 +155,18 @@ class DatabaseMismatchError(RequestError):
     code = "database-mismatch"
 
 
+class StaleSupervisorError(RequestError):
+    """A supervisor's command carrying an older supervisor epoch than the newest this
+    server has seen: a newer supervisor is active, and nothing was done."""
+
+    code = "stale-supervisor"
+
+    def __init__(self, message: str, epoch: int = -1, newest: int = -1) -> None:
+        super().__init__(message)
+        self.epoch = epoch
+        self.newest = newest
+
+
 class StoreError(ConfServError):
     """The database failed in a way that is not the request's fault."""
 
@@ -225,6 +237,7 @@ ERRORS_BY_CODE: dict[str, type[RequestError]] = {
         UnavailableError,
         DatabaseMismatchError,
         StaleMemoryError,
+        StaleSupervisorError,
     )
 }
 
