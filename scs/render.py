@@ -17,10 +17,12 @@ _STATE_STYLE = {
 
 
 def status_table(rows: list[dict[str, Any]], title: str = "Solution Control Server") -> Table:
-    """One row per server: pair, role, epoch, pid, state, last heard, restarts, last event."""
+    """One row per server: its host (- for the supervisor's own), pair, role, epoch, pid,
+    state, last heard, restarts, last event."""
     table = Table(title=title)
     for column in (
         "server",
+        "host",
         "pair",
         "role",
         "epoch",
@@ -38,6 +40,7 @@ def status_table(rows: list[dict[str, Any]], title: str = "Solution Control Serv
         heard = row.get("last_heard")
         table.add_row(
             str(row["section"]),
+            str(row.get("host") or "-"),
             str(row.get("pair") or "-") + (" (paused)" if row.get("paused") else ""),
             f"[{_ROLE_STYLE.get(role, '')}]{role}[/]" if role in _ROLE_STYLE else role,
             str(row.get("epoch") if row.get("epoch") is not None else "-"),

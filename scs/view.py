@@ -25,6 +25,7 @@ def row(m: Member, pair: PairControl | None, startup: StartupOrder, now: float) 
     """One server's row for status displays and ``scs status --json``."""
     return {
         "section": m.name,
+        "host": m.spec.machine,  # the host section whose agent runs it; None: this one
         "pair": pair.name if pair else None,
         "kind": m.spec.kind,
         "role": m.role,

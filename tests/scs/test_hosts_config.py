@@ -140,3 +140,17 @@ def test_an_exit_learnt_after_the_failover_is_not_a_primary_dying() -> None:
     assert not proof.superseded(2, False, 3)  # the peer is not up as primary
     assert not proof.superseded(None, True, 3)
     assert not proof.superseded(2, True, None)
+
+
+def test_scs_status_names_each_servers_host(tmp_path: Path) -> None:
+    import random
+
+    from scs.core import SupervisorCore
+    from scs.render import status_table
+
+    text = PAIR.format(host_a="hostA", host_b="127.0.0.1", conf="{conf}") + HOSTS
+    core = SupervisorCore(load_scs_settings(write(tmp_path, text)), random.Random(1))
+    rows = {r["section"]: r for r in core.snapshot(0.0)}
+    assert rows["a"]["host"] == "hostA"
+    assert rows["b"]["host"] is None  # the supervisor's own host
+    assert [c.header for c in status_table(list(rows.values())).columns][:2] == ["server", "host"]
