@@ -1,7 +1,7 @@
 """The Configuration Database interface, its records, and its write transactions as plans.
 
 Transactions are plans (:mod:`confserv.store.plan`): written once, run by the SQLite
-store and by the PostgreSQL store. The lease and claim plans live in
+store and by the PostgreSQL store. The lease, claim and supervisor-lease plans live in
 :mod:`confserv.store.leases`, the schema and identity plans in
 :mod:`confserv.store.schema`; the write path is here. Every write checks, in
 its own transaction, that the lease's epoch is the writer's (a deposed primary
@@ -25,12 +25,16 @@ from .leases import (
     Holder,
     Lease,
     acquire_lease_plan,
+    acquire_supervisor_lease_plan,
     claim_plan,
     read_lease_plan,
+    read_supervisor_lease_plan,
     release_claim_plan,
     release_lease_plan,
+    release_supervisor_lease_plan,
     renew_claim_plan,
     renew_lease_plan,
+    renew_supervisor_lease_plan,
 )
 from .plan import Plan, Query, Row, Rows
 from .schema import (
@@ -184,6 +188,21 @@ class ConfigStore(Protocol):
 
     async def release_claim(self, holder: Holder) -> None:
         """Give the claim up (clean stop)."""
+
+    async def read_supervisor_lease(self) -> Lease | None:
+        """The supervisor lease (None before any supervisor took it)."""
+
+    async def acquire_supervisor_lease(self, holder: Holder, ttl: float, address: str) -> Lease:
+        """Become the active supervisor, raising the supervisor epoch: only when that lease
+        is expired, unheld or this process's; SupervisorLeaseHeldError when another holds
+        it. ``address`` (``host:control-port``) says where the active one answers."""
+
+    async def renew_supervisor_lease(self, holder: Holder, epoch: int, ttl: float) -> Lease:
+        """Extend our supervisor lease; SupervisorFencedError when it is no longer ours at
+        that epoch."""
+
+    async def release_supervisor_lease(self, holder: Holder, epoch: int) -> None:
+        """Give up our supervisor lease at once (a clean stop)."""
 
     async def raise_counters(self, serial: int, dbids: Mapping[str, int], epoch: int) -> None:
         """Make every counter at least what was served (after a database went back)."""
@@ -405,6 +424,25 @@ class PlanStore:
     async def release_claim(self, holder: Holder) -> None:
         """Give the claim up."""
         await self._run(release_claim_plan(holder))
+
+    async def read_supervisor_lease(self) -> Lease | None:
+        """The supervisor lease."""
+        lease: Lease | None = await self._run(read_supervisor_lease_plan(), write=False)
+        return lease
+
+    async def acquire_supervisor_lease(self, holder: Holder, ttl: float, address: str) -> Lease:
+        """Become the active supervisor, raising the supervisor epoch."""
+        lease: Lease = await self._run(acquire_supervisor_lease_plan(holder, ttl, address))
+        return lease
+
+    async def renew_supervisor_lease(self, holder: Holder, epoch: int, ttl: float) -> Lease:
+        """Extend our supervisor lease."""
+        lease: Lease = await self._run(renew_supervisor_lease_plan(holder, epoch, ttl))
+        return lease
+
+    async def release_supervisor_lease(self, holder: Holder, epoch: int) -> None:
+        """Give up our supervisor lease."""
+        await self._run(release_supervisor_lease_plan(holder, epoch))
 
     async def raise_counters(self, serial: int, dbids: Mapping[str, int], epoch: int) -> None:
         """Make every counter at least what was served."""

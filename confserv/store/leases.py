@@ -1,4 +1,4 @@
-"""The database's one lease, and each process's claim on its Application, as plans.
+"""The database's one lease, each process's claim, and the supervisors' lease, as plans.
 
 One Configuration Database has one lease (row ``database`` of ``cfg_lease``):
 whatever any configuration file says, at most one server process accepts
@@ -11,15 +11,30 @@ Every running server process also keeps a *claim* on its Application (row
 Application, on any host and with any ports, is refused at start-up and told
 which process holds it (Genesys refuses two daemons of one name; so do we).
 
+The supervisors of the installation elect their active one with a lease of
+their own (row ``supervisor``, :data:`SUPERVISOR`): the same rules as the
+database's lease, without force, with its own epoch, which every command of
+the active supervisor carries. Its row is made at the first take (a database
+``cfgctl init`` made before it existed has none). Servers never read it: every
+query of theirs names its row.
+
 Plans are generators of :class:`~confserv.store.base.Query` (see that module);
-times come from the database clock (``{now}``).
+times come from the database clock (``{now}``). The lease plans are written
+once for any lease row (:class:`LeaseRow`): each row differs only in its name
+and in the words and exceptions of its refusals.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from confserv.wire.errors import ClaimLostError, FencedError, InstanceClaimedError, LeaseHeldError
+from confserv.wire.errors import (
+    ClaimLostError,
+    ConfServError,
+    FencedError,
+    InstanceClaimedError,
+    LeaseHeldError,
+)
 
 from .instance import Instance, describe_instance, instance_id
 from .plan import Plan, Query, Rows
@@ -27,15 +42,51 @@ from .plan import Plan, Query, Rows
 #: The key of the database's lease row.
 LEASE_ROW = "database"
 
+#: The key of the supervisors' lease row (one active supervisor per database).
+SUPERVISOR_ROW = "supervisor"
+
 
 def claim_row(app: str) -> str:
     """The key of an Application's claim row."""
     return f"app:{app}"
 
 
+class SupervisorLeaseHeldError(LeaseHeldError):
+    """The supervisor lease is held, unexpired, by another supervisor process: this
+    one stays standby."""
+
+
+class SupervisorFencedError(ConfServError):
+    """The supervisor lease is no longer this supervisor's at its epoch (another took
+    it): this supervisor must stop acting at once."""
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRow:
+    """A lease row of ``cfg_lease``, and how its refusals are told."""
+
+    #: The row's key.
+    name: str
+    #: The lease's name in messages.
+    what: str
+    #: Raised when another process holds it, unexpired.
+    held: type[LeaseHeldError]
+    #: Raised when a renewal finds it is no longer ours at that epoch.
+    fenced: type[ConfServError]
+
+
+#: The database's lease: who accepts writes.
+DATABASE = LeaseRow(LEASE_ROW, "the lease", LeaseHeldError, FencedError)
+#: The supervisors' lease: which supervisor acts.
+SUPERVISOR = LeaseRow(
+    SUPERVISOR_ROW, "the supervisor lease", SupervisorLeaseHeldError, SupervisorFencedError
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Holder:
-    """Who takes a lease or a claim: an Application and this process's instance."""
+    """Who takes a lease or a claim: an Application (or a supervisor's name) and this
+    process's instance."""
 
     app: str
     instance: Instance
@@ -91,76 +142,96 @@ def _row(rows: Rows) -> Lease | None:
     )
 
 
-def read_lease_plan() -> Plan:
-    """The database's lease (None only in a database ``cfgctl init`` never finished)."""
-    return _row((yield Query(_SELECT, (LEASE_ROW,))))
+def read_lease_plan(row: LeaseRow = DATABASE) -> Plan:
+    """The lease of ``row`` (None only when it was never made: the database's lease in
+    a database ``cfgctl init`` never finished, the supervisors' before its first take)."""
+    return _row((yield Query(_SELECT, (row.name,))))
 
 
 def acquire_lease_plan(
     holder: Holder, ttl: float, force: bool, address: str, over: int | None = None
 ) -> Plan:
-    """Take the lease (expired, ours, unheld, or forced), raising the epoch by one.
+    """Take the database's lease (expired, ours, unheld, or forced), raising the epoch.
 
     ``over``: a forced take overrides only the lease at that epoch, the one whose
     holder's death is proven; a lease that has moved on since (another process
     took it, expired, at a newer epoch) is not the dead one's, and is refused
     like any valid lease. None: force overrides whatever holds it (an operator).
     """
-    lease = _row((yield Query(_SELECT, (LEASE_ROW,), lock=True)))
-    inst = holder.instance.to_json()
-    if lease is None:
-        rows = yield Query(
-            "INSERT INTO cfg_lease (name, epoch, holder, instance, expires_at, address) "
-            f"VALUES (?, 1, ?, ?, {{now}} + ?, ?) RETURNING {_COLUMNS}",
-            (LEASE_ROW, holder.app, inst, ttl, address),
+    return (yield from take_plan(DATABASE, holder, ttl, address, force=force, over=over))
+
+
+def take_plan(
+    row: LeaseRow,
+    holder: Holder,
+    ttl: float,
+    address: str,
+    *,
+    force: bool = False,
+    over: int | None = None,
+) -> Plan:
+    """Take the lease of ``row`` (see :func:`acquire_lease_plan`), raising its epoch by
+    one; the row is made first when missing (at epoch 0, unheld).
+
+    The row exists before it is locked: two first takes at once then queue on its
+    lock (PostgreSQL's ``INSERT ... ON CONFLICT`` waits for the other's insert) and
+    the second sees the first's holder, instead of failing on a duplicate key.
+    """
+    yield Query(
+        "INSERT INTO cfg_lease (name, epoch, holder, instance, expires_at, address) "
+        "VALUES (?, 0, '', '', 0, '') ON CONFLICT (name) DO NOTHING",
+        (row.name,),
+    )
+    lease = _row((yield Query(_SELECT, (row.name,), lock=True)))
+    assert lease is not None
+    moved_on = force and over is not None and lease.epoch != over
+    if lease.valid and lease.holder_key != holder.key and (not force or moved_on):
+        since = f" (the proof of death was for epoch {over})" if moved_on else ""
+        raise row.held(
+            f"{row.what} is held by '{lease.holder}' ({lease.process}) at epoch "
+            f"{lease.epoch} for {lease.remaining:.3f} s more{since}",
+            holder=lease.holder,
+            epoch=lease.epoch,
+            instance=lease.instance,
         )
-    else:
-        moved_on = force and over is not None and lease.epoch != over
-        if lease.valid and lease.holder_key != holder.key and (not force or moved_on):
-            since = f" (the proof of death was for epoch {over})" if moved_on else ""
-            raise LeaseHeldError(
-                f"the lease is held by '{lease.holder}' ({lease.process}) at epoch "
-                f"{lease.epoch} for {lease.remaining:.3f} s more{since}",
-                holder=lease.holder,
-                epoch=lease.epoch,
-                instance=lease.instance,
-            )
-        rows = yield Query(
-            "UPDATE cfg_lease SET epoch = epoch + 1, holder = ?, instance = ?, "
-            f"expires_at = {{now}} + ?, address = ? WHERE name = ? RETURNING {_COLUMNS}",
-            (holder.app, inst, ttl, address, LEASE_ROW),
-        )
+    rows = yield Query(
+        "UPDATE cfg_lease SET epoch = epoch + 1, holder = ?, instance = ?, "
+        f"expires_at = {{now}} + ?, address = ? WHERE name = ? RETURNING {_COLUMNS}",
+        (holder.app, holder.instance.to_json(), ttl, address, row.name),
+    )
     acquired = _row(rows)
     assert acquired is not None
     return acquired
 
 
-def renew_lease_plan(holder: Holder, epoch: int, ttl: float) -> Plan:
-    """Extend the lease if this very process still holds it at ``epoch``."""
+def renew_lease_plan(holder: Holder, epoch: int, ttl: float, row: LeaseRow = DATABASE) -> Plan:
+    """Extend the lease of ``row`` if this very process still holds it at ``epoch``
+    (``row.fenced`` when not: another took it, or this process took it again)."""
     rows = yield Query(
         "UPDATE cfg_lease SET expires_at = {now} + ? "
         "WHERE name = ? AND holder = ? AND instance = ? AND epoch = ? "
         f"RETURNING {_COLUMNS}",
-        (ttl, LEASE_ROW, holder.app, holder.instance.to_json(), epoch),
+        (ttl, row.name, holder.app, holder.instance.to_json(), epoch),
     )
     lease = _row(rows)
     if lease is None:
-        now = _row((yield Query(_SELECT, (LEASE_ROW,))))
+        now = _row((yield Query(_SELECT, (row.name,))))
         who = "nobody" if now is None or not now.holder else f"'{now.holder}' ({now.process})"
         at = 0 if now is None else now.epoch
-        raise FencedError(
-            f"the lease is no longer held by this process at epoch {epoch}: "
+        raise row.fenced(
+            f"{row.what} is no longer held by this process at epoch {epoch}: "
             f"{who} holds it at epoch {at}"
         )
     return lease
 
 
-def release_lease_plan(holder: Holder, epoch: int) -> Plan:
-    """Give the lease up if this process holds it at ``epoch`` (no error when not)."""
+def release_lease_plan(holder: Holder, epoch: int, row: LeaseRow = DATABASE) -> Plan:
+    """Give the lease of ``row`` up if this process holds it at ``epoch`` (no error
+    when not); its epoch stays, the next take raises it."""
     yield Query(
         "UPDATE cfg_lease SET holder = '', instance = '', expires_at = {now} "
         "WHERE name = ? AND holder = ? AND instance = ? AND epoch = ?",
-        (LEASE_ROW, holder.app, holder.instance.to_json(), epoch),
+        (row.name, holder.app, holder.instance.to_json(), epoch),
     )
 
 
@@ -218,3 +289,30 @@ def release_claim_plan(holder: Holder) -> Plan:
         "UPDATE cfg_lease SET expires_at = {now} WHERE name = ? AND instance = ?",
         (claim_row(holder.app), holder.instance.to_json()),
     )
+
+
+# -- the supervisors' lease: own plan names, so a trace (or the simulation, which
+# -- watches acquire_lease_plan) never takes them for the database's lease.
+
+
+def read_supervisor_lease_plan() -> Plan:
+    """The supervisor lease (None before any supervisor took it)."""
+    return (yield from read_lease_plan(SUPERVISOR))
+
+
+def acquire_supervisor_lease_plan(holder: Holder, ttl: float, address: str) -> Plan:
+    """Become the active supervisor: only when the supervisor lease is expired, unheld
+    or already this process's; raises its epoch. SupervisorLeaseHeldError when another
+    supervisor holds it."""
+    return (yield from take_plan(SUPERVISOR, holder, ttl, address))
+
+
+def renew_supervisor_lease_plan(holder: Holder, epoch: int, ttl: float) -> Plan:
+    """Extend the supervisor lease; SupervisorFencedError when it is no longer this
+    process's at ``epoch``."""
+    return (yield from renew_lease_plan(holder, epoch, ttl, SUPERVISOR))
+
+
+def release_supervisor_lease_plan(holder: Holder, epoch: int) -> Plan:
+    """Give the supervisor lease up (a clean stop: a standby need not wait for it)."""
+    yield from release_lease_plan(holder, epoch, SUPERVISOR)
