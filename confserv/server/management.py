@@ -53,17 +53,32 @@ from .read_chunks import chunker_for
 #: Operations too frequent or too plain to log (polls, keep-alives, relayed writes).
 _QUIET_OPS = frozenset({"status", "ack", "watch", "forward"})
 
-#: Each running server's supervisor fence, shared by its management sessions
-#: (keyed by its service: one per server; Runtime, a dataclass, is not hashable).
-_FENCES: WeakKeyDictionary[ConfigService, SupervisorFence] = WeakKeyDictionary()
+
+class _ServerFence:
+    """One server's supervisor fence, and the lock that carries out its role commands
+    one at a time: each is admitted and done before the next is admitted, so an older
+    supervisor's ``switch-to-backup`` held up by a write cannot overtake a newer one."""
+
+    def __init__(self) -> None:
+        self.fence = SupervisorFence()
+        self.lock = trio.Lock()
+
+
+#: Each running server's, shared by its management sessions (keyed by its service:
+#: one per server; Runtime, a dataclass, is not hashable).
+_FENCES: WeakKeyDictionary[ConfigService, _ServerFence] = WeakKeyDictionary()
+
+
+def _server_fence(rt: Runtime) -> _ServerFence:
+    found = _FENCES.get(rt.service)
+    if found is None:
+        found = _FENCES[rt.service] = _ServerFence()
+    return found
 
 
 def supervisor_fence(rt: Runtime) -> SupervisorFence:
     """The newest supervisor epoch ``rt``'s server has seen, and the rule on it."""
-    fence = _FENCES.get(rt.service)
-    if fence is None:
-        fence = _FENCES[rt.service] = SupervisorFence()
-    return fence
+    return _server_fence(rt).fence
 
 
 class PairHooks(Protocol):
@@ -104,18 +119,24 @@ class ManagementSession:
             timeout=auth_timeout,
         )
         self.watching = False
-        self.fence = supervisor_fence(runtime)
+        self._fenced = _server_fence(runtime)
+        self.fence = self._fenced.fence
 
     def _status(self) -> dict[str, Any]:
         """The ``status`` fields, with the newest supervisor epoch seen."""
         return {**self.rt.status(), "supervisor_epoch": self.fence.newest}
 
-    def _admit(self, op: str, msg: dict[str, Any]) -> None:
-        """Check a supervisor command's ``supervisor_epoch`` against the fence:
-        a ``StaleSupervisorError`` when older than the newest seen (nothing done)."""
-        epoch = arg(msg, "supervisor_epoch", int, None)
+    @staticmethod
+    def _supervisor_epoch(msg: dict[str, Any]) -> int | None:
+        """The command's ``supervisor_epoch`` argument (an int >= 0), or None."""
+        epoch: int | None = arg(msg, "supervisor_epoch", int, None)
         if epoch is not None and epoch < 0:
             raise BadRequestError(f"argument 'supervisor_epoch' must be 0 or more, got {epoch}")
+        return epoch
+
+    def _admit(self, op: str, epoch: int | None) -> None:
+        """Check a supervisor command's epoch against the fence: a
+        ``StaleSupervisorError`` when older than the newest seen (nothing done)."""
         was = self.fence.newest
         self.fence.admit(epoch)
         if self.fence.newest != was:
@@ -188,8 +209,8 @@ class ManagementSession:
                     raise BadRequestError("'follow' is only for proxies")
                 host = arg(msg, "host", str)
                 port = arg(msg, "port", int)
-                self._admit(op, msg)
-                self.rt.redirect(host, port)
+                self._admit(op, self._supervisor_epoch(msg))
+                self.rt.redirect(host, port)  # no await since admitted: in turn
                 answer = ok(request_id, **self._status())
             elif op == "snapshot":
                 answer = self._snapshot(request_id)
@@ -204,17 +225,7 @@ class ManagementSession:
                     self.pair.peer_ack()
                 answer = ok(request_id, serial=self.rt.service.last_serial)
             else:
-                if self.pair is None:
-                    raise BadRequestError(f"'{op}' is not available on this server")
-                force = arg(msg, "force", bool, False)
-                if op == "switch-to-primary":
-                    over = arg(msg, "over", int, None)
-                    self._admit(op, msg)
-                    status = await self.pair.promote(force, over)
-                else:
-                    self._admit(op, msg)
-                    status = await self.pair.demote(force)
-                answer = ok(request_id, **{**status, "supervisor_epoch": self.fence.newest})
+                answer = ok(request_id, **await self._role_command(op, msg))
         except RequestError as exc:
             answer = error(request_id, exc)
             if isinstance(exc, PermissionDeniedError):
@@ -226,6 +237,22 @@ class ManagementSession:
                 )
         await self.link.send(answer)
         return True
+
+    async def _role_command(self, op: str, msg: dict[str, Any]) -> dict[str, Any]:
+        """``switch-to-primary`` or ``switch-to-backup``: admitted by the supervisor
+        fence and carried out under its lock, in turn; the answer's fields."""
+        if self.pair is None:
+            raise BadRequestError(f"'{op}' is not available on this server")
+        force = arg(msg, "force", bool, False)
+        over = arg(msg, "over", int, None) if op == "switch-to-primary" else None
+        epoch = self._supervisor_epoch(msg)
+        async with self._fenced.lock:
+            self._admit(op, epoch)
+            if op == "switch-to-primary":
+                status = await self.pair.promote(force, over)
+            else:
+                status = await self.pair.demote(force)
+        return {**status, "supervisor_epoch": self.fence.newest}
 
     async def _auth(self, msg: dict[str, Any], rid: int) -> bool:
         try:

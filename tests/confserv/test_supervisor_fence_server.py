@@ -6,9 +6,11 @@ run by ``run_server``, so its real pair driver carries out the commands).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+import trio
 
 from confserv.client.session import open_client, open_management
 from confserv.core.runtime import Runtime
@@ -17,6 +19,13 @@ from confserv.wire.errors import StaleSupervisorError
 from .conftest import ADMIN_PASSWORD, SECRET
 
 pytestmark = pytest.mark.integration
+
+
+async def wait_for(condition: Callable[[], bool], timeout: float = 15) -> None:
+    """Wait until ``condition()`` holds, checking every 10 ms, failing after ``timeout``."""
+    with trio.fail_after(timeout):
+        while not condition():
+            await trio.sleep(0.01)
 
 
 async def test_a_switch_from_an_older_supervisor_epoch_is_refused_and_does_nothing(
@@ -67,3 +76,32 @@ async def test_a_switch_from_an_older_supervisor_epoch_is_refused_and_does_nothi
         with pytest.raises(StaleSupervisorError, match="epoch 5 is older than epoch 6"):
             await m.switch_to_primary(force=True, supervisor_epoch=5)
         assert rt.role == "backup"
+
+
+async def test_an_older_supervisors_demote_held_up_by_a_write_does_not_overtake_a_newer_one(
+    server: dict[str, Any],
+) -> None:
+    """switch-to-backup waits for writes in progress before it reaches the pair
+    driver: a newer supervisor's command that arrives meanwhile must not be
+    overtaken by it (each fenced command is admitted and carried out in turn)."""
+    rt: Runtime = server["runtime"]
+    log = server["log"]
+
+    def received(op: str) -> int:
+        """How many ``op`` commands the server has received (event 20122)."""
+        return sum(i == 20122 and f"'{op}'" in text for i, text in log.events)
+
+    port = server["management_port"]
+    async with (
+        open_management("127.0.0.1", port, SECRET) as old,
+        open_management("127.0.0.1", port, SECRET) as new,
+    ):
+        await old.switch_to_primary(supervisor_epoch=4)  # primary already: nothing done
+        async with trio.open_nursery() as nursery, rt.service.write_lock:  # a write in progress
+            nursery.start_soon(lambda: old.switch_to_backup(supervisor_epoch=4))
+            await wait_for(lambda: received("switch-to-backup") == 1)  # waiting for the write
+            nursery.start_soon(lambda: new.switch_to_primary(supervisor_epoch=5))
+            await wait_for(lambda: received("switch-to-primary") == 2)
+        # The demote came first, so it went first; the newer supervisor's promotion last.
+        status = await new.status()
+        assert (status["role"], status["supervisor_epoch"]) == ("primary", 5)
