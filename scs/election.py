@@ -29,6 +29,11 @@ Rules (``shared/docs/design.md``, "The supervisor is fenced too"):
   retry renewals quickly (every ``min(renew, margin / 2)``) while time allows.
 - A renewal refused because another supervisor took the lease (fenced) makes
   it standby at once.
+- A supervisor that stopped acting takes the lease again (its own, or expired)
+  no earlier than its last term's ``good_until``: a command it sent while acting
+  may still be on its way until then, and must not land after one of its new
+  epoch (found by hypothesis: a lapse re-took its own still-valid lease at
+  once, and an epoch-1 command landed after an epoch-2 one).
 - Every ReadLease, TakeLease and RenewLease carries an ``ask`` number and gets
   exactly one answer from the glue quoting it: the result, or
   :meth:`Election.unreachable` (an error or a timeout). An answer to an ask
@@ -170,6 +175,7 @@ class Election:
         self._renewing: int | None = None  # the renewal under way
         self._renew_sent = -math.inf
         self._renew_at = math.inf
+        self._quiet_until = -math.inf  # no take before: the last term's lease was good until
 
     # -- what the supervisor consults -----------------------------------------
 
@@ -205,6 +211,9 @@ class Election:
             return []
         due = self._started and self._asking is None and now >= self._next_ask
         if self.mode is Mode.STANDBY and due:
+            if now >= self._expires_by and now < self._quiet_until:
+                self._next_ask = self._quiet_until  # our last term's commands may be in flight
+                return []
             self._asking = ask = self._new_ask()
             self._ask_sent = now
             return [TakeLease(ask) if now >= self._expires_by else ReadLease(ask)]
@@ -305,6 +314,7 @@ class Election:
         return self.tick(now)
 
     def _to_standby(self, holder: str | None) -> None:
+        self._quiet_until = self.good_until
         self.mode = Mode.STANDBY
         self.holder = holder
         self.good_until = -math.inf

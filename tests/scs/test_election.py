@@ -83,6 +83,7 @@ class Slot:
     machine: Election
     alive: bool = True
     cut: bool = False
+    lossy_until: float = -1.0  # its requests are lost until then
     incarnation: int = 0
     terms: list[tuple[float, int]] = field(default_factory=list)  # (became active, epoch)
 
@@ -154,7 +155,7 @@ class Supervisors(RuleBasedStateMachine):
         timeout reports it unreachable (the request may still have landed)."""
         slot, inc = self.slots[i], self.slots[i].incarnation
         d1, d2 = self.delay(), self.delay()
-        lost_request = self.rng.random() < self.loss
+        lost_request = self.rng.random() < self.loss or self.now < slot.lossy_until
         lost_answer = self.rng.random() < self.loss
         ask, name = action.ask, slot.machine.name
 
@@ -344,6 +345,23 @@ class Supervisors(RuleBasedStateMachine):
             if slot.alive and slot.machine.mode is Mode.ACTIVE and not slot.cut:
                 slot.cut = True
                 self.disturb()
+
+    @rule(around=st.floats(-1.0, 1.0))
+    def the_active_loses_its_requests(self, around: float) -> None:
+        """The active's database calls are lost until ``around`` seconds after the instant it
+        must stop acting if none of them succeeds (the database is back just before, or after)."""
+        for slot in self.slots:
+            m = slot.machine
+            if slot.alive and m.mode is Mode.ACTIVE:
+                slot.lossy_until = m.good_until - m.margin + around
+                self.disturb()
+
+    @rule()
+    def all_healed(self) -> None:
+        if any(s.cut for s in self.slots):
+            for slot in self.slots:
+                slot.cut = False
+            self.disturb()
 
     def teardown(self) -> None:
         hosts = [i for _, i in sorted((t, i) for i, s in enumerate(self.slots) for t, _ in s.terms)]
