@@ -13,10 +13,12 @@ import pytest
 import trio
 
 from confserv.client.session import open_client, open_management
+from confserv.config.settings import DatabaseSettings
 from confserv.core.runtime import Runtime
 from confserv.wire.errors import StaleSupervisorError
 
 from .conftest import ADMIN_PASSWORD, SECRET
+from .test_pair import Proxy, start_pair
 
 pytestmark = pytest.mark.integration
 
@@ -105,3 +107,23 @@ async def test_an_older_supervisors_demote_held_up_by_a_write_does_not_overtake_
         # The demote came first, so it went first; the newer supervisor's promotion last.
         status = await new.status()
         assert (status["role"], status["supervisor_epoch"]) == ("primary", 5)
+
+
+async def test_a_proxy_refuses_a_follow_from_an_older_supervisor_and_keeps_its_master(
+    db_settings: DatabaseSettings, nursery: trio.Nursery
+) -> None:
+    primary, backup = await start_pair(db_settings, nursery)
+    proxy = Proxy(primary, backup)
+    await proxy.start(nursery)
+    follower = proxy.info["follower"]
+    at_primary = f"127.0.0.1:{primary.info['management_port']}"
+    await wait_for(lambda: follower.master_name == at_primary)
+    async with proxy.manage() as m:
+        answer = await m.follow("127.0.0.1", primary.info["management_port"], supervisor_epoch=3)
+        assert (answer["role"], answer["supervisor_epoch"]) == ("proxy", 3)
+        with pytest.raises(StaleSupervisorError, match="epoch 2 is older than epoch 3"):
+            await m.follow("127.0.0.1", backup.info["management_port"], supervisor_epoch=2)
+        assert follower.rotation.preferred is None  # the backup was not named to try next
+        assert follower.master_name == at_primary
+        assert (await m.status())["supervisor_epoch"] == 3
+    assert 20123 in proxy.log.ids()
