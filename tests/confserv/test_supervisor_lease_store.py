@@ -9,6 +9,7 @@ it. The rules on a simulated clock, as a state machine, are in
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import sys
@@ -26,6 +27,7 @@ from confserv.store.instance import Instance
 from confserv.store.leases import Lease, SupervisorFencedError, SupervisorLeaseHeldError
 from confserv.store.plan import Plan, Query, Rows
 from confserv.wire.errors import FencedError
+from tests.pg_cluster import PgCluster
 
 pytestmark = pytest.mark.integration
 
@@ -267,3 +269,37 @@ async def test_takes_from_two_processes_never_overlap(
     for (_, before, _, expires), (epoch, who, now, _) in itertools.pairwise(takes):
         if who != before:
             assert now >= expires, f"epoch {epoch}: {who} took it {expires - now:.4f} s early"
+
+
+@pytest.mark.parametrize("db_settings", ["postgre"], indirect=True)
+async def test_a_first_take_waits_for_another_first_take_in_flight(
+    store: PlanStore, db_settings: DatabaseSettings, request: pytest.FixtureRequest
+) -> None:
+    """Regression (found writing this): the first take of a missing row on PostgreSQL.
+    Another supervisor's first take has made the row and not committed yet; locking a
+    row that is not there waits for nothing, so a take that only then inserted failed
+    on the duplicate key (ConstraintError) instead of being told who holds the lease.
+    The row is made before it is locked: the take waits for the other, then sees it."""
+    cluster: PgCluster = request.getfixturevalue("pg_cluster")
+    other = (
+        "BEGIN;\n"
+        "INSERT INTO cfg_lease (name, epoch, holder, instance, expires_at, address) VALUES "
+        f"('supervisor', 1, 'scs-a', '{A.instance.to_json()}', "
+        "extract(epoch from clock_timestamp()) + 30, 'hostC:4998');\n"
+        "SELECT pg_sleep(1.5);\n"  # the other's transaction, still open
+        "COMMIT;\n"
+    )
+    in_flight = (
+        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+        "AND query LIKE '%pg_sleep(1.5)%' AND pid <> pg_backend_pid()"
+    )
+    commit = functools.partial(cluster.psql, other, dbname=db_settings.dbname)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.to_thread.run_sync, commit)
+        with trio.fail_after(20):
+            while (await trio.to_thread.run_sync(cluster.psql, in_flight)).strip() == "0":
+                await trio.sleep(0.02)
+        with pytest.raises(SupervisorLeaseHeldError, match="held by 'scs-a'") as held:
+            await store.acquire_supervisor_lease(B, 10, "hostD:4998")
+    assert (held.value.epoch, held.value.holder) == (1, "scs-a")
+    assert await lease_rows(store) == {"database": (0, ""), "supervisor": (1, "scs-a")}
