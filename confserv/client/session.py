@@ -147,7 +147,10 @@ class Session:
                     answer["objects"] = objects + list(answer.get("objects", ()))
                 return answer
             why = self.ended or "connection closed"
-            raise ConnectionLostError(f"{op}: connection lost before the answer: {why}")
+            # ``from`` the link's end: callers tell a close or a reset from a silence by it
+            raise ConnectionLostError(f"{op}: connection lost before the answer: {why}") from (
+                self.ended
+            )
         finally:
             del self._pending[request_id]
 
@@ -156,7 +159,7 @@ class Session:
         try:
             return await self._notify_recv.receive()
         except trio.EndOfChannel:
-            raise ConnectionLostError(f"connection lost: {self.ended}") from None
+            raise ConnectionLostError(f"connection lost: {self.ended}") from self.ended
 
 
 class ConfigClient:
