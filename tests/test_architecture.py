@@ -65,6 +65,7 @@ PURE = (
     "addp.auth",
     "lca.protocol",
     "lca.core",
+    "confserv.core.supervisor_fence",
     "confserv.ha.roles",
     "confserv.ha.membership",
     "confserv.ha.follower",

@@ -5,8 +5,10 @@ Tables:
     cfg_counter  the last serial, and per type the last dbid (ids are never reused)
     cfg_history  the History Log: one row per committed change, with serial and epoch
     cfg_lease    the database's one lease (row ``database``: epoch, holder Application and
-                 instance, expiry by the database clock, where the holder serves), and
-                 one claim per running server process (rows ``app:<Application>``)
+                 instance, expiry by the database clock, where the holder serves),
+                 one claim per running server process (rows ``app:<Application>``),
+                 and the supervisors' lease (row ``supervisor``: its own epoch, the
+                 active supervisor and its control address, made at the first take)
     cfg_meta     the database's identity (``uuid``, given by ``cfgctl init``)
 
 Only ``cfgctl init`` creates these tables (compiled DDL for each engine) or

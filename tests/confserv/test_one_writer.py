@@ -47,7 +47,10 @@ class Database:
 
     def writers(self) -> list[tuple[str, ...]]:
         """Rows of the lease table that can make a writer: the one ``database`` row."""
-        return self.rows("SELECT name, epoch, holder FROM cfg_lease WHERE name NOT LIKE 'app:%'")
+        return self.rows(
+            "SELECT name, epoch, holder FROM cfg_lease WHERE name NOT LIKE 'app:%' "
+            "AND name <> 'supervisor'"
+        )
 
     def serial(self) -> int:
         return int(self.rows("SELECT value FROM cfg_counter WHERE name = 'serial'")[0][0])
