@@ -300,15 +300,15 @@ class Supervisors(RuleBasedStateMachine):
         if i < len(self.slots):
             self.send(i, server, delay)
 
-    @rule(i=st.integers(0, 2), server=st.sampled_from(TARGETS), delay=st.floats(0.0, CMD_MAX))
-    def command_at_the_last_instant(self, i: int, server: str, delay: float) -> None:
-        """Let time pass to just before supervisor ``i`` must stop acting, then command."""
-        if i >= len(self.slots) or not self.slots[i].alive:
-            return
-        m = self.slots[i].machine
-        if m.mode is Mode.ACTIVE:
-            self.run_until(max(self.now, m.good_until - m.margin - 1e-6))
-            self.send(i, server, delay)
+    @rule(server=st.sampled_from(TARGETS), delay=st.floats(0.0, CMD_MAX))
+    def command_at_the_last_instant(self, server: str, delay: float) -> None:
+        """Let time pass to just before the active must stop acting, then it commands."""
+        for i, slot in enumerate(self.slots):
+            m = slot.machine
+            if slot.alive and m.mode is Mode.ACTIVE:
+                self.run_until(max(self.now, m.good_until - m.margin - 1e-6))
+                self.send(i, server, delay)
+                return
 
     @rule(i=st.integers(0, 2))
     def dies(self, i: int) -> None:
