@@ -334,8 +334,7 @@ class PairDriver:
                 if unanswered.cancelled_caught:
                     self.rt.log.emit(
                         events.DB_ERROR,
-                        reason="lease renewal unanswered when the lease may run out: "
-                        "writes stop",
+                        reason="lease renewal unanswered when the lease may run out: writes stop",
                     )
                     return m.db_unreachable(trio.current_time())
             except FencedError as exc:
