@@ -34,6 +34,9 @@ Rules (``shared/docs/design.md``, "The supervisor is fenced too"):
   may still be on its way until then, and must not land after one of its new
   epoch (found by hypothesis: a lapse re-took its own still-valid lease at
   once, and an epoch-1 command landed after an epoch-2 one).
+- A planned stop stops acting at once and releases the lease ``margin`` later,
+  for the same reason (found by hypothesis: a release at once let a standby
+  act while the stopping one's last command was still on its way).
 - Every ReadLease, TakeLease and RenewLease carries an ``ask`` number and gets
   exactly one answer from the glue quoting it: the result, or
   :meth:`Election.unreachable` (an error or a timeout). An answer to an ask
@@ -176,6 +179,7 @@ class Election:
         self._renew_sent = -math.inf
         self._renew_at = math.inf
         self._quiet_until = -math.inf  # no take before: the last term's lease was good until
+        self._release: tuple[int, float] | None = None  # (epoch, when) after a stop
 
     # -- what the supervisor consults -----------------------------------------
 
@@ -194,7 +198,7 @@ class Election:
             return min(deadlines)
         if self.mode is Mode.STANDBY and self._started and self._asking is None:
             return self._next_ask
-        return None
+        return self._release[1] if self._release is not None else None
 
     def tick(self, now: float) -> list[Action]:
         """Time is ``now``: ask or renew when due; stop acting when the lease may run out."""
@@ -209,6 +213,9 @@ class Election:
                 self._renew_sent = now
                 return [RenewLease(self._renewing, self.epoch)]
             return []
+        if self._release is not None and now >= self._release[1]:
+            epoch, self._release = self._release[0], None
+            return [ReleaseLease(epoch)]
         due = self._started and self._asking is None and now >= self._next_ask
         if self.mode is Mode.STANDBY and due:
             if now >= self._expires_by and now < self._quiet_until:
@@ -233,15 +240,18 @@ class Election:
         self._next_ask = now
         return self.tick(now)
 
-    def stop(self) -> list[Action]:
-        """Shut down: stop acting and release the lease if held (planned hand-over)."""
+    def stop(self, now: float) -> list[Action]:
+        """Shut down: stop acting at once, and give the lease up ``margin`` later (a
+        planned hand-over; the commands sent before have landed by then). The glue
+        ticks until :meth:`next_deadline` is None."""
         out: list[Action] = []
         if self.mode is Mode.ACTIVE:
-            out = [BecomeStandby("supervisor stopping: lease released"), ReleaseLease(self.epoch)]
+            out.append(BecomeStandby("supervisor stopping: lease to be released"))
+            self._release = (self.epoch, now + self.margin)
         self.mode = Mode.STOPPED
         self.good_until = -math.inf
         self._asking = self._renewing = None
-        return out
+        return out + self.tick(now)
 
     # -- answers from the database ----------------------------------------------
 

@@ -33,6 +33,7 @@ import heapq
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import pairwise
 
 from hypothesis import event, settings
@@ -141,12 +142,12 @@ class Supervisors(RuleBasedStateMachine):
             if isinstance(action, ReadLease | TakeLease | RenewLease):
                 self.request(i, action)
             elif isinstance(action, ReleaseLease):
-                epoch, name = action.epoch, slot.machine.name
-                self.later(self.delay(), lambda e=epoch, n=name: self.db_release(n, e))
+                self.later(self.delay(), partial(self.db_release, slot.machine.name, action.epoch))
             elif isinstance(action, BecomeActive):
                 assert action.epoch == slot.machine.epoch
                 slot.terms.append((self.now, action.epoch))
-                self.send(i, self.rng.choice(TARGETS), self.rng.uniform(0.0, CMD_MAX))
+                for server in TARGETS:  # a new active supervisor adopts every server
+                    self.send(i, server, self.rng.uniform(0.0, CMD_MAX))
             else:
                 assert isinstance(action, BecomeStandby)
 
@@ -275,7 +276,9 @@ class Supervisors(RuleBasedStateMachine):
             assert left > MARGIN - EPS, (
                 f"{m.name} acts at {self.now:.6f} s with {left:.6f} s left on its lease"
             )
-        reachable = any(s.alive and not s.cut for s in self.slots)
+        reachable = any(
+            s.alive and not s.cut and s.machine.mode is not Mode.STOPPED for s in self.slots
+        )
         if reachable and self.now >= self.calm_since + BOUND:
             assert acting, (
                 f"nobody acting at {self.now:.6f} s, {self.now - self.calm_since:.3f} s after "
@@ -318,7 +321,8 @@ class Supervisors(RuleBasedStateMachine):
 
     @rule(i=st.integers(0, 2))
     def restarts(self, i: int) -> None:
-        if i < len(self.slots) and not self.slots[i].alive:
+        stopped = i < len(self.slots) and self.slots[i].machine.mode is Mode.STOPPED
+        if i < len(self.slots) and (not self.slots[i].alive or stopped):
             slot = self.slots[i]
             slot.incarnation += 1
             slot.machine = make_election(f"s{i}.{slot.incarnation}")
@@ -356,6 +360,16 @@ class Supervisors(RuleBasedStateMachine):
                 slot.lossy_until = m.good_until - m.margin + around
                 self.disturb()
 
+    @rule(server=st.sampled_from(TARGETS), delay=st.floats(0.0, CMD_MAX))
+    def the_active_steps_down(self, server: str, delay: float) -> None:
+        """A planned stop of the active supervisor, just after a last command: it gives
+        its lease up."""
+        for i, slot in enumerate(self.slots):
+            if slot.alive and slot.machine.mode is Mode.ACTIVE:
+                self.send(i, server, delay)
+                self.carry_out(i, slot.machine.stop(self.now))
+                self.disturb()
+
     @rule()
     def all_healed(self) -> None:
         if any(s.cut for s in self.slots):
@@ -377,5 +391,5 @@ class Supervisors(RuleBasedStateMachine):
         event(f"lossy: {'yes' if self.lossy_sends else 'no'}")
 
 
-Supervisors.TestCase.settings = settings(max_examples=300, stateful_step_count=50, deadline=None)
+Supervisors.TestCase.settings = settings(max_examples=500, stateful_step_count=50, deadline=None)
 test_the_supervisors_keep_the_invariants = Supervisors.TestCase

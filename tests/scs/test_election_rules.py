@@ -154,11 +154,16 @@ def test_answers_to_asks_no_longer_under_way_are_ignored() -> None:
     assert m.mode is Mode.STANDBY
 
 
-def test_stopping_releases_the_lease() -> None:
+def test_stopping_stops_acting_at_once_and_releases_the_lease_margin_later() -> None:
+    """Found by hypothesis (``test_election``): a release at once let a standby take
+    over and command while the stopping supervisor's last command was on its way."""
     m = active()
-    assert m.stop() == [BecomeStandby("supervisor stopping: lease released"), ReleaseLease(1)]
+    assert m.stop(0.1) == [BecomeStandby("supervisor stopping: lease to be released")]
     assert m.mode is Mode.STOPPED
     assert not m.acting(0.1)
+    assert m.next_deadline() == pytest.approx(0.1 + MARGIN)
+    assert m.tick(0.1 + MARGIN / 2) == []
+    assert m.tick(0.1 + MARGIN) == [ReleaseLease(1)]
     assert m.next_deadline() is None
     assert m.tick(10.0) == []
 
