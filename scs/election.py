@@ -47,7 +47,10 @@ Bounds, for one-way database delays of at most ``d1`` (request) and ``d2``
 
 - An acting supervisor's lease ends on the database more than ``margin`` later:
   a command sent while acting that reaches its target within ``margin`` reaches
-  it before any other supervisor can have taken the lease.
+  it before any other supervisor can have taken the lease, and before this one
+  takes it again. So if every command lands within ``margin`` of being sent,
+  commands are accepted, over all servers and agents, in supervisor-epoch
+  order, and one epoch's commands all come from one supervisor.
 - After the active dies (or is cut off from the database) at ``t``, a standby
   that reaches the database without loss is acting by
   ``t + d1 + ttl + max(retry, d2) + 2 * rtt`` (the active's last renewal lands
