@@ -350,15 +350,28 @@ class Supervisors(RuleBasedStateMachine):
                 slot.cut = True
                 self.disturb()
 
-    @rule(around=st.floats(-1.0, 1.0))
-    def the_active_loses_its_requests(self, around: float) -> None:
+    @rule(
+        around=st.floats(-1.0, 1.0),
+        server=st.sampled_from(TARGETS),
+        delay=st.floats(0.0, CMD_MAX),
+    )
+    def the_active_loses_its_requests(self, around: float, server: str, delay: float) -> None:
         """The active's database calls are lost until ``around`` seconds after the instant it
-        must stop acting if none of them succeeds (the database is back just before, or after)."""
-        for slot in self.slots:
+        must stop acting if none of them succeeds (the database is back just before, or
+        after); it sends a command at its last instant."""
+        for i, slot in enumerate(self.slots):
             m = slot.machine
             if slot.alive and m.mode is Mode.ACTIVE:
                 slot.lossy_until = m.good_until - m.margin + around
                 self.disturb()
+                self.run_until(max(self.now, m.good_until - m.margin - 1e-6))
+                self.send(i, server, delay)
+                return
+
+    @rule(seconds=st.floats(BOUND, 2 * BOUND))
+    def a_long_calm(self, seconds: float) -> None:
+        """Time passes long enough for a take-over."""
+        self.run_until(self.now + seconds)
 
     @rule(server=st.sampled_from(TARGETS), delay=st.floats(0.0, CMD_MAX))
     def the_active_steps_down(self, server: str, delay: float) -> None:
