@@ -13,20 +13,20 @@ from tests.multihost.system import HOSTS
 
 pytestmark = pytest.mark.integration
 
-#: A schedule that crashes the primary's host, kills the supervisor's agent and pauses the
-#: proxy, among others (see ``schedule(SEED)``).
-SEED = 0
+#: A schedule of 8 s with a host crash, a kill, a link down, a partition, a pause and
+#: (seed % 3 == 0) a PostgreSQL failover: see ``schedule(SEED, HORIZON)``.
+SEED, HORIZON = 3, 8.0
 
 
 def test_the_schedule_is_a_real_mix_of_faults() -> None:
-    kinds = {f.kind for f in schedule(SEED).faults}
-    assert {"crash", "kill", "pause"} <= kinds
-    assert not any(f.kind == "crash" and f.hosts & {"D", "E"} for f in schedule(SEED).faults)
+    faults = schedule(SEED, HORIZON).faults
+    assert {"crash", "kill", "pause", "partition", "link_down"} <= {f.kind for f in faults}
+    assert not any(f.kind == "crash" and f.hosts & {"D", "E"} for f in faults)
 
 
 def test_one_seeded_schedule_on_the_bed_is_clean(tmp_path: Path) -> None:
     with bed_or_skip(HOSTS) as bed:
-        outcome = one_schedule(bed, tmp_path, SEED)
+        outcome = one_schedule(bed, tmp_path, SEED, HORIZON)
     assert outcome.acked > 0
-    assert len(outcome.faults) == len(schedule(SEED).faults) + (SEED % 3 == 0)
+    assert len(outcome.faults) == len(schedule(SEED, HORIZON).faults) + (SEED % 3 == 0)
     assert outcome.violations == [], "\n".join(outcome.violations)

@@ -30,6 +30,7 @@ the margin). Checked at every instant something happens:
 from __future__ import annotations
 
 import heapq
+import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -404,5 +405,10 @@ class Supervisors(RuleBasedStateMachine):
         event(f"lossy: {'yes' if self.lossy_sends else 'no'}")
 
 
-Supervisors.TestCase.settings = settings(max_examples=500, stateful_step_count=50, deadline=None)
+# 250 examples in make test (~5 s); HYPOTHESIS_ELECTION_EXAMPLES=5000 for a longer search.
+Supervisors.TestCase.settings = settings(
+    max_examples=int(os.environ.get("HYPOTHESIS_ELECTION_EXAMPLES", "250")),
+    stateful_step_count=50,
+    deadline=None,
+)
 test_the_supervisors_keep_the_invariants = Supervisors.TestCase
