@@ -19,7 +19,8 @@ import pytest
 from .misconfig import KINDS
 from .real import plan, run
 
-pytestmark = pytest.mark.integration
+#: Real fault-injection slices: make chaos and CI run them, not make test (its 5 minutes).
+pytestmark = [pytest.mark.integration, pytest.mark.chaos_slice]
 
 SEED = 5577
 

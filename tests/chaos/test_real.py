@@ -17,7 +17,8 @@ import pytest
 from .checker import Fault, Request
 from .real import MID_PROMOTION_BOUND, Record, _mid_promotion_bound, plan, run
 
-pytestmark = pytest.mark.integration
+#: Real fault-injection slices: make chaos and CI run them, not make test (its 5 minutes).
+pytestmark = [pytest.mark.integration, pytest.mark.chaos_slice]
 
 
 async def test_a_few_real_schedules_hold_every_invariant() -> None:
