@@ -157,7 +157,10 @@ class Agent:
                 write_atomically(self._epoch_path(), f"{self.core.epoch}\n")
             return {"re": request.id, "ok": True, **await self._carry_out(request)}
         except AgentRequestError as exc:
-            return _error(rid, exc.code, str(exc))
+            refused = _error(rid, exc.code, str(exc))
+            if exc.code == "stale-supervisor":
+                refused["supervisor_epoch"] = self.core.epoch  # the newest seen here
+            return refused
         except ProcessError as exc:
             answer = _error(rid, _code(exc), str(exc))
             if isinstance(exc, AlreadyRunningError):

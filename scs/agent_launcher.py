@@ -26,10 +26,10 @@ import trio
 from addp import AddpOptions, LinkEnded
 from confserv.client.session import ManagementClient, open_management
 from confserv.wire.auth import Purpose
-from confserv.wire.errors import ConfServError, RequestError
+from confserv.wire.errors import ConfServError, RequestError, StaleSupervisorError
 from confserv.wire.tls import ClientTls
 
-from .launcher import AdoptError, AlreadyRunningError, LaunchError, NotWatchedError
+from .launcher import AdoptError, AlreadyRunningError, LaunchError, NotActingError, NotWatchedError
 
 #: Seconds between two attempts to reach the agent.
 RECONNECT = 0.5
@@ -52,11 +52,15 @@ class AgentLauncher:
         tls: ClientTls | None = None,
         on_link: Callable[[dict[str, int] | None, str], None] | None = None,
         addp: AddpOptions | None = None,
+        on_superseded: Callable[[int], None] | None = None,
     ) -> None:
         self.host, self.port, self.secret, self.identity = host, port, secret, identity
         self.epoch, self.timeout, self.tls = epoch, timeout, tls
         #: Called with what runs when the link comes up, and with None and why when it ends.
         self.on_link = on_link
+        #: Called with the newest epoch (-1: not told) when the agent refuses a command
+        #: as coming from an older supervisor epoch than one it has seen.
+        self.on_superseded = on_superseded
         #: The link's keep-alive: a host that dies or is cut off is noticed by it.
         self.addp = addp if addp is not None else AddpOptions(True, 1.0, 1.0)
         self._client: ManagementClient | None = None
@@ -140,14 +144,25 @@ class AgentLauncher:
     async def _ack(self, name: str, pid: int) -> None:
         client = self._client
         if client is not None:  # else: told again on the next link, and acknowledged then
-            with contextlib.suppress(LinkEnded, ConfServError):
-                await client.session.request("ack", epoch=self.epoch(), name=name, pid=pid)
+            # (a standby acknowledges nothing: the exit stays owed to the active one)
+            with contextlib.suppress(LinkEnded, ConfServError, NotActingError):
+                await self._send(client, "ack", name=name, pid=pid)
 
     async def _request(self, op: str, **args: Any) -> dict[str, Any]:
         with trio.fail_after(self.timeout):
             await self._up.wait()
         assert self._client is not None
-        return await self._client.session.request(op, epoch=self.epoch(), **args)
+        return await self._send(self._client, op, **args)
+
+    async def _send(self, client: ManagementClient, op: str, **args: Any) -> dict[str, Any]:
+        """``op`` with the supervisor epoch, read as it is sent (``epoch()`` raises
+        NotActingError when this supervisor may not act now: nothing is sent)."""
+        try:
+            return await client.session.request(op, epoch=self.epoch(), **args)
+        except StaleSupervisorError as exc:
+            if self.on_superseded is not None:
+                self.on_superseded(exc.newest)
+            raise NotActingError(f"{self.where}: {exc}") from None
 
     async def start(self, name: str, argv: list[str], cwd: Path, log_path: Path) -> int:
         """See :meth:`scs.launcher.Launcher.start`."""
@@ -190,6 +205,7 @@ class AgentLauncher:
             raise NotWatchedError(
                 f"{name} pid {pid}: {self.where} is not reachable or runs no such process"
             )
+        # (epoch() raises NotActingError when this supervisor may not act: nothing sent)
         message = {"op": "signal", "id": 0, "epoch": self.epoch(), "name": name, "pid": pid}
         link = client.session.link
         link.send_nowait({**message, "signal": "SIGKILL"})
@@ -199,5 +215,5 @@ class AgentLauncher:
     async def terminate(self, name: str, pid: int, timeout: float) -> None:
         """See :meth:`scs.launcher.Launcher.terminate`."""
         # Not reachable, or already gone: its exit (if any) comes with the agent.
-        with contextlib.suppress(trio.TooSlowError, RequestError, LinkEnded):
+        with contextlib.suppress(trio.TooSlowError, RequestError, LinkEnded, NotActingError):
             await self._request("stop", name=name, pid=pid, timeout=timeout)

@@ -20,16 +20,18 @@ import trio
 import typer
 from rich.console import Console
 from rich.live import Live
+from rich.table import Table
 
 from confserv.client.session import open_control
 from confserv.config.settings import ConfigError
 from confserv.logs.eventlog import EventLog
+from confserv.store.leases import SupervisorNameTakenError
 from confserv.wire.errors import ConfServError
 
 from . import events, lock
 from .config import ScsSettings, load_scs_settings
 from .control import serve_control
-from .render import status_table
+from .render import status_table, supervisor_title
 from .supervisor import Supervisor
 
 app = typer.Typer(add_completion=False, help=__doc__, invoke_without_command=True)
@@ -52,13 +54,38 @@ def main_command(
     ctx: typer.Context,
     file: FileOpt = None,
     json_log: Annotated[bool, typer.Option("--json-log", help="Log as JSON lines.")] = False,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            help="This supervisor's name among the installation's (default: the host name).",
+        ),
+    ] = None,
 ) -> None:
     """Supervise the servers FILE describes (when no command is given)."""
     if ctx.invoked_subcommand is not None:
         return
     settings = _load(file)
     _hold_lock(settings.file)  # held until this process ends (the kernel releases it)
-    trio.run(_supervise, settings, json_log or settings.log_format == "json")
+    try:
+        trio.run(_supervise, settings, json_log or settings.log_format == "json", name)
+    except BaseException as exc:
+        taken = _find(exc, SupervisorNameTakenError)
+        if taken is None:
+            raise
+        print(f"scs: {taken}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _find(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """The first ``kind`` inside ``exc`` (trio's nurseries wrap errors in groups)."""
+    if isinstance(exc, kind):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if (found := _find(inner, kind)) is not None:
+                return found
+    return None
 
 
 def _hold_lock(file: Path) -> int:
@@ -72,7 +99,7 @@ def _hold_lock(file: Path) -> int:
     raise SystemExit(2)
 
 
-async def _supervise(settings: ScsSettings, json_log: bool) -> None:
+async def _supervise(settings: ScsSettings, json_log: bool, name: str | None = None) -> None:
     live_view = sys.stdout.isatty() and not json_log
     console = Console(stderr=False)
     log = EventLog(
@@ -82,7 +109,7 @@ async def _supervise(settings: ScsSettings, json_log: bool) -> None:
         json_lines=json_log,
         color=sys.stderr.isatty() and not json_log,
     )
-    sup = Supervisor(settings, log)
+    sup = Supervisor(settings, log, name=name)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(sup.run)
@@ -91,20 +118,27 @@ async def _supervise(settings: ScsSettings, json_log: bool) -> None:
             if live_view:
                 nursery.start_soon(_live, sup, console)
             async for signum in signals:
-                log.emit(events.STOPPING, reason=signal.Signals(signum).name)
+                then = (
+                    "stopping its servers"
+                    if settings.on_stop == "stop-servers" and sup.acting
+                    else "leaving its servers running (on-stop = leave-running, or standby)"
+                )
+                log.emit(events.STOPPING, reason=signal.Signals(signum).name, then=then)
                 nursery.cancel_scope.cancel()
                 break
 
 
 async def _live(sup: Supervisor, console: Console) -> None:
     interval = sup.settings.status_interval
-    with Live(
-        status_table(sup.core.snapshot(trio.current_time())), console=console, refresh_per_second=4
-    ) as live:
+    with Live(_table(sup), console=console, refresh_per_second=4) as live:
         while True:
             with trio.move_on_after(interval):
                 await sup.changed.wait()
-            live.update(status_table(sup.core.snapshot(trio.current_time())))
+            live.update(_table(sup))
+
+
+def _table(sup: Supervisor) -> Table:
+    return status_table(sup.snapshot(trio.current_time()), title=supervisor_title(sup.describe()))
 
 
 async def _ask(settings: ScsSettings, op: str, **args: Any) -> dict[str, Any]:
@@ -135,10 +169,13 @@ def status(
 ) -> None:
     """Each server: section, pair, role, epoch, process id, state."""
     answer = _run_ask(_load(file), "status")
+    supervisor = answer.get("supervisor") or {}
     if as_json:
-        print(json.dumps(answer["servers"], sort_keys=True))
+        print(json.dumps({"supervisor": supervisor, "servers": answer["servers"]}, sort_keys=True))
     else:
-        Console(width=None if sys.stdout.isatty() else 160).print(status_table(answer["servers"]))
+        Console(width=None if sys.stdout.isatty() else 160).print(
+            status_table(answer["servers"], title=supervisor_title(supervisor))
+        )
 
 
 @app.command()

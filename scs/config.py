@@ -31,6 +31,7 @@ from .hosts import (
     is_host_section,
     parse_host,
 )
+from .redundancy import REDUNDANCY_OPTIONS, OnStop, RedundancySpec, parse_redundancy
 
 #: The supervisor's own section.
 SCS_SECTION = "scs"
@@ -48,6 +49,7 @@ SCS_OPTIONS: frozenset[str] = frozenset(
         # security helper T: the control port over TLS, and the certificates of every link
         "encryption",
         *TLS_OPTIONS,
+        *REDUNDANCY_OPTIONS,  # issue 14: several supervisors, one active
     }
 )
 
@@ -190,6 +192,10 @@ class ScsSettings:
     #: ``state-dir``: the records of the processes of the supervisor's own host (default
     #: ``scs-state`` beside the file), kept so that a restarted supervisor finds them.
     state_dir: Path = Path("scs-state")
+    #: ``[scs] database`` and the supervisor lease's timings (None: no election, one supervisor).
+    redundancy: RedundancySpec | None = None
+    #: ``[scs] on-stop``: stop the servers when ``scs`` stops, or leave them to a standby.
+    on_stop: OnStop = "stop-servers"
 
     @property
     def control_tls(self) -> ClientTls | None:
@@ -304,16 +310,18 @@ def load_scs_settings(file: Path | str) -> ScsSettings:
     control_secret = own.text("control-secret")
     if control_port is not None and control_secret is None:
         raise own.error("control-secret", "missing (the control port needs it)")
+    redundancy, on_stop = parse_redundancy(path, own, sections, base)
+    others = {SCS_SECTION} | ({redundancy.database.section} if redundancy else set())
     hosts = {
         name: parse_host(path, name, options)
         for name, options in sections.items()
-        if name != SCS_SECTION and is_host_section(options)
+        if name not in others and is_host_section(options)
     }
     check_own_hosts(path, hosts)
     servers = {
         name: _on_host(_server(path, base, name, options), hosts)
         for name, options in sections.items()
-        if name != SCS_SECTION and not is_host_section(options)
+        if name not in others and not is_host_section(options)
     }
     if not servers:
         raise ConfigError(path, "no server sections: nothing to supervise")
@@ -357,6 +365,7 @@ def load_scs_settings(file: Path | str) -> ScsSettings:
     # one warning line when others can read the secrets in the file
     holds = ["control-secret"] if control_secret else []
     holds += ["management-secret"] if any(s.management_secret for s in servers.values()) else []
+    holds += ["password"] if redundancy is not None and redundancy.database.password else []
     warn_if_exposed(path, holds)
     tls, servers, hosts = _with_tls(path, base, own, sections, servers, hosts)
     return ScsSettings(
@@ -376,6 +385,8 @@ def load_scs_settings(file: Path | str) -> ScsSettings:
         tls=tls,
         hosts=hosts,
         state_dir=base / (own.text("state-dir") or "scs-state"),
+        redundancy=redundancy,
+        on_stop=on_stop,
     )
 
 

@@ -119,7 +119,7 @@ class ControlSession:
             if op == "auth":
                 proof = self.handshake.answer(msg)
                 self.link.authenticate()
-                return ok(rid, servers=self._status(), **proof)
+                return ok(rid, servers=self._status(), supervisor=self.sup.describe(), **proof)
             self.handshake.command(op)
         except HandshakeError as exc:
             self.sup.log.emit(events.CONTROL_AUTH_FAILED, peer=peer, reason=str(exc))
@@ -128,10 +128,12 @@ class ControlSession:
             raise
         if op != "status":  # status is polled: not worth a line each time
             self.sup.log.emit(events.CONTROL_COMMAND, command=op, peer=peer)
-        core = self.sup.core
         who = f"operator at {peer}"
         if op == "status":
-            return ok(rid, servers=self._status())
+            return ok(rid, servers=self._status(), supervisor=self.sup.describe())
+        if not self.sup.acting:
+            raise NotActiveError(_not_active(self.sup.describe()))
+        core = self.sup.core
         if op in ("stop", "start"):
             server = arg(msg, "server", str)
             if server not in self.sup.settings.servers:
@@ -159,7 +161,23 @@ class ControlSession:
         return ok(rid, servers=self._status())
 
     def _status(self) -> list[dict[str, Any]]:
-        return self.sup.core.snapshot(trio.current_time())
+        return self.sup.snapshot(trio.current_time())
+
+
+class NotActiveError(RequestError):
+    """An operator's command sent to a standby supervisor: only the active one acts."""
+
+    code = "standby-supervisor"
+
+
+def _not_active(described: dict[str, Any]) -> str:
+    active = described.get("active")
+    where = "no supervisor holds the supervisor lease now"
+    if active:
+        where = (
+            f"the active one is '{active['name']}' ({active['process']}) at epoch {active['epoch']}"
+        )
+    return f"this supervisor ('{described.get('name')}') is standby: {where}; ask that one"
 
 
 async def serve_control(

@@ -314,6 +314,19 @@ class Election:
         reason = f"supervisor lease lost at epoch {epoch}"
         return [BecomeStandby(reason, holder), *self.tick(now)]
 
+    def superseded(self, newest: int, now: float) -> list[Action]:
+        """A server or an agent refused a command of this supervisor's: it has seen
+        supervisor epoch ``newest`` (-1: not told), newer than this one's. The lease has
+        moved on whatever the renewals say: stop acting at once."""
+        if self.mode is not Mode.ACTIVE or 0 <= newest <= self.epoch:
+            return []
+        epoch = self.epoch
+        self._to_standby(None)
+        self._next_ask = now
+        shown = f"epoch {newest}" if newest >= 0 else "a newer epoch"
+        reason = f"a server or agent has seen supervisor {shown}, newer than {epoch}"
+        return [BecomeStandby(reason), *self.tick(now)]
+
     def unreachable(self, ask: int, now: float) -> list[Action]:
         """The read, take or renewal ``ask`` got no answer (an error or a timeout)."""
         if self.mode is Mode.ACTIVE and ask == self._renewing:

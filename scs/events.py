@@ -13,9 +13,7 @@ from confserv.logs.catalog import Level, LogEvent
 STARTED = LogEvent(
     40001, Level.STD, "Solution Control Server started: pid {pid}, {count} servers from {file}"
 )
-STOPPING = LogEvent(
-    40002, Level.STD, "Solution Control Server stopping: {reason}; stopping its servers"
-)
+STOPPING = LogEvent(40002, Level.STD, "Solution Control Server stopping: {reason}; {then}")
 CONTROL_LISTENING = LogEvent(40003, Level.STD, "Control port listening on {host}:{port}")
 
 PROCESS_STARTED = LogEvent(40101, Level.STD, "Server '{server}' started: pid {pid}{why}")
@@ -136,6 +134,43 @@ AGENT_LOST = LogEvent(
     Level.ALR,
     "Host '{host}': agent at {where} lost ({reason}): exits there are not seen until it returns "
     "(a silent server of that host is failed over by lease, not as a death)",
+)
+
+# -- the supervisor lease (issue 14): several supervisors, one active
+SUPERVISOR_ACTIVE = LogEvent(
+    40701,
+    Level.STD,
+    "Supervisor '{name}' took the supervisor lease at epoch {epoch}: active, "
+    "every command carries that epoch",
+)
+SUPERVISOR_STANDBY = LogEvent(
+    40702,
+    Level.STD,
+    "Supervisor '{name}' standby: the supervisor lease is held by {holder} at epoch {epoch}; "
+    "watching, sending no command",
+)
+SUPERVISOR_LOST = LogEvent(
+    40703,
+    Level.ALR,
+    "Supervisor '{name}' stopped acting at epoch {epoch}: {reason}; its servers run on",
+)
+SUPERVISOR_DB_UNREACHABLE = LogEvent(
+    40704,
+    Level.ALR,
+    "Supervisor '{name}': the database of the supervisor lease cannot be reached: {reason}",
+)
+SUPERVISOR_DB_BACK = LogEvent(
+    40705, Level.STD, "Supervisor '{name}': the database of the supervisor lease answers again"
+)
+SUPERVISOR_RELEASED = LogEvent(
+    40706,
+    Level.STD,
+    "Supervisor '{name}' gave the supervisor lease up at epoch {epoch}: a standby may take over",
+)
+SUPERVISOR_SINGLE = LogEvent(
+    40707,
+    Level.DBG,
+    "No [scs] database: no supervisor lease; run only one scs for these servers",
 )
 
 ALL_EVENTS: tuple[LogEvent, ...] = tuple(

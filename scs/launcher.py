@@ -47,6 +47,11 @@ class NotWatchedError(LauncherError):
     not signalled, since the pid may since belong to something else."""
 
 
+class NotActingError(LauncherError):
+    """This supervisor is not acting (standby, or its supervisor lease may run out
+    before the command lands): nothing was sent."""
+
+
 class Launcher(Protocol):
     """Starts, watches, kills and stops processes for the supervisor (see module docstring)."""
 

@@ -52,3 +52,30 @@ def status_table(rows: list[dict[str, Any]], title: str = "Solution Control Serv
             str(row.get("last_event") or ""),
         )
     return table
+
+
+def supervisor_title(described: dict[str, Any]) -> str:
+    """The table's title: this supervisor, active or standby, and the others.
+
+    ``described``: :meth:`scs.supervisor.Supervisor.describe`'s map."""
+    mode = described.get("mode") or "?"
+    if mode == "single":
+        return "Solution Control Server"
+    name = described.get("name") or "?"
+    if mode == "active":
+        epoch = described.get("epoch")
+        head = f"Solution Control Server '{name}': [bold green]active[/], epoch {epoch}"
+    else:
+        active = described.get("active")
+        held = (
+            f"active: '{active['name']}' at epoch {active['epoch']}"
+            if active
+            else "no active supervisor"
+        )
+        head = f"Solution Control Server '{name}': [cyan]{mode}[/] ({held})"
+    standby = [s["name"] for s in described.get("supervisors", []) if s.get("mode") == "standby"]
+    if standby:
+        head += f"; standby: {', '.join(sorted(standby))}"
+    if described.get("database"):
+        head += f"; [bold red]database {described['database']}[/]"
+    return head

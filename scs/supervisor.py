@@ -15,9 +15,11 @@ synchronous, so the core is only ever touched by one task at a time.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -27,16 +29,24 @@ from addp import AddpTimeout, LinkBroken, LinkClosedByPeer, LinkEnded
 from confserv.client.session import open_management
 from confserv.logs.eventlog import EventLog
 from confserv.wire.auth import Purpose
-from confserv.wire.errors import ConfServError, NotSentError, RequestError
+from confserv.wire.errors import ConfServError, NotSentError, RequestError, StaleSupervisorError
 
-from . import events
+from . import events, view
 from .actions import Action, Adopt, Demote, Emit, Fence, Promote, Redirect, Start, Stop
 from .agent_launcher import AgentLauncher
 from .config import ScsSettings
 from .core import SupervisorCore
+from .election import BecomeActive, BecomeStandby
 from .host_launcher import HostLauncher
 from .hosts import HostSpec
-from .launcher import AdoptError, AlreadyRunningError, Launcher, LaunchError, NotWatchedError
+from .launcher import (
+    AdoptError,
+    AlreadyRunningError,
+    Launcher,
+    LaunchError,
+    NotActingError,
+    NotWatchedError,
+)
 from .observations import (
     AdoptionFailed,
     Booted,
@@ -52,6 +62,7 @@ from .observations import (
     Tick,
 )
 from .status import MalformedStatus, ServerStatus, parse_status
+from .supervisor_lease import SupervisorLease
 
 #: Seconds between attempts to reach a management port that does not answer.
 RECONNECT = 0.05
@@ -60,7 +71,16 @@ ASK_TIMEOUT = 3.0
 
 
 class Supervisor:
-    """Runs a :class:`SupervisorCore` against real processes and sockets."""
+    """Runs a :class:`SupervisorCore` against real processes and sockets.
+
+    With ``[scs] database`` it acts only while it holds the supervisor lease
+    (:class:`~scs.supervisor_lease.SupervisorLease`): each time it becomes active
+    a *term* begins, with a fresh core that learns what runs from the links and
+    the agents (adopting, never starting twice) and finishes what a former
+    active left half done; when it stops acting the term's tasks are cancelled
+    and the servers run on. Standby, it keeps every link and sends nothing.
+    Without a database there is one term, for the process's whole life.
+    """
 
     def __init__(
         self,
@@ -68,10 +88,22 @@ class Supervisor:
         log: EventLog,
         rng: random.Random | None = None,
         launcher: Launcher | None = None,
+        name: str | None = None,
     ) -> None:
         self.settings = settings
         self.log = log
+        self.rng = rng
         self.core = SupervisorCore(settings, rng)
+        #: The supervisor lease (None without ``[scs] database``: always acting).
+        self.lease: SupervisorLease | None = None
+        if settings.redundancy is not None:
+            self.lease = SupervisorLease(
+                settings.redundancy,
+                name or socket.gethostname(),
+                log,
+                control_port=settings.control_port,
+                on_change=self._lease_changed,
+            )
         #: The supervisor's own host's processes; the other hosts' go through their agents.
         self.launcher: Launcher = (
             launcher if launcher is not None else HostLauncher(settings.state_dir)
@@ -88,6 +120,12 @@ class Supervisor:
         self._wake = trio.Event()
         self._stopping = False
         self._nursery: trio.Nursery | None = None
+        #: The acting term's nursery (None: not acting): every action runs in it.
+        self._term: trio.Nursery | None = None
+        self._terms = 0  # counts terms begun and ended: a term runs only if still current
+        #: The last status of each server whose link is up, and when each was heard.
+        self.seen: dict[str, ServerStatus] = {}
+        self.heard: dict[str, float] = {}
         self.changed = trio.Event()  # set (and replaced) whenever anything happened
 
     def _agent(self, host: HostSpec) -> AgentLauncher:
@@ -108,10 +146,72 @@ class Supervisor:
             host.agent_port,
             host.agent_secret,
             host.name,
+            epoch=self.epoch_now,
             tls=host.tls,
             on_link=on_link,
             addp=host.addp,
+            on_superseded=self._superseded,
         )
+
+    # -- acting or not --------------------------------------------------------------
+
+    @property
+    def acting(self) -> bool:
+        """Whether this supervisor acts now (a term is under way and, with a lease, it
+        may send commands)."""
+        return self._term is not None and (self.lease is None or self.lease.acting())
+
+    def epoch_now(self) -> int:
+        """The supervisor epoch a command sent now carries (0 without a lease);
+        NotActingError when none may be sent (read right before each send)."""
+        if self._term is None:
+            raise NotActingError("this supervisor is not acting")
+        return 0 if self.lease is None else self.lease.epoch_now()
+
+    def _superseded(self, newest: int) -> None:
+        if self.lease is not None:
+            self.lease.superseded(newest)
+
+    def _lease_changed(self, change: BecomeActive | BecomeStandby) -> None:
+        if isinstance(change, BecomeActive):
+            self._begin_term()
+        else:
+            self._end_term()
+
+    def _begin_term(self) -> None:
+        """Act from now: a fresh core, told what the links see; it adopts what runs."""
+        if self._nursery is None or self._stopping:
+            return
+        self.core = SupervisorCore(self.settings, self.rng)
+        self.processes.clear()  # the last term's watches were cancelled with it
+        self.adopted.clear()
+        self._terms += 1
+        self._nursery.start_soon(self._act, self._terms)
+
+    def _end_term(self) -> None:
+        """Stop acting at once: the term's tasks are cancelled, its servers run on."""
+        term, self._term = self._term, None
+        self._terms += 1  # a term begun but not yet running never runs
+        if term is not None:
+            term.cancel_scope.cancel()
+        self._touch()
+
+    def snapshot(self, now: float) -> list[dict[str, Any]]:
+        """Every server's row: the core's while acting, the links' while standby."""
+        if self._term is not None:
+            return self.core.snapshot(now)
+        pair_of = {m: p.name for p in self.settings.pairs for m in p.members}
+        servers = [
+            (name, spec.machine, pair_of.get(name), spec.kind)
+            for name, spec in self.settings.servers.items()
+        ]
+        return view.watched(servers, self.seen, self.heard, now)
+
+    def describe(self) -> dict[str, Any]:
+        """Which supervisor is active, at which epoch, and which are standby."""
+        if self.lease is None:
+            return {"name": None, "mode": "single", "acting": self.acting, "epoch": None}
+        return self.lease.describe()
 
     def launcher_of(self, name: str) -> Launcher:
         """The launcher of server ``name``'s host: its agent's, or this host's own."""
@@ -126,57 +226,78 @@ class Supervisor:
         ``wake`` re-arms the decision loop (its next deadline may have moved);
         the loop's own tick passes False, or it would never sleep.
         """
+        if self._term is None:
+            self._touch()
+            return  # not acting: no decision (a new term learns what the links see)
         actions = self.core.step(obs, trio.current_time())
         self._carry_out(actions)
         if wake:
             self._wake.set()
         if actions or wake:
-            changed, self.changed = self.changed, trio.Event()
-            changed.set()
+            self._touch()
+
+    def _observe(self, name: str, obs: LinkUp | StatusSeen | LinkLost) -> None:
+        """What a watch link saw: kept for the view and a next term, and fed while acting."""
+        if isinstance(obs, LinkLost):
+            self.seen.pop(name, None)
+        else:
+            self.seen[name] = obs.status
+            self.heard[name] = trio.current_time()
+        self.feed(obs)
+
+    def _touch(self) -> None:
+        changed, self.changed = self.changed, trio.Event()
+        changed.set()
 
     def _carry_out(self, actions: list[Action]) -> None:
-        assert self._nursery is not None
+        assert self._term is not None
+        nursery = self._term
         for action in actions:
             if isinstance(action, Emit):
                 self.log.emit(action.event, **action.fields)
             elif isinstance(action, Start):
-                self._nursery.start_soon(self._start, action.server, action.why)
+                nursery.start_soon(self._start, action.server, action.why)
             elif isinstance(action, Stop):
-                self._nursery.start_soon(self._stop, action.server)
+                nursery.start_soon(self._stop, action.server)
             elif isinstance(action, Promote):
-                self._nursery.start_soon(
-                    self._promote, action.server, action.force, action.over_epoch
-                )
+                nursery.start_soon(self._promote, action.server, action.force, action.over_epoch)
             elif isinstance(action, Demote):
-                self._nursery.start_soon(self._demote, action.server)
+                nursery.start_soon(self._demote, action.server)
             elif isinstance(action, Redirect):
-                self._nursery.start_soon(self._redirect, action.proxy, action.server)
+                nursery.start_soon(self._redirect, action.proxy, action.server)
             elif isinstance(action, Adopt):
-                self._nursery.start_soon(self._adopt, action.server, action.pid)
+                nursery.start_soon(self._adopt, action.server, action.pid)
             elif isinstance(action, Fence):
                 self._fence(action.server, action.pid)
 
     # -- running ----------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Supervise until cancelled; on the way out stop every process we started.
+        """Supervise until cancelled; on the way out (``[scs] on-stop``) stop every
+        process of the term, while still acting, or leave them to a standby.
 
-        The agent links run shielded, in an outer nursery: they outlast the
-        supervising (also its cancellation), so that the servers of other hosts
-        can still be stopped on the way out; then they are cancelled.
+        The agent links and the supervisor lease run shielded, in an outer
+        nursery: they outlast the supervising (also its cancellation), so that
+        the servers of other hosts can still be stopped, at this supervisor's
+        epoch, on the way out; then the lease is given up and they are cancelled.
         """
-        scopes = [trio.CancelScope(shield=True) for _ in self.agents]
+        scopes = [trio.CancelScope(shield=True) for _ in range(len(self.agents) + 1)]
         async with trio.open_nursery() as links:
-            for agent, scope in zip(self.agents.values(), scopes, strict=True):
+            for agent, scope in zip(self.agents.values(), scopes, strict=False):
                 await links.start(_shielded, agent.run, scope)
             try:
-                await self._supervise(task_status)
+                await self._supervise(links, scopes[-1], task_status)
             finally:
                 self._stopping = True
+                if self.lease is not None:
+                    with trio.CancelScope(shield=True):
+                        await self.lease.resign()
                 for scope in scopes:
                     scope.cancel()
 
-    async def _supervise(self, task_status: trio.TaskStatus[None]) -> None:
+    async def _supervise(
+        self, links: trio.Nursery, lease_scope: trio.CancelScope, task_status: trio.TaskStatus[None]
+    ) -> None:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -188,17 +309,33 @@ class Supervisor:
                 )
                 for name in self.settings.servers:
                     nursery.start_soon(self._watch, name)
-                self.feed(Booted())
+                if self.lease is None:
+                    self.log.emit(events.SUPERVISOR_SINGLE)
+                    self._begin_term()
+                else:
+                    await links.start(_shielded, self.lease.run, lease_scope)
                 task_status.started()
-                while True:
-                    deadline = self.core.next_deadline()
-                    with trio.move_on_at(math.inf if deadline is None else deadline):
-                        await self._wake.wait()
-                    self._wake = trio.Event()
-                    self.feed(Tick(), wake=False)
         finally:
             with trio.CancelScope(shield=True):
-                await self.stop_all()
+                if self.settings.on_stop == "stop-servers" and self._term is not None:
+                    await self.stop_all()
+                self._end_term()
+
+    async def _act(self, number: int) -> None:
+        """One acting term: the decision loop, until the term is ended (or the supervisor)."""
+        if number != self._terms:
+            return  # ended before it began
+        async with trio.open_nursery() as term:
+            self._term = term
+            self.feed(Booted())
+            for name, status in list(self.seen.items()):
+                self.feed(LinkUp(name, status))  # what runs already: adopted, not started
+            while True:
+                deadline = self.core.next_deadline()
+                with trio.move_on_at(math.inf if deadline is None else deadline):
+                    await self._wake.wait()
+                self._wake = trio.Event()
+                self.feed(Tick(), wake=False)
 
     async def stop_all(self) -> None:
         """Terminate every child, then kill those still alive after their stop-timeout."""
@@ -226,12 +363,15 @@ class Supervisor:
             return
         logfile = spec.working_directory / f"{name}.log"
         try:
+            self.epoch_now()  # acting? (an agent's start reads it again as it is sent)
             pid = await self.launcher_of(name).start(
                 name, list(spec.command), spec.working_directory, logfile
             )
         except AlreadyRunningError as exc:
             await self._adopt(name, exc.pid)  # its host runs it already: never a second copy
             return
+        except NotActingError:
+            return  # this term is ending: nothing was sent
         except LaunchError as exc:
             self.log.emit(events.START_FAILED, server=name, reason=exc)
             self.feed(StartFailed(name, str(exc)))
@@ -273,7 +413,10 @@ class Supervisor:
     def _fence(self, name: str, pid: int) -> None:
         """SIGKILL the very process watched as ``pid`` (never a pid since reused)."""
         try:
+            self.epoch_now()  # (own host: no message carries it; the rule holds the same)
             self.launcher_of(name).kill(name, pid)
+        except NotActingError:
+            pass  # this term is ending
         except NotWatchedError as exc:
             self.log.emit(events.ACTION_FAILED, action="fence", server=name, reason=exc)
 
@@ -282,6 +425,10 @@ class Supervisor:
 
     async def _terminate(self, name: str, pid: int) -> None:
         spec = self.settings.servers[name]
+        try:
+            self.epoch_now()
+        except NotActingError:
+            return  # this term is ending: the new active decides
         await self.launcher_of(name).terminate(name, pid, spec.stop_timeout)
 
     async def _stop(self, name: str) -> None:
@@ -309,18 +456,18 @@ class Supervisor:
                     status = await m.watch()
                     up = True
                     self._links[name] = m
-                    self.feed(LinkUp(name, parse_status(status)))
+                    self._observe(name, LinkUp(name, parse_status(status)))
                     while True:
                         # Role changes are pushed; a status now and then keeps
                         # "last heard" and the serial fresh in the view.
                         with trio.move_on_after(self.settings.status_interval * 5):
                             push = await m.push()
-                            self.feed(StatusSeen(name, parse_status(push)))
+                            self._observe(name, StatusSeen(name, parse_status(push)))
                             continue
-                        self.feed(StatusSeen(name, parse_status(await m.status())))
+                        self._observe(name, StatusSeen(name, parse_status(await m.status())))
             except (OSError, LinkEnded, ConfServError, trio.TooSlowError, MalformedStatus) as exc:
                 if up:
-                    self.feed(LinkLost(name, _reason(exc), abrupt=_abrupt(exc)))
+                    self._observe(name, LinkLost(name, _reason(exc), abrupt=_abrupt(exc)))
             finally:
                 self._links.pop(name, None)
             await trio.sleep(RECONNECT)
@@ -338,6 +485,9 @@ class Supervisor:
                     return await call(link), ""
             except NotSentError:
                 pass  # the watch link had ended: certainly not done, so on a new connection
+            except StaleSupervisorError as exc:
+                self._superseded(exc.newest)
+                return None, _reason(exc)
             except (LinkEnded, ConfServError, trio.TooSlowError) as exc:
                 return None, _reason(exc)
         spec = self.settings.servers[name]
@@ -353,28 +503,46 @@ class Supervisor:
                     tls=spec.tls,
                 ) as m:
                     return await call(m), ""
+        except StaleSupervisorError as exc:
+            self._superseded(exc.newest)
+            return None, _reason(exc)
         except (OSError, LinkEnded, ConfServError, trio.TooSlowError) as exc:
             return None, _reason(exc)
 
+    # Each role command reads the supervisor epoch as it is sent (epoch_now raises
+    # NotActingError when this supervisor may not act: nothing is sent, no answer fed).
+
     async def _promote(self, name: str, force: bool, over: int | None) -> None:
-        answer = await self._command(name, lambda m: m.switch_to_primary(force=force, over=over))
-        status, reason = _parsed(answer)
-        self.feed(PromoteDone(name, status, reason))
+        with contextlib.suppress(NotActingError):
+            answer = await self._command(
+                name,
+                lambda m: m.switch_to_primary(
+                    force=force, over=over, supervisor_epoch=self.epoch_now()
+                ),
+            )
+            status, reason = _parsed(answer)
+            self.feed(PromoteDone(name, status, reason))
 
     async def _demote(self, name: str) -> None:
-        status, reason = await self._command(name, lambda m: m.switch_to_backup())
-        self.feed(DemoteDone(name, status is not None, reason))
+        with contextlib.suppress(NotActingError):
+            status, reason = await self._command(
+                name, lambda m: m.switch_to_backup(supervisor_epoch=self.epoch_now())
+            )
+            self.feed(DemoteDone(name, status is not None, reason))
 
     async def _redirect(self, proxy: str, server: str) -> None:
         target = self.settings.servers[server]
 
         async def follow(m: Any) -> dict[str, Any]:
-            answer: dict[str, Any] = await m.session.request(
-                "follow", host=target.host, port=target.management_port
+            answer: dict[str, Any] = await m.follow(
+                target.host, target.management_port, supervisor_epoch=self.epoch_now()
             )
             return answer
 
-        status, reason = await self._command(proxy, follow)
+        try:
+            status, reason = await self._command(proxy, follow)
+        except NotActingError:
+            return
         if status is None:
             self.log.emit(events.ACTION_FAILED, action="redirect", server=proxy, reason=reason)
         else:

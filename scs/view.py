@@ -51,3 +51,37 @@ def state(m: Member, startup: StartupOrder) -> str:
     if not m.link:
         return "unreachable"
     return "running"
+
+
+def watched(
+    servers: Iterable[tuple[str, str | None, str | None, str]],
+    seen: dict[str, Any],
+    heard: dict[str, float],
+    now: float,
+) -> list[dict[str, Any]]:
+    """The rows of a standby supervisor: what each server's link says, nothing decided.
+
+    ``servers``: (section, host, pair, kind) in file order; ``seen``: the last
+    :class:`~scs.status.ServerStatus` of each server whose link is up; ``heard``:
+    when each was last heard."""
+    rows = []
+    for name, host, pair, kind in servers:
+        status = seen.get(name)
+        rows.append(
+            {
+                "section": name,
+                "host": host,
+                "pair": pair,
+                "kind": kind,
+                "role": None if status is None else status.role,
+                "epoch": None if status is None else status.epoch,
+                "serial": None if status is None else status.serial,
+                "pid": None if status is None else status.pid,
+                "state": "watched" if status is not None else "unreachable",
+                "last_heard": round(now - heard[name], 3) if name in heard else None,
+                "restarts": 0,
+                "paused": False,
+                "last_event": "standby: watching, no action",
+            }
+        )
+    return rows

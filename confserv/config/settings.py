@@ -54,6 +54,7 @@ __all__ = [
     "Section",
     "ServerSettings",
     "load_server_settings",
+    "parse_database",
     "read_sections",
 ]
 
@@ -378,7 +379,7 @@ def load_server_settings(file: Path | str, section: str) -> ServerSettings:
             raise own.error("server", f"{db_section!r} is this server's own section")
         if db_section not in sections:
             raise own.error("server", f"no section [{db_section}]")
-        db = _database(Section(path, db_section, sections[db_section]), base)
+        db = parse_database(Section(path, db_section, sections[db_section]), base)
     else:
         if db_section is not None:
             raise own.error("server", "not used when mode is proxy (a proxy reads its master)")
@@ -425,8 +426,8 @@ def load_server_settings(file: Path | str, section: str) -> ServerSettings:
     )
 
 
-def _database(db: Section, base: Path) -> DatabaseSettings:
-    """Check the Configuration Database section."""
+def parse_database(db: Section, base: Path) -> DatabaseSettings:
+    """Check a Configuration Database section (also ``scs.conf``'s ``[scs] database``)."""
     db.check_known(DATABASE_OPTIONS)
     text = db.text("dbengine")
     if text is None:

@@ -43,6 +43,7 @@ from confserv.wire.errors import (
     UnavailableError,
 )
 
+from .management import supervisor_fence
 from .ports import serve_ports
 from .refusals import StartFailedError, StartRefusedError
 
@@ -191,6 +192,11 @@ async def _serve_master(
         )
         rt.lease_ttl, rt.engine, rt.stop = settings.lease_ttl, store.engine, stop
         rt.options = effective_options(settings)
+        # The newest supervisor epoch is the database's (issue 14): a restarted server
+        # refuses a deposed supervisor's commands as its peer does.
+        supervisors = await store.read_supervisor_lease()
+        if supervisors is not None:
+            supervisor_fence(rt).observe(supervisors.epoch)
 
         def reloading(why: str) -> None:
             log.emit(events.APPLY_FAILED, reason=why)

@@ -26,7 +26,9 @@ from .leases import (
     Lease,
     acquire_lease_plan,
     acquire_supervisor_lease_plan,
+    announce_supervisor_plan,
     claim_plan,
+    list_supervisors_plan,
     read_lease_plan,
     read_supervisor_lease_plan,
     release_claim_plan,
@@ -35,6 +37,7 @@ from .leases import (
     renew_claim_plan,
     renew_lease_plan,
     renew_supervisor_lease_plan,
+    withdraw_supervisor_plan,
 )
 from .plan import Plan, Query, Row, Rows
 from .schema import (
@@ -203,6 +206,16 @@ class ConfigStore(Protocol):
 
     async def release_supervisor_lease(self, holder: Holder, epoch: int) -> None:
         """Give up our supervisor lease at once (a clean stop)."""
+
+    async def announce_supervisor(self, holder: Holder, ttl: float, address: str) -> Lease:
+        """This supervisor process lives for ``ttl`` s more (row ``scs:<name>``);
+        SupervisorNameTakenError while another live process has its name."""
+
+    async def list_supervisors(self) -> list[Lease]:
+        """The supervisors that announced themselves and have not lapsed."""
+
+    async def withdraw_supervisor(self, holder: Holder) -> None:
+        """This supervisor process stops: its presence lapses at once."""
 
     async def raise_counters(self, serial: int, dbids: Mapping[str, int], epoch: int) -> None:
         """Make every counter at least what was served (after a database went back)."""
@@ -443,6 +456,20 @@ class PlanStore:
     async def release_supervisor_lease(self, holder: Holder, epoch: int) -> None:
         """Give up our supervisor lease."""
         await self._run(release_supervisor_lease_plan(holder, epoch))
+
+    async def announce_supervisor(self, holder: Holder, ttl: float, address: str) -> Lease:
+        """This supervisor lives for ``ttl`` s more."""
+        lease: Lease = await self._run(announce_supervisor_plan(holder, ttl, address))
+        return lease
+
+    async def list_supervisors(self) -> list[Lease]:
+        """The live supervisors."""
+        found: list[Lease] = await self._run(list_supervisors_plan(), write=False)
+        return found
+
+    async def withdraw_supervisor(self, holder: Holder) -> None:
+        """This supervisor stops."""
+        await self._run(withdraw_supervisor_plan(holder))
 
     async def raise_counters(self, serial: int, dbids: Mapping[str, int], epoch: int) -> None:
         """Make every counter at least what was served."""

@@ -316,3 +316,62 @@ def renew_supervisor_lease_plan(holder: Holder, epoch: int, ttl: float) -> Plan:
 def release_supervisor_lease_plan(holder: Holder, epoch: int) -> Plan:
     """Give the supervisor lease up (a clean stop: a standby need not wait for it)."""
     yield from release_lease_plan(holder, epoch, SUPERVISOR)
+
+
+# -- each supervisor's presence (row ``scs:<name>``): what ``scs status`` lists as the
+# -- installation's supervisors, active or standby; two live processes of one name refused.
+
+#: The prefix of the supervisors' presence rows.
+PRESENCE_PREFIX = "scs:"
+
+
+class SupervisorNameTakenError(ConfServError):
+    """Another live supervisor process announces itself under this name: give each
+    ``scs`` of an installation its own ``--name``."""
+
+
+def announce_supervisor_plan(holder: Holder, ttl: float, address: str) -> Plan:
+    """Say that this supervisor process lives (for ``ttl`` seconds more), under the
+    name ``holder.app``; SupervisorNameTakenError while another live process has it."""
+    name = PRESENCE_PREFIX + holder.app
+    yield Query(
+        "INSERT INTO cfg_lease (name, epoch, holder, instance, expires_at, address) "
+        "VALUES (?, 0, '', '', 0, '') ON CONFLICT (name) DO NOTHING",
+        (name,),
+    )
+    current = _row((yield Query(_SELECT, (name,), lock=True)))
+    assert current is not None
+    if current.valid and current.holder_key != holder.key:
+        other = Instance.from_json(current.instance)
+        if other is None or not other.known_dead():
+            raise SupervisorNameTakenError(
+                f"a supervisor named '{holder.app}' already runs as {current.process} "
+                f"(for {current.remaining:.1f} s more unless renewed): give this one "
+                "another --name"
+            )
+    rows = yield Query(
+        "UPDATE cfg_lease SET holder = ?, instance = ?, expires_at = {now} + ?, address = ? "
+        f"WHERE name = ? RETURNING {_COLUMNS}",
+        (holder.app, holder.instance.to_json(), ttl, address, name),
+    )
+    announced = _row(rows)
+    assert announced is not None
+    return announced
+
+
+def list_supervisors_plan() -> Plan:
+    """The supervisors that announced themselves and have not lapsed, by name."""
+    rows = yield Query(
+        f"SELECT {_COLUMNS} FROM cfg_lease WHERE name LIKE ? AND expires_at > {{now}} "
+        "ORDER BY name",
+        (PRESENCE_PREFIX + "%",),
+    )
+    return [lease for row in rows if (lease := _row([row])) is not None]
+
+
+def withdraw_supervisor_plan(holder: Holder) -> Plan:
+    """This supervisor process stops: its presence lapses at once."""
+    yield Query(
+        "UPDATE cfg_lease SET expires_at = {now} WHERE name = ? AND instance = ?",
+        (PRESENCE_PREFIX + holder.app, holder.instance.to_json()),
+    )

@@ -48,7 +48,7 @@ async def test_an_adopted_process_is_reported_when_that_process_exits(tmp_path: 
     proc = sleeper()
     try:
         async with trio.open_nursery() as nursery:
-            sup._nursery = nursery
+            sup._nursery = sup._term = nursery
             nursery.start_soon(sup._adopt, "a", proc.pid)
             with trio.fail_after(30):
                 while sup.core.members["a"].watched != proc.pid:
@@ -81,7 +81,7 @@ async def test_a_pid_that_cannot_be_watched_is_asked_about_not_reported_as_an_ex
 
         sup._ask_status = ask  # type: ignore[method-assign]
         async with trio.open_nursery() as nursery:
-            sup._nursery = nursery
+            sup._nursery = sup._term = nursery
             await sup._adopt("a", pid)
             nursery.cancel_scope.cancel()
         (line,) = logged(out, 40110)
@@ -97,7 +97,7 @@ async def test_fencing_kills_the_very_process_watched_and_nothing_else(tmp_path:
     proc, bystander = sleeper(), sleeper()
     try:
         async with trio.open_nursery() as nursery:
-            sup._nursery = nursery
+            sup._nursery = sup._term = nursery
             nursery.start_soon(sup._adopt, "a", proc.pid)
             with trio.fail_after(30):
                 while sup.core.members["a"].watched != proc.pid:

@@ -1,0 +1,99 @@
+"""Several supervisors for one installation: ``[scs] database`` and the supervisor lease.
+
+With ``database = <section>`` in ``[scs]``, the supervisor takes part in the
+supervisor-lease election (:mod:`scs.election`) on that Configuration
+Database: the ``cfg_lease`` row ``supervisor``, with its own epoch, beside the
+servers' own lease. Run the same ``scs.conf`` on two or more hosts (each
+``scs --name`` distinct): one is active and acts, the others are standby and
+watch. The database section has the keys of ``confserv.conf``'s (``dbengine``,
+``dbname``, ``host``, ...), and must be the database the pairs use::
+
+    [scs]
+    database = confdb
+    supervisor-lease-ttl = 6       # seconds; the active stops acting before it ends
+    supervisor-lease-renew = 2     # default ttl / 3
+    supervisor-lease-retry = 1     # a standby's look at the lease; default ttl / 6
+    on-stop = leave-running        # default with a database: a standby takes over
+
+    [confdb]
+    dbengine = postgre
+    host = db1:5432, db2:5432
+    dbname = config
+    username = cfg
+    password = ...
+
+Without ``database`` there is no election: one supervisor, as before, whose
+commands carry no supervisor epoch (run only one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from confserv.config.settings import DatabaseSettings, Section, parse_database
+
+from .election import Election, ElectionSettingsError
+
+#: Options of ``[scs]`` this module reads.
+REDUNDANCY_OPTIONS: frozenset[str] = frozenset(
+    {
+        "database",
+        "supervisor-lease-ttl",
+        "supervisor-lease-renew",
+        "supervisor-lease-retry",
+        "on-stop",
+    }
+)
+
+#: What ``scs`` does with the servers when it is stopped (SIGINT, SIGTERM).
+OnStop = Literal["stop-servers", "leave-running"]
+
+
+@dataclass(frozen=True, slots=True)
+class RedundancySpec:
+    """The supervisor lease: where it is kept and its timings (seconds)."""
+
+    database: DatabaseSettings
+    ttl: float
+    renew: float
+    retry: float
+
+    def election(self, name: str) -> Election:
+        """A fresh election machine for the supervisor process whose holder key is ``name``."""
+        return Election(name, ttl=self.ttl, renew=self.renew, retry=self.retry)
+
+
+def parse_redundancy(
+    path: Path, own: Section, sections: dict[str, dict[str, str]], base: Path
+) -> tuple[RedundancySpec | None, OnStop]:
+    """``[scs]``'s ``database`` (its section checked as a Configuration Database
+    section), the lease timings, and ``on-stop``.
+
+    Raises:
+        ConfigError: naming the section and key.
+    """
+    name = own.text("database")
+    spec: RedundancySpec | None = None
+    if name is not None:
+        if name == own.name or name not in sections:
+            raise own.error("database", f"no section [{name}] for the Configuration Database")
+        db = parse_database(Section(path, name, sections[name]), base)
+        ttl = own.seconds("supervisor-lease-ttl", 6.0, low=0.2, high=3600.0)
+        renew = own.seconds("supervisor-lease-renew", ttl / 3, low=0.0, high=3600.0, above_low=True)
+        retry = own.seconds("supervisor-lease-retry", ttl / 6, low=0.0, high=3600.0, above_low=True)
+        spec = RedundancySpec(db, ttl, renew, retry)
+        try:
+            spec.election("check")
+        except ElectionSettingsError as exc:
+            raise own.error("supervisor-lease-renew", str(exc)) from None
+    else:
+        for option in ("supervisor-lease-ttl", "supervisor-lease-renew", "supervisor-lease-retry"):
+            if own.text(option) is not None:
+                raise own.error(option, "not used without [scs] database (no election)")
+    default: OnStop = "leave-running" if spec is not None else "stop-servers"
+    on_stop: OnStop = own.choice(
+        "on-stop", {"stop-servers": "stop-servers", "leave-running": "leave-running"}, default
+    )
+    return spec, on_stop
