@@ -145,16 +145,25 @@ class Agent:
             for gone in self.core.connected():
                 await self._push(link, gone)
             async for msg in link:
-                await link.send(await self._answer(msg))
+                await link.send(await self._answer(msg, link.name))
         finally:
             self._links.discard(link)
 
-    async def _answer(self, msg: Any) -> dict[str, Any]:
+    async def _answer(self, msg: Any, peer: str) -> dict[str, Any]:
         rid = msg.get("id") if isinstance(msg, dict) else None
         try:
             request = parse_request(msg)
             if self.core.admit(request):
                 write_atomically(self._epoch_path(), f"{self.core.epoch}\n")
+            if isinstance(request.command, (Start, Stop, Signal)):
+                # who acted at which epoch: a checker's and an operator's record
+                _log.info(
+                    "%s of %s from %s admitted at supervisor epoch %d",
+                    type(request.command).__name__.lower(),
+                    request.command.name,
+                    peer,
+                    request.epoch,
+                )
             return {"re": request.id, "ok": True, **await self._carry_out(request)}
         except AgentRequestError as exc:
             refused = _error(rid, exc.code, str(exc))

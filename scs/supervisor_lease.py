@@ -96,6 +96,7 @@ class SupervisorLease:
         self._inbox: trio.MemorySendChannel[_Step] | None = None
         self._nursery: trio.Nursery | None = None
         self._finished = trio.Event()
+        self._release_epoch: int | None = None
 
     # -- what the supervisor consults --------------------------------------------
 
@@ -161,6 +162,9 @@ class SupervisorLease:
                     step = await receive.receive()
                 now = trio.current_time()
                 self._carry_out(step(now) if step is not None else self.election.tick(now))
+                if self._release_epoch is not None:  # the last act: awaited, then done
+                    epoch, self._release_epoch = self._release_epoch, None
+                    await self._release(epoch)
             # stopped and released: the presence goes too
             with trio.move_on_after(self.ask_timeout):
                 if self.store is not None:
@@ -185,7 +189,7 @@ class SupervisorLease:
             if isinstance(action, (ReadLease, TakeLease, RenewLease)):
                 self._nursery.start_soon(self._ask, action)
             elif isinstance(action, ReleaseLease):
-                self._nursery.start_soon(self._release, action.epoch)
+                self._release_epoch = action.epoch
             elif isinstance(action, BecomeActive):
                 self._told_standby = None
                 self.log.emit(events.SUPERVISOR_ACTIVE, name=self.name, epoch=action.epoch)
@@ -284,7 +288,6 @@ class SupervisorLease:
                     self.log.emit(events.SUPERVISOR_RELEASED, name=self.name, epoch=epoch)
             except Exception as exc:  # not released: it expires by itself
                 self._unreached(exc)
-        self._hand(self.election.tick)
 
     async def _announce(self) -> None:
         """Say every ``retry`` seconds that this supervisor lives; list the others."""

@@ -141,6 +141,11 @@ SUPERVISOR_EPOCH_SEEN = LogEvent(
     "Supervisor epoch {epoch} seen in '{command}' from {peer} (newest before: {was}): "
     "commands of older supervisor epochs are refused from now on",
 )
+SUPERVISOR_COMMAND_ADMITTED = LogEvent(
+    20125,
+    Level.STD,
+    "Management command '{command}' from {peer} admitted at supervisor epoch {epoch}",
+)
 
 ALL_EVENTS: tuple[LogEvent, ...] = tuple(
     value for value in list(globals().values()) if isinstance(value, LogEvent)

@@ -143,6 +143,10 @@ class ManagementSession:
             self.rt.log.emit(
                 events.SUPERVISOR_EPOCH_SEEN, epoch=epoch, command=op, peer=self.peer, was=was
             )
+        if epoch is not None:  # who acted at which epoch: a checker's and an operator's record
+            self.rt.log.emit(
+                events.SUPERVISOR_COMMAND_ADMITTED, command=op, peer=self.peer, epoch=epoch
+            )
 
     @property
     def authenticated(self) -> bool:

@@ -124,10 +124,14 @@ def write_confserv_conf(
 class Supervisor:
     """One ``scs -f FILE`` process, its control port and its event log (a file)."""
 
-    def __init__(self, scs_conf: Path, control_port: int, logfile: Path) -> None:
+    def __init__(
+        self, scs_conf: Path, control_port: int, logfile: Path, name: str | None = None
+    ) -> None:
         self.scs_conf = scs_conf
         self.control_port = control_port
         self.logfile = logfile
+        #: ``scs --name`` (None: the host name), for several supervisors of one installation.
+        self.name = name
         self.proc: subprocess.Popen[bytes] | None = None
         #: ``time.monotonic()`` just before the last start.
         self.started_at = 0.0
@@ -144,8 +148,9 @@ class Supervisor:
         """Spawn ``scs -f``, its output to :attr:`logfile` (appended with ``append``)."""
         with self.logfile.open("ab" if append else "wb") as out:
             self.started_at = time.monotonic()
+            named = [] if self.name is None else ["--name", self.name]
             self.proc = subprocess.Popen(
-                [str(BIN / "scs"), "-f", str(self.scs_conf)], stdout=out, stderr=out
+                [str(BIN / "scs"), "-f", str(self.scs_conf), *named], stdout=out, stderr=out
             )
 
     def stop(self) -> None:
@@ -216,7 +221,8 @@ class System(Supervisor):
     ``masters`` the proxy's list of masters, and ``db_of`` names each
     server's database section (``extra_conf`` then defines it); ``tls`` puts
     every port and link on TLS with those files (the test's clients too);
-    ``hosts`` gives a section's ``host`` (a host section of ``extra_sections``).
+    ``hosts`` gives a section's ``host`` (a host section of ``extra_sections``);
+    ``own_lines`` adds options to ``[scs]`` (``database = ...``: the election).
     """
 
     def __init__(
@@ -235,6 +241,7 @@ class System(Supervisor):
         scs_lines: str = "",
         tls: TlsFiles | None = None,
         hosts: dict[str, str] | None = None,
+        own_lines: str = "",
     ) -> None:
         self.tmp = tmp
         sections = (*MEMBERS, PROXY) if proxy else MEMBERS
@@ -274,6 +281,7 @@ class System(Supervisor):
         self.scs_conf = tmp / "scs.conf"
         self.scs_conf.write_text(
             f"[scs]\ncontrol-port = {free_port()}\ncontrol-secret = {CONTROL_SECRET}\n{tls_lines}"
+            + own_lines
             + "".join(server(s) for s in sections)
             + extra_sections
         )

@@ -208,7 +208,7 @@ class MultiHost:
         )
         if done.returncode != 0:
             return {}
-        return {row["section"]: row for row in json.loads(done.stdout)}
+        return {row["section"]: row for row in json.loads(done.stdout)["servers"]}
 
     def wait_status(
         self, predicate: Callable[[dict[str, dict[str, Any]]], bool], timeout: float = 60.0
