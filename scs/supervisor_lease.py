@@ -230,12 +230,14 @@ class SupervisorLease:
         """Carry out one ask and hand its one answer to the owner task."""
         ask, election = action.ask, self.election
         answer: _Step | None = None
-        with trio.move_on_after(self.ask_timeout):
+        with trio.move_on_after(self.ask_timeout) as bound:
             try:
                 answer = await self._answer(action)
                 self._reached()
             except Exception as exc:  # a database failure of any kind is "unreachable"
                 self._unreached(exc)
+        if bound.cancelled_caught:
+            self._unreached(TimeoutError(f"no answer within {self.ask_timeout:g} s"))
         if answer is None:
             self._hand(lambda now: election.unreachable(ask, now))
         else:

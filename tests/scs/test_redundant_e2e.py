@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import subprocess
 import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -50,9 +50,7 @@ class Pair:
         text = self.system.scs_conf.read_text()
         port = free_port()
         conf_b = tmp / "scs-b.conf"
-        conf_b.write_text(
-            re.sub(r"control-port = \d+", f"control-port = {port}", text, count=1)
-        )
+        conf_b.write_text(re.sub(r"control-port = \d+", f"control-port = {port}", text, count=1))
         conf_b.chmod(0o600)
         self.b = Supervisor(conf_b, port, tmp / "scs-b.log", name="scs-b")
 
@@ -108,7 +106,8 @@ async def test_one_active_one_standby_and_a_takeover_that_starts_nothing_twice(p
     system.start()
     rows = await system.wait(healthy)
     info = await wait_mode(system, "active")
-    assert info["epoch"] >= 1 and info["name"] == "scs-a"
+    assert info["epoch"] >= 1
+    assert info["name"] == "scs-a"
     first = pids(rows)
 
     b.start()
@@ -134,7 +133,8 @@ async def test_one_active_one_standby_and_a_takeover_that_starts_nothing_twice(p
     assert pids(after) == first
     assert b.logged(40101) == 0, b.log_tail()
     assert b.logged(40108) == len(first), b.log_tail()
-    assert b.logged(40701) == 1 and b.logged(40702) == 1
+    assert b.logged(40701) == 1
+    assert b.logged(40702) == 1
 
 
 async def test_the_standby_finishes_a_failover_when_the_active_dies_with_the_primary(
