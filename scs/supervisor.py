@@ -3,14 +3,17 @@
 Thin trio code around :class:`scs.core.SupervisorCore`, fed typed observations
 (:mod:`scs.observations`; a status is parsed here, at the edge, by
 :func:`scs.status.parse_status`): one task per server
-keeps a management link (ADDP on, with the section's options) and reports
+keeps a management link (:class:`~scs.server_links.ServerLinks`) and reports
 link up, role pushes and link loss; one task per started or adopted process
 waits for it to exit, through the :class:`~scs.launcher.Launcher` (by
 default :class:`~scs.host_launcher.HostLauncher`: this host's processes, by
 the agent's own code; another host's through its agent,
 :class:`~scs.agent_launcher.AgentLauncher`);
 the decision loop serves the core's deadlines. Every ``step`` is
-synchronous, so the core is only ever touched by one task at a time.
+synchronous, so the core is only ever touched by one task at a time. With
+``[scs] database`` the supervisor acts only while it holds the supervisor
+lease (:class:`~scs.supervisor_lease.SupervisorLease`), in terms (see
+:class:`Supervisor`).
 """
 
 from __future__ import annotations
@@ -25,11 +28,7 @@ from typing import Any
 
 import trio
 
-from addp import AddpTimeout, LinkBroken, LinkClosedByPeer, LinkEnded
-from confserv.client.session import open_management
 from confserv.logs.eventlog import EventLog
-from confserv.wire.auth import Purpose
-from confserv.wire.errors import ConfServError, NotSentError, RequestError, StaleSupervisorError
 
 from . import events, view
 from .actions import Action, Adopt, Demote, Emit, Fence, Promote, Redirect, Start, Stop
@@ -61,11 +60,10 @@ from .observations import (
     StatusSeen,
     Tick,
 )
-from .status import MalformedStatus, ServerStatus, parse_status
+from .server_links import ServerLinks, parsed
+from .status import ServerStatus
 from .supervisor_lease import SupervisorLease
 
-#: Seconds between attempts to reach a management port that does not answer.
-RECONNECT = 0.05
 #: Seconds a server found at start-up (or whose pid cannot be watched) has to answer a status.
 ASK_TIMEOUT = 3.0
 
@@ -113,10 +111,8 @@ class Supervisor:
         }
         self.processes: dict[str, int] = {}  # started by us and not yet exited: name -> pid
         self.adopted: dict[str, int] = {}  # found running and watched: name -> pid
-        #: The authenticated watch link of each server while it is up: commands go on
-        #: it, so a crowd of unauthenticated connections filling a server's management
-        #: port cannot keep a promotion out (bench_security's finding).
-        self._links: dict[str, Any] = {}
+        #: Each server's watch link, and the commands sent on it.
+        self.links = ServerLinks(settings, self._observe, self._superseded)
         self._wake = trio.Event()
         self._stopping = False
         self._nursery: trio.Nursery | None = None
@@ -308,7 +304,7 @@ class Supervisor:
                     file=self.settings.file,
                 )
                 for name in self.settings.servers:
-                    nursery.start_soon(self._watch, name)
+                    nursery.start_soon(self.links.watch, name)
                 if self.lease is None:
                     self.log.emit(events.SUPERVISOR_SINGLE)
                     self._begin_term()
@@ -421,7 +417,7 @@ class Supervisor:
             self.log.emit(events.ACTION_FAILED, action="fence", server=name, reason=exc)
 
     async def _ask_status(self, name: str) -> tuple[ServerStatus | None, str]:
-        return _parsed(await self._command(name, lambda m: m.status(), timeout=ASK_TIMEOUT))
+        return parsed(await self._command(name, lambda m: m.status(), timeout=ASK_TIMEOUT))
 
     async def _terminate(self, name: str, pid: int) -> None:
         spec = self.settings.servers[name]
@@ -438,79 +434,13 @@ class Supervisor:
 
     # -- management links -------------------------------------------------------
 
-    async def _watch(self, name: str) -> None:
-        spec = self.settings.servers[name]
-        while True:
-            up = False
-            try:
-                async with open_management(
-                    spec.host,
-                    spec.management_port,
-                    spec.management_secret,
-                    expect=spec.section,
-                    purpose=Purpose.MANAGEMENT,
-                    addp=spec.addp,
-                    timeout=max(2.0, spec.addp.local_timeout * 2),
-                    tls=spec.tls,
-                ) as m:
-                    status = await m.watch()
-                    up = True
-                    self._links[name] = m
-                    self._observe(name, LinkUp(name, parse_status(status)))
-                    while True:
-                        # Role changes are pushed; a status now and then keeps
-                        # "last heard" and the serial fresh in the view.
-                        with trio.move_on_after(self.settings.status_interval * 5):
-                            push = await m.push()
-                            self._observe(name, StatusSeen(name, parse_status(push)))
-                            continue
-                        self._observe(name, StatusSeen(name, parse_status(await m.status())))
-            except (OSError, LinkEnded, ConfServError, trio.TooSlowError, MalformedStatus) as exc:
-                if up:
-                    self._observe(name, LinkLost(name, _reason(exc), abrupt=_abrupt(exc)))
-            finally:
-                self._links.pop(name, None)
-            await trio.sleep(RECONNECT)
-
     async def _command(
         self,
         name: str,
         call: Callable[[Any], Awaitable[dict[str, Any]]],
         timeout: float = 5.0,
     ) -> tuple[dict[str, Any] | None, str]:
-        link = self._links.get(name)
-        if link is not None:
-            try:
-                with trio.fail_after(30):
-                    return await call(link), ""
-            except NotSentError:
-                pass  # the watch link had ended: certainly not done, so on a new connection
-            except StaleSupervisorError as exc:
-                self._superseded(exc.newest)
-                return None, _reason(exc)
-            except (LinkEnded, ConfServError, trio.TooSlowError) as exc:
-                return None, _reason(exc)
-        spec = self.settings.servers[name]
-        try:
-            with trio.fail_after(30):
-                async with open_management(
-                    spec.host,
-                    spec.management_port,
-                    spec.management_secret,
-                    expect=spec.section,
-                    purpose=Purpose.MANAGEMENT,
-                    timeout=timeout,
-                    tls=spec.tls,
-                ) as m:
-                    return await call(m), ""
-        except StaleSupervisorError as exc:
-            self._superseded(exc.newest)
-            return None, _reason(exc)
-        except (OSError, LinkEnded, ConfServError, trio.TooSlowError) as exc:
-            return None, _reason(exc)
-
-    # Each role command reads the supervisor epoch as it is sent (epoch_now raises
-    # NotActingError when this supervisor may not act: nothing is sent, no answer fed).
+        return await self.links.command(name, call, timeout)
 
     async def _promote(self, name: str, force: bool, over: int | None) -> None:
         with contextlib.suppress(NotActingError):
@@ -520,7 +450,7 @@ class Supervisor:
                     force=force, over=over, supervisor_epoch=self.epoch_now()
                 ),
             )
-            status, reason = _parsed(answer)
+            status, reason = parsed(answer)
             self.feed(PromoteDone(name, status, reason))
 
     async def _demote(self, name: str) -> None:
@@ -563,39 +493,3 @@ async def _shielded(
     """``run(task_status=...)`` inside ``scope`` (shielded: only its own cancel ends it)."""
     with scope:
         await run(task_status=task_status)
-
-
-def _parsed(answer: tuple[dict[str, Any] | None, str]) -> tuple[ServerStatus | None, str]:
-    """A command's status answer parsed at the edge (a malformed one: None and why)."""
-    fields, reason = answer
-    if fields is None:
-        return None, reason
-    try:
-        return parse_status(fields), ""
-    except MalformedStatus as exc:
-        return None, f"malformed answer: {exc}"
-
-
-def _abrupt(exc: BaseException) -> bool:
-    """Whether the link was closed or reset by the server's end (not a silence): the
-    exception, or what it was raised from, is a close, a reset or a broken pipe."""
-    seen: BaseException | None = exc
-    for _ in range(5):
-        if seen is None:
-            return False
-        if isinstance(seen, (LinkClosedByPeer, LinkBroken, ConnectionError)):
-            return True
-        if isinstance(seen, AddpTimeout):
-            return False
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, RequestError):
-        return f"{exc.code}: {exc}"
-    if isinstance(exc, trio.TooSlowError):
-        return "no answer in time"
-    if isinstance(exc, MalformedStatus):
-        return f"malformed status: {exc}"
-    return str(exc) or type(exc).__name__

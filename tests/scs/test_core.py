@@ -374,7 +374,7 @@ def test_a_silence_asks_without_proof_at_once(tmp_path: Path) -> None:
 
 
 def test_what_reads_as_an_abrupt_close() -> None:
-    from scs.supervisor import _abrupt
+    from scs.server_links import abrupt as _abrupt
 
     def wrapped(cause: BaseException) -> BaseException:
         try:

@@ -265,8 +265,11 @@ async def test_commands_before_auth_get_one_refusal_and_one_alarm(
 
 def fake_supervisor(log: EventLog) -> Any:
     """What a ControlSession reads of the supervisor for ``auth`` and ``status``."""
-    core = SimpleNamespace(snapshot=lambda now: [{"section": "x"}])
-    return SimpleNamespace(log=log, core=core)
+    return SimpleNamespace(
+        log=log,
+        snapshot=lambda now: [{"section": "x"}],
+        describe=lambda: {"mode": "single", "acting": True},
+    )
 
 
 async def test_the_control_port_speaks_its_own_scheme(nursery: trio.Nursery) -> None:
