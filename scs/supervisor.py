@@ -360,9 +360,13 @@ class Supervisor:
         logfile = spec.working_directory / f"{name}.log"
         try:
             self.epoch_now()  # acting? (an agent's start reads it again as it is sent)
-            pid = await self.launcher_of(name).start(
-                name, list(spec.command), spec.working_directory, logfile
-            )
+            # Shielded: a start under way when the supervisor stops (or its term ends)
+            # completes and its pid is recorded, so stop_all stops it; cancelled, it
+            # left the process running, known to nobody (an orphan found by make test).
+            with trio.CancelScope(shield=True):
+                pid = await self.launcher_of(name).start(
+                    name, list(spec.command), spec.working_directory, logfile
+                )
         except AlreadyRunningError as exc:
             await self._adopt(name, exc.pid)  # its host runs it already: never a second copy
             return

@@ -115,3 +115,43 @@ async def test_fencing_kills_the_very_process_watched_and_nothing_else(tmp_path:
         for p in (proc, bystander):
             p.kill()
             p.wait()
+
+
+class SlowLauncher:
+    """A launcher whose start takes a while (a shim spawning, an agent far away)."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.terminated: list[tuple[str, int]] = []
+        self.starting = trio.Event()
+
+    async def start(self, name: str, argv: list[str], cwd: Path, log_path: Path) -> int:
+        self.starting.set()
+        await trio.sleep(0.3)
+        self.started.append(name)
+        return 4242
+
+    async def wait(self, name: str, pid: int, *, watching: Any = None) -> str:
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    def kill(self, name: str, pid: int) -> None:
+        raise AssertionError("nothing is fenced here")
+
+    async def terminate(self, name: str, pid: int, timeout: float) -> None:
+        self.terminated.append((name, pid))
+
+
+async def test_a_start_under_way_when_the_supervisor_stops_is_stopped_too(
+    tmp_path: Path,
+) -> None:
+    launcher = SlowLauncher()
+    settings = scs_settings(tmp_path)
+    sup = Supervisor(settings, EventLog("scs", io.StringIO(), verbose="all"), launcher=launcher)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sup.run)
+        await launcher.starting.wait()
+        nursery.cancel_scope.cancel()  # SIGINT while the first server is being started
+    # Before the fix the start was cancelled half-way: the process ran on, known to nobody.
+    assert launcher.started
+    assert all((name, 4242) in launcher.terminated for name in launcher.started)
