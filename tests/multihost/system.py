@@ -6,6 +6,14 @@
     C: lca, scs (supervising through the three agents), the proxy
     D: PostgreSQL primary    E: its synchronous standby    F: the clients
 
+``multi_host(..., supervisors=SUPERVISOR_HOSTS)`` (on a bed of
+:data:`REDUNDANT_HOSTS`) builds the redundant installation of issue 14
+instead: no supervisor on C but one on G and one on H (``scs --name scs-G``,
+``scs-H``; each its own ``scs-<host>.conf``, state folder and log), both with
+``[scs] database = scsdb``, the ``[scsdb]`` section on the bed's PostgreSQL
+(D and E listed, as the servers' ``[db]``), so one is active and the other
+standby.
+
 Each host is a network namespace of :class:`~tests.multihost.netns.TestBed`;
 the servers reach each other, the agents and the database over the bed's
 bridge only. Every server is started by its host's agent; the supervisor has
@@ -47,6 +55,11 @@ PORT, MANAGEMENT_PORT, AGENT_PORT, CONTROL_PORT = 2120, 2121, 4999, 2190
 AGENT_SECRET = "agent-secret-of-the-bed"
 #: ADDP and the lease, as the benchmarks' targets say.
 ADDP_TIMEOUT, LEASE_TTL = 1.0, 2.0
+#: The redundant installation's supervisors: their own hosts (no agent, no server).
+SUPERVISOR_HOSTS = ("G", "H")
+REDUNDANT_HOSTS = (*HOSTS, *SUPERVISOR_HOSTS)
+#: Its supervisor lease (``[scs] supervisor-lease-ttl``, ``-renew``, ``-retry``), seconds.
+SUPERVISOR_TTL, SUPERVISOR_RENEW, SUPERVISOR_RETRY = 3.0, 1.0, 0.5
 
 #: ``cfgctl init`` of the pair's first member, with the administrator's password.
 INIT = ["env", f"CFG_PASSWORD={PASSWORD}", str(BIN / "cfgctl"), "init", "-s", "confserv"]
@@ -73,9 +86,28 @@ class MultiHost:
     pg: ReplicatedCluster
     conf: Path
     scs_conf: Path
+    #: The supervisors' hosts: ``("C",)``, or two or more with the supervisor lease.
+    supervisors: tuple[str, ...] = ("C",)
     agents: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    #: The first supervisor's process (the only one, by default).
     scs: subprocess.Popen[bytes] | None = None
+    #: Every supervisor's process, by host.
+    scs_procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     workload: subprocess.Popen[bytes] | None = None
+
+    @property
+    def redundant(self) -> bool:
+        """Whether several supervisors share the work by the supervisor lease."""
+        return len(self.supervisors) > 1
+
+    def scs_conf_of(self, host: str) -> Path:
+        """The scs.conf of the supervisor on ``host``."""
+        return self.tmp / f"scs-{host}.conf" if self.redundant else self.scs_conf
+
+    def scs_log(self, host: str | None = None) -> Path:
+        """The log of the supervisor on ``host`` (default: the first one)."""
+        host = host or self.supervisors[0]
+        return self.tmp / (f"scs-{host}.log" if self.redundant else "scs.log")
 
     # -- processes ---------------------------------------------------------------
 
@@ -91,13 +123,20 @@ class MultiHost:
         )
         out.close()
 
-    def start_scs(self) -> None:
-        """``scs -f`` on C, its log appended to ``scs.log``."""
-        out = (self.tmp / "scs.log").open("ab")
-        self.scs = self.bed.spawn(
-            "C", [str(BIN / "scs"), "-f", str(self.scs_conf)], stdout=out, stderr=out, name="scs"
-        )
+    def start_scs(self, host: str | None = None) -> None:
+        """``scs -f`` on ``host`` (default: the first supervisor's, C), its log appended
+        to :meth:`scs_log`; named ``scs-<host>`` when redundant."""
+        host = host or self.supervisors[0]
+        argv = [str(BIN / "scs"), "-f", str(self.scs_conf_of(host))]
+        if self.redundant:
+            argv += ["--name", f"scs-{host}"]
+        out = self.scs_log(host).open("ab")
+        proc = self.bed.spawn(host, argv, stdout=out, stderr=out, name=f"scs-{host}")
         out.close()
+        self.scs_procs[host] = proc
+        if host == self.supervisors[0]:
+            self.scs = proc
+            self.bed.register("scs", proc.pid)
 
     def start_workload(self) -> None:
         """The writer and the proxy reader, on the client host."""
@@ -167,28 +206,33 @@ class MultiHost:
 
     # -- what the supervisor says ------------------------------------------------
 
-    def events(self) -> list[Event]:
-        """The supervisor's log so far, as events with their times."""
-        path = self.tmp / "scs.log"
-        if not path.exists():
-            return []
-        out = []
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            match = _LOG_LINE.match(line)
-            if match:
-                h, m, s, ms, event, text = match.groups()
-                out.append(Event(_today_at(int(h), int(m), int(s), int(ms)), int(event), text))
-        return out
+    def events(self, host: str | None = None) -> list[Event]:
+        """The supervisor's log so far (``host``'s, or every supervisor's merged in time
+        order), as events with their times."""
+        out: list[Event] = []
+        for one in [host] if host else self.supervisors:
+            path = self.scs_log(one)
+            if not path.exists():
+                continue
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                match = _LOG_LINE.match(line)
+                if match:
+                    h, m, s, ms, event, text = match.groups()
+                    at = _today_at(int(h), int(m), int(s), int(ms))
+                    out.append(Event(at, int(event), text))
+        return sorted(out, key=lambda e: e.at) if host is None and self.redundant else out
 
-    def logged(self, event: int, since: float = 0.0) -> list[Event]:
-        """The lines of ``event`` logged at or after ``since``."""
-        return [e for e in self.events() if e.id == event and e.at >= since]
+    def logged(self, event: int, since: float = 0.0, host: str | None = None) -> list[Event]:
+        """The lines of ``event`` logged at or after ``since`` (by ``host``'s supervisor)."""
+        return [e for e in self.events(host) if e.id == event and e.at >= since]
 
-    def wait_event(self, event: int, since: float = 0.0, timeout: float = 30.0) -> Event:
+    def wait_event(
+        self, event: int, since: float = 0.0, timeout: float = 30.0, host: str | None = None
+    ) -> Event:
         """The first line of ``event`` at or after ``since``, waiting up to ``timeout`` s."""
         deadline = time.monotonic() + timeout
         while True:
-            found = self.logged(event, since)
+            found = self.logged(event, since, host)
             if found:
                 return found[0]
             if time.monotonic() > deadline:
@@ -196,19 +240,40 @@ class MultiHost:
             time.sleep(0.05)
 
     def log_tail(self, lines: int = 30) -> str:
-        """The end of the supervisor's log, for failure messages."""
-        path = self.tmp / "scs.log"
-        text = path.read_text(errors="replace") if path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
+        """The end of each supervisor's log, for failure messages."""
+        tails = []
+        for host in self.supervisors:
+            path = self.scs_log(host)
+            text = path.read_text(errors="replace") if path.exists() else ""
+            tail = "\n".join(text.splitlines()[-lines:])
+            tails.append(f"-- {path.name}\n{tail}" if self.redundant else tail)
+        return "\n".join(tails)
 
-    def status(self) -> dict[str, dict[str, Any]]:
-        """``scs status --json``, run inside C (the control port is C's loopback)."""
-        done = self.bed.run(
-            "C", [str(BIN / "scs"), "status", "-f", str(self.scs_conf), "--json"], check=False
-        )
-        if done.returncode != 0:
-            return {}
-        return {row["section"]: row for row in json.loads(done.stdout)["servers"]}
+    def status_json(self, host: str | None = None) -> dict[str, Any]:
+        """``scs status --json`` of the supervisor on ``host`` (run inside it: the control
+        port is its loopback); ``{}`` if it does not answer."""
+        host = host or self.supervisors[0]
+        argv = [str(BIN / "scs"), "status", "-f", str(self.scs_conf_of(host)), "--json"]
+        done = None if host in self.bed.crashed() else self.bed.run(host, argv, check=False)
+        answer: dict[str, Any] = json.loads(done.stdout) if done and done.returncode == 0 else {}
+        return answer
+
+    def active_host(self) -> str | None:
+        """The host of the supervisor that says it is acting now (None: none does)."""
+        for host in self.supervisors:
+            if (self.status_json(host).get("supervisor") or {}).get("acting"):
+                return host
+        return None
+
+    def status(self, host: str | None = None) -> dict[str, dict[str, Any]]:
+        """The servers' rows of ``scs status --json``: of ``host``'s supervisor, or, by
+        default, of the only one (C) or of the acting one ({} while none acts)."""
+        if host is None and self.redundant:
+            host = self.active_host()
+            if host is None:
+                return {}
+        answer = self.status_json(host)
+        return {row["section"]: row for row in answer.get("servers", [])}
 
     def wait_status(
         self, predicate: Callable[[dict[str, dict[str, Any]]], bool], timeout: float = 60.0
@@ -285,14 +350,17 @@ class MultiHost:
         return "cfgha"
 
     def stop(self) -> None:
-        """Stop the clients and the supervisor (which stops the servers through the agents)."""
+        """Stop the clients and the supervisors (the only one stops the servers through
+        the agents; redundant ones leave them running, the bed's teardown kills them)."""
         self.stop_workload()
-        if self.scs is not None and self.scs.poll() is None:
-            self.scs.send_signal(2)
+        running = [p for p in self.scs_procs.values() if p.poll() is None]
+        for proc in running:
+            proc.send_signal(2)
+        for proc in running:
             try:
-                self.scs.wait(timeout=40)
+                proc.wait(timeout=40)
             except subprocess.TimeoutExpired:
-                self.scs.kill()
+                proc.kill()
 
 
 def _today_at(h: int, m: int, s: int, ms: int) -> float:
@@ -309,8 +377,11 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-def _files(bed: TestBed, tmp: Path, pg: ReplicatedCluster) -> tuple[Path, Path]:
-    """confserv.conf (all three servers' sections), scs.conf and each agent's lca.conf."""
+def _files(
+    bed: TestBed, tmp: Path, pg: ReplicatedCluster, supervisors: tuple[str, ...] = ("C",)
+) -> tuple[Path, Path]:
+    """confserv.conf (all three servers' sections), scs.conf (one per supervisor when
+    several: ``scs-<host>.conf``; the first one's returned) and each agent's lca.conf."""
     addr = bed.address
     addp = f"protocol = addp\naddp-timeout = {ADDP_TIMEOUT:g}\naddp-remote-timeout = 1\n"
     lease = f"lease-ttl = {LEASE_TTL:g}\nlease-renew = 0.4\n"
@@ -326,16 +397,14 @@ def _files(bed: TestBed, tmp: Path, pg: ReplicatedCluster) -> tuple[Path, Path]:
         f"[proxy]\nmode = proxy\nport = {PORT + 20}\nmanagement-port = {MANAGEMENT_PORT + 20}\n"
         f"management-secret = {SECRET}\nlisten-address = {addr(PROXY_HOST)}\nmaster = {masters}\n"
     )
-    text += (
-        f"[log]\nverbose = all\n[db]\ndbengine = postgre\nhost = {pg.hosts}\n"
+    database = (
+        f"dbengine = postgre\nhost = {pg.hosts}\n"
         f"dbname = cfgha\nusername = {pg.user}\npassword = {pg.password}\n"
         "reconnect-timeout = 0.5\nresponse-timeout = 10\nconnect-timeout = 2\n"
     )
+    text += f"[log]\nverbose = all\n[db]\n{database}"
     conf = _write(tmp / "confserv.conf", text)
-    scs = (
-        f"[scs]\ncontrol-port = {CONTROL_PORT}\ncontrol-secret = {CONTROL_SECRET}\n"
-        f"state-dir = {tmp / 'scs-state'}\n"
-    )
+    scs = ""
     for host in ("A", "B", "C"):
         scs += (
             f"[host{host}]\ntype = host\naddress = {addr(host)}\nagent-port = {AGENT_PORT}\n"
@@ -359,12 +428,30 @@ def _files(bed: TestBed, tmp: Path, pg: ReplicatedCluster) -> tuple[Path, Path]:
             f"working-directory = {tmp / host}\n{addp}"
             "failover-wait = 0\npromote-retry = 0.05\nrestart-backoff = 0.2\n"
         )
-    return conf, _write(tmp / "scs.conf", scs)
+    own = f"[scs]\ncontrol-port = {CONTROL_PORT}\ncontrol-secret = {CONTROL_SECRET}\n"
+    if len(supervisors) == 1:
+        return conf, _write(tmp / "scs.conf", f"{own}state-dir = {tmp / 'scs-state'}\n{scs}")
+    own += (
+        f"database = scsdb\nsupervisor-lease-ttl = {SUPERVISOR_TTL:g}\n"
+        f"supervisor-lease-renew = {SUPERVISOR_RENEW:g}\n"
+        f"supervisor-lease-retry = {SUPERVISOR_RETRY:g}\n"
+    )
+    paths = [
+        _write(
+            tmp / f"scs-{host}.conf",
+            f"{own}state-dir = {tmp / f'scs-state-{host}'}\n{scs}[scsdb]\n{database}",
+        )
+        for host in supervisors
+    ]
+    return conf, paths[0]
 
 
 @contextlib.contextmanager
-def multi_host(bed: TestBed, tmp: Path, *, workload: bool = True) -> Iterator[MultiHost]:
-    """Start PostgreSQL on D and E, the agents, ``cfgctl init``, ``scs`` (and the clients);
+def multi_host(
+    bed: TestBed, tmp: Path, *, workload: bool = True, supervisors: tuple[str, ...] = ("C",)
+) -> Iterator[MultiHost]:
+    """Start PostgreSQL on D and E, the agents, ``cfgctl init``, ``scs`` on each of
+    ``supervisors`` (the first one first, so it is the active one; and the clients);
     on exit stop it all (the bed's own teardown then removes what is left)."""
     with replicated_cluster(
         primary_listen=bed.address("D"),
@@ -374,8 +461,8 @@ def multi_host(bed: TestBed, tmp: Path, *, workload: bool = True) -> Iterator[Mu
         clients=("198.18.0.0/24",),
     ) as pg:
         pg.create_database("cfgha")
-        conf, scs_conf = _files(bed, tmp, pg)
-        system = MultiHost(bed, tmp, pg, conf, scs_conf)
+        conf, scs_conf = _files(bed, tmp, pg, supervisors)
+        system = MultiHost(bed, tmp, pg, conf, scs_conf, supervisors)
         bed.run(
             "A",
             [*INIT, "-c", str(conf), "--backup-section", "backup"],
@@ -386,6 +473,8 @@ def multi_host(bed: TestBed, tmp: Path, *, workload: bool = True) -> Iterator[Mu
                 system.start_agent(host)
             system.start_scs()
             system.wait_status(healthy, timeout=90)
+            for host in supervisors[1:]:
+                system.start_scs(host)
             if workload:
                 system.start_workload()
             yield system
