@@ -9,6 +9,7 @@ condition with a deadline.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -24,6 +25,7 @@ from confserv.client.session import open_management
 from confserv.wire.errors import StaleSupervisorError
 
 from ..helpers.system import (
+    BIN,
     SECRET,
     Supervisor,
     System,
@@ -121,6 +123,14 @@ async def test_one_active_one_standby_and_a_takeover_that_starts_nothing_twice(p
     assert {r["section"] for r in (await b.control("status"))["servers"]} == set(rows)
     with pytest.raises(Exception, match="standby"):
         await b.control("switchover", pair="confserv")
+    with trio.fail_after(60):
+        shown = await trio.run_process(
+            [str(BIN / "scs"), "status", "-f", str(b.scs_conf), "--json"], capture_stdout=True
+        )
+    described_b = json.loads(shown.stdout)["supervisor"]
+    assert described_b["mode"] == "standby"
+    assert described_b["active"]["name"] == "scs-a"
+    assert described_b["epoch"] is None
 
     killed_at = time.monotonic()
     os.kill(system.pid, signal.SIGKILL)
@@ -201,8 +211,16 @@ async def test_a_deposed_supervisors_epoch_is_refused_by_the_servers(pair: Pair)
     os.kill(system.pid, signal.SIGKILL)
     await wait_mode(b, "active", timeout=TTL * 4)
     backup = next(n for n in ("confserv", "backup") if n != primary_of(rows))
-    # The new active's first role command raises the servers' fence; a restarted server
-    # reads it from the database. Here the new active redirects nothing, so switch over:
+    # A server started after the take-over has had no command of the new active yet:
+    # it reads the supervisor lease's epoch from the database at start, and refuses the
+    # deposed one (before that, a stale switch-to-primary would have promoted it).
+    os.kill(int(rows[backup]["pid"]), signal.SIGKILL)
+    await b.wait(lambda r: healthy(r) and r[backup]["pid"] != rows[backup]["pid"])
+    async with open_management("127.0.0.1", system.management_ports[backup], SECRET) as m:
+        with pytest.raises(StaleSupervisorError, match="older than epoch"):
+            await m.switch_to_primary(supervisor_epoch=old_epoch)
+        assert (await m.status())["role"] == "backup", "nothing was done for the deposed one"
+    # The new active's role commands raise every server's fence as they land.
     await b.control("switchover", pair="confserv")
     await b.wait(lambda r: healthy(r) and r[backup]["role"] == "primary")
     async with open_management("127.0.0.1", system.management_ports[backup], SECRET) as m:
@@ -210,3 +228,4 @@ async def test_a_deposed_supervisors_epoch_is_refused_by_the_servers(pair: Pair)
             await m.switch_to_backup(supervisor_epoch=old_epoch)
         status = await m.status()
     assert status["role"] == "primary", "nothing was done for the deposed supervisor"
+    assert "admitted at supervisor epoch" in system.server_log(backup)
