@@ -30,7 +30,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.multihost.system import MEMBERS, PROXY_HOST, MultiHost
+from tests.multihost.system import (
+    ADDP_TIMEOUT,
+    LEASE_TTL,
+    MEMBERS,
+    PROXY_HOST,
+    SUPERVISOR_RETRY,
+    SUPERVISOR_TTL,
+    MultiHost,
+)
 
 _SERVER = re.compile(
     r"^\d\d:\d\d:\d\d\.\d{3} \w+ 20125 Management command '([^']+)' from (\S+) "
@@ -41,6 +49,16 @@ _AGENT = re.compile(
     r"admitted at supervisor epoch (\d+)"
 )
 _IP = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
+
+#: A standby's take-over after the active's death: the lease runs out (at most ttl
+#: after its last renewal, sent before the fault), and the standby's next look
+#: (every retry) reads it expired and takes it; 0.5 s for the database's round trips
+#: and the bed's load (six hosts' processes on two cores).
+TAKEOVER_BOUND = SUPERVISOR_TTL + SUPERVISOR_RETRY + 0.5
+#: The usual failover bound on the bed for a primary that leaves no proof of death
+#: (test_failover's crash and bench_multihost's target): its lease, then the
+#: writer's own ADDP noticing; 300 ms for the promotion and the write itself.
+FAILOVER_BOUND = LEASE_TTL + 2 * ADDP_TIMEOUT + 0.3
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,8 @@ import pytest
 from tests.chaos.checker import Fault, check
 from tests.multihost.conftest import bed_or_skip
 from tests.multihost.redundant import (
+    FAILOVER_BOUND,
+    TAKEOVER_BOUND,
     TwiceWatch,
     admissions,
     boot_supervisor,
@@ -43,11 +45,8 @@ from tests.multihost.redundant import (
     wait_mode,
 )
 from tests.multihost.system import (
-    ADDP_TIMEOUT,
-    LEASE_TTL,
     REDUNDANT_HOSTS,
     SUPERVISOR_HOSTS,
-    SUPERVISOR_RETRY,
     SUPERVISOR_TTL,
     MultiHost,
     healthy,
@@ -56,16 +55,6 @@ from tests.multihost.system import (
 )
 
 pytestmark = pytest.mark.integration
-
-#: A standby's take-over after the active's death: the lease runs out (at most ttl
-#: after its last renewal, sent before the fault), and the standby's next look
-#: (every retry) reads it expired and takes it; 0.5 s for the database's round trips
-#: and the bed's load (six hosts' processes on two cores).
-TAKEOVER_BOUND = SUPERVISOR_TTL + SUPERVISOR_RETRY + 0.5
-#: The usual failover bound on the bed for a primary that leaves no proof of death
-#: (test_failover's crash and bench_multihost's target): its lease, then the
-#: writer's own ADDP noticing; 300 ms for the promotion and the write itself.
-FAILOVER_BOUND = LEASE_TTL + 2 * ADDP_TIMEOUT + 0.3
 
 
 @pytest.fixture(scope="module")
