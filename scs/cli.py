@@ -26,7 +26,7 @@ from confserv.client.session import open_control
 from confserv.config.settings import ConfigError
 from confserv.logs.eventlog import EventLog
 from confserv.store.leases import SupervisorNameTakenError
-from confserv.wire.errors import ConfServError
+from confserv.wire.errors import ConfServError, first_in_group
 
 from . import events, lock
 from .config import ScsSettings, load_scs_settings
@@ -70,22 +70,11 @@ def main_command(
     try:
         trio.run(_supervise, settings, json_log or settings.log_format == "json", name)
     except BaseException as exc:
-        taken = _find(exc, SupervisorNameTakenError)
+        taken = first_in_group(exc, SupervisorNameTakenError)
         if taken is None:
             raise
         print(f"scs: {taken}", file=sys.stderr)
         raise SystemExit(2) from None
-
-
-def _find(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
-    """The first ``kind`` inside ``exc`` (trio's nurseries wrap errors in groups)."""
-    if isinstance(exc, kind):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            if (found := _find(inner, kind)) is not None:
-                return found
-    return None
 
 
 def _hold_lock(file: Path) -> int:

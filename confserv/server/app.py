@@ -41,6 +41,7 @@ from confserv.wire.errors import (
     PromotionRefusedError,
     RequestError,
     UnavailableError,
+    first_in_group,
 )
 
 from .management import supervisor_fence
@@ -129,28 +130,15 @@ async def run_server(
         async with open_store(settings.db) as store:
             await _serve_master(settings, store, log, stop, seams, task_status)
     except BaseException as exc:
-        refusal = _find(exc, _REFUSALS)
+        refusal = first_in_group(exc, _REFUSALS)
         if refusal is not None:
             raise StartRefusedError(str(refusal)) from None
-        failure = _find(exc, UnavailableError)
+        failure = first_in_group(exc, UnavailableError)
         if failure is not None:
             raise StartFailedError(
                 f"stopped: the database failed: {failure} (exit 1: the supervisor restarts it)"
             ) from None
         raise
-
-
-def _find(
-    exc: BaseException, kind: type[BaseException] | tuple[type[BaseException], ...]
-) -> BaseException | None:
-    """The first ``kind`` inside ``exc`` (trio-asyncio wraps errors in groups)."""
-    if isinstance(exc, kind):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            if (found := _find(inner, kind)) is not None:
-                return found
-    return None
 
 
 #: Reasons not to start (exit 2), wherever they are inside a group.
@@ -342,9 +330,9 @@ async def run_process(
                 else:
                     await run_server(settings, log=log, stop=stop, seams=seams)
             except BaseException as exc:  # a proxy's refusal comes inside its nursery's group
-                if (refusal := _find(exc, StartRefusedError)) is not None:
+                if (refusal := first_in_group(exc, StartRefusedError)) is not None:
                     refused.append(str(refusal))
-                elif (failure := _find(exc, StartFailedError)) is not None:
+                elif (failure := first_in_group(exc, StartFailedError)) is not None:
                     failed.append(str(failure))
                 else:
                     raise

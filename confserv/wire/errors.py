@@ -277,3 +277,17 @@ class NotSentError(ConnectionLostError):
 
 class NoServerError(ConfServError):
     """None of the given servers could be reached or would serve (all down or backup)."""
+
+
+def first_in_group(
+    exc: BaseException, kind: type[BaseException] | tuple[type[BaseException], ...]
+) -> BaseException | None:
+    """The first ``kind`` inside ``exc``, looking through exception groups (trio's
+    nurseries and trio-asyncio wrap errors in groups); None when there is none."""
+    if isinstance(exc, kind):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if (found := first_in_group(inner, kind)) is not None:
+                return found
+    return None

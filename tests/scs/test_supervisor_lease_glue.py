@@ -26,6 +26,7 @@ from confserv.store.engines import use_store_opener
 from confserv.store.leases import SupervisorNameTakenError, read_supervisor_lease_plan
 from confserv.store.schema import schema_plan
 from confserv.store.tables import ddl
+from confserv.wire.errors import first_in_group
 from scs.redundancy import RedundancySpec
 from scs.supervisor_lease import SupervisorLease
 
@@ -213,18 +214,10 @@ async def test_a_second_process_of_one_name_is_refused(
 
     with pytest.raises(BaseException) as caught:  # noqa: PT011 (a group from the nursery)
         await both()
-    assert _found(caught.value, SupervisorNameTakenError), caught.value
-    assert "give this one another --name" in str(_found(caught.value, SupervisorNameTakenError))
-
-
-def _found(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
-    if isinstance(exc, kind):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            if (found := _found(inner, kind)) is not None:
-                return found
-    return None
+    assert first_in_group(caught.value, SupervisorNameTakenError), caught.value
+    assert "give this one another --name" in str(
+        first_in_group(caught.value, SupervisorNameTakenError)
+    )
 
 
 def test_the_ask_timeout_is_well_inside_the_lease() -> None:
