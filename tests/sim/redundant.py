@@ -1,0 +1,524 @@
+"""Redundant supervisors in the simulation: two (or three) real ``scs`` of one installation.
+
+:class:`RedundantWorld` is a :class:`~tests.sim.world.World` whose
+:meth:`~RedundantWorld.start_supervisor` starts every supervisor process
+(``scs-a``, ``scs-b``, ...), each the real :class:`scs.supervisor.Supervisor`
+on a copy of the installation's scs.conf with ``[scs] database`` naming a
+section whose store is the world's :class:`~tests.sim.store.SimDatabase` as that
+process reaches it (its own gate, its own faults: the process body runs under
+``use_store_opener``, as the servers' do). Each supervisor's launcher is the
+host's (:class:`OneCopyLauncher`): a server already running is reported as
+such (``AlreadyRunningError``, as an agent or the host's shim would), never
+started twice, and the supervisor's epoch is read again as each action is
+carried out (as an agent does on receipt).
+
+:class:`RedundantSchedule` is a :class:`~tests.sim.schedule.Schedule` whose
+faults (:func:`plan_redundant`, from the seed alone) also hit the supervisors:
+kill (restarted after a while), pause (SIGSTOP), cut off from the database
+(refused or hanging), partitioned from a server; aimed at the active one, the
+standby, or both. It samples the world every :data:`SAMPLE` seconds and
+judges, beside the schedule's own invariants (:func:`tests.sim.verdict.judge`),
+those of shared/docs/design.md, "The supervisor is fenced too"
+(:meth:`RedundantSchedule.judge_supervisors`):
+
+1. every server admits supervisor commands (event 20125) in non-decreasing
+   supervisor epoch, and each epoch's commands come from one supervisor
+   process: the one that logged 40701 for that epoch (the sender is told by
+   the connection the command came on);
+2. at most one supervisor acts (``Supervisor.acting``) at any sampled instant;
+3. no server section has two live processes at once, and every launcher
+   action is taken by a supervisor acting at that instant;
+4. liveness: from the heal, within :data:`TAKEOVER_BOUND`, exactly one
+   supervisor acts and the pair is healthy (a primary, a backup, the proxy).
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import trio
+
+from confserv.logs import events as cs_events
+from confserv.logs.catalog import LogEvent
+from confserv.store.instance import Instance
+from scs import events as scs_events
+from scs.config import ScsSettings, load_scs_settings
+from scs.launcher import AlreadyRunningError, LaunchError, NotActingError
+from scs.supervisor import Supervisor
+
+from ..chaos.checker import Fault
+from .net import MODES
+from .process import SimLauncher, SimProcess
+from .schedule import Planned, Schedule, plan
+from .system import DETECTION_BOUND, PROXY, SERVERS, Files
+from .world import World
+
+#: The supervisor processes (each its own ``--name``).
+SUPERVISORS = ("scs-a", "scs-b")
+#: ``[scs] supervisor-lease-ttl``, ``-renew``, ``-retry`` (seconds).
+SUP_TTL, SUP_RENEW, SUP_RETRY = 2.0, 0.5, 0.25
+#: The sampler's period (virtual seconds).
+SAMPLE = 0.01
+#: From the heal: one supervisor acts and the pair is healthy by then. The election's
+#: bound (ttl + retry + two round trips, scs/election.py), then the adoption and the
+#: pair's own recovery (a restarted server, ADDP timeouts of 1 s).
+TAKEOVER_BOUND = SUP_TTL + SUP_RETRY + 4.0
+#: A pause of the active supervisor, or its database cut off, for less than this costs it
+#: nothing: on resuming it renews before ``good_until - margin`` (ttl - renew - margin,
+#: 1.25 s, less a quick retry's 0.125 s).
+SHORT = 1.1
+#: A lost active is replaced within this of the fault (scs/election.py's bound, no latency:
+#: ttl + retry), plus the scheduling slack of one sampling period.
+REPLACED_BOUND = SUP_TTL + SUP_RETRY + 0.05
+#: A supervisor fault alone must cause no failover of the pair (the Fault's bound).
+NO_FAILOVER = 1e6
+#: The faults of a supervisor, as often as they are drawn.
+SUP_KINDS = ("sup-kill", "sup-kill", "sup-pause", "sup-pause", "sup-db-cut", "sup-partition")
+#: Which supervisor a fault aims at: resolved when it is injected.
+SUP_TARGETS = ("active", "active", "standby", *SUPERVISORS)
+
+
+def _scs_lines(database: str) -> str:
+    return (
+        f"database = {database}\nsupervisor-lease-ttl = {SUP_TTL:g}\n"
+        f"supervisor-lease-renew = {SUP_RENEW:g}\nsupervisor-lease-retry = {SUP_RETRY:g}\n"
+    )
+
+
+@functools.cache
+def redundant_settings(directory: Path) -> ScsSettings:
+    """The installation's scs.conf with ``[scs] database = scsdb`` (written once per worker)."""
+    text = (directory / "scs.conf").read_text()
+    assert text.startswith("[scs]\n")
+    text = "[scs]\n" + _scs_lines("scsdb") + text[len("[scs]\n") :]
+    text += "[scsdb]\ndbengine = sqlite\ndbname = simulated.sqlite\n"
+    path = directory / "scs-redundant.conf"
+    path.write_text(text)
+    path.chmod(0o600)
+    return load_scs_settings(path)
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A supervisor command a server admitted (its 20125 line)."""
+
+    at: float
+    server: str
+    server_pid: int
+    epoch: int
+    command: str
+    sender: int | None  # the supervisor process's pid (None: not known)
+
+
+@dataclass(frozen=True)
+class SupFault:
+    """A fault injected into a supervisor process."""
+
+    at: float
+    kind: str
+    duration: float
+    pid: int
+    acting: bool  # whether it was the acting one when hit
+
+
+@dataclass(frozen=True)
+class Launched:
+    """An action a supervisor's launcher carried out."""
+
+    at: float
+    supervisor: int  # pid
+    action: str
+    server: str
+    acting: bool
+
+
+class OneCopyLauncher(SimLauncher):
+    """The launcher of the servers' host, as each supervisor reaches it (module docstring)."""
+
+    def __init__(self, world: RedundantWorld, owner: SimProcess) -> None:
+        super().__init__(world, owner)
+        self.rworld = world
+        self.supervisor: Supervisor | None = None
+
+    def _acting(self, action: str, server: str) -> bool:
+        sup = self.supervisor
+        acting = sup is not None and sup.acting
+        self.rworld.launched.append(
+            Launched(trio.current_time(), self.owner.pid, action, server, acting)
+        )
+        return acting
+
+    async def start(self, name: str, argv: list[str], cwd: Path, log_path: Path) -> int:
+        """Start ``name`` unless the host runs it already (then its pid, as AlreadyRunningError)."""
+        if not await self._running():
+            raise LaunchError("the supervisor is dead")
+        if self.supervisor is None or not self.supervisor.acting:
+            raise NotActingError("refused at the host: not the acting supervisor")
+        for proc in list(self.world.by_pid.values()):
+            if proc.name == name and not proc.gate.dead:
+                raise AlreadyRunningError(f"{name} runs already as pid {proc.pid}", proc.pid)
+        self._acting("start", name)
+        proc = await self.world.spawn_command(name, argv)
+        self._watched[name, proc.pid] = proc
+        return proc.pid
+
+    def kill(self, name: str, pid: int) -> None:
+        """SIGKILL, if this supervisor acts (else NotActingError, as an agent refuses)."""
+        if self.owner.gate.dead:
+            return
+        if self.supervisor is None or not self.supervisor.acting:
+            raise NotActingError("refused at the host: not the acting supervisor")
+        self._acting("kill", name)
+        super().kill(name, pid)
+
+    async def terminate(self, name: str, pid: int, timeout: float) -> None:
+        """SIGTERM (then SIGKILL), if this supervisor acts as it is carried out."""
+        if not await self._running():
+            return
+        if self.supervisor is None or not self.supervisor.acting:
+            return
+        self._acting("terminate", name)
+        await super().terminate(name, pid, timeout)
+
+
+class RedundantWorld(World):
+    """A world with several supervisors (module docstring)."""
+
+    def __init__(
+        self, seed: int, files: Files, template: Any, names: tuple[str, ...] = SUPERVISORS
+    ) -> None:
+        super().__init__(seed, files, template)
+        self.names = names
+        self.settings = redundant_settings(files.directory)
+        #: The latest Supervisor of each name, and every supervisor process's, by pid.
+        self.supervisors: dict[str, Supervisor] = {}
+        self.by_sup_pid: dict[int, Supervisor] = {}
+        self.epoch_owner: dict[int, int] = {}  # supervisor epoch -> the pid that took it
+        self.takes: list[tuple[float, int, int]] = []  # (time, pid, epoch) of each 40701
+        self.admitted: list[Admitted] = []
+        self.launched: list[Launched] = []
+        self.notes: list[str] = []
+        self._senders: dict[tuple[str, int], int] = {}  # a connection's local end -> pid
+        self.watchers.append(self._watch_supervisors)
+        real_connect = self.net._connect
+
+        async def connect(proc: Any, host: str, port: int) -> Any:
+            stream = await real_connect(proc, host, port)
+            server_end = next(reversed(self.net._streams))
+            pid = next((p.pid for p in self.by_pid.values() if p.gate is proc.gate), None)
+            if pid is not None:
+                self._senders[tuple(server_end.peer)] = pid  # type: ignore[index]
+            return stream
+
+        self.net._connect = connect  # type: ignore[method-assign]
+
+    async def start_supervisor(self, name: str = "scs") -> SimProcess:
+        """Start supervisor ``name`` (``scs``: every one of the world's)."""
+        names = self.names if name == "scs" else (name,)
+        procs = [await self._start_one(n) for n in names]
+        return procs[-1]
+
+    async def _start_one(self, name: str) -> SimProcess:
+        rng = random.Random(self.rng.random())
+
+        async def body(proc: SimProcess) -> int:
+            launcher = OneCopyLauncher(self, proc)
+
+            def this_process(port: int = 0, management_port: int = 0) -> Instance:
+                return proc.instance(port, management_port)  # the simulated pid, for /proc
+
+            with mock.patch.object(Instance, "this_process", staticmethod(this_process)):
+                sup = Supervisor(self.settings, proc.log, rng, launcher=launcher, name=name)
+            launcher.supervisor = sup
+            self.supervisors[name] = self.by_sup_pid[proc.pid] = sup
+            self.supervisor = sup
+            async with trio.open_nursery() as nursery:
+                await nursery.start(sup.run)
+                await proc.until_stopped()
+                nursery.cancel_scope.cancel()
+            return 0
+
+        return await self.spawn(name, body)
+
+    def supervisor_procs(self) -> list[SimProcess]:
+        """The supervisor processes that run now (not killed)."""
+        return [p for p in self.by_pid.values() if p.pid in self.by_sup_pid and not p.gate.dead]
+
+    def acting(self) -> list[str]:
+        """The live supervisor processes acting now (``name#pid``)."""
+        return [
+            f"{p.name}#{p.pid}" for p in self.supervisor_procs() if self.by_sup_pid[p.pid].acting
+        ]
+
+    def active_name(self) -> str | None:
+        """The name of the (one) supervisor acting now."""
+        acting = [p.name for p in self.supervisor_procs() if self.by_sup_pid[p.pid].acting]
+        return acting[0] if len(acting) == 1 else None
+
+    def _watch_supervisors(
+        self, now: float, process: str, event: LogEvent, fields: dict[str, Any]
+    ) -> None:
+        if event is scs_events.SUPERVISOR_ACTIVE:
+            proc = self.processes.get(process)
+            epoch = int(fields["epoch"])
+            if proc is not None:
+                self.takes.append((now, proc.pid, epoch))
+                first = self.epoch_owner.setdefault(epoch, proc.pid)
+                if first != proc.pid:
+                    self.notes.append(
+                        f"supervisor epoch {epoch} taken by pid {first} and by {process} "
+                        f"(pid {proc.pid}) at {now:.3f} s"
+                    )
+        elif event is cs_events.SUPERVISOR_COMMAND_ADMITTED:
+            proc = self.processes.get(process)
+            host, _, port = str(fields["peer"]).rpartition(":")
+            sender = self._senders.get((host, int(port))) if port.isdigit() else None
+            self.admitted.append(
+                Admitted(
+                    now,
+                    process,
+                    proc.pid if proc is not None else 0,
+                    int(fields["epoch"]),
+                    str(fields["command"]),
+                    sender,
+                )
+            )
+
+
+def plan_redundant(rng: random.Random, most: int = 2) -> list[Planned]:
+    """One to ``most`` faults, each a supervisor's (half of them) or one of the pair's."""
+    faults: list[Planned] = []
+    for _ in range(rng.randint(1, most)):
+        if rng.random() < 0.5:
+            faults += [p for p in plan(rng, 1) if "scs" not in p.what]
+            continue
+        at = rng.uniform(0.3, 1.5)
+        kind = rng.choice(SUP_KINDS)
+        what = rng.choice(SUP_TARGETS)
+        long = rng.random() < 0.5
+        if kind == "sup-kill":
+            faults.append(Planned(at, kind, what, rng.uniform(0.2, 3.0)))
+        elif kind == "sup-pause":
+            duration = rng.uniform(2.5, 5.0) if long else rng.uniform(0.1, SHORT)
+            faults.append(Planned(at, kind, what, duration))
+        elif kind == "sup-db-cut":
+            duration = rng.uniform(2.5, 5.0) if long else rng.uniform(0.1, SHORT)
+            faults.append(Planned(at, kind, what, duration, mode=rng.choice(("refuse", "hang"))))
+        else:
+            server = rng.choice(("primary", "backup", PROXY))
+            duration = rng.uniform(2.5, 4.0) if long else rng.uniform(0.2, 1.5)
+            faults.append(
+                Planned(
+                    at,
+                    kind,
+                    f"{what}>{server}",
+                    duration,
+                    mode=rng.choice(MODES),
+                    delay=rng.uniform(0.05, 0.3),
+                )
+            )
+    return sorted(faults, key=lambda f: f.at)
+
+
+class RedundantSchedule(Schedule):
+    """A schedule of faults on the pair and on its supervisors (module docstring)."""
+
+    world: RedundantWorld
+
+    def __init__(self, world: RedundantWorld, planned: list[Planned] | None = None) -> None:
+        chosen = plan_redundant(random.Random(world.seed)) if planned is None else planned
+        super().__init__(world, chosen)
+        self.overlaps: list[str] = []
+        self.twice: list[str] = []
+        self.healthy_at: float | None = None
+        self._liveness_done = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self._sampled = 0
+        self.sup_faults: list[SupFault] = []
+        #: Seconds from the loss of the active to its successor's 40701 (one-fault schedules).
+        self.replaced_in: float | None = None
+
+    async def run(self) -> None:
+        """The schedule, with the sampler beside it and the liveness check after the heal."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._sampler)
+            await super().run()
+            if self.healed_at:
+                await self._liveness_done.wait()
+            nursery.cancel_scope.cancel()
+
+    def _heal(self) -> None:
+        super()._heal()
+        if self._nursery is not None:
+            self._nursery.start_soon(self._liveness, trio.current_time())
+
+    async def _liveness(self, healed: float) -> None:
+        with trio.move_on_at(healed + TAKEOVER_BOUND):
+            while not self._healthy():
+                await trio.sleep(0.05)
+            self.healthy_at = trio.current_time() - healed
+        if self.healthy_at is None:
+            acting = self.world.acting()
+            self.notes.append(
+                f"{TAKEOVER_BOUND:g} s after the heal: supervisors acting {acting}, "
+                f"primary {self.role_of('primary')}, backup {self.role_of('backup')}, "
+                f"proxy {'up' if self.world.alive(PROXY) else 'down'}"
+            )
+        self._liveness_done.set()
+
+    def _healthy(self) -> bool:
+        world = self.world
+        return (
+            len(world.acting()) == 1
+            and len(world.supervisor_procs()) == len(world.names)
+            and self.role_of("primary") is not None
+            and self.role_of("backup") is not None
+            and world.alive(PROXY) is not None
+        )
+
+    async def _sampler(self) -> None:
+        while True:
+            self._sample()
+            await trio.sleep(SAMPLE)
+
+    def _sample(self) -> None:
+        now = trio.current_time()
+        self._sampled += 1
+        acting = self.world.acting()
+        if len(acting) > 1 and len(self.overlaps) < 5:
+            self.overlaps.append(f"{now:.3f} s: {acting} act at once")
+        live: dict[str, list[int]] = {}
+        for proc in self.world.by_pid.values():
+            if proc.name in SERVERS and not proc.gate.dead:
+                live.setdefault(proc.name, []).append(proc.pid)
+        for name, pids in live.items():
+            if len(pids) > 1 and len(self.twice) < 5:
+                self.twice.append(f"{now:.3f} s: {name} runs twice (pids {pids})")
+
+    # -- faults ---------------------------------------------------------------------
+
+    def _sup(self, what: str) -> SimProcess | None:
+        world = self.world
+        if what == "active":
+            name = world.active_name()
+        elif what == "standby":
+            active = world.active_name()
+            name = next((n for n in world.names if n != active), None) if active else None
+        else:
+            name = what
+        proc = world.alive(name) if name is not None else None
+        return proc if proc is not None and not proc.killed else None
+
+    async def _inject(self, p: Planned) -> None:
+        if not p.kind.startswith("sup-"):
+            await super()._inject(p)
+            return
+        world = self.world
+        target, _, server = p.what.partition(">")
+        proc = self._sup(target)
+        if proc is None or (p.kind == "sup-pause" and proc.gate.paused):
+            return
+        now = trio.current_time()
+        bound = DETECTION_BOUND if p.kind == "sup-partition" else NO_FAILOVER
+        self.record.faults.append(Fault(p.kind, f"{p.label} ({proc.name})", now, p.duration, bound))
+        acting = world.by_sup_pid[proc.pid].acting
+        self.sup_faults.append(SupFault(now, p.kind, p.duration, proc.pid, acting))
+        if p.kind == "sup-kill":
+            proc.kill()
+            await proc.ended.wait()
+            await trio.sleep(p.duration)
+            await world.start_supervisor(proc.name)
+        elif p.kind == "sup-pause":
+            proc.pause()
+            await trio.sleep(p.duration)
+            proc.resume()
+        elif p.kind == "sup-db-cut":
+            world.db.cut_off(proc.name, p.duration, p.mode)
+            await trio.sleep(p.duration)
+        else:
+            other = self._resolve(server)
+            if other is None:
+                return
+            world.net.partition(proc.name, other, p.mode, delay=p.delay)
+            await trio.sleep(p.duration)
+            world.net.heal(proc.name, other)
+
+    # -- the supervisors' invariants ------------------------------------------------
+
+    def judge_supervisors(self) -> list[str]:
+        """Invariants 1-3 of the module docstring (4 is noted by the liveness check)."""
+        world = self.world
+        found = list(world.notes) + self.overlaps + self.twice
+        newest: dict[str, Admitted] = {}
+        for a in world.admitted:
+            last = newest.get(a.server)
+            if last is not None and a.epoch < last.epoch:
+                found.append(
+                    f"{a.server} admitted '{a.command}' at supervisor epoch {a.epoch} "
+                    f"({a.at:.3f} s) after '{last.command}' at epoch {last.epoch} "
+                    f"({last.at:.3f} s)"
+                )
+            newest[a.server] = a if last is None or a.epoch >= last.epoch else last
+            owner = world.epoch_owner.get(a.epoch)
+            if a.epoch and a.sender is None:
+                found.append(f"{a.server} admitted '{a.command}' from an unknown sender")
+            elif a.epoch and owner != a.sender:
+                found.append(
+                    f"{a.server} admitted '{a.command}' at supervisor epoch {a.epoch} "
+                    f"({a.at:.3f} s) from pid {a.sender}; the epoch was taken by pid {owner}"
+                )
+            if a.epoch == 0:
+                found.append(f"{a.server} admitted '{a.command}' at supervisor epoch 0")
+        found += [
+            f"{w.at:.3f} s: the launcher of pid {w.supervisor} did '{w.action}' of {w.server} "
+            "while that supervisor did not act"
+            for w in world.launched
+            if not w.acting
+        ]
+        return found + self._judge_takeover()
+
+    def _judge_takeover(self) -> list[str]:
+        """One supervisor fault alone: the active lost is replaced within REPLACED_BOUND;
+        one it survives (a short pause or cut, a partition) causes no take-over."""
+        if len(self.record.faults) != 1 or len(self.sup_faults) != 1:
+            return []
+        f = self.sup_faults[0]
+        if not f.acting:
+            return []
+        later = [(t, pid, e) for t, pid, e in self.world.takes if t >= f.at]
+        lost = f.kind == "sup-kill" or (
+            f.kind in ("sup-pause", "sup-db-cut") and f.duration >= SUP_TTL
+        )
+        survived = f.kind == "sup-partition" or (
+            f.kind in ("sup-pause", "sup-db-cut") and f.duration < SHORT
+        )
+        if lost:
+            if not later:
+                return [f"{f.kind} of the active supervisor at {f.at:.3f} s: never replaced"]
+            self.replaced_in = later[0][0] - f.at
+            if self.replaced_in > REPLACED_BOUND:
+                return [
+                    f"{f.kind} of the active supervisor at {f.at:.3f} s: replaced only "
+                    f"{self.replaced_in:.3f} s later (bound {REPLACED_BOUND:g} s)"
+                ]
+        elif survived and later:
+            t, pid, epoch = later[0]
+            return [
+                f"{f.kind} of the active supervisor for {f.duration:.3f} s at {f.at:.3f} s: "
+                f"pid {pid} took the lease at epoch {epoch} at {t:.3f} s (it should have "
+                "survived it)"
+            ]
+        return []
+
+
+def judge_redundant(schedule: RedundantSchedule) -> list[str]:
+    """Every violation: the schedule's own (tests/sim/verdict.py) and the supervisors'."""
+    from .verdict import judge
+
+    return judge(schedule) + schedule.judge_supervisors()

@@ -1,0 +1,110 @@
+"""Two real supervisors of one installation in the simulation (tests/sim/redundant.py).
+
+Each schedule runs ``scs-a`` and ``scs-b`` (the real Supervisor, ``[scs] database``
+on the simulated database as each process reaches it) over the real pair and
+proxy, injects faults into the supervisors (kill and restart, SIGSTOP, cut off
+from the database, partitioned from a server) and into the pair, and is judged
+by the schedule's own invariants and the supervisors' (shared/docs/design.md,
+"The supervisor is fenced too"): admitted commands in supervisor-epoch order on
+every server, each epoch's from one process; at most one supervisor acting at
+any sampled instant; no server running twice; a lost active replaced within
+the election's bound, a survived fault causing no take-over; one active and a
+healthy pair after the heal.
+
+``make test`` runs a slice; ``SIM_SUPERVISOR_SCHEDULES=2000`` runs that many
+(or ``python -m tests.sim.redundant_run --schedules 2000``; a failure's replay
+line is ``python -m tests.sim.redundant_run --seed N``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import textwrap
+from typing import Any
+
+import pytest
+
+import scs.election
+import scs.redundancy
+
+from .redundant import REPLACED_BOUND, SHORT, SUP_TTL
+from .redundant_run import replay_line, run_redundant
+from .schedule import Planned
+
+#: The slice ``make test`` runs (about 12 s of CPU); more with SIM_SUPERVISOR_SCHEDULES.
+SLICE = range(1, 1 + int(os.environ.get("SIM_SUPERVISOR_SCHEDULES", "30")))
+
+
+def test_a_slice_of_redundant_schedules_holds_every_invariant() -> None:
+    kinds: set[str] = set()
+    admitted = takeovers = 0
+    for seed in SLICE:
+        outcome = run_redundant(seed)
+        assert outcome.violations == [], f"seed {seed} ({replay_line(seed)}):\n" + "\n".join(
+            outcome.violations
+        )
+        kinds |= outcome.kinds
+        admitted += outcome.admitted
+        takeovers += outcome.takeovers > 1
+    assert kinds >= {"sup-kill", "sup-pause", "sup-db-cut", "sup-partition", "kill"}
+    assert admitted > 0  # supervisor commands were judged
+    assert takeovers > 3  # the lease changed hands, often
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_killed_active_is_replaced_within_the_bound_adopting_every_server(seed: int) -> None:
+    outcome = run_redundant(seed, trace=True, planned=[Planned(0.5, "sup-kill", "active", 3.0)])
+    assert outcome.violations == [], outcome.violations
+    assert outcome.replaced_in is not None
+    assert SUP_TTL - 0.5 <= outcome.replaced_in <= REPLACED_BOUND
+    lines = outcome.trace.splitlines()
+    killed = next(i for i, line in enumerate(lines) if "killed by SIGKILL" in line)
+    after = lines[killed:]
+    assert sum(" 40108 " in line for line in after) == 3, "every server adopted"
+    assert not any(" 40101 " in line for line in after), "none started again"
+
+
+@pytest.mark.parametrize("kind", ["sup-pause", "sup-db-cut"])
+def test_the_active_survives_a_short_fault_and_loses_the_lease_in_a_long_one(kind: str) -> None:
+    short = run_redundant(4, planned=[Planned(0.5, kind, "active", SHORT - 0.05, mode="hang")])
+    assert short.violations == [], short.violations
+    assert short.takeovers == 1
+    long = run_redundant(4, planned=[Planned(0.5, kind, "active", 3.5, mode="refuse")])
+    assert long.violations == [], long.violations
+    assert long.takeovers == 2
+    assert long.replaced_in is not None
+    assert long.replaced_in <= REPLACED_BOUND
+
+
+def test_the_new_active_finishes_the_failover_when_the_old_one_died_with_the_primary() -> None:
+    """The active and the primary killed at once: the standby takes over at the lease's
+    end, adopts the backup and the proxy, and the pair serves at a newer epoch (the
+    killed primary restarted by it, or the backup promoted), nothing acknowledged lost."""
+    faults = [Planned(0.5, "sup-kill", "active", 3.0), Planned(0.5, "kill", "primary")]
+    for seed in (5, 6):
+        outcome = run_redundant(seed, trace=True, planned=faults)
+        assert outcome.violations == [], outcome.violations
+        assert outcome.failovers >= 1
+        assert outcome.takeovers == 2
+        assert outcome.trace.count(" 40108 ") >= 2  # the backup and the proxy adopted
+
+
+def test_it_catches_a_supervisor_acting_past_its_lease(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mutation check: the election's stop-acting instant one second after the lease's
+    end (not ``margin`` before it): the sampler sees both supervisors act."""
+    source = textwrap.dedent(inspect.getsource(scs.election.Election))
+    assert source.count("self.good_until - self.margin") >= 2
+    namespace: dict[str, Any] = {}
+    exec(  # the very class, acting (and stepping down) a second too late
+        compile(
+            source.replace("self.good_until - self.margin", "self.good_until + 1.0"),
+            "<mutant>",
+            "exec",
+        ),
+        scs.election.__dict__,
+        namespace,
+    )
+    monkeypatch.setattr(scs.redundancy, "Election", namespace["Election"])
+    outcome = run_redundant(4, planned=[Planned(0.5, "sup-db-cut", "active", 3.5, mode="refuse")])
+    assert any("act at once" in v for v in outcome.violations), outcome.violations
