@@ -342,7 +342,7 @@ class Supervisor:
     # -- processes --------------------------------------------------------------
 
     async def _start(self, name: str, why: str) -> None:
-        spec = self.settings.servers[name]
+        spec, term = self.settings.servers[name], self._terms
         if name in self.processes or name in self.adopted:
             return
         if why.startswith("autostart"):
@@ -376,8 +376,10 @@ class Supervisor:
             self.log.emit(events.START_FAILED, server=name, reason=exc)
             self.feed(StartFailed(name, str(exc)))
             return
-        self.processes[name] = pid
         self.log.emit(events.PROCESS_STARTED, server=name, pid=pid, why=f" ({why})" if why else "")
+        if term != self._terms:
+            return  # its term ended meanwhile: the next one finds it running and adopts it
+        self.processes[name] = pid
         self.feed(ProcessStarted(name, pid))
         # (on cancellation it stays in self.processes, for stop_all)
         how = await self.launcher_of(name).wait(name, pid)
@@ -421,7 +423,7 @@ class Supervisor:
             self.log.emit(events.ACTION_FAILED, action="fence", server=name, reason=exc)
 
     async def _ask_status(self, name: str) -> tuple[ServerStatus | None, str]:
-        return parsed(await self._command(name, lambda m: m.status(), timeout=ASK_TIMEOUT))
+        return parsed(await self.links.command(name, lambda m: m.status(), timeout=ASK_TIMEOUT))
 
     async def _terminate(self, name: str, pid: int) -> None:
         spec = self.settings.servers[name]
@@ -438,17 +440,9 @@ class Supervisor:
 
     # -- management links -------------------------------------------------------
 
-    async def _command(
-        self,
-        name: str,
-        call: Callable[[Any], Awaitable[dict[str, Any]]],
-        timeout: float = 5.0,
-    ) -> tuple[dict[str, Any] | None, str]:
-        return await self.links.command(name, call, timeout)
-
     async def _promote(self, name: str, force: bool, over: int | None) -> None:
         with contextlib.suppress(NotActingError):
-            answer = await self._command(
+            answer = await self.links.command(
                 name,
                 lambda m: m.switch_to_primary(
                     force=force, over=over, supervisor_epoch=self.epoch_now()
@@ -459,7 +453,7 @@ class Supervisor:
 
     async def _demote(self, name: str) -> None:
         with contextlib.suppress(NotActingError):
-            status, reason = await self._command(
+            status, reason = await self.links.command(
                 name, lambda m: m.switch_to_backup(supervisor_epoch=self.epoch_now())
             )
             self.feed(DemoteDone(name, status is not None, reason))
@@ -474,7 +468,7 @@ class Supervisor:
             return answer
 
         try:
-            status, reason = await self._command(proxy, follow)
+            status, reason = await self.links.command(proxy, follow)
         except NotActingError:
             return
         if status is None:

@@ -390,13 +390,13 @@ async def test_the_supervisor_talks_only_to_the_server_its_section_names(
         f"management-secret = {SECRET}\nautostart = false\nautorestart = false\n"
     )
     settings = load_scs_settings(conf)
-    answer, _ = await Supervisor(settings, Capture())._command("a", lambda m: m.status())
+    answer, _ = await Supervisor(settings, Capture()).links.command("a", lambda m: m.status())
     assert answer is not None
     assert answer["name"] == "a"
     # a's port now leads to b.
     settings.servers["a"] = dataclasses.replace(settings.servers["a"], management_port=b_port)
     sup = Supervisor(settings, Capture())
-    answer, reason = await sup._command("a", lambda m: m.switch_to_backup())
+    answer, reason = await sup.links.command("a", lambda m: m.switch_to_backup())
     assert answer is None
     assert "the server is 'b', not 'a'" in reason
     await trio.sleep(0.05)
