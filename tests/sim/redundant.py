@@ -78,9 +78,16 @@ REPLACED_BOUND = SUP_TTL + SUP_RETRY + 0.05
 #: A supervisor fault alone must cause no failover of the pair (the Fault's bound).
 NO_FAILOVER = 1e6
 #: The faults of a supervisor, as often as they are drawn.
-SUP_KINDS = ("sup-kill", "sup-kill", "sup-pause", "sup-pause", "sup-db-cut", "sup-partition")
-#: Which supervisor a fault aims at: resolved when it is injected.
-SUP_TARGETS = ("active", "active", "standby", *SUPERVISORS)
+SUP_KINDS = (
+    *("sup-kill", "sup-kill", "sup-crash", "sup-pause", "sup-pause", "sup-db-cut"),
+    *("sup-partition", "db-latency"),
+)
+#: Which supervisor a fault aims at (``any``: one of the world's, drawn): resolved when
+#: it is injected.
+SUP_TARGETS = ("active", "active", "standby", "any")
+#: The database's one-way latency in a ``db-latency`` fault: at most this (well within
+#: the lease's margin, 0.25 s, as scs/election.py's ordering bound assumes).
+MAX_LATENCY = 0.1
 
 
 def _scs_lines(database: str) -> str:
@@ -303,6 +310,11 @@ def plan_redundant(rng: random.Random, most: int = 2) -> list[Planned]:
         long = rng.random() < 0.5
         if kind == "sup-kill":
             faults.append(Planned(at, kind, what, rng.uniform(0.2, 3.0)))
+        elif kind == "sup-crash":  # killed, restarted only at the heal
+            faults.append(Planned(at, kind, what))
+        elif kind == "db-latency":
+            duration = rng.uniform(1.0, 4.0)
+            faults.append(Planned(at, kind, "database", duration, delay=rng.random() * MAX_LATENCY))
         elif kind == "sup-pause":
             duration = rng.uniform(2.5, 5.0) if long else rng.uniform(0.1, SHORT)
             faults.append(Planned(at, kind, what, duration))
@@ -340,6 +352,7 @@ class RedundantSchedule(Schedule):
         self._nursery: trio.Nursery | None = None
         self._sampled = 0
         self.sup_faults: list[SupFault] = []
+        self.pick = random.Random(world.seed + 1)  # ``any``'s supervisor, drawn as injected
         #: Seconds from the loss of the active to its successor's 40701 (one-fault schedules).
         self.replaced_in: float | None = None
 
@@ -355,7 +368,12 @@ class RedundantSchedule(Schedule):
 
     def _heal(self) -> None:
         super()._heal()
+        self.world.db.latency = 0.0
         if self._nursery is not None:
+            for name in self.world.names:
+                proc = self.world.alive(name)
+                if proc is None or proc.killed:  # a crashed supervisor, restarted now
+                    self._nursery.start_soon(self.world.start_supervisor, name)
             self._nursery.start_soon(self._liveness, trio.current_time())
 
     async def _liveness(self, healed: float) -> None:
@@ -416,11 +434,21 @@ class RedundantSchedule(Schedule):
         return proc if proc is not None and not proc.killed else None
 
     async def _inject(self, p: Planned) -> None:
-        if not p.kind.startswith("sup-"):
+        if not p.kind.startswith("sup-") and p.kind != "db-latency":
             await super()._inject(p)
             return
         world = self.world
+        if p.kind == "db-latency":
+            self.record.faults.append(
+                Fault(p.kind, f"{p.label} {p.delay:.3f} s", trio.current_time(), p.duration, None)
+            )
+            world.db.latency = p.delay
+            await trio.sleep(p.duration)
+            world.db.latency = 0.0
+            return
         target, _, server = p.what.partition(">")
+        if target == "any":
+            target = self.pick.choice(world.names)
         proc = self._sup(target)
         if proc is None or (p.kind == "sup-pause" and proc.gate.paused):
             return
@@ -434,6 +462,8 @@ class RedundantSchedule(Schedule):
             await proc.ended.wait()
             await trio.sleep(p.duration)
             await world.start_supervisor(proc.name)
+        elif p.kind == "sup-crash":
+            proc.kill()
         elif p.kind == "sup-pause":
             proc.pause()
             await trio.sleep(p.duration)
@@ -492,7 +522,7 @@ class RedundantSchedule(Schedule):
         if not f.acting:
             return []
         later = [(t, pid, e) for t, pid, e in self.world.takes if t >= f.at]
-        lost = f.kind == "sup-kill" or (
+        lost = f.kind in ("sup-kill", "sup-crash") or (
             f.kind in ("sup-pause", "sup-db-cut") and f.duration >= SUP_TTL
         )
         survived = f.kind == "sup-partition" or (

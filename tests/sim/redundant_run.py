@@ -2,7 +2,8 @@
 
 ``python -m tests.sim.redundant_run --seed 7`` replays schedule 7 alone (``--trace``
 prints its trace); ``python -m tests.sim.redundant_run --schedules 500 --seed 1`` runs
-seeds 1 to 500 over two worker processes and prints the violations and a summary.
+seeds 1 to 500 over two worker processes and prints the violations and a summary;
+``--supervisors 3`` runs three supervisors (``scs-a``, ``scs-b``, ``scs-c``), not two.
 Every schedule is decided by its seed alone, as those of :mod:`tests.sim.run`.
 """
 
@@ -17,7 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from .redundant import RedundantSchedule, RedundantWorld, judge_redundant
+from .redundant import SUPERVISORS, RedundantSchedule, RedundantWorld, judge_redundant
 from .schedule import Planned
 from .system import installation
 from .world import World, run_world
@@ -45,11 +46,17 @@ def replay_line(seed: int) -> str:
 
 
 def run_redundant(
-    seed: int, *, trace: bool = False, planned: list[Planned] | None = None
+    seed: int,
+    *,
+    trace: bool = False,
+    planned: list[Planned] | None = None,
+    supervisors: int = len(SUPERVISORS),
 ) -> RedundantOutcome:
-    """Run redundant schedule ``seed`` (or ``planned``'s faults) and judge it."""
+    """Run redundant schedule ``seed`` (or ``planned``'s faults) with ``supervisors``
+    supervisor processes (``scs-a``, ``scs-b``, ...) and judge it."""
     files, template = installation()
-    world = RedundantWorld(seed, files, template)
+    names = tuple(f"scs-{chr(ord('a') + i)}" for i in range(supervisors))
+    world = RedundantWorld(seed, files, template, names)
     schedule = RedundantSchedule(world, planned)
 
     async def scenario(_world: World) -> None:
@@ -71,8 +78,11 @@ def run_redundant(
     )
 
 
+_SUPERVISORS = [len(SUPERVISORS)]  # --supervisors, for the worker processes (forked)
+
+
 def _one(seed: int) -> RedundantOutcome:
-    outcome = run_redundant(seed)
+    outcome = run_redundant(seed, supervisors=_SUPERVISORS[0])
     if not outcome.violations:
         outcome.trace = ""
     return outcome
@@ -95,9 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--schedules", type=int, default=1, help="how many schedules")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--trace", action="store_true", help="print the trace of one schedule")
+    parser.add_argument("--supervisors", type=int, default=len(SUPERVISORS), help="how many")
     args = parser.parse_args(argv)
+    _SUPERVISORS[0] = args.supervisors
     if args.schedules == 1:
-        outcome = run_redundant(args.seed, trace=args.trace)
+        outcome = run_redundant(args.seed, trace=args.trace, supervisors=args.supervisors)
         if outcome.trace:
             print(outcome.trace)
         for v in outcome.violations:
