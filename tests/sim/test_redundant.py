@@ -27,6 +27,7 @@ import pytest
 
 import scs.election
 import scs.redundancy
+from scs.supervisor_lease import SupervisorLease
 
 from .redundant import REPLACED_BOUND, SHORT, SUP_TTL
 from .redundant_run import replay_line, run_redundant
@@ -90,6 +91,17 @@ def test_the_new_active_finishes_the_failover_when_the_old_one_died_with_the_pri
         assert outcome.trace.count(" 40108 ") >= 2  # the backup and the proxy adopted
 
 
+def test_after_a_take_over_the_new_actives_commands_carry_its_epoch() -> None:
+    """scs-a killed, scs-b takes the lease at epoch 2; the primary killed later: the
+    promotion and the proxy's redirection are admitted at epoch 2, from scs-b."""
+    faults = [Planned(0.5, "sup-kill", "active", 3.0), Planned(3.5, "kill", "primary")]
+    outcome = run_redundant(5, trace=True, planned=faults)
+    assert outcome.violations == [], outcome.violations
+    admitted = [line for line in outcome.trace.splitlines() if " 20125 " in line]
+    assert any("'switch-to-primary' from scs-b:" in line for line in admitted), admitted
+    assert all(line.endswith("admitted at supervisor epoch 2") for line in admitted), admitted
+
+
 def test_it_catches_a_supervisor_acting_past_its_lease(monkeypatch: pytest.MonkeyPatch) -> None:
     """Mutation check: the election's stop-acting instant one second after the lease's
     end (not ``margin`` before it): the sampler sees both supervisors act."""
@@ -108,3 +120,18 @@ def test_it_catches_a_supervisor_acting_past_its_lease(monkeypatch: pytest.Monke
     monkeypatch.setattr(scs.redundancy, "Election", namespace["Election"])
     outcome = run_redundant(4, planned=[Planned(0.5, "sup-db-cut", "active", 3.5, mode="refuse")])
     assert any("act at once" in v for v in outcome.violations), outcome.violations
+
+
+def test_it_catches_commands_at_another_supervisors_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mutation check: a supervisor whose commands carry the epoch before its own (the
+    last active's): the servers admit them (they saw no newer), and the judge names
+    the command whose epoch another process took."""
+    real = SupervisorLease.epoch_now
+
+    def one_behind(self: SupervisorLease) -> int:
+        return max(1, real(self) - 1)
+
+    monkeypatch.setattr(SupervisorLease, "epoch_now", one_behind)
+    faults = [Planned(0.5, "sup-kill", "active", 3.0), Planned(3.5, "kill", "primary")]
+    outcome = run_redundant(5, planned=faults)
+    assert any("the epoch was taken by pid" in v for v in outcome.violations), outcome.violations
