@@ -10,11 +10,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TextIO, cast
 
 import trio
 import typer
@@ -93,13 +94,14 @@ async def _supervise(settings: ScsSettings, json_log: bool, name: str | None = N
     console = Console(stderr=False)
     log = EventLog(
         "scs",
-        sys.stderr,
+        cast("TextIO", _Stderr()) if live_view else sys.stderr,
         verbose=settings.verbose,
         json_lines=json_log,
         color=sys.stderr.isatty() and not json_log,
     )
     sup = Supervisor(settings, log, name=name)
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    # SIGHUP (the terminal closed) stops as SIGTERM does: nothing is left orphaned.
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(sup.run)
             if settings.control_port is not None:
@@ -117,9 +119,25 @@ async def _supervise(settings: ScsSettings, json_log: bool, name: str | None = N
                 break
 
 
+class _Stderr(io.TextIOBase):
+    """``sys.stderr`` as it is at each write: inside rich's ``Live``, its proxy."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.__stderr__ is not None and sys.__stderr__.isatty()
+
+
 async def _live(sup: Supervisor, console: Console) -> None:
     interval = sup.settings.status_interval
-    with Live(_table(sup), console=console, refresh_per_second=4) as live:
+    # The event log's lines go through Live's stderr proxy (when stderr is this terminal
+    # too), printed above the table instead of under it, where each refresh erased them.
+    redirect = sys.stderr.isatty()
+    with Live(_table(sup), console=console, refresh_per_second=4, redirect_stderr=redirect) as live:
         while True:
             with trio.move_on_after(interval):
                 await sup.changed.wait()
