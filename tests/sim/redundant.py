@@ -34,8 +34,10 @@ those of shared/docs/design.md, "The supervisor is fenced too"
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,8 @@ from unittest import mock
 
 import trio
 
+from addp.transport import current_network
+from confserv.client.session import ManagementClient
 from confserv.logs import events as cs_events
 from confserv.logs.catalog import LogEvent
 from confserv.store.instance import Instance
@@ -342,9 +346,17 @@ class RedundantSchedule(Schedule):
 
     world: RedundantWorld
 
-    def __init__(self, world: RedundantWorld, planned: list[Planned] | None = None) -> None:
+    def __init__(
+        self,
+        world: RedundantWorld,
+        planned: list[Planned] | None = None,
+        trap: tuple[str, float] | None = None,
+    ) -> None:
         chosen = plan_redundant(random.Random(world.seed)) if planned is None else planned
         super().__init__(world, chosen)
+        #: ``(ManagementClient method, seconds)``: :func:`pause_at_command` for the run.
+        self.trap = trap
+        self.trapped: list[str] = []
         self.overlaps: list[str] = []
         self.twice: list[str] = []
         self.healthy_at: float | None = None
@@ -358,13 +370,16 @@ class RedundantSchedule(Schedule):
 
     async def run(self) -> None:
         """The schedule, with the sampler beside it and the liveness check after the heal."""
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            nursery.start_soon(self._sampler)
-            await super().run()
-            if self.healed_at:
-                await self._liveness_done.wait()
-            nursery.cancel_scope.cancel()
+        with contextlib.ExitStack() as stack:
+            if self.trap is not None:
+                self.trapped = stack.enter_context(pause_at_command(self.world, *self.trap))
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._sampler)
+                await super().run()
+                if self.healed_at:
+                    await self._liveness_done.wait()
+                nursery.cancel_scope.cancel()
 
     def _heal(self) -> None:
         super()._heal()
@@ -434,10 +449,13 @@ class RedundantSchedule(Schedule):
         return proc if proc is not None and not proc.killed else None
 
     async def _inject(self, p: Planned) -> None:
-        if not p.kind.startswith("sup-") and p.kind != "db-latency":
+        if not p.kind.startswith("sup-") and p.kind not in ("db-latency", "hold"):
             await super()._inject(p)
             return
         world = self.world
+        if p.kind == "hold":  # no fault: the heal waits for it (a trap's pause lasts)
+            await trio.sleep(p.duration)
+            return
         if p.kind == "db-latency":
             self.record.faults.append(
                 Fault(p.kind, f"{p.label} {p.delay:.3f} s", trio.current_time(), p.duration, None)
@@ -552,3 +570,30 @@ def judge_redundant(schedule: RedundantSchedule) -> list[str]:
     from .verdict import judge
 
     return judge(schedule) + schedule.judge_supervisors()
+
+
+@contextlib.contextmanager
+def pause_at_command(world: RedundantWorld, method: str, seconds: float) -> Iterator[list[str]]:
+    """The first supervisor to call ``ManagementClient.<method>`` is paused (SIGSTOP) right
+    then, its epoch read and its bytes not yet sent, and resumed ``seconds`` later: a
+    command on its way across a take-over. Yields the list the trapped process is put in."""
+    real = getattr(ManagementClient, method)
+    trapped: list[str] = []
+
+    async def trap(self: ManagementClient, *args: Any, **kwargs: Any) -> Any:
+        net = current_network()
+        name = getattr(net, "name", "")
+        proc = world.alive(name) if name in world.names else None
+        if proc is not None and not trapped and world._nursery is not None:
+            trapped.append(f"{name}#{proc.pid}")
+            proc.pause()
+
+            async def resume() -> None:
+                await trio.sleep(seconds)
+                proc.resume()
+
+            world._nursery.start_soon(resume)
+        return await real(self, *args, **kwargs)
+
+    with mock.patch.object(ManagementClient, method, trap):
+        yield trapped

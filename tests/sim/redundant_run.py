@@ -38,6 +38,7 @@ class RedundantOutcome:
     admitted: int
     trace: str = ""
     kinds: set[str] = field(default_factory=set)
+    trapped: list[str] = field(default_factory=list)
 
 
 def replay_line(seed: int) -> str:
@@ -51,13 +52,16 @@ def run_redundant(
     trace: bool = False,
     planned: list[Planned] | None = None,
     supervisors: int = len(SUPERVISORS),
+    trap: tuple[str, float] | None = None,
 ) -> RedundantOutcome:
     """Run redundant schedule ``seed`` (or ``planned``'s faults) with ``supervisors``
-    supervisor processes (``scs-a``, ``scs-b``, ...) and judge it."""
+    supervisor processes (``scs-a``, ``scs-b``, ...) and judge it; ``trap``: the first
+    supervisor command of that ManagementClient method pauses its sender for that long
+    (:func:`tests.sim.redundant.pause_at_command`)."""
     files, template = installation()
     names = tuple(f"scs-{chr(ord('a') + i)}" for i in range(supervisors))
     world = RedundantWorld(seed, files, template, names)
-    schedule = RedundantSchedule(world, planned)
+    schedule = RedundantSchedule(world, planned, trap)
 
     async def scenario(_world: World) -> None:
         await schedule.run()
@@ -75,6 +79,7 @@ def run_redundant(
         len(world.admitted),
         trace=world.dump(100_000) if trace or violations else "",
         kinds={f.kind for f in schedule.record.faults},
+        trapped=schedule.trapped,
     )
 
 

@@ -135,3 +135,18 @@ def test_it_catches_commands_at_another_supervisors_epoch(monkeypatch: pytest.Mo
     faults = [Planned(0.5, "sup-kill", "active", 3.0), Planned(3.5, "kill", "primary")]
     outcome = run_redundant(5, planned=faults)
     assert any("the epoch was taken by pid" in v for v in outcome.violations), outcome.violations
+
+
+@pytest.mark.parametrize("seconds", [1.6, 1.95, 2.2, 3.5])
+def test_a_command_stopped_on_its_way_across_a_take_over_is_judged(seconds: float) -> None:
+    """The active decides a failover and is stopped (SIGSTOP) with its promotion's epoch
+    read and its bytes not yet sent, for ``seconds``: shorter than its lease's margin,
+    the promotion lands while epoch 1 is still valid; longer, the lease goes to a
+    newer epoch (scs-b's, or scs-a's own again) and the stale promotion never lands
+    after a newer epoch's command on that server (its link was lost meanwhile, or it
+    is refused). The pair serves after the heal either way."""
+    faults = [Planned(0.5, "kill", "primary"), Planned(0.4, "hold", "", 5.0)]
+    outcome = run_redundant(5, planned=faults, trap=("switch_to_primary", seconds))
+    assert outcome.trapped, "the trap was not reached"
+    assert outcome.violations == [], outcome.violations
+    assert outcome.takeovers == (1 if seconds < 1.75 else 2)
