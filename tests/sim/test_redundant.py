@@ -150,3 +150,11 @@ def test_a_command_stopped_on_its_way_across_a_take_over_is_judged(seconds: floa
     assert outcome.trapped, "the trap was not reached"
     assert outcome.violations == [], outcome.violations
     assert outcome.takeovers == (1 if seconds < 1.75 else 2)
+
+
+def test_three_supervisors_hold_every_invariant() -> None:
+    """scs-a, scs-b and scs-c: the same judge, a few seeds (more with
+    ``python -m tests.sim.redundant_run --supervisors 3 --schedules N``)."""
+    for seed in range(1, 6):
+        outcome = run_redundant(seed, supervisors=3)
+        assert outcome.violations == [], f"seed {seed}:\n" + "\n".join(outcome.violations)
