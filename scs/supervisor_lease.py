@@ -22,13 +22,11 @@ from __future__ import annotations
 import math
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from confserv.logs.eventlog import EventLog
-from confserv.store.base import ConfigStore
-from confserv.store.engines import open_store
 from confserv.store.instance import Instance
 from confserv.store.leases import (
     Holder,
@@ -51,6 +49,9 @@ from .election import (
 )
 from .launcher import NotActingError
 from .redundancy import RedundancySpec
+
+if TYPE_CHECKING:
+    from confserv.store.base import ConfigStore
 
 __all__ = ["SupervisorLease", "SupervisorNameTakenError"]
 
@@ -209,6 +210,9 @@ class SupervisorLease:
 
     async def _keep_store(self, *, task_status: trio.TaskStatus[None]) -> None:
         """Keep the database open; while it cannot be opened, every ask is unreachable."""
+        # (imported here: the store's tables cost SQLAlchemy, which `scs status` never needs)
+        from confserv.store.engines import open_store
+
         started = False
         while True:
             try:

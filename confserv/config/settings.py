@@ -37,7 +37,7 @@ from .bounds import (  # security helper A
     object_size_limit,
     parse_bounds,
 )
-from .dbhosts import HostListError, parse_db_hosts
+from .database import DATABASE_OPTIONS, DatabaseSettings, parse_database
 from .format import ConfigError, Section, read_sections
 from .permissions import warn_if_exposed
 from .tls import TLS_OPTIONS, TlsSettings, parse_tls
@@ -58,7 +58,6 @@ __all__ = [
     "read_sections",
 ]
 
-_Engine = Literal["sqlite", "postgre"]
 _Verbose = Literal["all", "debug", "trace", "interaction", "standard", "none"]
 _Mode = Literal["master", "proxy"]
 
@@ -93,23 +92,6 @@ SERVER_OPTIONS: frozenset[str] = frozenset(
     }
 )
 
-#: Options of the Configuration Database section (the one ``server`` names).
-DATABASE_OPTIONS: frozenset[str] = frozenset(
-    {
-        "dbengine",
-        "dbserver",
-        "host",
-        "port",
-        "dbname",
-        "username",
-        "password",
-        "server",  # in Genesys' sample; accepted and not used
-        "reconnect-timeout",
-        "response-timeout",
-        "connect-timeout",  # multihost helper P: per server of the host list
-    }
-)
-
 #: Options of ``[log]``.
 LOG_OPTIONS: frozenset[str] = frozenset(
     {
@@ -128,9 +110,6 @@ HISTORY_OPTIONS: frozenset[str] = frozenset(
     }
 )
 
-_ENGINES: dict[str, _Engine] = {"sqlite": "sqlite", "postgre": "postgre"}
-#: Engines Genesys supports and this project does not.
-_UNSUPPORTED_ENGINES = frozenset({"mssql", "oracle", "db2"})
 _VERBOSE: dict[str, _Verbose] = {
     "all": "all",
     "debug": "debug",
@@ -151,48 +130,6 @@ _BOOLEANS: dict[str, bool] = {
     "0": False,
 }
 _STREAMS = frozenset({"stdout", "stderr"})
-_SQLITE_IN_MEMORY = ":memory:"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DatabaseSettings:
-    """The Configuration Database section (the one the server's ``server`` option names).
-
-    Attributes:
-        section: The section's name, e.g. ``dbserver``.
-        engine: ``dbengine``: ``sqlite`` or ``postgre``.
-        host: The DBMS host: ``dbserver``, else ``host``, else ``127.0.0.1``; for
-            PostgreSQL a list of servers too (``a:5432, b:5432``, see
-            :mod:`~.dbhosts`): the one that accepts writes is used.
-        port: ``port`` of the DBMS, or None for the engine's default (5432):
-            the port of the entries of ``host`` that give none.
-        dbname: ``dbname``. For sqlite the database file, made absolute against
-            the configuration file's directory (``:memory:`` is kept as is).
-        username: ``username`` (required for postgre).
-        password: ``password``.
-        reconnect_timeout: ``reconnect-timeout``, seconds between attempts to
-            reach a database that went away.
-        response_timeout: ``response-timeout``, seconds a database request may take.
-        connect_timeout: ``connect-timeout``, seconds one server of ``host`` may
-            take to accept a connection (and, once connected, to acknowledge
-            what is sent to it) before it counts as unreachable.
-    """
-
-    section: str
-    engine: _Engine
-    host: str = "127.0.0.1"
-    port: int | None = None
-    dbname: str
-    username: str = ""
-    password: str = ""
-    reconnect_timeout: float = 10.0
-    response_timeout: float = 600.0
-    connect_timeout: float = 5.0
-
-    @property
-    def addresses(self) -> tuple[tuple[str, int], ...]:
-        """``(host, port)`` of every server ``host`` lists (HostListError if it is bad)."""
-        return parse_db_hosts(self.host, self.port)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -423,51 +360,6 @@ def load_server_settings(file: Path | str, section: str) -> ServerSettings:
         advertise_management_port=own.port("advertise-management-port"),
         no_default_access=own.choice("no-default-access", _BOOLEANS, False),
         **parse_bounds(own),  # security helper A
-    )
-
-
-def parse_database(db: Section, base: Path) -> DatabaseSettings:
-    """Check a Configuration Database section (also ``scs.conf``'s ``[scs] database``)."""
-    db.check_known(DATABASE_OPTIONS)
-    text = db.text("dbengine")
-    if text is None:
-        raise db.error("dbengine", "missing (use sqlite or postgre)")
-    word = text.lower()
-    if word in _UNSUPPORTED_ENGINES:
-        raise db.error("dbengine", f"{text!r} is not supported (use sqlite or postgre)")
-    if word not in _ENGINES:
-        raise db.error("dbengine", f"{text!r} is not a database engine (use sqlite or postgre)")
-    engine = _ENGINES[word]
-    dbname = db.text("dbname")
-    if dbname is None:
-        what = "the database file" if engine == "sqlite" else "the database name"
-        raise db.error("dbname", f"missing ({what})")
-    if engine == "sqlite" and dbname != _SQLITE_IN_MEMORY:
-        dbname = str((base / dbname).resolve())
-    username = db.text("username")
-    if username is None and engine == "postgre":
-        raise db.error("username", "missing (postgre needs a user name)")
-    host_option = "dbserver" if db.text("dbserver") else "host"
-    host, port = db.text(host_option) or "127.0.0.1", db.port("port")
-    if engine == "sqlite" and "," in host:
-        raise db.error(host_option, "lists several servers, but sqlite is one file (postgre?)")
-    try:
-        if engine == "postgre":
-            parse_db_hosts(host, port)
-    except HostListError as exc:
-        raise db.error(host_option, str(exc)) from None
-    response_timeout = db.seconds("response-timeout", 600.0, low=1.0, high=86400.0)
-    return DatabaseSettings(
-        section=db.name,
-        engine=engine,
-        host=host,
-        port=port,
-        dbname=dbname,
-        username=username or "",
-        password=db.text("password") or "",
-        reconnect_timeout=db.seconds("reconnect-timeout", 10.0, low=0.1, high=3600.0),
-        response_timeout=response_timeout,
-        connect_timeout=db.seconds("connect-timeout", 5.0, low=0.1, high=response_timeout),
     )
 
 
