@@ -26,8 +26,9 @@ those of shared/docs/design.md, "The supervisor is fenced too"
    process: the one that logged 40701 for that epoch (the sender is told by
    the connection the command came on);
 2. at most one supervisor acts (``Supervisor.acting``) at any sampled instant;
-3. no server section has two live processes at once, and every launcher
-   action is taken by a supervisor acting at that instant;
+3. no server section has two live processes at once (the host's launcher
+   refuses actions of a supervisor not acting as they are carried out, as an
+   agent does, and counts them: :meth:`RedundantSchedule.refused_at_host`);
 4. liveness: from the heal, within :data:`TAKEOVER_BOUND`, exactly one
    supervisor acts and the pair is healthy (a primary, a backup, the proxy).
 """
@@ -157,6 +158,8 @@ class OneCopyLauncher(SimLauncher):
         self.supervisor: Supervisor | None = None
 
     def _acting(self, action: str, server: str) -> bool:
+        """Whether this supervisor acts as ``action`` is carried out (recorded either way:
+        a refusal here is one an own-host launcher, with no agent to refuse it, lacks)."""
         sup = self.supervisor
         acting = sup is not None and sup.acting
         self.rworld.launched.append(
@@ -168,12 +171,11 @@ class OneCopyLauncher(SimLauncher):
         """Start ``name`` unless the host runs it already (then its pid, as AlreadyRunningError)."""
         if not await self._running():
             raise LaunchError("the supervisor is dead")
-        if self.supervisor is None or not self.supervisor.acting:
+        if not self._acting("start", name):
             raise NotActingError("refused at the host: not the acting supervisor")
         for proc in list(self.world.by_pid.values()):
             if proc.name == name and not proc.gate.dead:
                 raise AlreadyRunningError(f"{name} runs already as pid {proc.pid}", proc.pid)
-        self._acting("start", name)
         proc = await self.world.spawn_command(name, argv)
         self._watched[name, proc.pid] = proc
         return proc.pid
@@ -182,19 +184,16 @@ class OneCopyLauncher(SimLauncher):
         """SIGKILL, if this supervisor acts (else NotActingError, as an agent refuses)."""
         if self.owner.gate.dead:
             return
-        if self.supervisor is None or not self.supervisor.acting:
+        if not self._acting("kill", name):
             raise NotActingError("refused at the host: not the acting supervisor")
-        self._acting("kill", name)
         super().kill(name, pid)
 
     async def terminate(self, name: str, pid: int, timeout: float) -> None:
         """SIGTERM (then SIGKILL), if this supervisor acts as it is carried out."""
         if not await self._running():
             return
-        if self.supervisor is None or not self.supervisor.acting:
-            return
-        self._acting("terminate", name)
-        await super().terminate(name, pid, timeout)
+        if self._acting("terminate", name):
+            await super().terminate(name, pid, timeout)
 
 
 class RedundantWorld(World):
@@ -523,13 +522,17 @@ class RedundantSchedule(Schedule):
                 )
             if a.epoch == 0:
                 found.append(f"{a.server} admitted '{a.command}' at supervisor epoch 0")
-        found += [
-            f"{w.at:.3f} s: the launcher of pid {w.supervisor} did '{w.action}' of {w.server} "
-            "while that supervisor did not act"
-            for w in world.launched
+        return found + self._judge_takeover()
+
+    def refused_at_host(self) -> list[str]:
+        """The launcher actions refused because their supervisor no longer acted when they
+        were carried out (its epoch read before a pause): not a violation here (the host
+        refuses, as an agent does), but what an own-host launcher would have done."""
+        return [
+            f"{w.at:.3f} s: '{w.action}' of {w.server} by pid {w.supervisor}, not acting"
+            for w in self.world.launched
             if not w.acting
         ]
-        return found + self._judge_takeover()
 
     def _judge_takeover(self) -> list[str]:
         """One supervisor fault alone: the active lost is replaced within REPLACED_BOUND;

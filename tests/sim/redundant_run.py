@@ -39,6 +39,7 @@ class RedundantOutcome:
     trace: str = ""
     kinds: set[str] = field(default_factory=set)
     trapped: list[str] = field(default_factory=list)
+    refused_at_host: list[str] = field(default_factory=list)
 
 
 def replay_line(seed: int) -> str:
@@ -80,6 +81,7 @@ def run_redundant(
         trace=world.dump(100_000) if trace or violations else "",
         kinds={f.kind for f in schedule.record.faults},
         trapped=schedule.trapped,
+        refused_at_host=schedule.refused_at_host(),
     )
 
 
@@ -124,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{outcome.takeovers} supervisor epochs, {outcome.admitted} commands admitted, "
             f"{outcome.failovers} failovers, healthy {outcome.healthy_after} s after the heal, "
             f"active replaced in {outcome.replaced_in} s, "
+            f"{len(outcome.refused_at_host)} refused at the host, "
             f"{len(outcome.violations)} violations"
         )
         return 1 if outcome.violations else 0
@@ -132,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     kinds: collections.Counter[str] = collections.Counter()
     healthy: list[float] = []
     replaced: list[float] = []
-    admitted = 0
+    admitted = refused = 0
     for outcome in outcomes(list(range(args.seed, args.seed + args.schedules)), args.workers):
         kinds.update(outcome.kinds)
         if outcome.healthy_after is not None:
@@ -140,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         if outcome.replaced_in is not None:
             replaced.append(outcome.replaced_in)
         admitted += outcome.admitted
+        for line in outcome.refused_at_host:
+            refused += 1
+            print(f"seed {outcome.seed}: refused at the host: {line}")
         if outcome.violations:
             bad += 1
             print(f"seed {outcome.seed}: {outcome.violations[0]} ({replay_line(outcome.seed)})")
@@ -147,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.schedules} schedules in {time.monotonic() - started:.0f} s, {bad} with "
         f"violations; faults {dict(sorted(kinds.items()))}; healthy after the heal within "
         f"{max(healthy, default=0):.2f} s (worst); {admitted} supervisor commands admitted; "
+        f"{refused} launcher actions refused at the host (their supervisor no longer acted); "
         f"a lost active replaced in {len(replaced)} one-fault schedules within "
         f"{min(replaced, default=0):.2f}-{max(replaced, default=0):.2f} s"
     )
