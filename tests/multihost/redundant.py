@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.helpers.system import BIN
 from tests.multihost.system import (
     ADDP_TIMEOUT,
     LEASE_TTL,
@@ -38,6 +39,8 @@ from tests.multihost.system import (
     SUPERVISOR_RETRY,
     SUPERVISOR_TTL,
     MultiHost,
+    healthy,
+    primary_of,
 )
 
 _SERVER = re.compile(
@@ -166,6 +169,16 @@ def boot_supervisor(system: MultiHost, host: str, timeout: float = 20.0) -> None
         if time.monotonic() > deadline:
             raise TimeoutError(f"scs on {host} keeps exiting:\n{system.log_tail()}")
         time.sleep(0.5)
+
+
+def switchover(system: MultiHost, host: str, pair: str = "confserv") -> str:
+    """``scs switchover PAIR`` through the supervisor on ``host``; once healthy with the
+    old primary backup, the new primary."""
+    old = primary_of(system.wait_status(healthy, timeout=60))
+    argv = [str(BIN / "scs"), "switchover", pair, "-f", str(system.scs_conf_of(host))]
+    system.bed.run(host, argv, timeout=60)
+    rows = system.wait_status(lambda r: healthy(r) and r[old]["role"] == "backup", timeout=60)
+    return primary_of(rows)
 
 
 class TwiceWatch:

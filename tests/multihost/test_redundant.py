@@ -42,6 +42,7 @@ from tests.multihost.redundant import (
     check_admissions,
     supervisor,
     supervisor_lease,
+    switchover,
     wait_mode,
 )
 from tests.multihost.system import (
@@ -176,9 +177,10 @@ def test_an_active_cut_off_stops_acting_and_the_standby_takes_over(system: Multi
     active = system.active_host()
     assert active is not None
     standby = next(h for h in SUPERVISOR_HOSTS if h != active)
+    old_epoch = supervisor(system, active)["epoch"]
+    switchover(system, active)  # role commands at the old supervisor epoch
     rows = system.wait_status(healthy)
     pids = {s: system.server_pid(s) for s in rows}
-    old_epoch = supervisor(system, active)["epoch"]
     fault = time.time()
     for host in ("A", "B", "C", "D", "E"):  # the agents' and the database's hosts
         system.bed.partition(active, host)
@@ -199,9 +201,15 @@ def test_an_active_cut_off_stops_acting_and_the_standby_takes_over(system: Multi
     assert {s: system.server_pid(s) for s in after} == pids
     assert not system.logged(40101, since=fault), system.log_tail()
     assert not system.logged(40306, since=fault), "a healthy pair was failed over"
+    switchover(system, standby)  # and at the new one, while the old active is cut off
     system.bed.heal_all()
     healed = time.time()
     wait_mode(system, active, "standby", timeout=30)
     assert not system.logged(40701, since=healed, host=active)
     _judge(system, [Fault("partition", f"scs-{active}", fault, healed - fault)])
     assert {s: system.server_pid(s) for s in rows} == pids
+    # The checker had something to judge: the servers admitted role commands at both
+    # epochs, each from its own supervisor's host.
+    by_epoch = {(a.epoch, a.peer) for a in admissions(system) if a.target.startswith("server ")}
+    assert (old_epoch, system.bed.address(active)) in by_epoch, by_epoch
+    assert (old_epoch + 1, system.bed.address(standby)) in by_epoch, by_epoch
