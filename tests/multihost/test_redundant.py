@@ -28,6 +28,9 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 
@@ -213,3 +216,38 @@ def test_an_active_cut_off_stops_acting_and_the_standby_takes_over(system: Multi
     by_epoch = {(a.epoch, a.peer) for a in admissions(system) if a.target.startswith("server ")}
     assert (old_epoch, system.bed.address(active)) in by_epoch, by_epoch
     assert (old_epoch + 1, system.bed.address(standby)) in by_epoch, by_epoch
+
+
+# -- the admissions checker itself (no bed needed) -------------------------------------
+
+
+def test_the_admissions_checker_reads_both_logs_and_finds_each_violation(tmp_path: Path) -> None:
+    for host in ("A", "B", "C"):
+        (tmp_path / host).mkdir()
+    (tmp_path / "A" / "confserv.log").write_text(
+        "10:00:00.000 Std 20125 Management command 'switch-to-backup' from 198.18.0.7:4000 "
+        "admitted at supervisor epoch 3\n"
+        "10:00:01.000 Std 20125 Management command 'switch-to-primary' from 198.18.0.8:4001 "
+        "admitted at supervisor epoch 3\n"  # epoch 3 from a second supervisor host
+        "10:00:02.000 Std 20125 Management command 'switch-to-backup' from 198.18.0.8:4001 "
+        "admitted at supervisor epoch 4\n"
+    )
+    (tmp_path / "lca-B.log").write_text(
+        "10:00:00.500 start of backup from 198.18.0.8:5000 admitted at supervisor epoch 4\n"
+        "10:00:03.000 stop of backup from 198.18.0.7:5001 admitted at supervisor epoch 3\n"
+    )
+    system = cast("MultiHost", SimpleNamespace(tmp=tmp_path, agents={"B": None}))
+    found = admissions(system)
+    assert [(a.target, a.peer, a.epoch) for a in found] == [
+        ("server confserv", "198.18.0.7", 3),
+        ("server confserv", "198.18.0.8", 3),
+        ("server confserv", "198.18.0.8", 4),
+        ("agent B", "198.18.0.8", 4),
+        ("agent B", "198.18.0.7", 3),
+    ]
+    violations = check_admissions(found)
+    assert len(violations) == 2, violations
+    assert "supervisor epoch 3: commands admitted from 2 supervisor hosts" in violations[0]
+    assert "agent B admitted 'stop backup' from 198.18.0.7 at supervisor epoch 3" in violations[1]
+    # One supervisor per epoch, epochs rising at every target: nothing to report.
+    assert check_admissions([found[0], found[2], found[3]]) == []
