@@ -45,7 +45,10 @@ LAYERS: dict[str, frozenset[str]] = {
     "client": frozenset({"wire"}),
     "core": frozenset({"wire", "logs", "config", "model", "store"}),
     "ha": frozenset({"wire", "logs", "config", "model", "store", "client", "core"}),
-    "server": frozenset({"wire", "logs", "config", "model", "store", "client", "core", "ha"}),
+    "http": frozenset({"wire", "logs", "core"}),
+    "server": frozenset(
+        {"wire", "logs", "config", "model", "store", "client", "core", "ha", "http"}
+    ),
     "admin": frozenset({"wire", "logs", "config", "model", "store", "client", "core"}),
 }
 
@@ -66,6 +69,7 @@ PURE = (
     "lca.protocol",
     "lca.core",
     "confserv.core.supervisor_fence",
+    "confserv.http.probe",
     "confserv.ha.roles",
     "confserv.ha.membership",
     "confserv.ha.follower",

@@ -87,6 +87,8 @@ SERVER_OPTIONS: frozenset[str] = frozenset(
         "max-object-size",
         # access control: new Persons start with no rights (compared between the pair)
         "no-default-access",
+        # HTTP for machines: /primary, /backup, /health, /metrics (issue 15)
+        "http-port",
         *TLS_OPTIONS,  # security helper T: encryption = true and its certificates
         *OPTION_NAMES,  # protocol, addp-timeout, addp-remote-timeout, addp-trace
     }
@@ -241,6 +243,8 @@ class ServerSettings:
     lease_renew: float
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
     listen_address: str = "127.0.0.1"
+    #: ``http-port``: the health and metrics port (on ``listen-address``); None: none.
+    http_port: int | None = None
     advertise_host: str | None = None
     advertise_port: int | None = None
     advertise_management_port: int | None = None
@@ -355,6 +359,7 @@ def load_server_settings(file: Path | str, section: str) -> ServerSettings:
             what="a size in bytes",
         ),
         listen_address=own.text("listen-address") or "127.0.0.1",
+        http_port=own.port("http-port"),
         advertise_host=own.text("advertise-host"),
         advertise_port=own.port("advertise-port"),
         advertise_management_port=own.port("advertise-management-port"),

@@ -52,6 +52,14 @@ class Runtime:
     options: dict[str, str] | None = None
     #: The operator's reload from the database (``cfgctl reload``), on a master.
     reload: Callable[[str], Awaitable[dict[str, Any]]] | None = None
+    #: A backup: the primary it follows while its stream is up (None: not following).
+    following: str | None = None
+    #: A backup: when (trio clock) the primary's stream last said it was up to date.
+    replicated_at: float | None = None
+    #: Times this process became primary.
+    promotions: int = 0
+    #: Told how long each write took, seconds (the metrics' histogram; else nothing).
+    write_observed: Callable[[float], None] = field(default=lambda _seconds: None)
     #: Holds back the answers to wrong management secrets, per source.
     secret_tarpit: SecretTarpit = field(init=False)
 
@@ -65,6 +73,8 @@ class Runtime:
 
     def set_role(self, role: str) -> None:
         """Change the role and wake everyone waiting on ``role_changed``."""
+        if role == "primary" and self.role != "primary":
+            self.promotions += 1
         self.role = role
         old, self.role_changed = self.role_changed, trio.Event()
         old.set()
@@ -87,6 +97,7 @@ class Runtime:
             "alarms": [f"{event_id:05d} {text}" for event_id, text in sorted(self.alarms.items())],
             "lease_ttl": self.lease_ttl,
             "engine": self.engine,
+            "following": self.following,
         }
 
     def raise_alarm(self, event_id: int, text: str) -> bool:

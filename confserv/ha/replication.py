@@ -107,18 +107,25 @@ async def _stream(
     if answer.get("expired"):
         await svc.catch_up()
     follower.replicated(int(answer["serial"]), svc.last_serial, trio.current_time())
-    while True:
-        if follower.ack_due(trio.current_time()):  # acks go out on a busy stream too
-            with trio.fail_at(follower.ack_sent(trio.current_time())):
-                await m.session.request("ack", serial=svc.last_serial)
-            follower.ack_answered(trio.current_time())
-        deadline = follower.next_deadline()
-        assert deadline is not None  # streaming: the next ack is always scheduled
-        with trio.move_on_at(deadline):
-            push = await m.session.next_notification()
-            if "notify" in push:
-                await _apply_all(rt, store, [Change.from_wire(push["notify"])])
-                follower.applied(svc.last_serial)
+    # following: what /backup and the replication-lag metric read
+    rt.following, rt.replicated_at = target.holder, trio.current_time()
+    try:
+        while True:
+            if follower.ack_due(trio.current_time()):  # acks go out on a busy stream too
+                with trio.fail_at(follower.ack_sent(trio.current_time())):
+                    await m.session.request("ack", serial=svc.last_serial)
+                follower.ack_answered(trio.current_time())
+                rt.replicated_at = trio.current_time()
+            deadline = follower.next_deadline()
+            assert deadline is not None  # streaming: the next ack is always scheduled
+            with trio.move_on_at(deadline):
+                push = await m.session.next_notification()
+                if "notify" in push:
+                    await _apply_all(rt, store, [Change.from_wire(push["notify"])])
+                    follower.applied(svc.last_serial)
+                    rt.replicated_at = trio.current_time()
+    finally:
+        rt.following = rt.replicated_at = None
 
 
 async def _read_lease(rt: Runtime, store: ConfigStore) -> Lease | None:

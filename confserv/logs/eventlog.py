@@ -29,7 +29,7 @@ __all__ = ["VERBOSITY", "EventLog", "Level", "LogEvent"]
 FIELD_LIMIT = 1000
 #: Events rate-limited besides alarms: refusals a peer can cause at will
 #: (registration refused, request refused, bad ADDP peer).
-LIMITED_IDS = frozenset({20112, 20113, 20115})
+LIMITED_IDS = frozenset({20112, 20113, 20115, 20127})
 
 
 class EventLog:

@@ -146,6 +146,8 @@ SUPERVISOR_COMMAND_ADMITTED = LogEvent(
     Level.STD,
     "Management command '{command}' from {peer} admitted at supervisor epoch {epoch}",
 )
+HTTP_LISTENING = LogEvent(20126, Level.STD, "HTTP health and metrics listening on {host}:{port}")
+HTTP_REFUSED = LogEvent(20127, Level.STD, "HTTP request from {peer} refused: {reason}")
 
 ALL_EVENTS: tuple[LogEvent, ...] = tuple(
     value for value in list(globals().values()) if isinstance(value, LogEvent)

@@ -8,6 +8,7 @@ subscriber too slow to keep up ends it.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import trio
@@ -124,7 +125,10 @@ class ClientSession:
                 self._actor = self.gate.actor()  # the Person's rights as they are now
             if op in _WRITE_OPS and self.sub is not None:
                 self._held = []  # the answer goes out before the notification of its change
+            started = time.perf_counter()
             answer = await getattr(self, "_op_" + op.replace("-", "_"))(msg, request_id)
+            if op in _WRITE_OPS:
+                self.rt.write_observed(time.perf_counter() - started)
         except PermissionDeniedError as exc:
             answer = error(request_id, exc)
             log_denied(self.rt.log, self.peer, msg.get("op") if isinstance(msg, dict) else "?", exc)

@@ -13,6 +13,10 @@ import addp
 import addp.transport
 from confserv.config.settings import ServerSettings
 from confserv.core.runtime import Runtime
+from confserv.http import probe
+from confserv.http.metrics import ServerMetrics
+from confserv.http.probe import Reply
+from confserv.http.server import serve_http
 from confserv.logs import events
 from confserv.logs.eventlog import EventLog
 
@@ -51,8 +55,9 @@ async def serve_ports(
         return await _serve_ports(rt, settings, nursery, pair)
     except OSError as exc:
         ports = f"port {settings.port}"
-        if settings.management_port is not None:
-            ports += f" or {settings.management_port}"
+        for extra in (settings.management_port, settings.http_port):
+            if extra is not None:
+                ports += f" or {extra}"
         raise StartRefusedError(
             f"cannot listen on {settings.listen_address} {ports}: {exc.strerror or exc} "
             "(is another process using it?)"
@@ -116,4 +121,26 @@ async def _serve_ports(
         )
         ports["management_port"] = listeners[0].socket.getsockname()[1]
         rt.log.emit(events.LISTENING, what="management", host=host, port=ports["management_port"])
+    if settings.http_port is not None:
+        ports["http_port"] = await serve_probes(rt, settings.http_port, host, nursery)
     return ports
+
+
+async def serve_probes(rt: Runtime, port: int, host: str, nursery: trio.Nursery) -> int:
+    """The health and metrics port (``http-port``): /primary, /backup, /health, /metrics."""
+    metrics = ServerMetrics(rt)
+
+    def handler(method: str, target: str) -> Reply:
+        return probe.answer(method, target, rt.status(), metrics.text)
+
+    def refused(peer: str, why: str) -> None:
+        rt.log.emit(events.HTTP_REFUSED, peer=peer, reason=why)
+
+    listeners = await nursery.start(
+        lambda task_status: serve_http(
+            handler, port, host=host, refused=refused, task_status=task_status
+        )
+    )
+    bound: int = listeners[0].socket.getsockname()[1]
+    rt.log.emit(events.HTTP_LISTENING, host=host, port=bound)
+    return bound
