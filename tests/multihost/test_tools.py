@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import debian
 from tests.multihost import tools
 from tests.multihost.tools import IptablesUnavailable, NetnsUnavailable, ensure_iptables
 
@@ -32,6 +33,7 @@ def fake_apt(tmp_path: Path, install: str) -> Path:
 def no_iptables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Programs are looked up in ``tmp_path`` only, as root."""
     monkeypatch.setattr(tools, "_SBIN_PATH", str(tmp_path))
+    monkeypatch.setattr(debian, "SBIN_PATH", str(tmp_path))  # where apt-get is looked up
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     return tmp_path
 

@@ -24,6 +24,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
+from tests.helpers.debian import APT_TIMEOUT, apt_install
+
 __all__ = [
     "APT_TIMEOUT",
     "PREFIX",
@@ -55,8 +57,6 @@ PREFIX = "cfgha"
 #: Signal-delivery rounds in :func:`kill_all` (a forking process may race us).
 KILL_ROUNDS = 20
 
-#: How long the one-time ``apt-get install iptables`` may take, in seconds.
-APT_TIMEOUT = 300.0
 #: How long one ``ip`` command may take.
 IP_TIMEOUT = 30.0
 _SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
@@ -126,29 +126,7 @@ def netns_pids(namespace: str) -> list[int]:
 
 def _apt_install() -> str:
     """Install Debian's ``iptables``; return the error line, ``""`` on success."""
-    apt = _which("apt-get")
-    if apt is None:
-        return "no apt-get to install it with"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    lock = ["-o", "DPkg::Lock::Timeout=120"]
-    install = [apt, *lock, "install", "-y", "--no-install-recommends", "iptables"]
-    for attempt in range(2):
-        try:
-            done = subprocess.run(
-                install, capture_output=True, text=True, timeout=APT_TIMEOUT, env=env, check=False
-            )
-        except subprocess.TimeoutExpired:
-            return f"apt-get install iptables took over {APT_TIMEOUT:g} s"
-        if done.returncode == 0:
-            return ""
-        lines = (done.stderr.strip() or done.stdout.strip()).splitlines() or ["no output"]
-        if attempt == 0 and "Unable to locate package" in done.stderr:
-            subprocess.run(
-                [apt, *lock, "update"], capture_output=True, timeout=APT_TIMEOUT, env=env
-            )
-            continue
-        return lines[-1]
-    return "apt-get could not find the iptables package"
+    return apt_install("iptables")
 
 
 def ensure_iptables() -> None:
