@@ -17,7 +17,9 @@ SIGSTOPped, its veth deleted, all SIGKILLed), SIGKILL, iptables DROP.
   before its lease can run out (the lease row's own expiry), the standby
   takes over adopting everything (nothing started), and once healed every
   supervisor epoch's commands came from one supervisor host, no target
-  admitted an older epoch after a newer one, no server ran twice.
+  admitted an older epoch after a newer one, no server ran twice;
+- last, PostgreSQL fails over (its primary killed, the standby promoted)
+  under both: the active supervisor stays active at its epoch.
 
 Each test ends with the chaos checker on the clients' record (every request
 answered, nothing acknowledged lost, one writer per epoch).
@@ -216,6 +218,26 @@ def test_an_active_cut_off_stops_acting_and_the_standby_takes_over(system: Multi
     by_epoch = {(a.epoch, a.peer) for a in admissions(system) if a.target.startswith("server ")}
     assert (old_epoch, system.bed.address(active)) in by_epoch, by_epoch
     assert (old_epoch + 1, system.bed.address(standby)) in by_epoch, by_epoch
+
+
+def test_a_database_failover_leaves_the_active_supervisor_active(system: MultiHost) -> None:
+    """Last (PostgreSQL stays on E): the supervisor lease's database fails over under
+    both supervisors; the active one's renewals reach the promoted standby in time."""
+    active = system.active_host()
+    assert active is not None
+    standby = next(h for h in SUPERVISOR_HOSTS if h != active)
+    epoch = supervisor(system, active)["epoch"]
+    fault = time.time()
+    system.pg.kill_primary()
+    system.pg.promote_standby()
+    system.wait_acks(3, since=time.time(), timeout=60)
+    time.sleep(SUPERVISOR_TTL)  # a whole lease after the failover
+    assert not system.logged(40703, since=fault, host=active), system.log_tail()
+    assert not system.logged(40701, since=fault, host=standby), system.log_tail()
+    info = wait_mode(system, active, "active")
+    assert info["epoch"] == epoch
+    assert supervisor_lease(system)["holder"] == f"scs-{active}"
+    _judge(system, [Fault("kill", "postgres-D", fault, time.time() - fault)])
 
 
 # -- the admissions checker itself (no bed needed) -------------------------------------
