@@ -72,6 +72,11 @@ class AgentLauncher:
         self._flush_wanted = trio.Event()  # kill() queued a message the socket did not take
 
     @property
+    def up(self) -> bool:
+        """Whether the link to the agent is up now."""
+        return self._up.is_set()
+
+    @property
     def where(self) -> str:
         """The agent, for messages."""
         return f"the agent of {self.identity} at {self.host}:{self.port}"

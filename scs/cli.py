@@ -25,6 +25,7 @@ from rich.table import Table
 
 from confserv.client.session import open_control
 from confserv.config.settings import ConfigError
+from confserv.http.server import serve_http
 from confserv.logs.eventlog import EventLog
 from confserv.store.leases import SupervisorNameTakenError
 from confserv.wire.errors import ConfServError, first_in_group
@@ -32,6 +33,7 @@ from confserv.wire.errors import ConfServError, first_in_group
 from . import events, lock
 from .config import ScsSettings, load_scs_settings
 from .control import serve_control
+from .metrics import SupervisorMetrics
 from .render import status_table, supervisor_title
 from .supervisor import Supervisor
 
@@ -106,6 +108,8 @@ async def _supervise(settings: ScsSettings, json_log: bool, name: str | None = N
             await nursery.start(sup.run)
             if settings.control_port is not None:
                 await nursery.start(serve_control, sup)
+            if settings.http_port is not None:
+                await nursery.start(serve_metrics, sup)
             if live_view:
                 nursery.start_soon(_live, sup, console)
             async for signum in signals:
@@ -130,6 +134,33 @@ class _Stderr(io.TextIOBase):
 
     def isatty(self) -> bool:
         return sys.__stderr__ is not None and sys.__stderr__.isatty()
+
+
+async def serve_metrics(
+    sup: Supervisor, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """``[scs] http-port``: /metrics and /status until cancelled; the port to ``task_status``."""
+    settings = sup.settings
+    wanted = settings.http_port
+    assert wanted is not None
+    metrics = SupervisorMetrics(sup)
+
+    def refused(peer: str, why: str) -> None:
+        sup.log.emit(events.HTTP_REFUSED, peer=peer, reason=why)
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            lambda task_status: serve_http(
+                metrics.answer,
+                wanted,
+                host=settings.http_address,
+                refused=refused,
+                task_status=task_status,
+            )
+        )
+        port: int = listeners[0].socket.getsockname()[1]
+        sup.log.emit(events.HTTP_LISTENING, host=settings.http_address, port=port)
+        task_status.started(port)
 
 
 async def _live(sup: Supervisor, console: Console) -> None:

@@ -46,6 +46,9 @@ SCS_OPTIONS: frozenset[str] = frozenset(
         "verbose",
         "status-interval",
         "state-dir",
+        # issue 15: /metrics and /status over HTTP
+        "http-port",
+        "http-address",
         # security helper T: the control port over TLS, and the certificates of every link
         "encryption",
         *TLS_OPTIONS,
@@ -196,6 +199,9 @@ class ScsSettings:
     redundancy: RedundancySpec | None = None
     #: ``[scs] on-stop``: stop the servers when ``scs`` stops, or leave them to a standby.
     on_stop: OnStop = "stop-servers"
+    #: ``[scs] http-port`` and ``http-address`` (default 127.0.0.1): /metrics and /status.
+    http_port: int | None = None
+    http_address: str = "127.0.0.1"
 
     @property
     def control_tls(self) -> ClientTls | None:
@@ -387,6 +393,8 @@ def load_scs_settings(file: Path | str) -> ScsSettings:
         state_dir=base / (own.text("state-dir") or "scs-state"),
         redundancy=redundancy,
         on_stop=on_stop,
+        http_port=own.port("http-port"),
+        http_address=own.text("http-address") or "127.0.0.1",
     )
 
 

@@ -173,6 +173,10 @@ SUPERVISOR_SINGLE = LogEvent(
     "No [scs] database: no supervisor lease; run only one scs for these servers",
 )
 
+# -- issue 15: HTTP for machines
+HTTP_LISTENING = LogEvent(40801, Level.STD, "HTTP metrics and status listening on {host}:{port}")
+HTTP_REFUSED = LogEvent(40802, Level.STD, "HTTP request from {peer} refused: {reason}")
+
 ALL_EVENTS: tuple[LogEvent, ...] = tuple(
     value for value in list(globals().values()) if isinstance(value, LogEvent)
 )

@@ -15,6 +15,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -61,6 +62,9 @@ class EventLog:
         self.limiter = RateLimiter(rate_interval)
         self.limited_ids = limited_ids
         self.lines_held = 0
+        #: Told every event emitted, written or not (metrics count them); each is
+        #: called with the event and its fields, and must not raise.
+        self.observers: list[Callable[[LogEvent, Mapping[str, Any]], None]] = []
 
     @classmethod
     def from_settings(cls, app: str, verbose: str, destination: str) -> EventLog:
@@ -88,6 +92,8 @@ class EventLog:
         making, a failover, are all written.) ``_tail`` (a traceback) is written
         as is, after the line.
         """
+        for observer in self.observers:
+            observer(event, fields)  # (the raw fields: numbers stay numbers)
         fields = {key: _safe(value) for key, value in fields.items()}
         text = event.template.format(**fields)
         if not self.enabled(event.level):
