@@ -350,8 +350,10 @@ class RedundantSchedule(Schedule):
         world: RedundantWorld,
         planned: list[Planned] | None = None,
         trap: tuple[str, float] | None = None,
+        most: int = 2,
     ) -> None:
-        chosen = plan_redundant(random.Random(world.seed)) if planned is None else planned
+        drawn = planned is None
+        chosen = plan_redundant(random.Random(world.seed), most) if drawn else planned
         super().__init__(world, chosen)
         #: ``(ManagementClient method, seconds)``: :func:`pause_at_command` for the run.
         self.trap = trap

@@ -3,7 +3,8 @@
 ``python -m tests.sim.redundant_run --seed 7`` replays schedule 7 alone (``--trace``
 prints its trace); ``python -m tests.sim.redundant_run --schedules 500 --seed 1`` runs
 seeds 1 to 500 over two worker processes and prints the violations and a summary;
-``--supervisors 3`` runs three supervisors (``scs-a``, ``scs-b``, ``scs-c``), not two.
+``--supervisors 3`` runs three supervisors (``scs-a``, ``scs-b``, ``scs-c``), not two;
+``--faults 4``: up to four faults per schedule, not two.
 Every schedule is decided by its seed alone, as those of :mod:`tests.sim.run`.
 """
 
@@ -54,6 +55,7 @@ def run_redundant(
     planned: list[Planned] | None = None,
     supervisors: int = len(SUPERVISORS),
     trap: tuple[str, float] | None = None,
+    most: int = 2,
 ) -> RedundantOutcome:
     """Run redundant schedule ``seed`` (or ``planned``'s faults) with ``supervisors``
     supervisor processes (``scs-a``, ``scs-b``, ...) and judge it; ``trap``: the first
@@ -62,7 +64,7 @@ def run_redundant(
     files, template = installation()
     names = tuple(f"scs-{chr(ord('a') + i)}" for i in range(supervisors))
     world = RedundantWorld(seed, files, template, names)
-    schedule = RedundantSchedule(world, planned, trap)
+    schedule = RedundantSchedule(world, planned, trap, most)
 
     async def scenario(_world: World) -> None:
         await schedule.run()
@@ -85,11 +87,11 @@ def run_redundant(
     )
 
 
-_SUPERVISORS = [len(SUPERVISORS)]  # --supervisors, for the worker processes (forked)
+_OPTIONS = [len(SUPERVISORS), 2]  # --supervisors, --faults: for the (forked) workers
 
 
 def _one(seed: int) -> RedundantOutcome:
-    outcome = run_redundant(seed, supervisors=_SUPERVISORS[0])
+    outcome = run_redundant(seed, supervisors=_OPTIONS[0], most=_OPTIONS[1])
     if not outcome.violations:
         outcome.trace = ""
     return outcome
@@ -113,10 +115,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--trace", action="store_true", help="print the trace of one schedule")
     parser.add_argument("--supervisors", type=int, default=len(SUPERVISORS), help="how many")
+    parser.add_argument("--faults", type=int, default=2, help="at most this many per schedule")
     args = parser.parse_args(argv)
-    _SUPERVISORS[0] = args.supervisors
+    _OPTIONS[:] = [args.supervisors, args.faults]
     if args.schedules == 1:
-        outcome = run_redundant(args.seed, trace=args.trace, supervisors=args.supervisors)
+        outcome = run_redundant(
+            args.seed, trace=args.trace, supervisors=args.supervisors, most=args.faults
+        )
         if outcome.trace:
             print(outcome.trace)
         for v in outcome.violations:
