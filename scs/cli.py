@@ -14,6 +14,7 @@ import io
 import json
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TextIO, cast
 
@@ -73,10 +74,10 @@ def main_command(
     try:
         trio.run(_supervise, settings, json_log or settings.log_format == "json", name)
     except BaseException as exc:
-        taken = first_in_group(exc, SupervisorNameTakenError)
-        if taken is None:
+        refusal = first_in_group(exc, (SupervisorNameTakenError, ListenRefusedError))
+        if refusal is None:
             raise
-        print(f"scs: {taken}", file=sys.stderr)
+        print(f"scs: {refusal}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
@@ -105,11 +106,13 @@ async def _supervise(settings: ScsSettings, json_log: bool, name: str | None = N
     # SIGHUP (the terminal closed) stops as SIGTERM does: nothing is left orphaned.
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
-            await nursery.start(sup.run)
+            # The ports first: one that cannot be bound is one line, before any server
+            # was started (it used to be a traceback of 160-200 lines, servers stopping).
             if settings.control_port is not None:
-                await nursery.start(serve_control, sup)
+                await _listen(nursery, serve_control, sup, "control-port", settings.control_port)
             if settings.http_port is not None:
-                await nursery.start(serve_metrics, sup)
+                await _listen(nursery, serve_metrics, sup, "http-port", settings.http_port)
+            await nursery.start(sup.run)
             if live_view:
                 nursery.start_soon(_live, sup, console)
             async for signum in signals:
@@ -121,6 +124,31 @@ async def _supervise(settings: ScsSettings, json_log: bool, name: str | None = N
                 log.emit(events.STOPPING, reason=signal.Signals(signum).name, then=then)
                 nursery.cancel_scope.cancel()
                 break
+
+
+class ListenRefusedError(Exception):
+    """A port of ``[scs]`` cannot be bound: one line, exit 2."""
+
+
+async def _listen(
+    nursery: trio.Nursery,
+    serve: Callable[..., Awaitable[None]],
+    sup: Supervisor,
+    option: str,
+    port: int,
+) -> None:
+    try:
+        await nursery.start(serve, sup)
+    except BaseException as caught:  # (the listener's own nursery wraps it in a group)
+        exc = first_in_group(caught, OSError)
+        if not isinstance(exc, OSError):
+            raise
+        where = sup.settings.http_address if option == "http-port" else "127.0.0.1"
+        raise ListenRefusedError(
+            f"cannot listen on {where}:{port} ([scs] {option}): {exc.strerror or exc} "
+            "(another scs on this host, or another program, has it: stop that or pick "
+            "another port)"
+        ) from None
 
 
 class _Stderr(io.TextIOBase):
