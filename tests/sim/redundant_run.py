@@ -1,4 +1,4 @@
-"""Running the redundant-supervisor schedules (:mod:`tests.sim.redundant`): one seed, or many.
+"""Running the redundant-supervisor schedules (tests/sim/redundant_schedule.py): one or many.
 
 ``python -m tests.sim.redundant_run --seed 7`` replays schedule 7 alone (``--trace``
 prints its trace); ``python -m tests.sim.redundant_run --schedules 500 --seed 1`` runs
@@ -19,7 +19,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from .redundant import SUPERVISORS, RedundantSchedule, RedundantWorld, judge_redundant
+from .redundant import SUPERVISORS, RedundantWorld
+from .redundant_schedule import RedundantSchedule, judge_redundant
 from .schedule import Planned
 from .system import installation
 from .world import World, run_world
