@@ -102,8 +102,13 @@ class PgStore(PlanStore):
 
     engine = "postgre"
 
-    def __init__(self, pool: asyncpg.Pool, timeout: float, where: str = "PostgreSQL") -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, timeout: float, where: str = "PostgreSQL", loop: Any = None
+    ) -> None:
         self._pool: asyncpg.Pool | None = pool
+        #: The trio-asyncio loop the pool lives on: named in every call, so that any
+        #: trio task may use the store, not only those started inside open_pg_store.
+        self._loop = loop
         self._timeout = timeout
         self.where = where
         #: Times the pool's connections were expired after a lost server (for tests).
@@ -173,7 +178,7 @@ class PgStore(PlanStore):
         # Writes lock rows where a plan asks; reads run in one snapshot (write=False).
         try:
             with trio.fail_after(self._timeout + 1.0):  # backstop: asyncio's comes first
-                return await trio_asyncio.aio_as_trio(self._run_aio)(plan, write)
+                return await trio_asyncio.aio_as_trio(self._run_aio, loop=self._loop)(plan, write)
         except (trio.TooSlowError, TimeoutError) as exc:
             raise UnavailableError(f"PostgreSQL did not answer within {self._timeout:g} s") from exc
         except asyncpg.IntegrityConstraintViolationError as exc:
@@ -194,7 +199,7 @@ class PgStore(PlanStore):
         pool, self._pool = self._pool, None
         if pool is not None:
             with trio.CancelScope(shield=True), trio.move_on_after(5):
-                await trio_asyncio.aio_as_trio(_close_pool)(pool, self.grace)
+                await trio_asyncio.aio_as_trio(_close_pool, loop=self._loop)(pool, self.grace)
 
 
 async def _close_pool(pool: asyncpg.Pool, grace: float) -> None:
@@ -312,7 +317,7 @@ async def open_pg_store(
     """Run a trio-asyncio loop and an asyncpg pool for the block's lifetime, on the
     server of ``addresses`` that accepts writes (whichever it is at each connect)."""
     where = ", ".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in addresses)
-    async with trio_asyncio.open_loop():
+    async with trio_asyncio.open_loop() as loop:
         try:
             with trio.fail_after(timeout):
                 pool = await trio_asyncio.aio_as_trio(asyncpg.create_pool)(
@@ -332,7 +337,7 @@ async def open_pg_store(
             raise UnavailableError(f"PostgreSQL at {where} did not answer") from exc
         except _UNAVAILABLE as exc:
             raise UnavailableError(f"cannot connect to PostgreSQL at {where}: {exc}") from exc
-        store = PgStore(pool, timeout, f"PostgreSQL database {dbname!r} at {where}")
+        store = PgStore(pool, timeout, f"PostgreSQL database {dbname!r} at {where}", loop)
         store.grace = min(connect_timeout, store.grace)
         try:
             yield store
