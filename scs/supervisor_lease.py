@@ -85,8 +85,13 @@ class SupervisorLease:
         self.address = f"{socket.gethostname()}:{control_port}" if control_port else ""
         self.election = spec.election(self.holder.key)
         self.on_change = on_change
-        #: Each database request's bound: well inside the lease's last good instant.
-        self.ask_timeout = max(0.05, min(spec.database.response_timeout, spec.ttl / 2))
+        #: Each database request's bound: half of what is left of the lease after a
+        #: renewal is due, so a renewal that hangs is timed out and retried once before
+        #: the active must stop (ttl / 2 left no time for a retry: helper 19's finding).
+        margin = self.election.margin
+        self.ask_timeout = max(
+            0.05, min(spec.database.response_timeout, (spec.ttl - margin - spec.renew) / 2)
+        )
         #: The supervisor lease as last seen (read, taken or renewed).
         self.lease: Lease | None = None
         #: The supervisors that announced themselves, as last listed.
