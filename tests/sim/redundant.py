@@ -35,6 +35,7 @@ from confserv.client.session import ManagementClient
 from confserv.logs import events as cs_events
 from confserv.logs.catalog import LogEvent
 from confserv.store.instance import Instance
+from confserv.wire.errors import UnavailableError
 from scs import events as scs_events
 from scs.config import ScsSettings, load_scs_settings
 from scs.launcher import AlreadyRunningError, LaunchError, NotActingError
@@ -170,6 +171,18 @@ class RedundantWorld(World):
             return stream
 
         self.net._connect = connect  # type: ignore[method-assign]
+        #: Processes whose database writes land but whose answers are lost, until when.
+        self.answers_lost: dict[str, float] = {}
+        real_call = self.db.call
+
+        async def call(process: str, gate: Any, plan: Any, write: bool) -> Any:
+            result = await real_call(process, gate, plan, write)
+            if write and self.answers_lost.get(process, -1.0) > trio.current_time():
+                self.db.lost += 1
+                raise UnavailableError("simulated database: the answer was lost (landed)")
+            return result
+
+        self.db.call = call  # type: ignore[method-assign]
 
     async def start_supervisor(self, name: str = "scs") -> SimProcess:
         """Start supervisor ``name`` (``scs``: every one of the world's)."""

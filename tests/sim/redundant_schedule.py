@@ -4,8 +4,9 @@
 :class:`~tests.sim.redundant.RedundantWorld` whose faults (:func:`plan_redundant`,
 from the seed alone) also hit the supervisors: kill (restarted after a while,
 or only at the heal), pause (SIGSTOP), cut off from the database (refused or
-hanging), partitioned from a server; aimed at the active one, the standby, or
-any; and the database slowed (``db-latency``). It samples the world every
+hanging), its writes' answers lost (they land), partitioned from a server;
+aimed at the active one, the standby, or any; and the database slowed
+(``db-latency``). It samples the world every
 :data:`SAMPLE` seconds and judges, beside the schedule's own invariants
 (:func:`tests.sim.verdict.judge`), those of shared/docs/design.md, "The
 supervisor is fenced too" (:meth:`RedundantSchedule.judge_supervisors`):
@@ -18,7 +19,8 @@ supervisor is fenced too" (:meth:`RedundantSchedule.judge_supervisors`):
    refuses actions of a supervisor not acting as they are carried out, as an
    agent does, and counts them: :meth:`RedundantSchedule.refused_at_host`);
 4. a lost active (killed, or paused or cut off for longer than the lease) is
-   replaced within :data:`REPLACED_BOUND`; one that survives its fault (a
+   replaced within :data:`REPLACED_BOUND` (its answers lost for long, within
+   :data:`ANSWERS_LOST_BOUND`); one that survives its fault (a
    short pause or cut, a partition) is not replaced (one-fault schedules);
 5. liveness: from the heal, within :data:`TAKEOVER_BOUND`, exactly one
    supervisor acts and the pair is healthy (a primary, a backup, the proxy).
@@ -52,12 +54,17 @@ SHORT = 1.1
 #: A lost active is replaced within this of the fault (scs/election.py's bound, no latency:
 #: ttl + retry), plus the scheduling slack of one sampling period.
 REPLACED_BOUND = SUP_TTL + SUP_RETRY + 0.05
+#: The active's database answers lost (its requests land): some supervisor acts again
+#: within this, one that gets answers (its lease renewed by its unanswered renewals until
+#: it stops acting, then expired; ttl + retry later a standby's take). The seeded draws
+#: stay under it (at most 3 s); tests/sim/test_redundant.py holds it for 6 s.
+ANSWERS_LOST_BOUND = 2 * SUP_TTL + SUP_RETRY + 0.1
 #: A supervisor fault alone must cause no failover of the pair (the Fault's bound).
 NO_FAILOVER = 1e6
 #: The faults of a supervisor, as often as they are drawn.
 SUP_KINDS = (
     *("sup-kill", "sup-kill", "sup-crash", "sup-pause", "sup-pause", "sup-db-cut"),
-    *("sup-partition", "db-latency"),
+    *("sup-partition", "sup-db-lost", "db-latency"),
 )
 #: Which supervisor a fault aims at (``any``: one of the world's, drawn): resolved when
 #: it is injected.
@@ -91,6 +98,8 @@ def plan_redundant(rng: random.Random, most: int = 2) -> list[Planned]:
         long = rng.random() < 0.5
         if kind == "sup-kill":
             faults.append(Planned(at, kind, what, rng.uniform(0.2, 3.0)))
+        elif kind == "sup-db-lost":  # its writes land, their answers are lost
+            faults.append(Planned(at, kind, what, rng.uniform(0.1, 3.0)))
         elif kind == "sup-crash":  # killed, restarted only at the heal
             faults.append(Planned(at, kind, what))
         elif kind == "db-latency":
@@ -163,6 +172,7 @@ class RedundantSchedule(Schedule):
     def _heal(self) -> None:
         super()._heal()
         self.world.db.latency = 0.0
+        self.world.answers_lost.clear()
         if self._nursery is not None:
             for name in self.world.names:
                 proc = self.world.alive(name)
@@ -265,6 +275,9 @@ class RedundantSchedule(Schedule):
             proc.pause()
             await trio.sleep(p.duration)
             proc.resume()
+        elif p.kind == "sup-db-lost":
+            world.answers_lost[proc.name] = trio.current_time() + p.duration
+            await trio.sleep(p.duration)
         elif p.kind == "sup-db-cut":
             world.db.cut_off(proc.name, p.duration, p.mode)
             await trio.sleep(p.duration)
@@ -329,14 +342,17 @@ class RedundantSchedule(Schedule):
         survived = f.kind == "sup-partition" or (
             f.kind in ("sup-pause", "sup-db-cut") and f.duration < SHORT
         )
-        if lost:
+        answers_lost = f.kind == "sup-db-lost" and f.duration >= ANSWERS_LOST_BOUND
+        if lost or answers_lost:
+            bound = REPLACED_BOUND if lost else ANSWERS_LOST_BOUND
             if not later:
                 return [f"{f.kind} of the active supervisor at {f.at:.3f} s: never replaced"]
             self.replaced_in = later[0][0] - f.at
-            if self.replaced_in > REPLACED_BOUND:
+            if self.replaced_in > bound:
                 return [
-                    f"{f.kind} of the active supervisor at {f.at:.3f} s: replaced only "
-                    f"{self.replaced_in:.3f} s later (bound {REPLACED_BOUND:g} s)"
+                    f"{f.kind} of the active supervisor at {f.at:.3f} s for {f.duration:.3f} s: "
+                    f"no supervisor acted until {later[0][0]:.3f} s, {self.replaced_in:.3f} s "
+                    f"later (bound {bound:g} s)"
                 ]
         elif survived and later:
             t, pid, epoch = later[0]
