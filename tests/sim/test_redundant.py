@@ -188,3 +188,17 @@ def test_three_supervisors_hold_every_invariant() -> None:
 def test_a_supervisor_whose_database_answers_are_lost_is_replaced() -> None:
     outcome = run_redundant(4, planned=[Planned(0.5, "sup-db-lost", "active", 6.0)])
     assert outcome.violations == [], outcome.violations
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="found here: a standby whose database write answers are lost (its reads are "
+    "answered) logs 40704 and 40705 alternately at every retry (25 and 24 lines in 6 s): "
+    "the announcement (a write) fails, the next read succeeds. Proposed in "
+    "scs/supervisor_lease.py: _reached() only from an ask of the kind that failed (or "
+    "after a write succeeds), so one loss is one 40704 and one 40705",
+)
+def test_lost_write_answers_are_logged_once_not_at_every_retry() -> None:
+    outcome = run_redundant(4, trace=True, planned=[Planned(0.5, "sup-db-lost", "standby", 6.0)])
+    assert outcome.violations == [], outcome.violations
+    assert outcome.trace.count(" 40704 ") <= 2, "40704 at every retry"
