@@ -135,6 +135,9 @@ AGENT_LOST = LogEvent(
     "Host '{host}': agent at {where} lost ({reason}): exits there are not seen until it returns "
     "(a silent server of that host is failed over by lease, not as a death)",
 )
+PAIR_HEALTHY = LogEvent(
+    40316, Level.STD, "Pair '{pair}' healthy: '{primary}' primary, '{backup}' backup"
+)
 
 # -- the supervisor lease (issue 14): several supervisors, one active
 SUPERVISOR_ACTIVE = LogEvent(

@@ -148,17 +148,15 @@ class PairFailover(PairBase):
             self._step_down(out)
         elif self.split_alarmed:
             self.split_alarmed = False
-        if self.owes_healthy and a.link and b.link and {a.role, b.role} == {"primary", "backup"}:
-            self.owes_healthy = False
+        if a.link and b.link and {a.role, b.role} == {"primary", "backup"}:
             primary, backup = (a, b) if a.role == "primary" else (b, a)
-            emit(
-                out,
-                events.HEALTHY,
-                m,
-                pair=self.name,
-                primary=primary.name,
-                backup=backup.name,
-            )
+            fields = {"pair": self.name, "primary": primary.name, "backup": backup.name}
+            if self.owes_healthy:
+                self.owes_healthy, self.seen_healthy = False, True
+                emit(out, events.HEALTHY, m, **fields)
+            elif not self.seen_healthy:
+                self.seen_healthy = True  # an operator's "is it up?" answered in the log
+                emit(out, events.PAIR_HEALTHY, m, **fields)
         return out
 
     def _step_down(self, out: list[Action]) -> None:

@@ -52,6 +52,7 @@ class PairBase:
         self.failover: Failover | None = None
         self.switchover_result = ""
         self.owes_healthy = False  # promoted, not yet seen healthy: 40309 is due
+        self.seen_healthy = False  # 40316 once, the first time (at start-up, or a take-over)
         self.split_alarmed = False
         self.stepping_down: str | None = None  # a split brain's older primary, told to
         self.no_primary_since: float | None = None

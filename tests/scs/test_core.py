@@ -387,3 +387,24 @@ def test_what_reads_as_an_abrupt_close() -> None:
     assert _abrupt(ConnectionResetError())
     assert not _abrupt(wrapped(AddpTimeout("ADDP timeout")))
     assert not _abrupt(ValueError("malformed"))
+
+
+def test_the_pair_whole_for_the_first_time_is_told_once_and_after_a_failover_as_40309(
+    tmp_path: Path,
+) -> None:
+    core = SupervisorCore(scs_settings(tmp_path), random.Random(1))
+    core.step(Booted(), 0.0)
+    core.step(ProcessStarted("a", 100), 0.0)
+    first = core.step(LinkUp("a", status_of({"role": "primary", "epoch": 1, "pid": 100})), 0.1)
+    assert 40316 not in ids(first)  # the backup is not up yet
+    core.step(ProcessStarted("b", 101), 0.1)
+    whole = core.step(LinkUp("b", status_of({"role": "backup", "epoch": 1, "pid": 101})), 0.2)
+    assert ids(whole).count(40316) == 1
+    again = core.step(StatusSeen("b", status_of({"role": "backup", "epoch": 1, "pid": 101})), 1.0)
+    assert 40316 not in ids(again)
+    core.step(ProcessExited("a", 100, "killed by SIGKILL"), 5.0)
+    core.step(PromoteDone("b", status_of({"role": "primary", "epoch": 2, "pid": 101}), ""), 5.05)
+    core.step(ProcessStarted("a", 102), 6.0)
+    back = core.step(LinkUp("a", status_of({"role": "backup", "epoch": 2, "pid": 102})), 6.5)
+    assert 40309 in ids(back)
+    assert 40316 not in ids(back)
