@@ -60,7 +60,9 @@ from tests.multihost.system import (
     primary_of,
 )
 
-pytestmark = pytest.mark.integration
+# Run by .ci/run and make chaos (marker chaos_slice), not by make test: 70-180 s of the
+# bed would take make test past its 5 minutes.
+pytestmark = [pytest.mark.integration, pytest.mark.chaos_slice]
 
 
 @pytest.fixture(scope="module")

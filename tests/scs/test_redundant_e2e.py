@@ -92,7 +92,8 @@ async def wait_mode(sup: Supervisor, mode: str, timeout: float = 20.0) -> dict[s
         while True:
             try:
                 info = await described(sup)
-                if info["mode"] == mode:
+                # a standby before its first read of the lease knows no active one yet
+                if info["mode"] == mode and (mode != "standby" or info["active"]):
                     return info
             except (OSError, Exception):  # not listening yet
                 pass
