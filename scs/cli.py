@@ -16,7 +16,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TextIO, cast
+from typing import Annotated, Any, TextIO, TypeVar, cast
 
 import trio
 import typer
@@ -218,9 +218,17 @@ async def _ask(settings: ScsSettings, op: str, **args: Any) -> dict[str, Any]:
 
 
 def _run_ask(settings: ScsSettings, op: str, **args: Any) -> dict[str, Any]:
+    return _run_async(lambda: _ask(settings, op, **args))
+
+
+_T = TypeVar("_T")
+
+
+def _run_async(run: Callable[[], Awaitable[_T]]) -> _T:
+    """``trio.run(run)``; a control port that cannot be reached or refuses is one
+    line and exit 1."""
     try:
-        answer: dict[str, Any] = trio.run(lambda: _ask(settings, op, **args))
-        return answer
+        return trio.run(run)
     except OSError as exc:
         print(f"scs: cannot reach the supervisor's control port: {exc}", file=sys.stderr)
     except ConfServError as exc:
@@ -232,8 +240,18 @@ def _run_ask(settings: ScsSettings, op: str, **args: Any) -> dict[str, Any]:
 def status(
     file: FileOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON for scripts.")] = False,
+    wait_healthy: Annotated[
+        bool,
+        typer.Option(
+            "--wait-healthy",
+            help="Wait until every pair is whole; exit 0 healthy, 1 degraded, 2 no primary.",
+        ),
+    ] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds --wait-healthy waits.")] = 60.0,
 ) -> None:
     """Each server: section, pair, role, epoch, process id, state."""
+    if wait_healthy:
+        _wait_healthy(_load(file), timeout)
     answer = _run_ask(_load(file), "status")
     supervisor = answer.get("supervisor") or {}
     if as_json:
@@ -242,6 +260,83 @@ def status(
         Console(width=None if sys.stdout.isatty() else 160).print(
             status_table(answer["servers"], title=supervisor_title(supervisor))
         )
+
+
+@app.command()
+def stop(server: Annotated[str, typer.Argument()], file: FileOpt = None) -> None:
+    """Stop SERVER; it is not restarted until `scs start SERVER`."""
+    _run_ask(_load(file), "stop", server=server)
+    print(f"{server}: stopping (not restarted until 'scs start {server}')")
+
+
+@app.command()
+def start(server: Annotated[str, typer.Argument()], file: FileOpt = None) -> None:
+    """Start SERVER again after `scs stop SERVER` (or clear the stop)."""
+    _run_ask(_load(file), "start", server=server)
+    print(f"{server}: starting")
+
+
+@app.command()
+def restart(
+    server: Annotated[str, typer.Argument()],
+    file: FileOpt = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for it to stop.")] = 60.0,
+) -> None:
+    """Stop SERVER, wait until it is down, start it again (a primary fails over first)."""
+    settings = _load(file)
+
+    async def run() -> str:
+        await _ask(settings, "stop", server=server)
+        with trio.move_on_after(timeout):
+            while True:
+                rows = {r["section"]: r for r in (await _ask(settings, "status"))["servers"]}
+                if rows.get(server, {}).get("state") == "stopped":
+                    await _ask(settings, "start", server=server)
+                    return f"{server}: restarting"
+                await trio.sleep(0.1)
+        await _ask(settings, "start", server=server)  # do not leave it stopped
+        return f"{server}: not down within {timeout:g} s; told to start anyway"
+
+    print(_run_async(run))
+
+
+HEALTH_EXIT = {"healthy": 0, "degraded": 1, "no primary": 2}
+
+
+def health_of(rows: list[dict[str, Any]]) -> str:
+    """``healthy`` (every pair one running primary and one running backup, every proxy
+    running), ``no primary`` (some pair has no running primary), else ``degraded``."""
+    pairs: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        if row.get("pair"):
+            pairs.setdefault(str(row["pair"]), []).append(row)
+    running = [r for r in rows if r.get("state") in ("running", "watched")]
+    for members in pairs.values():
+        if not any(r.get("role") == "primary" and r in running for r in members):
+            return "no primary"
+    for members in pairs.values():
+        roles = sorted(str(r.get("role")) for r in members if r in running)
+        if roles != ["backup", "primary"]:
+            return "degraded"
+    if any(r.get("kind") == "proxy" and r not in running for r in rows):
+        return "degraded"
+    return "healthy"
+
+
+def _wait_healthy(settings: ScsSettings, timeout: float) -> None:
+    async def run() -> str:
+        health = "no primary"
+        with trio.move_on_after(timeout):
+            while True:
+                health = health_of((await _ask(settings, "status"))["servers"])
+                if health == "healthy":
+                    break
+                await trio.sleep(0.2)
+        return health
+
+    health = _run_async(run)
+    print(health)
+    raise SystemExit(HEALTH_EXIT[health])
 
 
 @app.command()
