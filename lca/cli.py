@@ -5,6 +5,7 @@ Its processes keep running when it stops; started again, it finds them.
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import signal
 import sys
@@ -17,7 +18,25 @@ import typer
 from .agent import Agent
 from .config import AgentConfigError, AgentSettings, load_agent_settings
 
-app = typer.Typer(add_completion=False, help=__doc__)
+PROG = "lca"
+app = typer.Typer(
+    help="lca -c FILE [-s SECTION]: run this host's Local Control Agent until SIGTERM or "
+    "SIGINT. Its processes keep running when it stops; started again, it finds them.",
+    rich_markup_mode=None,
+)
+
+
+def _version(wanted: bool) -> None:
+    """``--version``: the installed package's version, then exit."""
+    if wanted:
+        print(f"{PROG} {importlib.metadata.version('cfgha')}")
+        raise typer.Exit()
+
+
+VersionOpt = Annotated[
+    bool,
+    typer.Option("--version", is_eager=True, callback=_version, help="Show the version and exit."),
+]
 
 
 async def _run(settings: AgentSettings) -> None:
@@ -44,6 +63,7 @@ async def _run(settings: AgentSettings) -> None:
 def serve(
     config: Annotated[Path, typer.Option("-c", "--config", help="The agent's file.")],
     section: Annotated[str, typer.Option("-s", "--section", help="Its section.")] = "lca",
+    version: VersionOpt = False,
 ) -> None:
     """Run the agent from SECTION of the file."""
     try:

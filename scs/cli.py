@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import io
 import json
 import signal
@@ -38,8 +39,30 @@ from .metrics import SupervisorMetrics
 from .render import status_table, supervisor_title
 from .supervisor import Supervisor
 
-app = typer.Typer(add_completion=False, help=__doc__, invoke_without_command=True)
+HELP = """scs -f FILE: the Solution Control Server, and its operator commands.
+
+scs -f FILE supervises the servers FILE (scs.conf) describes: a live status view
+on a terminal; Ctrl-C, SIGTERM or SIGHUP stops it (and, with on-stop =
+stop-servers, every server it runs). One supervisor per FILE on a host. The
+commands ask a running supervisor through its control port ([scs] control-port
+and control-secret). Options and keys: docs/configuration.md."""
+
+PROG = "scs"
+app = typer.Typer(help=HELP, invoke_without_command=True, rich_markup_mode=None)
 FileOpt = Annotated[Path | None, typer.Option("-f", "--file", help="The scs.conf file.")]
+
+
+def _version(wanted: bool) -> None:
+    """``--version``: the installed package's version, then exit."""
+    if wanted:
+        print(f"{PROG} {importlib.metadata.version('cfgha')}")
+        raise typer.Exit()
+
+
+VersionOpt = Annotated[
+    bool,
+    typer.Option("--version", is_eager=True, callback=_version, help="Show the version and exit."),
+]
 
 
 def _load(file: Path | None) -> ScsSettings:
@@ -65,6 +88,7 @@ def main_command(
             help="This supervisor's name among the installation's (default: the host name).",
         ),
     ] = None,
+    version: VersionOpt = False,
 ) -> None:
     """Supervise the servers FILE describes (when no command is given)."""
     if ctx.invoked_subcommand is not None:
@@ -264,14 +288,14 @@ def status(
 
 @app.command()
 def stop(server: Annotated[str, typer.Argument()], file: FileOpt = None) -> None:
-    """Stop SERVER; it is not restarted until `scs start SERVER`."""
+    """Stop SERVER; it is not restarted until scs start SERVER."""
     _run_ask(_load(file), "stop", server=server)
     print(f"{server}: stopping (not restarted until 'scs start {server}')")
 
 
 @app.command()
 def start(server: Annotated[str, typer.Argument()], file: FileOpt = None) -> None:
-    """Start SERVER again after `scs stop SERVER` (or clear the stop)."""
+    """Start SERVER again after scs stop SERVER (or clear the stop)."""
     _run_ask(_load(file), "start", server=server)
     print(f"{server}: starting")
 

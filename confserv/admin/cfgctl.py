@@ -6,6 +6,7 @@ exit status 1 (2 for a bad command line or configuration file).
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import sys
@@ -36,7 +37,27 @@ from .tls_options import (
 )
 from .transfer import canonical_type, export_all, import_all, parse_fields, parse_options
 
-app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True)
+HELP = """cfgctl: read and change the configuration, and control servers, from a shell.
+
+Tables for people, --json for scripts. Errors are one line on stderr and exit
+status 1 (2 for a bad command line or configuration file)."""
+
+PROG = "cfgctl"
+app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode=None)
+
+
+def _version(wanted: bool) -> None:
+    """``--version``: the installed package's version, then exit."""
+    if wanted:
+        print(f"{PROG} {importlib.metadata.version('cfgha')}")
+        raise typer.Exit()
+
+
+VersionOpt = Annotated[
+    bool,
+    typer.Option("--version", is_eager=True, callback=_version, help="Show the version and exit."),
+]
+
 console = Console()
 
 ServerOpt = Annotated[
@@ -82,6 +103,7 @@ def _options(
     tls_certificate: TlsCertificateOpt = None,
     tls_private_key: TlsKeyOpt = None,
     tls_server_name: TlsServerNameOpt = None,
+    version: VersionOpt = False,
 ) -> None:
     """Options of every command (TLS: see confserv.admin.tls_options)."""
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -17,7 +18,24 @@ if TYPE_CHECKING:
 
     from .app import ProcessSeams
 
-app = typer.Typer(add_completion=False, help=__doc__)
+PROG = "confserv"
+app = typer.Typer(
+    help="confserv -s SECTION -c FILE: run a Configuration Server (docs/configuration.md).",
+    rich_markup_mode=None,
+)
+
+
+def _version(wanted: bool) -> None:
+    """``--version``: the installed package's version, then exit."""
+    if wanted:
+        print(f"{PROG} {importlib.metadata.version('cfgha')}")
+        raise typer.Exit()
+
+
+VersionOpt = Annotated[
+    bool,
+    typer.Option("--version", is_eager=True, callback=_version, help="Show the version and exit."),
+]
 
 
 @app.command()
@@ -28,6 +46,7 @@ def serve(
     config: Annotated[Path, typer.Option("-c", "--config", help="The configuration file.")] = Path(
         "confserv.conf"
     ),
+    version: VersionOpt = False,
 ) -> None:
     """Run a Configuration Server from SECTION of the configuration file."""
     settings = _settings(config, section, sys.stderr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import signal
@@ -233,9 +234,19 @@ def test_a_proxy_whose_port_is_taken_exits_2_with_one_line(tmp_path: Path) -> No
     assert "Traceback" not in proc.stderr
 
 
-@pytest.mark.parametrize("command", ["confserv", "cfgctl", "scs"])
-def test_every_command_answers_help(command: str) -> None:
-    assert "Usage" in run(str(BIN / command), "--help").stdout
+@pytest.mark.parametrize("command", ["confserv", "cfgctl", "scs", "lca"])
+def test_every_command_answers_help_cleanly_and_its_version(command: str) -> None:
+    """Issue 15: help showed RST backquotes, lost [scs] to rich markup and showed
+    flags as --json <bool>; there was no --version and no shell completion."""
+    shown = run(str(BIN / command), "--help").stdout
+    assert "Usage" in shown
+    assert "``" not in shown
+    assert "<bool>" not in shown
+    assert "--install-completion" in shown
+    if command == "scs":
+        assert "[scs] control-" in shown
+    version = run(str(BIN / command), "--version").stdout
+    assert version == f"{command} {importlib.metadata.version('cfgha')}\n"
 
 
 def test_a_log_file_that_cannot_be_created_is_one_line_and_status_2(tmp_path: Path) -> None:
