@@ -122,10 +122,20 @@ def _run(fn: Callable[[], Awaitable[None]]) -> None:
         trio.run(fn)
     except ConfServError as exc:
         _fail(str(exc))
+    except BrokenPipeError:
+        _reader_gone()
     except OSError as exc:
         _fail(f"cannot connect: {exc}")
     except ValueError as exc:
         _fail(str(exc), 2)
+
+
+def _reader_gone() -> None:
+    """Whoever read our output has stopped (``cfgctl export | head``): no error, as
+    ``cat`` would; stdout goes to /dev/null so the interpreter's last flush is quiet."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    raise SystemExit(0)
 
 
 def _secret(
@@ -505,7 +515,10 @@ def reload(
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("COLUMNS", "160")
-    app()
+    try:
+        app()
+    except BrokenPipeError:
+        _reader_gone()
 
 
 __all__ = ["ConfigClient", "app", "main"]

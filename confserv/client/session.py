@@ -25,6 +25,7 @@ from confserv.wire.auth import CONTROL_IDENTITY, ClientHandshake, HandshakeError
 from confserv.wire.errors import (
     ERRORS_BY_CODE,
     BackupModeError,
+    ConfServError,
     ConnectionLostError,
     NoServerError,
     NotSentError,
@@ -295,14 +296,23 @@ async def open_client(
                 )
                 session = await stack.enter_async_context(_session_for(link))
                 with trio.fail_after(connect_timeout):
-                    info = await session.request(
-                        "register",
-                        app=app,
-                        app_type=app_type,
-                        user=user,
-                        password=password,
-                        daemon=daemon,
-                    )
+                    try:
+                        info = await session.request(
+                            "register",
+                            app=app,
+                            app_type=app_type,
+                            user=user,
+                            password=password,
+                            daemon=daemon,
+                        )
+                    except RequestError as exc:
+                        first = session.first
+                        if isinstance(first, dict) and "challenge" in first:
+                            raise NotAClientPortError(
+                                f"{host}:{port} is a management or control port (it sent a "
+                                "challenge): give the server's client port"
+                            ) from exc
+                        raise
                 yielded = True
                 yield ConfigClient(session, (host, port), info)
                 return
@@ -318,6 +328,10 @@ async def open_client(
                 if hint not in candidates:
                     candidates.append(hint)
     raise NoServerError("no Configuration Server would serve: " + "; ".join(reasons))
+
+
+class NotAClientPortError(ConfServError):
+    """The port given as a client port is a management (or control) port."""
 
 
 class ManagementClient:
@@ -423,9 +437,18 @@ async def open_management(
         session = await stack.enter_async_context(_session_for(link))
         handshake = ClientHandshake(purposes, secret, expect)
         with trio.fail_after(timeout):
-            first = await session.first_message()
+            # A management (or control) port sends its challenge at once; a client port
+            # waits for its client to speak: say so soon, not when its auth-timeout ends.
+            first = None
+            with trio.move_on_after(min(timeout, CHALLENGE_WAIT)):
+                first = await session.first_message()
             if first is None:
                 why = f": {session.ended}" if session.ended else ""
+                if not why:
+                    why = (
+                        f" within {min(timeout, CHALLENGE_WAIT):g} s: is it a client port? "
+                        "(give the server's management-port)"
+                    )
                 raise ConnectionLostError(f"{host}:{port} sent no management challenge{why}")
             try:
                 status = await session.request("auth", **handshake.challenge(first))
@@ -436,6 +459,10 @@ async def open_management(
         status.pop("proof", None)
         status.pop("scheme", None)
         yield ManagementClient(session, status, handshake.identity or "")
+
+
+#: Seconds a management or control port has to send its challenge (it sends it at once).
+CHALLENGE_WAIT = 3.0
 
 
 def open_control(
