@@ -93,8 +93,13 @@ class Processes:
         cwd: Path,
         log_path: Path,
         env: Mapping[str, str] | None = None,
+        before_spawn: Callable[[], object] | None = None,
     ) -> int:
         """Start ``argv`` as ``name`` under a shim, in a session of its own; its pid.
+
+        ``before_spawn`` is called right before the process is made, with nothing
+        awaited in between (a supervisor's "may I still act?"): what it raises
+        propagates, and nothing is started.
 
         Raises:
             AlreadyRunningError: ``name`` runs already.
@@ -103,6 +108,8 @@ class Processes:
         current = self._watched.get(name)
         if current is not None and current.ended is None:
             raise AlreadyRunningError(name, current.record.pid)
+        if before_spawn is not None:
+            before_spawn()
         read_end, write_end = os.pipe()
         try:
             with _open_log(cwd, log_path) as out:

@@ -16,7 +16,10 @@ Rules (``shared/docs/design.md``, "The supervisor is fenced too"):
   is valid) once it has surely expired: a read that answered ``remaining``
   seconds left at ``now`` means the lease ends by ``now + remaining`` at the
   latest (the database measured between the asking and the answer). An
-  unheld lease, or one of its own (an answer lost), is taken at once.
+  unheld lease is taken at once; one held by this very process (a take whose
+  answer was lost) is waited out like another's, plus ``retry``, so that a
+  standby that reaches the database takes it first. After an ask without an
+  answer the next ask is a read.
 - Taking the lease raises the epoch; the supervisor becomes active at that
   epoch. Its lease is known good until ``sent + ttl``, ``sent`` being when
   the last successful take or renewal was *sent* (the database set the expiry
@@ -268,11 +271,17 @@ class Election:
             return []
         self._asking = None
         self.holder, self.holder_epoch = holder, epoch
-        if not holder or holder == self.name or remaining <= 0:
+        if not holder or remaining <= 0:
             self._expires_by = -math.inf  # takeable now
             self._next_ask = now
         else:
-            self._expires_by = now + remaining
+            # Held, also by this very process (a take whose answer was lost): waited out
+            # like another's, and a retry longer, so that a standby that reaches the
+            # database takes it first. Taken again at once, a lost answer after each take
+            # kept the lease valid and unacted on while the answers were lost (found by
+            # the simulation, tests/sim/test_redundant.py).
+            own = self.retry if holder == self.name else 0.0
+            self._expires_by = now + remaining + own
             self._next_ask = max(now, min(self._ask_sent + self.retry, self._expires_by))
         return self.tick(now)
 
@@ -334,6 +343,7 @@ class Election:
             self._renew_at = now + min(self.renew, self.margin / 2)
         elif self.mode is Mode.STANDBY and ask == self._asking:
             self._asking = None
+            self._expires_by = math.inf  # a take may have landed unanswered: read first
             self._next_ask = max(now, self._ask_sent + self.retry)
         else:
             return []

@@ -31,8 +31,13 @@ _log = logging.getLogger("scs.host")
 class HostLauncher(LocalLauncher):
     """The :class:`~scs.launcher.Launcher` of the supervisor's own host (module docstring)."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, before_spawn: Callable[[], object] | None = None) -> None:
         super().__init__()
+        #: Called right before each process is made (the supervisor's epoch_now: a
+        #: start decided while acting and held up, by a SIGSTOP say, until the
+        #: supervisor may no longer act is not carried out; the agents refuse such a
+        #: start by its epoch, this host has nobody else to ask).
+        self.before_spawn = before_spawn
         self.processes = Processes(state_dir)
         running, ended, problems = self.processes.recover()
         for line in problems:
@@ -49,7 +54,9 @@ class HostLauncher(LocalLauncher):
     async def start(self, name: str, argv: list[str], cwd: Path, log_path: Path) -> int:
         """See :meth:`scs.launcher.Launcher.start`: under a shim, never a second copy."""
         try:
-            return await self.processes.start(name, argv, cwd, log_path)
+            return await self.processes.start(
+                name, argv, cwd, log_path, before_spawn=self.before_spawn
+            )
         except HostAlreadyRunning as exc:
             raise AlreadyRunningError(str(exc), exc.pid) from None
         except StartError as exc:

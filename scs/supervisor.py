@@ -104,7 +104,9 @@ class Supervisor:
             )
         #: The supervisor's own host's processes; the other hosts' go through their agents.
         self.launcher: Launcher = (
-            launcher if launcher is not None else HostLauncher(settings.state_dir)
+            launcher
+            if launcher is not None
+            else HostLauncher(settings.state_dir, before_spawn=self.epoch_now)
         )
         self.agents: dict[str, AgentLauncher] = {
             host.name: self._agent(host) for host in settings.hosts.values() if host.has_agent

@@ -124,3 +124,27 @@ async def test_a_reused_pid_is_never_taken_for_the_recorded_process(tmp_path: Pa
     procs.kill("x", os.getpid())  # an ended process: nothing is signalled (we live on)
     with pytest.raises(NotWatchedError, match="has ended"):
         procs.signal("x", os.getpid(), signal.SIGTERM)
+
+
+async def test_a_refusal_right_before_the_spawn_starts_nothing(tmp_path: Path) -> None:
+    """The supervisor's own host asks "may I still act?" right before the process is
+    made: a start held up (by a SIGSTOP of the supervisor) past its lease is not done."""
+
+    class NotNow(Exception):
+        pass
+
+    def refuse() -> None:
+        raise NotNow
+
+    processes = Processes(tmp_path / "state")
+    with pytest.raises(NotNow):
+        await processes.start("cs", SLEEP, tmp_path, tmp_path / "cs.log", before_spawn=refuse)
+    assert processes.running() == {}
+    assert not (tmp_path / "cs.log").exists()
+    asked: list[str] = []
+    pid = await processes.start(
+        "cs", SLEEP, tmp_path, tmp_path / "cs.log", before_spawn=lambda: asked.append("ok")
+    )
+    assert asked == ["ok"]
+    assert processes.running() == {"cs": pid}
+    await processes.terminate("cs", pid, 5.0)
