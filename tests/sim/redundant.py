@@ -103,8 +103,10 @@ class OneCopyLauncher(SimLauncher):
         self.supervisor: Supervisor | None = None
 
     def _acting(self, action: str, server: str) -> bool:
-        """Whether this supervisor acts as ``action`` is carried out (recorded either way:
-        a refusal here is one an own-host launcher, with no agent to refuse it, lacks)."""
+        """Whether this supervisor acts as ``action`` is carried out (recorded either way).
+        A start refused here is one :class:`scs.host_launcher.HostLauncher` refuses too
+        (its ``before_spawn``, the supervisor's ``epoch_now``, asked right before the
+        spawn), as an agent does by the command's epoch."""
         sup = self.supervisor
         acting = sup is not None and sup.acting
         self.rworld.launched.append(

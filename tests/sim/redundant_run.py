@@ -159,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.schedules} schedules in {time.monotonic() - started:.0f} s, {bad} with "
         f"violations; faults {dict(sorted(kinds.items()))}; healthy after the heal within "
         f"{max(healthy, default=0):.2f} s (worst); {admitted} supervisor commands admitted; "
-        f"{refused} launcher actions refused at the host (their supervisor no longer acted); "
+        f"{refused} launcher actions refused at the host (their supervisor no longer acted, "
+        "as HostLauncher's before_spawn refuses them); "
         f"a lost active replaced in {len(replaced)} one-fault schedules within "
         f"{min(replaced, default=0):.2f}-{max(replaced, default=0):.2f} s"
     )

@@ -319,8 +319,8 @@ class RedundantSchedule(Schedule):
 
     def refused_at_host(self) -> list[str]:
         """The launcher actions refused because their supervisor no longer acted when they
-        were carried out (its epoch read before a pause): not a violation here (the host
-        refuses, as an agent does), but what an own-host launcher would have done."""
+        were carried out (a start decided while acting, held up by a SIGSTOP): the host
+        refuses them, as HostLauncher's ``before_spawn`` and an agent's epoch check do."""
         return [
             f"{w.at:.3f} s: '{w.action}' of {w.server} by pid {w.supervisor}, not acting"
             for w in self.world.launched

@@ -16,7 +16,8 @@ healthy pair after the heal.
 (or ``python -m tests.sim.redundant_run --schedules 2000``; a failure's replay
 line is ``python -m tests.sim.redundant_run --seed N``; ``--supervisors 3``,
 ``--faults 4`` for more of them). What the simulation found and is not fixed yet
-is marked xfail(strict=True), with the change proposed.
+would be marked xfail(strict=True), with the change proposed (the three found
+so far are fixed).
 """
 
 from __future__ import annotations
@@ -199,22 +200,17 @@ def test_lost_write_answers_are_logged_once_not_at_every_retry() -> None:
     assert outcome.trace.count(" 40704 ") <= 2, "40704 at every retry"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="found here (seeds 10561 and 10694 of --faults 4): a start decided while "
-    "acting, its supervisor stopped (SIGSTOP) before the launcher ran it, is carried "
-    "out on resuming, 2.4 s after that supervisor stopped acting and 2 s after another "
-    "took the lease: Supervisor._start reads epoch_now() once, then awaits the "
-    "launcher shielded (5a2ae1a/03b4739). An agent refuses it (AgentLauncher reads the "
-    "epoch as it sends; this world's host launcher does the same and counts it), but "
-    "the own-host HostLauncher starts it. Proposed: HostLauncher (lca Processes.start) "
-    "takes an epoch/acting callable, as AgentLauncher does, and calls it synchronously "
-    "right before open_process, raising NotActingError (which _start already handles). "
-    "Done for the real own-host launcher (HostLauncher before_spawn, lca Processes.start); "
-    "this world's host launcher does not model it yet, so this stays expected to fail",
-)
-def test_no_start_reaches_the_host_after_its_supervisor_stopped_acting() -> None:
+def test_a_start_held_up_past_its_supervisors_lease_is_refused_at_the_spawn() -> None:
+    """Found here (seeds 10561 and 10694 of ``--faults 4``; fixed in 5c2de1b): a restart
+    decided while acting, its supervisor stopped (SIGSTOP) before the launcher ran it,
+    reached the host on resuming, 2.4 s after that supervisor stopped acting and 2 s
+    after scs-b took the lease (Supervisor._start reads epoch_now once, then awaits the
+    launcher shielded). The host's launcher now asks epoch_now right before the spawn
+    (HostLauncher before_spawn; this world's launcher the same): the start is refused,
+    nothing is started by a supervisor that does not act, and the judge holds."""
     faults = [Planned(0.5, "kill", "backup"), Planned(0.55, "sup-pause", "active", 4.0)]
     outcome = run_redundant(1, planned=faults)
     assert outcome.violations == [], outcome.violations
-    assert outcome.refused_at_host == []
+    assert [line.split(": ", 1)[1] for line in outcome.refused_at_host] == [
+        "'start' of backup by pid 10000001, not acting"
+    ], "the case (a start held up past the lease) was not reached"
