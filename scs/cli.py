@@ -348,17 +348,26 @@ def health_of(rows: list[dict[str, Any]]) -> str:
 
 
 def _wait_healthy(settings: ScsSettings, timeout: float) -> None:
+    why = ""
+
     async def run() -> str:
+        nonlocal why
         health = "no primary"
         with trio.move_on_after(timeout):
             while True:
-                health = health_of((await _ask(settings, "status"))["servers"])
+                try:  # a supervisor still starting has no control port yet: keep asking
+                    health = health_of((await _ask(settings, "status"))["servers"])
+                    why = ""
+                except (OSError, ConfServError) as exc:
+                    health, why = "no primary", f"the supervisor does not answer: {exc}"
                 if health == "healthy":
                     break
                 await trio.sleep(0.2)
         return health
 
     health = _run_async(run)
+    if why:
+        print(f"scs: {why}", file=sys.stderr)
     print(health)
     raise SystemExit(HEALTH_EXIT[health])
 
