@@ -102,22 +102,32 @@ class PairFailover(PairBase):
             emit(out, events.NO_BACKUP, m, pair=self.name, server=m.name, why=why)
             return out
         wait = m.spec.failover_wait
-        emit(
-            out,
-            events.FAILOVER_SILENT,
-            m,
-            pair=self.name,
-            server=m.name,
-            reason=reason,
-            wait=wait,
-        )
-        self.machine.fire(E.SILENCE)
         grace = proof.exit_grace(abrupt, m.watched is not None)
+        if not grace:
+            self._tell_silence(m.name, reason, wait, out)
+        self.machine.fire(E.SILENCE)
         self.failover = Failover(
-            target.name, False, now, now + max(wait, grace), old=m.name, old_pid=m.reported
+            target.name,
+            False,
+            now,
+            now + max(wait, grace),
+            old=m.name,
+            old_pid=m.reported,
+            untold=reason if grace else None,  # told when the grace ends without an exit
         )
         self._due_promotion(now, out)
         return out
+
+    def _tell_silence(self, server: str, reason: str, wait: float, out: list[Action]) -> None:
+        emit(
+            out,
+            events.FAILOVER_SILENT,
+            self._member(server),
+            pair=self.name,
+            server=server,
+            reason=reason,
+            wait=wait,
+        )
 
     def seen(self, m: Member, now: float) -> list[Action]:
         """A status from ``m`` was recorded."""
@@ -127,7 +137,8 @@ class PairFailover(PairBase):
             if self.state is PairState.FAILOVER_WAITING:
                 # The old primary answers as primary again (back within the wait, or
                 # restarted before the promotion went through): nothing to fail over.
-                emit(out, events.FAILOVER_CANCELLED, m, pair=self.name, server=m.name)
+                if fo.untold is None:  # (a silence never told needs no "back" either)
+                    emit(out, events.FAILOVER_CANCELLED, m, pair=self.name, server=m.name)
                 self._end_failover(E.CANCELLED)
         elif fo is not None and fo.target == m.name and m.role == "primary":
             self._promoted(m, now, out)
@@ -309,6 +320,9 @@ class PairFailover(PairBase):
             return
         if fo.force and self._member(fo.old).process != ProcessState.DOWN:
             fo.force = False  # the old primary runs again: no more proof of death
+        if fo.untold is not None:  # the grace ended without an exit: it was a silence
+            self._tell_silence(fo.old, fo.untold, self._member(fo.old).spec.failover_wait, out)
+            fo.untold = None
         target = self._member(fo.target)
         if not fo.decided:
             fo.decided = True

@@ -29,6 +29,9 @@ class Failover:
         decided: the decision line (40304/40305/40313) is logged.
         fenced: the fencing deadline has passed (fenced, or said why not).
         old_pid: the pid the old primary answered as (its exit is proof).
+        untold: the silence line (40302) owed, with its reason: held while the exit
+            of a primary whose link its end closed may still come (then the story is
+            a death, 40301, and the silence is never told).
     """
 
     target: str
@@ -39,6 +42,7 @@ class Failover:
     old: str = ""
     fenced: bool = False
     old_pid: int | None = None
+    untold: str | None = None
 
 
 class PairBase:

@@ -78,6 +78,11 @@ async def test_the_failover_story_stays_on_screen_above_the_live_table(tmp_path:
             screen_now = shown()
             for event in ("40301", "40304", "40306", "40308", "40101", "40309"):
                 assert f" {event} " in screen_now, f"{event} is not on the screen:\n{screen_now}"
+            # one story, in order: detected (death), decided (force), promoted, redirected,
+            # restarted, healthy; never "silent ... no proof" first for a kill
+            story = [screen_now.index(f" {e} ") for e in ("40301", "40304", "40306", "40309")]
+            assert story == sorted(story), screen_now
+            assert " 40302 " not in screen_now, screen_now
             assert "┃ server" in screen_now  # the table is there too, below the log
             assert screen_now.index(" 40309 ") < screen_now.index("┃ server")
             nursery.cancel_scope.cancel()
