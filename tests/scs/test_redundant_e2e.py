@@ -113,6 +113,18 @@ async def test_one_active_one_standby_and_a_takeover_that_starts_nothing_twice(p
     assert info["name"] == "scs-a"
     first = pids(rows)
 
+    # A second process under the active one's name is refused, in one line.
+    b.name = "scs-a"
+    b.start()
+    assert b.proc is not None
+    with trio.fail_after(30):
+        while b.proc.poll() is None:
+            await trio.sleep(0.05)
+    assert b.proc.returncode == 2
+    assert "a supervisor named 'scs-a' already runs as" in b.log()
+    assert "give this one another --name" in b.log()
+    assert "Traceback" not in b.log()
+    b.name = "scs-b"
     b.start()
     standby = await wait_mode(b, "standby")
     assert standby["active"]["name"] == "scs-a"
@@ -230,21 +242,3 @@ async def test_a_deposed_supervisors_epoch_is_refused_by_the_servers(pair: Pair)
         status = await m.status()
     assert status["role"] == "primary", "nothing was done for the deposed supervisor"
     assert "admitted at supervisor epoch" in system.server_log(backup)
-
-
-async def test_a_second_supervisor_of_the_same_name_is_refused_in_one_line(pair: Pair) -> None:
-    system, b = pair.system, pair.b
-    system.start()
-    await wait_mode(system, "active")
-    b.name = "scs-a"  # the active one's name, another process
-    b.start()
-    assert b.proc is not None
-    with trio.fail_after(30):
-        while b.proc.poll() is None:
-            await trio.sleep(0.05)
-    assert b.proc.returncode == 2
-    out = b.log()
-    assert "a supervisor named 'scs-a' already runs as" in out, out
-    assert "give this one another --name" in out
-    assert "Traceback" not in out
-    assert (await described(system))["mode"] == "active"

@@ -39,8 +39,9 @@ from .redundant_run import replay_line, run_redundant
 from .redundant_schedule import REPLACED_BOUND, SHORT, plan_redundant
 from .schedule import Planned
 
-#: The slice ``make test`` runs (about 12 s of CPU); more with SIM_SUPERVISOR_SCHEDULES.
-SLICE = range(1, 1 + int(os.environ.get("SIM_SUPERVISOR_SCHEDULES", "30")))
+#: The slice ``make test`` runs (about 4 s of CPU, make test's 5 minutes being CPU-bound),
+#: with the first seed of each fault kind; more with SIM_SUPERVISOR_SCHEDULES.
+SLICE = range(1, 1 + int(os.environ.get("SIM_SUPERVISOR_SCHEDULES", "16")))
 #: Every kind of supervisor fault is in the slice (the first seed that draws each).
 KINDS = {
     *("sup-kill", "sup-crash", "sup-pause", "sup-db-cut", "sup-db-lost", "sup-partition"),
@@ -61,7 +62,7 @@ def _first_seeds(kinds: set[str]) -> list[int]:
 def test_a_slice_of_redundant_schedules_holds_every_invariant() -> None:
     kinds: set[str] = set()
     admitted = takeovers = 0
-    for seed in sorted(set(SLICE) | set(_first_seeds(KINDS))):
+    for seed in sorted(set(SLICE) | set(_first_seeds(KINDS | {"kill", "pause", "partition"}))):
         outcome = run_redundant(seed)
         assert outcome.violations == [], f"seed {seed} ({replay_line(seed)}):\n" + "\n".join(
             outcome.violations
