@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import io
 import json
 import signal
@@ -26,6 +25,7 @@ from rich.live import Live
 from rich.table import Table
 
 from confserv.client.session import open_control
+from confserv.config.cli_version import version_option
 from confserv.config.settings import ConfigError
 from confserv.http.server import serve_http
 from confserv.logs.eventlog import EventLog
@@ -52,17 +52,7 @@ app = typer.Typer(help=HELP, invoke_without_command=True, rich_markup_mode=None)
 FileOpt = Annotated[Path | None, typer.Option("-f", "--file", help="The scs.conf file.")]
 
 
-def _version(wanted: bool) -> None:
-    """``--version``: the installed package's version, then exit."""
-    if wanted:
-        print(f"{PROG} {importlib.metadata.version('cfgha')}")
-        raise typer.Exit()
-
-
-VersionOpt = Annotated[
-    bool,
-    typer.Option("--version", is_eager=True, callback=_version, help="Show the version and exit."),
-]
+VersionOpt = Annotated[bool, version_option(PROG)]
 
 
 def _load(file: Path | None) -> ScsSettings:

@@ -6,7 +6,6 @@ exit status 1 (2 for a bad command line or configuration file).
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import os
 import sys
@@ -21,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from confserv.client.session import ConfigClient, open_client, open_management, parse_servers
+from confserv.config.cli_version import version_option
 from confserv.config.settings import ConfigError, load_server_settings
 from confserv.model.passwords import COST_ENV, PasswordCostError, parse_cost, set_default_cost
 from confserv.wire.errors import ConfServError
@@ -46,17 +46,7 @@ PROG = "cfgctl"
 app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode=None)
 
 
-def _version(wanted: bool) -> None:
-    """``--version``: the installed package's version, then exit."""
-    if wanted:
-        print(f"{PROG} {importlib.metadata.version('cfgha')}")
-        raise typer.Exit()
-
-
-VersionOpt = Annotated[
-    bool,
-    typer.Option("--version", is_eager=True, callback=_version, help="Show the version and exit."),
-]
+VersionOpt = Annotated[bool, version_option(PROG)]
 
 console = Console()
 

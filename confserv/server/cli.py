@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, TextIO
 import trio
 import typer
 
+from confserv.config.cli_version import version_option
 from confserv.config.settings import ConfigError, ServerSettings, load_server_settings
 
 if TYPE_CHECKING:
@@ -25,17 +25,7 @@ app = typer.Typer(
 )
 
 
-def _version(wanted: bool) -> None:
-    """``--version``: the installed package's version, then exit."""
-    if wanted:
-        print(f"{PROG} {importlib.metadata.version('cfgha')}")
-        raise typer.Exit()
-
-
-VersionOpt = Annotated[
-    bool,
-    typer.Option("--version", is_eager=True, callback=_version, help="Show the version and exit."),
-]
+VersionOpt = Annotated[bool, version_option(PROG)]
 
 
 @app.command()
