@@ -30,7 +30,6 @@ import random
 import signal
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from tests.chaos.checker import check
 from tests.chaos.report import Summary, print_summary
 from tests.multihost import faults
 from tests.multihost.netns import TestBed
+from tests.multihost.redundant import TwiceWatch
 from tests.multihost.system import (
     ADDP_TIMEOUT,
     HOSTS,
@@ -146,38 +146,13 @@ def _checked(fault: faults.Fault, start: float) -> CheckedFault:
     return CheckedFault(kind, target, start + fault.at, fault.duration, bound)
 
 
-class _TwiceWatch:
-    """Samples, every 0.2 s, how many processes run each server; keeps the worst."""
-
-    def __init__(self, system: MultiHost) -> None:
-        self.system = system
-        self.seen: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.2):
-            for section in (*MEMBERS, "proxy"):
-                count = self.system.server_count(section)
-                if count > 1:
-                    self.seen.append(f"{section} ran {count} times at once")
-
-    def __enter__(self) -> _TwiceWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def one_schedule(bed: TestBed, tmp: Path, seed: int, horizon: float = HORIZON) -> Outcome:
     """Run the schedule of ``seed`` on a fresh installation; what the checker found."""
     started = time.monotonic()
     outcome = Outcome(seed)
     plan = schedule(seed, horizon)
     db_failover = seed % 3 == 0
-    with multi_host(bed, tmp) as system, _TwiceWatch(system) as twice:
+    with multi_host(bed, tmp) as system, TwiceWatch(system) as twice:
         system.wait_acks(5, since=0.0)
         start = time.time()
         pg_at = horizon * random.Random(seed).uniform(0.2, 0.8) if db_failover else None
