@@ -26,6 +26,15 @@ from confserv.model.passwords import COST_ENV, PasswordCostError, parse_cost, se
 from confserv.wire.errors import ConfServError
 from confserv.wire.tls import ClientTls
 
+from .cli_options import (
+    JsonOpt,
+    PasswordFileOpt,
+    PasswordOpt,
+    SecretFileOpt,
+    SecretOpt,
+    ServerOpt,
+    UserOpt,
+)
 from .secret_input import ADMIN_PASSWORD, PASSWORD, SECRET, SecretInputError, SecretKind, resolve
 from .tls_options import (
     TlsCaOpt,
@@ -49,38 +58,6 @@ app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode=None)
 VersionOpt = Annotated[bool, version_option(PROG)]
 
 console = Console()
-
-ServerOpt = Annotated[
-    str, typer.Option("--server", "-S", help="HOST:PORT[,HOST:PORT] of the server(s).")
-]
-UserOpt = Annotated[str, typer.Option("--user", "-u", help="The Person to log in as.")]
-PasswordOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--password",
-        "-p",
-        help="Password: every user can see it in the process list; prefer CFG_PASSWORD, "
-        "--password-file or the prompt.",
-    ),
-]
-PasswordFileOpt = Annotated[
-    Path | None,
-    typer.Option("--password-file", help="Read the password from the first line of FILE."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
-SecretOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--secret",
-        help="Management secret: every user can see it in the process list; prefer "
-        "CFG_SECRET, --secret-file or the prompt.",
-    ),
-]
-SecretFileOpt = Annotated[
-    Path | None,
-    typer.Option("--secret-file", help="Read the management secret from the first line of FILE."),
-]
-
 
 #: The TLS the options before the command asked for (None: plain TCP).
 _tls: dict[str, ClientTls | None] = {"client": None}
