@@ -5,9 +5,12 @@ Its processes keep running when it stops; started again, it finds them.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import logging
+import os
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -39,7 +42,26 @@ VersionOpt = Annotated[
 ]
 
 
+#: ``$NOTIFY_SOCKET``, taken out of the environment at start (the processes the agent
+#: starts must not answer for it).
+_NOTIFY_SOCKET: list[str] = []
+
+
+def _notify_ready() -> None:
+    """``READY=1`` to systemd (``Type=notify``) when ``$NOTIFY_SOCKET`` says where (the
+    sd_notify protocol; confserv.logs.systemd is the same for the others: lca imports
+    nothing of confserv)."""
+    where = _NOTIFY_SOCKET.pop() if _NOTIFY_SOCKET else None
+    if not where:
+        return
+    address = "\0" + where[1:] if where.startswith("@") else where
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.sendto(b"READY=1", address)
+
+
 async def _run(settings: AgentSettings) -> None:
+    if (where := os.environ.pop("NOTIFY_SOCKET", None)) is not None:
+        _NOTIFY_SOCKET.append(where)
     agent = Agent(settings.state_dir, settings.secret, settings.host_name)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
@@ -54,6 +76,7 @@ async def _run(settings: AgentSettings) -> None:
             logging.getLogger("lca").info(
                 "agent of %s listening on %s:%d", settings.host_name, settings.listen_address, port
             )
+            _notify_ready()
             async for signum in signals:
                 logging.getLogger("lca").info("stopping: %s", signal.Signals(signum).name)
                 nursery.cancel_scope.cancel()

@@ -29,6 +29,7 @@ from confserv.config.cli_version import version_option
 from confserv.config.settings import ConfigError
 from confserv.http.server import serve_http
 from confserv.logs.eventlog import EventLog
+from confserv.logs.systemd import notify, take_notify_socket
 from confserv.store.leases import SupervisorNameTakenError
 from confserv.wire.errors import ConfServError, first_in_group
 
@@ -116,6 +117,7 @@ async def _supervise(settings: ScsSettings, json_log: bool, name: str | None = N
         json_lines=json_log,
         color=sys.stderr.isatty() and not json_log,
     )
+    notify_socket = take_notify_socket()  # the servers it starts must not answer for it
     sup = Supervisor(settings, log, name=name)
     # SIGHUP (the terminal closed) stops as SIGTERM does: nothing is left orphaned.
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
@@ -127,6 +129,9 @@ async def _supervise(settings: ScsSettings, json_log: bool, name: str | None = N
             if settings.http_port is not None:
                 await _listen(nursery, serve_metrics, sup, "http-port", settings.http_port)
             await nursery.start(sup.run)
+            notify(
+                "READY=1", where=notify_socket
+            )  # Type=notify: its ports listen, its servers are being started
             if live_view:
                 nursery.start_soon(_live, sup, console)
             async for signum in signals:

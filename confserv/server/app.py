@@ -31,6 +31,7 @@ from confserv.ha.membership import resolve_membership
 from confserv.ha.pair import PairDriver
 from confserv.logs import events
 from confserv.logs.eventlog import EventLog
+from confserv.logs.systemd import notify
 from confserv.store.base import ConfigStore, Holder
 from confserv.store.engines import open_store
 from confserv.store.instance import Instance
@@ -220,6 +221,7 @@ async def _serve_master(
             await nursery.start(driver.run)
             nursery.start_soon(watch.run, settings.lease_renew)
             nursery.start_soon(trim_history, rt, store, settings)
+            notify("READY=1")  # Type=notify: its ports listen, its role is being settled
             task_status.started({**ports, "runtime": rt, "driver": driver})
     finally:
         with (

@@ -34,6 +34,7 @@ from confserv.core.runtime import Runtime
 from confserv.core.service import ConfigService
 from confserv.logs import events
 from confserv.logs.eventlog import EventLog
+from confserv.logs.systemd import notify
 from confserv.store.base import Change, Snapshot
 from confserv.wire.auth import Purpose
 from confserv.wire.errors import (
@@ -219,4 +220,5 @@ async def run_proxy(
     async with trio.open_nursery() as nursery:
         ports = await serve_ports(rt, settings, nursery)
         nursery.start_soon(follower.run)
+        notify("READY=1")  # Type=notify: its ports listen
         task_status.started({**ports, "runtime": rt, "follower": follower})
