@@ -182,18 +182,22 @@ class MultiHost:
         """Every process running ``section``'s Configuration Server of this installation,
         on any host (its shim not counted)."""
         program, conf = str(BIN / "confserv").encode(), str(self.conf).encode()
-        found = []
+        found: dict[int, int] = {}  # pid -> parent pid
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
             try:
                 argv = (entry / "cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+                stat = (entry / "stat").read_text()
             except OSError:
                 continue
             # the server itself (a script: its interpreter comes first), not its shim
             if program in argv[:2] and argv[-4:] == [b"-s", section.encode(), b"-c", conf]:
-                found.append(int(entry.name))
-        return found
+                found[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+        # A child the server forked, before its exec, has the server's command line: not
+        # a second server (trio's first worker thread runs ctypes.util.find_library,
+        # which forks /sbin/ldconfig; under load the sampler caught one, "ran 2 times").
+        return [pid for pid, parent in found.items() if parent not in found]
 
     def server_pid(self, section: str) -> int | None:
         """The pid of ``section``'s Configuration Server, None if none runs."""
