@@ -320,15 +320,25 @@ def _figures(kind: str, runs: list[Run], target: float, why: str) -> list[Result
 
 
 @contextlib.contextmanager
-def _installation() -> Iterator[MultiHost | str]:
-    """The installation, or why it cannot be built here."""
+def installation(
+    hosts: tuple[str, ...] = HOSTS,
+    prefix: str = "bench-multihost-",
+    ready: Callable[[MultiHost], None] | None = None,
+    **options: Any,
+) -> Iterator[MultiHost | str]:
+    """The installation on a bed of ``hosts`` (``options`` for :func:`multi_host`;
+    ``ready`` waits for it to settle), or why it cannot be built here. Its logs are
+    kept with ``BENCH_KEEP_LOGS``."""
     keep = bool(os.environ.get("BENCH_KEEP_LOGS"))
-    tmp = Path(tempfile.mkdtemp(prefix="bench-multihost-"))
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
     try:
         with contextlib.ExitStack() as stack:
             try:
-                bed = stack.enter_context(TestBed(HOSTS))
-                system: MultiHost | str = stack.enter_context(multi_host(bed, tmp))
+                bed = stack.enter_context(TestBed(hosts))
+                built = stack.enter_context(multi_host(bed, tmp, **options))
+                if ready is not None:
+                    ready(built)
+                system: MultiHost | str = built
             except NetnsUnavailable as exc:
                 system = f"network namespaces unavailable: {exc}"
             except PgClusterError as exc:
@@ -343,7 +353,7 @@ def _installation() -> Iterator[MultiHost | str]:
 
 def bench_multihost() -> list[Result | Plot]:
     """:data:`RUNS` kills, host crashes and isolations on one installation; one plot."""
-    with _installation() as system:
+    with installation() as system:
         if isinstance(system, str):
             return [figure("failover across hosts", math.nan, "", notes=f"skipped: {system}")]
         runs = _runs(system)

@@ -37,20 +37,15 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from bench._plots import Plot, failover_plot
 from bench._report import Benchmark, Result, figure, main, plotted
+from bench.bench_multihost import installation
 from tests.helpers.stats import median, percentile
-from tests.multihost.netns import NetnsUnavailable, TestBed
 from tests.multihost.redundant import (
     FAILOVER_BOUND,
     boot_supervisor,
@@ -67,10 +62,8 @@ from tests.multihost.system import (
     SUPERVISOR_TTL,
     MultiHost,
     healthy,
-    multi_host,
     primary_of,
 )
-from tests.pg_cluster import PgClusterError
 
 RUNS = 10
 QUICK = {"RUNS": 1}
@@ -220,29 +213,15 @@ def _figures(name: str, times: list[float], target: float, why: str, more: str) 
     ]
 
 
-@contextlib.contextmanager
-def _installation() -> Iterator[MultiHost | str]:
+def _ready(built: MultiHost) -> None:
+    """The installation settled: the second supervisor standby, the clients writing."""
+    wait_mode(built, SUPERVISOR_HOSTS[1], "standby")
+    built.wait_acks(5, since=0.0)
+
+
+def _installation() -> contextlib.AbstractContextManager[MultiHost | str]:
     """The redundant installation, or why it cannot be built here."""
-    keep = bool(os.environ.get("BENCH_KEEP_LOGS"))
-    tmp = Path(tempfile.mkdtemp(prefix="bench-supervisors-"))
-    try:
-        with contextlib.ExitStack() as stack:
-            try:
-                bed = stack.enter_context(TestBed(REDUNDANT_HOSTS))
-                built = stack.enter_context(multi_host(bed, tmp, supervisors=SUPERVISOR_HOSTS))
-                wait_mode(built, SUPERVISOR_HOSTS[1], "standby")
-                built.wait_acks(5, since=0.0)
-                system: MultiHost | str = built
-            except NetnsUnavailable as exc:
-                system = f"network namespaces unavailable: {exc}"
-            except PgClusterError as exc:
-                system = f"PostgreSQL unavailable: {exc}"
-            yield system
-    finally:
-        if keep:
-            print(f"  logs kept in {tmp}", flush=True)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+    return installation(REDUNDANT_HOSTS, "bench-supervisors-", _ready, supervisors=SUPERVISOR_HOSTS)
 
 
 def bench_supervisors() -> list[Result | Plot]:

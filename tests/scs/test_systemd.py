@@ -28,6 +28,20 @@ def datagrams(sock: socket.socket) -> list[bytes]:
             return got
 
 
+async def said_on_start(command: list[str], sock: socket.socket) -> list[bytes]:
+    """Run ``command`` until it has sent something on ``sock``; what it sent."""
+    process = await trio.lowlevel.open_process(command)
+    try:
+        with trio.fail_after(30):
+            while not (got := datagrams(sock)):
+                await trio.sleep(0.05)
+        return got
+    finally:
+        process.terminate()
+        with trio.fail_after(30):
+            await process.wait()
+
+
 async def test_scs_and_lca_say_ready_and_the_servers_do_not(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -49,16 +63,7 @@ async def test_scs_and_lca_say_ready_and_the_servers_do_not(
             f"[lca]\nport = {free_port()}\nagent-secret = s\nstate-dir = {tmp_path / 'lca-state'}\n"
         )
         conf.chmod(0o600)
-        agent = await trio.lowlevel.open_process([str(BIN / "lca"), "-c", str(conf)])
-        try:
-            with trio.fail_after(30):
-                while not (got := datagrams(sock)):
-                    await trio.sleep(0.05)
-            assert got == [b"READY=1"]
-        finally:
-            agent.terminate()
-            with trio.fail_after(30):
-                await agent.wait()
+        assert await said_on_start([str(BIN / "lca"), "-c", str(conf)], sock) == [b"READY=1"]
 
 
 def test_nothing_is_sent_without_a_service_manager(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -84,15 +89,5 @@ async def test_a_confserv_of_its_own_says_ready_once_its_ports_listen(
         sock.bind(path)
         sock.setblocking(False)
         monkeypatch.setenv("NOTIFY_SOCKET", path)
-        proxy = await trio.lowlevel.open_process(
-            [str(BIN / "confserv"), "-s", "proxy", "-c", str(conf)]
-        )
-        try:
-            with trio.fail_after(30):
-                while not (got := datagrams(sock)):
-                    await trio.sleep(0.05)
-            assert got == [b"READY=1"]
-        finally:
-            proxy.terminate()
-            with trio.fail_after(30):
-                await proxy.wait()
+        command = [str(BIN / "confserv"), "-s", "proxy", "-c", str(conf)]
+        assert await said_on_start(command, sock) == [b"READY=1"]
