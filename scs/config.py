@@ -19,7 +19,13 @@ from typing import Literal
 
 from addp import OPTION_NAMES, AddpOptions, OptionError
 from confserv.config.permissions import warn_if_exposed
-from confserv.config.settings import ConfigError, Section, read_sections
+from confserv.config.settings import (
+    LOG_SEGMENT_MAX,
+    LOG_SEGMENT_MIN,
+    ConfigError,
+    Section,
+    read_sections,
+)
 from confserv.config.tls import TLS_OPTIONS, TlsSettings, parse_tls
 from confserv.wire.tls import ClientTls
 
@@ -44,6 +50,11 @@ SCS_OPTIONS: frozenset[str] = frozenset(
         "auth-timeout",
         "log-format",
         "verbose",
+        # issue 15: the event log on disk (scs events) and the failover history (scs history)
+        "log-file",
+        "log-segment",
+        "log-expire",
+        "history-max",
         "status-interval",
         "state-dir",
         # issue 15: /metrics and /status over HTTP
@@ -202,6 +213,15 @@ class ScsSettings:
     #: ``[scs] http-port`` and ``http-address`` (default 127.0.0.1): /metrics and /status.
     http_port: int | None = None
     http_address: str = "127.0.0.1"
+    #: ``[scs] log-file``: the event log on disk too (``scs events``); default
+    #: ``<state-dir>/scs.log``, None with ``log-file = false``.
+    log_file: Path | None = None
+    #: ``log-segment``: the file is rotated at this many bytes (None: never, reopened when
+    #: moved away); ``log-expire``: rotated files kept.
+    log_segment: int | None = 10 << 20
+    log_expire: int = 5
+    #: ``history-max``: failovers kept in ``<state-dir>/failovers.jsonl`` (``scs history``).
+    history_max: int = 1000
 
     @property
     def control_tls(self) -> ClientTls | None:
@@ -395,7 +415,23 @@ def load_scs_settings(file: Path | str) -> ScsSettings:
         on_stop=on_stop,
         http_port=own.port("http-port"),
         http_address=own.text("http-address") or "127.0.0.1",
+        log_file=_log_file(own, base, base / (own.text("state-dir") or "scs-state")),
+        log_segment=own.size("log-segment", 10 << 20, low=LOG_SEGMENT_MIN, high=LOG_SEGMENT_MAX),
+        log_expire=own.integer("log-expire", 5, low=1, high=1000, what="a number of files"),
+        history_max=own.integer(
+            "history-max", 1000, low=1, high=100_000, what="a number of records"
+        ),
     )
+
+
+def _log_file(own: Section, base: Path, state_dir: Path) -> Path | None:
+    """``[scs] log-file``: a path (against the file's directory), or ``false`` for none."""
+    text = own.text("log-file")
+    if text is None:
+        return state_dir / "scs.log"
+    if text.lower() in ("false", "no", "off", "none"):
+        return None
+    return base / text
 
 
 def _on_host(spec: ServerSpec, hosts: dict[str, HostSpec]) -> ServerSpec:

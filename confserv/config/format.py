@@ -198,6 +198,29 @@ class Section:
             raise self.error(option, f"{text!r} is not a number of seconds ({bounds})")
         return value
 
+    def size(self, option: str, default: int | None, *, low: int, high: int) -> int | None:
+        """A size in bytes, written as Genesys' ``[log] segment`` is: ``N`` or ``N KB``
+        (kilobytes), ``N MB``, ``N GB``; ``false`` for none (None). From ``low`` to ``high``
+        bytes."""
+        text = self.text(option)
+        if text is None:
+            return default
+        if text.lower() in ("false", "no", "off", "0"):
+            return None
+        number, unit = text, "kb"
+        for suffix in ("kb", "mb", "gb"):
+            if text.lower().endswith(suffix):
+                number, unit = text[: -len(suffix)].strip(), suffix
+                break
+        scale = {"kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30}[unit]
+        if not (_digits(number) and low <= int(number) * scale <= high):
+            raise self.error(
+                option,
+                f"{_shown(text)} is not a size (N KB, N MB or N GB, {low >> 10} KB to "
+                f"{high >> 20} MB; false for none)",
+            )
+        return int(number) * scale
+
     def encoding(self, option: str, default: str) -> str:
         """A text encoding Python knows, by the name Python gives it."""
         text = self.text(option)

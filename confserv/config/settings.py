@@ -99,8 +99,15 @@ LOG_OPTIONS: frozenset[str] = frozenset(
     {
         "verbose",
         "all",
+        # issue 15: through the standard logging machinery
+        "format",
+        "segment",
+        "expire",
     }
 )
+
+#: Bounds of ``[log] segment`` (and ``[scs] log-segment``): 64 KB to 10 GB.
+LOG_SEGMENT_MIN, LOG_SEGMENT_MAX = 64 << 10, 10 << 30
 
 #: Options of ``[history-log]``.
 HISTORY_OPTIONS: frozenset[str] = frozenset(
@@ -146,6 +153,13 @@ class LogSettings:
 
     verbose: _Verbose = "standard"
     all: str = "stderr"
+    #: ``format``: ``text`` (dated lines) or ``json`` (one object per line).
+    format: Literal["text", "json"] = "text"
+    #: ``segment``: a log file is rotated when it reaches this many bytes (None: never;
+    #: then the file is reopened when logrotate moves it away).
+    segment: int | None = None
+    #: ``expire``: how many rotated files are kept.
+    expire: int = 10
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -376,7 +390,13 @@ def _log(path: Path, sections: Mapping[str, Mapping[str, str]], base: Path) -> L
     log.check_known(LOG_OPTIONS)
     output = log.text("all") or "stderr"
     output = output.lower() if output.lower() in _STREAMS else str((base / output).resolve())
-    return LogSettings(verbose=log.choice("verbose", _VERBOSE, "standard"), all=output)
+    return LogSettings(
+        verbose=log.choice("verbose", _VERBOSE, "standard"),
+        all=output,
+        format=log.choice("format", {"text": "text", "json": "json"}, "text"),
+        segment=log.size("segment", None, low=LOG_SEGMENT_MIN, high=LOG_SEGMENT_MAX),
+        expire=log.integer("expire", 10, low=1, high=1000, what="a number of files"),
+    )
 
 
 def _history(path: Path, sections: Mapping[str, Mapping[str, str]]) -> HistorySettings:
