@@ -30,28 +30,86 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from addp.optionspec import OptionSpec, OptionTable
 from addp.tls_contexts import TlsFileError, server_context
 
 from .agent import DEFAULT_PORT
 
-#: Options of the agent's section.
-OPTIONS = frozenset(
-    {
-        "port",
-        "agent-secret",
-        "state-dir",
-        "listen-address",
-        "host-name",
-        "encryption",
-        "tls-certificate",
-        "tls-private-key",
-        "tls-ca",
-        "tls-client-certificates",
-    }
-)
-_TLS_OPTIONS = ("tls-certificate", "tls-private-key", "tls-ca", "tls-client-certificates")
 #: Genesys: an LCA port below this falls back to the default.
 LOWEST_PORT = 2000
+
+#: Options of the agent's section.
+TABLE = OptionTable.of(
+    OptionSpec(
+        name="port",
+        kind="port",
+        default=str(DEFAULT_PORT),
+        meaning=f"The agent's port. As in Genesys, a port below {LOWEST_PORT} falls back to "
+        f"{DEFAULT_PORT} (one warning line).",
+    ),
+    OptionSpec(
+        name="agent-secret",
+        kind="secret",
+        shown="(required)",
+        meaning="What supervisors must prove (`cfgha-agent-v2`, mutual challenge-response). "
+        "A file readable by its group or others is warned about.",
+    ),
+    OptionSpec(
+        name="state-dir",
+        kind="path",
+        default="lca-state",
+        meaning="Where the agent records the processes it started and how they ended "
+        "(relative to the file). Keep it on a local disk; it survives the agent.",
+    ),
+    OptionSpec(
+        name="listen-address",
+        kind="text",
+        default="127.0.0.1",
+        meaning="The address the port listens on.",
+    ),
+    OptionSpec(
+        name="host-name",
+        kind="text",
+        shown="this host's name",
+        meaning="The identity the agent proves; supervisors expect the name of its host "
+        "section in `scs.conf`.",
+    ),
+    OptionSpec(
+        name="encryption",
+        kind="boolean",
+        default="false",
+        choices=("true", "false", "yes", "no", "1", "0"),
+        meaning="`true`: the port speaks TLS only (needs `tls-certificate`).",
+    ),
+    OptionSpec(
+        name="tls-certificate",
+        kind="path",
+        shown="none (required with `encryption = true`)",
+        meaning="The agent's PEM certificate chain (relative to the file); its key here or "
+        "in `tls-private-key`. Every `tls-*` option is refused with `encryption = false`.",
+    ),
+    OptionSpec(
+        name="tls-private-key",
+        kind="path",
+        shown="in `tls-certificate`'s file",
+        meaning="PEM private key of the certificate.",
+    ),
+    OptionSpec(
+        name="tls-ca",
+        kind="path",
+        meaning="The CA (PEM) of the supervisors' client certificates.",
+    ),
+    OptionSpec(
+        name="tls-client-certificates",
+        kind="choice",
+        default="none",
+        choices=("none", "optional", "required"),
+        meaning="Whether supervisors present a certificate signed by `tls-ca`: `optional` or "
+        "`required` (these need `tls-ca`).",
+    ),
+)
+OPTIONS: frozenset[str] = TABLE.names
+_TLS_OPTIONS = ("tls-certificate", "tls-private-key", "tls-ca", "tls-client-certificates")
 
 
 class AgentConfigError(Exception):
@@ -102,7 +160,7 @@ def load_agent_settings(file: Path, section: str = "lca") -> AgentSettings:
         if option not in OPTIONS:
             raise error(option, f"unknown option (known: {', '.join(sorted(OPTIONS))})")
     warnings: list[str] = []
-    text = own.get("port", str(DEFAULT_PORT)).strip()
+    text = own.get("port", _default("port")).strip()
     if not text.isdigit() or len(text) > 5 or not 0 < int(text) < 65536:
         raise error("port", f"{text[:20]!r} is not a port number (1 to 65535)")
     port = int(text)
@@ -116,7 +174,7 @@ def load_agent_settings(file: Path, section: str = "lca") -> AgentSettings:
         warnings.append(
             f"warning: {file} holds agent-secret and is readable by others: run 'chmod 600 {file}'"
         )
-    state = Path(own.get("state-dir", "lca-state").strip() or "lca-state")
+    state = Path(own.get("state-dir", "").strip() or _default("state-dir"))
     context = _tls(own, file, error)
     return AgentSettings(
         file=file,
@@ -124,19 +182,26 @@ def load_agent_settings(file: Path, section: str = "lca") -> AgentSettings:
         port=port,
         secret=secret,
         state_dir=state if state.is_absolute() else (file.parent / state).resolve(),
-        listen_address=own.get("listen-address", "127.0.0.1").strip() or "127.0.0.1",
+        listen_address=own.get("listen-address", "").strip() or _default("listen-address"),
         host_name=own.get("host-name", "").strip() or socket.gethostname(),
         warnings=tuple(warnings),
         ssl_context=context,
     )
 
 
+def _default(option: str) -> str:
+    """The default of ``option`` as its table entry writes it."""
+    default = TABLE[option].default
+    assert default is not None, option
+    return default
+
+
 def _tls(
     own: configparser.SectionProxy, file: Path, error: Callable[[str, str], AgentConfigError]
 ) -> ssl.SSLContext | None:
     """The port's TLS context from ``encryption`` and the ``tls-*`` options."""
-    encryption = own.get("encryption", "false").strip().lower()
-    if encryption not in ("true", "false", "yes", "no", "1", "0"):
+    encryption = own.get("encryption", _default("encryption")).strip().lower()
+    if encryption not in TABLE["encryption"].choices:
         raise error("encryption", f"{encryption[:20]!r} is not true or false")
     if encryption in ("false", "no", "0"):
         for option in _TLS_OPTIONS:
@@ -151,8 +216,9 @@ def _tls(
     certificate = path("tls-certificate")
     if certificate is None:
         raise error("tls-certificate", "missing (encryption = true needs the agent's certificate)")
-    mode = own.get("tls-client-certificates", "none").strip().lower()
-    if mode not in ("none", "optional", "required"):
+    mode = own.get("tls-client-certificates", "").strip().lower()
+    mode = mode or _default("tls-client-certificates")
+    if mode not in TABLE["tls-client-certificates"].choices:
         raise error("tls-client-certificates", f"{mode[:20]!r} is not none, optional or required")
     ca = path("tls-ca")
     if mode != "none" and ca is None:

@@ -19,14 +19,8 @@ from typing import Literal
 
 from addp import OPTION_NAMES, AddpOptions, OptionError
 from confserv.config.permissions import warn_if_exposed
-from confserv.config.settings import (
-    LOG_SEGMENT_MAX,
-    LOG_SEGMENT_MIN,
-    ConfigError,
-    Section,
-    read_sections,
-)
-from confserv.config.tls import TLS_OPTIONS, TlsSettings, parse_tls
+from confserv.config.settings import ConfigError, Section, read_sections
+from confserv.config.tls import TlsSettings, parse_tls
 from confserv.wire.tls import ClientTls
 
 from .hosts import (
@@ -37,67 +31,19 @@ from .hosts import (
     is_host_section,
     parse_host,
 )
-from .redundancy import REDUNDANCY_OPTIONS, OnStop, RedundancySpec, parse_redundancy
+from .options import SCS_TABLE, SERVER_TABLE
+from .redundancy import OnStop, RedundancySpec, parse_redundancy
 
 #: The supervisor's own section.
 SCS_SECTION = "scs"
 
-#: Options of ``[scs]``.
-SCS_OPTIONS: frozenset[str] = frozenset(
-    {
-        "control-port",
-        "control-secret",
-        "auth-timeout",
-        "log-format",
-        "verbose",
-        # issue 15: the event log on disk (scs events) and the failover history (scs history)
-        "log-file",
-        "log-segment",
-        "log-expire",
-        "history-max",
-        "status-interval",
-        "state-dir",
-        # issue 15: /metrics and /status over HTTP
-        "http-port",
-        "http-address",
-        # security helper T: the control port over TLS, and the certificates of every link
-        "encryption",
-        *TLS_OPTIONS,
-        *REDUNDANCY_OPTIONS,  # issue 14: several supervisors, one active
-    }
-)
+#: Options of ``[scs]`` (the table: :data:`scs.options.SCS_TABLE`).
+SCS_OPTIONS: frozenset[str] = SCS_TABLE.names
 
-#: Options of a server's section.
-SERVER_OPTIONS: frozenset[str] = frozenset(
-    {
-        # the seed's
-        "host",
-        "port",
-        "name",
-        "server",
-        # what supervising needs
-        "type",
-        "pair",
-        "management-port",
-        "management-secret",
-        "command",
-        "working-directory",
-        "autostart",
-        "autorestart",
-        "failover-wait",
-        "promote-retry",
-        "restart-backoff",
-        "restart-backoff-max",
-        "restart-limit",
-        "restart-window",
-        "restart-min-uptime",
-        "stop-timeout",
-        "fence-after",
-        "encryption",  # its management port speaks TLS (default: [scs] encryption)
-        "tls-server-name",  # the name its certificate carries (default: its host)
-        *OPTION_NAMES,
-    }
-)
+#: Options of a server's section (the table: :data:`scs.options.SERVER_TABLE`).
+SERVER_OPTIONS: frozenset[str] = SERVER_TABLE.names
+_T = SERVER_TABLE
+_OWN = SCS_TABLE
 
 _BOOLEANS = {
     "true": True,
@@ -242,8 +188,8 @@ class ScsSettings:
         raise ConfigError(self.file, f"no pair {name!r} (pairs: {known})")
 
 
-def _boolean(sec: Section, option: str, default: bool) -> bool:
-    return sec.choice(option, _BOOLEANS, default)
+def _boolean(sec: Section, option: str) -> bool:
+    return sec.choice(_T[option], _BOOLEANS)
 
 
 def _server(path: Path, base: Path, name: str, options: dict[str, str]) -> ServerSpec:
@@ -255,7 +201,7 @@ def _server(path: Path, base: Path, name: str, options: dict[str, str]) -> Serve
         "proxy": "proxy",
         "server": "pair",
     }
-    kind = sec.choice("type", kinds, "pair")
+    kind = sec.choice(_T["type"], kinds)
     port = sec.port("port")
     if port is None:
         raise sec.error("port", "missing (the server's client port)")
@@ -281,25 +227,23 @@ def _server(path: Path, base: Path, name: str, options: dict[str, str]) -> Serve
         command = tuple(shlex.split(command_text)) if command_text else ()
     except ValueError as err:
         raise sec.error("command", f"cannot split {command_text!r}: {err}") from None
-    autostart = _boolean(sec, "autostart", True)
-    autorestart = _boolean(sec, "autorestart", True)
+    autostart = _boolean(sec, "autostart")
+    autorestart = _boolean(sec, "autorestart")
     if (autostart or autorestart) and not command:
         raise sec.error("command", "missing (needed to start the server: autostart/autorestart)")
-    workdir = Path(sec.text("working-directory") or ".")
-    backoff = sec.seconds("restart-backoff", 0.5, low=0.0, high=3600.0)
+    workdir = Path(sec.string(_T["working-directory"]) or ".")
+    backoff = sec.seconds(_T["restart-backoff"])
     policy = RestartPolicy(
         backoff=backoff,
-        backoff_max=sec.seconds(
-            "restart-backoff-max", max(30.0, backoff), low=backoff, high=86400.0
-        ),
-        limit=sec.integer("restart-limit", 5, low=1, high=1000, what="a number of restarts"),
-        window=sec.seconds("restart-window", 60.0, low=0.0, high=86400.0, above_low=True),
-        min_uptime=sec.seconds("restart-min-uptime", 2.0, low=0.0, high=86400.0),
+        backoff_max=sec.seconds(_T["restart-backoff-max"], max(30.0, backoff), low=backoff),
+        limit=sec.integer(_T["restart-limit"]),
+        window=sec.seconds(_T["restart-window"]),
+        min_uptime=sec.seconds(_T["restart-min-uptime"]),
     )
     return ServerSpec(
         section=name,
         kind=kind,
-        host=sec.text("host") or "127.0.0.1",
+        host=sec.string(_T["host"]) or "127.0.0.1",
         port=port,
         name=sec.text("name") or name,
         peer=peer,
@@ -311,13 +255,13 @@ def _server(path: Path, base: Path, name: str, options: dict[str, str]) -> Serve
         autostart=autostart,
         autorestart=autorestart,
         addp=addp,
-        failover_wait=sec.seconds("failover-wait", 0.0, low=0.0, high=3600.0),
-        promote_retry=sec.seconds("promote-retry", 0.1, low=0.01, high=60.0),
+        failover_wait=sec.seconds(_T["failover-wait"]),
+        promote_retry=sec.seconds(_T["promote-retry"]),
         restart=policy,
-        stop_timeout=sec.seconds("stop-timeout", 10.0, low=0.0, high=3600.0),
+        stop_timeout=sec.seconds(_T["stop-timeout"]),
         fence_after=None
         if sec.text("fence-after") is None
-        else sec.seconds("fence-after", 0.0, low=0.0, high=3600.0),
+        else sec.seconds(_T["fence-after"], 0.0),
     )
 
 
@@ -398,29 +342,23 @@ def load_scs_settings(file: Path | str) -> ScsSettings:
         file=path,
         control_port=control_port,
         control_secret=control_secret,
-        auth_timeout=own.seconds("auth-timeout", 5.0, low=0.0, high=3600.0, above_low=True),
-        log_format=own.choice("log-format", {"text": "text", "json": "json"}, "text"),
-        verbose=own.choice(
-            "verbose",
-            {w: w for w in ("all", "debug", "trace", "interaction", "standard", "none")},
-            "standard",
-        ),
-        status_interval=own.seconds("status-interval", 1.0, low=0.05, high=3600.0),
+        auth_timeout=own.seconds(_OWN["auth-timeout"]),
+        log_format=own.choice(_OWN["log-format"], {"text": "text", "json": "json"}),
+        verbose=own.choice(_OWN["verbose"], {w: w for w in _OWN["verbose"].choices}),
+        status_interval=own.seconds(_OWN["status-interval"]),
         servers=servers,
         pairs=tuple(pairs),
         tls=tls,
         hosts=hosts,
-        state_dir=base / (own.text("state-dir") or "scs-state"),
+        state_dir=base / (own.string(_OWN["state-dir"]) or "scs-state"),
         redundancy=redundancy,
         on_stop=on_stop,
         http_port=own.port("http-port"),
-        http_address=own.text("http-address") or "127.0.0.1",
-        log_file=_log_file(own, base, base / (own.text("state-dir") or "scs-state")),
-        log_segment=own.size("log-segment", 10 << 20, low=LOG_SEGMENT_MIN, high=LOG_SEGMENT_MAX),
-        log_expire=own.integer("log-expire", 5, low=1, high=1000, what="a number of files"),
-        history_max=own.integer(
-            "history-max", 1000, low=1, high=100_000, what="a number of records"
-        ),
+        http_address=own.string(_OWN["http-address"]) or "127.0.0.1",
+        log_file=_log_file(own, base, base / (own.string(_OWN["state-dir"]) or "scs-state")),
+        log_segment=own.size(_OWN["log-segment"]),
+        log_expire=own.integer(_OWN["log-expire"]),
+        history_max=own.integer(_OWN["history-max"]),
     )
 
 
@@ -467,7 +405,7 @@ def _with_tls(
 ) -> tuple[TlsSettings, dict[str, ServerSpec], dict[str, HostSpec]]:
     """``[scs]``'s TLS (its certificates are needed once any link uses TLS) and each
     server's and agent's: ``encryption`` of its section, ``[scs] encryption`` by default."""
-    control = own.choice("encryption", _BOOLEANS, False)
+    control = own.choice(_OWN["encryption"], _BOOLEANS)
     wanted: dict[str, tuple[bool, str | None]] = {}
     linked = [*servers, *(name for name, host in hosts.items() if host.has_agent)]
     for name in linked:

@@ -25,10 +25,12 @@ at load (when the server's own file can be read here), with one line.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from addp import AddpOptions, OptionError
+from addp.optionspec import ADDP_TABLE, OptionSpec, OptionTable
 from confserv.config.settings import ConfigError, Section, read_sections
 from confserv.wire.tls import ClientTls
 
@@ -36,21 +38,61 @@ from confserv.wire.tls import ClientTls
 AGENT_PORT = 4999
 
 #: Options of a host's section.
-HOST_OPTIONS: frozenset[str] = frozenset(
-    {
-        "type",
-        "address",
-        "agent-port",
-        "agent-secret",
-        "encryption",
-        "tls-server-name",
-        "addp-timeout",
-        "addp-remote-timeout",
-        "addp-trace",
-    }
+HOST_TABLE = OptionTable.of(
+    OptionSpec(
+        name="type",
+        kind="choice",
+        shown="(required: `host`)",
+        choices=("host",),
+        meaning="`host` makes the section a host, not a server.",
+    ),
+    OptionSpec(
+        name="address",
+        kind="text",
+        shown="the section's name",
+        meaning="Where the supervisor reaches the host: its agent and the ports of its servers.",
+    ),
+    OptionSpec(
+        name="agent-port",
+        kind="port",
+        shown=f"`{AGENT_PORT}` (with `agent-secret`)",
+        meaning="The port of the host's Local Control Agent (`lca`).",
+    ),
+    OptionSpec(
+        name="agent-secret",
+        kind="secret",
+        meaning="What that agent makes the supervisor prove (`cfgha-agent-v2`). Without it "
+        "(and without `agent-port`) the host is the supervisor's own: at most one such host "
+        "section.",
+    ),
+    OptionSpec(
+        name="encryption",
+        kind="boolean",
+        shown="`[scs] encryption`",
+        meaning="The agent link over TLS, with `[scs]`'s CA and client certificate.",
+    ),
+    OptionSpec(
+        name="tls-server-name",
+        kind="text",
+        shown="the address",
+        meaning="The name the agent's certificate carries (only with `encryption`).",
+    ),
+    dataclasses.replace(
+        ADDP_TABLE["addp-timeout"],
+        default="1",
+        meaning="The agent link always runs ADDP: a host that dies or is cut off is noticed "
+        "within 2 x `addp-timeout`.",
+    ),
+    dataclasses.replace(ADDP_TABLE["addp-remote-timeout"], default="1"),
+    ADDP_TABLE["addp-trace"],
 )
+HOST_OPTIONS: frozenset[str] = HOST_TABLE.names
 #: The agent link always runs ADDP; these are its defaults (a lost host is seen in 2 s).
-AGENT_ADDP = {"protocol": "addp", "addp-timeout": "1", "addp-remote-timeout": "1"}
+AGENT_ADDP = {
+    "protocol": "addp",
+    "addp-timeout": HOST_TABLE["addp-timeout"].default or "1",
+    "addp-remote-timeout": HOST_TABLE["addp-remote-timeout"].default or "1",
+}
 
 
 @dataclass(frozen=True, slots=True)

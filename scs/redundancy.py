@@ -32,20 +32,61 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from addp.optionspec import OptionSpec, OptionTable
 from confserv.config.settings import DatabaseSettings, Section, parse_database
 
 from .election import Election, ElectionSettingsError
 
 #: Options of ``[scs]`` this module reads.
-REDUNDANCY_OPTIONS: frozenset[str] = frozenset(
-    {
-        "database",
-        "supervisor-lease-ttl",
-        "supervisor-lease-renew",
-        "supervisor-lease-retry",
-        "on-stop",
-    }
+REDUNDANCY_TABLE = OptionTable.of(
+    OptionSpec(
+        name="database",
+        kind="section",
+        meaning="A section of `scs.conf` with the Configuration Database of the supervisor "
+        "lease: the keys of `confserv.conf`'s database section, and the database the pairs "
+        "use. With it the supervisors running this file elect one active; without it there "
+        "is one supervisor and no election.",
+    ),
+    OptionSpec(
+        name="supervisor-lease-ttl",
+        kind="seconds",
+        default="6",
+        low=0.2,
+        high=3600.0,
+        meaning="How long a take or renewal holds the lease. A standby takes over within "
+        "about ttl + retry of the active's death or isolation; the active stops acting "
+        "before it can run out. Only with `database`.",
+    ),
+    OptionSpec(
+        name="supervisor-lease-renew",
+        kind="seconds",
+        shown="ttl / 3",
+        low=0.0,
+        high=3600.0,
+        above_low=True,
+        meaning="Seconds between the active's renewals; with the margin (min(ttl / 4, "
+        "max(renew / 2, 0.05))) it must stay below the ttl.",
+    ),
+    OptionSpec(
+        name="supervisor-lease-retry",
+        kind="seconds",
+        shown="ttl / 6",
+        low=0.0,
+        high=3600.0,
+        above_low=True,
+        meaning="Seconds between a standby's looks at the lease.",
+    ),
+    OptionSpec(
+        name="on-stop",
+        kind="choice",
+        shown="`leave-running` with `database`, else `stop-servers`",
+        choices=("stop-servers", "leave-running"),
+        meaning="What SIGINT/SIGTERM of an active supervisor does with the servers: stop "
+        "them all (killed after their `stop-timeout`), or leave them running and give the "
+        "lease up, so that a standby takes over at once. A standby never stops anything.",
+    ),
 )
+REDUNDANCY_OPTIONS: frozenset[str] = REDUNDANCY_TABLE.names
 
 #: What ``scs`` does with the servers when it is stopped (SIGINT, SIGTERM).
 OnStop = Literal["stop-servers", "leave-running"]
@@ -80,9 +121,9 @@ def parse_redundancy(
         if name == own.name or name not in sections:
             raise own.error("database", f"no section [{name}] for the Configuration Database")
         db = parse_database(Section(path, name, sections[name]), base)
-        ttl = own.seconds("supervisor-lease-ttl", 6.0, low=0.2, high=3600.0)
-        renew = own.seconds("supervisor-lease-renew", ttl / 3, low=0.0, high=3600.0, above_low=True)
-        retry = own.seconds("supervisor-lease-retry", ttl / 6, low=0.0, high=3600.0, above_low=True)
+        ttl = own.seconds(REDUNDANCY_TABLE["supervisor-lease-ttl"])
+        renew = own.seconds(REDUNDANCY_TABLE["supervisor-lease-renew"], ttl / 3)
+        retry = own.seconds(REDUNDANCY_TABLE["supervisor-lease-retry"], ttl / 6)
         spec = RedundancySpec(db, ttl, renew, retry)
         try:
             spec.election("check")
@@ -94,6 +135,8 @@ def parse_redundancy(
                 raise own.error(option, "not used without [scs] database (no election)")
     default: OnStop = "leave-running" if spec is not None else "stop-servers"
     on_stop: OnStop = own.choice(
-        "on-stop", {"stop-servers": "stop-servers", "leave-running": "leave-running"}, default
+        REDUNDANCY_TABLE["on-stop"],
+        {"stop-servers": "stop-servers", "leave-running": "leave-running"},
+        default,
     )
     return spec, on_stop

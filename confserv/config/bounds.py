@@ -11,6 +11,7 @@ from typing import Any
 
 from addp import DEFAULT_MAX_FRAME_SIZE
 from addp._frames import MAX_MAX_FRAME_SIZE, MIN_MAX_FRAME_SIZE
+from addp.optionspec import OptionSpec, OptionTable
 
 from .format import Section
 
@@ -33,22 +34,75 @@ def object_size_limit(max_frame_size: int) -> int:
     return max_frame_size - min(OBJECT_SIZE_MARGIN, max_frame_size // 2)
 
 
-def parse_bounds(own: Section) -> dict[str, Any]:
-    """``auth-timeout``, ``max-connections``, ``max-unauthenticated``, ``max-object-size``."""
-    frame = own.integer(
-        "max-frame-size",
-        DEFAULT_MAX_FRAME_SIZE,
+#: ``max-frame-size`` (read by the settings) and the options :func:`parse_bounds` reads.
+BOUNDS_TABLE = OptionTable.of(
+    OptionSpec(
+        name="max-frame-size",
+        kind="integer",
+        unit="bytes",
+        default=str(DEFAULT_MAX_FRAME_SIZE),
         low=MIN_MAX_FRAME_SIZE,
         high=MAX_MAX_FRAME_SIZE,
-        what="a size in bytes",
-    )
-    object_limit = object_size_limit(frame)
-    max_object = own.integer(
-        "max-object-size",
-        min(DEFAULT_MAX_OBJECT_SIZE, object_limit),
+        meaning="Largest message accepted, in bytes. Compared between primary and backup.",
+    ),
+    OptionSpec(
+        name="max-object-size",
+        kind="integer",
+        unit="bytes",
+        default=str(DEFAULT_MAX_OBJECT_SIZE),
+        shown=f"`{DEFAULT_MAX_OBJECT_SIZE}` (at most the room `max-frame-size` leaves)",
         low=1,
         high=MAX_MAX_FRAME_SIZE,
-        what="a size in bytes",
+        range_shown="1 to `max-frame-size` less 64 KiB (less half of it when that is smaller)",
+        meaning="Largest encoding of an object, or of one change, in bytes, so that every "
+        'committed change can be delivered. A write over it gets `bad-request` "... encodes '
+        'to N bytes, over max-object-size (M bytes) ..." and nothing is committed. Compared '
+        "between primary and backup.",
+    ),
+    OptionSpec(
+        name="auth-timeout",
+        kind="seconds",
+        default=f"{DEFAULT_AUTH_TIMEOUT:g}",
+        low=0.0,
+        high=3600.0,
+        above_low=True,
+        meaning="Seconds a connection has to register (client port) or authenticate "
+        "(management port) before it is closed.",
+    ),
+    OptionSpec(
+        name="max-connections",
+        kind="integer",
+        default=str(DEFAULT_MAX_CONNECTIONS),
+        low=1,
+        high=1_000_000,
+        meaning="Most client connections at once; the excess gets the CLOSE `too many "
+        "connections: this port serves at most N; try later`. The server raises its soft "
+        "open-file limit to the hard one at start. The management port is capped at 256.",
+    ),
+    OptionSpec(
+        name="max-unauthenticated",
+        kind="integer",
+        default=str(DEFAULT_MAX_UNAUTHENTICATED),
+        shown=f"`{DEFAULT_MAX_UNAUTHENTICATED}` (at most `max-connections`)",
+        low=1,
+        high=1_000_000,
+        meaning="Most client connections not registered yet. At the cap the oldest of them "
+        "is closed (CLOSE `too many connections not authenticated yet: the oldest is closed "
+        "first; try again`) to make room for a new one, if it has waited 1 s and its "
+        "password is not being checked; else the new one is refused (`... (at most N); try "
+        "later`). A crowd of idle connections then cannot keep out a client that retries, "
+        "and turns the places over at most once a second. The management and control ports "
+        "allow 64.",
+    ),
+)
+
+
+def parse_bounds(own: Section) -> dict[str, Any]:
+    """``auth-timeout``, ``max-connections``, ``max-unauthenticated``, ``max-object-size``."""
+    frame = own.integer(BOUNDS_TABLE["max-frame-size"])
+    object_limit = object_size_limit(frame)
+    max_object = own.integer(
+        BOUNDS_TABLE["max-object-size"], min(DEFAULT_MAX_OBJECT_SIZE, object_limit)
     )
     if max_object > object_limit:
         raise own.error(
@@ -56,20 +110,12 @@ def parse_bounds(own: Section) -> dict[str, Any]:
             f"{own.text('max-object-size')!r} leaves no room in max-frame-size ({frame}): "
             f"make it at most {object_limit}",
         )
-    connections = own.integer(
-        "max-connections", DEFAULT_MAX_CONNECTIONS, low=1, high=1_000_000, what="a count"
-    )
+    connections = own.integer(BOUNDS_TABLE["max-connections"])
     return {
-        "auth_timeout": own.seconds(
-            "auth-timeout", DEFAULT_AUTH_TIMEOUT, low=0.0, high=3600.0, above_low=True
-        ),
+        "auth_timeout": own.seconds(BOUNDS_TABLE["auth-timeout"]),
         "max_connections": connections,
         "max_unauthenticated": own.integer(
-            "max-unauthenticated",
-            min(DEFAULT_MAX_UNAUTHENTICATED, connections),
-            low=1,
-            high=1_000_000,
-            what="a count",
+            BOUNDS_TABLE["max-unauthenticated"], min(DEFAULT_MAX_UNAUTHENTICATED, connections)
         ),
         "max_object_size": max_object,
     }

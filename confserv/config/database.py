@@ -12,28 +12,92 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from .dbhosts import HostListError, parse_db_hosts
+from addp.optionspec import OptionSpec, OptionTable
+
+from .dbhosts import DEFAULT_PG_PORT, MAX_DB_HOSTS, HostListError, parse_db_hosts
 from .format import Section
 
 _Engine = Literal["sqlite", "postgre"]
 
 #: Options of the Configuration Database section (the one ``server`` names).
-DATABASE_OPTIONS: frozenset[str] = frozenset(
-    {
-        "dbengine",
-        "dbserver",
-        "host",
-        "port",
-        "dbname",
-        "username",
-        "password",
-        "server",  # in Genesys' sample; accepted and not used
-        "reconnect-timeout",
-        "response-timeout",
-        "connect-timeout",  # multihost helper P: per server of the host list
-    }
+DATABASE_TABLE = OptionTable.of(
+    OptionSpec(
+        name="dbengine",
+        kind="choice",
+        shown="(required)",
+        choices=("sqlite", "postgre"),
+        meaning="The DBMS (`mssql`, `oracle`, `db2` are refused as not supported).",
+    ),
+    OptionSpec(
+        name="dbname",
+        kind="text",
+        shown="(required)",
+        meaning="For `sqlite`, the database file, relative to this file's directory; for "
+        "`postgre`, the database name.",
+    ),
+    OptionSpec(
+        name="dbserver",
+        kind="list",
+        default="127.0.0.1",
+        meaning="The DBMS host. For `postgre`, it may list every server of a replicated "
+        "database: `10.0.0.4:5432, 10.0.0.5:5432` (each `host` or `host:port`, IPv6 as "
+        f"`[address]:port`; an entry without a port takes `port`; at most {MAX_DB_HOSTS}). "
+        "The server uses the one that accepts writes and follows it when the database fails "
+        "over. A bad list is one line naming the option; `sqlite` refuses a list.",
+    ),
+    OptionSpec(
+        name="host",
+        kind="list",
+        shown="`127.0.0.1`",
+        meaning="The same as `dbserver`, read only when `dbserver` is absent.",
+    ),
+    OptionSpec(
+        name="port",
+        kind="port",
+        shown=f"`{DEFAULT_PG_PORT}` (postgre)",
+        meaning="The DBMS port; for a list, the port of the entries that give none.",
+    ),
+    OptionSpec(
+        name="username",
+        kind="text",
+        shown="(required for postgre)",
+        meaning="The DBMS account.",
+    ),
+    OptionSpec(name="password", kind="secret", shown="empty", meaning="Its password."),
+    OptionSpec(
+        name="server",
+        kind="text",
+        meaning="In Genesys' sample; accepted and not used.",
+    ),
+    OptionSpec(
+        name="reconnect-timeout",
+        kind="seconds",
+        default="10",
+        low=0.1,
+        high=3600.0,
+        meaning="Accepted and compared between the pair; a server retries its database at "
+        "the pace of its lease renewal, not at this one.",
+    ),
+    OptionSpec(
+        name="response-timeout",
+        kind="seconds",
+        default="600",
+        low=1.0,
+        high=86400.0,
+        meaning="Seconds a database request may take (at most 30 are used).",
+    ),
+    OptionSpec(
+        name="connect-timeout",
+        kind="seconds",
+        default="5",
+        low=0.1,
+        high=86400.0,
+        range_shown="0.1 to `response-timeout` s",
+        meaning="Seconds one listed PostgreSQL server may take to accept a connection and, "
+        "once connected, to acknowledge what is sent to it, before it counts as unreachable.",
+    ),
 )
-
+DATABASE_OPTIONS: frozenset[str] = DATABASE_TABLE.names
 _ENGINES: dict[str, _Engine] = {"sqlite": "sqlite", "postgre": "postgre"}
 #: Engines Genesys supports and this project does not.
 _UNSUPPORTED_ENGINES = frozenset({"mssql", "oracle", "db2"})
@@ -103,7 +167,7 @@ def parse_database(db: Section, base: Path) -> DatabaseSettings:
     if username is None and engine == "postgre":
         raise db.error("username", "missing (postgre needs a user name)")
     host_option = "dbserver" if db.text("dbserver") else "host"
-    host, port = db.text(host_option) or "127.0.0.1", db.port("port")
+    host, port = db.text(host_option) or "127.0.0.1", db.port(DATABASE_TABLE["port"])
     if engine == "sqlite" and "," in host:
         raise db.error(host_option, "lists several servers, but sqlite is one file (postgre?)")
     try:
@@ -111,7 +175,7 @@ def parse_database(db: Section, base: Path) -> DatabaseSettings:
             parse_db_hosts(host, port)
     except HostListError as exc:
         raise db.error(host_option, str(exc)) from None
-    response_timeout = db.seconds("response-timeout", 600.0, low=1.0, high=86400.0)
+    response_timeout = db.seconds(DATABASE_TABLE["response-timeout"])
     return DatabaseSettings(
         section=db.name,
         engine=engine,
@@ -120,7 +184,7 @@ def parse_database(db: Section, base: Path) -> DatabaseSettings:
         dbname=dbname,
         username=username or "",
         password=db.text("password") or "",
-        reconnect_timeout=db.seconds("reconnect-timeout", 10.0, low=0.1, high=3600.0),
+        reconnect_timeout=db.seconds(DATABASE_TABLE["reconnect-timeout"]),
         response_timeout=response_timeout,
-        connect_timeout=db.seconds("connect-timeout", 5.0, low=0.1, high=response_timeout),
+        connect_timeout=db.seconds(DATABASE_TABLE["connect-timeout"], high=response_timeout),
     )

@@ -10,13 +10,25 @@ from __future__ import annotations
 
 import codecs
 import configparser
+import enum
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from addp.optionspec import OptionSpec
+
 _T = TypeVar("_T")
+
+
+class _From(enum.Enum):
+    """The default of a value: from the option's spec."""
+
+    SPEC = "spec"
+
+
+_SPEC = _From.SPEC
 
 #: Name given to configparser's DEFAULT section: no file can write it, so a
 #: ``[DEFAULT]`` section in a file is an ordinary section and nothing is inherited.
@@ -153,27 +165,70 @@ class Section:
         """The option's text; None when absent or empty."""
         return self.options.get(option) or None
 
-    def choice(self, option: str, words: Mapping[str, _T], default: _T) -> _T:
-        """One of ``words`` (not case-sensitive)."""
-        text = self.text(option)
-        if text is None:
-            return default
+    def _spec(self, option: str | OptionSpec) -> tuple[str, OptionSpec | None]:
+        return (option, None) if isinstance(option, str) else (option.name, option)
+
+    def _given_or_default(self, option: str | OptionSpec) -> tuple[str, str | None]:
+        """The option's name and text, else the text of its spec's default (None: none)."""
+        name, spec = self._spec(option)
+        text = self.text(name)
+        return name, text if text is not None or spec is None else spec.default
+
+    def string(self, option: OptionSpec) -> str | None:
+        """The option's text, else its spec's default; None when neither."""
+        return self._given_or_default(option)[1]
+
+    def choice(
+        self, option: str | OptionSpec, words: Mapping[str, _T], default: _T | _From = _SPEC
+    ) -> _T:
+        """One of ``words`` (not case-sensitive). With a spec and no ``default``, the
+        spec's default (written as in the file) when the option is not set."""
+        if isinstance(default, _From):
+            name, text = self._given_or_default(option)
+            if text is None:
+                raise TypeError(f"{name}: no default given, none in its spec")
+        else:
+            name, text = self._spec(option)[0], self.text(self._spec(option)[0])
+            if text is None:
+                return default
         try:
             return words[text.lower()]
         except KeyError:
-            raise self.error(option, f"{text!r} is not one of {', '.join(words)}") from None
+            raise self.error(name, f"{text!r} is not one of {', '.join(words)}") from None
 
-    def integer(self, option: str, default: int, *, low: int, high: int, what: str) -> int:
-        """A whole number from ``low`` to ``high``; ``what`` names it in the error."""
-        value = self._integer(option, low=low, high=high, what=what)
-        return default if value is None else value
+    def integer(
+        self,
+        option: str | OptionSpec,
+        default: int | _From = _SPEC,
+        *,
+        low: int | None = None,
+        high: int | None = None,
+        what: str | None = None,
+    ) -> int:
+        """A whole number from ``low`` to ``high``; ``what`` names it in the error. With a
+        spec, what is not given comes from it (the default as written in the file)."""
+        name, spec = self._spec(option)
+        lowest, highest = int(_bound(spec, "low", low)), int(_bound(spec, "high", high))
+        what = what if what is not None or spec is None else spec.what
+        text = self.text(name)
+        if text is None:
+            if not isinstance(default, _From):
+                return default
+            text = spec.default if spec is not None else None
+            if text is None:
+                raise TypeError(f"{name}: no default given, none in its spec")
+        value = self._checked_integer(name, text, lowest, highest, what or "a number")
+        assert value is not None
+        return value
 
-    def port(self, option: str) -> int | None:
-        """A TCP port (1 to 65535); None when not set."""
-        return self._integer(option, low=1, high=65535, what="a port number")
+    def port(self, option: str | OptionSpec) -> int | None:
+        """A TCP port (1 to 65535); a spec's default, else None, when not set."""
+        name, text = self._given_or_default(option)
+        return self._checked_integer(name, text, 1, 65535, "a port number")
 
-    def _integer(self, option: str, *, low: int, high: int, what: str) -> int | None:
-        text = self.text(option)
+    def _checked_integer(
+        self, option: str, text: str | None, low: int, high: int, what: str
+    ) -> int | None:
         if text is None:
             return None
         # a length bound first: int() of a 5,000-digit string raises (and is no number here)
@@ -182,29 +237,56 @@ class Section:
         return int(text)
 
     def seconds(
-        self, option: str, default: float, *, low: float, high: float, above_low: bool = False
+        self,
+        option: str | OptionSpec,
+        default: float | _From = _SPEC,
+        *,
+        low: float | None = None,
+        high: float | None = None,
+        above_low: bool | None = None,
     ) -> float:
-        """A number of seconds from ``low`` (excluded when ``above_low``) to ``high``."""
-        text = self.text(option)
+        """A number of seconds from ``low`` (excluded when ``above_low``) to ``high``. With
+        a spec, what is not given comes from it (the default as written in the file)."""
+        name, spec = self._spec(option)
+        low, high = _bound(spec, "low", low), _bound(spec, "high", high)
+        above = above_low if above_low is not None else bool(spec and spec.above_low)
+        text = self.text(name)
         if text is None:
-            return default
+            if not isinstance(default, _From):
+                return default
+            text = spec.default if spec is not None else None
+            if text is None:
+                raise TypeError(f"{name}: no default given, none in its spec")
         try:
             value = float(text)
         except ValueError:
             value = math.nan
-        in_range = value > low if above_low else value >= low
+        in_range = value > low if above else value >= low
         if not (math.isfinite(value) and in_range and value <= high):
-            bounds = f"more than {low:g}, at most {high:g}" if above_low else f"{low:g} to {high:g}"
-            raise self.error(option, f"{text!r} is not a number of seconds ({bounds})")
+            bounds = f"more than {low:g}, at most {high:g}" if above else f"{low:g} to {high:g}"
+            raise self.error(name, f"{text!r} is not a number of seconds ({bounds})")
         return value
 
-    def size(self, option: str, default: int | None, *, low: int, high: int) -> int | None:
+    def size(
+        self,
+        option: str | OptionSpec,
+        default: int | _From | None = _SPEC,
+        *,
+        low: int | None = None,
+        high: int | None = None,
+    ) -> int | None:
         """A size in bytes, written as Genesys' ``[log] segment`` is: ``N`` or ``N KB``
         (kilobytes), ``N MB``, ``N GB``; ``false`` for none (None). From ``low`` to ``high``
-        bytes."""
-        text = self.text(option)
+        bytes. With a spec, what is not given comes from it."""
+        name, spec = self._spec(option)
+        lowest, highest = int(_bound(spec, "low", low)), int(_bound(spec, "high", high))
+        text = self.text(name)
         if text is None:
-            return default
+            if not isinstance(default, _From):
+                return default
+            text = spec.default if spec is not None else None
+            if text is None:
+                return None
         if text.lower() in ("false", "no", "off", "0"):
             return None
         number, unit = text, "kb"
@@ -213,25 +295,28 @@ class Section:
                 number, unit = text[: -len(suffix)].strip(), suffix
                 break
         scale = {"kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30}[unit]
-        if not (_digits(number) and low <= int(number) * scale <= high):
+        if not (_digits(number) and lowest <= int(number) * scale <= highest):
             raise self.error(
-                option,
-                f"{_shown(text)} is not a size (N KB, N MB or N GB, {low >> 10} KB to "
-                f"{high >> 20} MB; false for none)",
+                name,
+                f"{_shown(text)} is not a size (N KB, N MB or N GB, {lowest >> 10} KB to "
+                f"{highest >> 20} MB; false for none)",
             )
         return int(number) * scale
 
-    def encoding(self, option: str, default: str) -> str:
-        """A text encoding Python knows, by the name Python gives it."""
-        text = self.text(option)
-        if text is None:
+    def encoding(self, option: str | OptionSpec, default: str | None = None) -> str:
+        """A text encoding Python knows, by the name Python gives it (a spec's default
+        when not set and no ``default`` is given)."""
+        name, text = self._given_or_default(option)
+        if self.text(name) is None and default is not None:
             return default
+        if text is None:
+            raise TypeError(f"{name}: no default given, none in its spec")
         try:
-            name = codecs.lookup(text).name
-            "".encode(name)  # refuses codecs that are not text encodings (base64, rot13)
+            codec = codecs.lookup(text).name
+            "".encode(codec)  # refuses codecs that are not text encodings (base64, rot13)
         except LookupError:
-            raise self.error(option, f"{text!r} is not a text encoding Python knows") from None
-        return name
+            raise self.error(name, f"{text!r} is not a text encoding Python knows") from None
+        return codec
 
     def masters(self, option: str) -> tuple[tuple[str, int], ...]:
         """A comma-separated list of ``host:port`` (``[::1]:port`` for IPv6); required."""
@@ -252,6 +337,14 @@ class Section:
                 raise self.error(option, f"{item!r} is listed twice")
             masters.append((host, int(port_text)))
         return tuple(masters)
+
+
+def _bound(spec: OptionSpec | None, which: str, given: float | None) -> float:
+    """``given``, else the spec's ``low`` or ``high``."""
+    value = given if given is not None or spec is None else getattr(spec, which)
+    if value is None:
+        raise TypeError(f"no {which} bound given, none in the spec")
+    return value
 
 
 def _digits(text: str) -> bool:

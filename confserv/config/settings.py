@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Literal
 
 from addp import DEFAULT_MAX_FRAME_SIZE, OPTION_NAMES, AddpOptions, OptionError
-from addp._frames import MAX_MAX_FRAME_SIZE, MIN_MAX_FRAME_SIZE
 
 from .bounds import (  # security helper A
     DEFAULT_AUTH_TIMEOUT,
@@ -40,13 +39,25 @@ from .bounds import (  # security helper A
 from .database import DATABASE_OPTIONS, DatabaseSettings, parse_database
 from .format import ConfigError, Section, read_sections
 from .permissions import warn_if_exposed
-from .tls import TLS_OPTIONS, TlsSettings, parse_tls
+from .server_options import (
+    HISTORY_TABLE,
+    LOG_SEGMENT_MAX,
+    LOG_SEGMENT_MIN,
+    LOG_TABLE,
+    SERVER_TABLE,
+)
+from .tls import TlsSettings, parse_tls
 
 __all__ = [
     "DATABASE_OPTIONS",
     "HISTORY_OPTIONS",
+    "HISTORY_TABLE",
     "LOG_OPTIONS",
+    "LOG_SEGMENT_MAX",
+    "LOG_SEGMENT_MIN",
+    "LOG_TABLE",
     "SERVER_OPTIONS",
+    "SERVER_TABLE",
     "ConfigError",
     "DatabaseSettings",
     "HistorySettings",
@@ -62,63 +73,13 @@ _Verbose = Literal["all", "debug", "trace", "interaction", "standard", "none"]
 _Mode = Literal["master", "proxy"]
 
 #: Options of the server's own section (``[confserv]``, ``[Backup CS]``, ...).
-SERVER_OPTIONS: frozenset[str] = frozenset(
-    {
-        "port",
-        "management-port",
-        "management-secret",
-        "server",
-        "encryption",
-        "encoding",
-        "mode",
-        "master",
-        "pair",
-        "lease-ttl",
-        "lease-renew",
-        "max-frame-size",
-        "listen-address",
-        "advertise-host",
-        "advertise-port",
-        "advertise-management-port",
-        # security helper A: bounds of the client port and of an object
-        "auth-timeout",
-        "max-connections",
-        "max-unauthenticated",
-        "max-object-size",
-        # access control: new Persons start with no rights (compared between the pair)
-        "no-default-access",
-        # HTTP for machines: /primary, /backup, /health, /metrics (issue 15)
-        "http-port",
-        *TLS_OPTIONS,  # security helper T: encryption = true and its certificates
-        *OPTION_NAMES,  # protocol, addp-timeout, addp-remote-timeout, addp-trace
-    }
-)
-
+SERVER_OPTIONS: frozenset[str] = SERVER_TABLE.names
 #: Options of ``[log]``.
-LOG_OPTIONS: frozenset[str] = frozenset(
-    {
-        "verbose",
-        "all",
-        # issue 15: through the standard logging machinery
-        "format",
-        "segment",
-        "expire",
-    }
-)
-
-#: Bounds of ``[log] segment`` (and ``[scs] log-segment``): 64 KB to 10 GB.
-LOG_SEGMENT_MIN, LOG_SEGMENT_MAX = 64 << 10, 10 << 30
-
+LOG_OPTIONS: frozenset[str] = LOG_TABLE.names
 #: Options of ``[history-log]``.
-HISTORY_OPTIONS: frozenset[str] = frozenset(
-    {
-        "expiration",
-        "max-records",
-        "audit-expiration",
-        "audit-max-records",
-    }
-)
+HISTORY_OPTIONS: frozenset[str] = HISTORY_TABLE.names
 
+_S = SERVER_TABLE
 _VERBOSE: dict[str, _Verbose] = {
     "all": "all",
     "debug": "debug",
@@ -300,7 +261,7 @@ def load_server_settings(file: Path | str, section: str) -> ServerSettings:
     own = Section(path, section, sections[section])
     own.check_known(SERVER_OPTIONS)
 
-    mode = own.choice("mode", _MODES, "master")
+    mode = own.choice(_S["mode"], _MODES)
     port = own.port("port")
     if port is None:
         raise own.error("port", "missing (the port clients connect to)")
@@ -314,8 +275,8 @@ def load_server_settings(file: Path | str, section: str) -> ServerSettings:
     except OptionError as err:
         detail = str(err).removeprefix(f"{err.option}: ")
         raise own.error(err.option, detail) from None
-    lease_ttl = own.seconds("lease-ttl", 10.0, low=0.2, high=3600.0)
-    lease_renew = own.seconds("lease-renew", lease_ttl / 3, low=0.0, high=3600.0, above_low=True)
+    lease_ttl = own.seconds(_S["lease-ttl"])
+    lease_renew = own.seconds(_S["lease-renew"], lease_ttl / 3)
     if lease_renew >= lease_ttl:
         raise own.error(
             "lease-renew",
@@ -354,9 +315,9 @@ def load_server_settings(file: Path | str, section: str) -> ServerSettings:
         management_port=management_port,
         management_secret=own.text("management-secret"),
         db=db,
-        encryption=own.choice("encryption", _BOOLEANS, False),
+        encryption=own.choice(_S["encryption"], _BOOLEANS),
         tls=parse_tls(own, base),  # security helper T
-        encoding=own.encoding("encoding", "utf-8"),
+        encoding=own.encoding(_S["encoding"]),
         addp=addp,
         log=_log(path, sections, base),
         history=_history(path, sections),
@@ -365,19 +326,13 @@ def load_server_settings(file: Path | str, section: str) -> ServerSettings:
         pair=own.text("pair"),
         lease_ttl=lease_ttl,
         lease_renew=lease_renew,
-        max_frame_size=own.integer(
-            "max-frame-size",
-            DEFAULT_MAX_FRAME_SIZE,
-            low=MIN_MAX_FRAME_SIZE,
-            high=MAX_MAX_FRAME_SIZE,
-            what="a size in bytes",
-        ),
-        listen_address=own.text("listen-address") or "127.0.0.1",
+        max_frame_size=own.integer(_S["max-frame-size"]),
+        listen_address=own.string(_S["listen-address"]) or "127.0.0.1",
         http_port=own.port("http-port"),
         advertise_host=own.text("advertise-host"),
         advertise_port=own.port("advertise-port"),
         advertise_management_port=own.port("advertise-management-port"),
-        no_default_access=own.choice("no-default-access", _BOOLEANS, False),
+        no_default_access=own.choice(_S["no-default-access"], _BOOLEANS),
         **parse_bounds(own),  # security helper A
     )
 
@@ -388,14 +343,14 @@ def _log(path: Path, sections: Mapping[str, Mapping[str, str]], base: Path) -> L
         return LogSettings()
     log = Section(path, "log", sections["log"])
     log.check_known(LOG_OPTIONS)
-    output = log.text("all") or "stderr"
+    output = log.string(LOG_TABLE["all"]) or "stderr"
     output = output.lower() if output.lower() in _STREAMS else str((base / output).resolve())
     return LogSettings(
-        verbose=log.choice("verbose", _VERBOSE, "standard"),
+        verbose=log.choice(LOG_TABLE["verbose"], _VERBOSE),
         all=output,
-        format=log.choice("format", {"text": "text", "json": "json"}, "text"),
-        segment=log.size("segment", None, low=LOG_SEGMENT_MIN, high=LOG_SEGMENT_MAX),
-        expire=log.integer("expire", 10, low=1, high=1000, what="a number of files"),
+        format=log.choice(LOG_TABLE["format"], {"text": "text", "json": "json"}),
+        segment=log.size(LOG_TABLE["segment"]),
+        expire=log.integer(LOG_TABLE["expire"]),
     )
 
 
@@ -405,13 +360,9 @@ def _history(path: Path, sections: Mapping[str, Mapping[str, str]]) -> HistorySe
         return HistorySettings()
     history = Section(path, "history-log", sections["history-log"])
     history.check_known(HISTORY_OPTIONS)
-    days = "a number of days"
-    records = "a number of records"
     return HistorySettings(
-        expiration_days=history.integer("expiration", 30, low=1, high=30, what=days),
-        max_records=history.integer("max-records", 1000, low=1, high=1000, what=records),
-        audit_expiration_days=history.integer("audit-expiration", 30, low=1, high=30, what=days),
-        audit_max_records=history.integer(
-            "audit-max-records", 1000, low=1, high=1000, what=records
-        ),
+        expiration_days=history.integer(HISTORY_TABLE["expiration"]),
+        max_records=history.integer(HISTORY_TABLE["max-records"]),
+        audit_expiration_days=history.integer(HISTORY_TABLE["audit-expiration"]),
+        audit_max_records=history.integer(HISTORY_TABLE["audit-max-records"]),
     )

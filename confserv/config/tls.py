@@ -24,6 +24,7 @@ import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from addp.optionspec import OptionSpec, OptionTable
 from confserv.wire.tls import (
     ClientCertificates,
     ClientTls,
@@ -34,10 +35,55 @@ from confserv.wire.tls import (
 
 from .format import ConfigError, Section
 
-#: The certificate options (``encryption`` itself is an older option of the sections).
-TLS_OPTIONS: frozenset[str] = frozenset(
-    {"tls-certificate", "tls-private-key", "tls-ca", "tls-client-certificates", "tls-server-name"}
+#: ``encryption`` of a server's section (the supervisor's and the agent's say more).
+ENCRYPTION = OptionSpec(
+    name="encryption",
+    kind="boolean",
+    default="false",
+    meaning="`true`: the client port and the management port speak TLS only, and this "
+    "server's own links (a backup's to its primary, a proxy's to its master) use TLS too. "
+    "Needs `tls-certificate`. Compared between primary and backup.",
 )
+
+#: The certificate options (``encryption`` itself is an older option of the sections).
+TLS_TABLE = OptionTable.of(
+    OptionSpec(
+        name="tls-certificate",
+        kind="path",
+        shown="none (required with `encryption = true`)",
+        meaning="PEM certificate chain this side presents; also its client certificate on "
+        "its own links. Relative to the file's directory.",
+    ),
+    OptionSpec(
+        name="tls-private-key",
+        kind="path",
+        shown="in `tls-certificate`'s file",
+        meaning="PEM private key of the certificate.",
+    ),
+    OptionSpec(
+        name="tls-ca",
+        kind="path",
+        shown="the system's CAs",
+        meaning="CA file (PEM) that signs the peers' certificates: the servers this side "
+        "connects to are verified against it, and so are client certificates.",
+    ),
+    OptionSpec(
+        name="tls-client-certificates",
+        kind="choice",
+        default="none",
+        choices=("none", "optional", "required"),
+        meaning="Whether clients present a certificate: `optional` (one sent must verify "
+        "against `tls-ca`) or `required` (one must be sent). Needs `tls-ca`.",
+    ),
+    OptionSpec(
+        name="tls-server-name",
+        kind="text",
+        shown="the host connected to",
+        meaning="The name the peer's certificate must carry, when it differs from the host "
+        "(for example the lease's advertised address).",
+    ),
+)
+TLS_OPTIONS: frozenset[str] = TLS_TABLE.names
 _CLIENT_CERTIFICATES: dict[str, ClientCertificates] = {
     "none": "none",
     "optional": "optional",
@@ -84,10 +130,10 @@ def parse_tls(
     Raises:
         ConfigError: a bad value, a missing certificate, a file that cannot be used.
     """
-    on = own.choice("encryption", _BOOLEANS, False) if encryption is None else encryption
+    on = own.choice(ENCRYPTION, _BOOLEANS) if encryption is None else encryption
     paths = {name: _path(own, name, base) for name in ("tls-certificate", "tls-private-key")}
     ca = _path(own, "tls-ca", base)
-    wanted = own.choice("tls-client-certificates", _CLIENT_CERTIFICATES, "none")
+    wanted = own.choice(TLS_TABLE["tls-client-certificates"], _CLIENT_CERTIFICATES)
     server_name = own.text("tls-server-name")
     if not on:
         for name in sorted(TLS_OPTIONS):
@@ -130,4 +176,4 @@ def _path(own: Section, option: str, base: Path) -> Path | None:
     return None if text is None else (base / text).resolve()
 
 
-__all__ = ["TLS_OPTIONS", "ConfigError", "TlsSettings", "parse_tls"]
+__all__ = ["ENCRYPTION", "TLS_OPTIONS", "TLS_TABLE", "ConfigError", "TlsSettings", "parse_tls"]
