@@ -59,6 +59,7 @@ from typing import Any
 
 from bench._plots import Plot, failover_plot
 from bench._report import Benchmark, Result, figure, main, plotted
+from confserv.logs.handlers import stamp
 from tests.chaos.checker import Request
 from tests.helpers.stats import median, percentile
 from tests.multihost.netns import NetnsUnavailable, TestBed
@@ -256,7 +257,7 @@ def _ms(value: float) -> str:
 
 
 def _clock(at: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(at)) + f".{int(at * 1000) % 1000:03d}"
+    return stamp(at, date=False)
 
 
 def _runs(system: MultiHost) -> dict[str, list[Run]]:

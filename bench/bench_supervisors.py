@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from bench._plots import Plot, failover_plot
 from bench._report import Benchmark, Result, figure, main, plotted
 from bench.bench_multihost import installation
+from confserv.logs.handlers import stamp
 from tests.helpers.stats import median, percentile
 from tests.multihost.redundant import (
     FAILOVER_BOUND,
@@ -161,7 +162,7 @@ def _ms(value: float) -> str:
 
 
 def _clock(at: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(at)) + f".{int(at * 1000) % 1000:03d}"
+    return stamp(at, date=False)
 
 
 def _runs(system: MultiHost) -> dict[str, list[Run]]:

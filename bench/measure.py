@@ -15,8 +15,9 @@ import resource
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
+
+from confserv.logs.handlers import parse_stamp
 
 
 def cpu_seconds(pid: int | None = None) -> float:
@@ -134,24 +135,18 @@ def one_core() -> Iterator[int]:
 def log_stamps(text: str, event_id: int, after: float) -> list[float]:
     """Wall-clock times (``time.time()`` scale, 1 ms resolution) of ``event_id`` lines.
 
-    The event log writes ``HH:MM:SS.mmm`` in local time; the date is taken from
-    ``after`` (a wall-clock time shortly before the lines of interest), and
-    only lines at or after ``after - 1`` s are returned.
+    The event log writes ``YYYY-MM-DD HH:MM:SS.mmm`` in local time; only lines at
+    or after ``after - 1`` s are returned.
     """
-    day = datetime.fromtimestamp(after).replace(hour=0, minute=0, second=0, microsecond=0)
-    base = day.timestamp()
     tag = f" {event_id:05d} "
     out: list[float] = []
     for line in text.splitlines():
-        if tag not in line[:24]:
+        if tag not in line[:35]:
             continue
         try:
-            hours, minutes, rest = line.split(" ", 1)[0].split(":")
-            stamp = base + int(hours) * 3600 + int(minutes) * 60 + float(rest)
+            stamp = parse_stamp(line[:23])
         except ValueError:
             continue
-        if stamp < after - 1.0:
-            stamp += 86400.0 if after - stamp > 43200 else 0.0
         if stamp >= after - 1.0:
             out.append(stamp)
     return out

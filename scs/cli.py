@@ -10,35 +10,20 @@
 
 from __future__ import annotations
 
-import io
 import json
-import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TextIO, TypeVar, cast
+from typing import Annotated, Any, TypeVar
 
-import trio
 import typer
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
 
-from confserv.client.session import open_control
 from confserv.config.cli_version import version_option
 from confserv.config.settings import ConfigError
-from confserv.http.server import serve_http
-from confserv.logs.eventlog import EventLog
-from confserv.logs.systemd import notify, take_notify_socket
-from confserv.store.leases import SupervisorNameTakenError
-from confserv.wire.errors import ConfServError, first_in_group
 
-from . import events, lock
+from . import lock
 from .config import ScsSettings, load_scs_settings
-from .control import serve_control
-from .metrics import SupervisorMetrics
-from .render import status_table, supervisor_title
-from .supervisor import Supervisor
+from .logs_cli import register_log_commands
 
 HELP = """scs -f FILE: the Solution Control Server, and its operator commands.
 
@@ -86,14 +71,36 @@ def main_command(
         return
     settings = _load(file)
     _hold_lock(settings.file)  # held until this process ends (the kernel releases it)
+    import trio  # (here: the operator commands start without the supervisor's imports)
+
+    from confserv.store.leases import SupervisorNameTakenError
+    from confserv.wire.errors import first_in_group
+
+    from .run import ListenRefusedError, supervise
+
     try:
-        trio.run(_supervise, settings, json_log or settings.log_format == "json", name)
+        trio.run(supervise, settings, json_log or settings.log_format == "json", name)
     except BaseException as exc:
-        refusal = first_in_group(exc, (SupervisorNameTakenError, ListenRefusedError))
+        refusal = first_in_group(exc, (SupervisorNameTakenError, ListenRefusedError, OSError))
         if refusal is None:
+            raise
+        if isinstance(refusal, OSError) and not _is_log_file_error(refusal, settings):
             raise
         print(f"scs: {refusal}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _is_log_file_error(exc: OSError, settings: ScsSettings) -> bool:
+    """Whether ``exc`` is ``[scs] log-file`` that cannot be opened (then one line)."""
+    if settings.log_file is None or exc.filename is None:
+        return False
+    if Path(exc.filename) != settings.log_file:
+        return False
+    exc.strerror = (
+        f"[scs] log-file: cannot open it: {exc.strerror} (fix the path or its folder's "
+        "rights, or set log-file = false)"
+    )
+    return True
 
 
 def _hold_lock(file: Path) -> int:
@@ -107,126 +114,10 @@ def _hold_lock(file: Path) -> int:
     raise SystemExit(2)
 
 
-async def _supervise(settings: ScsSettings, json_log: bool, name: str | None = None) -> None:
-    live_view = sys.stdout.isatty() and not json_log
-    console = Console(stderr=False)
-    log = EventLog(
-        "scs",
-        cast("TextIO", _Stderr()) if live_view else sys.stderr,
-        verbose=settings.verbose,
-        json_lines=json_log,
-        color=sys.stderr.isatty() and not json_log,
-    )
-    notify_socket = take_notify_socket()  # the servers it starts must not answer for it
-    sup = Supervisor(settings, log, name=name)
-    # SIGHUP (the terminal closed) stops as SIGTERM does: nothing is left orphaned.
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
-        async with trio.open_nursery() as nursery:
-            # The ports first: one that cannot be bound is one line, before any server
-            # was started (it used to be a traceback of 160-200 lines, servers stopping).
-            if settings.control_port is not None:
-                await _listen(nursery, serve_control, sup, "control-port", settings.control_port)
-            if settings.http_port is not None:
-                await _listen(nursery, serve_metrics, sup, "http-port", settings.http_port)
-            await nursery.start(sup.run)
-            notify(
-                "READY=1", where=notify_socket
-            )  # Type=notify: its ports listen, its servers are being started
-            if live_view:
-                nursery.start_soon(_live, sup, console)
-            async for signum in signals:
-                then = (
-                    "stopping its servers"
-                    if settings.on_stop == "stop-servers" and sup.acting
-                    else "leaving its servers running (on-stop = leave-running, or standby)"
-                )
-                log.emit(events.STOPPING, reason=signal.Signals(signum).name, then=then)
-                nursery.cancel_scope.cancel()
-                break
-
-
-class ListenRefusedError(Exception):
-    """A port of ``[scs]`` cannot be bound: one line, exit 2."""
-
-
-async def _listen(
-    nursery: trio.Nursery,
-    serve: Callable[..., Awaitable[None]],
-    sup: Supervisor,
-    option: str,
-    port: int,
-) -> None:
-    try:
-        await nursery.start(serve, sup)
-    except BaseException as caught:  # (the listener's own nursery wraps it in a group)
-        exc = first_in_group(caught, OSError)
-        if not isinstance(exc, OSError):
-            raise
-        where = sup.settings.http_address if option == "http-port" else "127.0.0.1"
-        raise ListenRefusedError(
-            f"cannot listen on {where}:{port} ([scs] {option}): {exc.strerror or exc} "
-            "(another scs on this host, or another program, has it: stop that or pick "
-            "another port)"
-        ) from None
-
-
-class _Stderr(io.TextIOBase):
-    """``sys.stderr`` as it is at each write: inside rich's ``Live``, its proxy."""
-
-    def write(self, text: str) -> int:
-        return sys.stderr.write(text)
-
-    def flush(self) -> None:
-        sys.stderr.flush()
-
-    def isatty(self) -> bool:
-        return sys.__stderr__ is not None and sys.__stderr__.isatty()
-
-
-async def serve_metrics(
-    sup: Supervisor, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
-) -> None:
-    """``[scs] http-port``: /metrics and /status until cancelled; the port to ``task_status``."""
-    settings = sup.settings
-    wanted = settings.http_port
-    assert wanted is not None
-    metrics = SupervisorMetrics(sup)
-
-    def refused(peer: str, why: str) -> None:
-        sup.log.emit(events.HTTP_REFUSED, peer=peer, reason=why)
-
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(
-            lambda task_status: serve_http(
-                metrics.answer,
-                wanted,
-                host=settings.http_address,
-                refused=refused,
-                task_status=task_status,
-            )
-        )
-        port: int = listeners[0].socket.getsockname()[1]
-        sup.log.emit(events.HTTP_LISTENING, host=settings.http_address, port=port)
-        task_status.started(port)
-
-
-async def _live(sup: Supervisor, console: Console) -> None:
-    interval = sup.settings.status_interval
-    # The event log's lines go through Live's stderr proxy (when stderr is this terminal
-    # too), printed above the table instead of under it, where each refresh erased them.
-    redirect = sys.stderr.isatty()
-    with Live(_table(sup), console=console, refresh_per_second=4, redirect_stderr=redirect) as live:
-        while True:
-            with trio.move_on_after(interval):
-                await sup.changed.wait()
-            live.update(_table(sup))
-
-
-def _table(sup: Supervisor) -> Table:
-    return status_table(sup.snapshot(trio.current_time()), title=supervisor_title(sup.describe()))
-
-
 async def _ask(settings: ScsSettings, op: str, **args: Any) -> dict[str, Any]:
+    from confserv.client.session import open_control
+    from confserv.wire.errors import ConfServError
+
     if settings.control_port is None or settings.control_secret is None:
         raise ConfServError(f"{settings.file}: [scs] has no control-port/control-secret")
     async with open_control(
@@ -246,6 +137,10 @@ _T = TypeVar("_T")
 def _run_async(run: Callable[[], Awaitable[_T]]) -> _T:
     """``trio.run(run)``; a control port that cannot be reached or refuses is one
     line and exit 1."""
+    import trio
+
+    from confserv.wire.errors import ConfServError
+
     try:
         return trio.run(run)
     except OSError as exc:
@@ -276,6 +171,10 @@ def status(
     if as_json:
         print(json.dumps({"supervisor": supervisor, "servers": answer["servers"]}, sort_keys=True))
     else:
+        from rich.console import Console
+
+        from .render import status_table, supervisor_title
+
         Console(width=None if sys.stdout.isatty() else 160).print(
             status_table(answer["servers"], title=supervisor_title(supervisor))
         )
@@ -303,6 +202,7 @@ def restart(
 ) -> None:
     """Stop SERVER, wait until it is down, start it again (a primary fails over first)."""
     settings = _load(file)
+    import trio
 
     async def run() -> str:
         await _ask(settings, "stop", server=server)
@@ -344,6 +244,9 @@ def health_of(rows: list[dict[str, Any]]) -> str:
 
 def _wait_healthy(settings: ScsSettings, timeout: float) -> None:
     why = ""
+    import trio
+
+    from confserv.wire.errors import ConfServError
 
     async def run() -> str:
         nonlocal why
@@ -386,6 +289,9 @@ def resume(pair: Annotated[str, typer.Argument()], file: FileOpt = None) -> None
     """Automatic actions for PAIR again."""
     _run_ask(_load(file), "resume", pair=pair)
     print(f"{pair}: resumed")
+
+
+register_log_commands(app, _load)
 
 
 def main() -> None:

@@ -99,7 +99,7 @@ _BOOLEANS: dict[str, bool] = {
     "1": True,
     "0": False,
 }
-_STREAMS = frozenset({"stdout", "stderr"})
+_STREAMS = frozenset({"stdout", "stderr", "syslog"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

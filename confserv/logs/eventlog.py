@@ -1,17 +1,18 @@
 """The operator's log: one line per event, Genesys style, with a stable numeric id.
 
-``HH:MM:SS.mmm Std 20110 Client 'scs' (SCS) registered from 127.0.0.1:5301``
+``2026-12-02 05:48:06.123 Std 20110 Client 'scs' (SCS) registered from 127.0.0.1:5301``
 
 Levels are Genesys': ``Alr`` (alarm), ``Std`` (standard), ``Int``
 (interaction), ``Trc`` (trace), ``Dbg`` (debug). ``[log] verbose`` chooses
 the lowest level written and ``[log] all`` where lines go. Every id is listed
 with what to do about it in ``docs/log-events.md``; the supervisor (``scs``)
-declares its own events with the same machinery.
+declares its own events with the same machinery. Lines go through the standard
+:mod:`logging` machinery (:mod:`.handlers`): files rotate or are reopened with
+stock handlers, and syslog or JSON lines are a setting.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .catalog import VERBOSITY, Level, LogEvent
+from .handlers import LOGGING_LEVEL, file_handler, quiet_errors, stream_handler, syslog_handler
 from .peer_text import peer_text, source_of
 from .ratelimit import DEFAULT_INTERVAL, RateLimiter, Summary
 
@@ -34,7 +36,13 @@ LIMITED_IDS = frozenset({20112, 20113, 20115, 20127})
 
 
 class EventLog:
-    """Writes events as lines to a stream (plain, coloured with rich, or JSON lines)."""
+    """Writes events as lines through :mod:`logging` handlers (text, coloured, JSON).
+
+    Each event becomes a :class:`logging.LogRecord` of a logger of its own (not
+    the root's: a library's configuration does not reach it) whose handlers are
+    the stream given (``out``, stderr by default) and any added with
+    :meth:`add_handler` (a file, syslog: see :mod:`.handlers`).
+    """
 
     def __init__(
         self,
@@ -46,16 +54,17 @@ class EventLog:
         color: bool = False,
         rate_interval: float = DEFAULT_INTERVAL,
         limited_ids: frozenset[int] = LIMITED_IDS,
+        stream: bool = True,
     ) -> None:
         self.app = app
         self.out = out if out is not None else sys.stderr
         self.threshold = VERBOSITY[verbose]
         self.json_lines = json_lines
-        self._console: Any = None
-        if color and not json_lines:
-            from rich.console import Console
-
-            self._console = Console(file=self.out, highlight=False, soft_wrap=True)
+        #: The logger events go through (its own: ``propagate`` is off).
+        self.logger = logging.Logger(f"cfgha.{app}", logging.NOTSET)
+        self.logger.propagate = False
+        if stream:
+            self.add_handler(stream_handler(self.out, json_lines=json_lines, color=color))
         self.lines_written = 0
         #: Repeats of a peer's alarm (or of a listed refusal) by one peer, or of one
         #: text, are written once per ``rate_interval`` seconds, then summed up.
@@ -67,15 +76,58 @@ class EventLog:
         self.observers: list[Callable[[LogEvent, Mapping[str, Any]], None]] = []
 
     @classmethod
-    def from_settings(cls, app: str, verbose: str, destination: str) -> EventLog:
-        """Build from ``[log] verbose`` and ``[log] all`` (stdout, stderr or a file path)."""
-        if destination == "stdout":
-            return cls(app, sys.stdout, verbose=verbose, color=sys.stdout.isatty())
-        if destination == "stderr":
-            return cls(app, sys.stderr, verbose=verbose, color=sys.stderr.isatty())
-        path = Path(destination)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return cls(app, path.open("a", encoding="utf-8", buffering=1), verbose=verbose)
+    def from_settings(
+        cls,
+        app: str,
+        verbose: str,
+        destination: str,
+        *,
+        json_lines: bool = False,
+        segment: int | None = None,
+        expire: int = 10,
+    ) -> EventLog:
+        """Build from ``[log]``: ``verbose``, ``all`` (stdout, stderr, syslog or a file
+        path), ``format`` (``json_lines``), ``segment`` and ``expire``. Raises
+        :class:`OSError` when the file or syslog cannot be opened."""
+        if destination in ("stdout", "stderr"):
+            out = sys.stdout if destination == "stdout" else sys.stderr
+            color = out.isatty() and not json_lines
+            return cls(app, out, verbose=verbose, json_lines=json_lines, color=color)
+        log = cls(app, verbose=verbose, json_lines=json_lines, stream=False)
+        if destination == "syslog":
+            log.add_handler(syslog_handler(json_lines=json_lines))
+        else:
+            path = Path(destination)
+            log.add_handler(
+                file_handler(path, json_lines=json_lines, segment=segment, expire=expire)
+            )
+        return log
+
+    def add_handler(self, handler: logging.Handler) -> None:
+        """Write every line to ``handler`` too (any :mod:`logging` handler); one that
+        cannot write says so once on stderr, not with a traceback at each line."""
+        quiet_errors(handler, self.app)
+        self.logger.addHandler(handler)
+
+    @property
+    def handlers(self) -> list[logging.Handler]:
+        """Where lines go."""
+        return list(self.logger.handlers)
+
+    def reopen(self) -> int:
+        """Close every log file; each is opened again (by its path) at its next line:
+        after logrotate moved it (``kill -HUP``). Returns how many were closed."""
+        count = 0
+        for handler in self.logger.handlers:
+            if isinstance(handler, logging.FileHandler):
+                handler.close()
+                count += 1
+        return count
+
+    def close(self) -> None:
+        """Flush and close every handler (the process is ending)."""
+        for handler in self.logger.handlers:
+            handler.close()
 
     def enabled(self, level: Level) -> bool:
         """Whether lines of ``level`` are written."""
@@ -129,31 +181,18 @@ class EventLog:
     def _write(
         self, event: LogEvent, text: str, fields: dict[str, Any], now: float, tail: str
     ) -> None:
-        if self.json_lines:
-            record = {
-                "time": now,
-                "app": self.app,
-                "level": event.level.tag,
-                "id": event.id,
-                "msg": text,
-                **{k: v for k, v in fields.items() if isinstance(v, (str, int, float, bool))},
-            }
-            if tail:
-                record["traceback"] = tail
-            self.out.write(json.dumps(record) + "\n")
-        else:
-            stamp = (
-                time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now * 1000) % 1000:03d}"
-            )
-            line = f"{stamp} {event.level.tag} {event.id:05d} {text}"
-            if self._console is not None:
-                style = {Level.ALR: "bold red", Level.STD: "", Level.INT: "cyan"}.get(
-                    event.level, "dim"
-                )
-                self._console.print(line + tail, style=style or None, markup=False)
-            else:
-                self.out.write(line + tail + "\n")
-        self.out.flush()
+        record = logging.LogRecord(
+            self.logger.name, LOGGING_LEVEL[event.level], "", 0, text, None, None
+        )
+        record.created, record.msecs = now, (now - int(now)) * 1000
+        record.event_app = self.app
+        record.event_id = event.id
+        record.event_level = event.level.tag
+        record.event_fields = {
+            k: v for k, v in fields.items() if isinstance(v, (str, int, float, bool))
+        }
+        record.event_tail = tail
+        self.logger.handle(record)
         self.lines_written += 1
 
     def handler(

@@ -20,6 +20,7 @@ LOADED = LogEvent(
     20003, Level.STD, "Loaded {count} objects up to serial {serial} in {seconds:.3f} s"
 )
 STOPPING = LogEvent(20004, Level.STD, "Configuration Server '{name}' stopping: {reason}")
+LOG_REOPENED = LogEvent(20006, Level.STD, "SIGHUP: {count} log files reopened")
 NO_ADMIN = LogEvent(
     20005, Level.ALR, "No Person can log in: run 'cfgctl init' to create the administrator"
 )

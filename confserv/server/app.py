@@ -55,7 +55,15 @@ HISTORY_TRIM_INTERVAL = 1800.0
 
 def make_log(settings: ServerSettings) -> EventLog:
     """The server's event log, with ADDP trace lines routed into it."""
-    log = EventLog.from_settings(settings.section, settings.log.verbose, settings.log.all)
+    own = settings.log
+    log = EventLog.from_settings(
+        settings.section,
+        own.verbose,
+        own.all,
+        json_lines=own.format == "json",
+        segment=own.segment,
+        expire=own.expire,
+    )
     trace = logging.getLogger("addp.trace")
     trace.handlers[:] = [log.handler(events.ADDP_TRACE)]
     trace.setLevel(logging.INFO)
@@ -296,10 +304,13 @@ async def main(settings: ServerSettings) -> int:
             file=sys.stderr,
         )
         return 2
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
 
         async def signalled() -> str:
             async for signum in signals:
+                if signum == signal.SIGHUP:  # logrotate's postrotate: the files reopen
+                    log.emit(events.LOG_REOPENED, count=log.reopen())
+                    continue
                 return signal.Signals(signum).name
             raise AssertionError("the signal receiver ended")  # pragma: no cover
 

@@ -55,8 +55,8 @@ async def test_a_postgresql_restart_heals_without_a_traceback(
         assert "Traceback" not in log, log[-4000:]
         # Every failure was one line of the store's own (20150, or 20113 to a client).
         for line in log.splitlines():
-            assert line[:2].isdigit(), line
-            assert line[12:17] in (" Std ", " Alr ", " Int ", " Trc "), line
+            assert line[:4].isdigit(), line
+            assert line[23:28] in (" Std ", " Alr ", " Int ", " Trc "), line
 
 
 async def test_a_database_failure_while_loading_is_one_line_and_exit_1(

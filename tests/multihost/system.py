@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from confserv.logs.handlers import parse_stamp
 from tests.chaos.checker import Record, Request
 from tests.chaos.dblog import read_postgre, read_takes
 from tests.helpers.system import BIN, CONTROL_SECRET, PASSWORD, SECRET
@@ -65,7 +66,7 @@ SUPERVISOR_TTL, SUPERVISOR_RENEW, SUPERVISOR_RETRY = 3.0, 1.0, 0.5
 INIT = ["env", f"CFG_PASSWORD={PASSWORD}", str(BIN / "cfgctl"), "init", "-s", "confserv"]
 
 _PRIMARY = re.compile(r"'([^']+)' is (?:now )?primary at epoch (\d+)")
-_LOG_LINE = re.compile(r"^(\d\d):(\d\d):(\d\d)\.(\d{3}) \w+ (\d{5}) (.*)$")
+_LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) \w+ (\d{5}) (.*)$")
 
 
 @dataclass
@@ -221,8 +222,8 @@ class MultiHost:
             for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
                 match = _LOG_LINE.match(line)
                 if match:
-                    h, m, s, ms, event, text = match.groups()
-                    at = _today_at(int(h), int(m), int(s), int(ms))
+                    stamp, event, text = match.groups()
+                    at = parse_stamp(stamp)
                     out.append(Event(at, int(event), text))
         return sorted(out, key=lambda e: e.at) if host is None and self.redundant else out
 
@@ -365,14 +366,6 @@ class MultiHost:
                 proc.wait(timeout=40)
             except subprocess.TimeoutExpired:
                 proc.kill()
-
-
-def _today_at(h: int, m: int, s: int, ms: int) -> float:
-    """``time.time()`` of a log line's HH:MM:SS.mmm (local time, today or yesterday)."""
-    now = time.time()
-    day = time.localtime(now)
-    at = time.mktime((day.tm_year, day.tm_mon, day.tm_mday, h, m, s, 0, 0, -1)) + ms / 1000
-    return at - 86400 if at > now + 3600 else at
 
 
 def _write(path: Path, text: str) -> Path:

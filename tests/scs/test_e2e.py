@@ -7,7 +7,9 @@ for the failover story's event ids.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -16,7 +18,10 @@ from pathlib import Path
 import pytest
 import trio
 
+from scs.history_file import HISTORY_NAME, read_history
+
 from ..helpers.system import (
+    BIN,
     System,
     Writer,
     healthy,
@@ -37,6 +42,32 @@ async def test_sigkill_of_the_primary_heals_the_pair(system: System) -> None:
         assert system.logged(event_id) >= 1, f"event {event_id} missing:\n{system.log()}"
     assert rows[new]["epoch"] >= 2
     await writer.check(system.address(new))
+    # The same story on disk, for another shell: scs history and scs events.
+    path = system.settings.state_dir / HISTORY_NAME
+    with trio.fail_after(10):
+        while not (records := [r for r in read_history(path) if r.outcome == "healthy"]):
+            await trio.sleep(0.05)
+    done = await _scs("history", "-f", str(system.scs_conf), "--json")
+    [record] = [json.loads(line) for line in done.splitlines()]
+    assert record == records[0].to_json()
+    assert (record["old_primary"], record["new_primary"], record["seen"]) == (old, new, "died")
+    assert (record["cause"], record["epoch"]) == ("proof of death", rows[new]["epoch"])
+    assert record["fault_at"] <= record["promoted_at"] <= record["healthy_at"]
+    assert record["old_primary_back_at"] is not None
+    assert record["proxies_redirected"] == 1
+    done = await _scs("events", str(system.scs_conf), "-n", "1000")
+    story = [line for line in done.splitlines() if " 40309 " in line]
+    assert story, done[-2000:]
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} Std 40309 ", story[0]), story
+
+
+async def _scs(*args: str) -> str:
+    """``scs ARGS``' output; it must exit 0."""
+    done = await trio.run_process(
+        [str(BIN / "scs"), *args], capture_stdout=True, capture_stderr=True, check=False
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    return done.stdout.decode()
 
 
 async def test_a_short_stall_is_ignored_and_a_long_one_fails_over(system: System) -> None:
