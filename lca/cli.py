@@ -6,20 +6,18 @@ Its processes keep running when it stops; started again, it finds them.
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import logging
 import os
 import signal
 import socket
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import trio
 import typer
 
-from .agent import Agent
-from .config import AgentConfigError, AgentSettings, load_agent_settings
+if TYPE_CHECKING:  # the agent (trio, ssl) is imported when it runs: --version starts light
+    from .config import AgentSettings
 
 PROG = "lca"
 app = typer.Typer(
@@ -32,6 +30,8 @@ app = typer.Typer(
 def _version(wanted: bool) -> None:
     """``--version``: the installed package's version, then exit."""
     if wanted:
+        import importlib.metadata
+
         print(f"{PROG} {importlib.metadata.version('cfgha')}")
         raise typer.Exit()
 
@@ -60,6 +60,10 @@ def _notify_ready() -> None:
 
 
 async def _run(settings: AgentSettings) -> None:
+    import trio
+
+    from .agent import Agent
+
     if (where := os.environ.pop("NOTIFY_SOCKET", None)) is not None:
         _NOTIFY_SOCKET.append(where)
     agent = Agent(settings.state_dir, settings.secret, settings.host_name)
@@ -89,6 +93,10 @@ def serve(
     version: VersionOpt = False,
 ) -> None:
     """Run the agent from SECTION of the file."""
+    import trio
+
+    from .config import AgentConfigError, load_agent_settings
+
     try:
         settings = load_agent_settings(config, section)
     except AgentConfigError as exc:

@@ -2,142 +2,37 @@
 
 Tables for people, ``--json`` for scripts. Errors are one line on stderr and
 exit status 1 (2 for a bad command line or configuration file).
+
+It starts light (``--version``, ``--help``: typer only; ``status``: the
+client library and trio, never the store and SQLAlchemy): every heavier
+import is in the command that needs it (tests/confserv/test_cli_imports.py).
+The management port's commands are in :mod:`confserv.admin.cfgctl_manage`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import trio
 import typer
-import yaml
-from rich.console import Console
-from rich.table import Table
 
-from confserv.client.session import ConfigClient, open_client, open_management, parse_servers
-from confserv.config.cli_version import version_option
-from confserv.config.settings import ConfigError, load_server_settings
-from confserv.model.passwords import COST_ENV, PasswordCostError, parse_cost, set_default_cost
-from confserv.wire.errors import ConfServError
-from confserv.wire.tls import ClientTls
-
-from .cli_options import (
-    JsonOpt,
-    PasswordFileOpt,
-    PasswordOpt,
-    SecretFileOpt,
-    SecretOpt,
-    ServerOpt,
-    UserOpt,
+from . import cfgctl_manage as cfgctl_manage
+from .cli_common import (
+    TLS,
+    app,
+    checked,
+    client,
+    console,
+    fail,
+    reader_gone,
+    run,
+    secret,
+    servers,
 )
-from .secret_input import ADMIN_PASSWORD, PASSWORD, SECRET, SecretInputError, SecretKind, resolve
-from .tls_options import (
-    TlsCaOpt,
-    TlsCertificateOpt,
-    TlsKeyOpt,
-    TlsOpt,
-    TlsServerNameOpt,
-    client_tls,
-)
-from .transfer import canonical_type, export_all, import_all, parse_fields, parse_options
-
-HELP = """cfgctl: read and change the configuration, and control servers, from a shell.
-
-Tables for people, --json for scripts. Errors are one line on stderr and exit
-status 1 (2 for a bad command line or configuration file)."""
-
-PROG = "cfgctl"
-app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode=None)
-
-
-VersionOpt = Annotated[bool, version_option(PROG)]
-
-console = Console()
-
-#: The TLS the options before the command asked for (None: plain TCP).
-_tls: dict[str, ClientTls | None] = {"client": None}
-
-
-@app.callback()
-def _options(
-    tls: TlsOpt = False,
-    tls_ca: TlsCaOpt = None,
-    tls_certificate: TlsCertificateOpt = None,
-    tls_private_key: TlsKeyOpt = None,
-    tls_server_name: TlsServerNameOpt = None,
-    version: VersionOpt = False,
-) -> None:
-    """Options of every command (TLS: see confserv.admin.tls_options)."""
-    try:
-        _tls["client"] = client_tls(tls, tls_ca, tls_certificate, tls_private_key, tls_server_name)
-    except ValueError as exc:
-        _fail(str(exc), 2)
-
-
-def _fail(message: str, code: int = 1) -> None:
-    print(f"cfgctl: {message}", file=sys.stderr)
-    raise SystemExit(code)
-
-
-def _run(fn: Callable[[], Awaitable[None]]) -> None:
-    try:
-        trio.run(fn)
-    except ConfServError as exc:
-        _fail(str(exc))
-    except BrokenPipeError:
-        _reader_gone()
-    except OSError as exc:
-        _fail(f"cannot connect: {exc}")
-    except ValueError as exc:
-        _fail(str(exc), 2)
-
-
-def _reader_gone() -> None:
-    """Whoever read our output has stopped (``cfgctl export | head``): no error, as
-    ``cat`` would; stdout goes to /dev/null so the interpreter's last flush is quiet."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    raise SystemExit(0)
-
-
-def _secret(
-    kind: SecretKind, given: str | None, file: Path | None, *, confirm: bool = False
-) -> str:
-    """The password or secret from a file, the command line, the environment or a prompt."""
-    try:
-        return resolve(kind, given, file, confirm=confirm)
-    except SecretInputError as exc:
-        _fail(str(exc), 2)
-        raise  # unreachable: _fail exits
-
-
-def _client(server: str, user: str, password: str) -> Any:
-    try:
-        servers = parse_servers(server)
-    except ValueError as exc:
-        _fail(f"--server: {exc}", 2)
-    return open_client(
-        servers, app="cfgctl", app_type="cfgctl", user=user, password=password, tls=_tls["client"]
-    )
-
-
-def _table(objects: list[dict[str, Any]], title: str) -> Table:
-    table = Table(title=title)
-    columns = ["dbid", "name", "state"]
-    extra = sorted({k for o in objects for k in o} - {*columns, "type", "options"})
-    for col in [*columns, *extra, "options"]:
-        table.add_column(col)
-    for obj in objects:
-        opts = "; ".join(
-            f"{s}.{k}={v}" for s, kv in obj.get("options", {}).items() for k, v in kv.items()
-        )
-        table.add_row(*[str(obj.get(c, "")) for c in [*columns, *extra]], opts)
-    return table
+from .cli_options import JsonOpt, PasswordFileOpt, PasswordOpt, ServerOpt, UserOpt
+from .secret_input import ADMIN_PASSWORD, PASSWORD
 
 
 @app.command()
@@ -158,37 +53,57 @@ def init(
     ] = None,
 ) -> None:
     """Create the schema and the bootstrap objects in the database the file names."""
+    from confserv.config.settings import ConfigError, load_server_settings
+    from confserv.model.passwords import COST_ENV, PasswordCostError, parse_cost, set_default_cost
+
     try:
         cost = parse_cost(password_cost or os.environ.get(COST_ENV) or "owasp")
     except PasswordCostError as exc:
         source = "--password-cost" if password_cost else COST_ENV
-        _fail(f"{source}: {exc}", 2)
-        return
+        fail(f"{source}: {exc}", 2)
     set_default_cost(cost)
-    admin_password = _secret(ADMIN_PASSWORD, password, password_file, confirm=True)
+    admin_password = secret(ADMIN_PASSWORD, password, password_file, confirm=True)
     try:
         primary = load_server_settings(config, section)
         backup = None
         if backup_section is not None:
             backup = load_server_settings(backup_config or config, backup_section)
     except ConfigError as exc:
-        _fail(str(exc), 2)
-        return
+        fail(str(exc), 2)
     if primary.db is None:
-        _fail(f"[{section}] is a proxy; init needs a master's configuration", 2)
+        fail(f"[{section}] is a proxy; init needs a master's configuration", 2)
 
     async def go() -> None:
         # Only ``init`` needs the store (and SQLAlchemy): the other commands start without it.
         from .bootstrap import init_database
 
         report = await init_database(primary, backup, admin_password)
+        out = console()
         for name in report.created:
-            console.print(f"created  {name}")
+            out.print(f"created  {name}")
         for name in report.existing:
-            console.print(f"existing {name}")
-        console.print(f"database {report.uuid}")
+            out.print(f"existing {name}")
+        out.print(f"database {report.uuid}")
 
-    _run(go)
+    run(go)
+
+
+OutputOpt = Annotated[
+    str,
+    typer.Option(
+        "--output",
+        "-O",
+        metavar="VIEW",
+        help="table (dbid, name, state, the type's own fields), wide (every field and "
+        "the options), vertical (field: value lines, a block per object) or json.",
+    ),
+]
+ColumnsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--columns", metavar="FIELD,...", help="The fields to show (cfgctl types TYPE lists them)."
+    ),
+]
 
 
 @app.command()
@@ -199,23 +114,58 @@ def get(
     user: UserOpt = "default",
     password: PasswordOpt = None,
     password_file: PasswordFileOpt = None,
+    output: OutputOpt = "table",
+    columns: ColumnsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Print objects of TYPE (all, or the one named NAME)."""
-    pw = _secret(PASSWORD, password, password_file)
+    """Print objects of TYPE (all, or the one named NAME); cfgctl types lists the types."""
+    from . import views
+
+    view = "json" if as_json else checked(lambda: views.check_view(output))
+    kind = checked(lambda: views.object_type(type_name))
+    shown = checked(lambda: views.columns_of(kind, view, columns))
+    pw = secret(PASSWORD, password, password_file)
 
     async def go() -> None:
-        kind = canonical_type(type_name)
-        async with _client(server, user, pw) as c:
+        async with client(server, user, pw) as c:
             objects = await c.read(kind, {"name": name} if name else None)
         if name and not objects:
-            _fail(f"no {kind} named {name!r}")
-        if as_json:
-            print(json.dumps(objects, indent=2, sort_keys=True))
+            fail(f"no {kind} named {name!r}")
+        if view == "json":
+            print(views.as_json(objects))
+        elif view == "vertical":
+            if objects:
+                print(views.vertical(objects, kind))
         else:
-            console.print(_table(objects, kind))
+            console().print(views.table(objects, kind, shown))
 
-    _run(go)
+    run(go)
+
+
+@app.command()
+def types(
+    type_name: Annotated[str | None, typer.Argument(metavar="[TYPE]")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the object types and their fields, or TYPE's fields with their kinds and defaults."""
+    from . import views
+
+    if as_json:
+        document = views.types_document()
+        if type_name is not None:
+            kind = checked(lambda: views.object_type(type_name))
+            document = {kind: document[kind]}
+        print(json.dumps(document, indent=2))
+        return
+    if type_name is None:
+        print("\n".join(views.types_lines()))
+        return
+    kind = checked(lambda: views.object_type(type_name))
+    rows = [("field", "kind", "default"), *views.type_rows(kind)]
+    rows.append(("options", "section.key=value", ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(2)]
+    for field, what, default in rows:
+        print(f"{field.ljust(widths[0])}  {what.ljust(widths[1])}  {default}".rstrip())
 
 
 @app.command()
@@ -233,13 +183,16 @@ def put(
     as_json: JsonOpt = False,
 ) -> None:
     """Create NAME, or update it with the given fields and options."""
-    pw = _secret(PASSWORD, password, password_file)
+    from .transfer import parse_fields, parse_options
+    from .views import object_type
+
+    kind = checked(lambda: object_type(type_name))
+    values = checked(lambda: parse_fields(kind, fields or []))
+    options = checked(lambda: parse_options(option or []))
+    pw = secret(PASSWORD, password, password_file)
 
     async def go() -> None:
-        kind = canonical_type(type_name)
-        values = parse_fields(kind, fields or [])
-        options = parse_options(option or [])
-        async with _client(server, user, pw) as c:
+        async with client(server, user, pw) as c:
             existing = await c.get(kind, name)
             if existing is None:
                 clean = {
@@ -262,7 +215,7 @@ def put(
             else f"{action} {kind} {name!r}: dbid {answer['dbid']}, serial {answer['serial']}"
         )
 
-    _run(go)
+    run(go)
 
 
 @app.command()
@@ -275,19 +228,20 @@ def delete(
     password_file: PasswordFileOpt = None,
 ) -> None:
     """Delete the object of TYPE named NAME."""
-    pw = _secret(PASSWORD, password, password_file)
+    from .views import object_type
+
+    kind = checked(lambda: object_type(type_name))
+    pw = secret(PASSWORD, password, password_file)
 
     async def go() -> None:
-        kind = canonical_type(type_name)
-        async with _client(server, user, pw) as c:
+        async with client(server, user, pw) as c:
             existing = await c.get(kind, name)
             if existing is None:
-                _fail(f"no {kind} named {name!r}")
-                return
+                fail(f"no {kind} named {name!r}")
             answer = await c.delete(kind, existing["dbid"])
         print(f"deleted {kind} {name!r}: serial {answer['serial']}")
 
-    _run(go)
+    run(go)
 
 
 @app.command()
@@ -302,18 +256,20 @@ def watch(
     ] = 0,
 ) -> None:
     """Print change notifications as JSON lines, as they happen."""
-    pw = _secret(PASSWORD, password, password_file)
+    from .views import object_type
+
+    kind = checked(lambda: object_type(type_name)) if type_name else None
+    pw = secret(PASSWORD, password, password_file)
 
     async def go() -> None:
-        kind = canonical_type(type_name) if type_name else None
-        async with _client(server, user, pw) as c:
+        async with client(server, user, pw) as c:
             await c.subscribe(kind)
             seen = 0
             while count == 0 or seen < count:
                 print(json.dumps(await c.notification(), sort_keys=True), flush=True)
                 seen += 1
 
-    _run(go)
+    run(go)
 
 
 @app.command("export")
@@ -329,11 +285,15 @@ def export_cmd(
 ) -> None:
     """Write the whole configuration as YAML or JSON."""
     if fmt not in ("yaml", "json"):
-        _fail(f"--format: {fmt!r} is not yaml or json", 2)
-    pw = _secret(PASSWORD, password, password_file)
+        fail(f"--format: {fmt!r} is not yaml or json", 2)
+    pw = secret(PASSWORD, password, password_file)
+
+    import yaml
+
+    from .transfer import export_all
 
     async def go() -> None:
-        async with _client(server, user, pw) as c:
+        async with client(server, user, pw) as c:
             document = await export_all(c)
         text = (
             json.dumps(document, indent=2, sort_keys=True)
@@ -345,7 +305,7 @@ def export_cmd(
         else:
             output.write_text(text, encoding="utf-8")
 
-    _run(go)
+    run(go)
 
 
 @app.command("import")
@@ -355,128 +315,43 @@ def import_cmd(
     user: UserOpt = "default",
     password: PasswordOpt = None,
     password_file: PasswordFileOpt = None,
+    wait: Annotated[
+        float,
+        typer.Option(
+            "--wait",
+            metavar="SECONDS",
+            min=0.1,
+            help="How long to wait for a primary when none serves (a failover) before "
+            "stopping; running the same import again is safe.",
+        ),
+    ] = 30.0,
 ) -> None:
-    """Create or update every object of an export file (matched by type and name)."""
-    pw = _secret(PASSWORD, password, password_file)
+    """Create or update every object of an export file (matched by type and name):
+    through a failover of the pair, with progress on a terminal, and safe to run again."""
+    import yaml
+
+    from confserv.wire.errors import ConfServError, FieldValueError
+
+    from .importing import ImportCutOff, ImportRun, run_import
+    from .transfer import import_items
+
+    pw = secret(PASSWORD, password, password_file)
     try:
         document = yaml.safe_load(file.read_text(encoding="utf-8"))  # YAML reads JSON too
     except (OSError, yaml.YAMLError) as exc:
-        _fail(f"{file}: {exc}", 2)
-
-    async def go() -> None:
-        async with _client(server, user, pw) as c:
-            counts = await import_all(c, document)
-        print(", ".join(f"{n} {k}" for k, n in counts.items()))
-
-    _run(go)
-
-
-@app.command()
-def status(
-    server: ServerOpt = "127.0.0.1:2121",
-    secret: SecretOpt = None,
-    secret_file: SecretFileOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Ask a server's management port for its role, epoch, serial, pid and uptime."""
-    sec = _secret(SECRET, secret, secret_file)
+        fail(f"{file}: {exc}", 2)
     try:
-        [(host, port)] = parse_servers(server)
-    except ValueError as exc:
-        _fail(f"--server: {exc} (give one HOST:MANAGEMENT_PORT)", 2)
-        return
-
-    async def go() -> None:
-        async with open_management(host, port, sec, tls=_tls["client"]) as m:
-            answer = await m.status()
-        answer = {k: v for k, v in answer.items() if k not in ("re", "ok")}
-        if as_json:
-            print(json.dumps(answer, sort_keys=True))
-            return
-        table = Table(title=f"{host}:{port}")
-        table.add_column("field")
-        table.add_column("value")
-        for key, value in answer.items():
-            table.add_row(key, str(value))
-        console.print(table)
-
-    _run(go)
-
-
-def _management_command(
-    server: str,
-    secret: tuple[str | None, Path | None],
-    as_json: bool,
-    command: str,
-    force: bool = False,
-) -> None:
-    sec = _secret(SECRET, *secret)
+        import_items(document)
+    except FieldValueError as exc:
+        fail(f"{file}: {exc}", 2)
+    run = ImportRun(servers(server), user, pw, TLS["client"], wait)
     try:
-        [(host, port)] = parse_servers(server)
-    except ValueError as exc:
-        _fail(f"--server: {exc} (give one HOST:MANAGEMENT_PORT)", 2)
-        return
-
-    async def go() -> None:
-        async with open_management(host, port, sec, tls=_tls["client"]) as m:
-            if command == "promote":
-                answer = await m.switch_to_primary(force=force)
-            elif command == "reload":
-                answer = await m.reload()
-            else:
-                answer = await m.switch_to_backup()
-        answer = {k: v for k, v in answer.items() if k not in ("re", "ok")}
-        if as_json:
-            print(json.dumps(answer, sort_keys=True))
-        elif command == "reload":
-            print(f"reloaded: {answer['objects']} objects, serial {answer['serial']}")
-        else:
-            print(
-                f"{answer['name']}: {answer['role']} at epoch {answer['epoch']}, "
-                f"serial {answer['serial']}"
-            )
-
-    _run(go)
-
-
-@app.command()
-def promote(
-    server: ServerOpt = "127.0.0.1:2131",
-    secret: SecretOpt = None,
-    secret_file: SecretFileOpt = None,
-    force: Annotated[
-        bool,
-        typer.Option(
-            "--force", help="Take the lease at once: only with proof the primary is dead."
-        ),
-    ] = False,
-    as_json: JsonOpt = False,
-) -> None:
-    """Switch the server at HOST:MANAGEMENT_PORT to primary."""
-    _management_command(server, (secret, secret_file), as_json, "promote", force)
-
-
-@app.command()
-def demote(
-    server: ServerOpt = "127.0.0.1:2121",
-    secret: SecretOpt = None,
-    secret_file: SecretFileOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Planned hand-over: the primary at HOST:MANAGEMENT_PORT becomes backup."""
-    _management_command(server, (secret, secret_file), as_json, "demote")
-
-
-@app.command()
-def reload(
-    server: ServerOpt = "127.0.0.1:2121",
-    secret: SecretOpt = None,
-    secret_file: SecretFileOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Reload the server at HOST:MANAGEMENT_PORT from its database (after alarm 20170:
-    the database went back or was replaced); it serves and writes again."""
-    _management_command(server, (secret, secret_file), as_json, "reload")
+        counts = run_import(document, run)
+    except ImportCutOff as exc:
+        fail(str(exc))
+    except (ConfServError, OSError) as exc:
+        fail(str(exc) if isinstance(exc, ConfServError) else f"cannot connect: {exc}")
+    print(", ".join(f"{n} {k}" for k, n in counts.items()))
 
 
 def main() -> None:
@@ -485,7 +360,7 @@ def main() -> None:
     try:
         app()
     except BrokenPipeError:
-        _reader_gone()
+        reader_gone()
 
 
-__all__ = ["ConfigClient", "app", "main"]
+__all__ = ["app", "main"]

@@ -13,11 +13,12 @@ or in the environment: how it reaches servers whose section says ``encryption = 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from confserv.wire.tls import ClientTls, TlsFileError, client_context
+if TYPE_CHECKING:  # confserv.wire.tls (ssl, addp, trio) only when TLS is asked for
+    from confserv.wire.tls import ClientTls
 
 _PANEL = "TLS (servers with encryption = true)"
 
@@ -86,6 +87,8 @@ def client_tls(
         raise ValueError("--tls-private-key: given without --tls-certificate")
     if not (tls or ca or certificate or server_name):
         return None
+    from confserv.wire.tls import ClientTls, TlsFileError, client_context
+
     try:
         return ClientTls(client_context(ca, certificate, private_key), server_name)
     except TlsFileError as exc:

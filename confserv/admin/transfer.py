@@ -3,17 +3,28 @@
 Export writes every object, in dependency order, with its dbid. Import
 creates or updates objects by (type, name) and rewrites references through
 the dbids the target database assigned, so an export of one database imports
-into another.
+into another, and importing the same file twice creates nothing twice.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from confserv.client.session import ConfigClient
 from confserv.model.access import FOLDER_KEY
 from confserv.model.objects import OBJECT_TYPES, fields_of, references
-from confserv.wire.errors import FieldValueError, UnknownFieldError, UnknownTypeError
+from confserv.wire.errors import (
+    ConnectionLostError,
+    FieldValueError,
+    UnknownFieldError,
+    UnknownTypeError,
+)
+
+if TYPE_CHECKING:
+    from confserv.client.session import ConfigClient
+
+T = TypeVar("T")
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
@@ -37,7 +48,9 @@ def parse_fields(type_name: str, pairs: list[str]) -> dict[str, Any]:
             raise FieldValueError(f"{pair!r} is not field=value")
         field = fields.get(key)
         if field is None:
-            raise UnknownFieldError(f"{type_name} has no field {key!r}")
+            raise UnknownFieldError(
+                f"{type_name} has no field {key!r} (fields: {', '.join(fields)})"
+            )
         if field.kind is list:  # access_group_dbids=3,5 (empty: none)
             out[key] = _dbids(type_name, key, text)
         elif field.kind is dict:  # permissions=*:r,DN:rcud,folder:7:ru (empty: none)
@@ -99,17 +112,59 @@ async def export_all(client: ConfigClient) -> dict[str, Any]:
     return {"format": "cfgha-export", "version": 1, "objects": objects}
 
 
-async def import_all(client: ConfigClient, document: Any) -> dict[str, int]:
-    """Create or update every object of an export; returns counts by action."""
+class ImportTarget(Protocol):
+    """What :func:`import_all` writes through: a client, resilient or not."""
+
+    async def get(self, type_name: str, name: str) -> dict[str, Any] | None:
+        """The object of that type and name, or None."""
+
+    async def create(self, type_name: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """Create; the answer has ``dbid``."""
+
+    async def update(
+        self,
+        type_name: str,
+        dbid: int,
+        delta: dict[str, Any] | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Change fields and options."""
+
+
+#: Times one object is tried again after its write was cut off (outcome unknown).
+WRITE_RETRIES = 5
+
+
+def import_items(document: Any) -> list[dict[str, Any]]:
+    """The objects of an export, in dependency order (FieldValueError: not an export)."""
     if not isinstance(document, dict) or not isinstance(document.get("objects"), list):
         raise FieldValueError("an import file must be a map with an 'objects' list")
-    mapping: dict[tuple[str, int], int] = {}
-    counts = {"created": 0, "updated": 0, "unchanged": 0}
     order = {name: i for i, name in enumerate(OBJECT_TYPES)}
     items = [o for o in document["objects"] if isinstance(o, dict)]
     items.sort(key=lambda o: order.get(str(o.get("type")), len(order)))
+    return items
+
+
+async def import_all(
+    client: ImportTarget,
+    document: Any,
+    on_done: Callable[[int], None] | None = None,
+) -> dict[str, int]:
+    """Create or update every object of an export; returns counts by action.
+
+    Objects are matched by (type, name), so importing the same file again
+    creates nothing twice: what is there with the same content is left
+    (``unchanged``), what differs is updated. A write cut off by a lost
+    connection (its outcome unknown, e.g. a failover) is checked and done
+    again on the new connection. ``on_done`` is told how many objects are
+    done after each one.
+    """
+    items = import_items(document)
+    mapping: dict[tuple[str, int], int] = {}
+    current: dict[tuple[str, int], dict[str, Any]] = {}
+    counts = {"created": 0, "updated": 0, "unchanged": 0}
     deferred: list[tuple[str, int, str, int]] = []
-    for item in items:
+    for done, item in enumerate(items, 1):
         type_name = canonical_type(str(item.get("type")))
         obj = {k: v for k, v in item.items() if k not in ("type", "dbid")}
         _remap_access(obj, mapping)
@@ -122,34 +177,53 @@ async def import_all(client: ConfigClient, document: Any) -> dict[str, int]:
                 deferred.append((type_name, int(item["dbid"]), field_name, old))
             else:
                 obj[field_name] = new
-        existing = await client.get(type_name, str(obj.get("name")))
-        if existing is None:
-            made = await client.create(type_name, obj)
-            dbid = int(made["dbid"])
-            counts["created"] += 1
-        else:
-            dbid = int(existing["dbid"])
-            delta = {
-                k: v
-                for k, v in obj.items()
-                if k != "options" and existing.get(k) != v and k in fields_of(type_name)
-            }
-            options = _options_delta(existing.get("options", {}), obj.get("options", {}))
-            if delta or options:
-                await client.update(type_name, dbid, delta, options)
-                counts["updated"] += 1
-            else:
-                counts["unchanged"] += 1
+        action, dbid, stored = await _retried(partial(_put_one, client, type_name, obj))
+        counts[action] += 1
         if "dbid" in item:
             mapping[(type_name, int(item["dbid"]))] = dbid
+            current[(type_name, dbid)] = stored
+        if on_done is not None:
+            on_done(done)
     for type_name, old_dbid, field_name, old_ref in deferred:
         target = next(
             t for f, t, _ in references({"type": type_name, field_name: old_ref}) if f == field_name
         )
         new_ref = mapping.get((target, old_ref))
-        if new_ref is not None:
-            await client.update(type_name, mapping[(type_name, old_dbid)], {field_name: new_ref})
+        dbid = mapping[(type_name, old_dbid)]
+        if new_ref is not None and current[(type_name, dbid)].get(field_name) != new_ref:
+            await _retried(partial(client.update, type_name, dbid, {field_name: new_ref}))
     return counts
+
+
+async def _retried(write: Callable[[], Awaitable[T]]) -> T:
+    """``write()``, again after a ConnectionLostError (it checks what is there first)."""
+    for _ in range(WRITE_RETRIES):
+        try:
+            return await write()
+        except ConnectionLostError:
+            continue  # outcome unknown: the next try sees whether it was done
+    return await write()
+
+
+async def _put_one(
+    client: ImportTarget, type_name: str, obj: dict[str, Any]
+) -> tuple[str, int, dict[str, Any]]:
+    """Create ``obj`` or bring the object of its name up to it: (action, dbid, object)."""
+    existing = await client.get(type_name, str(obj.get("name")))
+    if existing is None:
+        made = await client.create(type_name, obj)
+        return "created", int(made["dbid"]), obj
+    dbid = int(existing["dbid"])
+    delta = {
+        k: v
+        for k, v in obj.items()
+        if k != "options" and existing.get(k) != v and k in fields_of(type_name)
+    }
+    options = _options_delta(existing.get("options", {}), obj.get("options", {}))
+    if not delta and not options:
+        return "unchanged", dbid, existing
+    await client.update(type_name, dbid, delta, options)
+    return "updated", dbid, {**existing, **delta}
 
 
 def _remap_access(obj: dict[str, Any], mapping: dict[tuple[str, int], int]) -> None:

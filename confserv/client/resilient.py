@@ -173,6 +173,11 @@ class ResilientClient:
         """Objects of a type matching the filter (retried across a failover)."""
         return await self._retrying(lambda c: c.read(type_name, flt), idempotent=True)
 
+    async def get(self, type_name: str, name: str) -> dict[str, Any] | None:
+        """The object of that type and name, or None (retried across a failover)."""
+        found = await self.read(type_name, {"name": name})
+        return found[0] if found else None
+
     async def create(self, type_name: str, obj: dict[str, Any]) -> dict[str, Any]:
         """Create; ConnectionLostError when cut off (outcome unknown)."""
         return await self._retrying(lambda c: c.create(type_name, obj), idempotent=False)

@@ -1,4 +1,8 @@
-"""``confserv -s <section> -c <file>``: the command line of the Configuration Server."""
+"""``confserv -s <section> -c <file>``: the command line of the Configuration Server.
+
+``confserv --version`` and ``--help`` import typer only: the settings, trio and
+the server are imported when it runs (tests/confserv/test_cli_imports.py).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TextIO
 
-import trio
 import typer
 
 from confserv.config.cli_version import version_option
-from confserv.config.settings import ConfigError, ServerSettings, load_server_settings
 
 if TYPE_CHECKING:
+    from confserv.config.settings import ServerSettings
     from confserv.logs.eventlog import EventLog
 
     from .app import ProcessSeams
@@ -42,6 +45,8 @@ def serve(
     settings = _settings(config, section, sys.stderr)
     if settings is None:
         raise SystemExit(2) from None
+    import trio
+
     from .app import main as run
 
     raise SystemExit(trio.run(run, settings))
@@ -49,6 +54,8 @@ def serve(
 
 def _settings(config: Path, section: str, err: TextIO) -> ServerSettings | None:
     """The settings, or None after printing the one line that says what is wrong."""
+    from confserv.config.settings import ConfigError, load_server_settings
+
     try:
         return load_server_settings(config, section)
     except ConfigError as exc:
