@@ -116,9 +116,15 @@ class OptionSpec:
         if self.kind == "size":
             return f"{_size(int(self.low))} to {_size(int(self.high))}, or `false`"
         unit = " s" if self.kind == "seconds" else ""
+        low, high = _number(self.low), _number(self.high)
         if self.above_low:
-            return f"more than {self.low:g}, at most {self.high:g}{unit}"
-        return f"{self.low:g} to {self.high:g}{unit}"
+            return f"more than {low}, at most {high}{unit}"
+        return f"{low} to {high}{unit}"
+
+
+def _number(value: float) -> str:
+    """``3600``, ``0.05``, ``4294967295``: whole numbers in full, never ``4.29e+09``."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def _size(size: int) -> str:

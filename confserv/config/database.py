@@ -84,6 +84,7 @@ DATABASE_TABLE = OptionTable.of(
         default="600",
         low=1.0,
         high=86400.0,
+        range_shown="1 to 86400 s, at least `connect-timeout`",
         meaning="Seconds a database request may take (at most 30 are used).",
     ),
     OptionSpec(
