@@ -44,8 +44,9 @@ REDUNDANCY_TABLE = OptionTable.of(
         kind="section",
         meaning="A section of `scs.conf` with the Configuration Database of the supervisor "
         "lease: the keys of `confserv.conf`'s database section, and the database the pairs "
-        "use. With it the supervisors running this file elect one active; without it there "
-        "is one supervisor and no election.",
+        "use (their servers seed their supervisor fence from its lease row); that section "
+        "is not a server. With it the supervisors running this file elect one active; "
+        "without it there is one supervisor and no election.",
     ),
     OptionSpec(
         name="supervisor-lease-ttl",
