@@ -164,7 +164,9 @@ LOG_TABLE = OptionTable.of(
         name="all",
         kind="path",
         default="stderr",
-        meaning="`stdout`, `stderr`, or a log file (relative to this file's directory).",
+        meaning="`stdout`, `stderr`, `syslog` (the local syslog or journald, facility "
+        "`daemon`), or a log file (relative to this file's directory). A file moved away by "
+        "logrotate is reopened, `copytruncate` works too, and SIGHUP reopens it at once.",
     ),
     OptionSpec(
         name="format",
