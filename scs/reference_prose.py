@@ -185,28 +185,28 @@ a server it finds there, even one too busy to answer its status.
 
 #: After the table of a supervised server's section.
 SCS_SERVER_NOTES = """\
-**`restart-min-uptime`** (seconds, per server section, default 2). Only
-failed starts count towards `restart-limit` restarts in `restart-window`: a
-server that served (primary, backup or proxy) for `restart-min-uptime` was
-started successfully, and its death starts the count again, as supervisord's
-`startsecs`. A server that dies before (or while still starting) counts; past
-the limit it is retried every `restart-backoff-max` seconds with alarm 40104.
+**Restarts** (`restart-*`). Only failed starts count towards `restart-limit`
+restarts in `restart-window`: a server that served (primary, backup or proxy)
+for `restart-min-uptime` was started successfully, and its death starts the
+count again, as supervisord's `startsecs`. A server that dies before (or while
+still starting) counts; past the limit it is retried every
+`restart-backoff-max` seconds with alarm 40104.
 
-**`fence-after`** (seconds, per server section; 0 turns fencing off). When a
-primary has gone silent and the backup still has not taken over, the
-supervisor kills ("fences") the silent primary. It only kills the very
-process it started or adopted, and only if that process answered as the
-primary; the exit is then proof of death, and the backup is force-promoted.
-When `fence-after` is not set it follows from the lease the servers report on
-their management port (`lease_ttl`, `engine`): on SQLite the primary is
-fenced `max(lease-ttl, failover-wait)` seconds after its silence was
-detected. By then its lease has expired, so a backup that still cannot take
-over is blocked by the stopped process itself (a primary stopped inside a
-transaction keeps SQLite's write lock); such a primary is failed over within
-`lease-ttl` + 2 x `addp-timeout` (the detection) + 1 s. On PostgreSQL, which
-ends a stopped server's transaction by itself, and with servers that do not
-report their engine and lease, the default is 10 s. An explicit `fence-after`
-always wins. A process the supervisor does not watch is never killed (40315).
+**Fencing** (`fence-after`; 0 turns it off). When a primary has gone silent
+and the backup still has not taken over, the supervisor kills ("fences") the
+silent primary. It only kills the very process it started or adopted, and only
+if that process answered as the primary; the exit is then proof of death, and
+the backup is force-promoted. When `fence-after` is not set it follows from
+the lease the servers report on their management port (`lease_ttl`, `engine`):
+on SQLite the primary is fenced `max(lease-ttl, failover-wait)` seconds after
+its silence was detected. By then its lease has expired, so a backup that
+still cannot take over is blocked by the stopped process itself (a primary
+stopped inside a transaction keeps SQLite's write lock); such a primary is
+failed over within `lease-ttl` + 2 x `addp-timeout` (the detection) + 1 s. On
+PostgreSQL, which ends a stopped server's transaction by itself, and with
+servers that do not report their engine and lease, the default is 10 s. An
+explicit `fence-after` always wins. A process the supervisor does not watch is
+never killed (40315).
 """
 
 #: Redundancy.
