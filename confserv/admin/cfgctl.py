@@ -94,7 +94,7 @@ OutputOpt = Annotated[
         "--output",
         "-O",
         metavar="VIEW",
-        help="table (dbid, name, state, the type's own fields), wide (every field and "
+        help="table (dbid, name, state, the main fields), wide (every field and "
         "the options), vertical (field: value lines, a block per object) or json.",
     ),
 ]

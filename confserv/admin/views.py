@@ -1,7 +1,7 @@
 """How ``cfgctl get`` and ``cfgctl types`` show objects and the object model.
 
-Views of ``get``: ``table`` (the default: dbid, name, state and the type's own
-scalar fields), ``wide`` (every field, options in full), ``vertical`` (one
+Views of ``get``: ``table`` (the default: dbid, name, state and the type's
+main fields, :data:`TABLE_FIELDS`), ``wide`` (every field, options in full), ``vertical`` (one
 ``field: value`` line each, a block per object, for long values and ``grep``)
 and ``json``. ``--columns a,b`` picks the fields of ``table`` and ``wide``.
 An unknown type or field is a :class:`ViewError` whose one line lists the
@@ -21,6 +21,27 @@ if TYPE_CHECKING:
 
 #: The views of ``cfgctl get --output``.
 VIEWS = ("table", "wide", "vertical", "json")
+
+
+#: The fields of each type the ``table`` view shows after dbid, name and state
+#: (``wide`` shows every field).
+TABLE_FIELDS: dict[str, tuple[str, ...]] = {
+    "Tenant": ("is_service_provider",),
+    "Folder": ("object_type", "parent_dbid"),
+    "Host": ("ip_address", "os_type", "lca_port"),
+    "Application": (
+        "app_type",
+        "host_dbid",
+        "port",
+        "backup_server_dbid",
+        "redundancy_type",
+        "autorestart",
+    ),
+    "AccessGroup": ("is_administrator",),
+    "Person": ("user_name", "first_name", "last_name", "is_agent", "access_group_dbids"),
+    "Switch": ("switch_type", "physical_switch"),
+    "DN": ("number", "dn_type", "switch_dbid"),
+}
 
 
 class ViewError(ValueError):
@@ -60,13 +81,7 @@ def columns_of(type_name: str, view: str, chosen: str | None) -> list[str]:
                 )
         return picked
     if view == "table":
-        own = [
-            n
-            for n, f in fields_of(type_name).items()
-            if n not in ("name", "state", "folder_dbid", "tenant_dbid")
-            and n not in SECRET_FIELDS
-            and f.kind not in (list, dict)
-        ]
+        own = [n for n in TABLE_FIELDS.get(type_name, ()) if n in valid]
         return ["dbid", "name", "state", *own]
     return ["dbid", *valid, "options"]
 
@@ -118,7 +133,8 @@ def vertical(objects: Sequence[Mapping[str, Any]], type_name: str) -> str:
         ]
         width = max(len(n) for n, _ in rows)
         header = f"*** {type_name} {obj.get('name')!r} (dbid {obj.get('dbid')}) ***"
-        blocks.append("\n".join([header, *(f"{n.rjust(width)}: {v}" for n, v in rows)]))
+        lines = (f"{n.rjust(width)}: {v}".rstrip() for n, v in rows)
+        blocks.append("\n".join([header, *lines]))
     return "\n\n".join(blocks)
 
 
