@@ -20,7 +20,7 @@ from typing import Literal
 
 from ._options import MAX_TIMEOUT
 
-__all__ = ["ADDP_TABLE", "BOOLEAN_WORDS", "Kind", "OptionSpec", "OptionTable"]
+__all__ = ["ADDP_TABLE", "BOOLEAN_WORDS", "Kind", "OptionSpec", "OptionTable", "size_text"]
 
 #: What an option's value is, as the reference names it.
 Kind = Literal[
@@ -114,7 +114,7 @@ class OptionSpec:
         if self.low is None or self.high is None:
             return ""
         if self.kind == "size":
-            return f"{_size(int(self.low))} to {_size(int(self.high))}, or `false`"
+            return f"{size_text(int(self.low))} to {size_text(int(self.high))}, or `false`"
         unit = " s" if self.kind == "seconds" else ""
         low, high = _number(self.low), _number(self.high)
         if self.above_low:
@@ -127,7 +127,8 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
-def _size(size: int) -> str:
+def size_text(size: int) -> str:
+    """``64 KB``, ``10 MB``, ``10 GB``: a size in bytes in the largest whole unit."""
     for unit, shift in (("GB", 30), ("MB", 20)):
         if size % (1 << shift) == 0:
             return f"{size >> shift} {unit}"

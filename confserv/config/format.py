@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from addp.optionspec import OptionSpec
+from addp.optionspec import OptionSpec, size_text
 
 _T = TypeVar("_T")
 
@@ -298,8 +298,8 @@ class Section:
         if not (_digits(number) and lowest <= int(number) * scale <= highest):
             raise self.error(
                 name,
-                f"{_shown(text)} is not a size (N KB, N MB or N GB, {lowest >> 10} KB to "
-                f"{highest >> 20} MB; false for none)",
+                f"{_shown(text)} is not a size (N KB, N MB or N GB, {size_text(lowest)} to "
+                f"{size_text(highest)}; false for none)",
             )
         return int(number) * scale
 
