@@ -89,6 +89,11 @@ def _management_command(
     run(go)
 
 
+def _on_a_terminal() -> bool:
+    """Whether there is someone to ask: standard input is a terminal."""
+    return sys.stdin.isatty()
+
+
 def _confirm_force(host: str, port: int, secret: str) -> None:
     """Ask (or refuse, exit 2) when the target's primary answered recently (force_check)."""
     from .force_check import recent_primary
@@ -102,7 +107,7 @@ def _confirm_force(host: str, port: int, secret: str) -> None:
     recent = recent_primary(found[0])
     if recent is None:
         return
-    if not sys.stdin.isatty():
+    if not _on_a_terminal():
         fail(recent.refusal(), 2)
     print(recent.question(), end="", file=sys.stderr, flush=True)
     try:
