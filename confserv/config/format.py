@@ -183,14 +183,12 @@ class Section:
     ) -> _T:
         """One of ``words`` (not case-sensitive). With a spec and no ``default``, the
         spec's default (written as in the file) when the option is not set."""
-        if isinstance(default, _From):
-            name, text = self._given_or_default(option)
-            if text is None:
-                raise TypeError(f"{name}: no default given, none in its spec")
-        else:
-            name, text = self._spec(option)[0], self.text(self._spec(option)[0])
-            if text is None:
+        name, spec = self._spec(option)
+        text = self.text(name)
+        if text is None:
+            if not isinstance(default, _From):
                 return default
+            text = _default_of(name, spec)
         try:
             return words[text.lower()]
         except KeyError:
@@ -214,9 +212,7 @@ class Section:
         if text is None:
             if not isinstance(default, _From):
                 return default
-            text = spec.default if spec is not None else None
-            if text is None:
-                raise TypeError(f"{name}: no default given, none in its spec")
+            text = _default_of(name, spec)
         value = self._checked_integer(name, text, lowest, highest, what or "a number")
         assert value is not None
         return value
@@ -254,9 +250,7 @@ class Section:
         if text is None:
             if not isinstance(default, _From):
                 return default
-            text = spec.default if spec is not None else None
-            if text is None:
-                raise TypeError(f"{name}: no default given, none in its spec")
+            text = _default_of(name, spec)
         try:
             value = float(text)
         except ValueError:
@@ -337,6 +331,13 @@ class Section:
                 raise self.error(option, f"{item!r} is listed twice")
             masters.append((host, int(port_text)))
         return tuple(masters)
+
+
+def _default_of(option: str, spec: OptionSpec | None) -> str:
+    """The text of the spec's default (a programming error when there is none)."""
+    if spec is None or spec.default is None:
+        raise TypeError(f"{option}: no default given, none in its spec")
+    return spec.default
 
 
 def _bound(spec: OptionSpec | None, which: str, given: float | None) -> float:
