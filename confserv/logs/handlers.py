@@ -38,8 +38,8 @@ __all__ = [
     "RichConsoleHandler",
     "file_handler",
     "parse_stamp",
-    "stamp",
     "quiet_errors",
+    "stamp",
     "stream_handler",
     "syslog_handler",
 ]
