@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from . import cfgctl_manage as cfgctl_manage
+from .cfgctl_manage import COMMANDS as MANAGEMENT_COMMANDS
 from .cli_common import (
     TLS,
     app,
@@ -352,6 +352,10 @@ def import_cmd(
     except (ConfServError, OSError) as exc:
         fail(str(exc) if isinstance(exc, ConfServError) else f"cannot connect: {exc}")
     print(", ".join(f"{n} {k}" for k, n in counts.items()))
+
+
+for _command in MANAGEMENT_COMMANDS:
+    app.command()(_command)
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""``cfgctl``'s commands of a server's management port: status, promote, demote, reload."""
+"""``cfgctl``'s commands of a server's management port: status, promote, demote, reload
+(:data:`COMMANDS`, registered after the others by :mod:`confserv.admin.cfgctl`)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,12 @@ from typing import Annotated, Any
 
 import typer
 
-from .cli_common import TLS, app, console, fail, run, servers
+from .cli_common import TLS, console, fail, run, servers
 from .cli_common import secret as read_secret
 from .cli_options import JsonOpt, SecretFileOpt, SecretOpt, ServerOpt
 from .secret_input import SECRET
 
 
-@app.command()
 def status(
     server: ServerOpt = "127.0.0.1:2121",
     secret: SecretOpt = None,
@@ -118,7 +118,6 @@ def _confirm_force(host: str, port: int, secret: str) -> None:
         fail("promote --force: not confirmed; nothing was changed")
 
 
-@app.command()
 def promote(
     server: ServerOpt = "127.0.0.1:2131",
     secret: SecretOpt = None,
@@ -140,7 +139,6 @@ def promote(
     _management_command(server, (secret, secret_file), as_json, "promote", force, yes)
 
 
-@app.command()
 def demote(
     server: ServerOpt = "127.0.0.1:2121",
     secret: SecretOpt = None,
@@ -151,7 +149,6 @@ def demote(
     _management_command(server, (secret, secret_file), as_json, "demote")
 
 
-@app.command()
 def reload(
     server: ServerOpt = "127.0.0.1:2121",
     secret: SecretOpt = None,
@@ -161,3 +158,7 @@ def reload(
     """Reload the server at HOST:MANAGEMENT_PORT from its database (after alarm 20170:
     the database went back or was replaced); it serves and writes again."""
     _management_command(server, (secret, secret_file), as_json, "reload")
+
+
+#: The commands, in the order help lists them.
+COMMANDS = (status, promote, demote, reload)
