@@ -434,27 +434,6 @@ def watch_worker(port: int, clients: int, key: str) -> None:
     print(json.dumps({"seen": seen, "cpu": cpu, "opened": opened}), flush=True)
 
 
-def fanout_puts(port: int, key: str, writes: int, gap: float) -> list[tuple[int, float, float]]:
-    """``writes`` puts of ``key`` ``gap`` s apart: (revision, sent, answered) monotonic,
-    as :func:`bench.confserv_clients.fanout_writes` does for ours."""
-    client = EtcdClient(port)
-    out: list[tuple[int, float, float]] = []
-    try:
-        client.put(key, host_value(0))
-        time.sleep(gap)
-        for i in range(writes):
-            obj = json.loads(host_value(0))
-            obj["options"] = {"bench": {"n": str(i)}}
-            value = json.dumps(obj, separators=(",", ":")).encode()
-            sent = time.monotonic()
-            revision = client.put(key, value)
-            out.append((revision, sent, time.monotonic()))
-            time.sleep(gap)
-    finally:
-        client.close()
-    return out
-
-
 # -- worker processes ---------------------------------------------------------------------
 
 
