@@ -35,6 +35,10 @@ from .session import Address, ConfigClient, open_client
 
 T = TypeVar("T")
 
+#: Handshake bound on a server the client just lost, seconds: it may be stopped, and a
+#: stopped server's kernel still accepts connections (issue 16: a 6 s failover).
+SUSPECT_TIMEOUT = 0.25
+
 #: ADDP on the client's connection unless the caller says otherwise: poll after
 #: 1 s of silence, and ask the server to do the same.
 DEFAULT_ADDP = AddpOptions.addp(timeout=1.0, remote_timeout=1.0)
@@ -54,6 +58,7 @@ class ResilientClient:
         reconnect_timeout: float,
         reconnect_attempts: int,
         give_up_after: float | None,
+        promotion_wait: float = 10.0,
         **register: Any,
     ) -> None:
         self.servers = list(servers)
@@ -76,6 +81,12 @@ class ResilientClient:
         self._epoch = 0
         self.stale_refused = 0
         self.connects = 0
+        #: The last server's resumption ticket (None: log in with the password).
+        self._ticket: str | None = None
+        #: Servers lost since the last connection up (tried last, briefly).
+        self._suspects: set[Address] = set()
+        #: How long a backup that lost its primary is asked again (see open_client).
+        self.promotion_wait = promotion_wait
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Keep a connection up until cancelled (started by :func:`open_resilient_client`).
@@ -91,9 +102,12 @@ class ResilientClient:
             decision: Decision | None = None
             try:
                 server = self.servers[policy.server]
-                async with open_client([server], **self._register) as client:
+                async with open_client([server], **self._attempt(server)) as client:
                     self._client = client
                     self.connects += 1
+                    self._suspects.clear()
+                    ticket = client.info.get("ticket")
+                    self._ticket = ticket if isinstance(ticket, str) else None
                     await self._resubscribe(client)
                     policy.connected()
                     self._up.set()
@@ -102,6 +116,7 @@ class ResilientClient:
                         task_status.started()
                     await client.session.closed.wait()
                 # the server just lost is tried last; at once, unless it flaps
+                self._suspects.add(server)
                 decision = policy.lost(trio.current_time())
                 last_error = None
             except (NoServerError, ConnectionLostError) as exc:
@@ -119,6 +134,18 @@ class ResilientClient:
                 return
             if isinstance(decision, Wait):
                 await trio.sleep_until(decision.until)
+
+    def _attempt(self, server: Address) -> dict[str, Any]:
+        """``open_client``'s arguments for one attempt on ``server`` (issue 16): the ticket
+        of the last session, the servers just lost as suspects (a backup naming one is
+        asked again, not left for it), and, on a server just lost itself, a handshake
+        bound of :data:`SUSPECT_TIMEOUT` (a stopped server's kernel still accepts)."""
+        register = dict(self._register, ticket=self._ticket, suspects=frozenset(self._suspects))
+        register.setdefault("promotion_wait", self.promotion_wait)
+        if server in self._suspects:
+            timeout = float(register.get("connect_timeout", 10.0))
+            register["connect_timeout"] = min(timeout, SUSPECT_TIMEOUT)
+        return register
 
     async def _current(self) -> ConfigClient:
         while self._client is None:

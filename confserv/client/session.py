@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -25,7 +25,6 @@ from confserv.wire.auth import CONTROL_IDENTITY, ClientHandshake, HandshakeError
 from confserv.wire.errors import (
     ERRORS_BY_CODE,
     BackupModeError,
-    ConfServError,
     ConnectionLostError,
     NoServerError,
     NotSentError,
@@ -33,6 +32,8 @@ from confserv.wire.errors import (
     StaleSupervisorError,
 )
 from confserv.wire.tls import ClientTls
+
+from .registration import Login, PromotionPolls
 
 Address = tuple[str, int]
 
@@ -59,7 +60,9 @@ def _raise_for(answer: dict[str, Any]) -> None:
     cls = ERRORS_BY_CODE.get(str(answer.get("code")), RequestError)
     message = str(answer.get("message", "request failed"))
     if cls is BackupModeError:
-        raise BackupModeError(message, answer.get("primary"))
+        raise BackupModeError(
+            message, answer.get("primary"), primary_lost=answer.get("primary_lost") is True
+        )
     if cls is StaleSupervisorError:
         newest = answer.get("supervisor_epoch")
         if not isinstance(newest, int) or isinstance(newest, bool):
@@ -262,6 +265,9 @@ async def open_client(
     addp: AddpOptions | None = None,
     connect_timeout: float = 10.0,
     tls: ClientTls | None = None,
+    ticket: str | None = None,
+    promotion_wait: float = 0.0,
+    suspects: Collection[Address] = (),
 ) -> AsyncIterator[ConfigClient]:
     """Connect and register with the first server of ``servers`` that serves.
 
@@ -270,6 +276,15 @@ async def open_client(
     each server's certificate (:func:`~confserv.wire.tls.client_context`);
     a server that fails the TLS handshake is one reason of the
     :class:`NoServerError`, e.g. ``certificate verify failed: ...``.
+
+    After a failover (issue 16): ``ticket`` (the last server's, in
+    :attr:`ConfigClient.info`) resumes the session without a password check,
+    the password being sent only if the ticket is refused; a backup that says
+    it lost its primary (``primary_lost``), or names as primary one of
+    ``suspects`` (the server just lost), is asked again on the same
+    connection, :data:`PROMOTION_POLL` apart, for up to ``promotion_wait``
+    seconds: it is likely the one being promoted, and the server it names
+    is likely dead or stopped.
 
     Raises:
         NoServerError: every server refused or could not be reached; the
@@ -295,24 +310,16 @@ async def open_client(
                     )
                 )
                 session = await stack.enter_async_context(_session_for(link))
-                with trio.fail_after(connect_timeout):
+                login = Login(app, app_type, user, password, daemon, ticket)
+                polls = PromotionPolls(trio.current_time() + promotion_wait, suspects)
+                while True:
                     try:
-                        info = await session.request(
-                            "register",
-                            app=app,
-                            app_type=app_type,
-                            user=user,
-                            password=password,
-                            daemon=daemon,
-                        )
-                    except RequestError as exc:
-                        first = session.first
-                        if isinstance(first, dict) and "challenge" in first:
-                            raise NotAClientPortError(
-                                f"{host}:{port} is a management or control port (it sent a "
-                                "challenge): give the server's client port"
-                            ) from exc
-                        raise
+                        info = await login.register(session, connect_timeout, (host, port))
+                        break
+                    except BackupModeError as exc:
+                        if not polls.again(exc):
+                            raise
+                    await trio.sleep(polls.delay)
                 yielded = True
                 yield ConfigClient(session, (host, port), info)
                 return
@@ -328,10 +335,6 @@ async def open_client(
                 if hint not in candidates:
                     candidates.append(hint)
     raise NoServerError("no Configuration Server would serve: " + "; ".join(reasons))
-
-
-class NotAClientPortError(ConfServError):
-    """The port given as a client port is a management (or control) port."""
 
 
 class ManagementClient:

@@ -31,6 +31,7 @@ def effective_options(settings: ServerSettings) -> dict[str, str]:
         "server addp-trace": str(addp.trace.value),
         "server lease-ttl": f"{settings.lease_ttl:g}",
         "server lease-renew": f"{settings.lease_renew:g}",
+        "server resume-ticket-ttl": f"{settings.resume_ticket_ttl:g}",
         "server max-frame-size": str(settings.max_frame_size),
         "server max-object-size": str(settings.max_object_size),  # security helper A
         "server no-default-access": str(settings.no_default_access).lower(),

@@ -92,6 +92,17 @@ SERVER_TABLE = OptionTable.of(
         range_shown="more than 0, less than `lease-ttl`",
         meaning="Seconds between renewals. Compared between primary and backup.",
     ),
+    OptionSpec(
+        name="resume-ticket-ttl",
+        kind="seconds",
+        default="3600",
+        low=0.0,
+        high=604800.0,
+        meaning="Seconds a resumption ticket lasts: a client logged in with its password "
+        "resumes its session on the other server of the pair after a failover without "
+        "a password check (docs/protocol.md 10.20). 0: no tickets. Compared between "
+        "primary and backup.",
+    ),
     BOUNDS_TABLE,
     OptionSpec(
         name="listen-address",

@@ -216,6 +216,8 @@ class ServerSettings:
     pair: str | None = None
     lease_ttl: float = 10.0
     lease_renew: float
+    #: ``resume-ticket-ttl``: seconds a resumption ticket lasts (0: none issued).
+    resume_ticket_ttl: float = 3600.0
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
     listen_address: str = "127.0.0.1"
     #: ``http-port``: the health and metrics port (on ``listen-address``); None: none.
@@ -326,6 +328,7 @@ def load_server_settings(file: Path | str, section: str) -> ServerSettings:
         pair=own.text("pair"),
         lease_ttl=lease_ttl,
         lease_renew=lease_renew,
+        resume_ticket_ttl=own.seconds(_S["resume-ticket-ttl"]),
         max_frame_size=own.integer(_S["max-frame-size"]),
         listen_address=own.string(_S["listen-address"]) or "127.0.0.1",
         http_port=own.port("http-port"),

@@ -12,6 +12,7 @@ import trio
 
 from confserv.logs.eventlog import EventLog
 
+from .resume_tickets import DEFAULT_TTL, TicketKey
 from .secret_tarpit import SecretTarpit
 from .service import ConfigService
 
@@ -56,6 +57,15 @@ class Runtime:
     following: str | None = None
     #: A backup: when (trio clock) the primary's stream last said it was up to date.
     replicated_at: float | None = None
+    #: A backup whose stream from the primary was up and ended: the primary it names
+    #: may be dead, a promotion may come (told to refused clients: ``primary_lost``).
+    primary_lost: bool = False
+    #: Resumption tickets (issue 16): the pair's key and how long a ticket lasts (None:
+    #: no key in the database, sessions log in again with their password).
+    tickets: TicketKey | None = None
+    ticket_ttl: float = DEFAULT_TTL
+    #: Sessions resumed from a ticket, with no password check (status, metrics).
+    resumed: int = 0
     #: Times this process became primary.
     promotions: int = 0
     #: Told how long each write took, seconds (the metrics' histogram; else nothing).
@@ -98,6 +108,8 @@ class Runtime:
             "lease_ttl": self.lease_ttl,
             "engine": self.engine,
             "following": self.following,
+            "password_checks": self.service.passwords.hashes,
+            "resumed": self.resumed,
         }
 
     def raise_alarm(self, event_id: int, text: str) -> bool:

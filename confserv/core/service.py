@@ -79,7 +79,7 @@ class ConfigService:
         #: The latest changes applied, for restores without a database trip (a proxy has none).
         self._recent: collections.deque[Change] = collections.deque(maxlen=history_limit)
         self.write_lock = trio.Lock()
-        self._passwords = PasswordChecks()
+        self.passwords = PasswordChecks()
         self._commits = CommitGuard()
         self._applied = trio.Event()
         #: Why nothing is served (the database is not what was served), or None.
@@ -194,11 +194,11 @@ class ConfigService:
         is the client's ``host:port``. Backs off, costs the same for unknown users and
         rehashes weak hashes (:func:`confserv.core.logins.login`)."""
         persons = self._objects.get("Person", {})
-        return await login(self, self._passwords, persons, user, password, source, self._write)
+        return await login(self, self.passwords, persons, user, password, source, self._write)
 
     def log_auth_with(self, emit: Callable[..., object]) -> None:
         """Write the login back-off's and the rehash's events with ``emit``."""
-        self._passwords.set_emit(emit)
+        self.passwords.set_emit(emit)
 
     # -- writes ---------------------------------------------------------------
 

@@ -109,6 +109,7 @@ async def _stream(
     follower.replicated(int(answer["serial"]), svc.last_serial, trio.current_time())
     # following: what /backup and the replication-lag metric read
     rt.following, rt.replicated_at = target.holder, trio.current_time()
+    rt.primary_lost = False
     try:
         while True:
             if follower.ack_due(trio.current_time()):  # acks go out on a busy stream too
@@ -126,6 +127,7 @@ async def _stream(
                     rt.replicated_at = trio.current_time()
     finally:
         rt.following = rt.replicated_at = None
+        rt.primary_lost = True  # clients refused meanwhile are told: ask again, soon
 
 
 async def _read_lease(rt: Runtime, store: ConfigStore) -> Lease | None:

@@ -20,6 +20,12 @@ LOADED = LogEvent(
     20003, Level.STD, "Loaded {count} objects up to serial {serial} in {seconds:.3f} s"
 )
 STOPPING = LogEvent(20004, Level.STD, "Configuration Server '{name}' stopping: {reason}")
+NO_RESUME_KEY = LogEvent(
+    20007,
+    Level.STD,
+    "No resumption key in the database: sessions log in again with their password after "
+    "a failover; run 'cfgctl init' once more to add one",
+)
 LOG_REOPENED = LogEvent(20006, Level.STD, "SIGHUP: {count} log files reopened")
 NO_ADMIN = LogEvent(
     20005, Level.ALR, "No Person can log in: run 'cfgctl init' to create the administrator"
@@ -27,6 +33,12 @@ NO_ADMIN = LogEvent(
 
 CLIENT_REGISTERED = LogEvent(
     20110, Level.STD, "Client '{app}' ({app_type}) user '{user}' registered from {peer}"
+)
+CLIENT_RESUMED = LogEvent(
+    20128,
+    Level.STD,
+    "Client '{app}' ({app_type}) user '{user}' resumed its session from {peer} "
+    "(resumption ticket: no password check)",
 )
 CLIENT_GONE = LogEvent(20111, Level.STD, "Client '{app}' from {peer} disconnected: {reason}")
 REGISTRATION_REFUSED = LogEvent(20112, Level.STD, "Registration from {peer} refused: {reason}")

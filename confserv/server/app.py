@@ -48,6 +48,7 @@ from confserv.wire.errors import (
 from .management import supervisor_fence
 from .ports import serve_ports
 from .refusals import StartFailedError, StartRefusedError
+from .resumption import ticket_key
 
 #: Seconds between History Log clean-ups (Genesys: every 30 minutes).
 HISTORY_TRIM_INTERVAL = 1800.0
@@ -189,6 +190,10 @@ async def _serve_master(
         )
         rt.lease_ttl, rt.engine, rt.stop = settings.lease_ttl, store.engine, stop
         rt.options = effective_options(settings)
+        rt.tickets = ticket_key(identity.resume_key, identity.uuid)
+        rt.ticket_ttl = settings.resume_ticket_ttl
+        if rt.tickets is None and settings.resume_ticket_ttl > 0:
+            log.emit(events.NO_RESUME_KEY)
         # The newest supervisor epoch is the database's (issue 14): a restarted server
         # refuses a deposed supervisor's commands as its peer does.
         supervisors = await store.read_supervisor_lease()

@@ -49,10 +49,12 @@ from confserv.wire.errors import (
     NotRegisteredError,
     PermissionDeniedError,
     RequestError,
+    TicketRefusedError,
 )
 from confserv.wire.messages import CLIENT_OPS, READ_CHUNK, arg, error, ok, parse_request
 
 from .read_chunks import chunker_for
+from .resumption import resume_person, ticket_for
 
 #: Operations whose answer must precede the notification of their own change.
 _WRITE_OPS = frozenset({"create", "update", "delete"})
@@ -120,6 +122,7 @@ class ClientSession:
                 raise BackupModeError(
                     f"this server is in {self.rt.role} mode; it serves no clients",
                     self.rt.primary_hint,
+                    primary_lost=self.rt.primary_lost,
                 )
             if self.gate is not None and op not in ("register", "status"):
                 self._actor = self.gate.actor()  # the Person's rights as they are now
@@ -182,7 +185,8 @@ class ClientSession:
         app = arg(msg, "app", str)
         app_type = arg(msg, "app_type", str, "client")
         user = arg(msg, "user", str)
-        password = arg(msg, "password", str)
+        ticket = arg(msg, "ticket", str, None)
+        password = arg(msg, "password", str, None if ticket is not None else ...)
         daemon = arg(msg, "daemon", bool, False)
         if not self.rt.serving:
             self.rt.log.emit(
@@ -191,19 +195,24 @@ class ClientSession:
             raise BackupModeError(
                 f"this server is in {self.rt.role} mode; connect to the primary",
                 self.rt.primary_hint,
+                primary_lost=self.rt.primary_lost,
             )
-        with self.link.authenticating():  # not evicted by a crowd while its hash runs
-            known = await self.rt.service.authenticate(user, password, source=self.peer)
-        if not known:
-            self.rt.log.emit(
-                events.REGISTRATION_REFUSED,
-                peer=self.peer,
-                reason=f"bad password for {peer_repr(user)}",
-            )
-            raise AuthError(f"user {peer_repr(user)}: wrong user name or password")
-        person = find_person(self.rt.service, user)
-        if person is None:  # deleted while its login was checked
-            raise AuthError(f"user {peer_repr(user)}: wrong user name or password")
+        if ticket is not None:  # a session resumed after a failover: one HMAC, no scrypt
+            person = self._resumed(ticket, user)
+        else:
+            with self.link.authenticating():  # not evicted by a crowd while its hash runs
+                known = await self.rt.service.authenticate(user, password, source=self.peer)
+            if not known:
+                self.rt.log.emit(
+                    events.REGISTRATION_REFUSED,
+                    peer=self.peer,
+                    reason=f"bad password for {peer_repr(user)}",
+                )
+                raise AuthError(f"user {peer_repr(user)}: wrong user name or password")
+            found = find_person(self.rt.service, user)
+            if found is None:  # deleted while its login was checked
+                raise AuthError(f"user {peer_repr(user)}: wrong user name or password")
+            person = found
         gate = Gate(self.rt.service, self.rt.service.access, person)
         if daemon:
             if app in self.rt.daemons:
@@ -219,10 +228,23 @@ class ClientSession:
         self.app, self.daemon, self.gate = app, daemon, gate
         self.rt.service.access.watch(gate.dbid, id(self), self._person_ended)
         self.link.authenticate()  # the port's deadline is met; full frames from now on
-        self.rt.log.emit(
-            events.CLIENT_REGISTERED, app=app, app_type=app_type, user=user, peer=self.peer
-        )
-        return ok(rid, **self._server_info())
+        registered = events.CLIENT_RESUMED if ticket is not None else events.CLIENT_REGISTERED
+        self.rt.log.emit(registered, app=app, app_type=app_type, user=user, peer=self.peer)
+        fresh = ticket_for(self.rt, person)
+        return ok(rid, **self._server_info(), **({} if fresh is None else {"ticket": fresh}))
+
+    def _resumed(self, ticket: str, user: str) -> dict[str, Any]:
+        """The Person ``ticket`` resumes (it must be ``user``); refused: one line, and the
+        client logs in with its password."""
+        try:
+            person = resume_person(self.rt, ticket)
+            if user not in (person.get("name"), person.get("user_name")):
+                raise TicketRefusedError("resumption ticket refused: issued to another user")
+        except TicketRefusedError as exc:
+            self.rt.log.emit(events.REGISTRATION_REFUSED, peer=self.peer, reason=str(exc))
+            raise
+        self.rt.resumed += 1
+        return person
 
     def _server_info(self) -> dict[str, Any]:
         svc = self.rt.service

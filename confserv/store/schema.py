@@ -9,6 +9,7 @@ version, with one line naming it and pointing at ``cfgctl init``.
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ class Identity:
     version: int
     last_serial: int
     dbids: Mapping[str, int]
+    #: The pair's resumption key, hex (None: made by an older ``cfgctl init``).
+    resume_key: str | None = None
 
 
 def identity_plan(engine: str, where: str) -> Plan:
@@ -65,11 +68,12 @@ def identity_plan(engine: str, where: str) -> Plan:
             f"database {where} has schema version {version}, newer than this server's "
             f"{SCHEMA_VERSION}: upgrade the server"
         )
-    rows = yield Query("SELECT value FROM cfg_meta WHERE name = 'uuid'")
-    if not rows:
+    rows = yield Query("SELECT name, value FROM cfg_meta WHERE name IN ('uuid', 'resume-key')")
+    meta = {str(n): str(v) for n, v in rows}
+    if "uuid" not in meta:
         raise DatabaseIdentityError(f"database {where} has no identity: {init}")
     dbids = {k.removeprefix("dbid:"): v for k, v in counters.items() if k.startswith("dbid:")}
-    return Identity(str(rows[0][0]), version, counters.get("serial", 0), dbids)
+    return Identity(meta["uuid"], version, counters.get("serial", 0), dbids, meta.get("resume-key"))
 
 
 def table_names_plan(engine: str) -> Plan:
@@ -95,6 +99,11 @@ def schema_plan(statements: Sequence[str]) -> Plan:
     yield Query(
         "INSERT INTO cfg_meta (name, value) VALUES ('uuid', ?) ON CONFLICT (name) DO NOTHING",
         (str(uuid.uuid4()),),
+    )
+    # The pair's resumption key (docs/protocol.md 10.20): never sent to a client.
+    yield Query(
+        "INSERT INTO cfg_meta (name, value) VALUES ('resume-key', ?) ON CONFLICT (name) DO NOTHING",
+        (secrets.token_hex(32),),
     )
     yield Query(
         "INSERT INTO cfg_counter (name, value) VALUES ('schema', ?) ON CONFLICT (name) DO NOTHING",
@@ -130,6 +139,11 @@ def upgrade_plan(meta_ddl: Sequence[str]) -> Plan:
     yield Query(
         "INSERT INTO cfg_meta (name, value) VALUES ('uuid', ?) ON CONFLICT (name) DO NOTHING",
         (str(uuid.uuid4()),),
+    )
+    # The pair's resumption key (docs/protocol.md 10.20): never sent to a client.
+    yield Query(
+        "INSERT INTO cfg_meta (name, value) VALUES ('resume-key', ?) ON CONFLICT (name) DO NOTHING",
+        (secrets.token_hex(32),),
     )
     yield Query("UPDATE cfg_counter SET value = ? WHERE name = 'schema'", (SCHEMA_VERSION,))
     return epoch

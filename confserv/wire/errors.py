@@ -68,6 +68,13 @@ class AuthError(RequestError):
     code = "auth-failed"
 
 
+class TicketRefusedError(AuthError):
+    """A resumption ticket that cannot be used (expired, forged, another pair's, the
+    Person changed): the client logs in with its password instead."""
+
+    code = "ticket-refused"
+
+
 class PermissionDeniedError(RequestError):
     """The logged-in Person lacks the right the request needs (the message names the
     Person, the right and the object or type), or was disabled or deleted."""
@@ -92,9 +99,14 @@ class BackupModeError(RequestError):
 
     code = "backup-mode"
 
-    def __init__(self, message: str, primary: str | None = None) -> None:
+    def __init__(
+        self, message: str, primary: str | None = None, primary_lost: bool = False
+    ) -> None:
         super().__init__(message)
         self.primary = primary
+        #: The backup has lost its own link to that primary: the hint may name a dead
+        #: server, and a promotion may be under way (a client asks this backup again).
+        self.primary_lost = primary_lost
 
 
 class HistoryExpiredError(RequestError):
@@ -223,6 +235,7 @@ ERRORS_BY_CODE: dict[str, type[RequestError]] = {
         NotFoundError,
         ConstraintError,
         AuthError,
+        TicketRefusedError,
         PermissionDeniedError,
         NotRegisteredError,
         DuplicateApplicationError,

@@ -55,8 +55,11 @@ def ok(request_id: Any, **fields: Any) -> dict[str, Any]:
 def error(request_id: Any, err: RequestError) -> dict[str, Any]:
     """A failure answer naming the error's code."""
     out: dict[str, Any] = {"re": request_id, "ok": False, "code": err.code, "message": str(err)}
-    if isinstance(err, BackupModeError) and err.primary:
-        out["primary"] = err.primary
+    if isinstance(err, BackupModeError):
+        if err.primary:
+            out["primary"] = err.primary
+        if err.primary_lost:
+            out["primary_lost"] = True
     return out
 
 

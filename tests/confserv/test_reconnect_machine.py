@@ -119,6 +119,7 @@ class FakeClient:
     def __init__(self, address: tuple[str, int]) -> None:
         self.address = address
         self.session = FakeSession()
+        self.info: dict[str, object] = {}  # the register answer (no ticket here)
 
 
 class FakeServers:

@@ -84,7 +84,7 @@ async def test_guessing_a_password_is_refused_unchecked_after_a_few_failures(
     """Was 25-44 password guesses a second, each one checked: now 5 failures within
     a minute block the user (and 10 the source); later guesses are refused unchecked
     until a delay that doubles up to 60 s."""
-    checks = service._passwords
+    checks = service.passwords
     refused = 0
     start = trio.current_time()
     for i in range(200):
@@ -118,7 +118,7 @@ async def test_an_unknown_user_costs_what_a_known_one_does(service: ConfigServic
             # a source and user of its own each time: the back-off is not what is measured
             await service.authenticate(user, f"wrong{i}", source=f"10.1.{i}.1:1")
             times.append(time.perf_counter() - t)
-            service._passwords.throttle.succeeded(f"user {user!r}")
+            service.passwords.throttle.succeeded(f"user {user!r}")
         return statistics.median(times)
 
     await median("nobody")  # the dummy hash is made once, on first use
