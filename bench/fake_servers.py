@@ -27,9 +27,15 @@ from typing import Any, cast
 import trio
 
 from bench.measure import raise_open_file_limit
-from tests.helpers.system import SECRET, free_port
+from tests.helpers.system import CONTROL_SECRET, SECRET, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+class _FakePasswords:
+    """What :meth:`confserv.core.runtime.Runtime.status` reads of a password checker."""
+
+    hashes = 0
 
 
 class _FakeService:
@@ -40,6 +46,7 @@ class _FakeService:
         self.last_serial = serial
         self.writable = False
         self.subscriber_count = 0
+        self.passwords = _FakePasswords()
 
     def __len__(self) -> int:
         return 0
@@ -140,7 +147,9 @@ def write_fleet_config(
     control = free_port()
     taken = {*ports, control}
     client_ports = (p for p in range(10000, 32768) if p not in taken)
-    parts = [f"[scs]\ncontrol-port = {control}\ncontrol-secret = {SECRET}\nverbose = standard\n"]
+    parts = [
+        f"[scs]\ncontrol-port = {control}\ncontrol-secret = {CONTROL_SECRET}\nverbose = standard\n"
+    ]
     for i, mport in enumerate(ports):
         peer = i + 1 if i % 2 == 0 else i - 1
         parts.append(
