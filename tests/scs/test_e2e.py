@@ -41,7 +41,13 @@ async def test_sigkill_of_the_primary_heals_the_pair(system: System) -> None:
     for event_id in (40301, 40304, 40306, 40308, 40101, 40309):
         assert system.logged(event_id) >= 1, f"event {event_id} missing:\n{system.log()}"
     assert rows[new]["epoch"] >= 2
-    await writer.check(system.address(new))
+    # The writer resumed its session on the new primary with the old one's ticket: that
+    # server never ran a password check (scrypt, 40-50 ms) for it (issue 16).
+    status = await system.member_status(new)
+    assert status is not None
+    assert status["resumed"] >= 1
+    assert status["password_checks"] == 0
+    await writer.check(system.address(new))  # (a login with the password: one check)
     # The same story on disk, for another shell: scs history and scs events.
     path = system.settings.state_dir / HISTORY_NAME
     with trio.fail_after(10):
