@@ -5,7 +5,8 @@ to let it go: right when the primary is dead, two writing primaries (until
 the old one is fenced) when it is not. The target (a backup) knows whether
 its primary is alive: its management ``status`` names the primary it follows
 (``following``) while the replication stream is up, and servers that report
-it give ``primary_heard_ago``, the seconds since the primary last answered.
+it give ``primary_heard_ago``, the seconds since the primary last answered
+(and ``primary_heard_from``, its name, once the stream has ended).
 A primary heard within the lease's TTL (``lease_ttl``) counts as recent.
 
 While the primary is recent: a question on a terminal (``yes`` goes on),
@@ -68,7 +69,7 @@ def recent_primary(status: Mapping[str, Any]) -> RecentPrimary | None:
     if ago is not None:
         if ago >= recent:
             return None
-        primary = following or status.get("primary") or "?"
+        primary = following or status.get("primary_heard_from") or status.get("primary") or "?"
         return RecentPrimary(target, str(primary), ago)
     if following:
         return RecentPrimary(target, str(following), None)

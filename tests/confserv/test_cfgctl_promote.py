@@ -87,6 +87,10 @@ def promote(
             {"following": None, "primary_heard_ago": 0.42, "primary": "127.0.0.1:2120"},
             "primary '127.0.0.1:2120' answered 0.4 s ago",
         ),
+        (
+            {"following": None, "primary_heard_ago": 1.94, "primary_heard_from": "confserv"},
+            "primary 'confserv' answered 1.9 s ago",
+        ),
     ],
 )
 def test_a_recent_primary_without_a_terminal_is_refused(
