@@ -10,14 +10,25 @@ after how long. Used by :func:`confserv.client.session.open_client`.
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import trio
 
 from confserv.wire.errors import BackupModeError, ConfServError, RequestError, TicketRefusedError
 
-if TYPE_CHECKING:
-    from .session import Address, Session
+#: ``(host, port)``, as :mod:`confserv.client.session` names a server.
+Address = tuple[str, int]
+
+
+class _Requests(Protocol):
+    """What a login needs of a session: requests, and the first message it got."""
+
+    first: Any
+
+    async def request(self, op: str, **args: Any) -> dict[str, Any]:
+        """Send a request; its answer (an error answer raises)."""
+        ...
+
 
 __all__ = ["PROMOTION_POLL", "PROMOTION_POLL_MAX", "Login", "NotAClientPortError", "PromotionPolls"]
 
@@ -38,20 +49,11 @@ class PromotionPolls:
         self.until, self.suspects = until, suspects
         self.delay = PROMOTION_POLL / 2
 
-    def again(self, exc: BackupModeError) -> bool:
-        named = _hint(exc.primary)
+    def again(self, exc: BackupModeError, named: Address | None) -> bool:
+        """Whether to ask again; ``named`` is the primary the refusal names, parsed."""
         likely = exc.primary_lost or (named is not None and named in self.suspects)
         self.delay = min(self.delay * 2, PROMOTION_POLL_MAX)
         return likely and trio.current_time() + self.delay < self.until
-
-
-def _hint(primary: str | None) -> Address | None:
-    from .session import parse_servers
-
-    try:
-        return parse_servers(primary)[0] if primary else None
-    except ValueError:
-        return None
 
 
 class Login:
@@ -63,7 +65,7 @@ class Login:
         self.fields = {"app": app, "app_type": app_type, "user": user, "daemon": daemon}
         self.password, self.ticket = password, ticket
 
-    async def register(self, session: Session, timeout: float, where: Address) -> dict[str, Any]:
+    async def register(self, session: _Requests, timeout: float, where: Address) -> dict[str, Any]:
         """The answer of the first ``register`` the server accepts."""
         with trio.fail_after(timeout):
             try:

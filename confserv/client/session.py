@@ -317,7 +317,7 @@ async def open_client(
                         info = await login.register(session, connect_timeout, (host, port))
                         break
                     except BackupModeError as exc:
-                        if not polls.again(exc):
+                        if not polls.again(exc, _hint(exc.primary)):
                             raise
                     await trio.sleep(polls.delay)
                 yielded = True
@@ -335,6 +335,14 @@ async def open_client(
                 if hint not in candidates:
                     candidates.append(hint)
     raise NoServerError("no Configuration Server would serve: " + "; ".join(reasons))
+
+
+def _hint(primary: str | None) -> Address | None:
+    """The address a backup names as primary, or None."""
+    try:
+        return parse_servers(primary)[0] if primary else None
+    except ValueError:
+        return None
 
 
 class ManagementClient:

@@ -57,6 +57,10 @@ class Runtime:
     following: str | None = None
     #: A backup: when (trio clock) the primary's stream last said it was up to date.
     replicated_at: float | None = None
+    #: A backup: when (trio clock) and from whom it last heard its primary's stream; kept
+    #: after the stream ends (``cfgctl promote --force`` asks while it is recent).
+    heard_at: float | None = None
+    heard_from: str | None = None
     #: A backup whose stream from the primary was up and ended: the primary it names
     #: may be dead, a promotion may come (told to refused clients: ``primary_lost``).
     primary_lost: bool = False
@@ -108,6 +112,10 @@ class Runtime:
             "lease_ttl": self.lease_ttl,
             "engine": self.engine,
             "following": self.following,
+            "primary_heard_ago": (
+                None if self.heard_at is None else round(trio.current_time() - self.heard_at, 1)
+            ),
+            "primary_heard_from": self.heard_from,
             "password_checks": self.service.passwords.hashes,
             "resumed": self.resumed,
         }

@@ -109,6 +109,7 @@ async def _stream(
     follower.replicated(int(answer["serial"]), svc.last_serial, trio.current_time())
     # following: what /backup and the replication-lag metric read
     rt.following, rt.replicated_at = target.holder, trio.current_time()
+    rt.heard_from, rt.heard_at = target.holder, rt.replicated_at
     rt.primary_lost = False
     try:
         while True:
@@ -116,7 +117,7 @@ async def _stream(
                 with trio.fail_at(follower.ack_sent(trio.current_time())):
                     await m.session.request("ack", serial=svc.last_serial)
                 follower.ack_answered(trio.current_time())
-                rt.replicated_at = trio.current_time()
+                rt.replicated_at = rt.heard_at = trio.current_time()
             deadline = follower.next_deadline()
             assert deadline is not None  # streaming: the next ack is always scheduled
             with trio.move_on_at(deadline):
@@ -124,7 +125,7 @@ async def _stream(
                 if "notify" in push:
                     await _apply_all(rt, store, [Change.from_wire(push["notify"])])
                     follower.applied(svc.last_serial)
-                    rt.replicated_at = trio.current_time()
+                    rt.replicated_at = rt.heard_at = trio.current_time()
     finally:
         rt.following = rt.replicated_at = None
         rt.primary_lost = True  # clients refused meanwhile are told: ask again, soon
