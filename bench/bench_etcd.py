@@ -24,7 +24,10 @@ whose value is the JSON of a Host as our server keeps it; each answer is
 parsed and the value decoded, as our client decodes its answer. etcd's
 headline is its ``serializable`` range (served from the member's memory, as
 our primary serves from its own); its default linearizable range (a Raft
-read index per request) is shown beside it. Target: ours at least 2x etcd's.
+read index per request) is shown beside it. Three rounds, each measuring
+every case one after the other; each figure is its best round (the one least
+disturbed by other processes), every round's rate in its notes. Target: ours
+at least 2x etcd's.
 
 (2) One write to 1,000 watchers, each on its own TCP connection, held by 2
 worker processes (500 each): for each of 30 writes 200 ms apart, the time from
@@ -35,7 +38,9 @@ JSON in a chunked response; the value decoded), on plain sockets in one epoll
 loop per process, the writer a ``POST /v3/kv/put`` from this process. Ours
 are benchmark 3 of ``bench_confserv``: lean subscribers (plain sockets and
 the sans-IO ADDP connection in one epoll loop, like etcd's watchers) and
-subscribers using the client library (trio). Targets: ours with the client
+subscribers using the client library (trio); etcd has no counterpart of the
+latter here (no gRPC client), so both of ours are set beside its lean
+watchers. etcd runs first, then ours, each with its own fresh server. Targets: ours with the client
 library p99 <= 50 ms, lean <= 20 ms; each shown beside etcd's as a ratio
 (below 1: ours faster). Run alone with
 ``.venv/bin/python -m bench.bench_etcd [--quick] [reads|fanout]``."""
