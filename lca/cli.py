@@ -104,8 +104,10 @@ def serve(
         raise SystemExit(2) from None
     for line in settings.warnings:
         print(f"lca: {line}", file=sys.stderr)
-    logging.basicConfig(
-        stream=sys.stderr, format="%(asctime)s.%(msecs)03d %(message)s", datefmt="%H:%M:%S"
+    logging.basicConfig(  # dated, as the servers' and the supervisor's lines are
+        stream=sys.stderr,
+        format="%(asctime)s.%(msecs)03d %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
     )
     logging.getLogger("lca").setLevel(logging.INFO)
     try:
