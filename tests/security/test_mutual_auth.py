@@ -56,6 +56,7 @@ class _Service:
     """What Runtime.status reads of a service."""
 
     epoch, last_serial, writable, subscriber_count = 1, 7, True, 0
+    passwords = SimpleNamespace(hashes=0)  # (its password checks: none)
 
     def __len__(self) -> int:
         return 0
