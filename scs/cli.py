@@ -14,16 +14,17 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from confserv.config.cli_version import version_option
-from confserv.config.settings import ConfigError
 
 from . import lock
-from .config import ScsSettings, load_scs_settings
 from .logs_cli import register_log_commands
+
+if TYPE_CHECKING:
+    from .config import ScsSettings
 
 HELP = """scs -f FILE: the Solution Control Server, and its operator commands.
 
@@ -45,6 +46,10 @@ def _load(file: Path | None) -> ScsSettings:
     if file is None:
         print("scs: give the configuration file with -f <scs.conf>", file=sys.stderr)
         raise SystemExit(2)
+    from confserv.config.settings import ConfigError  # (not for --help nor --version)
+
+    from .config import load_scs_settings
+
     try:
         return load_scs_settings(file)
     except ConfigError as exc:

@@ -14,13 +14,15 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, BinaryIO, NoReturn, TextIO
+from typing import TYPE_CHECKING, Annotated, BinaryIO, NoReturn, TextIO
 
 import typer
 
-from .config import ScsSettings
-from .history import FailoverRecord
 from .history_file import HISTORY_NAME, read_history
+
+if TYPE_CHECKING:
+    from .config import ScsSettings
+    from .history import FailoverRecord
 
 #: How often ``scs events -f`` looks for new lines, seconds.
 FOLLOW_POLL = 0.2

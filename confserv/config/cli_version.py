@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +14,8 @@ import typer
 def _show(prog: str) -> Callable[[bool], None]:
     def show(wanted: bool) -> None:
         if wanted:
+            import importlib.metadata  # (here: 20 ms a start that does not ask for it)
+
             print(f"{prog} {importlib.metadata.version('cfgha')}")
             raise typer.Exit()
 

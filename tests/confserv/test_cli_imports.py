@@ -58,6 +58,9 @@ def refused_port() -> int:
         ("confserv.admin.cfgctl", ["cfgctl", "get", "--help"]),
         ("confserv.server.cli", ["confserv", "--version"]),
         ("lca.cli", ["lca", "--version"]),
+        ("scs.cli", ["scs", "--version"]),
+        ("scs.cli", ["scs", "status", "--help"]),
+        ("scs.cli", ["scs", "history", "--help"]),
     ],
 )
 def test_version_and_help_import_neither_the_store_nor_trio_rich_yaml(
@@ -69,6 +72,19 @@ def test_version_and_help_import_neither_the_store_nor_trio_rich_yaml(
 def test_a_status_call_imports_trio_but_not_the_store() -> None:
     argv = ["cfgctl", "status", "--server", f"127.0.0.1:{refused_port()}"]
     assert imported("confserv.admin.cfgctl", argv, (*STORE, "trio")) == ["trio"]
+
+
+def test_scs_status_imports_trio_but_neither_the_store_nor_the_supervisor(tmp_path) -> None:
+    conf = tmp_path / "scs.conf"
+    conf.write_text(
+        f"[scs]\ncontrol-port = {refused_port()}\ncontrol-secret = x\n"
+        "[a]\nport = 3000\nserver = b\nmanagement-port = 3001\nmanagement-secret = x\n"
+        "command = /bin/true\n[b]\nport = 3010\nserver = a\nmanagement-port = 3011\n"
+        "management-secret = x\ncommand = /bin/true\n"
+    )
+    conf.chmod(0o600)
+    watched = (*STORE, "trio", "scs.supervisor", "prometheus_client")
+    assert imported("scs.cli", ["scs", "status", "-f", str(conf)], watched) == ["trio"]
 
 
 def test_cfgctl_types_imports_nothing_heavy() -> None:
