@@ -21,6 +21,7 @@ from ._errors import (
 from ._events import ConnectionClosed, Event, HandshakeComplete, Message, PeerLostEvent, Trace
 from ._frames import (
     DEFAULT_MAX_FRAME_SIZE,
+    HEADER_SIZE,
     MAX_MAX_FRAME_SIZE,
     MIN_MAX_FRAME_SIZE,
     FrameDecoder,
@@ -85,6 +86,8 @@ class Connection:
         unauthenticated_frame_size: the largest payload accepted until
             :meth:`authenticate` (None: ``max_frame_size`` from the start).
             The HELLO still announces ``max_frame_size``.
+        initiator: this side opened the connection; when the two sides' polls
+            cross, the other side gives way (``docs/protocol.md``, 5.3).
     """
 
     def __init__(
@@ -97,6 +100,7 @@ class Connection:
         auth_timeout: float | None = None,
         frame_timeout: float | None = DEFAULT_FRAME_TIMEOUT,
         unauthenticated_frame_size: int | None = None,
+        initiator: bool = False,
     ) -> None:
         self.options = options
         self.hello = hello
@@ -109,6 +113,7 @@ class Connection:
         if unauthenticated_frame_size is not None:
             self._decoder.max_frame_size = min(unauthenticated_frame_size, max_frame_size)
         self._keepalive = Keepalive(0.0, now)
+        self._keepalive.yields = not initiator
         self.guard = ConnectionGuard(now, auth_timeout=auth_timeout, frame_timeout=frame_timeout)
         self._out: list[bytes] = []
         self._sizes: list[int] = []
@@ -220,6 +225,11 @@ class Connection:
             raise error
 
     @property
+    def pending_error(self) -> Exception | None:
+        """The protocol error :meth:`raise_pending_error` would raise, if any."""
+        return None if self.closed else self._decoder.pending_error
+
+    @property
     def closed(self) -> bool:
         """Whether the connection is over (closed, lost or failed)."""
         return self.state in (ConnectionState.CLOSED, ConnectionState.ERROR)
@@ -236,6 +246,13 @@ class Connection:
         if not data:
             self.state = ConnectionState.CLOSED
             return [ConnectionClosed("end of stream")]
+        if (
+            self.state is ConnectionState.OPEN
+            and not self.trace_enabled
+            and not self._decoder.buffered
+            and self._keepalive_fast_path(data, now)
+        ):
+            return []
         self._keepalive.bytes_received(now)
         events: list[Event] = []
         try:
@@ -250,6 +267,24 @@ class Connection:
             raise
         return events
 
+    def _keepalive_fast_path(self, data: bytes | bytearray, now: float) -> bool:
+        """``data`` is exactly one POLL or REPLY frame whose payload is a msgpack
+        unsigned int (what idle links carry): handle it as the general path would
+        (same state, same REPLY bytes) without the decoder and msgpack; True if so."""
+        keepalive = keepalive_frame(data)
+        if keepalive is None:
+            return False
+        kind, seq = keepalive
+        self._keepalive.bytes_received(now)
+        self.guard.bytes_received(now, buffered=0, completed=1)
+        if kind == FrameKind.POLL:
+            self._out.append(_REPLY_KIND.join((data[:2], data[3:])))
+            self._keepalive.frame_sent(now)
+            self._keepalive.poll_received(now)
+        else:
+            self._keepalive.reply_received(seq, now)
+        return True
+
     def _handle_frame(self, kind: FrameKind, payload: bytes, now: float, out: list[Event]) -> None:
         value = decode_payload(payload)
         if self.state is ConnectionState.HANDSHAKE and kind is not FrameKind.HELLO:
@@ -262,6 +297,7 @@ class Connection:
         elif kind is FrameKind.POLL:
             seq = _seq_of(value, "POLL")
             self._queue(FrameKind.REPLY, payload, now)
+            self._keepalive.poll_received(now)
             if self.trace_enabled:
                 out.append(Trace(f"<-AP[{seq}] poll received, -AR[{seq}]-> reply sent"))
         elif kind is FrameKind.REPLY:
@@ -381,6 +417,32 @@ class Connection:
     def keepalive(self) -> Keepalive:
         """The keep-alive timer, for statistics."""
         return self._keepalive
+
+
+#: The kind byte of a REPLY, spliced into a POLL's bytes to answer it.
+_REPLY_KIND = bytes([FrameKind.REPLY])
+#: msgpack's unsigned int markers and the payload size each makes.
+_UINT_SIZES = {0xCC: 2, 0xCD: 3, 0xCE: 5, 0xCF: 9}
+
+
+def keepalive_frame(data: bytes | bytearray) -> tuple[FrameKind, int] | None:
+    """``(kind, seq)`` when ``data`` is exactly one well-formed POLL or REPLY frame
+    whose payload is a msgpack unsigned int (fixint or uint 8/16/32/64), else None
+    (anything else, or anything malformed, is for the general decoder)."""
+    size = len(data) - HEADER_SIZE
+    if size < 1 or size > 9 or data[0] != 0xAD or data[1] != 0xD9:
+        return None
+    kind = data[2]
+    if kind not in (FrameKind.POLL, FrameKind.REPLY) or data[3] != 0:
+        return None
+    if int.from_bytes(data[4:8], "big") != size:
+        return None
+    first = data[8]
+    if first < 0x80:
+        return (FrameKind(kind), first) if size == 1 else None
+    if _UINT_SIZES.get(first) != size:
+        return None
+    return FrameKind(kind), int.from_bytes(data[9:], "big")
 
 
 def _seq_of(value: Any, kind: str) -> int:

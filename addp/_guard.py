@@ -85,6 +85,11 @@ class ConnectionGuard:
         if seconds > 0 and self._frame_deadline is not None:
             self._frame_deadline += seconds
 
+    @property
+    def idle(self) -> bool:
+        """Whether no deadline is pending (authenticated, no frame half-way)."""
+        return self._auth_deadline is None and self._frame_deadline is None
+
     def next_deadline(self) -> float | None:
         """When :meth:`check` must next be called; None if never."""
         if self._expired is not None:

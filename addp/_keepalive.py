@@ -12,12 +12,30 @@ timer. ``T = 0`` turns this side off. A silent peer is therefore declared lost
 ``2T`` after the last byte it sent when deadlines are served on time (later
 only by the lateness of the caller); measured from the moment the peer fell
 silent for good, detection takes between ``T`` and ``2T``.
+
+One refinement saves a poll per link and interval: when the last bytes from
+the peer carried a POLL (:meth:`Keepalive.poll_received`), the peer runs a
+timer of its own and will poll again about ``T`` after our REPLY reached it;
+this side then waits ``T + T/4`` of silence before polling, and the wait for an
+answer shrinks by as much (``3T/4``), so the peer is still declared lost ``2T``
+after its last byte. With equal timeouts on both ends, one side polls and the
+other only answers, instead of both polling at almost the same time.
+
+When the two ends' polls cross (a POLL arrives while this side's own POLL is
+unanswered), both would defer alike and cross again; the side that
+:attr:`Keepalive.yields` (the accepting end of a connection) keeps the deferral
+until it next polls itself, so the other end polls first from then on.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+
+#: When the last bytes from the peer carried a POLL, this side polls after
+#: ``T * (1 + POLL_DEFERRAL)`` of silence and waits ``T * (1 - POLL_DEFERRAL)``
+#: for an answer (the loss is still due ``2T`` after the last byte).
+POLL_DEFERRAL = 0.25
 
 
 class KeepaliveState(enum.Enum):
@@ -65,16 +83,20 @@ class Keepalive:
     """The keep-alive timer of one side of one link (see module docstring)."""
 
     __slots__ = (
+        "_answer_wait",
         "_deadline",
+        "_defer_next",
         "_last_rtt",
         "_last_rx",
         "_last_tx",
         "_poll_sent_at",
+        "_polling_before",
         "_polls",
         "_replies",
         "_seq",
         "_state",
         "_timeout",
+        "yields",
     )
 
     def __init__(self, timeout: float, now: float) -> None:
@@ -90,6 +112,14 @@ class Keepalive:
         self._poll_sent_at = 0.0
         self._state = KeepaliveState.WATCHING if timeout > 0 else KeepaliveState.OFF
         self._deadline: float | None = now + timeout if timeout > 0 else None
+        #: How long the poll now due will wait for an answer (T, or less when deferred).
+        self._answer_wait = timeout
+        #: Whether this side gives way when polls cross (see module docstring).
+        self.yields = False
+        #: Polls crossed and this side yields: every wait is deferred until it polls.
+        self._defer_next = False
+        #: Whether this side's own poll was unanswered when the last bytes arrived.
+        self._polling_before = False
 
     @property
     def state(self) -> KeepaliveState:
@@ -116,8 +146,25 @@ class Keepalive:
             return
         self._last_rx = now
         if self._state is not KeepaliveState.OFF:
+            self._polling_before = self._state is KeepaliveState.POLLING
             self._state = KeepaliveState.WATCHING
-            self._deadline = now + self._timeout
+            self._watch(now, self._defer_next)
+
+    def _watch(self, now: float, deferred: bool) -> None:
+        deferral = self._timeout * POLL_DEFERRAL if deferred else 0.0
+        self._deadline = now + self._timeout + deferral
+        self._answer_wait = self._timeout - deferral
+
+    def poll_received(self, now: float) -> None:
+        """A POLL arrived at ``now`` (after :meth:`bytes_received` for its bytes): the
+        peer polls on its own, so this side defers its own poll by ``T/4`` and waits
+        as much less for the answer (the loss stays due ``2T`` after this byte)."""
+        if self._state is not KeepaliveState.WATCHING:
+            return
+        if self._polling_before and self.yields:
+            self._defer_next = True  # crossed polls: give way until this side polls
+        self._last_rx = now
+        self._watch(now, True)
 
     def reply_received(self, seq: int, now: float) -> float | None:
         """A REPLY frame arrived; returns the round-trip time if it answers our last poll."""
@@ -141,7 +188,8 @@ class Keepalive:
             self._polls += 1
             self._poll_sent_at = now
             self._state = KeepaliveState.POLLING
-            self._deadline = now + self._timeout
+            self._deadline = now + self._answer_wait
+            self._defer_next = False
             return SendPoll(seq=self._seq, silence=now - self._last_rx)
         # POLLING: nothing came back within the timeout.
         self._state = KeepaliveState.LOST
@@ -155,6 +203,7 @@ class Keepalive:
         if self._state is KeepaliveState.LOST:
             return
         self._timeout = timeout
+        self._answer_wait = timeout
         if timeout > 0:
             self._state = KeepaliveState.WATCHING
             self._deadline = self._last_rx + timeout

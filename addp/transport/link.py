@@ -33,6 +33,7 @@ from .._errors import (
 from .._events import ConnectionClosed, Event, HandshakeComplete, Message, PeerLostEvent, Trace
 from .._frames import encode_payload
 from .._peer_text import peer_text
+from . import hub
 from .ends import TRANSPORT_ERRORS, end_reason, suppress_transport
 
 #: Bytes asked of the stream per read.
@@ -107,6 +108,16 @@ class Link:
         self._backlog = bytearray()
         fileno = getattr(getattr(stream, "socket", None), "fileno", None)
         self._fd: int | None = fileno() if callable(fileno) else None
+        #: The socket read directly by the reader (a plain TCP stream), else None:
+        #: one wait for readability and one read per wake-up (see :meth:`_receive`).
+        self._sock: Any = stream.socket if isinstance(stream, trio.SocketStream) else None
+        #: Whether the last direct read filled the buffer (more is likely waiting).
+        self._full = False
+        #: The fd this link's reader is parked with in the hub (:mod:`.hub`), else None.
+        self._parked_fd: int | None = None
+        #: Whether the reader's last wake-up brought application messages (a busy
+        #: link reads directly; an idle one parks).
+        self._busy = True
 
     # -- public ---------------------------------------------------------------
 
@@ -352,6 +363,45 @@ class Link:
             self._end = reason
             self._inbox_send.close()
             self._ended.set()
+            if self._parked_fd is not None:
+                hub.current_hub().unpark(self)
+
+    def _write_parked(self) -> bool:
+        """For the hub: write what is queued straight to the socket; True if it all went
+        (False: the reader must see to the rest, as after its own partial write)."""
+        fd = self._fd
+        if self._end is not None or fd is None or self._backlog or self._send_lock.locked():
+            return False
+        data = self._conn.data_to_send()
+        try:
+            written = os.write(fd, data)
+        except BlockingIOError:
+            written = 0
+        except OSError as exc:
+            self._finish(LinkBroken(f"send failed: {exc!r}"))
+            return False
+        if written < len(data):
+            self._backlog += data[written:]
+            return False
+        return True
+
+    def _may_park(self) -> int | None:
+        """The fd to park this idle reader with in the hub, or None to read directly."""
+        sock = self._sock
+        if sock is None or self._busy or not hub.available():
+            return None
+        conn = self._conn
+        if not conn.guard.idle or conn.has_data_to_send or self._backlog or not self._room.is_set():
+            return None
+        fd: int = sock.fileno()
+        return fd if fd >= 0 else None
+
+    async def _park(self, fd: int) -> list[Event]:
+        self._parked_fd = fd
+        try:
+            return await hub.current_hub().park(self, fd)
+        finally:
+            self._parked_fd = None
 
     def _trace(self, line: str) -> None:
         if self._on_trace is not None:
@@ -397,6 +447,52 @@ class Link:
             elif isinstance(event, (PeerLostEvent, ConnectionClosed)):
                 self._finish(end_reason(event))
 
+    async def _receive(self, deadline: float | None) -> bytes | bytearray | None:
+        """The next bytes from the peer (empty at its end of stream), or None when
+        ``deadline`` passed first.
+
+        A plain TCP stream is read directly: one wait for readability and one
+        read per wake-up, without the stream's own checkpoints around each read
+        (a link at rest costs one trip through the scheduler per frame received).
+        A busy link (its last bytes carried messages, or filled the buffer) yields
+        once and tries the socket before waiting for it, as the stream does, so
+        a peer that floods the link does not starve the other tasks either.
+        """
+        sock = self._sock
+        if sock is None:
+            if deadline is None:  # no ADDP timer: no cancel scope needed
+                return await self._stream.receive_some(RECEIVE_SIZE)
+            with trio.move_on_at(deadline):
+                return await self._stream.receive_some(RECEIVE_SIZE)
+            return None
+        if self._full or self._busy:
+            await trio.lowlevel.checkpoint()
+        elif deadline is None:
+            await trio.lowlevel.wait_readable(sock)
+        else:
+            with trio.move_on_at(deadline) as scope:
+                await trio.lowlevel.wait_readable(sock)
+            if scope.cancelled_caught:
+                return None
+        while True:
+            fd = sock.fileno()
+            if fd < 0:
+                raise trio.ClosedResourceError("the link's socket was closed")
+            try:
+                data = os.read(fd, RECEIVE_SIZE)
+            except BlockingIOError:
+                # Woken without data, or the last read filled the buffer exactly.
+                self._full = False
+                if deadline is None:
+                    await trio.lowlevel.wait_readable(sock)
+                    continue
+                with trio.move_on_at(deadline):
+                    await trio.lowlevel.wait_readable(sock)
+                    continue
+                return None
+            self._full = len(data) == RECEIVE_SIZE
+            return data
+
     async def _reader_flush(self) -> None:
         """The reader's own writes (REPLY, POLL), bounded by the ADDP deadline.
 
@@ -405,11 +501,11 @@ class Link:
         would keep ADDP from ever declaring the peer lost. A peer silent for
         twice the timeout while this side cannot even write to it is lost.
         """
+        # No checkpoint on the fast paths: the reader's next receive yields (the
+        # consumer of what was just dispatched runs then).
         if not (self._backlog or self._conn.has_data_to_send):
-            await trio.lowlevel.checkpoint()  # as before: lets the consumer run first
             return
         if self._fd is not None and self.write_nowait():
-            await trio.lowlevel.checkpoint()
             return  # the common case: the socket took it, no lock to wait on
         keepalive = self._conn.keepalive
         if keepalive.timeout <= 0 or self._end is not None:
@@ -459,15 +555,17 @@ class Link:
                     await self._expire(conn.guard.expired)
                     break
                 conn.raise_pending_error()
-                deadline = conn.next_deadline()
-                data: bytes | bytearray | None = None
-                if deadline is None:  # no ADDP timer: no cancel scope needed
-                    data = await self._stream.receive_some(RECEIVE_SIZE)
+                fd = self._may_park()
+                if fd is not None:
+                    events = await self._park(fd)
                 else:
-                    with trio.move_on_at(deadline):
-                        data = await self._stream.receive_some(RECEIVE_SIZE)
-                now = trio.current_time()
-                events = conn.handle_timeout(now) if data is None else conn.receive_data(data, now)
+                    data = await self._receive(conn.next_deadline())
+                    now = trio.current_time()
+                    if data is None:
+                        events = conn.handle_timeout(now)
+                    else:
+                        events = conn.receive_data(data, now)
+                self._busy = any(isinstance(event, Message) for event in events)
                 await self._dispatch(events)
                 await self._reader_flush()
                 await self._wait_for_room()

@@ -115,6 +115,7 @@ async def open_link(
     frame_timeout: float | None = DEFAULT_FRAME_TIMEOUT,
     unauthenticated_frame_size: int | None = None,
     on_link: Callable[[Link], None] | None = None,
+    initiator: bool = False,
 ) -> AsyncIterator[Link]:
     """Handshake over ``stream`` and yield the open :class:`Link`.
 
@@ -125,7 +126,9 @@ async def open_link(
     until then sends frames of at most ``unauthenticated_frame_size`` bytes;
     ``frame_timeout``: a frame must be complete within that many seconds of
     its first byte (see :class:`~addp._guard.ConnectionGuard`). ``on_link``
-    is called with the link before its handshake.
+    is called with the link before its handshake. ``initiator``: this side opened
+    the connection (:func:`connect` says so); when both sides' keep-alive polls
+    cross, the other side gives way.
     """
     conn = Connection(
         options,
@@ -135,6 +138,7 @@ async def open_link(
         auth_timeout=auth_timeout,
         frame_timeout=frame_timeout,
         unauthenticated_frame_size=unauthenticated_frame_size,
+        initiator=initiator,
     )
     link = Link(stream, conn, name=name, on_trace=on_trace)
     if on_link is not None:
@@ -216,6 +220,7 @@ async def connect(
             raise TlsHandshakeError(where, f"not finished within {connect_timeout:g} s")
         raise TimeoutError(f"connect to {where} took over {connect_timeout:g} s")
     kwargs.setdefault("name", where)
+    kwargs.setdefault("initiator", True)
     async with open_link(stream, options, **kwargs) as link:
         yield link
 

@@ -23,10 +23,13 @@ from addp import (
     TraceMode,
     UnexpectedFrameError,
     combine_timeouts,
+    decode_payload,
     encode_frame,
     encode_payload,
 )
+from addp._connection import keepalive_frame
 from addp._events import Event
+from addp._frames import FrameDecoder
 
 
 def pump(src: Connection, dst: Connection, now: float) -> list[Event]:
@@ -223,3 +226,72 @@ def test_a_large_application_hello_is_refused_locally() -> None:
 def test_a_tiny_remote_timeout_is_not_sent_as_off() -> None:
     _a, _b, _ha, hb = open_pair(AddpOptions.addp(1.0, remote_timeout=0.0001), AddpOptions())
     assert hb.local_timeout == 0.001
+
+
+_UINT_FORMS = [b"", b"\xcc", b"\xcd", b"\xce", b"\xcf"]
+
+
+def _uint(value: int, form: int) -> bytes | None:
+    """``value`` as msgpack fixint (form 0) or uint 8/16/32/64; None if it does not fit."""
+    if form == 0:
+        return bytes([value]) if value < 0x80 else None
+    size = (1, 2, 4, 8)[form - 1]
+    if value >= 1 << (8 * size):
+        return None
+    return _UINT_FORMS[form] + value.to_bytes(size, "big")
+
+
+@given(
+    kind=st.sampled_from([FrameKind.POLL, FrameKind.REPLY]),
+    seq=st.integers(min_value=0, max_value=2**64 - 1),
+    form=st.integers(min_value=0, max_value=4),
+    cut=st.integers(min_value=1, max_value=8),
+    trace=st.booleans(),
+)
+def test_a_lone_keepalive_frame_takes_the_fast_path_with_the_general_paths_outcome(
+    kind: FrameKind, seq: int, form: int, cut: int, trace: bool
+) -> None:
+    """A POLL or REPLY read whole (the fast path) leaves the connection as the same
+    bytes read in two pieces (the decoder): same events, same answer, same timer."""
+    payload = _uint(seq, form)
+    if payload is None:
+        return
+    frame = encode_frame(kind, payload)
+    options = AddpOptions.addp(1.0, trace=TraceMode.LOCAL if trace else TraceMode.OFF)
+    ends = []
+    for pieces in ([frame], [frame[:cut], frame[cut:]]):
+        a, _b, _, _ = open_pair(options, AddpOptions.addp(1.0))
+        a.keepalive.handle_timeout(1.0)  # a poll of seq 1 out, so a REPLY may answer it
+        a.data_to_send()
+        events = [e for piece in pieces for e in a.receive_data(piece, 1.5)]
+        stats = a.keepalive.statistics()
+        ends.append((events, a.data_to_send(), a.keepalive.state, a.next_deadline(), stats))
+    assert ends[0] == ends[1]
+    if kind is FrameKind.POLL:
+        assert ends[0][1] == encode_frame(FrameKind.REPLY, payload)
+
+
+@given(
+    value=st.one_of(st.integers(0, 2**64 - 1), st.integers(-(2**63), -1), st.booleans()),
+    kind=st.integers(0, 7),
+    where=st.integers(0, 16),
+    byte=st.integers(0, 255),
+    tail=st.binary(max_size=3),
+)
+def test_the_fast_path_takes_only_what_the_decoder_reads_as_one_keepalive_frame(
+    value: int, kind: int, where: int, byte: int, tail: bytes
+) -> None:
+    """A frame of any kind around any int-like payload, one byte replaced, maybe more
+    bytes behind: whatever the fast path takes, the decoder reads as that one frame."""
+    data = bytearray(encode_frame(FrameKind.POLL, encode_payload(value)) + tail)
+    data[2] = kind
+    if where < len(data):
+        data[where] = byte
+    found = keepalive_frame(bytes(data))
+    if found is None:
+        return
+    frames = FrameDecoder().feed(bytes(data))
+    assert len(frames) == 1
+    got_kind, payload = frames[0]
+    assert (got_kind, decode_payload(payload)) == found
+    assert got_kind in (FrameKind.POLL, FrameKind.REPLY)

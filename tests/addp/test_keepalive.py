@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from addp import Keepalive, KeepaliveState, PeerLost, SendPoll
+from addp._keepalive import POLL_DEFERRAL
 
 timeouts = st.floats(min_value=0.001, max_value=3600, allow_nan=False, allow_infinity=False)
 gaps = st.lists(st.floats(min_value=0.0, max_value=10.0, allow_nan=False), max_size=40)
@@ -110,13 +111,17 @@ def test_negative_timeout_is_refused() -> None:
 class KeepaliveMachine(RuleBasedStateMachine):
     """Random traffic and time served on time: the detection bounds always hold."""
 
-    @initialize(timeout=timeouts)
-    def start(self, timeout: float) -> None:
+    @initialize(timeout=timeouts, yields=st.booleans())
+    def start(self, timeout: float, yields: bool) -> None:
         self.timeout = timeout
         self.now = 0.0
         self.ka = Keepalive(timeout, now=0.0)
+        self.ka.yields = yields
+        self.sticky = False  # crossed polls and this side yields: deferred until it polls
         self.last_rx = 0.0
         self.lost_at: float | None = None
+        self.deferred = False
+        self.polled_at: float | None = None
 
     @precondition(lambda self: self.lost_at is None)
     @rule(fraction=st.floats(min_value=0.0, max_value=1.0))
@@ -127,12 +132,28 @@ class KeepaliveMachine(RuleBasedStateMachine):
         action = self.ka.handle_timeout(self.now)
         if isinstance(action, PeerLost):
             self.lost_at = self.now
+        if isinstance(action, SendPoll):
+            # Never a poll before T of silence (T + T/4 after a POLL from the peer).
+            wait = self.timeout * (1 + POLL_DEFERRAL) if self.deferred else self.timeout
+            assert self.now - self.last_rx >= wait - eps(self.now)
+            self.sticky = False
 
     @precondition(lambda self: self.lost_at is None)
     @rule()
     def peer_sends(self) -> None:
         self.ka.bytes_received(self.now)
         self.last_rx = self.now
+        self.deferred = self.sticky
+
+    @precondition(lambda self: self.lost_at is None)
+    @rule()
+    def peer_polls(self) -> None:
+        if self.ka.state is KeepaliveState.POLLING and self.ka.yields:
+            self.sticky = True
+        self.ka.bytes_received(self.now)
+        self.ka.poll_received(self.now)
+        self.last_rx = self.now
+        self.deferred = True
 
     @invariant()
     def bounds_hold(self) -> None:
@@ -140,14 +161,16 @@ class KeepaliveMachine(RuleBasedStateMachine):
             return
         silence = self.now - self.last_rx
         state = self.ka.state
+        watch = self.timeout * (1 + POLL_DEFERRAL) if self.deferred else self.timeout
         if state is KeepaliveState.WATCHING:
-            assert silence < self.timeout or self.now == self.ka.next_deadline()
+            assert silence < watch or self.now == self.ka.next_deadline()
         elif state is KeepaliveState.POLLING:
-            assert self.timeout - eps(self.now) <= silence <= 2 * self.timeout + eps(self.now)
+            assert watch - eps(self.now) <= silence <= 2 * self.timeout + eps(self.now)
         elif state is KeepaliveState.LOST:
             assert self.lost_at is not None
             silence = self.lost_at - self.last_rx
-            assert self.timeout - eps(self.now) <= silence <= 2 * self.timeout + eps(self.now)
+            # Deadlines served on time: lost exactly 2T after the last byte, deferred or not.
+            assert silence == pytest.approx(2 * self.timeout, rel=1e-9, abs=eps(self.now))
             assert self.ka.next_deadline() is None
 
     @precondition(lambda self: self.lost_at is not None)
@@ -160,3 +183,47 @@ class KeepaliveMachine(RuleBasedStateMachine):
 
 
 TestKeepaliveMachine = KeepaliveMachine.TestCase
+
+
+@given(
+    timeout=timeouts,
+    delay=st.floats(min_value=0.0, max_value=0.1),
+    offset=st.floats(min_value=-2.0, max_value=2.0),
+    rounds=st.integers(min_value=3, max_value=40),
+)
+def test_with_equal_timeouts_one_side_polls_and_the_other_only_answers(
+    timeout: float, delay: float, offset: float, rounds: int
+) -> None:
+    """Two ends at the same T over a link of one-way ``delay`` (up to T/10), their
+    timers started up to two delays apart (the polls may cross): after the first
+    exchange only one end polls, once per interval; neither is ever lost."""
+    one_way = delay * timeout
+    ends = [Keepalive(timeout, now=0.0), Keepalive(timeout, now=one_way * offset)]
+    ends[1].yields = True  # the accepting end
+    # In flight: (arrival time, receiving end, "poll" or "reply", seq).
+    wire: list[tuple[float, int, str, int]] = []
+    polls = [0, 0]
+    now, horizon = 0.0, rounds * timeout * 1.5
+    while now < horizon:
+        deadlines = [(ka.next_deadline(), i) for i, ka in enumerate(ends)]
+        due = min((d, i) for d, i in deadlines if d is not None)
+        arrival = min(wire) if wire else None
+        if arrival is not None and arrival[0] <= due[0]:
+            wire.remove(arrival)
+            now, side, kind, seq = arrival
+            ends[side].bytes_received(now)
+            if kind == "poll":
+                ends[side].poll_received(now)
+                wire.append((now + one_way, 1 - side, "reply", seq))
+            else:
+                ends[side].reply_received(seq, now)
+            continue
+        now, side = due
+        action = ends[side].handle_timeout(now)
+        assert not isinstance(action, PeerLost), f"end {side} lost at {now}"
+        if isinstance(action, SendPoll):
+            polls[side] += 1
+            wire.append((now + one_way, 1 - side, "poll", action.seq))
+    # At most one poll each in the first interval (they may cross), then one end only.
+    assert min(polls) <= 1
+    assert max(polls) <= horizon / timeout + 2
