@@ -222,6 +222,7 @@ class PairFailover(PairBase):
             return out
         if self.state is PairState.FAILOVER_PROMOTING:
             self.machine.fire(E.REFUSED)
+        fo.promote_sent_at = None  # answered: the database is not held
         fo.promote_at = now + m.spec.promote_retry
         emit(out, events.PROMOTE_REFUSED, m, pair=self.name, server=m.name, reason=reason)
         return out
@@ -249,6 +250,8 @@ class PairFailover(PairBase):
             after = self.fence_after(self._member(fo.old))
             if after > 0:
                 times.append(fo.detected_at + after)
+                if fo.promote_sent_at is not None and self.locks_database(self._member(fo.old)):
+                    times.append(fo.promote_sent_at + proof.PROMOTE_HANG)
         if self.no_primary_since is not None:
             times.append(self.no_primary_since + NO_PRIMARY_GRACE)
         return times
@@ -270,8 +273,13 @@ class PairFailover(PairBase):
             return
         old = self._member(fo.old)
         after = self.fence_after(old)
-        if after <= 0 or now < fo.detected_at + after:
+        # On SQLite a promotion unanswered for PROMOTE_HANG (a take is a few ms) waits on
+        # the write lock the silent primary holds: fenced then, not a whole lease later.
+        sent = fo.promote_sent_at
+        hung = sent is not None and now >= sent + proof.PROMOTE_HANG and self.locks_database(old)
+        if after <= 0 or (now < fo.detected_at + after and not hung):
             return
+        after = min(after, round(now - fo.detected_at, 3))
         fo.fenced = True
         if old.process != ProcessState.RUNNING or old.operator_stopped:
             return  # nothing to kill, or it is being stopped anyway
@@ -329,4 +337,5 @@ class PairFailover(PairBase):
             emit(out, events.DECIDED_WAIT, target, pair=self.name, server=fo.target)
         self.machine.fire(E.PROMOTE_SENT)
         over = self._member(fo.old).epoch or None if fo.force else None
+        fo.promote_sent_at = None if fo.force else now
         out.append(Promote(fo.target, force=fo.force, over_epoch=over))

@@ -32,6 +32,8 @@ class Failover:
         untold: the silence line (40302) owed, with its reason: held while the exit
             of a primary whose link its end closed may still come (then the story is
             a death, 40301, and the silence is never told).
+        promote_sent_at: when the (not forced) promotion still unanswered was sent: on
+            SQLite one that hangs means the silent primary holds the write lock.
     """
 
     target: str
@@ -43,6 +45,8 @@ class Failover:
     fenced: bool = False
     old_pid: int | None = None
     untold: str | None = None
+    #: When the promotion now unanswered was sent (None: none is out).
+    promote_sent_at: float | None = None
 
 
 class PairBase:
@@ -85,6 +89,12 @@ class PairBase:
     def primary(self) -> Member | None:
         """The member connected and last seen as primary (None if none)."""
         return next((m for m in (self.a, self.b) if m.up_as("primary")), None)
+
+    def locks_database(self, m: Member) -> bool:
+        """Whether a silent ``m`` can block its backup's lease take by holding the
+        database's write lock (SQLite: a process stopped inside a transaction)."""
+        engine = m.engine if m.engine is not None else self.peer(m).engine
+        return engine == "sqlite"
 
     def fence_after(self, m: Member) -> float:
         """Seconds from detecting ``m`` silent to fencing it (:func:`scs.proof.fence_delay`):

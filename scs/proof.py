@@ -22,6 +22,9 @@ from dataclasses import dataclass
 
 #: fence-after when scs.conf does not set it and the servers' engine and lease are unknown.
 FENCE_AFTER_FALLBACK = 10.0
+#: Seconds a promotion may stay unanswered on SQLite before the silent primary is taken
+#: to hold the database's write lock (a lease take is a few ms) and fenced at once.
+PROMOTE_HANG = 0.3
 #: Seconds a failover waits, after a watched primary's link was closed or reset by its
 #: end, for the exit report that usually follows (see :func:`exit_grace`).
 EXIT_GRACE = 0.1

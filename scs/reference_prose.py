@@ -205,8 +205,11 @@ stopped inside a transaction keeps SQLite's write lock); such a primary is
 failed over within `lease-ttl` + 2 x `addp-timeout` (the detection) + 1 s. On
 PostgreSQL, which ends a stopped server's transaction by itself, and with
 servers that do not report their engine and lease, the default is 10 s. An
-explicit `fence-after` always wins. A process the supervisor does not watch is
-never killed (40315).
+explicit `fence-after` always wins. Sooner on SQLite: a promotion the backup
+has not answered 0.3 s after it was asked waits on the write lock the silent
+primary holds (a lease take is a few ms), so the primary is fenced then (with
+`fence-after` not 0). A process the supervisor does not watch is never killed
+(40315).
 """
 
 #: Redundancy.

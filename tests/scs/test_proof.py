@@ -298,6 +298,36 @@ def test_the_default_fence_after_follows_the_lease_on_sqlite(tmp_path: Path) -> 
     assert Fence("a", 100) in core.step(Tick(), 13.0)
 
 
+@pytest.mark.parametrize("engine", ["sqlite", "postgre"])
+def test_a_promotion_hanging_on_sqlite_fences_the_silent_primary_at_once(
+    tmp_path: Path, engine: str
+) -> None:
+    """SQLite: a silent primary stopped inside a transaction holds the write lock, so the
+    backup's lease take waits (it is a few ms otherwise); unanswered for PROMOTE_HANG, the
+    primary is fenced then, not lease-ttl after the silence (PostgreSQL: no such lock)."""
+    core = core_on(tmp_path, 3.0, engine, "failover-wait = 0\n")
+    out = core.step(LinkLost("a", "ADDP timeout"), 10.0)
+    assert Promote("b", force=False) in out
+    hang = 10.0 + proof.PROMOTE_HANG
+    assert not any(isinstance(a, Fence) for a in core.step(Tick(), hang - 0.01))
+    out = core.step(Tick(), hang)
+    if engine == "sqlite":
+        assert Fence("a", 100) in out
+        assert events_of(out, 40312)[0]["after"] == pytest.approx(proof.PROMOTE_HANG)
+    else:
+        assert not any(isinstance(a, Fence) for a in out)
+
+
+def test_an_answered_promotion_restarts_the_hang_clock(tmp_path: Path) -> None:
+    core = core_on(tmp_path, 3.0, "sqlite", "failover-wait = 0\n")
+    core.step(LinkLost("a", "ADDP timeout"), 10.0)
+    core.step(PromoteDone("b", None, "lease-held: 'a' holds a valid lease"), 10.05)
+    retried = 10.05 + 0.1  # promote-retry's default
+    assert Promote("b", force=False) in core.step(Tick(), retried)
+    assert not any(isinstance(a, Fence) for a in core.step(Tick(), 10.0 + proof.PROMOTE_HANG))
+    assert Fence("a", 100) in core.step(Tick(), retried + proof.PROMOTE_HANG)
+
+
 def _deadlines_until(core: SupervisorCore, end: float) -> list[float]:
     seen = []
     while (d := core.next_deadline()) is not None and d < end:
