@@ -86,8 +86,9 @@ class Connection:
         unauthenticated_frame_size: the largest payload accepted until
             :meth:`authenticate` (None: ``max_frame_size`` from the start).
             The HELLO still announces ``max_frame_size``.
-        initiator: this side opened the connection; when the two sides' polls
-            cross, the other side gives way (``docs/protocol.md``, 5.3).
+        initiator: this side opened the connection: it leaves the polling to
+            the accepting side, polling itself only after ``T + T/4`` of
+            silence (``docs/protocol.md``, 5.3 rule 6).
     """
 
     def __init__(
@@ -113,7 +114,7 @@ class Connection:
         if unauthenticated_frame_size is not None:
             self._decoder.max_frame_size = min(unauthenticated_frame_size, max_frame_size)
         self._keepalive = Keepalive(0.0, now)
-        self._keepalive.yields = not initiator
+        self._keepalive.yields = initiator
         self.guard = ConnectionGuard(now, auth_timeout=auth_timeout, frame_timeout=frame_timeout)
         self._out: list[bytes] = []
         self._sizes: list[int] = []

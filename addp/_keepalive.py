@@ -21,10 +21,11 @@ answer shrinks by as much (``3T/4``), so the peer is still declared lost ``2T``
 after its last byte. With equal timeouts on both ends, one side polls and the
 other only answers, instead of both polling at almost the same time.
 
-When the two ends' polls cross (a POLL arrives while this side's own POLL is
-unanswered), both would defer alike and cross again; the side that
-:attr:`Keepalive.yields` (the accepting end of a connection) keeps the deferral
-until it next polls itself, so the other end polls first from then on.
+A side that :attr:`Keepalive.yields` (the connecting end of a connection)
+waits ``T + T/4`` after any bytes, not only after a POLL: when both ends poll
+at the same moment (the first polls after the handshake, or an application
+request and its answer restarting both timers a round trip apart) the other
+end polls first from then on, so it is the one end of the link that polls.
 """
 
 from __future__ import annotations
@@ -85,12 +86,10 @@ class Keepalive:
     __slots__ = (
         "_answer_wait",
         "_deadline",
-        "_defer_next",
         "_last_rtt",
         "_last_rx",
         "_last_tx",
         "_poll_sent_at",
-        "_polling_before",
         "_polls",
         "_replies",
         "_seq",
@@ -99,7 +98,7 @@ class Keepalive:
         "yields",
     )
 
-    def __init__(self, timeout: float, now: float) -> None:
+    def __init__(self, timeout: float, now: float, *, yields: bool = False) -> None:
         if timeout < 0:
             raise ValueError(f"timeout must not be negative, got {timeout}")
         self._timeout = timeout
@@ -114,12 +113,10 @@ class Keepalive:
         self._deadline: float | None = now + timeout if timeout > 0 else None
         #: How long the poll now due will wait for an answer (T, or less when deferred).
         self._answer_wait = timeout
-        #: Whether this side gives way when polls cross (see module docstring).
-        self.yields = False
-        #: Polls crossed and this side yields: every wait is deferred until it polls.
-        self._defer_next = False
-        #: Whether this side's own poll was unanswered when the last bytes arrived.
-        self._polling_before = False
+        #: Whether this side leaves the polling to its peer: every wait deferred.
+        self.yields = yields
+        if timeout > 0:
+            self._watch(now, yields)
 
     @property
     def state(self) -> KeepaliveState:
@@ -146,9 +143,8 @@ class Keepalive:
             return
         self._last_rx = now
         if self._state is not KeepaliveState.OFF:
-            self._polling_before = self._state is KeepaliveState.POLLING
             self._state = KeepaliveState.WATCHING
-            self._watch(now, self._defer_next)
+            self._watch(now, self.yields)
 
     def _watch(self, now: float, deferred: bool) -> None:
         deferral = self._timeout * POLL_DEFERRAL if deferred else 0.0
@@ -161,8 +157,6 @@ class Keepalive:
         as much less for the answer (the loss stays due ``2T`` after this byte)."""
         if self._state is not KeepaliveState.WATCHING:
             return
-        if self._polling_before and self.yields:
-            self._defer_next = True  # crossed polls: give way until this side polls
         self._last_rx = now
         self._watch(now, True)
 
@@ -189,7 +183,6 @@ class Keepalive:
             self._poll_sent_at = now
             self._state = KeepaliveState.POLLING
             self._deadline = now + self._answer_wait
-            self._defer_next = False
             return SendPoll(seq=self._seq, silence=now - self._last_rx)
         # POLLING: nothing came back within the timeout.
         self._state = KeepaliveState.LOST
@@ -203,10 +196,9 @@ class Keepalive:
         if self._state is KeepaliveState.LOST:
             return
         self._timeout = timeout
-        self._answer_wait = timeout
         if timeout > 0:
             self._state = KeepaliveState.WATCHING
-            self._deadline = self._last_rx + timeout
+            self._watch(self._last_rx, self.yields)
         else:
             self._state = KeepaliveState.OFF
             self._deadline = None

@@ -12,6 +12,7 @@ as coming from an older supervisor epoch is told to ``superseded``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -68,7 +69,7 @@ class ServerLinks:
                     while True:
                         # Role changes are pushed; a status now and then keeps
                         # "last heard" and the serial fresh in the view.
-                        with trio.move_on_after(self.settings.status_interval * 5):
+                        with trio.move_on_at(refresh_at(self.settings.status_interval)):
                             push = await m.push()
                             self.observe(name, StatusSeen(name, parse_status(push)))
                             continue
@@ -121,6 +122,20 @@ class ServerLinks:
 
     # Each role command reads the supervisor epoch as it is sent (epoch_now raises
     # NotActingError when this supervisor may not act: nothing is sent, no answer fed).
+
+
+#: A server that pushed nothing is asked for its status every this many status intervals.
+REFRESH_INTERVALS = 5
+
+
+def refresh_at(status_interval: float) -> float:
+    """When the watch links next ask their servers for a status: the next point, after
+    now, of one grid of ``REFRESH_INTERVALS * status_interval`` seconds shared by every
+    link of the process, so that the questions go out together and the answers wake
+    the decision loop a few times per round instead of once per server (a server is
+    asked at most that long after its last push or status, as before)."""
+    period = REFRESH_INTERVALS * status_interval
+    return (math.floor(trio.current_time() / period) + 1) * period
 
 
 def parsed(answer: tuple[dict[str, Any] | None, str]) -> tuple[ServerStatus | None, str]:

@@ -27,13 +27,29 @@ import itertools
 import math
 import os
 import select
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import outcome
 import trio
 
-if TYPE_CHECKING:
-    from .link import Link
+from .._connection import Connection
+
+
+class Link(Protocol):
+    """What the hub uses of a :class:`~addp.transport.link.Link` (no import of it:
+    the link imports the hub)."""
+
+    _parked_fd: int | None
+
+    @property
+    def connection(self) -> Connection:
+        """The sans-IO connection."""
+        ...
+
+    def _write_parked(self) -> bool:
+        """Write what is queued without waiting; True if it all went."""
+        ...
+
 
 #: The grid on which parked links' deadlines are served, in seconds (1/64 s, exact
 #: in binary): a deadline fires at the first grid point at or after it.

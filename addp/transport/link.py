@@ -33,8 +33,9 @@ from .._errors import (
 from .._events import ConnectionClosed, Event, HandshakeComplete, Message, PeerLostEvent, Trace
 from .._frames import encode_payload
 from .._peer_text import peer_text
-from . import hub
 from .ends import TRANSPORT_ERRORS, end_reason, suppress_transport
+from .hub import available as hub_available
+from .hub import current_hub
 
 #: Bytes asked of the stream per read.
 RECEIVE_SIZE = 65536
@@ -115,9 +116,11 @@ class Link:
         self._full = False
         #: The fd this link's reader is parked with in the hub (:mod:`.hub`), else None.
         self._parked_fd: int | None = None
-        #: Whether the reader's last wake-up brought application messages (a busy
-        #: link reads directly; an idle one parks).
+        #: Whether the reader's last two wake-ups both brought application messages
+        #: (a busy link reads directly; one that rests parks, even between the
+        #: single requests and answers of a link that is mostly idle).
         self._busy = True
+        self._messages = True
 
     # -- public ---------------------------------------------------------------
 
@@ -338,6 +341,13 @@ class Link:
         if not (self._backlog or self._conn.has_data_to_send):
             await trio.lowlevel.checkpoint()
             return
+        if self._fd is not None and not self._backlog and not self._send_lock.locked():
+            # Straight to the socket when it has room (the common case), with the
+            # checkpoints of a stream's send_all around it; the rest, if any, below.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            if self.write_nowait():
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return
         # A free lock is taken without a trip through the scheduler, so the
         # bytes reach the socket before other woken tasks run (an answer is
         # not queued behind a fan-out it caused).
@@ -364,7 +374,7 @@ class Link:
             self._inbox_send.close()
             self._ended.set()
             if self._parked_fd is not None:
-                hub.current_hub().unpark(self)
+                current_hub().unpark(self)
 
     def _write_parked(self) -> bool:
         """For the hub: write what is queued straight to the socket; True if it all went
@@ -388,7 +398,7 @@ class Link:
     def _may_park(self) -> int | None:
         """The fd to park this idle reader with in the hub, or None to read directly."""
         sock = self._sock
-        if sock is None or self._busy or not hub.available():
+        if sock is None or self._busy or not hub_available():
             return None
         conn = self._conn
         if not conn.guard.idle or conn.has_data_to_send or self._backlog or not self._room.is_set():
@@ -399,7 +409,7 @@ class Link:
     async def _park(self, fd: int) -> list[Event]:
         self._parked_fd = fd
         try:
-            return await hub.current_hub().park(self, fd)
+            return await current_hub().park(self, fd)
         finally:
             self._parked_fd = None
 
@@ -565,7 +575,8 @@ class Link:
                         events = conn.handle_timeout(now)
                     else:
                         events = conn.receive_data(data, now)
-                self._busy = any(isinstance(event, Message) for event in events)
+                messages = any(isinstance(event, Message) for event in events)
+                self._busy, self._messages = messages and self._messages, messages
                 await self._dispatch(events)
                 await self._reader_flush()
                 await self._wait_for_room()

@@ -127,8 +127,8 @@ async def open_link(
     ``frame_timeout``: a frame must be complete within that many seconds of
     its first byte (see :class:`~addp._guard.ConnectionGuard`). ``on_link``
     is called with the link before its handshake. ``initiator``: this side opened
-    the connection (:func:`connect` says so); when both sides' keep-alive polls
-    cross, the other side gives way.
+    the connection (:func:`connect` says so), and leaves the keep-alive polling
+    to the accepting side (it polls only after ``T + T/4`` of silence).
     """
     conn = Connection(
         options,

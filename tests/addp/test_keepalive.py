@@ -115,12 +115,10 @@ class KeepaliveMachine(RuleBasedStateMachine):
     def start(self, timeout: float, yields: bool) -> None:
         self.timeout = timeout
         self.now = 0.0
-        self.ka = Keepalive(timeout, now=0.0)
-        self.ka.yields = yields
-        self.sticky = False  # crossed polls and this side yields: deferred until it polls
+        self.ka = Keepalive(timeout, now=0.0, yields=yields)
+        self.deferred = yields
         self.last_rx = 0.0
         self.lost_at: float | None = None
-        self.deferred = False
         self.polled_at: float | None = None
 
     @precondition(lambda self: self.lost_at is None)
@@ -136,20 +134,17 @@ class KeepaliveMachine(RuleBasedStateMachine):
             # Never a poll before T of silence (T + T/4 after a POLL from the peer).
             wait = self.timeout * (1 + POLL_DEFERRAL) if self.deferred else self.timeout
             assert self.now - self.last_rx >= wait - eps(self.now)
-            self.sticky = False
 
     @precondition(lambda self: self.lost_at is None)
     @rule()
     def peer_sends(self) -> None:
         self.ka.bytes_received(self.now)
         self.last_rx = self.now
-        self.deferred = self.sticky
+        self.deferred = self.ka.yields
 
     @precondition(lambda self: self.lost_at is None)
     @rule()
     def peer_polls(self) -> None:
-        if self.ka.state is KeepaliveState.POLLING and self.ka.yields:
-            self.sticky = True
         self.ka.bytes_received(self.now)
         self.ka.poll_received(self.now)
         self.last_rx = self.now
@@ -198,8 +193,8 @@ def test_with_equal_timeouts_one_side_polls_and_the_other_only_answers(
     timers started up to two delays apart (the polls may cross): after the first
     exchange only one end polls, once per interval; neither is ever lost."""
     one_way = delay * timeout
-    ends = [Keepalive(timeout, now=0.0), Keepalive(timeout, now=one_way * offset)]
-    ends[1].yields = True  # the accepting end
+    # The second end is the connecting one: it leaves the polling to the first.
+    ends = [Keepalive(timeout, now=0.0), Keepalive(timeout, now=one_way * offset, yields=True)]
     # In flight: (arrival time, receiving end, "poll" or "reply", seq).
     wire: list[tuple[float, int, str, int]] = []
     polls = [0, 0]
