@@ -379,6 +379,8 @@ class Connection:
         """When :meth:`handle_timeout` must next be called; ``None`` if never."""
         if self.state is not ConnectionState.OPEN:
             return None
+        if self.guard.idle:
+            return self._keepalive.next_deadline()
         keepalive, guard = self._keepalive.next_deadline(), self.guard.next_deadline()
         if keepalive is None or guard is None:
             return guard if keepalive is None else keepalive

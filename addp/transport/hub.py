@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import heapq
-import itertools
 import math
 import os
 import select
@@ -83,13 +82,15 @@ def ceil_tick(deadline: float) -> float:
 class _Parked:
     """One parked link: its reader task, its socket's fd, and whether it is still parked."""
 
-    __slots__ = ("fd", "link", "parked", "task")
+    __slots__ = ("fd", "link", "parked", "task", "tick")
 
     def __init__(self, link: Link, fd: int, task: trio.lowlevel.Task) -> None:
         self.link = link
         self.fd = fd
         self.task = task
         self.parked = True
+        #: The grid point (in ticks) of its deadline's bucket, or None: no deadline.
+        self.tick: int | None = None
 
 
 class Hub:
@@ -98,8 +99,10 @@ class Hub:
     def __init__(self) -> None:
         self._epoll = select.epoll()
         self._by_fd: dict[int, _Parked] = {}
-        self._timers: list[tuple[float, int, _Parked]] = []
-        self._order = itertools.count()
+        #: Parked links by the grid point (in ticks) their deadline rounds up to, and
+        #: those grid points in a heap (one may stay behind its emptied bucket).
+        self._buckets: dict[int, dict[_Parked, None]] = {}
+        self._ticks: list[int] = []
         self._sleep = trio.CancelScope()
         #: Link wake-ups avoided: keep-alive frames and deadlines served here.
         self.served = 0
@@ -135,18 +138,37 @@ class Hub:
             self._unpark(entry, outcome.Value([]))
 
     def _schedule(self, entry: _Parked) -> None:
+        """File ``entry`` under the grid point of its deadline (moving it if it moved):
+        a link whose deadline keeps moving on (bytes keep coming) never wakes the hub."""
         deadline = entry.link.connection.next_deadline()
-        if deadline is None:
+        tick = None if deadline is None else math.ceil(deadline / TICK)
+        if tick == entry.tick:
             return
-        when = ceil_tick(deadline)
-        heapq.heappush(self._timers, (when, next(self._order), entry))
-        if when < self._sleep.deadline:
-            self._sleep.deadline = when
+        self._unschedule(entry)
+        if tick is None:
+            return
+        entry.tick = tick
+        bucket = self._buckets.get(tick)
+        if bucket is None:
+            bucket = self._buckets[tick] = {}
+            heapq.heappush(self._ticks, tick)
+            when = tick * TICK
+            if when < self._sleep.deadline:
+                self._sleep.deadline = when
+        bucket[entry] = None
+
+    def _unschedule(self, entry: _Parked) -> None:
+        if entry.tick is not None:
+            bucket = self._buckets.get(entry.tick)
+            if bucket is not None:
+                bucket.pop(entry, None)
+            entry.tick = None
 
     def _drop(self, entry: _Parked) -> None:
         if not entry.parked:
             return
         entry.parked = False
+        self._unschedule(entry)
         if self._by_fd.get(entry.fd) is entry:
             del self._by_fd[entry.fd]
             # Closed already? Closing a socket removes it from every epoll.
@@ -175,7 +197,10 @@ class Hub:
             self._epoll.close()
 
     def _first(self) -> float:
-        return self._timers[0][0] if self._timers else math.inf
+        ticks, buckets = self._ticks, self._buckets
+        while ticks and not buckets.get(ticks[0]):
+            buckets.pop(heapq.heappop(ticks), None)  # emptied: its links moved on
+        return ticks[0] * TICK if ticks else math.inf
 
     def _serve(self, now: float) -> None:
         """Read every parked socket that is readable, then serve the deadlines due."""
@@ -183,11 +208,13 @@ class Hub:
             entry = self._by_fd.get(fd)
             if entry is not None:
                 self._readable(entry, now)
-        timers = self._timers
-        while timers and timers[0][0] <= now:
-            _, _, entry = heapq.heappop(timers)
-            if entry.parked:
-                self._due(entry, now)
+        ticks = self._ticks
+        while ticks and ticks[0] * TICK <= now:
+            bucket = self._buckets.pop(heapq.heappop(ticks), None)
+            for entry in list(bucket or ()):
+                entry.tick = None
+                if entry.parked:
+                    self._due(entry, now)
 
     def _readable(self, entry: _Parked, now: float) -> None:
         link = entry.link
@@ -217,9 +244,8 @@ class Hub:
             self._schedule(entry)  # the poll's answer is now due
 
     def _after(self, entry: _Parked, events: list[Any]) -> bool:
-        """Keep ``entry`` parked (True) if nothing needs its reader, else unpark it with
-        ``events``. Bytes received only move its deadline later: its timer entry, due
-        earlier, finds that out and schedules itself again."""
+        """Keep ``entry`` parked (True), filed under its deadline as it now stands, if
+        nothing needs its reader; else unpark it with ``events``."""
         link = entry.link
         conn = link.connection
         if (
@@ -230,6 +256,7 @@ class Hub:
             and conn.pending_error is None
         ):
             self.served += 1
+            self._schedule(entry)
             return True
         self._unpark(entry, outcome.Value(events))
         return False
