@@ -386,8 +386,9 @@ class Connection:
             return guard if keepalive is None else keepalive
         return min(keepalive, guard)
 
-    def handle_timeout(self, now: float) -> list[Event]:
-        """Time is ``now``: may queue a POLL, or report the peer lost.
+    def handle_timeout(self, now: float, *, early: float = 0.0) -> list[Event]:
+        """Time is ``now``: may queue a POLL, or report the peer lost (``early``: as
+        :meth:`Keepalive.handle_timeout`'s).
 
         A :attr:`guard` deadline that passed (not authenticated in time, a frame
         not completed in time) queues a CLOSE naming it and returns nothing:
@@ -399,7 +400,7 @@ class Connection:
         if reason is not None:
             self.close(reason, now)
             return []
-        action = self._keepalive.handle_timeout(now)
+        action = self._keepalive.handle_timeout(now, early=early)
         if isinstance(action, SendPoll):
             self._queue(FrameKind.POLL, encode_payload(action.seq), now)
             if self.trace_enabled:

@@ -173,17 +173,29 @@ class Keepalive:
         """This side sent a frame. Sending proves nothing about the peer; kept for statistics."""
         self._last_tx = now
 
-    def handle_timeout(self, now: float) -> SendPoll | PeerLost | None:
-        """Time is ``now``: poll, declare the peer lost, or do nothing yet."""
-        if self._deadline is None or now < self._deadline:
+    def handle_timeout(self, now: float, *, early: float = 0.0) -> SendPoll | PeerLost | None:
+        """Time is ``now``: poll, declare the peer lost, or do nothing yet.
+
+        ``early``: a poll due within that many seconds goes now (a caller serving
+        many links' polls together on a coarse grid). The peer is still never
+        declared lost sooner than ``2T`` after its last byte: the wait for the
+        answer is longer by as much as the poll was early.
+        """
+        if self._deadline is None:
             return None
         if self._state is KeepaliveState.WATCHING:
+            if now < self._deadline - early:
+                return None
             self._seq += 1
             self._polls += 1
             self._poll_sent_at = now
             self._state = KeepaliveState.POLLING
-            self._deadline = now + self._answer_wait
+            # On time or late: T (3T/4 when deferred) from now; early: 2T after the last byte.
+            lost_at = self._deadline + self._answer_wait
+            self._deadline = max(now + self._answer_wait, lost_at)
             return SendPoll(seq=self._seq, silence=now - self._last_rx)
+        if now < self._deadline:
+            return None
         # POLLING: nothing came back within the timeout.
         self._state = KeepaliveState.LOST
         self._deadline = None

@@ -12,11 +12,13 @@ error, a write that did not go through at once, a trace line, the peer lost)
 *unparks* the reader with what happened, and the reader goes on exactly as if
 it had read the bytes or served the deadline itself.
 
-Deadlines are served on a grid of :data:`TICK` seconds, rounded up: a timer
-fires up to one tick late, never early, so many links' timers share one
-wake-up and the detection bound of ``docs/protocol.md`` (section 5.5) holds
-with at most one tick of lateness. Without ``select.epoll`` (not Linux) no
-link parks.
+Polls are sent on a grid of :data:`TICK` seconds, at the grid point at or
+before they are due (up to one tick early), so that many links' polls share
+one wake-up; the answer to an early poll may take as much longer, and a loss
+is served on time from a heap of exact deadlines, so the detection bound of
+``docs/protocol.md`` (section 5.5) is kept as it is: never sooner than ``2T``
+after the peer's last byte, and on time. Without ``select.epoll`` (not
+Linux) no link parks.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import outcome
 import trio
 
 from .._connection import Connection
+from .._keepalive import KeepaliveState
 
 
 class Link(Protocol):
@@ -50,8 +53,8 @@ class Link(Protocol):
         ...
 
 
-#: The grid on which parked links' deadlines are served, in seconds (1/64 s, exact
-#: in binary): a deadline fires at the first grid point at or after it.
+#: The grid on which parked links' polls are sent, in seconds (1/64 s, exact in
+#: binary): a poll goes at the last grid point at or before it is due.
 TICK = 1 / 64
 #: Bytes read from a parked link's socket per readiness (a keep-alive frame is ~9).
 READ_SIZE = 65536
@@ -74,23 +77,30 @@ def current_hub() -> Hub:
     return hub
 
 
-def ceil_tick(deadline: float) -> float:
-    """``deadline`` rounded up to the grid of :data:`TICK`."""
-    return math.ceil(deadline / TICK) * TICK
+def floor_tick(deadline: float) -> float:
+    """The grid point of :data:`TICK` at or before ``deadline``: when a poll due then
+    is sent (up to one tick early; the loss stays due ``2T`` after the last byte)."""
+    return math.floor(deadline / TICK) * TICK
+
+
+def _valid(item: tuple[float, int, _Parked]) -> bool:
+    return item[2].parked and item[2].exact == item[0]
 
 
 class _Parked:
     """One parked link: its reader task, its socket's fd, and whether it is still parked."""
 
-    __slots__ = ("fd", "link", "parked", "task", "tick")
+    __slots__ = ("exact", "fd", "link", "parked", "task", "tick")
 
     def __init__(self, link: Link, fd: int, task: trio.lowlevel.Task) -> None:
         self.link = link
         self.fd = fd
         self.task = task
         self.parked = True
-        #: The grid point (in ticks) of its deadline's bucket, or None: no deadline.
+        #: The grid point (in ticks) of its poll's bucket, or None.
         self.tick: int | None = None
+        #: Its loss deadline, filed in the exact heap, or None.
+        self.exact: float | None = None
 
 
 class Hub:
@@ -103,6 +113,9 @@ class Hub:
         #: those grid points in a heap (one may stay behind its emptied bucket).
         self._buckets: dict[int, dict[_Parked, None]] = {}
         self._ticks: list[int] = []
+        #: Loss deadlines (a poll unanswered), served on time: (deadline, order, entry).
+        self._exact: list[tuple[float, int, _Parked]] = []
+        self._order = 0
         self._sleep = trio.CancelScope()
         #: Link wake-ups avoided: keep-alive frames and deadlines served here.
         self.served = 0
@@ -138,10 +151,22 @@ class Hub:
             self._unpark(entry, outcome.Value([]))
 
     def _schedule(self, entry: _Parked) -> None:
-        """File ``entry`` under the grid point of its deadline (moving it if it moved):
-        a link whose deadline keeps moving on (bytes keep coming) never wakes the hub."""
-        deadline = entry.link.connection.next_deadline()
-        tick = None if deadline is None else math.ceil(deadline / TICK)
+        """File ``entry`` by its deadline as it now stands: a poll due under the grid
+        point at or before it (moved when the deadline moves: a link whose peer keeps
+        polling never wakes the hub), a loss due in the exact heap."""
+        conn = entry.link.connection
+        deadline = conn.next_deadline()
+        if deadline is not None and conn.keepalive.state is KeepaliveState.POLLING:
+            self._unschedule(entry)
+            if entry.exact != deadline:
+                entry.exact = deadline
+                self._order += 1
+                heapq.heappush(self._exact, (deadline, self._order, entry))
+                if deadline < self._sleep.deadline:
+                    self._sleep.deadline = deadline
+            return
+        entry.exact = None
+        tick = None if deadline is None else math.floor(deadline / TICK)
         if tick == entry.tick:
             return
         self._unschedule(entry)
@@ -197,10 +222,13 @@ class Hub:
             self._epoll.close()
 
     def _first(self) -> float:
-        ticks, buckets = self._ticks, self._buckets
+        ticks, buckets, exact = self._ticks, self._buckets, self._exact
         while ticks and not buckets.get(ticks[0]):
             buckets.pop(heapq.heappop(ticks), None)  # emptied: its links moved on
-        return ticks[0] * TICK if ticks else math.inf
+        while exact and not _valid(exact[0]):
+            heapq.heappop(exact)  # answered meanwhile (or unparked)
+        first = ticks[0] * TICK if ticks else math.inf
+        return min(first, exact[0][0]) if exact else first
 
     def _serve(self, now: float) -> None:
         """Read every parked socket that is readable, then serve the deadlines due."""
@@ -214,7 +242,13 @@ class Hub:
             for entry in list(bucket or ()):
                 entry.tick = None
                 if entry.parked:
-                    self._due(entry, now)
+                    self._due(entry, now, TICK)
+        exact = self._exact
+        while exact and exact[0][0] <= now:
+            item = heapq.heappop(exact)
+            if _valid(item):
+                item[2].exact = None
+                self._due(item[2], now, 0.0)
 
     def _readable(self, entry: _Parked, now: float) -> None:
         link = entry.link
@@ -232,16 +266,16 @@ class Hub:
             return
         self._after(entry, events)
 
-    def _due(self, entry: _Parked, now: float) -> None:
+    def _due(self, entry: _Parked, now: float, early: float) -> None:
+        """``entry``'s deadline may be due (a poll up to ``early`` seconds ahead)."""
         conn = entry.link.connection
         deadline = conn.next_deadline()
         if deadline is None:
             return
-        if deadline > now:
+        if deadline - early > now:
             self._schedule(entry)
             return
-        if self._after(entry, conn.handle_timeout(now)):
-            self._schedule(entry)  # the poll's answer is now due
+        self._after(entry, conn.handle_timeout(now, early=early))
 
     def _after(self, entry: _Parked, events: list[Any]) -> bool:
         """Keep ``entry`` parked (True), filed under its deadline as it now stands, if
