@@ -53,9 +53,12 @@ class Link(Protocol):
         ...
 
 
-#: The grid on which parked links' polls are sent, in seconds (1/64 s, exact in
+#: The grid on which parked links' polls are sent, in seconds (1/32 s, exact in
 #: binary): a poll goes at the last grid point at or before it is due.
-TICK = 1 / 64
+TICK = 1 / 32
+#: Links with a shorter ADDP timeout do not park (a poll a tick early would be a
+#: large part of their interval): they keep serving their deadlines themselves.
+MIN_TIMEOUT = 8 * TICK
 #: Bytes read from a parked link's socket per readiness (a keep-alive frame is ~9).
 READ_SIZE = 65536
 

@@ -34,6 +34,7 @@ from .._events import ConnectionClosed, Event, HandshakeComplete, Message, PeerL
 from .._frames import encode_payload
 from .._peer_text import peer_text
 from .ends import TRANSPORT_ERRORS, end_reason, suppress_transport
+from .hub import MIN_TIMEOUT as HUB_MIN_TIMEOUT
 from .hub import available as hub_available
 from .hub import current_hub
 
@@ -401,7 +402,13 @@ class Link:
         if sock is None or self._busy or not hub_available():
             return None
         conn = self._conn
-        if not conn.guard.idle or conn.has_data_to_send or self._backlog or not self._room.is_set():
+        if (
+            not conn.guard.idle
+            or 0 < conn.keepalive.timeout < HUB_MIN_TIMEOUT  # a tick is too coarse for it
+            or conn.has_data_to_send
+            or self._backlog
+            or not self._room.is_set()
+        ):
             return None
         fd: int = sock.fileno()
         return fd if fd >= 0 else None

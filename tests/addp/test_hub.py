@@ -210,3 +210,25 @@ def test_floor_tick_rounds_down_onto_the_grid_by_less_than_a_tick() -> None:
 def test_encoded_polls_are_single_frames() -> None:
     # What the hub's fast path sees from a peer: one frame per poll.
     assert len(encode_frame(FrameKind.POLL, encode_payload(5))) == 9
+
+
+async def test_a_link_with_a_timeout_shorter_than_eight_ticks_does_not_park() -> None:
+    short = hub_module.MIN_TIMEOUT / 2
+    served: list[Link] = []
+
+    async def hold(link: Link) -> None:
+        served.append(link)
+        await link.wait_ended()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(serve, hold, 0, AddpOptions.addp(short))
+        port = listeners[0].socket.getsockname()[1]
+        async with connect("127.0.0.1", port, AddpOptions.addp(short)) as link:
+            await until(lambda: bool(served))
+            stats = link.connection.keepalive.statistics
+            peer = served[0].connection.keepalive.statistics
+            # Polls answered for a few intervals: served by the readers, never parked.
+            await until(lambda: stats().replies_received + peer().replies_received >= 4)
+            assert hub_module._HUB.get() is None  # no link of this run ever parked
+            assert link.ended is None
+        nursery.cancel_scope.cancel()
