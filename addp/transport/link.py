@@ -471,9 +471,10 @@ class Link:
         A plain TCP stream is read directly: one wait for readability and one
         read per wake-up, without the stream's own checkpoints around each read
         (a link at rest costs one trip through the scheduler per frame received).
-        A busy link (its last bytes carried messages, or filled the buffer) yields
-        once and tries the socket before waiting for it, as the stream does, so
-        a peer that floods the link does not starve the other tasks either.
+        A busy link (its last bytes carried messages, or filled the buffer) tries
+        the socket before waiting for it and yields once after a read, as the
+        stream does, so a peer that floods the link does not starve the other
+        tasks either.
         """
         sock = self._sock
         if sock is None:
@@ -483,8 +484,20 @@ class Link:
                 return await self._stream.receive_some(RECEIVE_SIZE)
             return None
         if self._full or self._busy:
-            await trio.lowlevel.checkpoint()
-        elif deadline is None:
+            # As a stream's receive does: read what is there, then yield once.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            fd = sock.fileno()
+            if fd < 0:
+                raise trio.ClosedResourceError("the link's socket was closed")
+            try:
+                data = os.read(fd, RECEIVE_SIZE)
+            except BlockingIOError:
+                self._full = False
+            else:
+                self._full = len(data) == RECEIVE_SIZE
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return data
+        if deadline is None:
             await trio.lowlevel.wait_readable(sock)
         else:
             with trio.move_on_at(deadline) as scope:
@@ -518,9 +531,9 @@ class Link:
         would keep ADDP from ever declaring the peer lost. A peer silent for
         twice the timeout while this side cannot even write to it is lost.
         """
-        # No checkpoint on the fast paths: the reader's next receive yields (the
-        # consumer of what was just dispatched runs then).
         if not (self._backlog or self._conn.has_data_to_send):
+            if self._messages:
+                await trio.lowlevel.checkpoint()  # the consumer runs before the next read
             return
         if self._fd is not None and self.write_nowait():
             return  # the common case: the socket took it, no lock to wait on
