@@ -44,11 +44,11 @@ from tests.multihost.system import (
 )
 
 _SERVER = re.compile(
-    r"^\d\d:\d\d:\d\d\.\d{3} \w+ 20125 Management command '([^']+)' from (\S+) "
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \w+ 20125 Management command '([^']+)' from (\S+) "
     r"admitted at supervisor epoch (\d+)"
 )
 _AGENT = re.compile(
-    r"^\d\d:\d\d:\d\d\.\d{3} (start|stop|signal) of (\S+) from (\S+) "
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} (start|stop|signal) of (\S+) from (\S+) "
     r"admitted at supervisor epoch (\d+)"
 )
 _IP = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
