@@ -249,16 +249,21 @@ def test_the_admissions_checker_reads_both_logs_and_finds_each_violation(tmp_pat
     for host in ("A", "B", "C"):
         (tmp_path / host).mkdir()
     (tmp_path / "A" / "confserv.log").write_text(
-        "10:00:00.000 Std 20125 Management command 'switch-to-backup' from 198.18.0.7:4000 "
+        "2026-12-02 10:00:00.000 Std 20125 Management command 'switch-to-backup' "
+        "from 198.18.0.7:4000 "
         "admitted at supervisor epoch 3\n"
-        "10:00:01.000 Std 20125 Management command 'switch-to-primary' from 198.18.0.8:4001 "
+        "2026-12-02 10:00:01.000 Std 20125 Management command 'switch-to-primary' "
+        "from 198.18.0.8:4001 "
         "admitted at supervisor epoch 3\n"  # epoch 3 from a second supervisor host
-        "10:00:02.000 Std 20125 Management command 'switch-to-backup' from 198.18.0.8:4001 "
+        "2026-12-02 10:00:02.000 Std 20125 Management command 'switch-to-backup' "
+        "from 198.18.0.8:4001 "
         "admitted at supervisor epoch 4\n"
     )
     (tmp_path / "lca-B.log").write_text(
-        "10:00:00.500 start of backup from 198.18.0.8:5000 admitted at supervisor epoch 4\n"
-        "10:00:03.000 stop of backup from 198.18.0.7:5001 admitted at supervisor epoch 3\n"
+        "2026-12-02 10:00:00.500 start of backup from 198.18.0.8:5000 "
+        "admitted at supervisor epoch 4\n"
+        "2026-12-02 10:00:03.000 stop of backup from 198.18.0.7:5001 "
+        "admitted at supervisor epoch 3\n"
     )
     system = cast("MultiHost", SimpleNamespace(tmp=tmp_path, agents={"B": None}))
     found = admissions(system)
