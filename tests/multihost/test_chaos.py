@@ -24,6 +24,7 @@ def test_the_schedule_is_a_real_mix_of_faults() -> None:
     assert not any(f.kind == "crash" and f.hosts & {"D", "E"} for f in faults)
 
 
+@pytest.mark.chaos_slice  # 28 s: run by make chaos and CI (.ci/run), not make test
 def test_one_seeded_schedule_on_the_bed_is_clean(tmp_path: Path) -> None:
     with bed_or_skip(HOSTS) as bed:
         outcome = one_schedule(bed, tmp_path, SEED, HORIZON)
