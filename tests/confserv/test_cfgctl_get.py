@@ -16,14 +16,11 @@ from pathlib import Path
 import pytest
 import trio
 
-from ..helpers.nodes import Node
+from ..helpers.nodes import Node, lone_primary
 from ..helpers.system import (
     BIN,
     PASSWORD,
     SECRET,
-    cfgctl_init,
-    free_port,
-    write_confserv_conf,
 )
 
 CFGCTL = str(BIN / "cfgctl")
@@ -116,17 +113,8 @@ def test_an_unknown_type_field_or_view_is_one_line_and_status_2(args: list[str],
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[Node]:
     """One master of a generated file, primary (its backup never started)."""
-    ports = {s: (free_port(), free_port()) for s in ("confserv", "backup")}
-    conf = tmp_path / "confserv.conf"
-    write_confserv_conf(conf, ports, verbose="standard")
-    await trio.to_thread.run_sync(cfgctl_init, conf)
-    node = Node(conf, "confserv", *ports["confserv"], tmp_path / "confserv.log")
-    node.start()
-    try:
-        await node.wait_role("primary")
+    async with lone_primary(tmp_path) as node:
         yield node
-    finally:
-        node.stop()
 
 
 async def test_the_views_of_get(server: Node) -> None:

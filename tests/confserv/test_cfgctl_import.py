@@ -25,14 +25,11 @@ import yaml
 
 from confserv.client.session import open_client, open_management
 
-from ..helpers.nodes import Node, pair_nodes
+from ..helpers.nodes import Node, lone_primary, pair_nodes
 from ..helpers.system import (
     BIN,
     PASSWORD,
     SECRET,
-    cfgctl_init,
-    free_port,
-    write_confserv_conf,
 )
 
 pytestmark = pytest.mark.integration
@@ -136,17 +133,8 @@ def cut_off(err: str, why: str) -> int:
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[Node]:
     """One master of a generated file (its pair's backup never started), primary."""
-    ports = {s: (free_port(), free_port()) for s in ("confserv", "backup")}
-    conf = tmp_path / "confserv.conf"
-    write_confserv_conf(conf, ports, verbose="standard")
-    await trio.to_thread.run_sync(cfgctl_init, conf)
-    node = Node(conf, "confserv", *ports["confserv"], tmp_path / "confserv.log")
-    node.start()
-    try:
-        await node.wait_role("primary")
+    async with lone_primary(tmp_path) as node:
         yield node
-    finally:
-        node.stop()
 
 
 async def test_a_server_killed_mid_way_is_one_line_and_a_rerun_completes(

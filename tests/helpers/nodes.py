@@ -15,8 +15,8 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import AbstractAsyncContextManager, contextmanager, suppress
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,3 +175,20 @@ def pair_nodes(directory: Path, tls: TlsFiles | None = None, **options: Any) -> 
     finally:
         for node in (proxy, first, second):
             node.stop()
+
+
+@asynccontextmanager
+async def lone_primary(directory: Path) -> AsyncIterator[Node]:
+    """The primary of a generated, initialised ``directory/confserv.conf`` (its pair's
+    backup never started), running; stopped on the way out."""
+    ports = {s: (free_port(), free_port()) for s in MEMBERS}
+    conf = directory / "confserv.conf"
+    write_confserv_conf(conf, ports, verbose="standard")
+    await trio.to_thread.run_sync(cfgctl_init, conf)
+    node = Node(conf, MEMBERS[0], *ports[MEMBERS[0]], directory / f"{MEMBERS[0]}.log")
+    node.start()
+    try:
+        await node.wait_role("primary")
+        yield node
+    finally:
+        node.stop()
