@@ -17,6 +17,8 @@ import sys
 
 import pytest
 
+from tests.helpers.system import IDLE_PAIR
+
 STORE = ("sqlalchemy", "sqlmodel", "asyncpg")
 LIGHT = (*STORE, "trio", "rich", "yaml")
 
@@ -76,12 +78,7 @@ def test_a_status_call_imports_trio_but_not_the_store() -> None:
 
 def test_scs_status_imports_trio_but_neither_the_store_nor_the_supervisor(tmp_path) -> None:
     conf = tmp_path / "scs.conf"
-    conf.write_text(
-        f"[scs]\ncontrol-port = {refused_port()}\ncontrol-secret = x\n"
-        "[a]\nport = 3000\nserver = b\nmanagement-port = 3001\nmanagement-secret = x\n"
-        "command = /bin/true\n[b]\nport = 3010\nserver = a\nmanagement-port = 3011\n"
-        "management-secret = x\ncommand = /bin/true\n"
-    )
+    conf.write_text(f"[scs]\ncontrol-port = {refused_port()}\ncontrol-secret = x\n{IDLE_PAIR}")
     conf.chmod(0o600)
     watched = (*STORE, "trio", "scs.supervisor", "prometheus_client")
     assert imported("scs.cli", ["scs", "status", "-f", str(conf)], watched) == ["trio"]

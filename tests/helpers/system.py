@@ -62,6 +62,24 @@ TEST_PASSWORD_COST = "n=2,r=1,p=1"
 os.environ.setdefault(COST_ENV, TEST_PASSWORD_COST)
 #: The generated files' sections: the pair, then the proxy.
 MEMBERS = ("confserv", "backup")
+
+#: scs.conf sections of a pair that is never started (``/bin/true``, autostart off): for
+#: the command-line tests, after an ``[scs]`` section of their own.
+IDLE_PAIR = """[a]
+port = 3000
+server = b
+management-port = 3001
+management-secret = x
+command = /bin/true
+autostart = false
+[b]
+port = 3010
+server = a
+management-port = 3011
+management-secret = x
+command = /bin/true
+autostart = false
+"""
 PROXY = "proxy"
 
 

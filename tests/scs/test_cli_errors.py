@@ -13,27 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from ..helpers.system import BIN
+from ..helpers.system import BIN, IDLE_PAIR
 
-CONF = """[scs]
+CONF = (
+    """[scs]
 control-port = {control}
 control-secret = x
 {extra}
-[a]
-port = 3000
-server = b
-management-port = 3001
-management-secret = x
-command = /bin/true
-autostart = false
-[b]
-port = 3010
-server = a
-management-port = 3011
-management-secret = x
-command = /bin/true
-autostart = false
 """
+    + IDLE_PAIR
+)
 
 
 @pytest.mark.parametrize("option", ["control-port", "http-port"])

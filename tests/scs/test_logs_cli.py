@@ -17,26 +17,15 @@ from pathlib import Path
 from scs.history import FailoverRecord
 from scs.history_file import HistoryFile
 
-from ..helpers.system import BIN
+from ..helpers.system import BIN, IDLE_PAIR
 
-CONF = """[scs]
+CONF = (
+    """[scs]
 state-dir = state
 {extra}
-[a]
-port = 3000
-server = b
-management-port = 3001
-management-secret = x
-command = /bin/true
-autostart = false
-[b]
-port = 3010
-server = a
-management-port = 3011
-management-secret = x
-command = /bin/true
-autostart = false
 """
+    + IDLE_PAIR
+)
 
 
 def _conf(tmp: Path, extra: str = "") -> Path:
