@@ -89,9 +89,12 @@ async def hold_clients(
 class Worker:
     """A worker process of this module speaking line by line on its stdin/stdout."""
 
+    #: The module run as the worker (``python -m``); a subclass names its own.
+    module = "bench.confserv_clients"
+
     def __init__(self, args: Sequence[str]) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.confserv_clients", *args],
+            [sys.executable, "-m", self.module, *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             cwd=ROOT,

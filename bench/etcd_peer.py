@@ -37,7 +37,7 @@ from typing import Any
 import h11
 import trio
 
-from bench.confserv_clients import ROOT, LoadRun, Worker, wait_for_line
+from bench.confserv_clients import LoadRun, Worker, wait_for_line
 from bench.measure import cpu_seconds, raise_open_file_limit
 from tests.helpers.debian import ensure_program
 from tests.helpers.system import free_port
@@ -440,14 +440,7 @@ def watch_worker(port: int, clients: int, key: str) -> None:
 class EtcdWorker(Worker):
     """A worker process of this module (same line protocol as :class:`Worker`)."""
 
-    def __init__(self, args: Sequence[str]) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.etcd_peer", *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            cwd=ROOT,
-        )
-        self._buffer = b""
+    module = "bench.etcd_peer"
 
 
 @contextmanager
