@@ -11,7 +11,7 @@ subpackage) is the only part of ``addp`` that imports trio.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -151,6 +151,26 @@ class Link(LinkCore):
         if self._end is not None:
             raise self._end
         await self._flush()
+
+    def set_router(self, router: Callable[[Any], None]) -> None:
+        """Hand every application message to ``router`` as it arrives, instead of the inbox.
+
+        ``router`` runs in whichever task read the message (the reader, or the
+        process's hub for a parked link), so it must not block: it files the
+        message where its consumer waits (a memory channel). Messages already
+        in the inbox go to it first, in order. From then on :meth:`receive`
+        only reports the link's end, and the inbox's back-pressure is the
+        router's to keep (a full channel of its own ends the link, say). A
+        router that raises ends the reader with that error.
+        """
+        while True:
+            try:
+                message, size = self._inbox.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+            self._taken(size)
+            router(message)
+        self._router = router
 
     async def receive(self) -> Any:
         """The next application message from the peer.

@@ -45,6 +45,9 @@ INBOX_SIZE = 1024
 INBOX_BYTES = 4 * 1024 * 1024
 #: Buffered messages handed over in a row before ``receive`` yields to the scheduler.
 FAST_RECEIVES = 64
+#: Application messages coming closer together than this (seconds) keep a link's
+#: reader reading its socket itself; further apart it parks with the hub between them.
+BUSY_GAP = 1 / 32
 #: Default time allowed for the peer's HELLO.
 DEFAULT_HANDSHAKE_TIMEOUT = 10.0
 #: How long a closing side waits to flush its CLOSE frame.
@@ -109,11 +112,17 @@ class LinkCore:
         self._full = False
         #: The fd this link's reader is parked with in the hub (:mod:`.hub`), else None.
         self._parked_fd: int | None = None
-        #: Whether the reader's last two wake-ups both brought application messages
-        #: (a busy link reads directly; one that rests parks, even between the
-        #: single requests and answers of a link that is mostly idle).
+        #: Whether the reader's last wake-up brought application messages less than
+        #: :data:`BUSY_GAP` after the one before (a busy link reads directly; one
+        #: that rests parks, even between the single requests and answers of a
+        #: link that is mostly idle, or the notifications of a quiet subscriber).
         self._busy = True
+        #: Whether the last wake-up brought application messages, and when the last
+        #: one that did was (trio clock).
         self._messages = True
+        self._last_messages = -math.inf
+        #: Where application messages go instead of the inbox (:meth:`Link.set_router`).
+        self._router: Callable[[Any], None] | None = None
 
     @property
     def connection(self) -> Connection:
@@ -281,22 +290,39 @@ class LinkCore:
             return
         raise HandshakeTimeout(f"no HELLO from the peer within {timeout:g} s")
 
-    async def _dispatch(self, events: list[Event]) -> None:
+    def _dispatch(self, events: list[Event]) -> None:
         for event in events:
             if isinstance(event, (PeerLostEvent, ConnectionClosed)):
                 self._closing = end_reason(event)
         sizes = iter(self._conn.take_message_sizes())
+        router = self._router
         for event in events:
             if isinstance(event, Message):
-                item = (event.payload, next(sizes, 0))
-                self.inbox_bytes += item[1]
-                self._inbox_send.send_nowait(item)  # unbounded: the reader waits after
+                size = next(sizes, 0)
+                if router is not None:
+                    router(event.payload)
+                    continue
+                self.inbox_bytes += size
+                self._inbox_send.send_nowait((event.payload, size))  # the reader waits after
                 if not self._has_room() and self._room.is_set():
                     self._room = trio.Event()
             elif isinstance(event, Trace):
                 self._trace(event.line)
             elif isinstance(event, (PeerLostEvent, ConnectionClosed)):
                 self._finish(end_reason(event))
+
+    def _hand_over_parked(self, events: list[Event]) -> bool:
+        """For the hub: hand over the messages it read for this parked link without
+        waking the reader (to the router, or the inbox). True if ``events`` were all
+        messages, now dispatched; False (nothing done) when the reader must see them."""
+        if not all(type(event) is Message for event in events):
+            return False
+        self._dispatch(events)
+        return True
+
+    def _room_left(self) -> bool:
+        """For the hub: whether the inbox has room (else the reader must wait for it)."""
+        return self._room.is_set()
 
     async def _receive(self, deadline: float | None) -> bytes | bytearray | None:
         """The next bytes from the peer (empty at its end of stream), or None when
@@ -411,7 +437,7 @@ class LinkCore:
     async def _run_reader(self) -> None:
         conn = self._conn
         try:
-            await self._dispatch(self._pending)
+            self._dispatch(self._pending)
             self._pending = []
             await self._wait_for_room()
             while self._end is None:
@@ -422,6 +448,7 @@ class LinkCore:
                 fd = self._may_park()
                 if fd is not None:
                     events = await self._park(fd)
+                    now = trio.current_time()
                 else:
                     data = await self._receive(conn.next_deadline())
                     now = trio.current_time()
@@ -430,8 +457,11 @@ class LinkCore:
                     else:
                         events = conn.receive_data(data, now)
                 messages = any(isinstance(event, Message) for event in events)
-                self._busy, self._messages = messages and self._messages, messages
-                await self._dispatch(events)
+                self._busy = messages and now - self._last_messages < BUSY_GAP
+                self._messages = messages
+                if messages:
+                    self._last_messages = now
+                self._dispatch(events)
                 await self._reader_flush()
                 await self._wait_for_room()
         except RemoteProtocolError as exc:

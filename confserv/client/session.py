@@ -89,38 +89,54 @@ class Session:
         self._first_event = trio.Event()
         self.ended: LinkEnded | None = None
         self.closed = trio.Event()
+        #: Why the application's notifications overflowed (the link is then closed).
+        self._overflow: str | None = None
+        self._watch = trio.CancelScope()
 
     async def run_reader(self) -> None:
-        """Route every incoming message to its request, or to notifications."""
+        """Route every incoming message to its request, or to notifications, until the
+        link ends.
+
+        The routing itself runs where the message is read (:meth:`_route`, the
+        link's router): a notification reaches the task waiting for it with no
+        task switch in between. This task waits for the end and tidies up.
+        """
         try:
-            async for msg in self.link:
-                if not isinstance(msg, dict):
-                    continue
-                if "re" in msg:
-                    channel = self._pending.get(msg["re"])
-                    if channel is not None:
-                        channel.send_nowait(msg)
-                elif "notify" in msg or "push" in msg:
-                    try:
-                        self._notify_send.send_nowait(msg)
-                    except trio.WouldBlock:
-                        # Waiting here would stop every answer too: requests would
-                        # hang. End the link instead; the application restores later.
-                        reason = f"{NOTIFY_BUFFER} notifications not read by the application"
-                        self.ended = LinkClosedLocally(reason)
-                        await self.link.aclose(reason)
-                        break
-                elif self.first is None:
-                    self.first = msg
-                    self._first_event.set()
-        except LinkEnded as exc:
-            self.ended = exc
+            self.link.set_router(self._route)
+            with trio.CancelScope() as self._watch:
+                end = await self.link.wait_ended()
+                if not isinstance(end, LinkClosedLocally):
+                    self.ended = end
+            if self._overflow is not None:
+                await self.link.aclose(self._overflow)
         finally:
             for channel in self._pending.values():
                 channel.close()
             self._notify_send.close()
             self._first_event.set()
             self.closed.set()
+
+    def _route(self, msg: Any) -> None:
+        """The link's router: an answer to its request, a notification or push to the
+        application, the first unsolicited message to :meth:`first_message`."""
+        if not isinstance(msg, dict) or self._overflow is not None:
+            return
+        if "re" in msg:
+            channel = self._pending.get(msg["re"])
+            if channel is not None:
+                channel.send_nowait(msg)
+        elif "notify" in msg or "push" in msg:
+            try:
+                self._notify_send.send_nowait(msg)
+            except trio.WouldBlock:
+                # Waiting here would stop every answer too: requests would hang.
+                # End the link instead; the application restores later.
+                self._overflow = f"{NOTIFY_BUFFER} notifications not read by the application"
+                self.ended = LinkClosedLocally(self._overflow)
+                self._watch.cancel()
+        elif self.first is None:
+            self.first = msg
+            self._first_event.set()
 
     async def first_message(self) -> dict[str, Any] | None:
         """The first unsolicited message (the management challenge)."""
