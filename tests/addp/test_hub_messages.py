@@ -1,0 +1,139 @@
+"""Application messages to a parked link, handed over by the hub (addp.transport.hub).
+
+Real loopback TCP against a peer that handshakes by hand (ADDP off) and then
+sends frames when told. Waits are for conditions with deadlines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import trio
+
+from addp import AddpOptions, Connection, FrameKind, encode_frame, encode_payload
+from addp.transport import Link, connect
+from addp.transport import hub as hub_module
+from addp.transport.link_core import BUSY_GAP, INBOX_SIZE
+
+pytestmark = pytest.mark.skipif(not hub_module.available(), reason="the hub needs epoll")
+
+
+async def until(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait until ``check()`` holds, failing after ``timeout`` seconds."""
+    with trio.fail_after(timeout):
+        while not check():
+            await trio.sleep(0.005)
+
+
+def frames(values: list[Any]) -> bytes:
+    """The MESSAGE frames of ``values``, back to back."""
+    return b"".join(encode_frame(FrameKind.MESSAGE, encode_payload(v)) for v in values)
+
+
+@asynccontextmanager
+async def sender() -> AsyncIterator[tuple[Link, trio.MemorySendChannel[bytes]]]:
+    """A link to a peer that writes whatever bytes are put in the returned channel."""
+    send, receive = trio.open_memory_channel[bytes](100)
+
+    async def handler(stream: trio.SocketStream) -> None:
+        conn = Connection(AddpOptions(), hello="raw", now=trio.current_time())
+        conn.start(trio.current_time())
+        await stream.send_all(conn.data_to_send())
+        while conn.version is None:
+            conn.receive_data(await stream.receive_some(), trio.current_time())
+        async for data in receive:
+            await stream.send_all(data)
+        await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(trio.serve_tcp, handler, 0)
+        port = listeners[0].socket.getsockname()[1]
+        async with connect("127.0.0.1", port, AddpOptions()) as link:
+            yield link, send
+        nursery.cancel_scope.cancel()
+
+
+def count_parks(link: Link) -> list[int]:
+    """Record every time ``link``'s reader parks (the list grows by one per park)."""
+    calls: list[int] = []
+    park = link._park
+
+    def counted(fd: int) -> Coroutine[Any, Any, list[Any]]:
+        calls.append(fd)
+        return park(fd)
+
+    link._park = counted  # type: ignore[method-assign]
+    return calls
+
+
+async def test_quiet_messages_reach_the_consumer_while_the_reader_stays_parked() -> None:
+    async with sender() as (link, peer):
+        parks = count_parks(link)
+        await peer.send(frames([0]))
+        with trio.fail_after(5):
+            assert await link.receive() == 0  # the reader read it itself, then parks
+        await until(lambda: link._parked_fd is not None)
+        for n in range(1, 6):
+            await trio.sleep(BUSY_GAP * 1.5)  # a quiet subscriber's pace
+            await peer.send(frames([n]))
+            with trio.fail_after(5):
+                assert await link.receive() == n
+        assert link._parked_fd is not None
+        assert len(parks) == 1  # the hub handed the other five over in place
+
+
+async def test_a_router_gets_the_inbox_first_then_every_message_in_order() -> None:
+    async with sender() as (link, peer):
+        await peer.send(frames([0]))
+        await until(lambda: link._inbox.statistics().current_buffer_used == 1)
+        await until(lambda: link._parked_fd is not None)
+        await peer.send(frames([1, 2]))  # read by the hub for the parked link: the inbox
+        await until(lambda: link._inbox.statistics().current_buffer_used == 3)
+        got: list[Any] = []
+        link.set_router(got.append)
+        assert got == [0, 1, 2]
+        assert link.inbox_bytes == 0
+        await peer.send(frames([3]))
+        await trio.sleep(BUSY_GAP * 1.5)
+        await peer.send(frames([4, 5]))
+        await until(lambda: len(got) == 6)
+        assert got == [0, 1, 2, 3, 4, 5]
+        assert link._inbox.statistics().current_buffer_used == 0
+
+
+async def test_a_router_that_fails_ends_the_reader_with_its_error() -> None:
+    def refuse(message: Any) -> None:
+        raise ValueError(f"no room for {message!r}")
+
+    with pytest.RaisesGroup(
+        pytest.RaisesExc(ValueError, match="no room for 7"), flatten_subgroups=True
+    ):
+        async with sender() as (link, peer):
+            await peer.send(frames([0]))
+            with trio.fail_after(5):
+                assert await link.receive() == 0
+            await until(lambda: link._parked_fd is not None)
+            link.set_router(refuse)
+            await peer.send(frames([7]))  # read by the hub: raised in the reader
+            await trio.sleep_forever()
+
+
+async def test_a_full_inbox_wakes_the_reader_and_nothing_is_lost_or_reordered() -> None:
+    total = INBOX_SIZE * 20  # more than one read of the hub (64 KiB) carries
+    async with sender() as (link, peer):
+        await peer.send(frames([-1]))
+        with trio.fail_after(5):
+            assert await link.receive() == -1
+        await until(lambda: link._parked_fd is not None)
+        await peer.send(frames(list(range(total))))  # one burst, nobody reading
+        await until(lambda: not link._room.is_set())
+        await trio.sleep(0.1)
+        # The reader left the hub to wait for room; the socket holds the rest.
+        assert link._parked_fd is None
+        held = link._inbox.statistics().current_buffer_used
+        assert INBOX_SIZE <= held < total
+        with trio.fail_after(10):
+            assert [await link.receive() for _ in range(total)] == list(range(total))
