@@ -177,6 +177,23 @@ class Connection:
             )
         self._queue(FrameKind.MESSAGE, data, now)
 
+    def message_written(self, size: int, now: float) -> None:
+        """The caller itself wrote one MESSAGE frame of ``size`` payload bytes
+        (``encode_frame(FrameKind.MESSAGE, data)``, the same bytes on many links: a
+        fan-out), with nothing queued before it: check it as :meth:`send_encoded`
+        would and count it as sent. Raises what :meth:`send_encoded` raises,
+        before anything is counted (the frame must then not be written)."""
+        if self.state is not ConnectionState.OPEN:
+            raise LocalProtocolError(f"cannot send a message in state {self.state.name}")
+        if self._out:
+            raise LocalProtocolError("frames are queued: the message would overtake them")
+        if size > self.peer_max_frame_size:
+            raise MessageTooLargeError(
+                f"message of {size} bytes exceeds the peer's limit of "
+                f"{self.peer_max_frame_size} bytes"
+            )
+        self._keepalive.frame_sent(now)
+
     def close(self, reason: str, now: float) -> None:
         """Queue a CLOSE frame with ``reason``; the connection accepts nothing more.
 

@@ -28,7 +28,11 @@ Run twice: with lean subscribers (a plain socket each and the sans-IO
 ``addp.Connection``, one epoll loop per process: about the cheapest a Python
 client gets, so the figure is mostly the server's), then with subscribers
 using the client library (``open_client``, trio), which shows the same
-server when the clients compete with it for this machine's 2 cores.
+server when the clients compete with it for this machine's 2 cores. Targets
+(issue 16): lean p99 <= 20 ms, client library <= 50 ms. Beside them, the
+machine's floor: no server at all, this process writing one frame of a
+notification's size to each of 1,000 loopback sockets (``os.write`` in a loop)
+read and thrown away by 2 processes waiting in epoll, until the last read.
 
 (4) Start-up with 100,000 objects: a SQLite database filled directly with
 ``sqlite3`` (rows as ``commit_plan`` writes them, counters raised to match,
@@ -43,6 +47,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import sys
 import tempfile
 import time
@@ -51,6 +56,7 @@ from pathlib import Path
 
 import trio
 
+from addp import FrameKind, encode_frame, encode_payload
 from bench._report import Benchmark, Result, figure, main
 from bench.confserv_clients import (
     READ_OBJECTS,
@@ -330,7 +336,78 @@ def bench_fanout() -> list[Result]:
     return [
         fanout_run("lean-subscribe-worker", "lean subscribers", LEAN_FANOUT_TARGET_MS),
         fanout_run("subscribe-worker", "client-library subscribers", FANOUT_TARGET_MS),
+        fanout_floor(),
     ]
+
+
+def floor_frame() -> bytes:
+    """An ADDP frame of the size of the fan-out's notifications (an options change)."""
+    change = {
+        "serial": 123,
+        "epoch": 3,
+        "op": "change",
+        "type": "Host",
+        "dbid": 105,
+        "data": {"delta": {}, "options": {"bench": {"n": "17"}}},
+        "time": time.time(),
+    }
+    return encode_frame(FrameKind.MESSAGE, encode_payload({"notify": change}))
+
+
+def fanout_floor(shape: FanoutShape | None = None) -> Result:
+    """The machine's floor under benchmark 3: this process writes one frame of a
+    notification's size to each of the subscribers' sockets (``os.write`` in a loop:
+    no server, no protocol), read and thrown away by ``sink-worker`` processes."""
+    shape = shape or fanout_shape()
+    each = shape.subscribers // shape.processes
+    frame = floor_frame()
+    with socket.create_server(("127.0.0.1", 0), backlog=shape.subscribers) as listener:
+        port = listener.getsockname()[1]
+        args = [["sink-worker", str(port), str(each)] for _ in range(shape.processes)]
+        with workers(args) as started:
+            accepted = [listener.accept()[0] for _ in range(each * shape.processes)]
+            try:
+                for one in started:
+                    one.expect("READY")
+                sends: list[tuple[float, float]] = []
+                fds = [sock.fileno() for sock in accepted]
+                for _ in range(shape.writes):
+                    time.sleep(shape.gap)
+                    sent = time.monotonic()
+                    for fd in fds:
+                        os.write(fd, frame)
+                    sends.append((sent, time.monotonic()))
+                time.sleep(0.5)
+                for one in started:
+                    one.tell("STOP")
+                reports = [json.loads(one.line()) for one in started]
+            finally:
+                for sock in accepted:
+                    sock.close()
+    reads = sorted(t for r in reports for t in r["reads"])
+    lasts: list[float] = []
+    loops: list[float] = []
+    for sent, done in sends:
+        burst = [t for t in reads if sent <= t < sent + shape.gap]
+        if burst:
+            lasts.append((max(burst) - sent) * 1000)
+        loops.append((done - sent) * 1000)
+    return figure(
+        f"Fan-out floor: {each * shape.processes:,} bare writes, p99 until the last reader has it",
+        percentile(lasts, 99),
+        "ms",
+        notes=(
+            f"{shape.writes} rounds {shape.gap * 1000:.0f} ms apart: this process writes one "
+            f"{len(frame)}-byte frame (a notification's size) to each of "
+            f"{each * shape.processes:,} loopback TCP sockets with os.write in a loop, read and "
+            f"thrown away by {shape.processes} processes waiting in epoll ({each} each): no "
+            f"server, no protocol, no decoding. Median {median(lasts):.1f} ms until the last "
+            f"read; the write loop alone median {median(loops):.1f} ms, p99 "
+            f"{percentile(loops, 99):.1f} ms. A single-threaded server cannot notify faster "
+            "than this loop on this machine"
+        ),
+        precision=1,
+    )
 
 
 @dataclass(frozen=True)

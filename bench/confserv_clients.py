@@ -401,6 +401,44 @@ def lean_subscribe_worker(port: int, clients: int, prefix: str) -> None:
     print(json.dumps({"seen": seen, "cpu": cpu, "opened": opened}), flush=True)
 
 
+def sink_worker(port: int, clients: int) -> None:
+    """Worker: ``clients`` plain sockets to ``port`` read in one epoll loop, the bytes
+    thrown away (the floor of a fan-out: no protocol, no decoding). Prints READY
+    once all are connected; on STOP (stdin) prints ``{"reads": [monotonic times of
+    every read], "cpu": s}``."""
+    raise_open_file_limit(clients + 256)
+    socks = [socket.create_connection((HOST, port), timeout=WORKER_TIMEOUT) for _ in range(clients)]
+    poller = select.epoll()
+    for sock in socks:
+        sock.setblocking(False)
+        poller.register(sock.fileno(), select.EPOLLIN)
+    stdin = sys.stdin.fileno()
+    poller.register(stdin, select.EPOLLIN)
+    reads: list[float] = []
+    cpu = cpu_seconds()
+    print("READY", flush=True)
+    running = True
+    try:
+        while running:
+            for fd, _ in poller.poll(1.0):
+                if fd == stdin:
+                    running = False
+                    continue
+                try:
+                    data = os.read(fd, 65536)
+                except BlockingIOError:
+                    continue
+                reads.append(time.monotonic())
+                if not data:
+                    poller.unregister(fd)
+        cpu = cpu_seconds() - cpu
+    finally:
+        poller.close()
+        for sock in socks:
+            sock.close()
+    print(json.dumps({"reads": reads, "cpu": cpu}), flush=True)
+
+
 async def create_hosts(port: int, count: int) -> None:
     """Create ``count`` Hosts ``bench-host-<i>`` through one client."""
     async with client(port, "bench-setup") as c:
@@ -450,16 +488,20 @@ async def fanout_writes(port: int, writes: int, gap: float) -> list[tuple[int, f
 
 
 def main(argv: Sequence[str]) -> None:
-    """Be a worker: ``read-worker PORT CLIENTS SECONDS PREFIX`` or
-    ``[lean-]subscribe-worker PORT CLIENTS PREFIX``."""
+    """Be a worker: ``read-worker PORT CLIENTS SECONDS PREFIX``,
+    ``[lean-]subscribe-worker PORT CLIENTS PREFIX`` or ``sink-worker PORT CLIENTS``."""
     if argv and argv[0] == "read-worker":
         read_worker(int(argv[1]), int(argv[2]), float(argv[3]), argv[4])
     elif argv and argv[0] == "lean-subscribe-worker":
         lean_subscribe_worker(int(argv[1]), int(argv[2]), argv[3])
     elif argv and argv[0] == "subscribe-worker":
         subscribe_worker(int(argv[1]), int(argv[2]), argv[3])
+    elif argv and argv[0] == "sink-worker":
+        sink_worker(int(argv[1]), int(argv[2]))
     else:
-        raise SystemExit(f"usage: {sys.argv[0]} read-worker|[lean-]subscribe-worker ...")
+        raise SystemExit(
+            f"usage: {sys.argv[0]} read-worker|[lean-]subscribe-worker|sink-worker ..."
+        )
 
 
 if __name__ == "__main__":

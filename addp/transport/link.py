@@ -11,6 +11,7 @@ subpackage) is the only part of ``addp`` that imports trio.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import trio
 
 from .._errors import (
+    LinkBroken,
     LinkClosedLocally,
     LinkEnded,
 )
@@ -140,6 +142,44 @@ class Link(LinkCore):
             # handing earlier messages to a full inbox).
             raise self._closing or LinkClosedLocally("link is closing")
         self._conn.send_encoded(data, trio.current_time())
+
+    def send_frame_nowait(self, data: bytes, frame: bytes) -> bool:
+        """Send one message already encoded (``data``, from :func:`~addp.encode_payload`)
+        whose frame is ``frame`` (``encode_frame(FrameKind.MESSAGE, data)``), without
+        waiting: for a publisher fanning one message out to many links, which
+        builds both once. When nothing is queued on the link, the frame goes
+        straight to the socket (no copy, no queue); otherwise, or on a stream
+        that is not a plain socket, it is queued and written as
+        :meth:`write_nowait` would. True if the socket took all of it; False:
+        the rest waits for the next :meth:`flush` (the caller sees one runs).
+
+        Raises:
+            LinkEnded: the link is over (the subclass says why).
+            MessageTooLargeError: the message exceeds the peer's frame limit.
+        """
+        fd = self._fd
+        if (
+            fd is None
+            or self._end is not None
+            or self._backlog
+            or self._conn.has_data_to_send
+            or self._send_lock.locked()
+            or self._conn.closed
+        ):
+            self.send_encoded_nowait(data)
+            return self.write_nowait()
+        self._conn.message_written(len(data), trio.current_time())
+        try:
+            written = os.write(fd, frame)
+        except BlockingIOError:
+            written = 0
+        except OSError as exc:
+            self._finish(LinkBroken(f"send failed: {exc!r}"))
+            raise self._end from exc  # type: ignore[misc]
+        if written < len(frame):
+            self._backlog += frame[written:]
+            return False
+        return True
 
     @property
     def unsent(self) -> int:

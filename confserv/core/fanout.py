@@ -18,7 +18,7 @@ from typing import Any
 
 import trio
 
-from addp import encode_payload
+from addp import FrameKind, encode_frame, encode_payload
 from confserv.model.objects import STORED_SECRET, public_view
 from confserv.store.base import Change
 
@@ -102,17 +102,23 @@ class NotificationCache:
 
     def __init__(self, size: int = 256) -> None:
         self._size = size
-        self._items: collections.OrderedDict[int, bytes] = collections.OrderedDict()
+        self._items: collections.OrderedDict[int, tuple[bytes, bytes]] = collections.OrderedDict()
 
     def encoded(self, change: Change) -> bytes:
         """The msgpack bytes of the client notification for ``change``."""
-        data = self._items.get(change.serial)
-        if data is None:
+        return self.framed(change)[0]
+
+    def framed(self, change: Change) -> tuple[bytes, bytes]:
+        """The notification's msgpack bytes and its whole ADDP MESSAGE frame (what a
+        session writes straight to a socket)."""
+        item = self._items.get(change.serial)
+        if item is None:
             data = encode_payload({"notify": public_change(change)})
-            self._items[change.serial] = data
+            item = (data, encode_frame(FrameKind.MESSAGE, data))
+            self._items[change.serial] = item
             if len(self._items) > self._size:
                 self._items.popitem(last=False)
-        return data
+        return item
 
 
 def public_change(change: Change) -> dict[str, Any]:

@@ -417,9 +417,9 @@ class ClientSession:
                 return True  # not for this Person's eyes
         except PersonGoneError:
             return True  # the session is being closed
+        data, frame = self.rt.service.notifications.framed(change)
         try:
-            self.link.send_encoded_nowait(self.rt.service.notifications.encoded(change))
-            if self.link.write_nowait():
+            if self.link.send_frame_nowait(data, frame):
                 self._backlog.written()
                 return True
         except LinkEnded:
@@ -428,7 +428,7 @@ class ClientSession:
             self._too_large = exc
             self._wake.set()
             return False
-        if not self._backlog.queued(len(self.rt.service.notifications.encoded(change))):
+        if not self._backlog.queued(len(data)):
             assert self.sub is not None
             self.sub.overflowed = True
             self._flushing.cancel()  # a flush into a full socket would wait forever
