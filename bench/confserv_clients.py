@@ -20,7 +20,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
 from contextlib import AsyncExitStack, ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -346,6 +346,30 @@ def lean_subscriber(port: int, name: str) -> tuple[socket.socket, Connection]:
     return sock, conn
 
 
+def serve_until_stop(fds: Collection[int], readable: Callable[[int], bool]) -> float:
+    """In a worker: print READY, then call ``readable(fd)`` for each of ``fds`` that is
+    readable (False: stop watching it) until a line (STOP) or the end comes on
+    stdin, in one epoll loop; returns the CPU seconds this process used meanwhile."""
+    poller = select.epoll()
+    try:
+        for fd in fds:
+            poller.register(fd, select.EPOLLIN)
+        stdin = sys.stdin.fileno()
+        poller.register(stdin, select.EPOLLIN)
+        cpu = cpu_seconds()
+        print("READY", flush=True)
+        running = True
+        while running:
+            for fd, _ in poller.poll(1.0):
+                if fd == stdin:
+                    running = False
+                elif not readable(fd):
+                    poller.unregister(fd)
+        return cpu_seconds() - cpu
+    finally:
+        poller.close()
+
+
 def lean_subscribe_worker(port: int, clients: int, prefix: str) -> None:
     """Worker: ``clients`` lean subscribers (plain sockets, one epoll loop, no trio).
 
@@ -361,41 +385,30 @@ def lean_subscribe_worker(port: int, clients: int, prefix: str) -> None:
         subscribers[sock.fileno()] = (sock, conn)
     opened = time.perf_counter() - opened
     seen: dict[int, list[float]] = {}
-    poller = select.epoll()
-    for fd in subscribers:
-        poller.register(fd, select.EPOLLIN)
-    stdin = sys.stdin.fileno()
-    poller.register(stdin, select.EPOLLIN)
-    cpu = cpu_seconds()
-    print("READY", flush=True)
-    running = True
+
+    def readable(fd: int) -> bool:
+        sock, conn = subscribers[fd]
+        data = sock.recv(65536)
+        now = time.monotonic()
+        if not data:
+            return False
+        for event in conn.receive_data(data, now):
+            if not isinstance(event, Message) or not isinstance(event.payload, dict):
+                continue
+            change = event.payload.get("notify")
+            if not isinstance(change, dict):
+                continue
+            entry = seen.get(change["serial"])
+            if entry is None:
+                seen[change["serial"]] = [1, now, now]
+            else:
+                entry[0] += 1
+                entry[2] = now
+        return True
+
     try:
-        while running:
-            for fd, _ in poller.poll(1.0):
-                if fd == stdin:
-                    running = False
-                    continue
-                sock, conn = subscribers[fd]
-                data = sock.recv(65536)
-                now = time.monotonic()
-                if not data:
-                    poller.unregister(fd)
-                    continue
-                for event in conn.receive_data(data, now):
-                    if not isinstance(event, Message) or not isinstance(event.payload, dict):
-                        continue
-                    change = event.payload.get("notify")
-                    if not isinstance(change, dict):
-                        continue
-                    entry = seen.get(change["serial"])
-                    if entry is None:
-                        seen[change["serial"]] = [1, now, now]
-                    else:
-                        entry[0] += 1
-                        entry[2] = now
-        cpu = cpu_seconds() - cpu
+        cpu = serve_until_stop(list(subscribers), readable)
     finally:
-        poller.close()
         for sock, _ in subscribers.values():
             sock.close()
     print(json.dumps({"seen": seen, "cpu": cpu, "opened": opened}), flush=True)
@@ -408,32 +421,21 @@ def sink_worker(port: int, clients: int) -> None:
     every read], "cpu": s}``."""
     raise_open_file_limit(clients + 256)
     socks = [socket.create_connection((HOST, port), timeout=WORKER_TIMEOUT) for _ in range(clients)]
-    poller = select.epoll()
     for sock in socks:
         sock.setblocking(False)
-        poller.register(sock.fileno(), select.EPOLLIN)
-    stdin = sys.stdin.fileno()
-    poller.register(stdin, select.EPOLLIN)
     reads: list[float] = []
-    cpu = cpu_seconds()
-    print("READY", flush=True)
-    running = True
+
+    def readable(fd: int) -> bool:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return True
+        reads.append(time.monotonic())
+        return bool(data)
+
     try:
-        while running:
-            for fd, _ in poller.poll(1.0):
-                if fd == stdin:
-                    running = False
-                    continue
-                try:
-                    data = os.read(fd, 65536)
-                except BlockingIOError:
-                    continue
-                reads.append(time.monotonic())
-                if not data:
-                    poller.unregister(fd)
-        cpu = cpu_seconds() - cpu
+        cpu = serve_until_stop([sock.fileno() for sock in socks], readable)
     finally:
-        poller.close()
         for sock in socks:
             sock.close()
     print(json.dumps({"reads": reads, "cpu": cpu}), flush=True)

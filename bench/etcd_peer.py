@@ -21,7 +21,6 @@ import base64
 import ctypes
 import json
 import math
-import select
 import signal
 import socket
 import subprocess
@@ -37,7 +36,7 @@ from typing import Any
 import h11
 import trio
 
-from bench.confserv_clients import LoadRun, Worker, wait_for_line
+from bench.confserv_clients import LoadRun, Worker, serve_until_stop, wait_for_line
 from bench.measure import cpu_seconds, raise_open_file_limit
 from tests.helpers.debian import ensure_program
 from tests.helpers.system import free_port
@@ -403,32 +402,22 @@ def watch_worker(port: int, clients: int, key: str) -> None:
         watchers[watcher.sock.fileno()] = watcher
     opened = time.perf_counter() - opened
     seen: dict[int, list[float]] = {}
-    poller = select.epoll()
-    for fd in watchers:
-        poller.register(fd, select.EPOLLIN)
-    stdin = sys.stdin.fileno()
-    poller.register(stdin, select.EPOLLIN)
-    cpu = cpu_seconds()
-    print("READY", flush=True)
-    running = True
+
+    def readable(fd: int) -> bool:
+        revisions = watchers[fd].revisions()
+        now = time.monotonic()
+        for revision in revisions:
+            entry = seen.get(revision)
+            if entry is None:
+                seen[revision] = [1, now, now]
+            else:
+                entry[0] += 1
+                entry[2] = now
+        return True
+
     try:
-        while running:
-            for fd, _ in poller.poll(1.0):
-                if fd == stdin:
-                    running = False
-                    continue
-                revisions = watchers[fd].revisions()
-                now = time.monotonic()
-                for revision in revisions:
-                    entry = seen.get(revision)
-                    if entry is None:
-                        seen[revision] = [1, now, now]
-                    else:
-                        entry[0] += 1
-                        entry[2] = now
-        cpu = cpu_seconds() - cpu
+        cpu = serve_until_stop(list(watchers), readable)
     finally:
-        poller.close()
         for watcher in watchers.values():
             watcher.sock.close()
     print(json.dumps({"seen": seen, "cpu": cpu, "opened": opened}), flush=True)
