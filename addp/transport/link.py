@@ -11,7 +11,6 @@ subpackage) is the only part of ``addp`` that imports trio.
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,7 +18,6 @@ from typing import Any
 import trio
 
 from .._errors import (
-    LinkBroken,
     LinkClosedLocally,
     LinkEnded,
 )
@@ -169,13 +167,9 @@ class Link(LinkCore):
             self.send_encoded_nowait(data)
             return self.write_nowait()
         self._conn.message_written(len(data), trio.current_time())
-        try:
-            written = os.write(fd, frame)
-        except BlockingIOError:
-            written = 0
-        except OSError as exc:
-            self._finish(LinkBroken(f"send failed: {exc!r}"))
-            raise self._end from exc  # type: ignore[misc]
+        written = self._write_some(fd, frame)
+        if written is None:
+            raise self._end  # type: ignore[misc]
         if written < len(frame):
             self._backlog += frame[written:]
             return False

@@ -160,17 +160,24 @@ class LinkCore:
             self._backlog += self._conn.data_to_send()
             if not self._backlog:
                 return True
-            try:
-                written = os.write(self._fd, self._backlog)
-            except BlockingIOError:
-                return False
-            except OSError as exc:
-                self._finish(LinkBroken(f"send failed: {exc!r}"))
-                raise self._end from exc  # type: ignore[misc]
+            written = self._write_some(self._fd, self._backlog)
+            if written is None:
+                raise self._end  # type: ignore[misc]
             del self._backlog[:written]
             return not self._backlog
         finally:
             self._send_lock.release()
+
+    def _write_some(self, fd: int, data: bytes | bytearray) -> int | None:
+        """Write ``data`` to the socket without waiting: the bytes it took (0: full), or
+        None when the write failed (the link is then over, as :class:`LinkBroken`)."""
+        try:
+            return os.write(fd, data)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            self._finish(LinkBroken(f"send failed: {exc!r}"))
+            return None
 
     def _taken(self, size: int) -> None:
         self.inbox_bytes -= size
@@ -227,12 +234,8 @@ class LinkCore:
         if self._end is not None or fd is None or self._backlog or self._send_lock.locked():
             return False
         data = self._conn.data_to_send()
-        try:
-            written = os.write(fd, data)
-        except BlockingIOError:
-            written = 0
-        except OSError as exc:
-            self._finish(LinkBroken(f"send failed: {exc!r}"))
+        written = self._write_some(fd, data)
+        if written is None:
             return False
         if written < len(data):
             self._backlog += data[written:]

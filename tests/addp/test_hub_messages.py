@@ -18,6 +18,8 @@ from addp.transport import Link, connect
 from addp.transport import hub as hub_module
 from addp.transport.link_core import BUSY_GAP, INBOX_SIZE
 
+from .test_hub import raw_peer
+
 pytestmark = pytest.mark.skipif(not hub_module.available(), reason="the hub needs epoll")
 
 
@@ -38,22 +40,16 @@ async def sender() -> AsyncIterator[tuple[Link, trio.MemorySendChannel[bytes]]]:
     """A link to a peer that writes whatever bytes are put in the returned channel."""
     send, receive = trio.open_memory_channel[bytes](100)
 
-    async def handler(stream: trio.SocketStream) -> None:
-        conn = Connection(AddpOptions(), hello="raw", now=trio.current_time())
-        conn.start(trio.current_time())
-        await stream.send_all(conn.data_to_send())
-        while conn.version is None:
-            conn.receive_data(await stream.receive_some(), trio.current_time())
+    async def write_what_comes(stream: trio.SocketStream, conn: Connection) -> None:
         async for data in receive:
             await stream.send_all(data)
         await trio.sleep_forever()
 
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(trio.serve_tcp, handler, 0)
-        port = listeners[0].socket.getsockname()[1]
-        async with connect("127.0.0.1", port, AddpOptions()) as link:
-            yield link, send
-        nursery.cancel_scope.cancel()
+    async with (
+        raw_peer(write_what_comes) as port,
+        connect("127.0.0.1", port, AddpOptions()) as link,
+    ):
+        yield link, send
 
 
 def count_parks(link: Link) -> list[int]:
