@@ -86,9 +86,16 @@ class Runtime:
         return self.role in ("primary", "proxy")
 
     def set_role(self, role: str) -> None:
-        """Change the role and wake everyone waiting on ``role_changed``."""
+        """Change the role and wake everyone waiting on ``role_changed``.
+
+        A new role starts with no stream lost (``primary_lost`` cleared): a
+        server promoted, or switched to backup by command, has not lost a
+        primary; only a backup whose own stream ends sets it again.
+        """
         if role == "primary" and self.role != "primary":
             self.promotions += 1
+        if role != self.role:
+            self.primary_lost = False
         self.role = role
         old, self.role_changed = self.role_changed, trio.Event()
         old.set()

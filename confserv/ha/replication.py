@@ -128,7 +128,9 @@ async def _stream(
                     rt.replicated_at = rt.heard_at = trio.current_time()
     finally:
         rt.following = rt.replicated_at = None
-        rt.primary_lost = True  # clients refused meanwhile are told: ask again, soon
+        # Clients refused meanwhile are told: ask again, soon. Not when the stream
+        # ended because this server was promoted meanwhile.
+        rt.primary_lost = rt.role == "backup"
 
 
 async def _read_lease(rt: Runtime, store: ConfigStore) -> Lease | None:

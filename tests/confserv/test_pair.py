@@ -134,6 +134,36 @@ async def test_planned_switchover_loses_nothing_and_swaps_roles(
     assert 20162 in primary.log.ids()
 
 
+async def test_a_server_switched_back_to_backup_names_the_primary_and_no_loss(
+    pair: tuple[Server, Server],
+) -> None:
+    """Switchover and back: the server demoted the second time has never lost a
+    stream in its new role, so refused clients follow its hint at once instead of
+    asking it again and again for a promotion that is not coming (issue 16)."""
+    primary, backup = pair
+    async with primary.manage() as m:
+        await m.switch_to_backup()
+    # As when its stream from the primary had ended before (a kill, a cut): the flag
+    # refused clients are told, "primary lost: a promotion may come".
+    backup.rt.primary_lost = True
+    async with backup.manage() as m:
+        await m.switch_to_primary()
+    assert backup.rt.primary_lost is False  # a primary has lost nothing
+    await wait_for(lambda: primary.rt.following is not None)
+    async with backup.manage() as m:
+        await m.switch_to_backup()
+    assert backup.rt.primary_lost is False
+    async with primary.manage() as m:
+        await m.switch_to_primary()
+    await wait_for(lambda: primary.rt.role == "primary")
+    # Told "primary lost", a client would ask the demoted server again for up to
+    # promotion_wait (10 s) before trying the next one.
+    with trio.fail_after(2):
+        async with client(backup, primary) as c:
+            assert c.address == primary.address
+            await c.create("Tenant", {"name": "after two switchovers"})
+
+
 async def test_no_promotion_while_the_lease_is_valid_unless_forced(
     pair: tuple[Server, Server],
 ) -> None:
