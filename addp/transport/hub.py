@@ -11,9 +11,11 @@ messages read for a parked link are handed over right there too (to the link's
 router or its inbox, as the reader would), so a notification to an idle client
 costs one read and no task switch before its consumer's. Anything else (a
 CLOSE, the end of the stream, a protocol error, a write that did not go
-through at once, a full inbox, a trace line, the peer lost) *unparks* the
-reader with what happened, and the reader goes on exactly as if it had read
-the bytes or served the deadline itself.
+through at once, a full inbox, messages coming closer together than
+``BUSY_GAP``: a busy link, whose reader reads its socket itself, a trace
+line, the peer lost) *unparks* the reader with what happened, and the
+reader goes on exactly as if it had read the bytes or served the deadline
+itself.
 
 Polls are sent on a grid of :data:`TICK` seconds, at the grid point at or
 before they are due (up to one tick early), so that many links' polls share
@@ -55,12 +57,12 @@ class Link(Protocol):
         """Write what is queued without waiting; True if it all went."""
         ...
 
-    def _hand_over_parked(self, events: list[Any]) -> bool:
+    def _hand_over_parked(self, events: list[Any], now: float) -> bool:
         """Dispatch ``events`` if they are all application messages; True if it did."""
         ...
 
-    def _room_left(self) -> bool:
-        """Whether the link's inbox has room."""
+    def _stays_parked(self) -> bool:
+        """Whether the reader may stay parked after a hand-over (room, not busy)."""
         ...
 
 
@@ -278,7 +280,7 @@ class Hub:
         except Exception as exc:  # a protocol error: raised in the reader, as it would be
             self._unpark(entry, outcome.Error(exc))
             return
-        self._after(entry, events)
+        self._after(entry, events, now)
 
     def _due(self, entry: _Parked, now: float, early: float) -> None:
         """``entry``'s deadline may be due (a poll up to ``early`` seconds ahead)."""
@@ -289,17 +291,17 @@ class Hub:
         if deadline - early > now:
             self._schedule(entry)
             return
-        self._after(entry, conn.handle_timeout(now, early=early))
+        self._after(entry, conn.handle_timeout(now, early=early), now)
 
-    def _after(self, entry: _Parked, events: list[Any]) -> bool:
+    def _after(self, entry: _Parked, events: list[Any], now: float) -> bool:
         """Keep ``entry`` parked (True), filed under its deadline as it now stands, if
         nothing needs its reader; else unpark it with ``events``."""
         link = entry.link
         conn = link.connection
         if events:
             try:
-                if link._hand_over_parked(events):
-                    events = []  # messages delivered here: the reader stays parked
+                if link._hand_over_parked(events, now):
+                    events = []  # delivered here: the reader stays parked unless busy
             except Exception as exc:  # the link's router failed: raised in the reader
                 self._unpark(entry, outcome.Error(exc))
                 return False
@@ -307,7 +309,7 @@ class Hub:
             not events
             and not conn.closed
             and conn.guard.idle
-            and link._room_left()
+            and link._stays_parked()
             and (not conn.has_data_to_send or link._write_parked())
             and conn.pending_error is None
         ):

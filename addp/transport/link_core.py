@@ -314,18 +314,24 @@ class LinkCore:
             elif isinstance(event, (PeerLostEvent, ConnectionClosed)):
                 self._finish(end_reason(event))
 
-    def _hand_over_parked(self, events: list[Event]) -> bool:
-        """For the hub: hand over the messages it read for this parked link without
-        waking the reader (to the router, or the inbox). True if ``events`` were all
-        messages, now dispatched; False (nothing done) when the reader must see them."""
+    def _hand_over_parked(self, events: list[Event], now: float) -> bool:
+        """For the hub: hand over the messages it read for this parked link at ``now``
+        without waking the reader (to the router, or the inbox). True if ``events``
+        were all messages, now dispatched; False (nothing done) when the reader must
+        see them. Messages closer together than :data:`BUSY_GAP` make the link busy:
+        the hub then wakes the reader, which reads a busy socket itself."""
         if not all(type(event) is Message for event in events):
             return False
         self._dispatch(events)
+        self._busy = now - self._last_messages < BUSY_GAP
+        self._messages = True
+        self._last_messages = now
         return True
 
-    def _room_left(self) -> bool:
-        """For the hub: whether the inbox has room (else the reader must wait for it)."""
-        return self._room.is_set()
+    def _stays_parked(self) -> bool:
+        """For the hub, after a hand-over: whether the reader may stay parked (the
+        inbox has room and the link is not busy)."""
+        return self._room.is_set() and not self._busy
 
     async def _receive(self, deadline: float | None) -> bytes | bytearray | None:
         """The next bytes from the peer (empty at its end of stream), or None when
@@ -460,10 +466,11 @@ class LinkCore:
                     else:
                         events = conn.receive_data(data, now)
                 messages = any(isinstance(event, Message) for event in events)
-                self._busy = messages and now - self._last_messages < BUSY_GAP
-                self._messages = messages
-                if messages:
-                    self._last_messages = now
+                if messages or fd is None:  # (woken with nothing: the hub already judged)
+                    self._busy = messages and now - self._last_messages < BUSY_GAP
+                    self._messages = messages
+                    if messages:
+                        self._last_messages = now
                 self._dispatch(events)
                 await self._reader_flush()
                 await self._wait_for_room()

@@ -133,3 +133,29 @@ async def test_a_full_inbox_wakes_the_reader_and_nothing_is_lost_or_reordered() 
         assert INBOX_SIZE <= held < total
         with trio.fail_after(10):
             assert [await link.receive() for _ in range(total)] == list(range(total))
+
+
+async def test_a_flood_wakes_a_parked_reader_and_a_quiet_spell_parks_it_again() -> None:
+    async with sender() as (link, peer):
+        parks = count_parks(link)
+        await peer.send(frames([0]))
+        with trio.fail_after(5):
+            assert await link.receive() == 0
+        await until(lambda: link._parked_fd is not None)
+        assert len(parks) == 1
+        # Messages one right after the other: the hub hands the first over, finds the
+        # second within BUSY_GAP and wakes the reader to read the busy socket itself.
+        for n in range(1, 51):
+            await peer.send(frames([n]))
+            with trio.fail_after(5):
+                assert await link.receive() == n
+            if link._parked_fd is None:
+                break
+        assert link._parked_fd is None
+        assert link._busy
+        await trio.sleep(BUSY_GAP * 3)  # quiet: the next message finds the reader idle
+        await peer.send(frames(["after"]))
+        with trio.fail_after(5):
+            assert await link.receive() == "after"
+        await until(lambda: link._parked_fd is not None)
+        assert len(parks) == 2
