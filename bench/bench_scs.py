@@ -80,16 +80,19 @@ from tests.helpers.system import Rows, Supervisor
 KILL_RUNS = 20
 #: Seconds of an idle, healthy pair over which CPU is measured before benchmark 1.
 IDLE_WINDOW = 5.0
-#: Targets of benchmark 1: fault to the first write acknowledged by the new primary.
-KILL_TARGET_P50_MS = 250.0
-KILL_TARGET_P99_MS = 1000.0
+#: Targets of benchmark 1: fault to the first write acknowledged by the new primary
+#: (issue 16: near the physical limit; before it 250 and 1,000 ms).
+KILL_TARGET_P50_MS = 25.0
+KILL_TARGET_P99_MS = 50.0
 #: Failovers of benchmark 2 (SIGSTOP), and the time they may take together.
 STOP_RUNS = 20
 STOP_BUDGET = 150.0
 #: A stopped primary gets SIGCONT after this many seconds without a failover.
 STOP_GIVE_UP = 7.0
-#: Target of benchmark 2: median, fault to the first write acknowledged by the new primary.
-STOP_TARGET_P50_S = 2.5
+#: Targets of benchmark 2: fault to the first write acknowledged by the new primary,
+#: median and p99 (issue 16, with addp-timeout 1 s and lease-ttl 2 s; before: 2.5 s).
+STOP_TARGET_P50_S = 2.1
+STOP_TARGET_P99_S = 2.4
 #: Servers watched in benchmark 3 (pairs), their ADDP timeout, and the measurement.
 FLEET_SERVERS = 1000
 FLEET_ADDP = 1.0
@@ -230,6 +233,15 @@ def bench_sigstop() -> list[Result | Plot]:
             f"(tight loop), then SIGCONT; a run with no such write within "
             f"{STOP_GIVE_UP:g} s counts as never (inf) and gets SIGCONT then; per run: "
             f"{per_run} s; {extra}",
+            precision=2,
+        ),
+        figure(
+            "Failover after SIGSTOP, p99",
+            percentile(times_all, 99),
+            "s",
+            f"<= {STOP_TARGET_P99_S:g} s",
+            percentile(times_all, 99) <= STOP_TARGET_P99_S,
+            f"the same {len(runs)} runs (a run that never failed over counts as inf)",
             precision=2,
         ),
         figure(

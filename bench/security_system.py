@@ -43,12 +43,18 @@ def rss_kib(pid: int) -> int:
 
 
 def server_pid(system: System, section: str) -> int:
-    """The pid of ``section``'s running server process (its command line names our files)."""
+    """The pid of ``section``'s running server process (its command line names our files).
+
+    Not its shim's (``python -m lca.shim ... -- confserv -s ... -c ...``), whose command
+    line holds the server's: a SIGKILL of the shim leaves the server running, and the
+    benchmark then measured a failover that never happened.
+    """
     want = f"-s\0{section}\0-c\0{system.conf}".encode()
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             with contextlib.suppress(OSError):
-                if want in Path(f"/proc/{entry}/cmdline").read_bytes():
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+                if want in cmdline and b"lca.shim" not in cmdline:
                     return int(entry)
     raise RuntimeError(f"no process of [{section}]")
 
