@@ -11,34 +11,26 @@ subclass; a connection lost mid-request raises
 
 from __future__ import annotations
 
-import itertools
-import math
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import trio
 
-from addp import AddpOptions, LinkClosedLocally, LinkEnded
+from addp import AddpOptions, LinkEnded
 from addp.transport import Link, connect
 from confserv.wire.auth import CONTROL_IDENTITY, ClientHandshake, HandshakeError, Purpose
 from confserv.wire.errors import (
-    ERRORS_BY_CODE,
     BackupModeError,
     ConnectionLostError,
     NoServerError,
-    NotSentError,
-    RequestError,
-    StaleSupervisorError,
 )
 from confserv.wire.tls import ClientTls
 
+from .exchange import Session as Session  # (re-exported: its home is .exchange)
 from .registration import Login, PromotionPolls
 
 Address = tuple[str, int]
-
-#: Notifications buffered for the caller before the client stops reading.
-NOTIFY_BUFFER = 100_000
 
 
 def parse_servers(text: str) -> list[Address]:
@@ -52,134 +44,6 @@ def parse_servers(text: str) -> list[Address]:
     if not out:
         raise ValueError("no server given")
     return out
-
-
-def _raise_for(answer: dict[str, Any]) -> None:
-    if answer.get("ok"):
-        return
-    cls = ERRORS_BY_CODE.get(str(answer.get("code")), RequestError)
-    message = str(answer.get("message", "request failed"))
-    if cls is BackupModeError:
-        raise BackupModeError(
-            message, answer.get("primary"), primary_lost=answer.get("primary_lost") is True
-        )
-    if cls is StaleSupervisorError:
-        newest = answer.get("supervisor_epoch")
-        if not isinstance(newest, int) or isinstance(newest, bool):
-            newest = -1
-        raise StaleSupervisorError(message, newest=newest)
-    exc = cls(message)
-    if cls is RequestError:
-        exc.code, exc.details = str(answer.get("code", RequestError.code)), answer
-    raise exc
-
-
-class Session:
-    """Requests and answers over one link, correlated by request id."""
-
-    def __init__(self, link: Link) -> None:
-        self.link = link
-        self._ids = itertools.count(1)
-        self._pending: dict[int, trio.MemorySendChannel[dict[str, Any]]] = {}
-        self._notify_send, self._notify_recv = trio.open_memory_channel[dict[str, Any]](
-            NOTIFY_BUFFER
-        )
-        self.pushes: list[dict[str, Any]] = []
-        self.first: dict[str, Any] | None = None
-        self._first_event = trio.Event()
-        self.ended: LinkEnded | None = None
-        self.closed = trio.Event()
-        #: Why the application's notifications overflowed (the link is then closed).
-        self._overflow: str | None = None
-        self._watch = trio.CancelScope()
-
-    async def run_reader(self) -> None:
-        """Route every incoming message to its request, or to notifications, until the
-        link ends.
-
-        The routing itself runs where the message is read (:meth:`_route`, the
-        link's router): a notification reaches the task waiting for it with no
-        task switch in between. This task waits for the end and tidies up.
-        """
-        try:
-            self.link.set_router(self._route)
-            with trio.CancelScope() as self._watch:
-                end = await self.link.wait_ended()
-                if not isinstance(end, LinkClosedLocally):
-                    self.ended = end
-            if self._overflow is not None:
-                await self.link.aclose(self._overflow)
-        finally:
-            for channel in self._pending.values():
-                channel.close()
-            self._notify_send.close()
-            self._first_event.set()
-            self.closed.set()
-
-    def _route(self, msg: Any) -> None:
-        """The link's router: an answer to its request, a notification or push to the
-        application, the first unsolicited message to :meth:`first_message`."""
-        if not isinstance(msg, dict) or self._overflow is not None:
-            return
-        if "re" in msg:
-            channel = self._pending.get(msg["re"])
-            if channel is not None:
-                channel.send_nowait(msg)
-        elif "notify" in msg or "push" in msg:
-            try:
-                self._notify_send.send_nowait(msg)
-            except trio.WouldBlock:
-                # Waiting here would stop every answer too: requests would hang.
-                # End the link instead; the application restores later.
-                self._overflow = f"{NOTIFY_BUFFER} notifications not read by the application"
-                self.ended = LinkClosedLocally(self._overflow)
-                self._watch.cancel()
-        elif self.first is None:
-            self.first = msg
-            self._first_event.set()
-
-    async def first_message(self) -> dict[str, Any] | None:
-        """The first unsolicited message (the management challenge)."""
-        await self._first_event.wait()
-        return self.first
-
-    async def request(self, op: str, **args: Any) -> dict[str, Any]:
-        """Send one request and return its final answer (chunks merged under ``objects``)."""
-        request_id = next(self._ids)
-        send, recv = trio.open_memory_channel[dict[str, Any]](math.inf)
-        self._pending[request_id] = send
-        objects: list[Any] = []
-        try:
-            if self.closed.is_set():
-                # The reader is gone (the link ended, or its task was cancelled while
-                # the link still took writes): no answer could ever be routed here.
-                raise NotSentError(f"{op}: not sent, the connection is closed: {self.ended}")
-            try:
-                await self.link.send({"op": op, "id": request_id, **args})
-            except LinkEnded as exc:
-                raise NotSentError(f"{op}: not sent, the connection was lost: {exc}") from exc
-            async for answer in recv:
-                if "ok" not in answer:
-                    objects.extend(answer.get("objects", ()))
-                    continue
-                _raise_for(answer)
-                if objects:
-                    answer["objects"] = objects + list(answer.get("objects", ()))
-                return answer
-            why = self.ended or "connection closed"
-            # ``from`` the link's end: callers tell a close or a reset from a silence by it
-            raise ConnectionLostError(f"{op}: connection lost before the answer: {why}") from (
-                self.ended
-            )
-        finally:
-            del self._pending[request_id]
-
-    async def next_notification(self) -> dict[str, Any]:
-        """The next notification or push; ConnectionLostError when the link ended."""
-        try:
-            return await self._notify_recv.receive()
-        except trio.EndOfChannel:
-            raise ConnectionLostError(f"connection lost: {self.ended}") from self.ended
 
 
 class ConfigClient:

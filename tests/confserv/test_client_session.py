@@ -70,9 +70,9 @@ async def _silent_peer(stream: trio.abc.Stream) -> None:
 async def test_unread_notifications_end_the_link_instead_of_stalling_every_answer(
     autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import confserv.client.session
+    import confserv.client.exchange
 
-    monkeypatch.setattr(confserv.client.session, "NOTIFY_BUFFER", 3)
+    monkeypatch.setattr(confserv.client.exchange, "NOTIFY_BUFFER", 3)
     a, b = trio.testing.memory_stream_pair()
     async with trio.open_nursery() as nursery:
 
