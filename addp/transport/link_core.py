@@ -323,10 +323,16 @@ class LinkCore:
         if not all(type(event) is Message for event in events):
             return False
         self._dispatch(events)
-        self._busy = now - self._last_messages < BUSY_GAP
-        self._messages = True
-        self._last_messages = now
+        self._woken(True, now)
         return True
+
+    def _woken(self, messages: bool, now: float) -> None:
+        """A wake-up at ``now`` brought application messages (or not): busy when they
+        came less than :data:`BUSY_GAP` after the last that did."""
+        self._busy = messages and now - self._last_messages < BUSY_GAP
+        self._messages = messages
+        if messages:
+            self._last_messages = now
 
     def _stays_parked(self) -> bool:
         """For the hub, after a hand-over: whether the reader may stay parked (the
@@ -467,10 +473,7 @@ class LinkCore:
                         events = conn.receive_data(data, now)
                 messages = any(isinstance(event, Message) for event in events)
                 if messages or fd is None:  # (woken with nothing: the hub already judged)
-                    self._busy = messages and now - self._last_messages < BUSY_GAP
-                    self._messages = messages
-                    if messages:
-                        self._last_messages = now
+                    self._woken(messages, now)
                 self._dispatch(events)
                 await self._reader_flush()
                 await self._wait_for_room()
