@@ -54,6 +54,10 @@ class ConnectionState(enum.Enum):
     ERROR = "error"
 
 
+#: The one state a frame may be written in (looked up once, not per subscriber).
+_OPEN = ConnectionState.OPEN
+
+
 def combine_timeouts(own: float, pushed: float) -> float:
     """The timeout a side runs: the smaller of its own and the peer's wish, ignoring zeros."""
     wishes = [t for t in (own, pushed) if t > 0]
@@ -177,22 +181,24 @@ class Connection:
             )
         self._queue(FrameKind.MESSAGE, data, now)
 
-    def message_written(self, size: int, now: float) -> None:
-        """The caller itself wrote one MESSAGE frame of ``size`` payload bytes
+    def message_written(self, size: int, now: float) -> bool:
+        """The caller itself is to write one MESSAGE frame of ``size`` payload bytes
         (``encode_frame(FrameKind.MESSAGE, data)``, the same bytes on many links: a
-        fan-out), with nothing queued before it: check it as :meth:`send_encoded`
-        would and count it as sent. Raises what :meth:`send_encoded` raises,
-        before anything is counted (the frame must then not be written)."""
-        if self.state is not ConnectionState.OPEN:
-            raise LocalProtocolError(f"cannot send a message in state {self.state.name}")
-        if self._out:
-            raise LocalProtocolError("frames are queued: the message would overtake them")
+        fan-out). True: it is counted as sent, write it. False: nothing was counted,
+        since the connection is not open or frames are queued that it would overtake;
+        queue the message instead (:meth:`send_encoded`, which says what is wrong).
+        Raises :class:`MessageTooLargeError`, before anything is counted (the frame
+        must then not be written). One call, as cheap as it can be: a fan-out makes
+        it once per subscriber."""
+        if self.state is not _OPEN or self._out:
+            return False
         if size > self.peer_max_frame_size:
             raise MessageTooLargeError(
                 f"message of {size} bytes exceeds the peer's limit of "
                 f"{self.peer_max_frame_size} bytes"
             )
         self._keepalive.frame_sent(now)
+        return True
 
     def close(self, reason: str, now: float) -> None:
         """Queue a CLOSE frame with ``reason``; the connection accepts nothing more.

@@ -160,13 +160,11 @@ class Link(LinkCore):
             fd is None
             or self._end is not None
             or self._backlog
-            or self._conn.has_data_to_send
             or self._send_lock.locked()
-            or self._conn.closed
+            or not self._conn.message_written(len(data), trio.current_time())
         ):
             self.send_encoded_nowait(data)
             return self.write_nowait()
-        self._conn.message_written(len(data), trio.current_time())
         written = self._write_some(fd, frame)
         if written is None:
             raise self._end  # type: ignore[misc]

@@ -431,8 +431,9 @@ class ConfigService:
         return len(self._subscriptions)
 
     def _publish(self, change: Change) -> None:
+        encoded = self.notifications.encoded
         for sub in list(self._subscriptions):
-            if sub.wants(change) and not sub.offer(change, self.notifications.encoded):
+            if sub.wants(change) and not sub.offer(change, encoded):
                 self.unsubscribe(sub)
 
     async def wait_serial(self, serial: int) -> None:

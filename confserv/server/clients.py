@@ -420,7 +420,8 @@ class ClientSession:
         data, frame = self.rt.service.notifications.framed(change)
         try:
             if self.link.send_frame_nowait(data, frame):
-                self._backlog.written()
+                if self._backlog.behind:  # checked here: a call per subscriber costs
+                    self._backlog.written()
                 return True
         except LinkEnded:
             return False  # the request loop sees the same end and reports it

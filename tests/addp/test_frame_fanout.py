@@ -30,8 +30,8 @@ def framed(value: object) -> tuple[bytes, bytes]:
 def test_a_frame_written_by_the_caller_is_checked_as_a_queued_one_would_be() -> None:
     a = Connection(AddpOptions(), max_frame_size=4096)
     b = Connection(AddpOptions(), max_frame_size=2048)
-    with pytest.raises(LocalProtocolError, match="IDLE"):
-        a.message_written(10, 0)  # not open yet
+    assert a.message_written(10, 0) is False  # not open yet: queue it instead
+    assert not a.has_data_to_send
     a.start(0)
     b.start(0)
     pump(a, b, 0)
@@ -39,20 +39,22 @@ def test_a_frame_written_by_the_caller_is_checked_as_a_queued_one_would_be() -> 
     with pytest.raises(MessageTooLargeError, match="limit of 2048"):
         a.message_written(3000, 0)
     a.send("queued", 0)
-    with pytest.raises(LocalProtocolError, match="overtake"):
-        a.message_written(10, 0)  # it would pass the queued frame
+    sent_before = a.keepalive.statistics().last_sent
+    assert a.message_written(10, 1.0) is False  # it would pass the queued frame
+    assert a.keepalive.statistics().last_sent == sent_before  # nothing counted
     assert a.data_to_send()  # the queued frame is still there, unharmed
-    a.message_written(10, 1.5)
+    assert a.message_written(10, 1.5) is True
     assert a.keepalive.statistics().last_sent == 1.5
     a.close("done", 2)
+    assert a.message_written(10, 3) is False
     with pytest.raises(LocalProtocolError, match="CLOSED"):
-        a.message_written(10, 3)
+        a.send_encoded(b"\x01", 3)  # what the caller then does says what is wrong
 
 
 def test_the_frame_written_directly_decodes_as_a_queued_message() -> None:
     a, b, _, _ = open_pair(AddpOptions(), AddpOptions())
     data, frame = framed({"notify": {"serial": 7}})
-    a.message_written(len(data), 0)
+    assert a.message_written(len(data), 0)
     events = b.receive_data(frame, 0)
     assert [getattr(e, "payload", None) for e in events] == [{"notify": {"serial": 7}}]
 
