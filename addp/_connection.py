@@ -181,8 +181,8 @@ class Connection:
             )
         self._queue(FrameKind.MESSAGE, data, now)
 
-    def message_written(self, size: int, now: float) -> bool:
-        """The caller itself is to write one MESSAGE frame of ``size`` payload bytes
+    def claim_direct_write(self, size: int, now: float) -> bool:
+        """Whether the caller may itself write one MESSAGE frame of ``size`` payload bytes
         (``encode_frame(FrameKind.MESSAGE, data)``, the same bytes on many links: a
         fan-out). True: it is counted as sent, write it. False: nothing was counted,
         since the connection is not open or frames are queued that it would overtake;

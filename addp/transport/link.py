@@ -161,7 +161,7 @@ class Link(LinkCore):
             or self._end is not None
             or self._backlog
             or self._send_lock.locked()
-            or not self._conn.message_written(len(data), trio.current_time())
+            or not self._conn.claim_direct_write(len(data), trio.current_time())
         ):
             self.send_encoded_nowait(data)
             return self.write_nowait()

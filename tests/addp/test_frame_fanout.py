@@ -1,5 +1,5 @@
 """One frame built once, written to many links: ``Link.send_frame_nowait`` and
-``Connection.message_written`` (the fan-out's direct path)."""
+``Connection.claim_direct_write`` (the fan-out's direct path)."""
 
 from __future__ import annotations
 
@@ -30,23 +30,23 @@ def framed(value: object) -> tuple[bytes, bytes]:
 def test_a_frame_written_by_the_caller_is_checked_as_a_queued_one_would_be() -> None:
     a = Connection(AddpOptions(), max_frame_size=4096)
     b = Connection(AddpOptions(), max_frame_size=2048)
-    assert a.message_written(10, 0) is False  # not open yet: queue it instead
+    assert a.claim_direct_write(10, 0) is False  # not open yet: queue it instead
     assert not a.has_data_to_send
     a.start(0)
     b.start(0)
     pump(a, b, 0)
     pump(b, a, 0)
     with pytest.raises(MessageTooLargeError, match="limit of 2048"):
-        a.message_written(3000, 0)
+        a.claim_direct_write(3000, 0)
     a.send("queued", 0)
     sent_before = a.keepalive.statistics().last_sent
-    assert a.message_written(10, 1.0) is False  # it would pass the queued frame
+    assert a.claim_direct_write(10, 1.0) is False  # it would pass the queued frame
     assert a.keepalive.statistics().last_sent == sent_before  # nothing counted
     assert a.data_to_send()  # the queued frame is still there, unharmed
-    assert a.message_written(10, 1.5) is True
+    assert a.claim_direct_write(10, 1.5) is True
     assert a.keepalive.statistics().last_sent == 1.5
     a.close("done", 2)
-    assert a.message_written(10, 3) is False
+    assert a.claim_direct_write(10, 3) is False
     with pytest.raises(LocalProtocolError, match="CLOSED"):
         a.send_encoded(b"\x01", 3)  # what the caller then does says what is wrong
 
@@ -54,7 +54,7 @@ def test_a_frame_written_by_the_caller_is_checked_as_a_queued_one_would_be() -> 
 def test_the_frame_written_directly_decodes_as_a_queued_message() -> None:
     a, b, _, _ = open_pair(AddpOptions(), AddpOptions())
     data, frame = framed({"notify": {"serial": 7}})
-    assert a.message_written(len(data), 0)
+    assert a.claim_direct_write(len(data), 0)
     events = b.receive_data(frame, 0)
     assert [getattr(e, "payload", None) for e in events] == [{"notify": {"serial": 7}}]
 
