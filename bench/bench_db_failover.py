@@ -36,7 +36,7 @@ from bench._plots import Plot, failover_plot
 from bench._report import Benchmark, Result, figure, main, plotted
 from confserv.config.settings import DatabaseSettings
 from confserv.store.engines import open_store
-from tests.helpers.nodes import pair_nodes
+from tests.helpers.nodes import Node, pair_nodes
 from tests.helpers.stats import median
 from tests.helpers.system import Writer
 from tests.pg_replica import ReplicatedCluster, replicated_cluster
@@ -105,16 +105,21 @@ async def _run(directory: Path, outage: float) -> Run:
             second.start()
             await second.wait_role("backup", timeout=30)
             writer = Writer([first.address, second.address])
-            async with trio.open_nursery() as nursery:
-                await nursery.start(writer.run)
-                await writer.until(BEFORE)
-                killed = time.monotonic()
-                await trio.to_thread.run_sync(rc.kill_primary)
-                await trio.sleep(outage)
-                await trio.to_thread.run_sync(rc.promote_standby)
-                promoted = time.monotonic()
-                await writer.until(len(writer.acked) + AFTER)
-                writer.stop.set()
+            killed = promoted = float("nan")
+            try:
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(writer.run)
+                    await writer.until(BEFORE)
+                    killed = time.monotonic()
+                    await trio.to_thread.run_sync(rc.kill_primary)
+                    await trio.sleep(outage)
+                    await trio.to_thread.run_sync(rc.promote_standby)
+                    promoted = time.monotonic()
+                    await writer.until(len(writer.acked) + AFTER)
+                    writer.stop.set()
+            except Exception:
+                _tell(writer, killed, promoted, (first, second))
+                raise
             resumed = writer.first_ack(promoted, first.address, 0)
             assert resumed is not None
             writers = {(a.address, a.epoch) for a in writer.acks}
@@ -124,6 +129,23 @@ async def _run(directory: Path, outage: float) -> Run:
             pause = max(b - a for a, b in itertools.pairwise(times) if b > killed)
             lost = len(set(writer.acked) - await _names_in(rc, dbname))
             return Run(pause, promoted - killed, resumed.at - promoted, lost, len(writer.acked))
+
+
+def _tell(writer: Writer, killed: float, promoted: float, nodes: tuple[Node, Node]) -> None:
+    """What a failed run saw, printed before it is raised: the writer's outcomes since
+    the kill and the tail of each server's event log (its directory is removed)."""
+    now = time.monotonic()
+    print(
+        f"    the run failed {now - killed:.1f} s after the kill, {now - promoted:.1f} s after "
+        f"the promotion; {len(writer.acked)} acknowledged, last "
+        f"{now - writer.acks[-1].at:.1f} s ago; {len(writer.unknown)} cut off, refused: "
+        f"{sorted({code for t, code in writer.refused if t > killed})}",
+        flush=True,
+    )
+    for node in nodes:
+        print(f"    --- {node.section}, last lines of its event log:", flush=True)
+        for line in node.log_text().splitlines()[-30:]:
+            print(f"    {line}", flush=True)
 
 
 async def _runs(outage: float) -> list[Run]:

@@ -15,16 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.system import free_port
+
 pytestmark = pytest.mark.integration
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "CFG_PASSWORD": "pw", "CFG_SECRET": "sekret", "COLUMNS": "200"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,11 +43,22 @@ from .tls import TlsFiles
 Rows = dict[str, dict[str, Any]]
 
 
+#: Ports :func:`free_port` handed out lately, oldest first: never handed out again while
+#: here (the kernel may give a just-closed port twice in a row).
+_HANDED_OUT: deque[int] = deque(maxlen=4096)
+
+
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port free on 127.0.0.1 right now, and none of the last 4,096 this process
+    was given: a pair's six ports are distinct (a bench_db_failover run failed on a
+    configuration whose port and management-port the kernel had made the same)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.append(port)
+            return port
 
 
 BIN = Path(sys.executable).parent
@@ -86,13 +98,15 @@ PROXY = "proxy"
 def cfgctl_init(conf: Path, password: str = PASSWORD) -> None:
     """``cfgctl init -s confserv -c CONF --backup-section backup``, as an operator runs it."""
     cfgctl = str(BIN / "cfgctl")
-    subprocess.run(
+    done = subprocess.run(
         [cfgctl, "init", "-s", "confserv", "-c", str(conf), "--backup-section", "backup"],
         env={**os.environ, "CFG_PASSWORD": password},
-        check=True,
         capture_output=True,
         timeout=60,
     )
+    if done.returncode != 0:
+        said = done.stderr.decode(errors="replace").strip()
+        raise RuntimeError(f"cfgctl init -c {conf} exited with {done.returncode}: {said}")
 
 
 def write_confserv_conf(

@@ -13,15 +13,10 @@ from pathlib import Path
 import pytest
 import trio
 
+from tests.helpers.system import free_port
 from tests.lca.test_agent import SECRET, SLEEP, agent_link
 
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_conf(tmp_path: Path, body: str) -> Path:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -20,17 +19,12 @@ from confserv.admin.secret_input import SECRET, SecretInputError, resolve
 from confserv.config.permissions import exposure
 from confserv.config.settings import load_server_settings
 from confserv.model.passwords import COST_ENV, PasswordCost, cost_of
+from tests.helpers.system import free_port
 
 BIN = Path(sys.executable).parent
 LOW = "n=2,r=1,p=1"
 BASE_ENV = {k: v for k, v in os.environ.items() if k not in ("CFG_PASSWORD", "CFG_SECRET")}
 BASE_ENV |= {COST_ENV: LOW, "COLUMNS": "200"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run(
