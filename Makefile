@@ -32,12 +32,18 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
 
+# The heaviest state-machine properties, searched 4x as long as in make test.
+PROPERTIES = tests/scs/test_core_properties.py tests/scs/test_election.py \
+	tests/confserv/test_roles_machine.py tests/confserv/test_supervisor_lease_machine.py
+
 # Fault injection: 10,000 simulated schedules (tests/sim: the real code on a virtual
 # clock, both cores), then real ones on SQLite and on PostgreSQL (up to 110 each),
 # seeded; one summary table; stops within 40 minutes. Then 50 seeded schedules on the
 # multi-host bed (tests/multihost: network namespaces, iptables; needs root), within 30.
+# Before them: the chaos slice and the properties above at HYPOTHESIS_SCALE=4.
 chaos: $(STAMP)
 	$(BIN)/python -m pytest -q -m chaos_slice
+	HYPOTHESIS_SCALE=4 $(BIN)/python -m pytest -q -n 2 $(PROPERTIES)
 	$(BIN)/python -m tests.chaos --simulated 10000 --real 110 --minutes 40
 	$(BIN)/python -m tests.multihost.chaos --schedules 50 --minutes 30
 

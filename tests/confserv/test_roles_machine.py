@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from addp import LinkEnded
 from confserv.client.session import open_client, open_management
 from confserv.wire.errors import ConfServError
+from tests.helpers.examples import examples
 
 from ..sim.process import SimProcess
 from ..sim.system import (
@@ -155,7 +156,7 @@ class Pair:
                 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(steps=st.lists(STEP, min_size=6, max_size=24))
 def test_the_pair_keeps_the_invariants(steps: list[tuple[str, str, float]]) -> None:
     files, template = installation()

@@ -95,9 +95,16 @@ async def test_persons_passwords_are_never_sent_back(server: dict[str, Any]) -> 
 
 
 async def test_large_reads_stream_in_chunks(server: dict[str, Any]) -> None:
+    async def write(first: int) -> None:  # 8 writers: 1,200 commits one after another took 20 s
+        async with client(server, f"w{first}") as writer:
+            for i in range(first, 1200, 8):
+                await writer.create("DN", {"name": f"dn{i}", "number": str(i)})
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            for first in range(8):
+                nursery.start_soon(write, first)
     async with client(server) as c:
-        for i in range(1200):
-            await c.create("DN", {"name": f"dn{i}", "number": str(i)})
         dns = await c.read("DN")
         assert len(dns) == 1200
         assert {d["name"] for d in dns} == {f"dn{i}" for i in range(1200)}

@@ -45,6 +45,7 @@ from confserv.store.leases import (
 from confserv.store.schema import schema_plan
 from confserv.store.sqlite import SqliteStore
 from confserv.store.tables import ddl
+from tests.helpers.examples import examples
 
 #: How long before its reckoned end a supervisor stops acting (float rounding, nothing more).
 MARGIN = 1e-6
@@ -216,5 +217,5 @@ class SupervisorLeaseRules(RuleBasedStateMachine):
 
 TestSupervisorLeaseRules = SupervisorLeaseRules.TestCase
 TestSupervisorLeaseRules.settings = settings(
-    max_examples=300, stateful_step_count=40, deadline=None
+    max_examples=examples(200), stateful_step_count=40, deadline=None
 )

@@ -61,6 +61,7 @@ from scs.observations import (
 from scs.pair_machine import FAILOVER_STATES
 from scs.state import ProcessState
 from scs.status import ServerStatus, parse_status
+from tests.helpers.examples import examples
 
 from .test_core import scs_settings
 
@@ -474,5 +475,5 @@ class World(RuleBasedStateMachine):
 
 
 TestWorld = World.TestCase
-# 600 runs of up to 60 steps (28 s at 1,000: make test keeps under 5 minutes)
-TestWorld.settings = settings(max_examples=600, stateful_step_count=60, deadline=None)
+# 400 runs of up to 60 steps in make test (it keeps under 5 minutes; HYPOTHESIS_SCALE for more)
+TestWorld.settings = settings(max_examples=examples(400), stateful_step_count=60, deadline=None)

@@ -30,7 +30,6 @@ the margin). Checked at every instant something happens:
 from __future__ import annotations
 
 import heapq
-import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -52,6 +51,7 @@ from scs.election import (
     RenewLease,
     TakeLease,
 )
+from tests.helpers.examples import examples
 
 TTL, RENEW, RETRY, MARGIN = 3.0, 1.0, 0.5, 0.5
 FAST, SLOW = 0.05, 0.6  # one-way delays: usually under FAST, in a slow example up to SLOW
@@ -405,9 +405,9 @@ class Supervisors(RuleBasedStateMachine):
         event(f"lossy: {'yes' if self.lossy_sends else 'no'}")
 
 
-# 250 examples in make test (~5 s); HYPOTHESIS_ELECTION_EXAMPLES=5000 for a longer search.
+# 170 examples in make test; HYPOTHESIS_SCALE=30 for a longer search (tests/helpers/examples.py).
 Supervisors.TestCase.settings = settings(
-    max_examples=int(os.environ.get("HYPOTHESIS_ELECTION_EXAMPLES", "250")),
+    max_examples=examples(170),
     stateful_step_count=50,
     deadline=None,
 )
