@@ -60,6 +60,8 @@ def _figures(summary: Summary) -> list[Result | Plot]:
             f"{len(times)} faults '{kind}' in {summary.schedules} schedules on {engine}: fault to "
             f"the first write acknowledged in a newer epoch; max {max(times):.3f} s"
         )
+        if kind in summary.slowest:
+            how += f" (replay: {summary.slowest[kind][1]})"
         for stat, value, target, notes in (
             ("median", p50, t50, how),
             ("p99", p99, t99, "nearest rank over the same faults"),

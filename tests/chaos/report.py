@@ -21,6 +21,8 @@ class Summary:
     requests: int = 0
     violations: list[str] = field(default_factory=list)
     failover_times: dict[str, list[float]] = field(default_factory=dict)
+    #: the slowest failover of each kind and the command that replays its schedule
+    slowest: dict[str, tuple[float, str]] = field(default_factory=dict)
     seconds: float = 0.0
     #: what a failover time runs to, from the fault
     timed_to: str = "first write acknowledged in a newer epoch"
@@ -45,6 +47,8 @@ class Summary:
         self.requests += len(record.requests)
         for kind, values in times.items():
             self.failover_times.setdefault(kind, []).extend(values)
+            if values and max(values) > self.slowest.get(kind, (-1.0, ""))[0]:
+                self.slowest[kind] = (max(values), replay)
         self.violations += [f"{v}  (replay: {replay})" for v in violations]
 
 
@@ -97,6 +101,9 @@ def print_summary(summaries: Sequence[Summary]) -> None:
                 f"{max(values):.3f} s",
             )
     console.print(times)
+    for s in summaries:
+        for kind, (slowest, replay) in sorted(s.slowest.items()):
+            console.print(f"slowest {s.engine} {kind}: {slowest:.3f} s; {replay}", highlight=False)
     reached = sorted({k for s in summaries for k in s.reached})
     if reached:
         table = Table(title="Reached by the schedules")
