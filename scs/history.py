@@ -108,7 +108,11 @@ class FailoverStories:
         if story is None:
             return ended
         if event_id in CAUSES and story.cause is None:
-            story.cause, story.decided_at = CAUSES[event_id], max(now, story.fault_at)
+            decided = max(now, story.fault_at)
+            if story.promoted_at is not None:
+                # told after the promotion (found by hypothesis): no later than it
+                decided = min(decided, story.promoted_at)
+            story.cause, story.decided_at = CAUSES[event_id], decided
         if event_id == 40306:
             story.new_primary = str(fields.get("server"))
             story.epoch = _int(fields.get("epoch"))
@@ -118,7 +122,7 @@ class FailoverStories:
         if event_id not in STARTS:
             story.events.append(event_id)
         if event_id == 40309:
-            story.healthy_at = max(now, story.promoted_at or story.fault_at)
+            story.healthy_at = max(now, story.promoted_at or story.decided_at or story.fault_at)
             ended.append(self._end(pair, "healthy"))
         elif event_id in ENDS:
             ended.append(self._end(pair, ENDS[event_id]))

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from scs import events
@@ -112,8 +112,29 @@ _EVENT = st.tuples(
 )
 
 
+_NO_FIELDS: dict[str, Any] = {"pair": "q", "server": "cs1", "epoch": None, "ms": None}
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(_EVENT, max_size=40))
+# found by hypothesis (a local, non-derandomized run): the decision told a second after
+# the promotion it led to was stamped after it
+@example(
+    [
+        (40301, _NO_FIELDS, -2.56),
+        (40306, {**_NO_FIELDS, "server": "cs2", "epoch": 1}, 0.0),
+        (40304, _NO_FIELDS, 1.0),
+    ]
+)
+# and healthy again, without a promotion, before a decision told late
+@example(
+    [
+        (40301, {**_NO_FIELDS, "pair": "p"}, 0.0),
+        (40304, {**_NO_FIELDS, "pair": "p"}, 1.0),
+        (40101, {**_NO_FIELDS, "pair": "p"}, -1.0),
+        (40309, {**_NO_FIELDS, "pair": "p"}, 0.0),
+    ]
+)
 def test_any_sequence_keeps_the_invariants(sequence: list[tuple[int, dict[str, Any], float]]):
     stories = FailoverStories()
     now, started, ended = 1000.0, 0, []
