@@ -135,10 +135,11 @@ def _tell(writer: Writer, killed: float, promoted: float, nodes: tuple[Node, Nod
     """What a failed run saw, printed before it is raised: the writer's outcomes since
     the kill and the tail of each server's event log (its directory is removed)."""
     now = time.monotonic()
+    last = f"{now - writer.acks[-1].at:.1f} s ago" if writer.acks else "none"
     print(
         f"    the run failed {now - killed:.1f} s after the kill, {now - promoted:.1f} s after "
-        f"the promotion; {len(writer.acked)} acknowledged, last "
-        f"{now - writer.acks[-1].at:.1f} s ago; {len(writer.unknown)} cut off, refused: "
+        f"the promotion; {len(writer.acked)} acknowledged, last {last}; "
+        f"{len(writer.unknown)} cut off, refused: "
         f"{sorted({code for t, code in writer.refused if t > killed})}",
         flush=True,
     )
