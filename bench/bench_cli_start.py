@@ -15,7 +15,6 @@ with ``.venv/bin/python -m bench.bench_cli_start [--quick]``.
 from __future__ import annotations
 
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import time
 from pathlib import Path
 
 from bench._report import Benchmark, Result, figure, main
+from tests.helpers.system import free_port
 
 BIN = Path(sys.executable).parent
 #: Runs of each command; the figure is their median.
@@ -60,12 +60,6 @@ def start_times(argv: list[str], env: dict[str, str]) -> list[float]:
     return times
 
 
-def _refused_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _notes(times: list[float]) -> str:
     return f"{len(times)} runs, {min(times) * 1000:.0f} to {max(times) * 1000:.0f} ms"
 
@@ -91,7 +85,8 @@ def bench_start() -> list[Result]:
                 _notes(times),
             )
         )
-    status = [str(BIN / "cfgctl"), "status", "--server", f"127.0.0.1:{_refused_port()}"]
+    nobody = free_port()  # nothing listens there
+    status = [str(BIN / "cfgctl"), "status", "--server", f"127.0.0.1:{nobody}"]
     times = start_times(status, env)
     results.append(
         figure(

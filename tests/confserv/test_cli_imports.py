@@ -11,13 +11,12 @@ bench/bench_cli_start.py's.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 
 import pytest
 
-from tests.helpers.system import IDLE_PAIR
+from tests.helpers.system import IDLE_PAIR, free_port
 
 STORE = ("sqlalchemy", "sqlmodel", "asyncpg")
 LIGHT = (*STORE, "trio", "rich", "yaml")
@@ -45,13 +44,6 @@ def imported(module: str, argv: list[str], watched: tuple[str, ...]) -> list[str
     return found
 
 
-def refused_port() -> int:
-    """A port on 127.0.0.1 where nothing listens (bound, then closed)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.parametrize(
     ("module", "argv"),
     [
@@ -72,13 +64,13 @@ def test_version_and_help_import_neither_the_store_nor_trio_rich_yaml(
 
 
 def test_a_status_call_imports_trio_but_not_the_store() -> None:
-    argv = ["cfgctl", "status", "--server", f"127.0.0.1:{refused_port()}"]
+    argv = ["cfgctl", "status", "--server", f"127.0.0.1:{free_port()}"]
     assert imported("confserv.admin.cfgctl", argv, (*STORE, "trio")) == ["trio"]
 
 
 def test_scs_status_imports_trio_but_neither_the_store_nor_the_supervisor(tmp_path) -> None:
     conf = tmp_path / "scs.conf"
-    conf.write_text(f"[scs]\ncontrol-port = {refused_port()}\ncontrol-secret = x\n{IDLE_PAIR}")
+    conf.write_text(f"[scs]\ncontrol-port = {free_port()}\ncontrol-secret = x\n{IDLE_PAIR}")
     conf.chmod(0o600)
     watched = (*STORE, "trio", "scs.supervisor", "prometheus_client")
     assert imported("scs.cli", ["scs", "status", "-f", str(conf)], watched) == ["trio"]
