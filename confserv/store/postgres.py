@@ -55,6 +55,9 @@ from confserv.wire.errors import ConfServError, ConstraintError, StoreError, Una
 from .base import Plan, PlanStore, Query
 
 _log = logging.getLogger(__name__)
+#: asyncpg's errors that no task awaited: a child of "asyncpg", which a server routes
+#: into its log as one line (20150).
+_unawaited = logging.getLogger("asyncpg.unawaited")
 
 _NOW = "(extract(epoch from clock_timestamp())::float8)"
 _PLACEHOLDER = re.compile(r"\?")
@@ -292,6 +295,22 @@ def _writable_connector(addresses: Sequence[tuple[str, int]], timeout: float) ->
     return connect
 
 
+def _unawaited_error(_loop: Any, context: dict[str, Any]) -> None:
+    """asyncio's report of an error that no task awaited, as one log line.
+
+    asyncpg leaves such errors behind when PostgreSQL goes away under it (a
+    connection's waiter failed with "unexpected connection_lost() call" after its
+    caller had given up: "Future exception was never retrieved"). The failure
+    itself reaches the store's caller on its own path, as UnavailableError.
+    trio-asyncio's default handler would raise the report into the loop's
+    nursery, which ends the store and with it the server (seen in a PostgreSQL
+    restart under load: the primary exited with a traceback)."""
+    exc = context.get("exception")
+    message = context.get("message") or "an asyncio error no task awaited"
+    detail = f": {type(exc).__name__}: {exc}" if exc is not None else ""
+    _unawaited.warning("asyncpg left an error unawaited (ignored): %s%s", message, detail)
+
+
 async def _steps(conn: Any, plan: Plan) -> Any:
     """Feed ``plan`` its rows, query by query; its return value."""
     try:
@@ -318,6 +337,7 @@ async def open_pg_store(
     server of ``addresses`` that accepts writes (whichever it is at each connect)."""
     where = ", ".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in addresses)
     async with trio_asyncio.open_loop() as loop:
+        loop.set_exception_handler(_unawaited_error)
         try:
             with trio.fail_after(timeout):
                 pool = await trio_asyncio.aio_as_trio(asyncpg.create_pool)(

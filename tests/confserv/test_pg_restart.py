@@ -47,7 +47,15 @@ async def test_a_postgresql_restart_heals_without_a_traceback(
             await trio.to_thread.run_sync(cluster.restart)
             restarted = trio.current_time()
             acked = len(writer.acked)
-            await writer.until(acked + 5)
+            try:
+                await writer.until(acked + 5)
+            except trio.TooSlowError:
+                tails = "\n".join(
+                    f"--- {proc.logfile.name}:\n"
+                    + "\n".join(proc.logfile.read_text().splitlines()[-40:])
+                    for proc in (primary, backup)
+                )
+                raise AssertionError(f"not writable 30 s after the restart\n{tails}") from None
             assert trio.current_time() - restarted <= RECONNECT_TIMEOUT + TTL
         writer.stop.set()
     for proc in (primary, backup):
