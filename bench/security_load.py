@@ -1,7 +1,8 @@
 """The attackers of ``bench/bench_security.py``, in a process of their own.
 
-``python -m bench.security_load --seconds S [--retry R] [--hold N ADDR]...
-[--flood N ADDR]... [--registered N ADDR PASSWORD]`` opens the crowds and floods,
+``python -m bench.security_load --seconds S [--retry R] [--source HOST] [--hold N ADDR]...
+[--flood N ADDR]... [--registered N ADDR PASSWORD]`` opens the crowds and floods (every
+connection from ``--source`` when given: ``127.0.0.2`` stands for another host),
 runs until ``S`` seconds have passed or it gets SIGTERM, and prints what it did as
 one JSON line (``counts``, ``open_max``). A separate process keeps the attackers'
 event loop out of the good client's timings: 3,000 connections churning in the
@@ -44,11 +45,14 @@ class Load:
     open_max: int = 0
 
 
-async def hold(address: tuple[str, int], retry: float, load: Load, stop: trio.Event) -> None:
-    """One member of a crowd: connect, send ``first``, read until closed; again."""
+async def hold(
+    address: tuple[str, int], retry: float, load: Load, stop: trio.Event, source: str | None
+) -> None:
+    """One member of a crowd: connect (from ``source``, None: the kernel's choice), send
+    a HELLO, read until closed; again."""
     while not stop.is_set():
         try:
-            stream = await trio.open_tcp_stream(*address)
+            stream = await trio.open_tcp_stream(*address, local_address=source)
         except OSError:
             load.counts["connect failed"] += 1
             await trio.sleep(retry)
@@ -68,11 +72,11 @@ async def hold(address: tuple[str, int], retry: float, load: Load, stop: trio.Ev
         await trio.sleep(retry)
 
 
-async def flood(address: tuple[str, int], load: Load, stop: trio.Event) -> None:
+async def flood(address: tuple[str, int], load: Load, stop: trio.Event, source: str | None) -> None:
     """Unauthenticated: HELLO, then 4 MiB frames until refused; again."""
     while not stop.is_set():
         try:
-            stream = await trio.open_tcp_stream(*address)
+            stream = await trio.open_tcp_stream(*address, local_address=source)
         except OSError:
             await trio.sleep(_RETRY)
             continue
@@ -87,14 +91,14 @@ async def flood(address: tuple[str, int], load: Load, stop: trio.Event) -> None:
 
 
 async def registered_flood(
-    address: tuple[str, int], password: str, load: Load, stop: trio.Event
+    address: tuple[str, int], password: str, load: Load, stop: trio.Event, source: str | None
 ) -> None:
     """Registered: 4 MiB unknown-op requests, never reading an answer."""
     register = message_frame(
         {"op": "register", "id": 1, "app": "flood", "user": "default", "password": password}
     )
     while not stop.is_set():
-        stream = await trio.open_tcp_stream(*address)
+        stream = await trio.open_tcp_stream(*address, local_address=source)
         async with stream:
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 await stream.send_all(GOOD_HELLO + register)
@@ -125,13 +129,15 @@ async def run(args: argparse.Namespace) -> Load:
             nursery.start_soon(until_signal)
             for n, address in args.hold:
                 for _ in range(int(n)):
-                    nursery.start_soon(hold, _address(address), args.retry, load, stop)
+                    nursery.start_soon(hold, _address(address), args.retry, load, stop, args.source)
             for n, address in args.flood:
                 for _ in range(int(n)):
-                    nursery.start_soon(flood, _address(address), load, stop)
+                    nursery.start_soon(flood, _address(address), load, stop, args.source)
             for n, address, password in args.registered:
                 for _ in range(int(n)):
-                    nursery.start_soon(registered_flood, _address(address), password, load, stop)
+                    nursery.start_soon(
+                        registered_flood, _address(address), password, load, stop, args.source
+                    )
             with trio.move_on_after(args.seconds):
                 await stop.wait()
             stop.set()
@@ -144,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.security_load")
     parser.add_argument("--seconds", type=float, required=True)
     parser.add_argument("--retry", type=float, default=1.0)
+    parser.add_argument("--source", default=None, help="the local address to connect from")
     parser.add_argument("--hold", nargs=2, action="append", default=[], metavar=("N", "ADDR"))
     parser.add_argument("--flood", nargs=2, action="append", default=[], metavar=("N", "ADDR"))
     parser.add_argument(

@@ -94,11 +94,14 @@ def address_arg(address: tuple[str, int]) -> str:
 
 
 @contextlib.asynccontextmanager
-async def attackers(args: list[str], load: Load, retry: float) -> AsyncIterator[None]:
-    """The crowds and floods of ``args`` in their own process, from 1 s after the start
-    (its imports) until the block ends; what they did into ``load``."""
+async def attackers(
+    args: list[str], load: Load, retry: float, source: str | None = None
+) -> AsyncIterator[None]:
+    """The crowds and floods of ``args`` in their own process, every connection from
+    ``source`` (None: the kernel's choice, 127.0.0.1 like the good client), from 1 s
+    after the start (its imports) until the block ends; what they did into ``load``."""
     command = [sys.executable, "-m", "bench.security_load", "--seconds", "3600"]
-    command += ["--retry", f"{retry:g}", *args]
+    command += ["--retry", f"{retry:g}", *(["--source", source] if source else []), *args]
     proc = await trio.lowlevel.open_process(command, stdout=subprocess.PIPE)
     assert proc.stdout is not None
     try:

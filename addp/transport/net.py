@@ -24,6 +24,7 @@ from .._events import ConnectionClosed, PeerLostEvent
 from .._frames import DEFAULT_MAX_FRAME_SIZE
 from .._guard import DEFAULT_FRAME_TIMEOUT
 from .._options import AddpOptions
+from .admission import EVICTED, Admission, RateLog, Waiting, source_of
 from .ends import TRANSPORT_ERRORS, end_reason, suppress_transport
 from .link import CLOSE_FLUSH_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, Link
 from .tls import (
@@ -38,14 +39,6 @@ from .tls import (
 #: Largest frame an unauthenticated peer may send on a port with an
 #: authentication deadline (its requests before authenticating are small).
 DEFAULT_UNAUTHENTICATED_FRAME_SIZE = 64 * 1024
-#: The CLOSE reason of an unauthenticated connection closed to make room for a newer one.
-EVICTED = "too many connections not authenticated yet: the oldest is closed first; try again"
-#: An unauthenticated connection is closed for a newcomer only after this many seconds:
-#: a crowd then turns a port's places over at most once a second (each admission costs
-#: the server a handshake), and a peer that authenticates at once still finds one.
-EVICT_MIN_AGE = 1.0
-#: Seconds between two log lines about refused connections on one port.
-REFUSAL_LOG_INTERVAL = 10.0
 #: Connections over a cap of a TLS port told why (over TLS, a handshake each, of at
 #: most CLOSE_FLUSH_TIMEOUT) at once; past it they are closed without a word.
 MAX_TLS_REFUSALS = 16
@@ -251,14 +244,20 @@ async def serve(
     not is closed with a CLOSE saying so. ``max_connections`` caps the open
     links, ``max_unauthenticated`` those not authenticated yet. A connection
     over ``max_connections`` gets this side's HELLO and a CLOSE naming the cap,
-    and is closed at once (logged at most once per :data:`REFUSAL_LOG_INTERVAL`).
-    At ``max_unauthenticated``, the *oldest* unauthenticated connection is
-    closed (CLOSE :data:`EVICTED`) to make room for the new one, if it has
-    waited :data:`EVICT_MIN_AGE` and its credentials are not being checked
-    (:meth:`Link.authenticating`); else the new one is refused. A crowd that
-    keeps the cap full cannot keep out a peer that authenticates at once (the
-    supervisor, a backup, a proxy), while each of the crowd's connections
-    lives only until newer ones push it out.
+    and is closed at once (logged at most once per
+    :data:`~addp.transport.admission.REFUSAL_LOG_INTERVAL`). At
+    ``max_unauthenticated``, a waiting connection is closed (CLOSE
+    :data:`EVICTED`) to make room for the new one, as
+    :meth:`~addp.transport.admission.Admission.make_room` chooses: at once the
+    oldest of a source address holding at least two places more than the
+    newcomer's, else the oldest of the sources holding the most once it has
+    waited :data:`~addp.transport.admission.EVICT_MIN_AGE`; never one whose
+    credentials are being checked (:meth:`Link.authenticating`). When none
+    may go, the new one is refused. A crowd from one host cannot keep out the
+    peers of another, and even a crowd from the same address cannot keep out
+    a peer that authenticates at once (the supervisor, a backup, a proxy),
+    while each of the crowd's connections lives only until newer ones push it
+    out.
 
     ``ssl_context`` (a server-side context): every connection speaks TLS. Its
     TLS handshake must finish within ``auth_timeout`` (``handshake_timeout``
@@ -271,8 +270,8 @@ async def serve(
     """
     if auth_timeout is not None:
         kwargs.setdefault("unauthenticated_frame_size", DEFAULT_UNAUTHENTICATED_FRAME_SIZE)
-    counts = _Counts()
-    tls_failures = _RateLog()
+    counts = Admission()
+    tls_failures = RateLog()
     tls_timeout = auth_timeout or kwargs.get("handshake_timeout", DEFAULT_HANDSHAKE_TIMEOUT)
     frame_size = kwargs.get("max_frame_size")
 
@@ -300,7 +299,7 @@ async def serve(
         full = counts.refusal(max_connections, max_unauthenticated, auth_timeout is not None)
         victim = None
         if full is not None and full.startswith("too many connections not authenticated"):
-            victim = counts.evict_oldest(trio.current_time())  # its place: before any await
+            victim = counts.make_room(source_of(where), trio.current_time())  # before any await
             if victim is not None:
                 full = counts.refusal(max_connections, max_unauthenticated, True)
         if full is not None:
@@ -320,7 +319,7 @@ async def serve(
             return
         counts.open += 1
         authenticated = auth_timeout is None
-        waiting = _Waiting(where, trio.CancelScope(), trio.current_time())
+        waiting = Waiting(where, trio.CancelScope(), trio.current_time())
         if not authenticated:
             counts.wait(waiting)
         if victim is not None:
@@ -371,94 +370,6 @@ async def serve(
     listeners = await _network.get().open_listeners(host, port)
     task_status.started(listeners)
     await trio.serve_listeners(_one, listeners)
-
-
-class _RateLog:
-    """Lines about refused connections of one kind: the first, then at most one per
-    :data:`REFUSAL_LOG_INTERVAL` with the count of those not told."""
-
-    def __init__(self) -> None:
-        self.refused = 0
-        self._logged_at: float | None = None
-
-    def note(self, where: str, reason: str, now: float) -> None:
-        """Count one refusal; log it if the interval since the last line has passed."""
-        self.refused += 1
-        if self._logged_at is not None and now < self._logged_at + REFUSAL_LOG_INTERVAL:
-            return
-        more = f" ({self.refused - 1} more refused before it)" if self.refused > 1 else ""
-        _log.info("link %s refused: %s%s", where, reason, more)
-        self._logged_at, self.refused = now, 0
-
-
-class _Waiting:
-    """One connection of a port not authenticated yet: what evicting it takes."""
-
-    def __init__(self, where: str, scope: trio.CancelScope, since: float = 0.0) -> None:
-        self.where = where
-        self.since = since  # when it was let in
-        self.scope = scope  # the connection's task (cancelled: closed without a word)
-        self.link: Link | None = None  # once its ADDP handshake began: closed with a CLOSE
-        self.busy = False  # its credentials are being checked (Link.authenticating)
-
-    async def close(self, reason: str) -> None:
-        """Close it: a CLOSE with ``reason`` when it has a link, else cancel its task."""
-        if self.link is not None:
-            await self.link.aclose(reason)
-        else:
-            self.scope.cancel()
-
-
-class _Counts:
-    """Open and unauthenticated links of one port, and its refusals (for the log)."""
-
-    def __init__(self) -> None:
-        self.open = 0
-        #: The unauthenticated connections, oldest first (the next to be evicted).
-        self._waiting: dict[_Waiting, None] = {}
-        #: Connections over a cap being refused over TLS now.
-        self.refusing = 0
-        self._refusals = _RateLog()
-
-    @property
-    def unauthenticated(self) -> int:
-        """How many connections have not authenticated yet."""
-        return len(self._waiting)
-
-    def wait(self, waiting: _Waiting) -> None:
-        """A new connection is not authenticated yet."""
-        self._waiting[waiting] = None
-
-    def done_waiting(self, waiting: _Waiting) -> None:
-        """``waiting`` authenticated, ended or was evicted."""
-        self._waiting.pop(waiting, None)
-
-    def evict_oldest(self, now: float) -> _Waiting | None:
-        """Take the oldest unauthenticated connection whose credentials are not being
-        checked out of the count, if it has waited :data:`EVICT_MIN_AGE` (None: none)."""
-        oldest = next((w for w in self._waiting if not w.busy), None)
-        if oldest is None or now - oldest.since < EVICT_MIN_AGE:
-            return None
-        del self._waiting[oldest]
-        return oldest
-
-    def refusal(
-        self, max_connections: int | None, max_unauthenticated: int | None, counted: bool
-    ) -> str | None:
-        """Why one more connection is refused now, or None to accept it."""
-        if max_connections is not None and self.open >= max_connections:
-            return f"too many connections: this port serves at most {max_connections}; try later"
-        waiting = self.unauthenticated
-        if counted and max_unauthenticated is not None and waiting >= max_unauthenticated:
-            return (
-                f"too many connections not authenticated yet (at most "
-                f"{max_unauthenticated}); try later"
-            )
-        return None
-
-    def log_refusal(self, where: str, reason: str, now: float) -> None:
-        """Log the first refusal, then at most one line per interval with the count."""
-        self._refusals.note(where, reason, now)
 
 
 async def _refuse(

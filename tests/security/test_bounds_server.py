@@ -234,7 +234,7 @@ async def test_1000_deep_nesting_is_one_clear_error_and_closes_only_that_connect
 async def test_connections_over_the_caps_are_refused_with_a_clear_close(
     tmp_path: Path, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("addp.transport.net.EVICT_MIN_AGE", 0.0)  # its rule: test_eviction.py
+    monkeypatch.setattr("addp.transport.admission.EVICT_MIN_AGE", 0.0)  # its rule: test_eviction.py
     server = await start(tmp_path, nursery, max_connections=40, max_unauthenticated=20)
     async with trio.open_nursery() as inner, good_client(server, "good") as good:
         registered = []
@@ -282,7 +282,7 @@ async def inner_enter(nursery: trio.Nursery, manager: Any) -> Any:
 async def test_the_management_port_caps_unauthenticated_connections(
     server: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("addp.transport.net.EVICT_MIN_AGE", 0.0)  # its rule: test_eviction.py
+    monkeypatch.setattr("addp.transport.admission.EVICT_MIN_AGE", 0.0)  # its rule: test_eviction.py
     from confserv.client.session import open_management
     from confserv.server.ports import MANAGEMENT_MAX_UNAUTHENTICATED
     from tests.confserv.conftest import SECRET
@@ -297,6 +297,37 @@ async def test_the_management_port_caps_unauthenticated_connections(
     # supervisor that authenticates at once gets in while the crowd stays.
     with trio.fail_after(10):
         async with open_management(*address, SECRET) as m:
+            assert m.initial_status["role"] == "primary"
+        assert await close_reason(crowd.pop(0)) == EVICTED
+    for stream in crowd:
+        await stream.aclose()
+
+
+async def test_a_crowd_from_one_address_cannot_keep_out_a_peer_from_another(
+    server: dict[str, Any],
+) -> None:
+    """At the cap, a newcomer from a source holding two places fewer than the crowd's
+    takes the place of the crowd's oldest at once (no EVICT_MIN_AGE wait); a newcomer
+    from the crowd's own address still waits for it, and is refused until then."""
+    from confserv.client.session import open_management
+    from confserv.server.ports import MANAGEMENT_MAX_UNAUTHENTICATED
+    from tests.confserv.conftest import SECRET
+
+    address = ("127.0.0.1", server["management_port"])
+    crowd = []
+    for _ in range(MANAGEMENT_MAX_UNAUTHENTICATED):  # all from 127.0.0.2, just connected
+        stream = await trio.open_tcp_stream(*address, local_address="127.0.0.2")
+        await stream.send_all(HELLO)
+        crowd.append(stream)
+    with trio.fail_after(10):
+        while True:  # the server has counted every one of them
+            same = await trio.open_tcp_stream(*address, local_address="127.0.0.2")
+            await same.send_all(HELLO)
+            reason = await close_reason(same)
+            if reason is not None and reason.startswith("too many connections not"):
+                break
+            await trio.sleep(0.01)
+        async with open_management(*address, SECRET) as m:  # from 127.0.0.1
             assert m.initial_status["role"] == "primary"
         assert await close_reason(crowd.pop(0)) == EVICTED
     for stream in crowd:

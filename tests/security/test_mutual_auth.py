@@ -413,7 +413,7 @@ async def test_the_control_port_caps_its_connections(
     from addp.transport.net import EVICTED
     from scs.control import CONTROL_MAX_UNAUTHENTICATED, serve_control
 
-    monkeypatch.setattr("addp.transport.net.EVICT_MIN_AGE", 0.0)  # its rule: test_eviction.py
+    monkeypatch.setattr("addp.transport.admission.EVICT_MIN_AGE", 0.0)  # its rule: test_eviction.py
     log = Capture()
     settings = SimpleNamespace(
         control_port=0,
