@@ -86,13 +86,16 @@ BOUNDS_TABLE = OptionTable.of(
         shown=f"`{DEFAULT_MAX_UNAUTHENTICATED}` (at most `max-connections`)",
         low=1,
         high=1_000_000,
-        meaning="Most client connections not registered yet. At the cap the oldest of them "
-        "is closed (CLOSE `too many connections not authenticated yet: the oldest is closed "
-        "first; try again`) to make room for a new one, if it has waited 1 s and its "
-        "password is not being checked; else the new one is refused (`... (at most N); try "
-        "later`). A crowd of idle connections then cannot keep out a client that retries, "
-        "and turns the places over at most once a second. The management and control ports "
-        "allow 64.",
+        meaning="Most client connections not registered yet. At the cap one of them is "
+        "closed (CLOSE `too many connections not authenticated yet: the oldest is closed "
+        "first; try again`) to make room for a new one: at once the oldest of a source "
+        "address (the peer's host) holding at least two places more than the newcomer's; "
+        "else the oldest of the addresses holding the most, once it has waited 1 s; never "
+        "one whose password is being checked. When none may go, the new one is refused "
+        "(`... (at most N); try later`). A crowd from one host then cannot keep out the "
+        "clients of another, and a crowd from the client's own address turns the places "
+        "over at most once a second while a client that retries still gets in. The "
+        "management and control ports allow 64.",
     ),
 )
 

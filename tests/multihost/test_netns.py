@@ -287,7 +287,10 @@ def test_failure_inside_the_block_still_tears_down() -> None:
 def test_ctrl_c_or_sigterm_tears_down(sig: signal.Signals) -> None:
     """SIGINT or SIGTERM (``timeout``'s) to a process inside ``with TestBed()`` removes all."""
     script = (
-        "import sys,time\n"
+        "import signal,sys,time\n"
+        # As a terminal's foreground child has it: a child of a background job
+        # starts with SIGINT ignored, and would sleep through the Ctrl-C.
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "from tests.multihost.netns import TestBed\n"
         "with TestBed() as bed:\n"
         "    sleeper = bed.spawn('A', ['sleep', '60'])\n"
