@@ -11,7 +11,7 @@ Rules (the Application object's ``reconnect_timeout`` and ``reconnect_attempts``
 - Each server is tried ``attempts`` times, ``timeout`` seconds apart, before
   the next one of the list; the list is tried round and round.
 - A connection that was up and is lost moves on to the next server at once
-  (the server just lost is tried last), with no wait; but at most once per
+  (the server just lost, the one it was up on, is tried last), with no wait; but at most once per
   ``timeout``: a loss within ``timeout`` of the previous one waits out the
   rest, so servers that accept a session and drop it at once (a primary
   shutting down, a relay that cuts) are not hammered in a hot loop.
@@ -95,10 +95,14 @@ class ReconnectPolicy:
         self.wait_until = None
         self.deadline = math.inf if self.give_up_after is None else now + self.give_up_after
 
-    def connected(self) -> None:
-        """The attempt connected: the client is up."""
+    def connected(self, index: int | None = None) -> None:
+        """The attempt connected: the client is up. ``index``: the server of the list
+        it is up on, when that is another than the one tried (the backup tried named
+        its primary, and the client went there): a loss then moves on from that one."""
         self._attempting("connected")
         self.up = True
+        if index is not None and index % self.servers != self.server:
+            self.index, self.tries = index % self.servers, 0
 
     def lost(self, now: float) -> Wait | None:
         """The connection that was up ended at ``now``: the next server, at once

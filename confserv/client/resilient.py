@@ -109,13 +109,16 @@ class ResilientClient:
                     ticket = client.info.get("ticket")
                     self._ticket = ticket if isinstance(ticket, str) else None
                     await self._resubscribe(client)
-                    policy.connected()
+                    # Where it is up: a backup tried may have named its primary.
+                    server = client.address
+                    on = self.servers.index(server) if server in self.servers else None
+                    policy.connected(on)
                     self._up.set()
                     if not started:
                         started = True
                         task_status.started()
                     await client.session.closed.wait()
-                # the server just lost is tried last; at once, unless it flaps
+                # the server just lost is tried last, and briefly; at once, unless it flaps
                 self._suspects.add(server)
                 decision = policy.lost(trio.current_time())
                 last_error = None

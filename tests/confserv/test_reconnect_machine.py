@@ -4,7 +4,8 @@
 Invariants:
 
 - each server is tried ``attempts`` times in a row, ``timeout`` apart, before
-  the next of the list; a lost connection moves on to the next at once, unless
+  the next of the list; a lost connection moves on to the next after the one it
+  was up on (which a backup's hint may have made another than the one tried) at once, unless
   the previous loss was less than ``timeout`` before: then no sooner than
   ``timeout`` after it (never a hot loop on servers that drop every session);
 - no attempt starts before the wait after a failure is over;
@@ -56,8 +57,8 @@ class ReconnectRules(RuleBasedStateMachine):
     def time_passes(self, dt: float) -> None:
         self.now += dt
 
-    @rule(connects=st.booleans())
-    def an_attempt(self, connects: bool) -> None:
+    @rule(connects=st.booleans(), landed=st.none() | st.integers(0, 2))
+    def an_attempt(self, connects: bool, landed: int | None) -> None:
         if self.gave_up or self.up:
             return
         if self.now < self.not_before:
@@ -66,7 +67,10 @@ class ReconnectRules(RuleBasedStateMachine):
         assert self.p.may_try(self.now)
         assert self.p.server == self.index % self.servers
         if connects:
-            self.p.connected()
+            # landed: up on another server of the list (the one tried named its primary)
+            self.p.connected(landed)
+            if landed is not None and landed % self.servers != self.index % self.servers:
+                self.index, self.tries = landed % self.servers, 0
             self.up = True
             return
         decision = self.p.failed(self.now)
@@ -183,6 +187,44 @@ async def test_a_lost_connection_moves_to_the_next_server_at_once(
             (2, 5.0),
             (1, 10.0),
         ]
+
+
+async def test_a_loss_after_a_backups_hint_moves_on_from_the_server_it_was_up_on(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by make chaos (SQLite, a SIGSTOP of the primary, failover 3.7 s against
+    2.0 s): the client tried the backup, which named its primary, and was up there;
+    when the stopped primary was lost the client counted the *backup* as lost, moved
+    on to the primary it had just lost and waited out connect_timeout on it."""
+    fake = FakeServers(up={1, 2})
+    seen: list[tuple[int, frozenset[tuple[str, int]]]] = []
+    hinted = True
+
+    @asynccontextmanager
+    async def hinting(servers: list[tuple[str, int]], **kw: object) -> AsyncIterator[FakeClient]:
+        nonlocal hinted
+        suspects = kw.get("suspects", frozenset())
+        assert isinstance(suspects, frozenset)
+        seen.append((servers[0][1], suspects))
+        if servers == SERVERS[:1] and hinted:  # a backup naming its primary, server 2
+            hinted = False
+            servers = SERVERS[1:]
+        async with fake.open_client(servers, **kw) as client:
+            yield client
+
+    monkeypatch.setattr(resilient, "open_client", hinting)
+    async with open_resilient_client(
+        SERVERS, app="t", user="u", password="p", reconnect_timeout=5.0
+    ) as client:
+        assert client.address == SERVERS[1]  # up on the primary it was told of
+        t0 = trio.current_time()
+        fake.clients[-1].session.closed.set()  # the primary is lost
+        with trio.fail_after(60):
+            while client.connects < 2:
+                await trio.sleep(0.01)
+        assert client.address == SERVERS[0]  # the promoted backup, at once
+        assert fake.attempts[-1] == (1, t0)
+    assert seen == [(1, frozenset()), (1, frozenset({SERVERS[1]}))]
 
 
 async def test_servers_that_drop_every_session_at_once_are_not_hammered(
