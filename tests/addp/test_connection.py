@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from addp import (
@@ -27,7 +27,7 @@ from addp import (
     encode_frame,
     encode_payload,
 )
-from addp._connection import keepalive_frame
+from addp._connection import keepalive_frame, single_message
 from addp._events import Event
 from addp._frames import FrameDecoder
 
@@ -295,3 +295,63 @@ def test_the_fast_path_takes_only_what_the_decoder_reads_as_one_keepalive_frame(
     got_kind, payload = frames[0]
     assert (got_kind, decode_payload(payload)) == found
     assert got_kind in (FrameKind.POLL, FrameKind.REPLY)
+
+
+_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+def _outcome(conn: Connection, pieces: list[bytes]) -> tuple[object, ...]:
+    """Feed ``pieces`` (one: whole, the fast path's shape; more: the decoder's), and
+    say what came of it: the events or the error's type, and the state after."""
+    try:
+        events: object = [e for piece in pieces for e in conn.receive_data(piece, 1.5)]
+    except RemoteProtocolError as exc:
+        events = type(exc)
+    return (
+        events,
+        conn.state,
+        conn.take_message_sizes(),
+        conn.data_to_send(),
+        conn.next_deadline(),
+        conn.keepalive.statistics(),
+    )
+
+
+@given(
+    value=_VALUES,
+    where=st.none() | st.integers(0, 40),
+    byte=st.integers(0, 255),
+    tail=st.binary(max_size=3),
+    cut=st.integers(min_value=1, max_value=8),
+    limit=st.sampled_from([None, 8, 16, 4096]),
+)
+@example(value="x" * 40, where=None, byte=0, tail=b"", cut=3, limit=16)  # over the limit
+@example(value="x", where=8, byte=0xC1, tail=b"", cut=3, limit=None)  # not msgpack
+def test_a_lone_message_frame_read_whole_ends_as_the_decoder_would_have_it(
+    value: object, where: int | None, byte: int, tail: bytes, cut: int, limit: int | None
+) -> None:
+    """A MESSAGE frame (one byte maybe replaced, maybe more bytes behind it) read in
+    one piece (the fast path, where it is exactly one frame) leaves the connection as
+    the same bytes read in two pieces (the decoder) do: the same message or the same
+    error, state, sizes, answer and deadlines; and the fast path takes only frames
+    the decoder reads as that one MESSAGE."""
+    data = bytearray(encode_frame(FrameKind.MESSAGE, encode_payload(value)) + tail)
+    if where is not None and where < len(data):
+        data[where] = byte
+    whole = bytes(data)
+    ends = []
+    for pieces in ([whole], [whole[:cut], whole[cut:]]):
+        a, _b, _, _ = open_pair(AddpOptions.addp(1.0), AddpOptions.addp(1.0))
+        if limit is not None:
+            a._decoder.max_frame_size = limit  # a peer held to an unauthenticated limit
+        ends.append(_outcome(a, pieces))
+    assert ends[0] == ends[1]
+    if single_message(whole, limit or FrameDecoder().max_frame_size):
+        (frame,) = FrameDecoder().feed(whole)
+        assert frame[0] is FrameKind.MESSAGE
