@@ -226,3 +226,42 @@ class FrameDecoder:
                 f"{FrameKind(kind).name} frame of {length} bytes exceeds the "
                 f"limit of {self.max_frame_size} bytes"
             )
+
+
+#: The kind byte of a MESSAGE.
+_MESSAGE_KIND = int(FrameKind.MESSAGE)
+#: msgpack's unsigned int markers and the payload size each makes.
+_UINT_SIZES = {0xCC: 2, 0xCD: 3, 0xCE: 5, 0xCF: 9}
+
+
+def single_message(data: bytes | bytearray, max_frame_size: int) -> bool:
+    """Whether ``data`` is exactly one MESSAGE frame with a well-formed header whose
+    payload is within ``max_frame_size`` (anything else is for the general decoder)."""
+    return (
+        len(data) > HEADER_SIZE
+        and data[0] == 0xAD
+        and data[1] == 0xD9
+        and data[2] == _MESSAGE_KIND
+        and data[3] == 0
+        and int.from_bytes(data[4:8], "big") == len(data) - HEADER_SIZE <= max_frame_size
+    )
+
+
+def keepalive_frame(data: bytes | bytearray) -> tuple[FrameKind, int] | None:
+    """``(kind, seq)`` when ``data`` is exactly one well-formed POLL or REPLY frame
+    whose payload is a msgpack unsigned int (fixint or uint 8/16/32/64), else None
+    (anything else, or anything malformed, is for the general decoder)."""
+    size = len(data) - HEADER_SIZE
+    if size < 1 or size > 9 or data[0] != 0xAD or data[1] != 0xD9:
+        return None
+    kind = data[2]
+    if kind not in (FrameKind.POLL, FrameKind.REPLY) or data[3] != 0:
+        return None
+    if int.from_bytes(data[4:8], "big") != size:
+        return None
+    first = data[8]
+    if first < 0x80:
+        return (FrameKind(kind), first) if size == 1 else None
+    if _UINT_SIZES.get(first) != size:
+        return None
+    return FrameKind(kind), int.from_bytes(data[9:], "big")

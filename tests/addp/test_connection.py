@@ -27,9 +27,8 @@ from addp import (
     encode_frame,
     encode_payload,
 )
-from addp._connection import keepalive_frame, single_message
 from addp._events import Event
-from addp._frames import FrameDecoder
+from addp._frames import FrameDecoder, keepalive_frame, single_message
 
 
 def pump(src: Connection, dst: Connection, now: float) -> list[Event]:
