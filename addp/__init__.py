@@ -7,7 +7,7 @@ trio adapter (:class:`~addp.transport.Link`, :func:`~addp.transport.connect`,
 nothing from ``confserv`` or ``scs``. The wire format is specified in ``docs/protocol.md``.
 """
 
-from ._connection import PROTOCOL_VERSIONS, Connection, ConnectionState, combine_timeouts
+from ._connection import Connection, ConnectionState
 from ._errors import (
     AddpError,
     AddpTimeout,
@@ -40,6 +40,7 @@ from ._frames import (
     encode_payload,
 )
 from ._guard import DEFAULT_FRAME_TIMEOUT, ConnectionGuard
+from ._hello import PROTOCOL_VERSIONS, combine_timeouts
 from ._keepalive import Keepalive, KeepaliveState, KeepaliveStatistics, PeerLost, SendPoll
 from ._options import (
     MAX_TIMEOUT,

@@ -23,22 +23,21 @@ from ._frames import (
     DEFAULT_MAX_FRAME_SIZE,
     HEADER_SIZE,
     MAX_MAX_FRAME_SIZE,
-    MIN_MAX_FRAME_SIZE,
     FrameDecoder,
     FrameKind,
     decode_payload,
     encode_frame,
     encode_payload,
     keepalive_frame,
+    keepalive_seq,
+    reply_to_poll,
     single_message,
 )
 from ._guard import DEFAULT_FRAME_TIMEOUT, ConnectionGuard
+from ._hello import combine_timeouts, hello_payload, read_hello
 from ._keepalive import Keepalive, PeerLost, SendPoll
-from ._options import MAX_TIMEOUT, AddpOptions
-from ._peer_text import peer_repr, peer_text
-
-#: Protocol versions this implementation speaks (inclusive range).
-PROTOCOL_VERSIONS = (1, 1)
+from ._options import AddpOptions
+from ._peer_text import peer_text
 
 
 class ConnectionState(enum.Enum):
@@ -59,22 +58,8 @@ class ConnectionState(enum.Enum):
 #: The one state a frame may be written in (looked up once, not per subscriber).
 _OPEN = ConnectionState.OPEN
 
-
-def combine_timeouts(own: float, pushed: float) -> float:
-    """The timeout a side runs: the smaller of its own and the peer's wish, ignoring zeros."""
-    wishes = [t for t in (own, pushed) if t > 0]
-    return min(wishes) if wishes else 0.0
-
-
-def _ms(seconds: float) -> int:
-    """Seconds to whole milliseconds; a nonzero value never rounds down to 0 (off)."""
-    return max(1, round(seconds * 1000)) if seconds > 0 else 0
-
-
 #: Longest CLOSE reason sent; longer ones are cut (they may quote peer input).
 MAX_REASON = 300
-#: Largest HELLO payload, so it fits the smallest frame limit a peer may announce.
-MAX_HELLO_SIZE = MIN_MAX_FRAME_SIZE
 
 
 class Connection:
@@ -132,19 +117,7 @@ class Connection:
         """Queue our HELLO. Call once, before anything else is sent."""
         if self.state is not ConnectionState.IDLE:
             raise LocalProtocolError(f"start() called in state {self.state.name}")
-        payload = {
-            "versions": list(PROTOCOL_VERSIONS),
-            "remote-timeout": _ms(self.options.requested_remote_timeout),
-            "remote-trace": self.options.enabled and self.options.trace.remote,
-            "max-frame-size": self._max_frame_size,
-            "app": self.hello,
-        }
-        data = encode_payload(payload)
-        if len(data) > MAX_HELLO_SIZE:
-            raise LocalProtocolError(
-                f"HELLO of {len(data)} bytes exceeds {MAX_HELLO_SIZE} bytes: keep the "
-                "application hello small"
-            )
+        data = hello_payload(self.options, self._max_frame_size, self.hello)
         self._queue(FrameKind.HELLO, data, now)
         self.state = ConnectionState.HANDSHAKE
 
@@ -305,7 +278,7 @@ class Connection:
         self._keepalive.bytes_received(now)
         self.guard.bytes_received(now, buffered=0, completed=1)
         if kind == FrameKind.POLL:
-            self._out.append(_REPLY_KIND.join((data[:2], data[3:])))
+            self._out.append(reply_to_poll(data))
             self._keepalive.frame_sent(now)
             self._keepalive.poll_received(now)
         else:
@@ -337,13 +310,13 @@ class Connection:
             out.append(Message(value))
             self._sizes.append(len(payload))
         elif kind is FrameKind.POLL:
-            seq = _seq_of(value, "POLL")
+            seq = keepalive_seq(value, "POLL")
             self._queue(FrameKind.REPLY, payload, now)
             self._keepalive.poll_received(now)
             if self.trace_enabled:
                 out.append(Trace(f"<-AP[{seq}] poll received, -AR[{seq}]-> reply sent"))
         elif kind is FrameKind.REPLY:
-            seq = _seq_of(value, "REPLY")
+            seq = keepalive_seq(value, "REPLY")
             rtt = self._keepalive.reply_received(seq, now)
             if self.trace_enabled:
                 took = f" after {rtt * 1000:.1f} ms" if rtt is not None else " (stale)"
@@ -360,54 +333,17 @@ class Connection:
     def _handle_hello(self, value: Any, now: float) -> HandshakeComplete:
         if self.state is not ConnectionState.HANDSHAKE:
             raise HandshakeError(f"HELLO received in state {self.state.name}")
-        if not isinstance(value, dict):
-            raise HandshakeError("HELLO payload must be a map")
-        versions = value.get("versions")
-        if (
-            not isinstance(versions, list)
-            or len(versions) != 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) for v in versions)
-            or versions[0] > versions[1]
-        ):
-            raise HandshakeError(
-                f"HELLO 'versions' must be [min, max] integers, got {peer_repr(versions)}"
-            )
-        low, high = max(versions[0], PROTOCOL_VERSIONS[0]), min(versions[1], PROTOCOL_VERSIONS[1])
-        if low > high:
-            raise HandshakeError(
-                f"no protocol version in common: we speak {PROTOCOL_VERSIONS[0]}-"
-                f"{PROTOCOL_VERSIONS[1]}, the peer {versions[0]}-{versions[1]}"
-            )
-        pushed_ms = value.get("remote-timeout", 0)
-        if (
-            not isinstance(pushed_ms, int)
-            or isinstance(pushed_ms, bool)
-            or not 0 <= pushed_ms <= MAX_TIMEOUT * 1000
-        ):
-            raise HandshakeError(
-                f"HELLO 'remote-timeout' must be 0 to 3600000 ms, got {peer_repr(pushed_ms)}"
-            )
-        peer_max = value.get("max-frame-size", MAX_MAX_FRAME_SIZE)
-        if (
-            not isinstance(peer_max, int)
-            or isinstance(peer_max, bool)
-            or not MIN_MAX_FRAME_SIZE <= peer_max <= MAX_MAX_FRAME_SIZE
-        ):
-            raise HandshakeError(f"HELLO 'max-frame-size' out of range: {peer_repr(peer_max)}")
-        remote_trace = value.get("remote-trace", False)
-        if not isinstance(remote_trace, bool):
-            raise HandshakeError(
-                f"HELLO 'remote-trace' must be a boolean, got {peer_repr(remote_trace)}"
-            )
-        self.version = high
-        self.peer_max_frame_size = peer_max
-        self.peer_hello = value.get("app")
-        self.trace_enabled = (self.options.enabled and self.options.trace.local) or remote_trace
-        timeout = combine_timeouts(self.options.local_timeout, pushed_ms / 1000)
+        hello = read_hello(value)
+        self.version = hello.version
+        self.peer_max_frame_size = hello.max_frame_size
+        self.peer_hello = hello.app
+        local = self.options.enabled and self.options.trace.local
+        self.trace_enabled = local or hello.remote_trace
+        timeout = combine_timeouts(self.options.local_timeout, hello.pushed_timeout)
         self._keepalive.reconfigure(timeout, now)
         self.state = ConnectionState.OPEN
         return HandshakeComplete(
-            version=high,
+            version=hello.version,
             peer_hello=self.peer_hello,
             local_timeout=timeout,
             peer_timeout=self.options.requested_remote_timeout,
@@ -462,15 +398,3 @@ class Connection:
     def keepalive(self) -> Keepalive:
         """The keep-alive timer, for statistics."""
         return self._keepalive
-
-
-#: The kind byte of a REPLY, spliced into a POLL's bytes to answer it.
-_REPLY_KIND = bytes([FrameKind.REPLY])
-
-
-def _seq_of(value: Any, kind: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise MalformedPayloadError(
-            f"{kind} payload must be a non-negative integer, got {peer_repr(value)}"
-        )
-    return value

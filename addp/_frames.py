@@ -26,6 +26,7 @@ from ._errors import (
     MalformedPayloadError,
     UnknownFrameKindError,
 )
+from ._peer_text import peer_repr
 
 #: The two bytes every frame starts with.
 MAGIC = b"\xad\xd9"
@@ -265,3 +266,25 @@ def keepalive_frame(data: bytes | bytearray) -> tuple[FrameKind, int] | None:
     if _UINT_SIZES.get(first) != size:
         return None
     return FrameKind(kind), int.from_bytes(data[9:], "big")
+
+
+#: The kind byte of a REPLY, spliced into a POLL's bytes to answer it.
+_REPLY_KIND = bytes([FrameKind.REPLY])
+
+
+def reply_to_poll(poll: bytes | bytearray) -> bytes:
+    """The REPLY frame answering the POLL frame ``poll``: the same bytes, another kind."""
+    return _REPLY_KIND.join((poll[:2], poll[3:]))
+
+
+def keepalive_seq(value: Any, kind: str) -> int:
+    """The sequence number a decoded POLL or REPLY payload (``kind``) carries.
+
+    Raises:
+        MalformedPayloadError: it is not a non-negative integer.
+    """
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise MalformedPayloadError(
+            f"{kind} payload must be a non-negative integer, got {peer_repr(value)}"
+        )
+    return value
