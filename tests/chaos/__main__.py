@@ -29,7 +29,17 @@ MARGIN = 75.0
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run everything and print the summary; see the module docstring."""
+    """Run everything and print the summary; see the module docstring. SIGTERM or
+    Ctrl-C stops the run, and the real system under test with it (exit 130)."""
+    status = 130
+    try:
+        status = _main(argv)
+    except* KeyboardInterrupt:
+        print("make chaos: interrupted; the system under test is stopped", file=sys.stderr)
+    return status
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--simulated", type=int, default=10_000, help="simulated schedules")
     parser.add_argument("--real", type=int, default=110, help="real schedules per engine")

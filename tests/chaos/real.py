@@ -680,12 +680,24 @@ async def run(
     summary = Summary(engine)
     started = time.monotonic()
     first = seed
-    while first < seed + schedules and time.monotonic() < deadline:
-        count = min(segment, seed + schedules - first)
-        await _segment(summary, first, count, engine, deadline, keep=keep, most=most)
-        first += count
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sigterm_as_ctrl_c)
+        while first < seed + schedules and time.monotonic() < deadline:
+            count = min(segment, seed + schedules - first)
+            await _segment(summary, first, count, engine, deadline, keep=keep, most=most)
+            first += count
+        nursery.cancel_scope.cancel()
     summary.seconds = time.monotonic() - started
     return summary
+
+
+async def sigterm_as_ctrl_c() -> None:
+    """Until cancelled: a SIGTERM (``timeout``, a CI runner) ends the run as Ctrl-C
+    does, so each segment's ``finally`` stops its system (without this the servers
+    and ``scs`` outlived the runner). Raises KeyboardInterrupt."""
+    with trio.open_signal_receiver(signal.SIGTERM) as signals:
+        async for signum in signals:
+            raise KeyboardInterrupt(f"signal {signum}: stopping the chaos run")
 
 
 async def _segment(
@@ -702,9 +714,9 @@ async def _segment(
     async with contextlib.AsyncExitStack() as stack, trio.open_nursery() as nursery:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         h = await _open_harness(tmp, engine, stack, nursery)
-        h.system.start()
-        await misconfig.prepare(h)
         try:
+            h.system.start()
+            await misconfig.prepare(h)
             for s in range(first, first + count):
                 if time.monotonic() > deadline:
                     break
@@ -751,7 +763,10 @@ async def _segment(
         finally:
             for name, r in h.relays.items():
                 summary.relayed[name] = summary.relayed.get(name, 0) + r.connections
-            await trio.to_thread.run_sync(h.system.stop)
+            # Shielded: after Ctrl-C or SIGTERM (sigterm_as_ctrl_c) the run is cancelled,
+            # and an unshielded wait would return at once, leaving the system running.
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(h.system.stop)
             nursery.cancel_scope.cancel()
 
 
@@ -769,13 +784,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     deadline = time.monotonic() + args.minutes * 60
-    summary = trio.run(
-        functools.partial(run, keep=args.keep, most=args.most, segment=args.segment),
-        args.schedules,
-        args.seed,
-        args.engine,
-        deadline,
-    )
+    summary = None
+    try:
+        summary = trio.run(
+            functools.partial(run, keep=args.keep, most=args.most, segment=args.segment),
+            args.schedules,
+            args.seed,
+            args.engine,
+            deadline,
+        )
+    except* KeyboardInterrupt:
+        print("chaos: interrupted; the system under test is stopped", file=sys.stderr)
+    if summary is None:
+        return 130
     print_summary([summary])
     return 1 if summary.violations else 0
 

@@ -9,8 +9,14 @@ cause has its own regression test where it was fixed.
 
 from __future__ import annotations
 
+import os
 import random
+import select
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -96,3 +102,51 @@ async def test_a_long_run_is_cut_into_segments_each_on_a_fresh_system(
     calls.clear()
     await real.run(5, 10, "sqlite", time.monotonic() + 60, segment=2)
     assert calls == [(10, 2), (12, 2), (14, 1)]
+
+
+def _processes_under(path: Path) -> list[str]:
+    """The command lines of live processes naming ``path`` (this run's files)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        line = " ".join(a.decode(errors="replace") for a in argv if a)
+        if str(path) in line:
+            found.append(f"{proc.name}: {line}")
+    return found
+
+
+@pytest.mark.parametrize("when", ["starting", "between schedules"])
+def test_a_sigterm_to_the_runner_stops_the_system_under_test(tmp_path: Path, when: str) -> None:
+    """``timeout`` or a CI runner stopping ``python -m tests.chaos.real`` (SIGTERM to
+    it alone) ends it as Ctrl-C does, whether its system is still starting or a
+    schedule has run: scs and the servers it started are gone too, one line said."""
+    env = {**os.environ, "TMPDIR": str(tmp_path)}  # the system's files, and so its argv
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "tests.chaos.real", "--schedules", "3", "--seed", "5009"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not any("confserv -s" in p for p in _processes_under(tmp_path)):
+            assert runner.poll() is None, runner.communicate()[1]
+            assert time.monotonic() < deadline, "the system did not start within 60 s"
+            time.sleep(0.1)
+        if when == "between schedules":
+            assert runner.stdout is not None
+            ready, _, _ = select.select([runner.stdout], [], [], 60)
+            assert ready, "no schedule ended within 60 s"
+            assert "seed 5009" in runner.stdout.readline()
+        runner.send_signal(signal.SIGTERM)
+        _, err = runner.communicate(timeout=60)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    assert runner.returncode == 130, err
+    assert err.strip().splitlines() == ["chaos: interrupted; the system under test is stopped"]
+    assert _processes_under(tmp_path) == []
