@@ -286,9 +286,9 @@ class Connection:
         return True
 
     def _message_fast_path(self, data: bytes | bytearray, now: float) -> list[Event]:
-        """``data`` is exactly one whole MESSAGE frame within the limit (what a
-        subscriber's socket hands over, a notification a read): the same events and
-        state as the general path, without the decoder's buffer and frame list."""
+        """``data`` is exactly one whole MESSAGE frame within the limit (what most reads
+        hand over: a request, an answer, a notification): the same events and state as
+        the general path, without the decoder's buffer and frame list."""
         self._keepalive.bytes_received(now)
         self.guard.bytes_received(now, buffered=0, completed=1)
         payload = bytes(data[HEADER_SIZE:])
