@@ -57,8 +57,7 @@ class Memory(Protocol):
 
 class AccessWatch:
     """Sessions by Person dbid, ended when that Person is disabled or deleted; and a
-    generation counted up at every Person or AccessGroup change and every reload of
-    memory (sessions' caches: while it stands, no Person or group has changed)."""
+    generation counted up at every Person or AccessGroup change (sessions' caches)."""
 
     def __init__(self) -> None:
         self.generation = 0
@@ -79,10 +78,6 @@ class AccessWatch:
     def sessions_of(self, dbid: int) -> int:
         """How many sessions of Person ``dbid`` are watched."""
         return len(self._ends.get(dbid, {}))
-
-    def reloaded(self) -> None:
-        """Memory was loaded anew (every object replaced): every cache is stale."""
-        self.generation += 1
 
     def applied(self, change: Change) -> None:
         """Told of every change applied to memory (committed here or replicated)."""
@@ -134,23 +129,19 @@ class Gate:
         self.watch = watch
         self.dbid = int(person["dbid"])
         self.name = str(person["name"])
-        self._cached: tuple[int, Principal] | None = None
+        self._cached: tuple[int, object, Principal] | None = None
 
     def actor(self) -> Principal:
-        """The Person as it is now; PersonGoneError once it is disabled or deleted.
-
-        Looked up again only when ``watch``'s generation moved (a Person or group
-        changed, memory was reloaded): a fan-out asks once per subscriber.
-        """
+        """The Person as it is now; PersonGoneError once it is disabled or deleted."""
+        person = self.svc.get("Person", self.dbid)
         cached = self._cached
-        if cached is not None and cached[0] == self.watch.generation:
-            who = cached[1]
+        if cached is not None and cached[0] == self.watch.generation and cached[1] is person:
+            who = cached[2]
+        elif person is None:
+            raise PersonGoneError(f"person {self.name!r} was deleted")
         else:
-            person = self.svc.get("Person", self.dbid)
-            if person is None:
-                raise PersonGoneError(f"person {self.name!r} was deleted")
             who = resolve(self.svc, person)
-            self._cached = (self.watch.generation, who)
+            self._cached = (self.watch.generation, person, who)
         if not who.enabled:
             raise PersonGoneError(f"person {self.name!r} was disabled")
         return who

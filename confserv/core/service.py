@@ -101,12 +101,13 @@ class ConfigService:
                 f"snapshot at serial {snapshot.last_serial} is older than memory "
                 f"at {self.last_serial}"
             )
-        self._objects, self._names, self._referrers = {}, {}, {}
+        self._objects = {}
+        self._names = {}
+        self._referrers = {}
         self._recent.clear()
         for obj in snapshot.objects:
             self._insert(obj)
         self.last_serial = snapshot.last_serial
-        self.access.reloaded()
         self._applied.set()
         self._applied = trio.Event()
 

@@ -413,11 +413,10 @@ class ClientSession:
             self._held.append(change)  # this session's own write is being answered
             return True
         try:
-            who = self.gate.actor() if self.gate is not None else None
+            if self.gate is None or not change_readable(self.gate.actor(), self.rt.service, change):
+                return True  # not for this Person's eyes
         except PersonGoneError:
             return True  # the session is being closed
-        if who is None or not (who.admin or change_readable(who, self.rt.service, change)):
-            return True  # not for this Person's eyes (an administrator sees everything)
         data, frame = self.rt.service.notifications.framed(change)
         try:
             if self.link.send_frame_nowait(data, frame):
