@@ -88,6 +88,9 @@ class LinkCore:
         #: Payload bytes of the messages in the inbox, and an event set when they
         #: fall to the limit or below (the reader waits on it).
         self.inbox_bytes = 0
+        #: Messages in the inbox (the channel's own statistics() builds an object
+        #: per call, which a hot reader paid for twice per message).
+        self.inbox_count = 0
         self._room = trio.Event()
         self._room.set()
         #: Called once when the application declares the peer authenticated.
@@ -181,12 +184,12 @@ class LinkCore:
 
     def _taken(self, size: int) -> None:
         self.inbox_bytes -= size
+        self.inbox_count -= 1
         if self._has_room():
             self._room.set()
 
     def _has_room(self) -> bool:
-        used = self._inbox_send.statistics().current_buffer_used
-        return self.inbox_bytes <= self.inbox_limit and used < INBOX_SIZE
+        return self.inbox_bytes <= self.inbox_limit and self.inbox_count < INBOX_SIZE
 
     async def _flush(self) -> None:
         if not (self._backlog or self._conn.has_data_to_send):
@@ -306,6 +309,7 @@ class LinkCore:
                     router(event.payload)
                     continue
                 self.inbox_bytes += size
+                self.inbox_count += 1
                 self._inbox_send.send_nowait((event.payload, size))  # the reader waits after
                 if not self._has_room() and self._room.is_set():
                     self._room = trio.Event()

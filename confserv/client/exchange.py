@@ -11,7 +11,7 @@ switch in between. :mod:`confserv.client.session` builds the client calls on it.
 from __future__ import annotations
 
 import itertools
-import math
+from collections import deque
 from typing import Any
 
 import trio
@@ -29,6 +29,41 @@ from confserv.wire.errors import (
 
 #: Notifications buffered for the caller before the client stops reading.
 NOTIFY_BUFFER = 100_000
+
+
+class _Answers:
+    """The messages routed to one request (its chunks, then its final answer).
+
+    A deque and an event: a memory channel per request cost the client library
+    7 % of its CPU in a read loop, for a queue with one writer (the router) and
+    one reader (the request) that never needs a bound.
+    """
+
+    __slots__ = ("_arrived", "_closed", "_messages")
+
+    def __init__(self) -> None:
+        self._messages: deque[dict[str, Any]] = deque()
+        self._arrived = trio.Event()
+        self._closed = False
+
+    def put(self, msg: dict[str, Any]) -> None:
+        """From the router: one message for this request."""
+        self._messages.append(msg)
+        self._arrived.set()
+
+    def close(self) -> None:
+        """The link ended: :meth:`get` returns None once the messages are taken."""
+        self._closed = True
+        self._arrived.set()
+
+    async def get(self) -> dict[str, Any] | None:
+        """The next message, or None once closed with none left."""
+        while not self._messages:
+            if self._closed:
+                return None
+            self._arrived = trio.Event()  # nothing is waiting in the old one
+            await self._arrived.wait()
+        return self._messages.popleft()
 
 
 def _raise_for(answer: dict[str, Any]) -> None:
@@ -57,7 +92,7 @@ class Session:
     def __init__(self, link: Link) -> None:
         self.link = link
         self._ids = itertools.count(1)
-        self._pending: dict[int, trio.MemorySendChannel[dict[str, Any]]] = {}
+        self._pending: dict[int, _Answers] = {}
         self._notify_send, self._notify_recv = trio.open_memory_channel[dict[str, Any]](
             NOTIFY_BUFFER
         )
@@ -87,8 +122,8 @@ class Session:
             if self._overflow is not None:
                 await self.link.aclose(self._overflow)
         finally:
-            for channel in self._pending.values():
-                channel.close()
+            for answers in self._pending.values():
+                answers.close()
             self._notify_send.close()
             self._first_event.set()
             self.closed.set()
@@ -99,9 +134,9 @@ class Session:
         if not isinstance(msg, dict) or self._overflow is not None:
             return
         if "re" in msg:
-            channel = self._pending.get(msg["re"])
-            if channel is not None:
-                channel.send_nowait(msg)
+            answers = self._pending.get(msg["re"])
+            if answers is not None:
+                answers.put(msg)
         elif "notify" in msg or "push" in msg:
             try:
                 self._notify_send.send_nowait(msg)
@@ -123,8 +158,7 @@ class Session:
     async def request(self, op: str, **args: Any) -> dict[str, Any]:
         """Send one request and return its final answer (chunks merged under ``objects``)."""
         request_id = next(self._ids)
-        send, recv = trio.open_memory_channel[dict[str, Any]](math.inf)
-        self._pending[request_id] = send
+        answers = self._pending[request_id] = _Answers()
         objects: list[Any] = []
         try:
             if self.closed.is_set():
@@ -135,7 +169,7 @@ class Session:
                 await self.link.send({"op": op, "id": request_id, **args})
             except LinkEnded as exc:
                 raise NotSentError(f"{op}: not sent, the connection was lost: {exc}") from exc
-            async for answer in recv:
+            while (answer := await answers.get()) is not None:
                 if "ok" not in answer:
                     objects.extend(answer.get("objects", ()))
                     continue

@@ -25,6 +25,8 @@ def _array_header(count: int) -> bytes:
     return b"\xdd" + struct.pack(">I", count)
 
 
+_OBJECTS = encode_payload("objects")
+
 #: The most bytes of objects in one chunk (half the peer's frame limit when smaller).
 READ_CHUNK_BYTES = 1024 * 1024
 
@@ -47,8 +49,7 @@ class ReadChunker:
     def __init__(self, request_id: int, *, max_count: int, max_bytes: int) -> None:
         if max_count < 1 or max_bytes < 1:
             raise ValueError("max_count and max_bytes must be at least 1")
-        self._head = b"\x82" + encode_payload("re") + encode_payload(request_id)
-        self._head += encode_payload("objects")
+        self._request_id = request_id
         self.max_count = max_count
         self.max_bytes = max_bytes
         self._objects: list[dict[str, Any]] = []
@@ -65,7 +66,8 @@ class ReadChunker:
         self._bytes += len(data)
         if len(self._encoded) < self.max_count and self._bytes < self.max_bytes:
             return None
-        chunk = self._head + _array_header(len(self._encoded)) + b"".join(self._encoded)
+        head = b"\x82" + encode_payload("re") + encode_payload(self._request_id) + _OBJECTS
+        chunk = head + _array_header(len(self._encoded)) + b"".join(self._encoded)
         self.sent += len(self._encoded)
         self._objects, self._encoded, self._bytes = [], [], 0
         return chunk

@@ -88,10 +88,11 @@ async def test_a_router_gets_the_inbox_first_then_every_message_in_order() -> No
         await until(lambda: link._parked_fd is not None)
         await peer.send(frames([1, 2]))  # read by the hub for the parked link: the inbox
         await until(lambda: link._inbox.statistics().current_buffer_used == 3)
+        assert link.inbox_count == 3  # the count the reader's flow control reads
         got: list[Any] = []
         link.set_router(got.append)
         assert got == [0, 1, 2]
-        assert link.inbox_bytes == 0
+        assert (link.inbox_bytes, link.inbox_count) == (0, 0)
         await peer.send(frames([3]))
         await trio.sleep(BUSY_GAP * 1.5)
         await peer.send(frames([4, 5]))
