@@ -203,6 +203,10 @@ class AgentLauncher:
         await self._ack(name, pid)
         return self._exits[key]
 
+    def recorded(self, name: str) -> int | None:
+        """See :meth:`scs.launcher.Launcher.recorded`: as the agent last reported."""
+        return self._running.get(name)
+
     def kill(self, name: str, pid: int) -> None:
         """See :meth:`scs.launcher.Launcher.kill`: a SIGKILL through the agent, now."""
         client = self._client

@@ -82,8 +82,8 @@ class SupervisorCore:
                 return list(self.startup.boot(now))
             case Tick():
                 return self._tick(now)
-            case ProcessStarted(server, pid):
-                return self._process_started(self._member(server), pid)
+            case ProcessStarted(server, pid, adopted):
+                return self._process_started(self._member(server), pid, adopted, now)
             case StartFailed(server, _reason):
                 return self._start_failed(self._member(server), now)
             case ProcessExited(server, pid, how):
@@ -173,14 +173,15 @@ class SupervisorCore:
 
     # -- processes ----------------------------------------------------------------
 
-    def _process_started(self, m: Member, pid: int) -> list[Action]:
+    def _process_started(self, m: Member, pid: int, adopted: bool, now: float) -> list[Action]:
         """The supervisor started ``pid`` for the server, or adopted it (a pidfd on it)."""
-        m.process, m.watched = ProcessState.RUNNING, pid
+        m.process, m.watched, m.found = ProcessState.RUNNING, pid, adopted
         m.restart.cancel()
         self.startup.forget(m.name)
         if m.adopting == pid:
             m.adopting = None
-        return []
+        pair = self.pair_of(m.name)
+        return pair.adopted(m, now) if adopted and pair is not None else []
 
     def _start_failed(self, m: Member, now: float) -> list[Action]:
         """The server's command could not be run: it is down (restarted after a back-off)."""
@@ -197,7 +198,7 @@ class SupervisorCore:
         verdict = proof.judge_exit(m.name, pid, m.watched, m.reported, m.link)
         emit(out, events.PROCESS_EXITED, m, server=m.name, pid=pid, how=how)
         if m.watched == pid:
-            m.watched = None
+            m.watched, m.found = None, False
         pair = self.pair_of(m.name)
         if not verdict.proof:
             emit(out, events.EXIT_NOT_PROOF, m, server=m.name, pid=pid, why=verdict.why)

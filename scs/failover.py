@@ -281,14 +281,28 @@ class PairFailover(PairBase):
             return
         after = min(after, round(now - fo.detected_at, 3))
         fo.fenced = True
-        if old.process != ProcessState.RUNNING or old.operator_stopped:
-            return  # nothing to kill, or it is being stopped anyway
+        if old.operator_stopped:
+            return  # it is being stopped anyway
+        if old.watched is None:
+            fo.fence_unarmed = True  # looked at again when a process of it is adopted
+        if old.process != ProcessState.RUNNING:
+            return  # nothing known to kill
         fields = {"pair": self.name, "server": old.name, "after": after}
-        if old.watched is not None and proof.may_fence(old.watched, old.reported):
+        if old.watched is not None and proof.may_fence(old.watched, old.reported, old.found):
             emit(out, events.FENCING, old, **fields, pid=old.watched)
             out.append(Fence(old.name, old.watched))
         else:
             emit(out, events.NOT_FENCED, old, **fields, pid=old.pid)
+
+    def adopted(self, m: Member, now: float) -> list[Action]:
+        """A process of ``m`` was found running and is now watched: if ``m`` is the silent
+        primary whose fencing came due while none was, the fencing is due now."""
+        out: list[Action] = []
+        fo = self.failover
+        if fo is not None and fo.old == m.name and fo.fence_unarmed:
+            fo.fenced = fo.fence_unarmed = False
+            self._fencing(now, out)
+        return out
 
     def _no_primary(self, now: float, out: list[Action]) -> None:
         """No primary for a while: promote the backup further ahead (without force, so the

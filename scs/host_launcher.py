@@ -70,6 +70,10 @@ class HostLauncher(LocalLauncher):
         self.processes.delivered(name, pid)
         return how
 
+    def recorded(self, name: str) -> int | None:
+        """See :meth:`scs.launcher.Launcher.recorded`: from the shims' records."""
+        return self.processes.running().get(name)
+
     def kill(self, name: str, pid: int) -> None:
         """See :meth:`scs.launcher.Launcher.kill`."""
         if not self._knows(name, pid):

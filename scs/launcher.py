@@ -72,6 +72,14 @@ class Launcher(Protocol):
         """
         ...
 
+    def recorded(self, name: str) -> int | None:
+        """The pid this launcher's own records say runs for ``name`` (its host's records of
+        the processes started under a shim, or what its agent reported), or None. A
+        supervisor started again adopts that process at once instead of first asking a
+        server that may not answer (one stopped by SIGSTOP accepts the connection and
+        says nothing)."""
+        ...
+
     def kill(self, name: str, pid: int) -> None:
         """SIGKILL process ``pid`` of ``name`` now (fencing). Only a process this launcher
         watches (or started and has not reaped) is signalled; else :class:`NotWatchedError`.

@@ -68,6 +68,11 @@ class LocalLauncher:
             os.close(fd)
         return "exited (adopted process)"
 
+    def recorded(self, name: str) -> int | None:
+        """See :meth:`scs.launcher.Launcher.recorded`: none (its children are the
+        supervisor's own to remember)."""
+        return None
+
     def kill(self, name: str, pid: int) -> None:
         """See :meth:`scs.launcher.Launcher.kill`."""
         with contextlib.suppress(ProcessLookupError):

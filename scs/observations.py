@@ -21,10 +21,11 @@ class Booted:
 @dataclass(frozen=True, slots=True)
 class ProcessStarted:
     """Process ``pid`` runs for ``server`` and is watched: started by the supervisor, or
-    found running and adopted (its exit will be seen)."""
+    found running and adopted (its exit will be seen; ``adopted``)."""
 
     server: str
     pid: int
+    adopted: bool = False
 
 
 @dataclass(frozen=True, slots=True)

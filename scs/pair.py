@@ -28,6 +28,9 @@ class Failover:
         detected_at: when the fault was seen; ``promote_at``: when to (re)try.
         decided: the decision line (40304/40305/40313) is logged.
         fenced: the fencing deadline has passed (fenced, or said why not).
+        fence_unarmed: it passed while no process of the old primary was watched: the
+            fencing is looked at again once one is adopted (a supervisor restarted while
+            the primary was stopped finds it only then).
         old_pid: the pid the old primary answered as (its exit is proof).
         untold: the silence line (40302) owed, with its reason: held while the exit
             of a primary whose link its end closed may still come (then the story is
@@ -43,6 +46,7 @@ class Failover:
     decided: bool = False
     old: str = ""
     fenced: bool = False
+    fence_unarmed: bool = False
     old_pid: int | None = None
     untold: str | None = None
     #: When the promotion now unanswered was sent (None: none is out).

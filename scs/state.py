@@ -26,6 +26,8 @@ class Member:
 
     Attributes:
         watched: the pid whose exit the supervisor watches (started or adopted).
+        found: ``watched`` was found running (adopted), not started by this supervisor:
+            it ran before, so it may be the silent primary even if it never answered.
         reported: the pid the server last answered as (kept over a link loss).
         adopting: an Adopt of this pid is under way.
         unwatchable: it answers as this pid, which this host cannot watch.
@@ -37,6 +39,7 @@ class Member:
     restart: Restarts
     process: ProcessState = ProcessState.DOWN
     watched: int | None = None
+    found: bool = False
     reported: int | None = None
     adopting: int | None = None
     unwatchable: int | None = None

@@ -349,7 +349,13 @@ class Supervisor:
             return
         if why.startswith("autostart"):
             # Already running (the supervisor itself was restarted)? Watch it
-            # instead of starting a second copy that could not bind its ports.
+            # instead of starting a second copy that could not bind its ports: the
+            # process its host's records know first (a server stopped by SIGSTOP
+            # would keep the question below waiting for its whole timeout).
+            recorded = self.launcher_of(name).recorded(name)
+            if recorded is not None:
+                await self._adopt(name, recorded)
+                return
             status, _reason = await self._ask_status(name)
             if status is not None and status.pid is not None:
                 await self._adopt(name, status.pid)
@@ -401,7 +407,7 @@ class Supervisor:
         def watching() -> None:
             self.adopted[name] = pid
             self.log.emit(events.PROCESS_ADOPTED, server=name, pid=pid)
-            self.feed(ProcessStarted(name, pid))
+            self.feed(ProcessStarted(name, pid, adopted=True))
 
         try:
             how = await self.launcher_of(name).wait(name, pid, watching=watching)

@@ -76,8 +76,18 @@ EPS = 1e-9
 class World(RuleBasedStateMachine):
     """See module docstring."""
 
-    @initialize(running=st.booleans(), warm=st.booleans(), primary=st.sampled_from(MEMBERS))
-    def boot(self, running: bool, warm: bool, primary: str) -> None:
+    @initialize(
+        running=st.booleans(),
+        warm=st.booleans(),
+        primary=st.sampled_from(MEMBERS),
+        recorded=st.booleans(),
+        stopped=st.booleans(),
+    )
+    def boot(self, running: bool, warm: bool, primary: str, recorded: bool, stopped: bool) -> None:
+        """``running``: a supervisor restarted into a running installation, whose
+        primary may be stopped (SIGSTOP: it never answers the new supervisor); ``warm``:
+        every server answered and was adopted first; ``recorded``: its host's records
+        know every process, adopted at once without a word from any of them."""
         with tempfile.TemporaryDirectory() as tmp:
             self.core = SupervisorCore(scs_settings(Path(tmp), LIMITS))
         self.now = 0.0
@@ -86,6 +96,9 @@ class World(RuleBasedStateMachine):
         self.role: dict[str, str] = {"a": "backup", "b": "backup", "p": "proxy"}
         self.alive: set[int] = set()
         self.sigstopped: set[int] = set()
+        #: A process stopped inside a SQLite transaction: nobody takes the lease, and
+        #: every promotion waits unanswered, until it is killed or continued.
+        self.locked_by: int | None = None
         self.links: dict[str, bool] = dict.fromkeys(NAMES, False)
         self.watched: dict[int, str] = {}  # pid -> server, as the core was told
         self.exits_reported: set[int] = set()
@@ -107,11 +120,21 @@ class World(RuleBasedStateMachine):
                 self.real[name] = self._spawn()
             self.role[primary] = "primary"
             self.holder, self.expires = self.real[primary], TTL
+            if stopped:
+                self.sigstopped.add(self.holder)
+                self.locked_by = self.holder
         self.feed(Booted())
         if running and warm:  # every server answered and was adopted before anything else
             for name in NAMES:
                 self.link_comes_up(name)
                 self.carry_out_adopt(name, visible=True)
+        elif running and recorded:  # adopted from the records, before any answer
+            for name in NAMES:
+                pid = self.real[name]
+                assert pid is not None
+                self.starts.discard(name)
+                self._watch(name, pid, adopted=True)
+                event("adopted from the records" + (" with the primary stopped" if stopped else ""))
 
     # -- talking to the core ------------------------------------------------------
 
@@ -125,6 +148,10 @@ class World(RuleBasedStateMachine):
         actions = self.core.step(obs, self.now)
         for action in actions:
             self.check(action, obs)
+        if not isinstance(obs, Tick):
+            # The supervisor's decision loop wakes after every observation and ticks
+            # the core (scs.supervisor.Supervisor.feed), not only at its deadlines.
+            self.feed(Tick())
 
     def check(self, a: Action, obs: Observation) -> None:
         if isinstance(a, Emit):
@@ -159,6 +186,8 @@ class World(RuleBasedStateMachine):
             assert self.watched.get(a.pid) == a.server, "fenced a pid it does not watch"
             assert a.pid == self.real[a.server], "fenced a process that is not the server"
             event("fenced")
+            if self.core.members[a.server].reported is None:
+                event("fenced a process found running that never answered")
             self.fences.append((a.server, a.pid))
         elif isinstance(a, Start):
             if a.why.startswith("restart"):
@@ -195,9 +224,9 @@ class World(RuleBasedStateMachine):
         self.alive.add(self.next_pid)
         return self.next_pid
 
-    def _watch(self, name: str, pid: int) -> None:
+    def _watch(self, name: str, pid: int, *, adopted: bool = False) -> None:
         self.watched[pid] = name
-        self.feed(ProcessStarted(name, pid))
+        self.feed(ProcessStarted(name, pid, adopted))
 
     def _exit(self, name: str, pid: int, how: str) -> None:
         if self.watched.get(pid) == name:
@@ -211,6 +240,8 @@ class World(RuleBasedStateMachine):
             return
         self.alive.discard(pid)
         self.sigstopped.discard(pid)
+        if self.locked_by == pid:
+            self.locked_by = None  # its transaction dies with it
         self.real[name] = None
         self.role[name] = "proxy" if name == "p" else "backup"
         if exit_first:
@@ -263,7 +294,7 @@ class World(RuleBasedStateMachine):
         if pid is None:
             return
         if pid in self.alive and visible:
-            self._watch(name, pid)
+            self._watch(name, pid, adopted=True)
         else:
             answer = self.real[name] if self.answers(name) else None
             self.feed(AdoptionFailed(name, pid, answer, "no such process on this host"))
@@ -284,8 +315,13 @@ class World(RuleBasedStateMachine):
     def carry_out_promote(self, lost: bool) -> None:
         if not self.promotes:
             return
-        name, force = self.promotes.pop(0)
+        name, force = self.promotes[0]
         pid = self.real[name]
+        locked = self.locked_by is not None and self.locked_by != pid
+        if locked and pid is not None and pid not in self.sigstopped:
+            event("a promotion waits on the lock of a stopped process")
+            return  # unanswered (and the commands behind it) until the lock is free
+        self.promotes.pop(0)
         if pid is None or pid in self.sigstopped:
             self.feed(PromoteDone(name, None, "no answer in time"))
             return
@@ -315,17 +351,22 @@ class World(RuleBasedStateMachine):
     def process_dies(self, name: str, exit_first: bool) -> None:
         self._die(name, exit_first=exit_first)
 
-    @rule(name=st.sampled_from(MEMBERS))
-    def process_is_stopped(self, name: str) -> None:
+    @rule(name=st.sampled_from(MEMBERS), inside=st.booleans())
+    def process_is_stopped(self, name: str, inside: bool) -> None:
+        """SIGSTOP; ``inside`` a write transaction, it keeps SQLite's lock."""
         pid = self.real[name]
         if pid is not None:
             self.sigstopped.add(pid)
+            if inside and self.locked_by is None:
+                self.locked_by = pid
 
     @rule(name=st.sampled_from(MEMBERS))
     def process_continues(self, name: str) -> None:
         pid = self.real[name]
         if pid is not None and pid in self.sigstopped:
             self.sigstopped.discard(pid)
+            if self.locked_by == pid:
+                self.locked_by = None
             self._self_fence()
 
     @rule(name=st.sampled_from(NAMES))

@@ -59,3 +59,39 @@ async def test_a_sqlite_primary_stopped_inside_a_transaction_is_fenced_in_time(
     assert any(" 40306 " in line for line in lines[fenced:]), system.log()
     await system.wait(lambda r: healthy(r) and r[old]["role"] == "backup")
     await writer.check(system.address(new))
+
+
+async def test_a_restarted_supervisor_fences_a_stopped_primary_it_never_heard(
+    system: System,
+) -> None:
+    """The supervisor is SIGKILLed and the primary stopped inside a transaction: the new
+    supervisor never hears the primary, so it can learn its process only from the lease
+    row, as the backup reports it (host, pid, start time). It adopts that process,
+    fences it once the promotion hangs on the lock, and the backup takes over: without
+    it the pair stays without a primary until an operator resumes the stopped one."""
+    rows = await system.wait(healthy)
+    old = primary_of(rows)
+    new = "backup" if old == "confserv" else "confserv"
+    pid = rows[old]["pid"]
+    assert system.proc is not None
+    system.proc.kill()  # its servers live on (sessions of their own)
+    system.proc.wait()
+    writer = Writer.for_system(system)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(writer.run)
+        await writer.until(10)
+        stopped = await stop_inside_a_transaction(pid, system.tmp / "cfg.sqlite")
+        system.start()
+        await system.wait(lambda r: r[new]["role"] == "primary", timeout=30)
+        took = trio.current_time() - stopped
+        await writer.until(len(writer.acked) + 10)
+        writer.stop.set()
+    lines = system.log().splitlines()
+    adopted = [line for line in lines if " 40108 " in line and f"pid {pid}" in line]
+    assert adopted, system.log()
+    assert system.logged(40312) == 1, system.log()  # fenced: the adopted lease holder
+    print(f"failed over {took:.2f} s after the stop")
+    # The new supervisor's start-up (about 1 s), NO_PRIMARY_GRACE (2 s), PROMOTE_HANG.
+    assert took <= 8.0, f"failed over in {took:.2f} s:\n{system.log()}"
+    await system.wait(lambda r: healthy(r) and r[old]["role"] == "backup")
+    await writer.check(system.address(new))

@@ -190,6 +190,55 @@ def test_a_process_that_never_answered_proves_nothing_of_the_one_that_did(
     assert not forced(out)
 
 
+def test_a_restarted_supervisor_fences_a_stopped_primary_found_in_its_records(
+    tmp_path: Path,
+) -> None:
+    """Restarted while the primary is stopped inside a SQLite transaction: the host's
+    records give its process (adopted, found running), it never answers, the backup's
+    promotion hangs on the lock, and the found process is fenced. Its exit is proof of
+    nothing more than itself: the promotion is not forced (the lease decides)."""
+    core = restarted_core(tmp_path)
+    core.step(ProcessStarted("a", 200, adopted=True), 0.05)  # from the records
+    core.step(ProcessStarted("b", 201, adopted=True), 0.05)
+    backup = {"role": "backup", "epoch": 2, "pid": 201, "lease_ttl": 2.0, "engine": "sqlite"}
+    core.step(LinkUp("b", status_of(backup)), 0.1)
+    core.step(Tick(), 0.1)
+    out = core.step(Tick(), 2.1)
+    assert 40313 in ids(out)  # no primary: the backup is promoted, without force
+    assert Promote("b", force=False) in out
+    out = core.step(Tick(), 2.1 + proof.PROMOTE_HANG)
+    assert Fence("a", 200) in out  # the promotion hangs on SQLite's lock
+    out = core.step(ProcessExited("a", 200, "killed by SIGKILL"), 2.5)
+    assert not forced(out)
+
+
+def test_a_fencing_due_before_the_primary_was_found_is_carried_out_when_it_is(
+    tmp_path: Path,
+) -> None:
+    """The fencing came due while no process of the silent primary was known (the
+    supervisor was still finding it): it is not given up, it happens at the adoption."""
+    core = restarted_core(tmp_path)
+    core.step(ProcessStarted("b", 201, adopted=True), 0.05)
+    backup = {"role": "backup", "epoch": 2, "pid": 201, "lease_ttl": 2.0, "engine": "sqlite"}
+    core.step(LinkUp("b", status_of(backup)), 0.1)
+    core.step(Tick(), 0.1)
+    assert Promote("b", force=False) in core.step(Tick(), 2.1)
+    out = core.step(Tick(), 2.1 + proof.PROMOTE_HANG)
+    assert not any(isinstance(a, Fence) for a in out)  # nothing of it is known to run
+    out = core.step(ProcessStarted("a", 200, adopted=True), 3.0)
+    assert Fence("a", 200) in out
+    assert events_of(out, 40312)[0]["pid"] == 200
+    # A copy it started itself is not the stopped primary: never fenced.
+    core2 = restarted_core(tmp_path)
+    core2.step(ProcessStarted("b", 201, adopted=True), 0.05)
+    core2.step(LinkUp("b", status_of(backup)), 0.1)
+    core2.step(Tick(), 0.1)
+    core2.step(Tick(), 2.1)
+    core2.step(Tick(), 2.1 + proof.PROMOTE_HANG)
+    out = core2.step(ProcessStarted("a", 300), 3.0)
+    assert not any(isinstance(a, Fence) for a in out)
+
+
 def test_only_a_watched_pid_is_fenced(tmp_path: Path) -> None:
     core = restarted_core(tmp_path)
     core.step(

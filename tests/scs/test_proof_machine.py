@@ -102,9 +102,9 @@ class World(RuleBasedStateMachine):
             if isinstance(a, Start):
                 self.start_asked.add(a.server)
 
-    def _watch(self, name: str, pid: int) -> None:
+    def _watch(self, name: str, pid: int, *, adopted: bool = False) -> None:
         self.watched[pid] = name
-        self.apply(self.core.step(ProcessStarted(name, pid), self.now))
+        self.apply(self.core.step(ProcessStarted(name, pid, adopted), self.now))
 
     def _answer(self, name: str) -> int | None:
         """What a status request gets now (None: no answer)."""
@@ -122,7 +122,7 @@ class World(RuleBasedStateMachine):
         real = self.real[name]
         if answers and real is not None:
             if visible:
-                self._watch(name, real)
+                self._watch(name, real, adopted=True)
             else:
                 self.apply(
                     self.core.step(AdoptionFailed(name, real, real, "not visible"), self.now)
@@ -145,7 +145,7 @@ class World(RuleBasedStateMachine):
         if pid is None:
             return
         if pid in self.alive and visible:
-            self._watch(name, pid)
+            self._watch(name, pid, adopted=True)
         else:
             self.apply(
                 self.core.step(AdoptionFailed(name, pid, self._answer(name), "gone"), self.now)

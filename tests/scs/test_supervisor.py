@@ -135,6 +135,9 @@ class SlowLauncher:
         await trio.sleep_forever()
         raise AssertionError("unreachable")
 
+    def recorded(self, name: str) -> int | None:
+        return None
+
     def kill(self, name: str, pid: int) -> None:
         raise AssertionError("nothing is fenced here")
 

@@ -189,6 +189,10 @@ class SimLauncher:
                 self._watched.pop((name, pid), None)
         return proc.how
 
+    def recorded(self, name: str) -> int | None:
+        """No records in the simulation: a restarted supervisor asks the servers."""
+        return None
+
     def kill(self, name: str, pid: int) -> None:
         """SIGKILL the very process watched as ``pid``."""
         if self.owner.gate.dead:
