@@ -348,17 +348,15 @@ class Supervisor:
         if name in self.processes or name in self.adopted:
             return
         if why.startswith("autostart"):
-            # Already running (the supervisor itself was restarted)? Watch it
-            # instead of starting a second copy that could not bind its ports: the
-            # process its host's records know first (a server stopped by SIGSTOP
-            # would keep the question below waiting for its whole timeout).
-            recorded = self.launcher_of(name).recorded(name)
-            if recorded is not None:
-                await self._adopt(name, recorded)
-                return
-            status, _reason = await self._ask_status(name)
-            if status is not None and status.pid is not None:
-                await self._adopt(name, status.pid)
+            # Already running (the supervisor itself was restarted)? Watch it instead
+            # of starting a copy that could not bind its ports: first the process its
+            # host's records know (one stopped by SIGSTOP would never answer).
+            running = self.launcher_of(name).recorded(name)
+            if running is None:
+                status, _reason = await self._ask_status(name)
+                running = status.pid if status is not None else None
+            if running is not None:
+                await self._adopt(name, running)
                 return
         if name in self.processes or name in self.adopted or not self.core.may_start(name):
             return  # it answered meanwhile, as a pid that is being adopted (40108)
