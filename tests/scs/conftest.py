@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from ..helpers.agents import AgentProcess
 from ..helpers.system import System
 
 
@@ -31,3 +32,14 @@ def system(tmp_path: Path) -> Iterator[System]:
             with contextlib.suppress(ProcessLookupError, ValueError):
                 os.kill(int(pid), signal.SIGKILL)
         assert leftovers == [], f"processes left behind: {leftovers}"
+
+
+@pytest.fixture
+def agent(tmp_path: Path) -> Iterator[AgentProcess]:
+    """The host agent of "hostA", running; killed at the end."""
+    process = AgentProcess(tmp_path)
+    process.start()
+    try:
+        yield process
+    finally:
+        process.kill()

@@ -13,58 +13,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import trio
 
-from tests.helpers.system import BIN, System, free_port, healthy, primary_of
-
-AGENT_SECRET = "agent-secret-of-host-a"
-
-
-class AgentProcess:
-    """One ``lca -c FILE`` process of "hostA" on 127.0.0.1."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.port = free_port()
-        self.conf = tmp / "lca.conf"
-        self.conf.write_text(
-            f"[lca]\nport = {self.port}\nagent-secret = {AGENT_SECRET}\n"
-            f"state-dir = {tmp / 'lca-state'}\nlisten-address = 127.0.0.1\nhost-name = hostA\n"
-        )
-        self.conf.chmod(0o600)
-        self.log = tmp / "lca.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [str(BIN / "lca"), "-c", str(self.conf)], stdout=out, stderr=out
-            )
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def section(self) -> str:
-        return (
-            f"[hostA]\ntype = host\naddress = 127.0.0.1\nagent-port = {self.port}\n"
-            f"agent-secret = {AGENT_SECRET}\n"
-        )
-
-
-@pytest.fixture
-def agent(tmp_path: Path) -> Iterator[AgentProcess]:
-    process = AgentProcess(tmp_path)
-    process.start()
-    try:
-        yield process
-    finally:
-        process.kill()
+from tests.helpers.agents import AgentProcess
+from tests.helpers.system import System, healthy, primary_of
 
 
 def _alive(pid: int) -> bool:
