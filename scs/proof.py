@@ -75,13 +75,11 @@ def unwatched_why(pid: int, answer: int | None) -> str:
     return "it does not answer either: taken as down and restarted (not proof of death)"
 
 
-def may_fence(watched: int | None, reported: int | None, found: bool) -> bool:
+def may_fence(watched: int, reported: int | None, found: bool) -> bool:
     """Whether killing the watched process is killing the silent primary: the process that
     answered as it, or (``found``: adopted, found running) the server's own process when
     nothing answered at all, as after a restart of the supervisor while the primary was
     stopped. A copy started after the silence never answered and is not it."""
-    if watched is None:
-        return False
     return reported == watched or (reported is None and found)
 
 

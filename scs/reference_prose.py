@@ -199,8 +199,8 @@ if that process answered as the primary; the exit is then proof of death, and
 the backup is force-promoted. A supervisor started again while the primary is
 stopped hears nothing from it: it adopts the process its host's records (or the
 host's agent) name for that server, may fence that one, and the promotion then
-goes on without force (the lease decides). When `fence-after` is not set it follows from
-the lease the servers report on their management port (`lease_ttl`, `engine`):
+goes on without force (the lease decides). When `fence-after` is not set it
+follows from the lease the servers report on their management port (`lease_ttl`, `engine`):
 on SQLite the primary is fenced `max(lease-ttl, failover-wait)` seconds after
 its silence was detected. By then its lease has expired, so a backup that
 still cannot take over is blocked by the stopped process itself (a primary

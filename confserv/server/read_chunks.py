@@ -25,6 +25,8 @@ def _array_header(count: int) -> bytes:
     return b"\xdd" + struct.pack(">I", count)
 
 
+#: A chunk message's map header and ``re`` key; its ``objects`` key.
+_HEAD = b"\x82" + encode_payload("re")
 _OBJECTS = encode_payload("objects")
 
 #: The most bytes of objects in one chunk (half the peer's frame limit when smaller).
@@ -66,7 +68,7 @@ class ReadChunker:
         self._bytes += len(data)
         if len(self._encoded) < self.max_count and self._bytes < self.max_bytes:
             return None
-        head = b"\x82" + encode_payload("re") + encode_payload(self._request_id) + _OBJECTS
+        head = _HEAD + encode_payload(self._request_id) + _OBJECTS
         chunk = head + _array_header(len(self._encoded)) + b"".join(self._encoded)
         self.sent += len(self._encoded)
         self._objects, self._encoded, self._bytes = [], [], 0
