@@ -141,11 +141,12 @@ class Link(LinkCore):
             raise self._closing or LinkClosedLocally("link is closing")
         self._conn.send_encoded(data, trio.current_time())
 
-    def send_frame_nowait(self, data: bytes, frame: bytes) -> bool:
+    def send_frame_nowait(self, data: bytes, frame: bytes, now: float | None = None) -> bool:
         """Send one message already encoded (``data``, from :func:`~addp.encode_payload`)
         whose frame is ``frame`` (``encode_frame(FrameKind.MESSAGE, data)``), without
         waiting: for a publisher fanning one message out to many links, which
-        builds both once. When nothing is queued on the link, the frame goes
+        builds both once (and may read the clock once for all: ``now``, the
+        trio time; read here when None). When nothing is queued on the link, the frame goes
         straight to the socket (no copy, no queue); otherwise, or on a stream
         that is not a plain socket, it is queued and written as
         :meth:`write_nowait` would. True if the socket took all of it; False:
@@ -161,7 +162,9 @@ class Link(LinkCore):
             or self._end is not None
             or self._backlog
             or self._send_lock.locked()
-            or not self._conn.claim_direct_write(len(data), trio.current_time())
+            or not self._conn.claim_direct_write(
+                len(data), trio.current_time() if now is None else now
+            )
         ):
             self.send_encoded_nowait(data)
             return self.write_nowait()

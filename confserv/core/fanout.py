@@ -47,7 +47,7 @@ class Subscription:
     objects: set[Key] = field(default_factory=set)
     everything: bool = False
     overflowed: bool = False
-    deliver: Callable[[Change], bool] | None = None
+    deliver: Callable[[Outgoing], bool] | None = None
 
     def __post_init__(self) -> None:
         self.backlog = Backlog(SUBSCRIBER_BUFFER, SUBSCRIBER_BYTES)
@@ -57,23 +57,24 @@ class Subscription:
         self._sizes: collections.deque[int] = collections.deque()
         self._queued_bytes = 0
 
-    def offer(self, change: Change, encoded: Callable[[Change], bytes] | None = None) -> bool:
-        """Hand ``change`` over (``deliver``) or queue it for the reader. False: drop
-        this subscriber (cut off as too slow, ``overflowed`` set; or its reader is gone).
-        One subscriber's failure never fails the publisher (the write path).
-        ``encoded`` gives a change's encoding, whose size counts against the queue's
-        byte limit (:data:`SUBSCRIBER_BYTES`)."""
+    def offer(self, out: Outgoing) -> bool:
+        """Hand ``out`` over (``deliver``) or queue its change for the reader. False:
+        drop this subscriber (cut off as too slow, ``overflowed`` set; or its reader is
+        gone). One subscriber's failure never fails the publisher (the write path). The
+        size of the change's encoding counts against the queue's byte limit
+        (:data:`SUBSCRIBER_BYTES`)."""
         if self.deliver is not None:
             try:
-                return self.deliver(change)
+                return self.deliver(out)
             except Exception:
-                _log.exception("delivering serial %s to a subscriber failed", change.serial)
+                _log.exception("delivering serial %s to a subscriber failed", out.change.serial)
                 return False
+        change = out.change
         unread = self.send.statistics().current_buffer_used
         while len(self._sizes) > unread:  # the reader took these, oldest first
             self._queued_bytes -= self._sizes.popleft()
         self.backlog.unread(unread, self._queued_bytes)
-        size = len(encoded(change)) if encoded is not None else 0
+        size = len(out.data)
         if not self.backlog.queued(size):
             self.overflowed = True
             return False
@@ -94,6 +95,26 @@ class Subscription:
         )
 
 
+@dataclass(slots=True, eq=False)
+class Outgoing:
+    """One change on its way to every subscriber, prepared once per publish.
+
+    ``data`` and ``frame`` are its client notification (msgpack, and the whole
+    ADDP MESSAGE frame a session writes straight to its socket). ``verdicts``
+    holds, by Person dbid, whether that Person may see the change: the first
+    session of a Person decides it, the others of the same Person reuse it. That
+    is sound for one publish only (memory does not change while it runs), so an
+    Outgoing is never kept beyond the publish that made it. ``now`` is the
+    publisher's clock, read by the first session that writes.
+    """
+
+    change: Change
+    data: bytes
+    frame: bytes
+    verdicts: dict[int, bool] = field(default_factory=dict)
+    now: float | None = None
+
+
 class NotificationCache:
     """The encoded ``{"notify": ...}`` message of recent changes, built once per change.
 
@@ -104,9 +125,10 @@ class NotificationCache:
         self._size = size
         self._items: collections.OrderedDict[int, tuple[bytes, bytes]] = collections.OrderedDict()
 
-    def encoded(self, change: Change) -> bytes:
-        """The msgpack bytes of the client notification for ``change``."""
-        return self.framed(change)[0]
+    def outgoing(self, change: Change) -> Outgoing:
+        """``change`` prepared for one publish to every subscriber (a new
+        :class:`Outgoing` each call: its verdicts are that publish's only)."""
+        return Outgoing(change, *self.framed(change))
 
     def framed(self, change: Change) -> tuple[bytes, bytes]:
         """The notification's msgpack bytes and its whole ADDP MESSAGE frame (what a

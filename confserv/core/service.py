@@ -431,9 +431,9 @@ class ConfigService:
         return len(self._subscriptions)
 
     def _publish(self, change: Change) -> None:
-        encoded = self.notifications.encoded
-        for sub in list(self._subscriptions):
-            if sub.wants(change) and not sub.offer(change, encoded):
+        out = self.notifications.outgoing(change)
+        for sub in tuple(self._subscriptions):
+            if sub.wants(change) and not sub.offer(out):
                 self.unsubscribe(sub)
 
     async def wait_serial(self, serial: int) -> None:

@@ -31,6 +31,7 @@ from confserv.core.backlog import Backlog
 from confserv.core.fanout import (
     SUBSCRIBER_BUFFER,
     SUBSCRIBER_BYTES,
+    Outgoing,
     Subscription,
     public_change,
 )
@@ -173,7 +174,9 @@ class ClientSession:
             await self.link.flush()
             return
         for change in held:
-            if self.sub is not None and not self._deliver(change):
+            # Prepared afresh: the Person's rights as they are now decide.
+            out = self.rt.service.notifications.outgoing(change)
+            if self.sub is not None and not self._deliver(out):
                 self.rt.service.unsubscribe(self.sub)
         await self.link.flush()
 
@@ -400,26 +403,33 @@ class ClientSession:
             )
         return answer
 
-    def _deliver(self, change: Change) -> bool:
+    def _deliver(self, out: Outgoing) -> bool:
         """Called by the publisher: queue the notification, and write it out if the socket can.
 
-        One encoding per change is shared by every subscriber; a socket with
-        room takes it at once, with no task switch (a thousand subscribers
-        cost a thousand writes, not a thousand wake-ups). What a socket does
-        not take waits, in order, for this session's forwarder. False drops
-        the subscription: the link is over, or it is too far behind.
+        One encoding per change is shared by every subscriber, and one decision
+        per Person whether it may see the change; a socket with room takes it at
+        once, with no task switch (a thousand subscribers cost a thousand writes,
+        not a thousand wake-ups). What a socket does not take waits, in order,
+        for this session's forwarder. False drops the subscription: the link is
+        over, or it is too far behind.
         """
         if self._held is not None:
-            self._held.append(change)  # this session's own write is being answered
+            self._held.append(out.change)  # this session's own write is being answered
             return True
+        gate = self.gate
+        if gate is None:
+            return True
+        visible = out.verdicts.get(gate.dbid)
+        if visible is None:
+            visible = out.verdicts[gate.dbid] = self._may_see(gate, out.change)
+        if not visible:
+            return True  # not for this Person's eyes, or the session is being closed
+        now = out.now
+        if now is None:
+            now = out.now = trio.current_time()
+        data = out.data
         try:
-            if self.gate is None or not change_readable(self.gate.actor(), self.rt.service, change):
-                return True  # not for this Person's eyes
-        except PersonGoneError:
-            return True  # the session is being closed
-        data, frame = self.rt.service.notifications.framed(change)
-        try:
-            if self.link.send_frame_nowait(data, frame):
+            if self.link.send_frame_nowait(data, out.frame, now):
                 if self._backlog.behind:  # checked here: a call per subscriber costs
                     self._backlog.written()
                 return True
@@ -435,6 +445,14 @@ class ClientSession:
             self._flushing.cancel()  # a flush into a full socket would wait forever
         self._wake.set()
         return not (self.sub is not None and self.sub.overflowed)
+
+    def _may_see(self, gate: Gate, change: Change) -> bool:
+        """Whether the Person of ``gate`` may see ``change`` now (False once that
+        Person is gone: the session is being closed)."""
+        try:
+            return change_readable(gate.actor(), self.rt.service, change)
+        except PersonGoneError:
+            return False
 
     async def _forward(self, sub: Subscription) -> None:
         """Write out what :meth:`_deliver` could not; end the link of a subscriber left behind."""

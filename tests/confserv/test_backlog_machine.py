@@ -68,8 +68,10 @@ TestBacklogRules = BacklogRules.TestCase
 TestBacklogRules.settings = settings(max_examples=300, stateful_step_count=40, deadline=None)
 
 
-def change(serial: int) -> Change:
-    return Change(serial, 1, "add", "Host", serial, {"type": "Host", "dbid": serial}, 0.0)
+def change(serial: int) -> fanout.Outgoing:
+    """An added Host with ``serial``, prepared for one publish."""
+    added = Change(serial, 1, "add", "Host", serial, {"type": "Host", "dbid": serial}, 0.0)
+    return fanout.NotificationCache().outgoing(added)
 
 
 def test_a_queue_reader_that_reads_nothing_is_cut_off_at_the_limit(
@@ -95,7 +97,7 @@ def test_a_gone_reader_drops_the_subscription_without_overflow() -> None:
 
 
 def test_a_failing_deliver_drops_only_that_subscriber(caplog: pytest.LogCaptureFixture) -> None:
-    def broken(_: Change) -> bool:
+    def broken(_: fanout.Outgoing) -> bool:
         raise RuntimeError("boom")
 
     sub = fanout.Subscription(everything=True, deliver=broken)
