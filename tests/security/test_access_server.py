@@ -229,6 +229,54 @@ async def test_reads_and_notifications_show_only_what_the_person_may_read(
         }
 
 
+async def test_one_publish_decides_what_each_person_sees_not_one_for_all(
+    server: dict[str, Any],
+) -> None:
+    """A change is checked once per Person in a publish and the verdict shared by
+    that Person's sessions (confserv.core.fanout.Outgoing): two sessions each of two
+    Persons who may read different folders, and an administrator, all subscribed;
+    each sees exactly what its own Person may, whichever session the publisher
+    reached first."""
+    async with good_client(server) as admin:
+        left = await admin.create("Folder", {"name": "left", "object_type": "DN"})
+        right = await admin.create("Folder", {"name": "right", "object_type": "DN"})
+    await make_person(server, "lefty", permissions={f"folder:{left['dbid']}": "r"})
+    await make_person(server, "righty", permissions={f"folder:{right['dbid']}": "r"})
+    async with (
+        login(server, "lefty", "pw-lefty") as l1,
+        login(server, "lefty", "pw-lefty") as l2,
+        login(server, "righty", "pw-righty") as r1,
+        login(server, "righty", "pw-righty") as r2,
+        good_client(server, app="watcher") as watcher,
+        good_client(server) as admin,
+    ):
+        for c in (l1, l2, r1, r2, watcher):
+            await c.subscribe("DN")
+        for name, folder in (
+            ("on-the-left", left),
+            ("on-the-right", right),
+            ("left-again", left),
+            ("right-again", right),
+        ):
+            await admin.create("DN", {"name": name, "folder_dbid": folder["dbid"]})
+
+        async def names_seen(c: ConfigClient, count: int) -> list[str]:
+            return [(await c.notification())["data"]["name"] for _ in range(count)]
+
+        with trio.fail_after(10):
+            # In order, and nothing of the other folder between: each Person's own.
+            for c in (l1, l2):
+                assert await names_seen(c, 2) == ["on-the-left", "left-again"]
+            for c in (r1, r2):
+                assert await names_seen(c, 2) == ["on-the-right", "right-again"]
+            assert await names_seen(watcher, 4) == [
+                "on-the-left",
+                "on-the-right",
+                "left-again",
+                "right-again",
+            ]
+
+
 async def test_denied_requests_are_logged_once_per_interval(server: dict[str, Any]) -> None:
     await make_person(server, "pest")
     async with login(server, "pest", "pw-pest") as p:
