@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from confserv.core.backlog import Backlog
-from confserv.core.fanout import SUBSCRIBER_BYTES, Subscription
+from confserv.core.fanout import SUBSCRIBER_BYTES, Outgoing, Subscription
 from confserv.store.base import Change
 
 MiB = 1 << 20
@@ -37,11 +37,16 @@ def change(serial: int) -> Change:
     return Change(serial, 1, "add", "Host", serial, {"name": f"h{serial}"}, 0.0)
 
 
+def encoded_as(data: bytes, serial: int) -> Outgoing:
+    """Change ``serial`` on its way out, its notification encoded to ``data``."""
+    return Outgoing(change(serial), data, b"")
+
+
 def test_a_reader_that_takes_nothing_is_cut_off_by_bytes() -> None:
     sub = Subscription(everything=True)
     big = b"x" * MiB  # each change encodes to 1 MiB
     offered = 0
-    while sub.offer(change(offered + 1), lambda c: big):
+    while sub.offer(encoded_as(big, offered + 1)):
         offered += 1
         assert offered < 1000
     assert sub.overflowed
@@ -52,6 +57,6 @@ def test_a_reader_that_keeps_up_is_never_cut_off() -> None:
     sub = Subscription(everything=True)
     big = b"x" * MiB
     for serial in range(1, 200):
-        assert sub.offer(change(serial), lambda c: big)
+        assert sub.offer(encoded_as(big, serial))
         assert sub.receive.receive_nowait().serial == serial
     assert not sub.overflowed
