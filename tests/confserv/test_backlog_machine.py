@@ -68,7 +68,7 @@ TestBacklogRules = BacklogRules.TestCase
 TestBacklogRules.settings = settings(max_examples=300, stateful_step_count=40, deadline=None)
 
 
-def change(serial: int) -> fanout.Outgoing:
+def prepared(serial: int) -> fanout.Outgoing:
     """An added Host with ``serial``, prepared for one publish."""
     added = Change(serial, 1, "add", "Host", serial, {"type": "Host", "dbid": serial}, 0.0)
     return fanout.NotificationCache().outgoing(added)
@@ -79,12 +79,12 @@ def test_a_queue_reader_that_reads_nothing_is_cut_off_at_the_limit(
 ) -> None:
     monkeypatch.setattr(fanout, "SUBSCRIBER_BUFFER", 3)
     sub = fanout.Subscription(everything=True)
-    assert [sub.offer(change(i)) for i in range(1, 5)] == [True, True, True, False]
+    assert [sub.offer(prepared(i)) for i in range(1, 5)] == [True, True, True, False]
     assert sub.overflowed
     # A reader that keeps up is never cut off.
     sub = fanout.Subscription(everything=True)
     for i in range(1, 20):
-        assert sub.offer(change(i))
+        assert sub.offer(prepared(i))
         assert sub.receive.receive_nowait().serial == i
     assert not sub.overflowed
 
@@ -92,7 +92,7 @@ def test_a_queue_reader_that_reads_nothing_is_cut_off_at_the_limit(
 def test_a_gone_reader_drops_the_subscription_without_overflow() -> None:
     sub = fanout.Subscription(everything=True)
     sub.receive.close()
-    assert not sub.offer(change(1))
+    assert not sub.offer(prepared(1))
     assert not sub.overflowed
 
 
@@ -101,7 +101,7 @@ def test_a_failing_deliver_drops_only_that_subscriber(caplog: pytest.LogCaptureF
         raise RuntimeError("boom")
 
     sub = fanout.Subscription(everything=True, deliver=broken)
-    assert not sub.offer(change(1))
+    assert not sub.offer(prepared(1))
     assert "delivering serial 1" in caplog.text
     with pytest.raises(trio.WouldBlock):
         sub.receive.receive_nowait()  # delivered ones never go to the queue
