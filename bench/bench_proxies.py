@@ -59,7 +59,7 @@ PROXY2 = "proxy2"
 READ_SECONDS = 4.0
 #: Read clients of each proxy, all in one worker process.
 CLIENTS_PER_PROXY = 16
-#: Timed rounds; each measures one proxy, then two. Each figure is its best round.
+#: Timed rounds; each measures every case (one proxy, two; pinned, unpinned) in turn.
 ROUNDS = 3
 #: Target: two proxies' rate over one proxy's, each proxy with a core of its own.
 SCALE_TARGET = 1.6
