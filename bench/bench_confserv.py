@@ -60,11 +60,9 @@ from addp import FrameKind, encode_frame, encode_payload
 from bench._report import Benchmark, Result, figure, main
 from bench.confserv_clients import (
     READ_OBJECTS,
-    LoadRun,
     create_hosts,
     fanout_writes,
     read_load,
-    workers,
     write_latencies,
 )
 from bench.confserv_server import (
@@ -78,6 +76,7 @@ from bench.confserv_server import (
     write_config,
 )
 from bench.measure import CpuWindow, fsync_ms, raise_open_file_limit, rss_kib
+from bench.worker_procs import timed_load, workers
 from tests.helpers.nodes import Node
 from tests.helpers.stats import median, percentile
 from tests.helpers.system import free_port
@@ -214,15 +213,7 @@ def read_in_processes(server: Node) -> Result:
         for i in range(READ_PROCESSES)
     ]
     with workers(args) as started:
-        for worker in started:
-            worker.expect("READY")
-        window = CpuWindow({"server": server.pid})
-        wall = time.perf_counter()
-        for worker in started:
-            worker.tell("GO")
-        runs = [LoadRun(**json.loads(worker.line())) for worker in started]
-        wall = time.perf_counter() - wall
-        used = window.seconds()
+        runs, wall, used = timed_load(started, {"server": server.pid})
     server_cpu, machine = used["server"], used["machine"]
     count = sum(r.count for r in runs)
     rate = sum(r.count / r.wall for r in runs)

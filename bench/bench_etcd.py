@@ -62,14 +62,7 @@ import trio
 
 from bench import bench_confserv
 from bench._report import Benchmark, Result, figure, main, report
-from bench.confserv_clients import (
-    READ_OBJECTS,
-    LoadRun,
-    Worker,
-    create_hosts,
-    read_load,
-    workers,
-)
+from bench.confserv_clients import READ_OBJECTS, create_hosts, read_load
 from bench.confserv_server import sqlite_server
 from bench.etcd_peer import (
     READ_KEYS,
@@ -83,6 +76,7 @@ from bench.etcd_peer import (
     running_etcd,
 )
 from bench.measure import CpuWindow, raise_open_file_limit
+from bench.worker_procs import Worker, timed_load, workers
 from tests.helpers.debian import ProgramUnavailable
 from tests.helpers.stats import median, percentile
 
@@ -174,15 +168,7 @@ def _split(
 ) -> tuple[float, str]:
     """Rate of the READ_PROCESSES workers ``start`` opens (READY, GO, one JSON line each)."""
     with start as started:
-        for worker in started:
-            worker.expect("READY")
-        window = CpuWindow({name: pid})
-        wall = time.perf_counter()
-        for worker in started:
-            worker.tell("GO")
-        runs = [LoadRun(**json.loads(worker.line())) for worker in started]
-        wall = time.perf_counter() - wall
-        used = window.seconds()
+        runs, wall, used = timed_load(started, {name: pid})
     for i, run in enumerate(runs):
         used[f"worker {i + 1}"] = run.cpu * wall / run.wall
     names = [name, *(f"worker {i + 1}" for i in range(len(runs)))]

@@ -28,11 +28,9 @@ Run alone with ``.venv/bin/python -m bench.bench_proxies [--quick] [scaling]``.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,8 +39,8 @@ from pathlib import Path
 import trio
 
 from bench._report import Benchmark, Result, figure, main
-from bench.confserv_clients import READ_OBJECTS, LoadRun, client, create_hosts, workers
-from bench.measure import CpuWindow
+from bench.confserv_clients import READ_OBJECTS, client, create_hosts
+from bench.worker_procs import timed_load, workers
 from tests.helpers.nodes import Node
 from tests.helpers.system import (
     MEMBERS,
@@ -159,17 +157,9 @@ def timed_round(inst: Installation, proxies: int, pinned: bool) -> Round:
     with workers(args) as started:
         for i, worker in enumerate(started):
             pin(worker.proc.pid, {PINNED[i]} if pinned else every)
-        for worker in started:
-            worker.expect("READY")
         pids: dict[str, int | None] = {"primary": inst.primary.pid}
         pids |= {f"proxy{i}": proxy.pid for i, proxy in enumerate(inst.proxies)}
-        window = CpuWindow(pids)
-        wall = time.perf_counter()
-        for worker in started:
-            worker.tell("GO")
-        runs = [LoadRun(**json.loads(worker.line())) for worker in started]
-        wall = time.perf_counter() - wall
-        used = window.seconds()
+        runs, _, used = timed_load(started, pids)
     return Round(
         rate=sum(r.count for r in runs) / max(r.wall for r in runs),
         wall=max(r.wall for r in runs),

@@ -2,7 +2,7 @@
 
 :func:`client` is the real client library (:func:`confserv.client.session.open_client`)
 as the administrator; :func:`hold_clients` runs many at once; :func:`read_load`
-reads for a window. A :class:`Worker` is a process of this module
+reads for a window. A :class:`bench.worker_procs.Worker` is by default a process of this module
 (``python -m bench.confserv_clients read-worker|subscribe-worker|lean-subscribe-worker
 ...``) speaking line by line on its stdin and stdout: ``READY`` once its clients
 are connected, then (``GO`` or ``STOP``) its figures as one JSON line. The lean
@@ -18,28 +18,21 @@ import math
 import os
 import select
 import socket
-import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
-from contextlib import AsyncExitStack, ExitStack, contextmanager, suppress
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from contextlib import AsyncExitStack
 from typing import Any
 
 import trio
 
 from addp import AddpOptions, Connection, ConnectionClosed, HandshakeComplete, Message
 from bench.measure import cpu_seconds, raise_open_file_limit
+from bench.worker_procs import WORKER_TIMEOUT, LoadRun
 from confserv.client.session import ConfigClient, open_client
 from tests.helpers.system import PASSWORD
 
-ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
-#: Time allowed for a worker process to answer (connect its clients, report).
-WORKER_TIMEOUT = 120.0
-#: Time a worker gets to exit by itself once its stdin is closed, before SIGTERM.
-WORKER_EXIT_GRACE = 5.0
 #: Clients opened at once (keeps the listen backlog and the server's accept loop calm).
 OPEN_CONCURRENCY = 50
 #: Hosts created before the read runs; reads cycle over their dbids.
@@ -87,99 +80,9 @@ async def hold_clients(
             nursery.start_soon(one, index)
 
 
-class Worker:
-    """A worker process of this module speaking line by line on its stdin/stdout."""
-
-    #: The module run as the worker (``python -m``); a subclass names its own.
-    module = "bench.confserv_clients"
-
-    def __init__(self, args: Sequence[str]) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", self.module, *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            cwd=ROOT,
-        )
-        self._buffer = b""
-
-    def line(self, timeout: float = WORKER_TIMEOUT) -> str:
-        """The next line the worker prints (RuntimeError if it exits or times out)."""
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self._buffer:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise RuntimeError(f"worker {self.proc.args!r} said nothing for {timeout:g} s")
-            ready, _, _ = select.select([self.proc.stdout], [], [], left)
-            if ready:
-                chunk = os.read(self.proc.stdout.fileno(), 65536)
-                if not chunk:
-                    raise RuntimeError(
-                        f"worker exited ({self.proc.poll()}) before answering: {self._buffer!r}"
-                    )
-                self._buffer += chunk
-        text, _, self._buffer = self._buffer.partition(b"\n")
-        return text.decode()
-
-    def expect(self, word: str) -> None:
-        """Wait for the line ``word``."""
-        got = self.line()
-        if got != word:
-            raise RuntimeError(f"worker said {got!r}, expected {word!r}")
-
-    def tell(self, word: str) -> None:
-        """Send one line to the worker."""
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(f"{word}\n".encode())
-        self.proc.stdin.flush()
-
-    @property
-    def pid(self) -> int:
-        """The worker's process id."""
-        return self.proc.pid
-
-    def stop(self) -> None:
-        """Close its stdin and stop it (SIGTERM, then SIGKILL)."""
-        if self.proc.stdin is not None and not self.proc.stdin.closed:
-            with suppress(OSError):
-                self.proc.stdin.close()
-        with suppress(subprocess.TimeoutExpired):
-            self.proc.wait(WORKER_EXIT_GRACE)  # it exits by itself at the end of its stdin
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-
-@contextmanager
-def workers(args: Sequence[Sequence[str]]) -> Iterator[list[Worker]]:
-    """Start one worker per argument list; stop them all on exit."""
-    with ExitStack() as stack:
-        started: list[Worker] = []
-        for one in args:
-            worker = Worker(one)
-            stack.callback(worker.stop)
-            started.append(worker)
-        yield started
-
-
 async def wait_for_line() -> str:
     """In a worker: the next line from stdin (read in a thread)."""
     return await trio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
-
-
-@dataclass(frozen=True, slots=True)
-class LoadRun:
-    """What one process's read clients did in the timed window."""
-
-    count: int
-    wall: float
-    cpu: float
 
 
 async def read_load(

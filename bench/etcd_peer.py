@@ -36,8 +36,9 @@ from typing import Any
 import h11
 import trio
 
-from bench.confserv_clients import LoadRun, Worker, serve_until_stop, wait_for_line
+from bench.confserv_clients import serve_until_stop, wait_for_line
 from bench.measure import cpu_seconds, raise_open_file_limit
+from bench.worker_procs import LoadRun, Worker
 from tests.helpers.debian import ensure_program
 from tests.helpers.system import free_port
 
