@@ -61,8 +61,10 @@ CLIENTS_PER_PROXY = 16
 ROUNDS = 3
 #: Target: two proxies' rate over one proxy's, each proxy with a core of its own.
 SCALE_TARGET = 1.6
-#: The cores of the pinned runs: proxy ``i`` and its clients on ``PINNED[i]``.
-PINNED = (0, 1)
+#: The cores this process may run on (a container's cpuset may hold fewer than the
+#: machine's): the unpinned runs use them all; proxy ``i`` of a pinned run and its
+#: clients get ``ALLOWED[i]``.
+ALLOWED = sorted(os.sched_getaffinity(0))
 #: Time the proxies get to have every Host in their cache.
 CACHE_TIMEOUT = 30.0
 #: The smallest settings (``--quick``).
@@ -145,18 +147,18 @@ def pin(pid: int, cores: set[int]) -> None:
 def timed_round(inst: Installation, proxies: int, pinned: bool) -> Round:
     """One read worker of :data:`CLIENTS_PER_PROXY` clients on each of the first
     ``proxies`` proxies; with ``pinned``, proxy ``i`` and its worker on core
-    ``PINNED[i]``, otherwise every process free to run on every core."""
-    every = set(range(os.cpu_count() or 1))
+    ``ALLOWED[i]``, otherwise every process free to run on every allowed core."""
+    every = set(ALLOWED)
     serving = inst.proxies[:proxies]
     args = [
         ["read-worker", str(proxy.port), str(CLIENTS_PER_PROXY), str(READ_SECONDS), f"p{i}-"]
         for i, proxy in enumerate(serving)
     ]
     for i, proxy in enumerate(inst.proxies):
-        pin(proxy.pid, {PINNED[i]} if pinned else every)
+        pin(proxy.pid, {ALLOWED[i]} if pinned else every)
     with workers(args) as started:
         for i, worker in enumerate(started):
-            pin(worker.proc.pid, {PINNED[i]} if pinned else every)
+            pin(worker.proc.pid, {ALLOWED[i]} if pinned else every)
         pids: dict[str, int | None] = {"primary": inst.primary.pid}
         pids |= {f"proxy{i}": proxy.pid for i, proxy in enumerate(inst.proxies)}
         runs, _, used = timed_load(started, pids)
@@ -186,7 +188,7 @@ def _describe(best: Round, rounds: Sequence[Round], proxies: str) -> str:
 def bench_scaling() -> list[Result]:
     """Reads through one proxy and through two, pinned and unpinned, :data:`ROUNDS`
     times; the best round of each case."""
-    cores = os.cpu_count() or 1
+    cores = len(ALLOWED)
     print(
         f"[1] reads through proxies: a worker process of {CLIENTS_PER_PROXY} clients per "
         f"proxy, {READ_SECONDS:g} s windows; one proxy, then two, pinned (a core each) and "
@@ -203,7 +205,7 @@ def bench_scaling() -> list[Result]:
         for proxy in inst.proxies:
             last = f"bench-host-{READ_OBJECTS - 1}"
             trio.run(wait_cached, proxy.port, last, CACHE_TIMEOUT)
-        if cores < len(PINNED):
+        if cores < len(inst.proxies):
             cases = cases[2:]  # nothing to pin to
         for _ in range(ROUNDS):
             for proxies, pinned in cases:
@@ -239,8 +241,8 @@ def bench_scaling() -> list[Result]:
                     f">= {SCALE_TARGET:g} x",
                     ratio >= SCALE_TARGET,
                     f"{two.rate:,.0f} / {one.rate:,.0f} reads/s, best rounds; proxy i and the "
-                    f"process of its {CLIENTS_PER_PROXY} clients on core PINNED[i] "
-                    f"({', '.join(map(str, PINNED))}), nothing else pinned there",
+                    f"process of its {CLIENTS_PER_PROXY} clients on core "
+                    f"{' / '.join(map(str, ALLOWED[:2]))}, nothing else pinned there",
                     precision=2,
                 )
             )
