@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ import trio
 
 from bench.confserv_clients import serve_until_stop, wait_for_line
 from bench.measure import cpu_seconds, raise_open_file_limit
-from bench.worker_procs import LoadRun, Worker
+from bench.worker_procs import LoadRun, Worker, workers
 from tests.helpers.debian import ensure_program
 from tests.helpers.system import free_port
 
@@ -433,16 +433,9 @@ class EtcdWorker(Worker):
     module = "bench.etcd_peer"
 
 
-@contextmanager
-def etcd_workers(args: Sequence[Sequence[str]]) -> Iterator[list[EtcdWorker]]:
+def etcd_workers(args: Sequence[Sequence[str]]) -> AbstractContextManager[list[Worker]]:
     """Start one worker of this module per argument list; stop them all on exit."""
-    with ExitStack() as stack:
-        started: list[EtcdWorker] = []
-        for one in args:
-            worker = EtcdWorker(one)
-            stack.callback(worker.stop)
-            started.append(worker)
-        yield started
+    return workers(args, EtcdWorker)
 
 
 def range_worker(port: int, clients: int, seconds: float, serializable: bool) -> None:

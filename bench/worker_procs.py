@@ -108,12 +108,12 @@ class Worker:
 
 
 @contextmanager
-def workers(args: Sequence[Sequence[str]]) -> Iterator[list[Worker]]:
-    """Start one worker per argument list; stop them all on exit."""
+def workers(args: Sequence[Sequence[str]], kind: type[Worker] = Worker) -> Iterator[list[Worker]]:
+    """Start one worker of class ``kind`` per argument list; stop them all on exit."""
     with ExitStack() as stack:
         started: list[Worker] = []
         for one in args:
-            worker = Worker(one)
+            worker = kind(one)
             stack.callback(worker.stop)
             started.append(worker)
         yield started
